@@ -1,0 +1,63 @@
+# Ferryman — every set-up step is here, so a fresh clone needs only `make run` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+ENCODER_DIR ?= build/encoder
+ROUTERS_DIR ?= routers
+BUF := tools/node_modules/.bin/buf
+PROTOS := $(shell find proto -name '*.proto' | sort)
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test ci lint typecheck proto proto-check buf-lint system-deps clean
+
+help:  ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[train,dev]'
+	@touch $@
+
+$(STAMPS)/build: $(STAMPS)/venv $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
+	HF_HUB_OFFLINE=1 $(BIN)/ferryman build all --encoder-dir $(ENCODER_DIR) --routers-dir $(ROUTERS_DIR)
+	@touch $@
+
+$(STAMPS)/tools: tools/package.json
+	@mkdir -p $(STAMPS)
+	cd tools && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+system-deps:  ## install OS packages the tests need (redis-server), if missing
+	@bash scripts/system-deps.sh
+
+setup: $(STAMPS)/venv $(STAMPS)/build  ## virtualenv, ONNX encoder and router graphs
+
+run: setup  ## serve scorer + gateway with the default routers
+	$(BIN)/ferryman up
+
+test: setup system-deps  ## set up everything and run all tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ci: lint proto-check buf-lint test  ## what .ci/run runs
+
+lint: $(STAMPS)/venv  ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+proto: $(STAMPS)/venv  ## regenerate Python stubs from proto/
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+proto-check: $(STAMPS)/venv  ## fail if generated stubs are stale
+	@bash scripts/check-stubs.sh $(BIN)/python
+
+buf-lint: $(STAMPS)/tools  ## buf lint (and buf breaking against main when available)
+	$(BUF) lint
+	@bash scripts/buf-breaking.sh $(BUF)
+
+clean:  ## remove build outputs (keeps the virtualenv)
+	rm -rf build $(STAMPS)/build

@@ -1,0 +1,75 @@
+"""The ``ferryman`` command: one entry point dispatching to every subcommand.
+
+Subcommand modules are imported lazily so that ``ferryman scorer`` never
+imports training code (torch) and ``ferryman --help`` is instant. Each module
+exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+# name -> (module, one-line help). Modules are imported only when chosen.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scorer": ("scorer.main", "serve the scorer gRPC service (routers as ONNX models)"),
+    "score": ("scorer.score_cli", "score prompts locally, without a server, and print JSON"),
+    "gateway": ("gateway.main", "serve the gateway (gRPC + OpenAI-compatible HTTP)"),
+    "up": ("ferryman.up", "run scorer and gateway together (what `make run` uses)"),
+    "build": ("scorer.train.build_cli", "build serving files: the ONNX encoder and trained router graphs"),
+    "train": ("scorer.train.cli", "train a router (mf, bert, sw) into an artifact directory"),
+    "calibrate": ("scorer.train.calibrate", "store strong-call-share thresholds in an artifact"),
+    "eval": ("scorer.eval.cli", "evaluate routers on the RouteLLM benchmarks (APGR, CPT, plots)"),
+    "bench": ("bench.cli", "benchmarks that print throughput/latency ratios"),
+}
+
+
+class _Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def _overview() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "commands:\n" + "\n".join(lines) + "\n\nRun `ferryman COMMAND --help` for the options of one command."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ferryman`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    top = argparse.ArgumentParser(
+        prog="ferryman",
+        description="Ferryman routes each LLM request to the cheapest model that will answer it well.",
+        epilog=_overview(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"ferryman {_version()}")
+    top.add_argument("command", nargs="?", choices=sorted(COMMANDS), metavar="COMMAND")
+    if not args or args[0] not in COMMANDS:
+        ns = top.parse_args(args[:1])
+        if ns.command is None:
+            top.print_help()
+            return 2
+    name = args[0]
+    module_name, text = COMMANDS[name]
+    module = cast(_Command, importlib.import_module(module_name))
+    parser = argparse.ArgumentParser(
+        prog=f"ferryman {name}", description=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(args[1:])) or 0)
+
+
+def _version() -> str:
+    from ferryman import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

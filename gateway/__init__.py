@@ -1,0 +1,1 @@
+"""Ferryman gateway: policy, providers, resilience; gRPC and OpenAI-compatible HTTP."""

