@@ -11,6 +11,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test ci lint typecheck proto proto-check buf-lint system-deps clean
+.PHONY: clients k8s-validate cluster-local
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
@@ -58,6 +59,24 @@ proto-check: $(STAMPS)/venv  ## fail if generated stubs are stale
 buf-lint: $(STAMPS)/tools  ## buf lint (and buf breaking against main when available)
 	$(BUF) lint
 	@bash scripts/buf-breaking.sh $(BUF)
+
+# Go client: GOPATH mode against Debian's grpc-go/protobuf-go, so it builds offline.
+GO_ENV := GO111MODULE=off GOPATH=$(CURDIR)/clients/go/gen:/usr/share/gocode GOFLAGS= GOPROXY=off
+KUBECTL := $(BIN)/kubectl
+
+clients: $(STAMPS)/tools system-deps  ## generate Go stubs (buf generate) and build the Go and Node clients
+	rm -rf clients/go/gen
+	$(BUF) generate
+	$(GO_ENV) go build -o clients/go/bin/ferryman-client ./clients/go/cmd/ferryman-client
+	cd clients/node && npm ci --ignore-scripts --silent --no-audit --no-fund
+
+k8s-validate: $(STAMPS)/venv  ## render each k8s overlay (kustomize) and validate it (kubernetes-validate --strict)
+	@for o in k8s/overlays/*/; do \
+	  echo "$$o"; $(KUBECTL) kustomize "$$o" | $(BIN)/kubernetes-validate --strict --quiet - || exit 1; \
+	done; echo "k8s overlays valid"
+
+cluster-local: setup  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
+	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build

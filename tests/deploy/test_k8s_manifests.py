@@ -1,0 +1,204 @@
+"""The k8s overlays render, pass strict schema validation, and keep the invariants that matter.
+
+Ports, probe ports, the config mount and the container arguments are checked against the code
+(``gateway.config`` defaults, the real ``ferryman`` subcommand parsers), not against copies of
+the numbers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from gateway.config import ServerConfig, parse_config
+
+from . import k8s
+from .cli_args import parse_ferryman_args
+from .k8s import OVERLAYS, containers, find, one, port_named, render, selects
+
+SERVICES = ("scorer", "gateway")
+
+
+def _validate(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [k8s.venv_tool("kubernetes-validate"), "--strict", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_passes_strict_validation(overlay: str) -> None:
+    """`kubectl kustomize k8s/overlays/X | kubernetes-validate --strict -`, every object passes."""
+    out = _validate(k8s.render_text(overlay))
+    assert out.returncode == 0, out.stdout + out.stderr
+    passed = [line for line in (out.stdout + out.stderr).splitlines() if " passed for resource " in line]
+    assert len(passed) == len(render(overlay)), out.stdout + out.stderr
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    """The validator really is strict: a misspelt field fails (so the test above means something)."""
+    objs = render("prod")
+    one(objs, "Deployment", "scorer")["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    out = _validate(yaml.safe_dump_all(objs))
+    assert out.returncode != 0
+    assert "readinesProbe" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_containers_have_resources_and_locked_down_security(overlay: str) -> None:
+    objs = render(overlay)
+    seen = 0
+    for dep, c in containers(objs):
+        seen += 1
+        where = f"{overlay}: {dep['metadata']['name']}/{c['name']}"
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][bound]), f"{where}: resources.{bound}"
+        pod_sc = dep["spec"]["template"]["spec"]["securityContext"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, where
+        assert sc["allowPrivilegeEscalation"] is False, where
+        assert sc["capabilities"]["drop"] == ["ALL"], where
+        assert (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")) is True, where
+        assert int(sc.get("runAsUser", pod_sc.get("runAsUser", 0))) != 0, where
+        assert ":latest" not in c["image"] and ":" in c["image"], f"{where}: image tag pinned"
+    assert seen >= 2
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_ferryman_pods_spread_drain_and_have_scratch_space(overlay: str, service: str) -> None:
+    dep = one(render(overlay), "Deployment", service)
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    keys = {t["topologyKey"] for t in spec["topologySpreadConstraints"]}
+    assert "kubernetes.io/hostname" in keys
+    assert all(
+        selects(t["labelSelector"]["matchLabels"], dep["spec"]["template"]["metadata"]["labels"])
+        for t in spec["topologySpreadConstraints"]
+    )
+    tmp = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp["name"])
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pre_stop < spec["terminationGracePeriodSeconds"]
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert ann["prometheus.io/scrape"] == "true"
+    assert int(ann["prometheus.io/port"]) in {p["containerPort"] for p in c["ports"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_ports_probes_and_config_match_the_code(overlay: str) -> None:
+    objs = render(overlay)
+    dep = one(objs, "Deployment", "gateway")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    command, ns = parse_ferryman_args(c["args"])
+    assert command == "gateway"
+
+    # The config file the command reads is the ConfigMap's gateway.yaml, mounted read-only.
+    mount = next(m for m in c["volumeMounts"] if str(ns.config).startswith(m["mountPath"] + "/"))
+    volume = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    cm = one(objs, "ConfigMap", "gateway-config")
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    cfg = parse_config(yaml.safe_load(cm["data"][str(ns.config)[len(mount["mountPath"]) + 1 :]]))
+
+    assert cfg.server.grpc_port == ServerConfig.grpc_port == port_named(c, "grpc")
+    assert cfg.server.http_port == ServerConfig.http_port == port_named(c, "http")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"]["port"] == cfg.server.grpc_port, probe
+    svc = one(objs, "Service", "gateway")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+        "grpc": cfg.server.grpc_port,
+        "http": cfg.server.http_port,
+    }
+    assert selects(svc["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])
+    # Provider and client keys come from Secrets by reference; none is in the config itself.
+    assert {s["secretRef"]["name"] for s in c["envFrom"]} == {"ferryman-provider-keys", "ferryman-client-keys"}
+    assert not find(objs, "Secret")
+    assert all(m.api_key.env for m in cfg.models.values())
+    assert cfg.auth.keys_env and not cfg.auth.disabled
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_dials_the_headless_scorer_service(overlay: str) -> None:
+    objs = render(overlay)
+    cm = one(objs, "ConfigMap", "gateway-config")
+    cfg = parse_config(yaml.safe_load(cm["data"]["gateway.yaml"]))
+    scorer = one(objs, "Deployment", "scorer")
+    (sc,) = scorer["spec"]["template"]["spec"]["containers"]
+    svc = one(objs, "Service", "scorer")
+    assert svc["spec"]["clusterIP"] == "None", "scorer Service must be headless (per-call balancing)"
+    assert selects(svc["spec"]["selector"], scorer["spec"]["template"]["metadata"]["labels"])
+    (port,) = svc["spec"]["ports"]
+    assert port["targetPort"] == "grpc" and port["port"] == port_named(sc, "grpc")
+    namespace = svc["metadata"]["namespace"]
+    assert one(objs, "Deployment", "gateway")["metadata"]["namespace"] == namespace
+    assert cfg.scorer.target == f"dns:///scorer.{namespace}.svc.cluster.local:{port['port']}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_reaches_the_scorer(overlay: str) -> None:
+    objs = render(overlay)
+    scorer_labels = one(objs, "Deployment", "scorer")["spec"]["template"]["metadata"]["labels"]
+    gateway_labels = one(objs, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
+    (sc,) = one(objs, "Deployment", "scorer")["spec"]["template"]["spec"]["containers"]
+    grpc_port = port_named(sc, "grpc")
+    policies = [
+        p for p in find(objs, "NetworkPolicy") if selects(p["spec"]["podSelector"]["matchLabels"], scorer_labels)
+    ]
+    assert policies, "no NetworkPolicy selects the scorer pods"
+    admitted_grpc = 0
+    for pol in policies:
+        assert "Ingress" in pol["spec"]["policyTypes"]
+        for rule in pol["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            assert ports and rule.get("from"), "a rule without ports or peers admits everything"
+            if grpc_port in ports:
+                for peer in rule["from"]:
+                    assert set(peer) == {"podSelector"}, "only same-namespace pods may reach the gRPC port"
+                    assert selects(peer["podSelector"]["matchLabels"], gateway_labels)
+                    assert not selects(peer["podSelector"]["matchLabels"], scorer_labels)
+                    admitted_grpc += 1
+    assert admitted_grpc >= 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_hpa_and_pdb_target_the_right_deployments(overlay: str) -> None:
+    objs = render(overlay)
+    for name in SERVICES:
+        dep = one(objs, "Deployment", name)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        hpa = one(objs, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert hpa["spec"]["minReplicas"] <= dep["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        pdbs = [p for p in find(objs, "PodDisruptionBudget") if selects(p["spec"]["selector"]["matchLabels"], labels)]
+        assert [p["metadata"]["name"] for p in pdbs] == [name]
+        others = [d for d in find(objs, "Deployment") if d is not dep]
+        assert not any(
+            selects(pdbs[0]["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])
+            for d in others
+        )
+
+
+def test_overlays_differ_as_intended() -> None:
+    dev, prod = render("dev"), render("prod")
+    for name in SERVICES:
+        assert one(dev, "Deployment", name)["spec"]["replicas"] == 1
+        assert one(prod, "Deployment", name)["spec"]["replicas"] >= 2
+        assert (
+            one(prod, "HorizontalPodAutoscaler", name)["spec"]["maxReplicas"]
+            > one(dev, "HorizontalPodAutoscaler", name)["spec"]["maxReplicas"]
+        )
+    # dev runs Redis for shared breaker state and points the gateway at it; prod uses a managed one.
+    assert one(dev, "Deployment", "redis") and one(dev, "Service", "redis")
+    (gc,) = one(dev, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    cfg = parse_config(yaml.safe_load(one(dev, "ConfigMap", "gateway-config")["data"]["gateway.yaml"]))
+    env = {e["name"]: e.get("value") for e in gc.get("env", [])}
+    assert env[cfg.breaker.redis_url_env] == "redis://redis:6379/0"
+    assert not find(prod, "Deployment", "redis")
