@@ -1,0 +1,423 @@
+"""Gateway configuration: one YAML file, validated at start into typed, frozen dataclasses.
+
+Every error names the offending field by its path (``models.gpt-4o.price_in_per_mtok``) so
+that a bad file fails fast with a clear message. Secrets are never read from the file
+itself: provider keys and client API keys come from environment variables or mounted files,
+and are resolved when needed (``resolve_secret``) so that ``Route`` works with no provider
+keys at all. See ``config/gateway.yaml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from gateway.errors import ConfigError
+
+ProviderKind = Literal["openai", "anthropic"]
+TierName = Literal["strong", "weak"]
+TIERS: tuple[TierName, TierName] = ("strong", "weak")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable and/or a mounted file (the file wins)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def describe(self) -> str:
+        """Human-readable location, for error messages (never the value)."""
+        parts = [f"environment variable {self.env}"] if self.env else []
+        if self.file:
+            parts.append(f"file {self.file}")
+        return " or ".join(parts) or "nowhere (no api_key_env / api_key_file configured)"
+
+
+def resolve_secret(ref: SecretRef, environ: Mapping[str, str] | None = None) -> str | None:
+    """The secret's value, or None when neither the file nor the variable provides one."""
+    env = os.environ if environ is None else environ
+    if ref.file is not None and ref.file.is_file():
+        value = ref.file.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    if ref.env:
+        value = env.get(ref.env, "").strip()
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One provider model the gateway can call."""
+
+    name: str
+    provider: ProviderKind
+    base_url: str
+    provider_model: str
+    api_key: SecretRef
+    price_in_per_mtok: float
+    price_out_per_mtok: float
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    max_connections: int = 100
+    #: Anthropic requires max_tokens; used when the request sets none.
+    default_max_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """An ordered fallback chain of models and the router model identity it stands for."""
+
+    name: TierName
+    models: tuple[str, ...]
+    #: The scorer's strong_model / weak_model this tier stands for ("" = router default).
+    router_model: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """A named policy: which router, and a threshold or a target strong-call share."""
+
+    name: str
+    router: str
+    threshold: float | None = None
+    strong_share: float | None = None
+    #: Tier used when the scorer is unreachable or too slow.
+    scorer_down_tier: TierName = "strong"
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """How the gateway reaches the scorer."""
+
+    target: str = "dns:///127.0.0.1:50051"
+    deadline_ms: float = 50.0
+    list_routers_deadline_ms: float = 2000.0
+    calibration_refresh_s: float = 60.0
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries on transient errors (429, 5xx, connect errors, timeouts) against one model."""
+
+    max_retries: int = 2
+    base_delay_s: float = 0.2
+    max_delay_s: float = 2.0
+    #: A Retry-After longer than this is not waited for; the next model is tried instead.
+    max_retry_after_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """One circuit breaker per provider endpoint; shared through Redis when configured."""
+
+    fail_max: int = 5
+    reset_timeout_s: float = 30.0
+    success_threshold: int = 1
+    redis_url_env: str = "REDIS_URL"
+    redis_namespace: str = "ferryman"
+    #: After a Redis error, local state is used for this long before Redis is tried again.
+    redis_retry_s: float = 5.0
+    redis_socket_timeout_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Defaults for routed requests."""
+
+    default_router: str = "mf"
+    #: After the chosen tier's chain is exhausted, try the other tier's chain.
+    fallback_to_other_tier: bool = True
+    scorer_down_tier: TierName = "strong"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Listening addresses and request limits."""
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50061
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    max_body_bytes: int = 1_048_576
+    request_timeout_s: float = 120.0
+    log_prompts: bool = False
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Client API keys (bearer tokens); auth may be disabled only explicitly."""
+
+    disabled: bool = False
+    keys_env: str | None = "FERRYMAN_API_KEYS"
+    keys_file: Path | None = None
+
+    def load_keys(self, environ: Mapping[str, str] | None = None) -> frozenset[str]:
+        """The configured client keys: comma- or newline-separated, from the file and/or variable."""
+        env = os.environ if environ is None else environ
+        raw = []
+        if self.keys_file is not None:
+            if not self.keys_file.is_file():
+                raise ConfigError(f"auth.keys_file: {self.keys_file} does not exist")
+            raw.append(self.keys_file.read_text(encoding="utf-8"))
+        if self.keys_env:
+            raw.append(env.get(self.keys_env, ""))
+        keys = frozenset(k.strip() for chunk in raw for k in chunk.replace("\n", ",").split(",") if k.strip())
+        return keys
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The whole, validated gateway configuration."""
+
+    models: Mapping[str, ModelConfig]
+    tiers: Mapping[TierName, TierConfig]
+    policies: Mapping[str, PolicyConfig]
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    def tier_of(self, model: str) -> TierName | None:
+        """The tier whose chain contains ``model``, if any."""
+        for name, tier in self.tiers.items():
+            if model in tier.models:
+                return name
+        return None
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+
+class _Reader:
+    """Reads typed values out of one mapping, naming the field path in every error."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
+        self.data = data
+        self.path = path
+        self._seen: set[str] = set()
+
+    def _p(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        self._seen.add(key)
+        return self.data.get(key)
+
+    def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
+        value = self.raw(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self._p(key)}: required")
+            return default  # type: ignore[return-value]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{self._p(key)}: expected {kind.__name__}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self._p(key)}: must be a finite number")
+        return value
+
+    def positive(self, key: str, kind: type[T], default: T) -> T:
+        value = self.get(key, kind, default)
+        if isinstance(value, int | float) and value <= 0:
+            raise ConfigError(f"{self._p(key)}: must be > 0, got {value}")
+        return value
+
+    def non_negative(self, key: str, kind: type[T], default: T | None, *, required: bool = False) -> T:
+        value = self.get(key, kind, default, required=required)
+        if isinstance(value, int | float) and value < 0:
+            raise ConfigError(f"{self._p(key)}: must be >= 0, got {value}")
+        return value
+
+    def unit(self, key: str) -> float | None:
+        value = self.get(key, float)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{self._p(key)}: must be in [0, 1], got {value}")
+        return value
+
+    def tier(self, key: str, default: TierName) -> TierName:
+        value = self.get(key, str, default)
+        if value not in TIERS:
+            raise ConfigError(f"{self._p(key)}: must be 'strong' or 'weak', got {value!r}")
+        return value  # type: ignore[return-value]
+
+    def path_(self, key: str) -> Path | None:
+        value = self.get(key, str)
+        return Path(value) if value else None
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self._seen)
+        if unknown:
+            raise ConfigError(f"{self.path or 'config'}: unknown field(s) {', '.join(map(str, unknown))}")
+
+
+def _model(name: str, data: Any) -> ModelConfig:
+    r = _Reader(data, f"models.{name}")
+    provider = r.get("provider", str, required=True)
+    if provider not in ("openai", "anthropic"):
+        raise ConfigError(f"models.{name}.provider: must be 'openai' or 'anthropic', got {provider!r}")
+    base_url = r.get("base_url", str, required=True).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"models.{name}.base_url: must start with http:// or https://, got {base_url!r}")
+    key = SecretRef(env=r.get("api_key_env", str), file=r.path_("api_key_file"))
+    cfg = ModelConfig(
+        name=name,
+        provider=provider,  # type: ignore[arg-type]
+        base_url=base_url,
+        provider_model=r.get("provider_model", str, name),
+        api_key=key,
+        price_in_per_mtok=r.non_negative("price_in_per_mtok", float, None, required=True),
+        price_out_per_mtok=r.non_negative("price_out_per_mtok", float, None, required=True),
+        connect_timeout_s=r.positive("connect_timeout_s", float, 5.0),
+        read_timeout_s=r.positive("read_timeout_s", float, 60.0),
+        max_connections=r.positive("max_connections", int, 100),
+        default_max_tokens=r.positive("default_max_tokens", int, 1024),
+    )
+    r.finish()
+    return cfg
+
+
+def parse_config(data: Any) -> GatewayConfig:
+    """Validate a parsed YAML document into a :class:`GatewayConfig`."""
+    top = _Reader(data, "")
+    models_raw = top.raw("models")
+    if not isinstance(models_raw, Mapping) or not models_raw:
+        raise ConfigError("models: at least one model is required")
+    models = {str(n): _model(str(n), d) for n, d in models_raw.items()}
+
+    tiers_r = _Reader(top.raw("tiers"), "tiers")
+    tiers: dict[TierName, TierConfig] = {}
+    for tier_name in TIERS:
+        tr = _Reader(tiers_r.raw(tier_name), f"tiers.{tier_name}")
+        chain = tr.raw("models")
+        if not isinstance(chain, list) or not chain or not all(isinstance(m, str) for m in chain):
+            raise ConfigError(f"tiers.{tier_name}.models: a non-empty list of model names is required")
+        for m in chain:
+            if m not in models:
+                raise ConfigError(f"tiers.{tier_name}.models: {m!r} is not defined under models")
+        if len(set(chain)) != len(chain):
+            raise ConfigError(f"tiers.{tier_name}.models: duplicate model names")
+        tiers[tier_name] = TierConfig(tier_name, tuple(chain), tr.get("router_model", str, ""))
+        tr.finish()
+    tiers_r.finish()
+    overlap = set(tiers["strong"].models) & set(tiers["weak"].models)
+    if overlap:
+        raise ConfigError(f"tiers: model(s) {', '.join(sorted(overlap))} are in both tiers")
+
+    rr = _Reader(top.raw("routing"), "routing")
+    routing = RoutingConfig(
+        default_router=rr.get("default_router", str, "mf"),
+        fallback_to_other_tier=rr.get("fallback_to_other_tier", bool, True),
+        scorer_down_tier=rr.tier("scorer_down_tier", "strong"),
+    )
+    rr.finish()
+
+    policies: dict[str, PolicyConfig] = {}
+    pol_raw = top.raw("policies") or {}
+    if not isinstance(pol_raw, Mapping):
+        raise ConfigError("policies: expected a mapping of policy name to settings")
+    for pname, pdata in pol_raw.items():
+        pname = str(pname)
+        if pname in models or pname.startswith("router-"):
+            raise ConfigError(f"policies.{pname}: name clashes with a model name or the router-<r>-<t> form")
+        pr = _Reader(pdata, f"policies.{pname}")
+        pol = PolicyConfig(
+            name=pname,
+            router=pr.get("router", str, routing.default_router),
+            threshold=pr.unit("threshold"),
+            strong_share=pr.unit("strong_share"),
+            scorer_down_tier=pr.tier("scorer_down_tier", routing.scorer_down_tier),
+        )
+        if (pol.threshold is None) == (pol.strong_share is None):
+            raise ConfigError(f"policies.{pname}: set exactly one of threshold or strong_share")
+        pr.finish()
+        policies[pname] = pol
+
+    sr = _Reader(top.raw("scorer"), "scorer")
+    scorer = ScorerConfig(
+        target=sr.get("target", str, ScorerConfig.target),
+        deadline_ms=sr.positive("deadline_ms", float, ScorerConfig.deadline_ms),
+        list_routers_deadline_ms=sr.positive("list_routers_deadline_ms", float, ScorerConfig.list_routers_deadline_ms),
+        calibration_refresh_s=sr.positive("calibration_refresh_s", float, ScorerConfig.calibration_refresh_s),
+        keepalive_time_ms=sr.positive("keepalive_time_ms", int, ScorerConfig.keepalive_time_ms),
+        keepalive_timeout_ms=sr.positive("keepalive_timeout_ms", int, ScorerConfig.keepalive_timeout_ms),
+    )
+    sr.finish()
+
+    rt = _Reader(top.raw("retry"), "retry")
+    retry = RetryConfig(
+        max_retries=rt.non_negative("max_retries", int, RetryConfig.max_retries),
+        base_delay_s=rt.non_negative("base_delay_s", float, RetryConfig.base_delay_s),
+        max_delay_s=rt.non_negative("max_delay_s", float, RetryConfig.max_delay_s),
+        max_retry_after_s=rt.non_negative("max_retry_after_s", float, RetryConfig.max_retry_after_s),
+    )
+    rt.finish()
+
+    br = _Reader(top.raw("breaker"), "breaker")
+    breaker = BreakerConfig(
+        fail_max=br.positive("fail_max", int, BreakerConfig.fail_max),
+        reset_timeout_s=br.positive("reset_timeout_s", float, BreakerConfig.reset_timeout_s),
+        success_threshold=br.positive("success_threshold", int, BreakerConfig.success_threshold),
+        redis_url_env=br.get("redis_url_env", str, BreakerConfig.redis_url_env),
+        redis_namespace=br.get("redis_namespace", str, BreakerConfig.redis_namespace),
+        redis_retry_s=br.positive("redis_retry_s", float, BreakerConfig.redis_retry_s),
+        redis_socket_timeout_s=br.positive("redis_socket_timeout_s", float, BreakerConfig.redis_socket_timeout_s),
+    )
+    br.finish()
+
+    sv = _Reader(top.raw("server"), "server")
+    server = ServerConfig(
+        grpc_host=sv.get("grpc_host", str, ServerConfig.grpc_host),
+        grpc_port=sv.non_negative("grpc_port", int, ServerConfig.grpc_port),
+        http_host=sv.get("http_host", str, ServerConfig.http_host),
+        http_port=sv.non_negative("http_port", int, ServerConfig.http_port),
+        max_body_bytes=sv.positive("max_body_bytes", int, ServerConfig.max_body_bytes),
+        request_timeout_s=sv.positive("request_timeout_s", float, ServerConfig.request_timeout_s),
+        log_prompts=sv.get("log_prompts", bool, False),
+    )
+    sv.finish()
+
+    ar = _Reader(top.raw("auth"), "auth")
+    auth = AuthConfig(
+        disabled=ar.get("disabled", bool, False),
+        keys_env=ar.get("keys_env", str, AuthConfig.keys_env),
+        keys_file=ar.path_("keys_file"),
+    )
+    ar.finish()
+    top.finish()
+    return GatewayConfig(models, tiers, policies, routing, scorer, retry, breaker, server, auth)
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate a YAML configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,21 @@
+"""Cost accounting: prices per 1M tokens, and a rough token estimate when a provider sends none."""
+
+from __future__ import annotations
+
+from gateway.config import ModelConfig
+from gateway.types import Message, Usage
+
+
+def cost_usd(model: ModelConfig, usage: Usage) -> float:
+    """Estimated price of one call in US dollars."""
+    return (usage.prompt_tokens * model.price_in_per_mtok + usage.completion_tokens * model.price_out_per_mtok) / 1e6
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token, the usual rule of thumb for English BPE vocabularies."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def estimate_usage(messages: tuple[Message, ...], completion: str) -> Usage:
+    """Usage for a stream whose provider reported none."""
+    return Usage(sum(estimate_tokens(m.content) for m in messages), estimate_tokens(completion))

@@ -1,0 +1,220 @@
+"""gRPC front end: a thin ``GatewayService`` servicer plus grpc.health.v1 and reflection.
+
+Each handler converts proto → domain, calls :class:`gateway.service.Gateway`, and converts
+back. ``_abort`` is the only place gRPC status codes are chosen (from the exception class).
+Clients authenticate with ``authorization: Bearer <key>`` call metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.errors import GatewayError, grpc_status
+from gateway.service import Gateway
+from gateway.types import (
+    Accounting,
+    AttemptOutcome,
+    ChatRequest,
+    Decision,
+    DecisionSource,
+    Message,
+    RoutingOverrides,
+    Tier,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+
+_TIER = {
+    Tier.STRONG: gateway_pb2.TIER_STRONG,
+    Tier.WEAK: gateway_pb2.TIER_WEAK,
+    Tier.PASSTHROUGH: gateway_pb2.TIER_PASSTHROUGH,
+}
+_SOURCE = {
+    DecisionSource.SCORED: gateway_pb2.DECISION_SOURCE_SCORED,
+    DecisionSource.SCORER_UNAVAILABLE: gateway_pb2.DECISION_SOURCE_SCORER_UNAVAILABLE,
+    DecisionSource.PASSTHROUGH: gateway_pb2.DECISION_SOURCE_PASSTHROUGH,
+}
+_OUTCOME = {
+    AttemptOutcome.SUCCESS: gateway_pb2.ATTEMPT_OUTCOME_SUCCESS,
+    AttemptOutcome.TRANSIENT_ERROR: gateway_pb2.ATTEMPT_OUTCOME_TRANSIENT_ERROR,
+    AttemptOutcome.BREAKER_OPEN: gateway_pb2.ATTEMPT_OUTCOME_BREAKER_OPEN,
+    AttemptOutcome.CLIENT_ERROR: gateway_pb2.ATTEMPT_OUTCOME_CLIENT_ERROR,
+}
+
+
+def _routing(options: gateway_pb2.RoutingOptions) -> RoutingOverrides:
+    return RoutingOverrides(
+        router=options.router,
+        threshold=options.threshold if options.HasField("threshold") else None,
+        strong_share=options.strong_share if options.HasField("strong_share") else None,
+        policy=options.policy,
+    )
+
+
+def to_chat_request(
+    msg: gateway_pb2.ChatCompletionRequest | gateway_pb2.StreamChatCompletionRequest | gateway_pb2.RouteRequest,
+) -> ChatRequest:
+    messages = tuple(Message(m.role, m.content, m.name) for m in msg.messages)
+    if isinstance(msg, gateway_pb2.RouteRequest):
+        return ChatRequest(model=msg.model, messages=messages, routing=_routing(msg.routing))
+    return ChatRequest(
+        model=msg.model,
+        messages=messages,
+        temperature=msg.temperature if msg.HasField("temperature") else None,
+        max_tokens=msg.max_tokens if msg.HasField("max_tokens") else None,
+        top_p=msg.top_p if msg.HasField("top_p") else None,
+        stop=tuple(msg.stop),
+        user=msg.user,
+        routing=_routing(msg.routing),
+    )
+
+
+def decision_pb(d: Decision) -> gateway_pb2.RoutingDecision:
+    return gateway_pb2.RoutingDecision(
+        tier=_TIER[d.tier],
+        model=d.model,
+        router=d.router,
+        score=d.score,
+        threshold=d.threshold,
+        source=_SOURCE[d.source],
+        policy=d.policy,
+        scorer_latency_ms=d.scorer_latency_ms,
+    )
+
+
+def accounting_pb(a: Accounting) -> gateway_pb2.Accounting:
+    return gateway_pb2.Accounting(
+        served_model=a.served_model,
+        served_tier=_TIER[a.served_tier],
+        attempts=[
+            gateway_pb2.Attempt(
+                model=x.model,
+                tier=_TIER[x.tier],
+                outcome=_OUTCOME[x.outcome],
+                error=x.error,
+                retries=x.retries,
+                latency_ms=x.latency_ms,
+            )
+            for x in a.attempts
+        ],
+        degraded=a.degraded,
+        cost_usd=a.cost_usd,
+        strong_cost_usd=a.strong_cost_usd,
+    )
+
+
+def usage_pb(u: Usage) -> gateway_pb2.Usage:
+    return gateway_pb2.Usage(
+        prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, total_tokens=u.total_tokens
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if not isinstance(exc, GatewayError):
+        log.exception("unexpected error serving a gRPC request")
+    code, message = grpc_status(exc)
+    await context.abort(code, message)
+
+
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    """proto → :class:`Gateway` → proto, nothing else."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def Route(
+        self, request: gateway_pb2.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RouteResponse:
+        try:
+            self._gateway.authenticate(_authorization(context))
+            decision = await self._gateway.route(to_chat_request(request))
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        return gateway_pb2.RouteResponse(decision=decision_pb(decision))
+
+    async def ChatCompletion(
+        self, request: gateway_pb2.ChatCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ChatCompletionResponse:
+        try:
+            self._gateway.authenticate(_authorization(context))
+            result = await self._gateway.chat(to_chat_request(request), context.time_remaining())
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        c = result.completion
+        return gateway_pb2.ChatCompletionResponse(
+            id=result.id,
+            model=result.accounting.served_model,
+            message=gateway_pb2.ChatMessage(role="assistant", content=c.content),
+            finish_reason=c.finish_reason,
+            usage=usage_pb(c.usage),
+            decision=decision_pb(result.decision),
+            accounting=accounting_pb(result.accounting),
+            created=result.created,
+        )
+
+    async def StreamChatCompletion(
+        self, request: gateway_pb2.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.StreamChatCompletionResponse]:
+        try:
+            self._gateway.authenticate(_authorization(context))
+            chat = to_chat_request(request)
+            started = await self._gateway.start_stream(chat, context.time_remaining())
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        yield gateway_pb2.StreamChatCompletionResponse(id=started.id, decision=decision_pb(started.decision))
+        try:
+            async for text in self._gateway.stream_events(started, chat):
+                yield gateway_pb2.StreamChatCompletionResponse(id=started.id, delta=text)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        done = started.completion
+        if done is None:
+            await context.abort(grpc.StatusCode.INTERNAL, "stream ended without a final event")
+            return
+        yield gateway_pb2.StreamChatCompletionResponse(
+            id=started.id,
+            summary=gateway_pb2.StreamSummary(
+                model=started.accounting.served_model,
+                finish_reason=done.finish_reason,
+                usage=usage_pb(done.usage),
+                accounting=accounting_pb(started.accounting),
+            ),
+        )
+
+
+async def create_server(
+    gateway: Gateway, host: str, port: int
+) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
+    """A started-ready (not yet started) aio server bound to ``host:port`` (0 = any free port)."""
+    server = grpc.aio.server()
+    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return server, bound, health

@@ -1,0 +1,165 @@
+"""OpenAI-compatible HTTP API (Starlette ASGI app, served by uvicorn).
+
+Routes: ``POST /v1/chat/completions`` (whole or SSE), ``GET /v1/models``, ``GET /healthz``
+(process alive), ``GET /readyz`` (serving), ``GET /metrics`` (Prometheus). Every routed
+answer carries ``x-ferryman-*`` headers. Errors use OpenAI's shape; this module's
+``_error_response`` is the only place HTTP statuses are chosen (from the exception class).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, openai_error_body
+from gateway.openai_format import chunk_json, completion_json, parse_chat_request
+from gateway.service import Gateway, StreamResult
+from gateway.types import Accounting, ChatRequest, Decision
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    if not isinstance(exc, GatewayError):
+        log.exception("unexpected error serving an HTTP request")
+    status, body = openai_error_body(exc)
+    return JSONResponse(body, status_code=status)
+
+
+def decision_headers(decision: Decision) -> dict[str, str]:
+    """``x-ferryman-*`` headers known as soon as the request is routed."""
+    headers = {
+        "x-ferryman-tier": decision.tier.value,
+        "x-ferryman-decision-source": decision.source.value,
+    }
+    if decision.router:
+        headers["x-ferryman-router"] = decision.router
+        headers["x-ferryman-threshold"] = f"{decision.threshold:.6g}"
+    if decision.source.value == "scored":
+        headers["x-ferryman-score"] = f"{decision.score:.6g}"
+        headers["x-ferryman-scorer-ms"] = f"{decision.scorer_latency_ms:.3f}"
+    if decision.policy:
+        headers["x-ferryman-policy"] = decision.policy
+    return headers
+
+
+def accounting_headers(acc: Accounting, with_cost: bool) -> dict[str, str]:
+    headers = {
+        "x-ferryman-model": acc.served_model,
+        "x-ferryman-served-tier": acc.served_tier.value,
+        "x-ferryman-attempts": str(len(acc.attempts) + acc.retries),
+        "x-ferryman-fallbacks": str(acc.fallbacks),
+        "x-ferryman-degraded": "true" if acc.degraded else "false",
+    }
+    if with_cost:
+        headers["x-ferryman-cost"] = f"{acc.cost_usd:.8f}"
+        headers["x-ferryman-strong-cost"] = f"{acc.strong_cost_usd:.8f}"
+    return headers
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+class HTTPApp:
+    """Binds the routes to one :class:`Gateway`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.ready = False
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+            ]
+        )
+
+    async def chat_completions(self, request: Request) -> Response:
+        try:
+            self.gateway.authenticate(request.headers.get("authorization"))
+            body = await _read_body(request, self.gateway.config.server.max_body_bytes)
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise InvalidRequestError("request body is not valid JSON") from None
+            chat, stream, include_usage = parse_chat_request(data)
+            if stream:
+                started = await self.gateway.start_stream(chat)
+                return self._stream_response(started, chat, include_usage)
+            result = await self.gateway.chat(chat)
+        except Exception as exc:
+            return _error_response(exc)
+        headers = decision_headers(result.decision) | accounting_headers(result.accounting, with_cost=True)
+        return JSONResponse(completion_json(result), headers=headers)
+
+    def _stream_response(self, started: StreamResult, chat: ChatRequest, include_usage: bool) -> StreamingResponse:
+        model = started.accounting.served_model
+        headers = decision_headers(started.decision) | accounting_headers(started.accounting, with_cost=False)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield _sse(chunk_json(started.id, started.created, model, {"role": "assistant", "content": ""}))
+            try:
+                async for text in self.gateway.stream_events(started, chat):
+                    yield _sse(chunk_json(started.id, started.created, model, {"content": text}))
+            except GatewayError as exc:
+                # after the first token there is no fallback: end with an explicit error event
+                yield _sse(exc.openai_body())
+                return
+            done = started.completion
+            if done is None:
+                yield _sse(GatewayError("stream ended without a final event").openai_body())
+                return
+            yield _sse(chunk_json(started.id, started.created, model, {}, finish_reason=done.finish_reason))
+            if include_usage:
+                yield _sse(chunk_json(started.id, started.created, model, {}, usage=done.usage))
+            yield _sse("[DONE]")
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers=headers | {"cache-control": "no-cache"}
+        )
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self.gateway.authenticate(request.headers.get("authorization"))
+        except GatewayError as exc:
+            return _error_response(exc)
+        config = self.gateway.config
+        created = int(time.time())
+        names = list(config.policies) + list(config.models)
+        data = [{"id": n, "object": "model", "created": created, "owned_by": "ferryman"} for n in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "ready", "breakers": self.gateway.resilience.breakers.states()})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one gateway instance (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BREAKER_STATE_VALUE = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+
+
+class Metrics:
+    """Every metric the gateway exports; label values are model/tier names, never secrets."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "ferryman_gateway_requests",
+            "Requests by served tier, served model and outcome (ok, degraded, failed, rejected).",
+            ["tier", "model", "outcome"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "ferryman_gateway_decisions", "Routing decisions by tier and source.", ["tier", "source"], registry=r
+        )
+        self.breaker_state = Gauge(
+            "ferryman_gateway_breaker_state",
+            "Circuit breaker state per model endpoint: 0 closed, 1 half-open, 2 open.",
+            ["model"],
+            registry=r,
+        )
+        self.retries = Counter("ferryman_gateway_retries", "Retries after transient errors.", ["model"], registry=r)
+        self.fallbacks = Counter(
+            "ferryman_gateway_fallbacks",
+            "Models given up on (error or open breaker) in favour of the next in the chain.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.scorer_latency = Histogram(
+            "ferryman_gateway_scorer_latency_seconds",
+            "Score RPC round-trip time.",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.scorer_failures = Counter(
+            "ferryman_gateway_scorer_failures", "Score RPCs that failed or missed their deadline.", ["code"], registry=r
+        )
+        self.cost = Counter("ferryman_gateway_cost_usd", "Estimated spend in US dollars.", ["model"], registry=r)
+        self.cost_saved = Counter(
+            "ferryman_gateway_cost_saved_usd",
+            "Estimated saving against sending every request to the first strong model.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

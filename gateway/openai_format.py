@@ -1,0 +1,199 @@
+"""The OpenAI chat-completions JSON shape: request validation in, responses and chunks out.
+
+Validation errors name the offending field (``param``) in OpenAI's error shape. Routing
+options may be sent in a ``routing`` object (``extra_body={"routing": {...}}`` with the
+OpenAI SDK) with the fields of the proto's ``RoutingOptions``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gateway.errors import InvalidRequestError
+from gateway.types import ChatRequest, ChatResult, Decision, Message, RoutingOverrides, Usage
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _number(data: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or not lo <= value <= hi:
+        raise InvalidRequestError(f"{key} must be a number in [{lo:g}, {hi:g}], got {value!r}", param=key)
+    return float(value)
+
+
+def _content(value: Any, index: int) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise InvalidRequestError(
+                    f"messages[{index}].content: only text parts are supported", param=f"messages[{index}].content"
+                )
+            parts.append(part["text"])
+        return "".join(parts)
+    raise InvalidRequestError(
+        f"messages[{index}].content must be a string or a list of text parts", param=f"messages[{index}].content"
+    )
+
+
+def _messages(value: Any) -> tuple[Message, ...]:
+    if value is None:
+        raise InvalidRequestError("messages is required", param="messages")
+    if not isinstance(value, list) or not value:
+        raise InvalidRequestError("messages must be a non-empty array", param="messages")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict):
+            raise InvalidRequestError(f"messages[{i}] must be an object", param=f"messages[{i}]")
+        role = m.get("role")
+        if role not in ROLES:
+            raise InvalidRequestError(
+                f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}", param=f"messages[{i}].role"
+            )
+        name = m.get("name") or ""
+        if not isinstance(name, str):
+            raise InvalidRequestError(f"messages[{i}].name must be a string", param=f"messages[{i}].name")
+        out.append(Message("system" if role == "developer" else role, _content(m.get("content"), i), name))
+    return tuple(out)
+
+
+def _routing(value: Any) -> RoutingOverrides:
+    if value is None:
+        return RoutingOverrides()
+    if not isinstance(value, dict):
+        raise InvalidRequestError("routing must be an object", param="routing")
+    unknown = set(value) - {"router", "threshold", "strong_share", "policy"}
+    if unknown:
+        raise InvalidRequestError(f"routing: unknown field(s) {', '.join(sorted(unknown))}", param="routing")
+    for key in ("router", "policy"):
+        if not isinstance(value.get(key) or "", str):
+            raise InvalidRequestError(f"routing.{key} must be a string", param=f"routing.{key}")
+    return RoutingOverrides(
+        router=value.get("router") or "",
+        threshold=_number(value, "threshold", 0, 1),
+        strong_share=_number(value, "strong_share", 0, 1),
+        policy=value.get("policy") or "",
+    )
+
+
+def parse_chat_request(data: Any) -> tuple[ChatRequest, bool, bool]:
+    """``(request, stream, include_usage)`` from a decoded JSON body."""
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("model is required and must be a string", param="model")
+    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise InvalidRequestError("max_tokens must be a positive integer", param="max_tokens")
+    stop = data.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
+        raise InvalidRequestError("stop must be a string or an array of strings", param="stop")
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequestError("stream must be a boolean", param="stream")
+    options = data.get("stream_options") or {}
+    user = data.get("user") or ""
+    if not isinstance(user, str):
+        raise InvalidRequestError("user must be a string", param="user")
+    request = ChatRequest(
+        model=model,
+        messages=_messages(data.get("messages")),
+        temperature=_number(data, "temperature", 0, 2),
+        max_tokens=max_tokens,
+        top_p=_number(data, "top_p", 0, 1),
+        stop=tuple(stop or ()),
+        user=user,
+        routing=_routing(data.get("routing")),
+    )
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    return request, stream, include_usage
+
+
+def decision_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "tier": decision.tier.value,
+        "model": decision.model,
+        "router": decision.router,
+        "score": decision.score,
+        "threshold": decision.threshold,
+        "source": decision.source.value,
+        "policy": decision.policy,
+        "scorer_latency_ms": decision.scorer_latency_ms,
+    }
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion_json(result: ChatResult) -> dict[str, Any]:
+    """A ``chat.completion`` object plus a ``ferryman`` object with the routing details."""
+    acc = result.accounting
+    return {
+        "id": result.id,
+        "object": "chat.completion",
+        "created": result.created,
+        "model": acc.served_model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.completion.content},
+                "finish_reason": result.completion.finish_reason,
+            }
+        ],
+        "usage": usage_json(result.completion.usage),
+        "ferryman": {
+            "decision": decision_json(result.decision),
+            "served_tier": acc.served_tier.value,
+            "degraded": acc.degraded,
+            "attempts": [
+                {
+                    "model": a.model,
+                    "tier": a.tier.value,
+                    "outcome": a.outcome.value,
+                    "error": a.error,
+                    "retries": a.retries,
+                    "latency_ms": round(a.latency_ms, 3),
+                }
+                for a in acc.attempts
+            ],
+            "cost_usd": acc.cost_usd,
+            "strong_cost_usd": acc.strong_cost_usd,
+        },
+    }
+
+
+def chunk_json(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: dict[str, str],
+    finish_reason: str | None = None,
+    usage: Usage | None = None,
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; a usage-only chunk has no choices."""
+    chunk: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [] if usage is not None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        chunk["usage"] = usage_json(usage)
+    return chunk

@@ -1,0 +1,188 @@
+"""Cost policy: which tier a request goes to.
+
+A request's ``model`` is one of
+- ``router-<router>-<threshold>`` (RouteLLM's naming, e.g. ``router-mf-0.116``),
+- a named policy from the configuration (e.g. ``ferryman-balanced``: target 30 % strong),
+- a configured model name, passed straight through (no routing, no fallback to other models).
+Routing options in the request override the router, threshold or strong-call share. A
+target share becomes a threshold through the router's calibration table (ListRouters,
+cached and refreshed). When the scorer cannot answer in time, the policy's default tier
+is used and the request is still served.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from gateway.config import GatewayConfig, TierName
+from gateway.errors import InvalidRequestError, UnknownModelError
+from gateway.metrics import Metrics
+from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError
+from gateway.types import ChatRequest, Decision, DecisionSource, RoutingOverrides, Tier
+
+_ROUTER_MODEL = re.compile(r"^router-([A-Za-z0-9_]+)-(.+)$")
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """How to route: a router plus a threshold or a target strong-call share."""
+
+    router: str
+    threshold: float | None
+    strong_share: float | None
+    policy: str
+    scorer_down_tier: TierName
+
+
+def _unit(value: float, what: str) -> float:
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise InvalidRequestError(f"{what} must be a number in [0, 1], got {value}", param=what)
+    return value
+
+
+def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -> RouteSpec | None:
+    """The routing spec for a request, or None for a plain (passthrough) model."""
+    routing_options = overrides.router or overrides.threshold is not None or overrides.strong_share is not None
+    if overrides.threshold is not None and overrides.strong_share is not None:
+        raise InvalidRequestError("set either routing.threshold or routing.strong_share, not both", param="routing")
+    spec: RouteSpec
+    policy_name = overrides.policy or (model if model in config.policies else "")
+    if policy_name:
+        policy = config.policies.get(policy_name)
+        if policy is None:
+            raise UnknownModelError(f"unknown policy {policy_name!r}", param="routing.policy")
+        spec = RouteSpec(policy.router, policy.threshold, policy.strong_share, policy.name, policy.scorer_down_tier)
+    elif match := _ROUTER_MODEL.match(model):
+        try:
+            threshold = float(match.group(2))
+        except ValueError:
+            raise InvalidRequestError(
+                f"model {model!r}: threshold {match.group(2)!r} is not a number", param="model"
+            ) from None
+        spec = RouteSpec(match.group(1), _unit(threshold, "threshold"), None, "", config.routing.scorer_down_tier)
+    elif model in config.models:
+        if routing_options:
+            raise InvalidRequestError(f"routing options need a routed model, not the plain model {model!r}")
+        return None
+    elif not model and routing_options:
+        spec = RouteSpec(config.routing.default_router, None, None, "", config.routing.scorer_down_tier)
+    elif not model:
+        raise InvalidRequestError("model is required", param="model")
+    else:
+        raise UnknownModelError(
+            f"unknown model {model!r}: use a configured model, a policy, or router-<router>-<threshold>",
+            param="model",
+        )
+    if overrides.threshold is not None:
+        spec = RouteSpec(spec.router, _unit(overrides.threshold, "threshold"), None, spec.policy, spec.scorer_down_tier)
+    elif overrides.strong_share is not None:
+        share = _unit(overrides.strong_share, "strong_share")
+        spec = RouteSpec(spec.router, None, share, spec.policy, spec.scorer_down_tier)
+    if overrides.router:
+        spec = RouteSpec(overrides.router, spec.threshold, spec.strong_share, spec.policy, spec.scorer_down_tier)
+    if spec.threshold is None and spec.strong_share is None:
+        raise InvalidRequestError("a routed request needs a threshold or a strong_share", param="routing")
+    return spec
+
+
+def interpolate_threshold(points: list[tuple[float, float]], share: float) -> float:
+    """Threshold for a target strong share by linear interpolation in a sorted calibration table."""
+    if not points:
+        raise ValueError("empty calibration table")
+    shares = [p[0] for p in points]
+    i = bisect_left(shares, share)
+    if i == 0:
+        return points[0][1]
+    if i == len(points):
+        return points[-1][1]
+    (s0, t0), (s1, t1) = points[i - 1], points[i]
+    if s1 == s0:
+        return t1
+    return t0 + (t1 - t0) * (share - s0) / (s1 - s0)
+
+
+class Policy:
+    """Turns a request into a :class:`Decision`, asking the scorer when routing."""
+
+    def __init__(self, config: GatewayConfig, scorer: ScorerClient, metrics: Metrics) -> None:
+        self._config = config
+        self._scorer = scorer
+        self._metrics = metrics
+        self._calibration: dict[str, list[tuple[float, float]]] = {}
+        self._calibration_at = -math.inf
+
+    def _chain(self, tier: TierName) -> tuple[str, ...]:
+        chain = self._config.tiers[tier].models
+        if self._config.routing.fallback_to_other_tier:
+            other: TierName = "weak" if tier == "strong" else "strong"
+            chain = chain + self._config.tiers[other].models
+        return chain
+
+    async def _threshold_for_share(self, router: str, share: float) -> float:
+        now = time.monotonic()
+        if now - self._calibration_at >= self._config.scorer.calibration_refresh_s or router not in self._calibration:
+            try:
+                routers = await self._scorer.list_routers()
+                self._calibration = {
+                    r.name: sorted((p.strong_share, p.threshold) for p in r.calibration) for r in routers
+                }
+                self._calibration_at = now
+            except ScorerUnavailableError:
+                if router not in self._calibration:
+                    raise
+        table = self._calibration.get(router)
+        if table is None:
+            raise UnknownModelError(f"unknown router {router!r}", param="model")
+        if not table:
+            raise InvalidRequestError(f"router {router!r} has no calibration table; use an explicit threshold")
+        return interpolate_threshold(table, share)
+
+    async def decide(self, request: ChatRequest) -> Decision:
+        spec = parse_spec(request.model, request.routing, self._config)
+        if spec is None:
+            return Decision(Tier.PASSTHROUGH, request.model, (request.model,), DecisionSource.PASSTHROUGH)
+        if not any(m.role == "user" for m in request.messages):
+            raise InvalidRequestError("a routed request needs at least one user message", param="messages")
+        threshold = spec.threshold if spec.threshold is not None else math.nan
+        started = time.perf_counter()
+        try:
+            if spec.strong_share is not None:
+                threshold = await self._threshold_for_share(spec.router, spec.strong_share)
+            score = await self._scorer.score(
+                spec.router,
+                request.messages,
+                self._config.tiers["strong"].router_model,
+                self._config.tiers["weak"].router_model,
+            )
+        except ScorerRejectedError as exc:
+            raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
+        except ScorerUnavailableError:
+            tier = spec.scorer_down_tier
+            chain = self._chain(tier)
+            return Decision(
+                Tier(tier),
+                chain[0],
+                chain,
+                DecisionSource.SCORER_UNAVAILABLE,
+                router=spec.router,
+                threshold=0.0 if math.isnan(threshold) else threshold,
+                policy=spec.policy,
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        tier = "strong" if score >= threshold else "weak"
+        chain = self._chain(tier)
+        return Decision(
+            Tier(tier),
+            chain[0],
+            chain,
+            DecisionSource.SCORED,
+            router=spec.router,
+            score=score,
+            threshold=threshold,
+            policy=spec.policy,
+            scorer_latency_ms=latency_ms,
+        )

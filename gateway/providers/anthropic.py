@@ -1,0 +1,102 @@
+"""Anthropic's Messages API, translated to and from the chat-completions shape (streaming too).
+
+System turns become the top-level ``system`` field; ``stop`` becomes ``stop_sequences``;
+``max_tokens`` (required by Anthropic) defaults to the model's ``default_max_tokens``;
+``stop_reason`` maps back to OpenAI's finish reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from gateway.providers.base import StreamEvent, TransientProviderError, decode_json, iter_sse
+from gateway.providers.http import HTTPProvider
+from gateway.types import ChatRequest, Completion, StreamDelta, StreamEnd, Usage
+
+API_VERSION = "2023-06-01"
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+def _finish(reason: Any) -> str:
+    return _FINISH.get(str(reason), "stop")
+
+
+def to_anthropic(model: str, request: ChatRequest, default_max_tokens: int, stream: bool) -> dict[str, Any]:
+    """The Messages API body for a chat request."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    messages: list[dict[str, str]] = []
+    for m in request.messages:
+        if m.role == "system":
+            continue
+        role = "assistant" if m.role == "assistant" else "user"
+        if messages and messages[-1]["role"] == role:  # Anthropic requires alternating turns
+            messages[-1]["content"] += "\n\n" + m.content
+        else:
+            messages.append({"role": role, "content": m.content})
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": request.max_tokens or default_max_tokens,
+    }
+    if system:
+        body["system"] = system
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _usage(data: Any, prompt_tokens: int = 0) -> Usage:
+    if not isinstance(data, dict):
+        return Usage(prompt_tokens, 0)
+    return Usage(int(data.get("input_tokens") or prompt_tokens), int(data.get("output_tokens") or 0))
+
+
+class AnthropicProvider(HTTPProvider):
+    """``POST {base_url}/messages`` with ``x-api-key``."""
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key, "anthropic-version": API_VERSION}
+
+    def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        return to_anthropic(self.config.provider_model, request, self.config.default_max_tokens, stream)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        data = await self.post_json("/messages", self._body(request, stream=False))
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise TransientProviderError("provider answer lacks content blocks")
+        text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+        return Completion(text, _finish(data.get("stop_reason")), _usage(data.get("usage")))
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        prompt_tokens = 0
+        usage: Usage | None = None
+        finish = "stop"
+        async with self.post_stream("/messages", self._body(request, stream=True)) as response:
+            async for event, data in iter_sse(response):
+                payload = decode_json(data)
+                kind = event or str(payload.get("type", ""))
+                if kind == "message_start":
+                    prompt_tokens = _usage((payload.get("message") or {}).get("usage")).prompt_tokens
+                elif kind == "content_block_delta":
+                    text = (payload.get("delta") or {}).get("text")
+                    if text:
+                        yield StreamDelta(str(text))
+                elif kind == "message_delta":
+                    finish = _finish((payload.get("delta") or {}).get("stop_reason"))
+                    usage = _usage(payload.get("usage"), prompt_tokens)
+                elif kind == "message_stop":
+                    yield StreamEnd(finish, usage)
+                    return
+                elif kind == "error":
+                    raise TransientProviderError("provider sent an error event mid-stream")
+        raise TransientProviderError("provider stream ended without message_stop")

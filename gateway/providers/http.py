@@ -1,0 +1,72 @@
+"""The HTTP plumbing both adapters share: the pooled client, auth headers, and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from gateway.config import ModelConfig
+from gateway.providers.base import MissingKeyError, check_status, decode_json, transport_error
+
+
+class HTTPProvider:
+    """Base of the adapters: one model, its key, and the shared ``httpx.AsyncClient``."""
+
+    def __init__(self, config: ModelConfig, client: httpx.AsyncClient, api_key: str | None) -> None:
+        self.config = config
+        self._client = client
+        self._key = api_key
+        self._timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+
+    @property
+    def has_key(self) -> bool:
+        """Whether a provider key was found (the value itself is never exposed)."""
+        return self._key is not None
+
+    def _require_key(self) -> str:
+        if self._key is None:
+            raise MissingKeyError(f"no API key for model {self.config.name!r}: set {self.config.api_key.describe()}")
+        return self._key
+
+    def headers(self, key: str) -> dict[str, str]:
+        """Provider-specific auth headers."""
+        raise NotImplementedError
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST and return the decoded JSON object, mapping every failure to a ProviderError."""
+        key = self._require_key()
+        try:
+            response = await self._client.post(
+                self.config.base_url + path, json=body, headers=self.headers(key), timeout=self._timeout
+            )
+            await check_status(response, key)
+            return decode_json(response.content)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+
+    @asynccontextmanager
+    async def post_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """POST with a streamed response; transport errors while reading become ProviderErrors."""
+        key = self._require_key()
+        try:
+            async with self._client.stream(
+                "POST", self.config.base_url + path, json=body, headers=self.headers(key), timeout=self._timeout
+            ) as response:
+                await check_status(response, key)
+                yield response
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+
+
+ClientFactory = Callable[[ModelConfig], httpx.AsyncClient]
+
+
+def new_client(config: ModelConfig) -> httpx.AsyncClient:
+    """A pooled client sized for one provider endpoint."""
+    limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
+    return httpx.AsyncClient(
+        limits=limits, timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+    )

@@ -1,0 +1,87 @@
+"""The gateway's client of the scorer: Score under a tight deadline, ListRouters for calibration.
+
+Only the generated stubs are used (the gateway never imports the scorer package). The
+channel load-balances ``round_robin`` over every address the ``dns:///`` target resolves
+to (one per scorer pod behind a headless Service) and sends keepalive pings so that dead
+connections are noticed between requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from gateway.config import ScorerConfig
+from gateway.metrics import Metrics
+from gateway.types import Message
+
+
+class ScorerUnavailableError(Exception):
+    """The scorer did not answer in time or at all (the caller uses the default tier)."""
+
+
+class ScorerRejectedError(Exception):
+    """The scorer refused the request (unknown router or model): the client's mistake."""
+
+
+_CLIENT_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+def channel_options(cfg: ScorerConfig) -> list[tuple[str, int | str]]:
+    """Channel arguments: round-robin over resolved addresses and keepalives."""
+    return [
+        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.keepalive_time_ms", cfg.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", cfg.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class ScorerClient:
+    """Thin async wrapper around ``ScorerServiceStub``; create it inside the running event loop."""
+
+    def __init__(self, cfg: ScorerConfig, metrics: Metrics) -> None:
+        self._cfg = cfg
+        self._metrics = metrics
+        self._channel = grpc.aio.insecure_channel(cfg.target, options=channel_options(cfg))
+        self._stub = scorer_pb2_grpc.ScorerServiceStub(self._channel)
+
+    async def score(self, router: str, messages: tuple[Message, ...], strong_model: str, weak_model: str) -> float:
+        """The strong model's win probability for the conversation's last user turn."""
+        request = scorer_pb2.ScoreRequest(
+            router=router,
+            conversation=scorer_pb2.Conversation(
+                messages=[scorer_pb2.ChatMessage(role=m.role, content=m.content) for m in messages]
+            ),
+            strong_model=strong_model,
+            weak_model=weak_model,
+            turn_selection=scorer_pb2.TURN_SELECTION_LAST_USER,
+        )
+        started = time.perf_counter()
+        try:
+            response = await self._stub.Score(request, timeout=self._cfg.deadline_ms / 1000)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in _CLIENT_CODES:
+                raise ScorerRejectedError(exc.details() or code.name) from exc
+            self._metrics.scorer_failures.labels(code.name).inc()
+            raise ScorerUnavailableError(code.name) from exc
+        finally:
+            self._metrics.scorer_latency.observe(time.perf_counter() - started)
+        return float(response.strong_win_rate)
+
+    async def list_routers(self) -> list[scorer_pb2.RouterInfo]:
+        """Every loaded router with its calibration table."""
+        try:
+            response = await self._stub.ListRouters(
+                scorer_pb2.ListRoutersRequest(), timeout=self._cfg.list_routers_deadline_ms / 1000
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise ScorerUnavailableError(exc.code().name) from exc
+        return list(response.routers)
+
+    async def close(self) -> None:
+        await self._channel.close()

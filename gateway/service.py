@@ -1,0 +1,192 @@
+"""The gateway core: authenticate, decide, call with resilience, account. No transport here.
+
+``gateway.grpc_server`` and ``gateway.http_app`` are thin adapters over :class:`Gateway`;
+both share one instance (one event loop, one set of breakers, clients and metrics).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from gateway.config import GatewayConfig
+from gateway.cost import cost_usd, estimate_usage
+from gateway.errors import ConfigError, GatewayError, InvalidRequestError, UnauthenticatedError
+from gateway.metrics import Metrics
+from gateway.policy import Policy
+from gateway.providers import ProviderPool
+from gateway.resilience import Resilience, StreamHandle
+from gateway.scorer_client import ScorerClient
+from gateway.types import (
+    Accounting,
+    ChatRequest,
+    ChatResult,
+    Completion,
+    Decision,
+    StreamDelta,
+    StreamEnd,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the gateway reads from the environment, resolved once in ``main()``."""
+
+    redis_url: str | None = None
+    client_keys: frozenset[str] = frozenset()
+    environ: Mapping[str, str] | None = None
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+@dataclass
+class StreamResult:
+    """A started stream: routing facts known now, events and final accounting as they come."""
+
+    id: str
+    created: int
+    decision: Decision
+    handle: StreamHandle
+    #: Filled once the stream has ended normally.
+    completion: Completion | None = None
+
+    @property
+    def accounting(self) -> Accounting:
+        return self.handle.accounting
+
+
+class Gateway:
+    """Everything a request needs; create and ``start()`` inside the serving event loop."""
+
+    def __init__(self, config: GatewayConfig, runtime: Runtime) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self._runtime = runtime
+        if not config.auth.disabled and not runtime.client_keys:
+            raise ConfigError(
+                "auth is enabled but no client API keys are configured "
+                f"(set {config.auth.keys_env or 'auth.keys_file'} or auth.disabled: true for local development)"
+            )
+        self.providers = ProviderPool(config.models, runtime.environ)
+        self.resilience = Resilience(config, self.providers, self.metrics, runtime.redis_url)
+        self._scorer: ScorerClient | None = None
+        self._policy: Policy | None = None
+
+    async def start(self) -> None:
+        """Open the scorer channel (must run inside the event loop that will serve)."""
+        self._scorer = ScorerClient(self.config.scorer, self.metrics)
+        self._policy = Policy(self.config, self._scorer, self.metrics)
+        for note in self.providers.missing_keys():
+            log.warning("%s; requests needing it will fall back or fail", note)
+
+    async def close(self) -> None:
+        if self._scorer is not None:
+            await self._scorer.close()
+        await self.providers.aclose()
+        self.resilience.close()
+
+    # ------------------------------------------------------------------ auth
+
+    def authenticate(self, authorization: str | None) -> None:
+        """Check a ``Bearer <key>`` header value against the configured client keys."""
+        if self.config.auth.disabled:
+            return
+        if not authorization:
+            raise UnauthenticatedError("missing API key: send 'Authorization: Bearer <key>'")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise UnauthenticatedError("malformed Authorization header: expected 'Bearer <key>'")
+        if not any(hmac.compare_digest(token.encode(), k.encode()) for k in self._runtime.client_keys):
+            raise UnauthenticatedError("invalid API key")
+
+    # ------------------------------------------------------------------ core
+
+    def _deadline(self, client_timeout_s: float | None) -> float:
+        budget = self.config.server.request_timeout_s
+        if client_timeout_s is not None:
+            budget = min(budget, client_timeout_s)
+        return time.monotonic() + budget
+
+    async def route(self, request: ChatRequest) -> Decision:
+        """The decision only; no provider is called."""
+        if not request.messages:
+            raise InvalidRequestError("messages must contain at least one message", param="messages")
+        assert self._policy is not None, "Gateway.start() was not called"
+        decision = await self._policy.decide(request)
+        self.metrics.decisions.labels(decision.tier.value, decision.source.value).inc()
+        if self.config.server.log_prompts:
+            log.info("route model=%s prompt=%r", request.model, request.messages[-1].content)
+        return decision
+
+    def _account(self, decision: Decision, accounting: Accounting, usage: Usage) -> None:
+        served = self.config.models[accounting.served_model]
+        strong = self.config.models[self.config.tiers["strong"].models[0]]
+        accounting.cost_usd = cost_usd(served, usage)
+        accounting.strong_cost_usd = cost_usd(strong, usage)
+        outcome = "degraded" if accounting.degraded else "ok"
+        self.metrics.requests.labels(accounting.served_tier.value, accounting.served_model, outcome).inc()
+        self.metrics.cost.labels(accounting.served_model).inc(accounting.cost_usd)
+        saved = accounting.strong_cost_usd - accounting.cost_usd
+        if saved > 0:
+            self.metrics.cost_saved.inc(saved)
+
+    def record_failure(self, decision: Decision | None, exc: BaseException) -> None:
+        """Count a request that got no answer (metrics only; never logs secrets or prompts)."""
+        tier = decision.tier.value if decision else "none"
+        model = decision.model if decision else "none"
+        outcome = "rejected" if isinstance(exc, InvalidRequestError | UnauthenticatedError) else "failed"
+        self.metrics.requests.labels(tier, model, outcome).inc()
+
+    async def chat(self, request: ChatRequest, client_timeout_s: float | None = None) -> ChatResult:
+        """Route and serve a whole chat completion."""
+        deadline = self._deadline(client_timeout_s)
+        decision: Decision | None = None
+        try:
+            decision = await self.route(request)
+            completion, accounting = await self.resilience.complete(request, decision, deadline)
+        except Exception as exc:
+            self.record_failure(decision, exc)
+            raise
+        self._account(decision, accounting, completion.usage)
+        return ChatResult(new_completion_id(), int(time.time()), completion, decision, accounting)
+
+    async def start_stream(self, request: ChatRequest, client_timeout_s: float | None = None) -> StreamResult:
+        """Route and start a stream; returns once a provider has produced its first event."""
+        deadline = self._deadline(client_timeout_s)
+        decision: Decision | None = None
+        try:
+            decision = await self.route(request)
+            handle = await self.resilience.open_stream(request, decision, deadline)
+        except Exception as exc:
+            self.record_failure(decision, exc)
+            raise
+        return StreamResult(new_completion_id(), int(time.time()), decision, handle)
+
+    async def stream_events(self, result: StreamResult, request: ChatRequest) -> AsyncIterator[str]:
+        """Text deltas of a started stream; fills ``result.completion`` and accounting at the end."""
+        parts: list[str] = []
+        try:
+            async for event in result.handle.events():
+                if isinstance(event, StreamDelta):
+                    parts.append(event.text)
+                    yield event.text
+                elif isinstance(event, StreamEnd):
+                    text = "".join(parts)
+                    usage = event.usage or estimate_usage(request.messages, text)
+                    result.completion = Completion(text, event.finish_reason, usage)
+                    self._account(result.decision, result.accounting, usage)
+        except GatewayError as exc:
+            self.record_failure(result.decision, exc)
+            raise
+        finally:
+            await result.handle.aclose()

@@ -1,0 +1,36 @@
+"""Fixtures: fake providers (real HTTP servers on loopback) and a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gw_harness import RedisServer
+
+from gateway.testing.fake_provider import FakeProvider
+
+NAMES = ("strong-openai", "strong-anthropic", "weak-openai", "weak-anthropic")
+
+
+@pytest.fixture(scope="session")
+def _fake_servers() -> Iterator[dict[str, FakeProvider]]:
+    fakes = {name: FakeProvider(reply=f"Answer from {name}.", name=name).start() for name in NAMES}
+    yield fakes
+    for fake in fakes.values():
+        fake.stop()
+
+
+@pytest.fixture
+def fakes(_fake_servers: dict[str, FakeProvider]) -> dict[str, FakeProvider]:
+    """The four fake providers, each reset to answer correctly."""
+    for fake in _fake_servers.values():
+        fake.reset()
+    return _fake_servers
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
