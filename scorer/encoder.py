@@ -57,6 +57,32 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
         raise ArtifactError(f"{path}: cannot load ONNX model ({type(exc).__name__})") from exc
 
 
+def length_buckets(lengths: Sequence[int], max_batch: int, slack: float = 0.15) -> list[list[int]]:
+    """Group indices into runs of similar length so that padding stays small.
+
+    On CPU a transformer's cost is proportional to the padded token count, and
+    batching saves only per-call overhead, so a batch padded to its longest
+    prompt can be slower than no batching at all. Indices are sorted by length
+    and a bucket grows while its padded size stays within ``1 + slack`` of its
+    real token count (and below ``max_batch`` items).
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    buckets: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        n = lengths[i]
+        # Sorted ascending, so ``n`` is the new bucket width.
+        if current and (len(current) >= max_batch or n * (len(current) + 1) > (1 + slack) * (real + n)):
+            buckets.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        buckets.append(current)
+    return buckets
+
+
 @dataclass(frozen=True)
 class Batch:
     """Padded model inputs for a list of texts."""
@@ -91,7 +117,10 @@ class WordpieceTokenizer:
 
     def batch(self, texts: Sequence[str]) -> Batch:
         """Tokenize and pad to the longest sequence of the batch."""
-        seqs = self.ids(texts)
+        return self.pad(self.ids(texts))
+
+    def pad(self, seqs: Sequence[Sequence[int]]) -> Batch:
+        """Pad token id sequences (from ``ids``) to the longest one."""
         width = max(len(s) for s in seqs)
         ids = np.full((len(seqs), width), self._pad, dtype=np.int64)
         mask = np.zeros((len(seqs), width), dtype=np.int64)
@@ -112,22 +141,30 @@ class Encoder:
         spec: EncoderSpec | None = None,
         threads: int = 1,
     ) -> None:
-        meta_path = encoder_dir / ENCODER_META
-        if not meta_path.is_file():
-            raise ArtifactError(f"{meta_path}: encoder not built; run `make setup` (ferryman build encoder)")
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{meta_path}: not valid JSON") from exc
+        self.meta = self.read_meta(encoder_dir)
         model_path = encoder_dir / model_file(precision)
         if not model_path.is_file():
             raise ArtifactError(f"{model_path}: encoder graph missing; run `make setup`")
         self.spec = spec or EncoderSpec(name=str(self.meta.get("name", "all-MiniLM-L6-v2")))
         self.precision = precision
-        self.dim = int(self.meta.get("dim", 384))
+        self.dim = int(str(self.meta.get("dim", 384)))
         self.tokenizer = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, self.spec)
         self._session = make_session(model_path, threads)
         self._input_names = {i.name for i in self._session.get_inputs()}
+
+    @staticmethod
+    def read_meta(encoder_dir: Path) -> dict[str, object]:
+        """Contents of ``encoder.json``; raises ``ArtifactError`` naming it when missing or corrupt."""
+        meta_path = encoder_dir / ENCODER_META
+        if not meta_path.is_file():
+            raise ArtifactError(f"{meta_path}: encoder not built; run `make setup` (ferryman build encoder)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{meta_path}: not valid JSON") from exc
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"{meta_path}: must be a JSON object")
+        return meta
 
     def run(self, batch: Batch) -> np.ndarray:
         """Run the graph on a prepared batch; returns float32 [B, dim]."""
@@ -138,12 +175,12 @@ class Encoder:
         return np.asarray(out, dtype=np.float32)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts (any count) in batches; length-sorted to reduce padding."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self.run(self.tokenizer.batch([texts[i] for i in idx]))
+        """Embed texts (any count) in length buckets of at most ``batch_size`` (see ``length_buckets``)."""
+        return self.encode_ids(self.tokenizer.ids(texts), batch_size)
+
+    def encode_ids(self, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+        """Embed already tokenized sequences (from ``tokenizer.ids``)."""
+        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
+        for bucket in length_buckets([len(s) for s in seqs], batch_size):
+            out[bucket] = self.run(self.tokenizer.pad([seqs[i] for i in bucket]))
         return out

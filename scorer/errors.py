@@ -50,3 +50,13 @@ class ArtifactError(ScorerError):
     """A router artifact or the encoder is missing or corrupt (a start-up error)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class UnavailableError(ScorerError):
+    """The server cannot take the request now (still loading); retry later or elsewhere."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class ShuttingDownError(UnavailableError):
+    """The server is draining for shutdown and takes no new work; retry on another replica."""

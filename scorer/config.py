@@ -1,0 +1,35 @@
+"""Typed settings of the scorer service (built in ``scorer.main`` from flags and environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scorer.batching import BatchingConfig
+from scorer.core import Limits
+from scorer.encoder import Precision
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Everything ``create_server`` needs."""
+
+    routers_dir: Path = Path("routers")
+    encoder_dir: Path = Path("build/encoder")
+    encoder_precision: Precision = "int8"
+    routers: tuple[str, ...] | None = None  # None: every artifact under routers_dir
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 9090  # 0 disables the Prometheus endpoint
+    intra_op_threads: int = 1
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    limits: Limits = field(default_factory=Limits)
+    grace_s: float = 10.0
+    max_message_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.limits.max_batch_items > self.batching.max_queue:
+            raise ValueError(
+                f"max batch items ({self.limits.max_batch_items}) must not exceed the queue limit "
+                f"({self.batching.max_queue}), or a full-size BatchScore could never be admitted"
+            )

@@ -1,0 +1,117 @@
+"""``ferryman scorer``: serve the scorer over gRPC.
+
+Settings come from flags, each defaulting to an environment variable
+``FERRYMAN_SCORER_<FLAG>`` (e.g. ``FERRYMAN_SCORER_PORT=50052``), and are built
+into a ``ScorerConfig`` here, never at import time. A missing or corrupt artifact
+stops start-up with an error naming the file and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scorer.batching import BatchingConfig
+from scorer.config import ScorerConfig
+from scorer.core import Limits
+from scorer.errors import ArtifactError
+
+ENV_PREFIX = "FERRYMAN_SCORER_"
+log = logging.getLogger("ferryman.scorer")
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, kind: Callable[[str], Any], default: Any, text: str) -> None:
+    env = ENV_PREFIX + name.upper().replace("-", "_")
+    raw = os.environ.get(env)
+    parser.add_argument(
+        f"--{name}", type=kind, default=kind(raw) if raw is not None else default, help=f"{text} [env {env}]"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d, b, lim = ScorerConfig(), BatchingConfig(), Limits()
+    _flag(parser, "routers-dir", Path, d.routers_dir, "directory of router artifacts (one subdirectory each)")
+    _flag(parser, "routers", str, "", "comma-separated router names to serve (default: all under --routers-dir)")
+    _flag(parser, "encoder-dir", Path, d.encoder_dir, "ONNX encoder built by `ferryman build encoder`")
+    _flag(parser, "encoder-precision", str, d.encoder_precision, "encoder graph: int8 or fp32")
+    _flag(parser, "host", str, d.host, "address to bind")
+    _flag(parser, "port", int, d.port, "gRPC port (0: any free port)")
+    _flag(parser, "metrics-port", int, d.metrics_port, "Prometheus /metrics port (0: disabled)")
+    _flag(parser, "workers", int, b.workers, "inference worker threads (batches run in parallel)")
+    _flag(parser, "intra-op-threads", int, d.intra_op_threads, "onnxruntime threads per inference")
+    _flag(parser, "max-batch", int, b.max_batch, "most items per inference batch")
+    _flag(parser, "max-wait-ms", float, b.max_wait_s * 1000, "longest wait for a batch to fill while another runs")
+    _flag(parser, "max-queue", int, b.max_queue, "queued items beyond which calls get RESOURCE_EXHAUSTED")
+    _flag(parser, "max-prompt-chars", int, lim.max_prompt_chars, "longest accepted prompt (characters)")
+    _flag(parser, "max-batch-items", int, lim.max_batch_items, "most items in one BatchScore request")
+    _flag(parser, "grace-s", float, d.grace_s, "seconds in-flight calls get to finish on SIGTERM")
+    _flag(parser, "log-level", str, "INFO", "logging level")
+
+
+def config_from_args(args: argparse.Namespace) -> ScorerConfig:
+    """Validated settings from parsed flags."""
+    if args.encoder_precision not in ("int8", "fp32"):
+        raise ValueError(f"--encoder-precision must be int8 or fp32, not {args.encoder_precision!r}")
+    routers = tuple(r.strip() for r in args.routers.split(",") if r.strip()) or None
+    return ScorerConfig(
+        routers_dir=args.routers_dir,
+        encoder_dir=args.encoder_dir,
+        encoder_precision=args.encoder_precision,
+        routers=routers,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        intra_op_threads=args.intra_op_threads,
+        batching=BatchingConfig(
+            max_batch=args.max_batch,
+            max_wait_s=args.max_wait_ms / 1000,
+            max_queue=args.max_queue,
+            workers=args.workers,
+        ),
+        limits=Limits(max_prompt_chars=args.max_prompt_chars, max_batch_items=args.max_batch_items),
+        grace_s=args.grace_s,
+    )
+
+
+async def serve(config: ScorerConfig) -> None:
+    """Serve until SIGTERM/SIGINT, then stop gracefully."""
+    from scorer.server import ScorerServer
+
+    server = ScorerServer(config)
+    port = await server.start()
+    print(f"ferryman scorer: listening on {config.host}:{port} (loading routers)", flush=True)
+    try:
+        await server.load()
+    except BaseException:
+        await server.stop(0)
+        raise
+    assert server.core is not None
+    names = ", ".join(server.core.routers)
+    print(f"ferryman scorer: serving routers {names} on {config.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received: draining (grace %.1f s)", config.grace_s)
+    await server.stop()
+    print("ferryman scorer: stopped", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # worker threads already use the cores
+    try:
+        config = config_from_args(args)
+        asyncio.run(serve(config))
+    except (ArtifactError, ValueError, OSError) as exc:
+        print(f"ferryman scorer: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0

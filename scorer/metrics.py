@@ -1,0 +1,40 @@
+"""Prometheus metrics of the scorer, on a registry of their own (one per server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ScorerMetrics:
+    """Requests by method/router/code, latency per router, batch sizes, queue depth."""
+
+    def __init__(self, queue_depth: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ferryman_scorer_requests",
+            "Score/BatchScore/ListRouters calls by router and status code",
+            ["method", "router", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ferryman_scorer_latency_seconds",
+            "Server-side latency of scoring calls by method and router",
+            ["method", "router"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "ferryman_scorer_batch_size",
+            "Items per inference batch",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "ferryman_scorer_queue_depth", "Items waiting for an inference worker", registry=self.registry
+        )
+        self.queue_depth.set_function(queue_depth)

@@ -1,0 +1,90 @@
+"""BERT classifier router (RouteLLM's causal/BERT design) served from an ONNX graph.
+
+The graph maps token ids to 3 logits (labels in ``params.labels``, e.g. strong wins /
+tie / weak wins); ``strong_win_rate = p[strong] + tie_weight * p[tie]``. It scores one
+fixed pair, ``models = [strong, weak]``; asking for the swapped pair returns the
+weak model's side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from scorer.artifacts import Artifact, EncoderSpec, Manifest
+from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer, length_buckets, make_session
+from scorer.routers.base import LoadContext, ModelNames, check
+
+LABELS = ("strong", "tie", "weak")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class BertRouter:
+    """Tokenizes with the shared wordpiece vocabulary and runs the classifier graph."""
+
+    needs_embeddings = False
+
+    def __init__(self, artifact: Artifact, ctx: LoadContext, *, max_batch: int = 64) -> None:
+        m = artifact.manifest
+        where = artifact.root / "manifest.json"
+        self._manifest = m
+        self._names = ModelNames(m)
+        check(len(m.models) == 2, where, "a bert router has exactly two models: [strong, weak]")
+        check(
+            (m.default_strong, m.default_weak) == m.models, where, "bert models must be [default_strong, default_weak]"
+        )
+        labels = tuple(m.params.get("labels", LABELS))
+        check(sorted(labels) == sorted(LABELS), where, f"params.labels must order {', '.join(LABELS)}")
+        self._col = {name: labels.index(name) for name in LABELS}
+        self.tie_weight = float(m.params.get("tie_weight", 0.5))
+        check(0.0 <= self.tie_weight <= 1.0, where, "params.tie_weight must be in [0, 1]")
+        self._spec = m.encoder or EncoderSpec()
+        self.tokenizer = WordpieceTokenizer(ctx.encoder_dir / TOKENIZER_FILE, self._spec)
+        path = artifact.path("onnx")
+        self._session = make_session(path, ctx.threads)
+        names = {i.name for i in self._session.get_inputs()}
+        check({"input_ids", "attention_mask"} <= names <= set(INPUTS), path, f"graph inputs must be {INPUTS}")
+        self._feeds = tuple(n for n in INPUTS if n in names)
+        outputs = self._session.get_outputs()
+        check(outputs[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
+        self._max_batch = max_batch
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        return self._spec
+
+    def known_models(self) -> tuple[str, ...]:
+        return self._names.known()
+
+    def model_index(self, name: str) -> int:
+        return self._names.index(name)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities ``[B, 3]`` in ``LABELS`` order."""
+        seqs = self.tokenizer.ids(texts)
+        logits = np.zeros((len(seqs), 3), dtype=np.float64)
+        for bucket in length_buckets([len(s) for s in seqs], self._max_batch):
+            batch = self.tokenizer.pad([seqs[i] for i in bucket])
+            arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+            arrays["token_type_ids"] = batch.token_type_ids
+            out = self._session.run(None, {k: arrays[k] for k in self._feeds})[0]
+            logits[bucket] = np.asarray(out, dtype=np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        return p[:, [self._col[name] for name in LABELS]]
+
+    def score(
+        self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray
+    ) -> np.ndarray:
+        p = self.probabilities(texts)
+        # models[0] is the trained strong side; a swapped pair scores the other side.
+        side = np.where(strong == 0, 0, 2)
+        rows = np.arange(len(p))
+        win = p[rows, side] + self.tie_weight * p[:, 1]
+        return np.clip(win, 0.0, 1.0)

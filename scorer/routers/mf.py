@@ -1,0 +1,79 @@
+"""Matrix factorisation router (RouteLLM's MF), from NumPy weights.
+
+``h = text_proj @ e (+ text_bias)``; per model ``s_m = classifier · (model_emb[m] * h)
+(+ model_bias[m])``; ``strong_win_rate = sigmoid(s_strong - s_weak)``. Every model
+the artifact knows gets a score, so any pair can be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from scorer.artifacts import Artifact, EncoderSpec, Manifest
+from scorer.routers.base import LoadContext, ModelNames, check, load_arrays, sigmoid
+
+EMBED_DIM = 384
+
+
+class MFRouter:
+    """Scores every model from a prompt embedding with one small matrix product."""
+
+    needs_embeddings = True
+
+    def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
+        m = artifact.manifest
+        self._manifest = m
+        self._names = ModelNames(m, m.params.get("aliases"))
+        self._spec = m.encoder or EncoderSpec()
+        path = artifact.path("weights")
+        w = load_arrays(artifact, "weights", {"text_proj": 2, "model_emb": 2, "classifier": 1})
+        proj, emb, clf = w["text_proj"], w["model_emb"], w["classifier"]
+        d = proj.shape[0]
+        check(proj.shape[1] == EMBED_DIM, path, f"text_proj must be [d, {EMBED_DIM}], is {list(proj.shape)}")
+        check(emb.shape == (len(m.models), d), path, f"model_emb must be [{len(m.models)}, {d}], is {list(emb.shape)}")
+        check(clf.shape == (d,), path, f"classifier must be [{d}], is {list(clf.shape)}")
+        bias = w.get("text_bias")
+        check(bias is None or bias.shape == (d,), path, f"text_bias must be [{d}]")
+        mbias = w.get("model_bias")
+        check(mbias is None or mbias.shape == (len(m.models),), path, f"model_bias must be [{len(m.models)}]")
+        for key, arr in w.items():
+            check(bool(np.isfinite(arr).all()), path, f"array {key!r} has non-finite values")
+        # s = h @ (model_emb * classifier).T: fold the classifier into the model table once.
+        self._proj_t = np.ascontiguousarray(proj.T, dtype=np.float32)
+        self._text_bias = None if bias is None else bias.astype(np.float32)
+        self._model_table = np.ascontiguousarray((emb * clf[None, :]).T, dtype=np.float32)  # [d, M]
+        self._model_bias = None if mbias is None else mbias.astype(np.float64)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        return self._spec
+
+    def known_models(self) -> tuple[str, ...]:
+        return self._names.known()
+
+    def model_index(self, name: str) -> int:
+        return self._names.index(name)
+
+    def model_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Per-model scores ``[B, M]`` (float64) for prompt embeddings ``[B, 384]``."""
+        h = embeddings.astype(np.float32) @ self._proj_t
+        if self._text_bias is not None:
+            h += self._text_bias
+        s = (h @ self._model_table).astype(np.float64)
+        if self._model_bias is not None:
+            s += self._model_bias
+        return s
+
+    def score(
+        self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray
+    ) -> np.ndarray:
+        assert embeddings is not None, "MF needs embeddings"
+        s = self.model_scores(embeddings)
+        rows = np.arange(len(s))
+        return sigmoid(s[rows, strong] - s[rows, weak])

@@ -1,0 +1,180 @@
+"""Similarity-weighted Bradley–Terry router (RouteLLM's SW ranking), fast path.
+
+RouteLLM weights every training battle by ``10 * 10 ** (sim / max(sim))`` (sim =
+cosine similarity of the battle's prompt to the query) and refits a logistic
+regression over all battle rows per query (``compute_elo_mle_with_tie``: ties
+duplicated as one win each way). That estimator depends only on the weighted
+win counts per ordered model pair, so we aggregate battles once at load time
+into cells ``(prompt, winner, loser, multiplicity)``, and per query sum the
+weights into an ``M x M`` win matrix and fit Bradley–Terry by Newton's method
+on that small problem: the same maximum-likelihood ratings, far faster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from scorer.artifacts import Artifact, EncoderSpec, Manifest
+from scorer.errors import ArtifactError
+from scorer.routers.base import LoadContext, ModelNames, check, sigmoid
+from scorer.routers.mf import EMBED_DIM
+
+_MAX_NEWTON_STEPS = 100
+
+
+def similarity_weights(sim: np.ndarray) -> np.ndarray:
+    """RouteLLM's battle weights ``10 * 10 ** (sim / max(sim))`` per column of ``sim`` ``[N, B]``."""
+    top = sim.max(axis=0, keepdims=True)
+    # A query unlike every training prompt (max <= 0) gets uniform weights instead of a division by zero.
+    scaled = np.divide(sim, top, out=np.zeros_like(sim), where=top > 0)
+    return np.asarray(10.0 * np.power(10.0, scaled), dtype=np.float64)
+
+
+def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12) -> np.ndarray:
+    """Maximum-likelihood BT strengths (natural log-odds, sum zero) from ``wins[i, j]`` = weight of i beating j.
+
+    Maximises ``sum_ij wins[i, j] * log(sigmoid(t_i - t_j))`` with damped Newton steps; the
+    Hessian is minus a weighted graph Laplacian, solved with a pseudo-inverse so that models
+    without battles (or disconnected groups) stay finite.
+    """
+    m = wins.shape[0]
+    n = wins + wins.T
+    theta = np.zeros(m)
+
+    def loglik(t: np.ndarray) -> float:
+        d = t[:, None] - t[None, :]
+        return float(-(wins * np.logaddexp(0.0, -d)).sum())
+
+    current = loglik(theta)
+    for _ in range(_MAX_NEWTON_STEPS):
+        p = sigmoid(theta[:, None] - theta[None, :])
+        grad = (wins - n * p).sum(axis=1)
+        a = n * p * (1.0 - p)
+        lap = np.diag(a.sum(axis=1)) - a
+        step = np.linalg.pinv(lap, hermitian=True) @ grad
+        step -= step.mean()
+        scale = 1.0
+        while True:
+            cand = theta + scale * step
+            value = loglik(cand)
+            if value >= current - 1e-12 * abs(current) or scale < 1e-6:
+                break
+            scale *= 0.5
+        theta, current = cand, value
+        if float(np.abs(scale * step).max(initial=0.0)) < tol:
+            break
+    return theta
+
+
+class SWRouter:
+    """Per query: similarity weights → weighted win matrix → Bradley–Terry fit."""
+
+    needs_embeddings = True
+
+    def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
+        m = artifact.manifest
+        self._manifest = m
+        self._names = ModelNames(m, m.params.get("aliases"))
+        self._spec = m.encoder or EncoderSpec()
+        self.scale = float(m.params.get("scale", 400))
+        self.base = float(m.params.get("base", 10))
+        self.init_rating = float(m.params.get("init_rating", 1000))
+        emb_path = artifact.path("embeddings")
+        try:
+            emb = np.load(emb_path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{emb_path}: not a readable .npy file ({exc})") from exc
+        check(emb.ndim == 2 and emb.shape[1] == EMBED_DIM, emb_path, f"embeddings must be [N, {EMBED_DIM}]")
+        check(emb.dtype in (np.float16, np.float32), emb_path, f"embeddings must be float16/32, are {emb.dtype}")
+        check(bool(np.isfinite(emb).all()), emb_path, "embeddings have non-finite values")
+        prompt, a, b, outcome = self._load_battles(artifact, len(emb), len(m.models))
+        # Only prompts that have battles count (RouteLLM's max(sim) runs over battle rows).
+        used, prompt = np.unique(prompt, return_inverse=True)
+        self._emb = np.ascontiguousarray(emb[used], dtype=np.float32)
+        mm = len(m.models)
+        # Each battle as (winner, loser) cells: a win counts 1, a tie 1/2 each way (RouteLLM's
+        # duplicated rows, halved; the MLE is unchanged by a common factor).
+        winner = np.concatenate([np.where(outcome == 1, b, a), np.where(outcome == 1, a, b)[outcome == 2]])
+        loser = np.concatenate([np.where(outcome == 1, a, b), np.where(outcome == 1, b, a)[outcome == 2]])
+        mult = np.concatenate([np.where(outcome == 2, 0.5, 1.0), np.full(int((outcome == 2).sum()), 0.5)])
+        rows = np.concatenate([prompt, prompt[outcome == 2]])
+        key = (rows.astype(np.int64) * mm + winner) * mm + loser
+        cells, inverse = np.unique(key, return_inverse=True)
+        self._cell_mult = np.bincount(inverse, weights=mult)
+        self._cell_prompt = cells // (mm * mm)
+        self._cell_pair = cells % (mm * mm)
+        # Sorting cells by pair lets one reduceat sum a whole batch of queries per pair.
+        order = np.argsort(self._cell_pair, kind="stable")
+        self._cell_prompt, self._cell_pair, self._cell_mult = (
+            self._cell_prompt[order],
+            self._cell_pair[order],
+            self._cell_mult[order],
+        )
+        self._pairs, self._pair_starts = np.unique(self._cell_pair, return_index=True)
+        self._m = mm
+
+    @staticmethod
+    def _load_battles(artifact: Artifact, n_prompts: int, n_models: int) -> tuple[np.ndarray, ...]:
+        path = artifact.path("battles")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = [np.asarray(data[k]).astype(np.int64) for k in ("prompt_idx", "model_a", "model_b", "outcome")]
+        except KeyError as exc:
+            raise ArtifactError(f"{path}: missing array {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{path}: not a readable .npz file ({exc})") from exc
+        prompt, a, b, outcome = arrays
+        k = len(prompt)
+        check(
+            k > 0 and all(x.shape == (k,) for x in arrays), path, "battle arrays must be 1-D, equal length, non-empty"
+        )
+        check(bool(((prompt >= 0) & (prompt < n_prompts)).all()), path, "prompt_idx out of range of embeddings")
+        for name, arr in (("model_a", a), ("model_b", b)):
+            check(bool(((arr >= 0) & (arr < n_models)).all()), path, f"{name} out of range of models")
+        check(bool((a != b).all()), path, "a battle has model_a == model_b")
+        check(bool(np.isin(outcome, (0, 1, 2)).all()), path, "outcome must be 0, 1 or 2")
+        return prompt, a, b, outcome
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        return self._spec
+
+    def known_models(self) -> tuple[str, ...]:
+        return self._names.known()
+
+    def model_index(self, name: str) -> int:
+        return self._names.index(name)
+
+    def win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
+        """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
+        sim = self._emb @ embeddings.astype(np.float32).T  # [P, B]
+        weights = similarity_weights(sim.astype(np.float64))
+        cell_w = weights[self._cell_prompt] * self._cell_mult[:, None]  # [C, B]
+        per_pair = np.add.reduceat(cell_w, self._pair_starts, axis=0)  # [pairs, B]
+        out = np.zeros((embeddings.shape[0], self._m * self._m))
+        out[:, self._pairs] = per_pair.T
+        return out.reshape(-1, self._m, self._m)
+
+    def strengths(self, embeddings: np.ndarray) -> np.ndarray:
+        """Bradley–Terry strengths ``[B, M]`` (natural log-odds, centred) per query."""
+        return np.stack([fit_bradley_terry(w) for w in self.win_matrices(embeddings)])
+
+    def elo(self, strengths: np.ndarray) -> np.ndarray:
+        """Strengths in Elo units, as RouteLLM reports them (``scale * beta + init``)."""
+        return self.scale * strengths / math.log(self.base) + self.init_rating
+
+    def score(
+        self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray
+    ) -> np.ndarray:
+        assert embeddings is not None, "SW needs embeddings"
+        t = self.strengths(embeddings)
+        rows = np.arange(len(t))
+        # 1 / (1 + base ** ((r_weak - r_strong) / scale)) == sigmoid(t_strong - t_weak).
+        return sigmoid(t[rows, strong] - t[rows, weak])

@@ -1,0 +1,42 @@
+"""``ferryman score``: score prompts locally (no server) and print JSON, one object per prompt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from scorer.core import ScoreQuery, ScorerCore
+from scorer.errors import ScorerError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompts", nargs="+", help="prompt text(s) to score")
+    parser.add_argument("--router", default="mf", help="router name")
+    parser.add_argument("--strong", default="", help="strong model (default: the router's default pair)")
+    parser.add_argument("--weak", default="", help="weak model (default: the router's default pair)")
+    parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts directory")
+    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder directory")
+    parser.add_argument("--encoder-precision", choices=["int8", "fp32"], default="int8", help="encoder graph")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        core = ScorerCore.load(args.routers_dir, args.encoder_dir, precision=args.encoder_precision, only=[args.router])
+        queries = [ScoreQuery(args.router, p, strong_model=args.strong, weak_model=args.weak) for p in args.prompts]
+        results = core.score(queries)
+    except ScorerError as exc:
+        print(f"ferryman score: error: {exc}", file=sys.stderr)
+        return 2
+    for prompt, res in zip(args.prompts, results, strict=True):
+        out = {
+            "prompt": prompt,
+            "strong_win_rate": res.strong_win_rate,
+            "router": res.router,
+            "router_version": res.router_version,
+            "strong_model": res.strong_model,
+            "weak_model": res.weak_model,
+        }
+        print(json.dumps(out))
+    return 0
