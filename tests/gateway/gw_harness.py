@@ -24,14 +24,20 @@ PROVIDER_KEY = "sk-test-provider-secret-0123456789"
 ENV = {"FAKE_PROVIDER_KEY": PROVIDER_KEY}
 
 
-def gateway_config(
+def gateway_config(fakes: Mapping[str, FakeProvider], **kwargs: Any) -> GatewayConfig:
+    """A validated config over the fake providers (see ``config_dict``)."""
+    return parse_config(config_dict(fakes, **kwargs))
+
+
+def config_dict(
     fakes: Mapping[str, FakeProvider],
     *,
     scorer_target: str = "dns:///127.0.0.1:1",
     strong: tuple[str, ...] = ("strong-openai", "strong-anthropic"),
     weak: tuple[str, ...] = ("weak-openai", "weak-anthropic"),
+    model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     **sections: Any,
-) -> GatewayConfig:
+) -> dict[str, Any]:
     """A config whose models point at fake providers (name → fake; kind from the name)."""
     models = {
         name: {
@@ -45,6 +51,8 @@ def gateway_config(
         }
         for name, fake in fakes.items()
     }
+    for name, override in (model_overrides or {}).items():
+        models[name] = models[name] | dict(override)
     data: dict[str, Any] = {
         "models": models,
         "tiers": {"strong": {"models": list(strong)}, "weak": {"models": list(weak)}},
@@ -60,7 +68,7 @@ def gateway_config(
     }
     for key, value in sections.items():
         data[key] = (data.get(key) or {}) | value if isinstance(value, dict) else value
-    return parse_config(data)
+    return data
 
 
 class GatewayThread:
