@@ -34,3 +34,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def scorer_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real scorer (scorer.testing) serving small valid routers on loopback."""
+    from scorer.testing import build_test_routers, scorer_in_thread
+
+    routers = build_test_routers(tmp_path_factory.mktemp("routers"))
+    with scorer_in_thread(routers) as address:
+        yield address

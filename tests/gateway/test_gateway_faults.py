@@ -31,7 +31,8 @@ class Tally:
     failed: int = 0
 
     def row(self, name: str) -> str:
-        return f"{name:<44} sent={self.sent:<3} answered={self.answered:<3} after_fallback={self.after_fallback:<3} failed={self.failed}"
+        counts = f"sent={self.sent:<3} answered={self.answered:<3} after_fallback={self.after_fallback:<3}"
+        return f"{name:<48} {counts} failed={self.failed}"
 
 
 def client(gw: GatewayThread) -> openai.OpenAI:

@@ -1,0 +1,201 @@
+"""gRPC GatewayService against a real scorer and fake providers: routing, streaming, errors, health."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from gw_harness import CLIENT_KEY, GatewayThread, gateway_config
+
+from ferryman.gateway.v1 import gateway_pb2 as pb
+from ferryman.gateway.v1 import gateway_pb2_grpc
+from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from gateway.policy import interpolate_threshold
+from gateway.service import Runtime
+from gateway.testing.fake_provider import DISCONNECT, status
+from scorer.testing import SAMPLE_PROMPTS
+
+AUTH = (("authorization", f"Bearer {CLIENT_KEY}"),)
+MSGS = [pb.ChatMessage(role="user", content="Prove that there are infinitely many primes.")]
+
+
+@pytest.fixture
+def gw(fakes, scorer_address):
+    with GatewayThread(gateway_config(fakes, scorer_target=f"dns:///{scorer_address}")) as g:
+        yield g
+
+
+@pytest.fixture
+def stub(gw):
+    with grpc.insecure_channel(gw.grpc_target) as channel:
+        yield gateway_pb2_grpc.GatewayServiceStub(channel)
+
+
+def scorer_stub(address: str) -> scorer_pb2_grpc.ScorerServiceStub:
+    return scorer_pb2_grpc.ScorerServiceStub(grpc.insecure_channel(address))
+
+
+def test_route_without_any_provider_keys(fakes, scorer_address):
+    g = GatewayThread(gateway_config(fakes, scorer_target=f"dns:///{scorer_address}"))
+    g.runtime = Runtime(client_keys=frozenset({CLIENT_KEY}), environ={})  # no provider key anywhere
+    with g, grpc.insecure_channel(g.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        d = stub.Route(pb.RouteRequest(model="router-mf-0.5", messages=MSGS), metadata=AUTH).decision
+        expected = (
+            scorer_stub(scorer_address)
+            .Score(scorer_pb2.ScoreRequest(router="mf", prompt=MSGS[0].content))
+            .strong_win_rate
+        )
+        assert d.source == pb.DECISION_SOURCE_SCORED
+        assert d.score == pytest.approx(expected, abs=1e-6)
+        assert d.tier == (pb.TIER_STRONG if expected >= 0.5 else pb.TIER_WEAK)
+        assert d.model == ("strong-openai" if expected >= 0.5 else "weak-openai")
+        assert d.router == "mf" and d.threshold == 0.5 and d.scorer_latency_ms > 0
+        assert stub.Route(pb.RouteRequest(model="router-mf-0", messages=MSGS), metadata=AUTH).decision.tier == (
+            pb.TIER_STRONG
+        )
+    assert sum(f.requests for f in fakes.values()) == 0
+
+
+def test_policy_threshold_comes_from_the_calibration_table(stub, scorer_address):
+    routers = scorer_stub(scorer_address).ListRouters(scorer_pb2.ListRoutersRequest()).routers
+    table = sorted((p.strong_share, p.threshold) for p in next(r for r in routers if r.name == "mf").calibration)
+    strong = 0
+    for prompt in SAMPLE_PROMPTS:
+        msgs = [pb.ChatMessage(role="user", content=prompt)]
+        d = stub.Route(pb.RouteRequest(model="ferryman-balanced", messages=msgs), metadata=AUTH).decision
+        assert d.policy == "ferryman-balanced" and d.source == pb.DECISION_SOURCE_SCORED
+        assert d.threshold == pytest.approx(interpolate_threshold(table, 0.3))
+        strong += d.tier == pb.TIER_STRONG
+    share = strong / len(SAMPLE_PROMPTS)
+    print(f"\nferryman-balanced (target 30 % strong) on {len(SAMPLE_PROMPTS)} calibration prompts: {share:.0%} strong")
+    assert 0.2 <= share <= 0.4
+    # per-request override of the share
+    msgs = [pb.ChatMessage(role="user", content=SAMPLE_PROMPTS[0])]
+    opts = pb.RoutingOptions(router="sw", strong_share=1.0)
+    d = stub.Route(pb.RouteRequest(model="ferryman-balanced", messages=msgs, routing=opts), metadata=AUTH).decision
+    sw_table = sorted((p.strong_share, p.threshold) for p in next(r for r in routers if r.name == "sw").calibration)
+    assert d.router == "sw" and d.threshold == pytest.approx(sw_table[-1][1])
+
+
+def test_chat_completion_reports_what_happened(stub, fakes):
+    r = stub.ChatCompletion(pb.ChatCompletionRequest(model="router-mf-0", messages=MSGS, max_tokens=20), metadata=AUTH)
+    assert r.message.content == "Answer from strong-openai." and r.model == "strong-openai"
+    assert r.decision.tier == pb.TIER_STRONG and r.decision.source == pb.DECISION_SOURCE_SCORED
+    acc = r.accounting
+    assert acc.served_model == "strong-openai" and not acc.degraded
+    assert [a.outcome for a in acc.attempts] == [pb.ATTEMPT_OUTCOME_SUCCESS]
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens > 0
+    assert acc.cost_usd == pytest.approx(acc.strong_cost_usd) and acc.cost_usd > 0
+    fakes["strong-openai"].reset(default=status(500))
+    r = stub.ChatCompletion(pb.ChatCompletionRequest(model="router-mf-0", messages=MSGS), metadata=AUTH)
+    assert r.accounting.degraded and r.accounting.served_model == "strong-anthropic"
+    assert r.accounting.attempts[0].outcome == pb.ATTEMPT_OUTCOME_TRANSIENT_ERROR
+    assert r.accounting.attempts[0].retries == 2
+
+
+def test_stream_chat_completion(stub):
+    events = list(
+        stub.StreamChatCompletion(pb.StreamChatCompletionRequest(model="router-mf-1", messages=MSGS), metadata=AUTH)
+    )
+    assert events[0].WhichOneof("event") == "decision" and events[0].decision.tier == pb.TIER_WEAK
+    assert "".join(e.delta for e in events if e.WhichOneof("event") == "delta") == "Answer from weak-openai."
+    summary = events[-1].summary
+    assert summary.model == "weak-openai" and summary.finish_reason == "stop"
+    assert summary.accounting.cost_usd < summary.accounting.strong_cost_usd
+    assert len({e.id for e in events}) == 1
+
+
+def test_stream_interrupted_after_first_token_is_an_error_status(stub, fakes):
+    fakes["weak-openai"].reset(default=DISCONNECT)
+    call = stub.StreamChatCompletion(pb.StreamChatCompletionRequest(model="weak-openai", messages=MSGS), metadata=AUTH)
+    deltas = []
+    with pytest.raises(grpc.RpcError) as info:
+        for event in call:
+            if event.WhichOneof("event") == "delta":
+                deltas.append(event.delta)
+    assert deltas and info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "after the stream started" in info.value.details()
+
+
+BAD = {
+    "no messages": pb.ChatCompletionRequest(model="weak-openai"),
+    "unknown model": pb.ChatCompletionRequest(model="gpt-9", messages=MSGS),
+    "unknown policy": pb.ChatCompletionRequest(
+        model="router-mf-0.5", messages=MSGS, routing=pb.RoutingOptions(policy="nope")
+    ),
+    "threshold > 1": pb.ChatCompletionRequest(model="router-mf-1.01", messages=MSGS),
+    "threshold NaN": pb.ChatCompletionRequest(
+        model="router-mf-0.5", messages=MSGS, routing=pb.RoutingOptions(threshold=math.nan)
+    ),
+    "threshold < 0": pb.ChatCompletionRequest(
+        model="router-mf-0.5", messages=MSGS, routing=pb.RoutingOptions(threshold=-0.5)
+    ),
+    "share and threshold": pb.ChatCompletionRequest(
+        model="router-mf-0.5", messages=MSGS, routing=pb.RoutingOptions(threshold=0.5, strong_share=0.5)
+    ),
+    "unknown router": pb.ChatCompletionRequest(model="router-nosuch-0.5", messages=MSGS),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_invalid_argument(stub, fakes, case):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ChatCompletion(BAD[case], metadata=AUTH)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert sum(f.requests for f in fakes.values()) == 0
+
+
+@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer wrong"),), (("authorization", "Basic x"),)])
+def test_missing_or_wrong_key_is_unauthenticated(stub, metadata):
+    for call in (
+        lambda: stub.Route(pb.RouteRequest(model="weak-openai", messages=MSGS), metadata=metadata),
+        lambda: stub.ChatCompletion(pb.ChatCompletionRequest(model="weak-openai", messages=MSGS), metadata=metadata),
+        lambda: list(
+            stub.StreamChatCompletion(
+                pb.StreamChatCompletionRequest(model="weak-openai", messages=MSGS), metadata=metadata
+            )
+        ),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_and_reflection(gw):
+    with grpc.insecure_channel(gw.grpc_target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "ferryman.gateway.v1.GatewayService"):
+            assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == (
+                health_pb2.HealthCheckResponse.SERVING
+            )
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [resp] = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in resp.list_services_response.service}
+        assert "ferryman.gateway.v1.GatewayService" in names
+
+
+def test_scorer_slower_than_its_deadline_uses_the_default_tier(fakes, scorer_address):
+    config = gateway_config(fakes, scorer_target=f"dns:///{scorer_address}", scorer={"deadline_ms": 0.001})
+    with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        r = stub.ChatCompletion(pb.ChatCompletionRequest(model="router-mf-1", messages=MSGS), metadata=AUTH)
+        assert r.decision.source == pb.DECISION_SOURCE_SCORER_UNAVAILABLE
+        assert r.decision.tier == pb.TIER_STRONG  # routing.scorer_down_tier
+        assert r.message.content == "Answer from strong-openai."
+        metrics = g.gateway.metrics.render().decode()
+        assert 'ferryman_gateway_scorer_failures_total{code="DEADLINE_EXCEEDED"}' in metrics
+
+
+def test_scorer_down_uses_the_policy_default_tier(fakes):
+    config = gateway_config(
+        fakes, policies={"economy": {"router": "mf", "strong_share": 0.1, "scorer_down_tier": "weak"}}
+    )
+    with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        r = stub.ChatCompletion(pb.ChatCompletionRequest(model="economy", messages=MSGS), metadata=AUTH)
+        assert r.decision.source == pb.DECISION_SOURCE_SCORER_UNAVAILABLE and r.decision.tier == pb.TIER_WEAK
+        assert r.message.content == "Answer from weak-openai."
