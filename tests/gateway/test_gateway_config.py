@@ -1,0 +1,99 @@
+"""Configuration validation: the shipped files load; bad files fail at start naming the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def base() -> dict:
+    return {
+        "models": {
+            "big": {
+                "provider": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "api_key_env": "K",
+                "price_in_per_mtok": 1,
+                "price_out_per_mtok": 2,
+            },
+            "small": {
+                "provider": "anthropic",
+                "base_url": "http://127.0.0.1:9/v1",
+                "api_key_env": "K",
+                "price_in_per_mtok": 0.1,
+                "price_out_per_mtok": 0.2,
+            },
+        },
+        "tiers": {"strong": {"models": ["big"]}, "weak": {"models": ["small"]}},
+        "policies": {"p": {"router": "mf", "strong_share": 0.3}},
+    }
+
+
+@pytest.mark.parametrize("name", ["gateway.yaml", "gateway.dev.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(REPO / "config" / name)
+    assert config.policies["ferryman-balanced"].strong_share == 0.3
+    assert config.auth.disabled == (name == "gateway.dev.yaml")
+
+
+def _mutate(data: dict, path: str, value: object) -> dict:
+    *parents, leaf = path.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is _DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return data
+
+
+_DELETE = object()
+
+BAD = [
+    ("models.big.provider", "azure", "models.big.provider: must be 'openai' or 'anthropic'"),
+    ("models.big.base_url", "ftp://x", "models.big.base_url: must start with http"),
+    ("models.big.price_in_per_mtok", _DELETE, "models.big.price_in_per_mtok: required"),
+    ("models.big.price_out_per_mtok", -1, "models.big.price_out_per_mtok: must be >= 0"),
+    ("models.big.read_timeout_s", "fast", "models.big.read_timeout_s: expected float"),
+    ("models.big.colour", "red", "models.big: unknown field(s) colour"),
+    ("tiers.strong.models", ["nope"], "tiers.strong.models: 'nope' is not defined under models"),
+    ("tiers.weak.models", ["big"], "model(s) big are in both tiers"),
+    ("tiers.weak", _DELETE, "tiers.weak.models: a non-empty list"),
+    ("policies.p.strong_share", 1.5, "policies.p.strong_share: must be in [0, 1]"),
+    ("policies.p.threshold", 0.2, "policies.p: set exactly one of threshold or strong_share"),
+    ("policies.p.scorer_down_tier", "medium", "policies.p.scorer_down_tier: must be 'strong' or 'weak'"),
+    ("policies.router-x-1", {"threshold": 0.1}, "name clashes"),
+    ("scorer.deadline_ms", 0, "scorer.deadline_ms: must be > 0"),
+    ("auth.disabled", "yes", "auth.disabled: expected bool"),
+    ("retry.max_retries", -1, "retry.max_retries: must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_names_the_field(path, value, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        parse_config(_mutate(base(), path, value))
+    assert message in str(info.value)
+
+
+def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_mutate(base(), "models.big.provider", "azure")))
+    run = [sys.executable, "-m", "ferryman", "gateway", "--config"]
+    proc = subprocess.run([*run, str(bad)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "models.big.provider" in proc.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(base()))
+    env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": ""}
+    proc = subprocess.run([*run, str(good)], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "no client API keys" in proc.stderr and "FERRYMAN_API_KEYS" in proc.stderr
