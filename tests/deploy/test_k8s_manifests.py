@@ -7,16 +7,22 @@ the numbers.
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import subprocess
 
 import pytest
 import yaml
 
 from gateway.config import ServerConfig, parse_config
+from gateway.main import RunningGateway
+from scorer.config import ScorerConfig
+from scorer.main import ENV_PREFIX
+from scorer.server import known_services
 
 from . import k8s
 from .cli_args import parse_ferryman_args
-from .k8s import OVERLAYS, containers, find, one, port_named, render, selects
+from .k8s import OVERLAYS, ROOT, containers, find, one, port_named, render, selects
 
 SERVICES = ("scorer", "gateway")
 
@@ -126,8 +132,8 @@ def test_gateway_ports_probes_and_config_match_the_code(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_gateway_dials_the_headless_scorer_service(overlay: str) -> None:
     objs = render(overlay)
-    cm = one(objs, "ConfigMap", "gateway-config")
-    cfg = parse_config(yaml.safe_load(cm["data"]["gateway.yaml"]))
+    (gc,) = one(objs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    _, args = parse_ferryman_args(gc["args"])
     scorer = one(objs, "Deployment", "scorer")
     (sc,) = scorer["spec"]["template"]["spec"]["containers"]
     svc = one(objs, "Service", "scorer")
@@ -137,7 +143,16 @@ def test_gateway_dials_the_headless_scorer_service(overlay: str) -> None:
     assert port["targetPort"] == "grpc" and port["port"] == port_named(sc, "grpc")
     namespace = svc["metadata"]["namespace"]
     assert one(objs, "Deployment", "gateway")["metadata"]["namespace"] == namespace
-    assert cfg.scorer.target == f"dns:///scorer.{namespace}.svc.cluster.local:{port['port']}"
+    assert args.scorer == f"dns:///scorer.{namespace}.svc.cluster.local:{port['port']}"
+
+
+def test_cluster_config_is_the_repository_config() -> None:
+    """kustomize reads no file outside k8s/base, so the ConfigMap source is a checked copy."""
+    copy = (ROOT / "k8s" / "base" / "gateway-config.yaml").read_text()
+    assert copy == (ROOT / "config" / "gateway.yaml").read_text(), (
+        "k8s/base/gateway-config.yaml differs from config/gateway.yaml: "
+        "cp config/gateway.yaml k8s/base/gateway-config.yaml"
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -202,3 +217,49 @@ def test_overlays_differ_as_intended() -> None:
     env = {e["name"]: e.get("value") for e in gc.get("env", [])}
     assert env[cfg.breaker.redis_url_env] == "redis://redis:6379/0"
     assert not find(prod, "Deployment", "redis")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_scorer_ports_probes_and_flags_match_the_code(overlay: str) -> None:
+    objs = render(overlay)
+    dep = one(objs, "Deployment", "scorer")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    command, ns = parse_ferryman_args(c["args"])
+    assert command == "scorer"
+    defaults = ScorerConfig()
+    assert ns.port == defaults.port == port_named(c, "grpc")
+    assert ns.metrics_port == defaults.metrics_port == port_named(c, "metrics")
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert int(ann["prometheus.io/port"]) == ns.metrics_port
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"]["port"] == ns.port, probe
+        assert c[probe]["grpc"].get("service", "") in ("", *known_services()), probe
+    # Every FERRYMAN_SCORER_* variable is one of the scorer's flags (a typo would be ignored silently).
+    flags = {a.dest.upper() for a in _scorer_parser_actions()}
+    for env in c.get("env", []):
+        if env["name"].startswith(ENV_PREFIX):
+            assert env["name"][len(ENV_PREFIX) :] in flags, env["name"]
+
+
+def _scorer_parser_actions() -> list[argparse.Action]:
+    from scorer.main import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return list(parser._actions)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_termination_grace_covers_prestop_and_drain(overlay: str, service: str) -> None:
+    """Kubernetes must not SIGKILL a pod before its preStop sleep and its own drain are over."""
+    dep = one(render(overlay), "Deployment", service)
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    if service == "scorer":
+        _, ns = parse_ferryman_args(c["args"])
+        drain = ns.grace_s
+    else:
+        drain = inspect.signature(RunningGateway.stop).parameters["grace_s"].default
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop + drain + 5

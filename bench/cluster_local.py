@@ -1,0 +1,514 @@
+"""Local multi-replica run: the stand-in for a Kubernetes cluster on a machine without one.
+
+Everything runs on loopback: a fake LLM provider (real HTTP, slow enough that requests are in
+flight at any moment), a redis-server for shared breaker state (as the dev overlay), N scorer
+processes and M gateway processes. The gateways read the dev overlay's gateway config
+(``k8s/base/gateway-config.yaml``) with only the addresses changed, and dial every scorer with
+``round_robin`` over a static address list (``ipv4:127.0.0.1:P1,127.0.0.1:P2``), as they dial
+the headless Service's pod list in a cluster. A bounded load of ``ChatCompletion`` calls is
+spread over the gateways (as a Service would), in three phases:
+
+1. steady: every scorer receives a share of the Score calls (counted from each scorer's
+   Prometheus metrics);
+2. one scorer is killed (SIGKILL) mid-load: no client request may fail; requests whose score
+   was lost are counted (decision source SCORER_UNAVAILABLE: the policy's default tier served);
+3. one gateway is taken out of rotation (its endpoint removed) and sent SIGTERM while requests
+   are in flight on it: every one of them must complete.
+
+``make cluster-local`` (``python -m bench.cluster_local``) prints the counts and exits non-zero
+when a requirement fails. ``tests/deploy`` runs a short version and reuses :class:`LocalCluster`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.testing.fake_provider import FakeProvider, slow
+
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAY_CONFIG = ROOT / "k8s" / "base" / "gateway-config.yaml"
+CLIENT_KEY = "cluster-local-client-key"
+PROMPTS = (
+    "What is the capital of France?",
+    "Prove that there are infinitely many primes.",
+    "Write a haiku about autumn leaves.",
+    "Explain how TCP congestion control reacts to packet loss.",
+    "Translate 'good morning' into Spanish.",
+    "Derive the closed form of the sum of the first n squares.",
+    "Give three tips for a job interview.",
+    "Implement an LRU cache in Python with O(1) operations and explain the design.",
+)
+SCORED = gateway_pb2.DecisionSource.Name(gateway_pb2.DECISION_SOURCE_SCORED)
+SCORER_DOWN = gateway_pb2.DecisionSource.Name(gateway_pb2.DECISION_SOURCE_SCORER_UNAVAILABLE)
+
+
+def free_port() -> int:
+    """A free loopback port (for servers that cannot report the port they bound)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(what: str, check: Any, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not ready after {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def grpc_serving(target: str, timeout_s: float = 1.0) -> bool:
+    """Whether ``target`` answers grpc.health.v1 Check ("") with SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@dataclass
+class Process:
+    """One server process of the local cluster, its output in a log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    grpc_port: int = 0
+    http_port: int = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit in time; the exit code."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})}
+        )
+    return Process(name, proc, log)
+
+
+def cluster_config(provider_url: str) -> dict[str, Any]:
+    """The dev overlay's gateway config, with every provider pointed at the local fake one."""
+    data: dict[str, Any] = yaml.safe_load(GATEWAY_CONFIG.read_text())
+    for model in data["models"].values():
+        model["base_url"] = provider_url
+    return data
+
+
+@dataclass
+class LocalCluster:
+    """Scorers, gateways, a fake provider and Redis on loopback; use as a context manager."""
+
+    scorers: int = 2
+    gateways: int = 2
+    routers_dir: Path = ROOT / "routers"
+    encoder_dir: Path = ROOT / "build" / "encoder"
+    provider_delay_s: float = 0.2
+    #: Overrides merged into the gateway config's ``scorer`` section (e.g. deadline_ms).
+    scorer_overrides: dict[str, Any] = field(default_factory=dict)
+    workdir: Path | None = None
+    start_timeout_s: float = 180.0
+    scorer_procs: list[Process] = field(default_factory=list)
+    gateway_procs: list[Process] = field(default_factory=list)
+    scorer_metrics_ports: list[int] = field(default_factory=list)
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        if self.workdir is None:
+            self.workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="ferryman-cluster-")))
+        workdir = self.workdir
+        provider = FakeProvider(reply="A local answer.", name="cluster-local")
+        provider.reset(default=slow(self.provider_delay_s))
+        self._stack.enter_context(provider)
+        redis_url = self._start_redis(workdir)
+
+        self.scorer_procs = [self._start_scorer(i, workdir) for i in range(self.scorers)]
+        for p in self.scorer_procs:
+            _wait(f"{p.name} health", lambda p=p: grpc_serving(p.target), self.start_timeout_s, p.proc)
+
+        config = cluster_config(provider.base_url)
+        config["scorer"] = {**config.get("scorer", {}), **self.scorer_overrides}
+        config_path = workdir / "gateway.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        scorer_target = "ipv4:" + ",".join(p.target for p in self.scorer_procs)
+        env = {"REDIS_URL": redis_url, "FERRYMAN_API_KEYS": CLIENT_KEY}
+        env |= {m["api_key_env"]: "fake-provider-key" for m in config["models"].values() if m.get("api_key_env")}
+        self.gateway_procs = [
+            self._start_gateway(i, workdir, config_path, scorer_target, env) for i in range(self.gateways)
+        ]
+        for p in self.gateway_procs:
+            _wait(f"{p.name} health", lambda p=p: grpc_serving(p.target), self.start_timeout_s, p.proc)
+
+    def _start_redis(self, workdir: Path) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (run `make system-deps`)")
+        port = free_port()
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        redis = _spawn("redis", [*argv, "--dir", str(workdir)], workdir)
+        self._stack.callback(redis.stop)
+        _wait("redis", lambda: _connects(port), 20, redis.proc)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _start_scorer(self, index: int, workdir: Path) -> Process:
+        port, metrics_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(self.routers_dir)]
+        argv += ["--encoder-dir", str(self.encoder_dir), "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--metrics-port", str(metrics_port)]
+        proc = _spawn(f"scorer-{index}", argv, workdir)
+        proc.grpc_port = port
+        self.scorer_metrics_ports.append(metrics_port)
+        self._stack.callback(proc.stop)
+        return proc
+
+    def _start_gateway(
+        self, index: int, workdir: Path, config: Path, scorer_target: str, env: dict[str, str]
+    ) -> Process:
+        port_file = workdir / f"gateway-{index}.ports.json"
+        argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config), "--host", "127.0.0.1"]
+        argv += ["--grpc-port", "0", "--http-port", "0", "--scorer", scorer_target, "--port-file", str(port_file)]
+        proc = _spawn(f"gateway-{index}", argv, workdir, env)
+        self._stack.callback(proc.stop)
+        ports = _wait(f"{proc.name} ports", lambda: _read_json(port_file), self.start_timeout_s, proc.proc)
+        proc.grpc_port, proc.http_port = int(ports["grpc_port"]), int(ports["http_port"])
+        return proc
+
+    def score_calls(self) -> list[int | None]:
+        """Score calls each scorer has served so far (None for a scorer that is down)."""
+        return [_score_calls(port) for port in self.scorer_metrics_ports]
+
+
+def _connects(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _score_calls(metrics_port: int) -> int | None:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2.0).text
+    except httpx.HTTPError:
+        return None
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ferryman_scorer_requests_total" and sample.labels.get("method") == "Score":
+                total += sample.value
+    return int(total)
+
+
+# ---------------------------------------------------------------------------------- load
+
+
+@dataclass
+class Outcome:
+    """One client request: which gateway, in which phase, and how it ended."""
+
+    gateway: int
+    phase: str
+    code: str  # "OK" or the gRPC status name
+    source: str = ""  # decision source of a successful answer
+
+
+@dataclass
+class Load:
+    """Steady, bounded ChatCompletion load spread round-robin over the gateways in rotation."""
+
+    targets: list[str]
+    concurrency: int = 8
+    max_requests: int = 100_000
+    timeout_s: float = 30.0
+    phase: str = "steady"
+    rotation: list[int] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    in_flight: dict[int, set[int]] = field(default_factory=dict)
+    results: dict[int, Outcome] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rotation = list(range(len(self.targets)))
+        self.in_flight = {g: set() for g in self.rotation}
+        self._ids = itertools.count()
+        self._next = itertools.count()
+        self._stopping = False
+
+    async def run(self, until: asyncio.Event) -> None:
+        channels = [grpc.aio.insecure_channel(t) for t in self.targets]
+        stubs = [gateway_pb2_grpc.GatewayServiceStub(c) for c in channels]
+        try:
+            await asyncio.gather(*(self._worker(w, stubs, until) for w in range(self.concurrency)))
+        finally:
+            for channel in channels:
+                await channel.close()
+
+    async def _worker(
+        self, worker: int, stubs: list[gateway_pb2_grpc.GatewayServiceStub], until: asyncio.Event
+    ) -> None:
+        metadata = (("authorization", f"Bearer {CLIENT_KEY}"),)
+        while not until.is_set():
+            request_id = next(self._ids)
+            if request_id >= self.max_requests:
+                return
+            gw = self.rotation[next(self._next) % len(self.rotation)]
+            prompt = PROMPTS[request_id % len(PROMPTS)]
+            request = gateway_pb2.ChatCompletionRequest(
+                model="ferryman-balanced", messages=[gateway_pb2.ChatMessage(role="user", content=prompt)]
+            )
+            phase = self.phase
+            self.in_flight[gw].add(request_id)
+            try:
+                reply = await stubs[gw].ChatCompletion(request, timeout=self.timeout_s, metadata=metadata)
+                outcome = Outcome(gw, phase, "OK", gateway_pb2.DecisionSource.Name(reply.decision.source))
+            except grpc.aio.AioRpcError as exc:
+                outcome = Outcome(gw, phase, exc.code().name)
+            finally:
+                self.in_flight[gw].discard(request_id)
+            self.outcomes.append(outcome)
+            self.results[request_id] = outcome
+
+
+# --------------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Report:
+    """What the run measured."""
+
+    score_calls_steady: list[int | None]
+    score_calls_end: list[int | None]
+    phases: dict[str, Counter[str]]
+    failed: int
+    lost_scores_after_kill: int
+    in_flight_at_sigterm: int
+    in_flight_completed: int
+    in_flight_failed: int
+    sigterm_exit_code: int | None
+    sigterm_exit_s: float
+
+    @property
+    def passed(self) -> bool:
+        steady = self.score_calls_steady
+        return (
+            self.failed == 0
+            and all(n is not None and n > 0 for n in steady)
+            and self.in_flight_at_sigterm > 0
+            and self.in_flight_completed == self.in_flight_at_sigterm
+            and self.sigterm_exit_code == 0
+        )
+
+
+async def _exercise(
+    cluster: LocalCluster, load: Load, steady_s: float, after_kill_s: float, after_term_s: float
+) -> Report:
+    stop = asyncio.Event()
+    runner = asyncio.create_task(load.run(stop))
+    await asyncio.sleep(steady_s)
+    steady_calls = await asyncio.to_thread(cluster.score_calls)
+
+    victim = cluster.scorer_procs[-1]
+    load.phase = f"{victim.name} killed"
+    victim.signal(signal.SIGKILL)
+    await asyncio.sleep(after_kill_s)
+
+    gw_index = len(cluster.gateway_procs) - 1
+    gw = cluster.gateway_procs[gw_index]
+    load.phase = f"{gw.name} SIGTERM"
+    load.rotation.remove(gw_index)  # as the endpoints controller removes a terminating pod
+    # Let the requests just handed to it reach it (the cluster's preStop sleep, much shortened);
+    # with the provider's latency many are still being served when SIGTERM arrives.
+    await asyncio.sleep(0.02)
+    draining = set(load.in_flight[gw_index])
+    sent = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    exit_code = await asyncio.to_thread(_wait_exit, gw.proc, 30.0)
+    exit_s = time.monotonic() - sent
+    await asyncio.sleep(max(0.0, after_term_s - exit_s))
+    stop.set()
+    await runner
+
+    end_calls = await asyncio.to_thread(cluster.score_calls)
+    phases: dict[str, Counter[str]] = {}
+    for o in load.outcomes:
+        phases.setdefault(o.phase, Counter())[o.source if o.code == "OK" else f"FAILED {o.code}"] += 1
+    drained = [load.results[i] for i in draining if i in load.results]
+    killed_phase = phases.get(f"{victim.name} killed", Counter())
+    return Report(
+        score_calls_steady=steady_calls,
+        score_calls_end=end_calls,
+        phases=phases,
+        failed=sum(1 for o in load.outcomes if o.code != "OK"),
+        lost_scores_after_kill=killed_phase[SCORER_DOWN],
+        in_flight_at_sigterm=len(draining),
+        in_flight_completed=sum(1 for o in drained if o.code == "OK"),
+        in_flight_failed=sum(1 for o in drained if o.code != "OK"),
+        sigterm_exit_code=exit_code,
+        sigterm_exit_s=exit_s,
+    )
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def exercise(
+    cluster: LocalCluster, *, concurrency: int, steady_s: float, after_kill_s: float, after_term_s: float
+) -> Report:
+    """Run the three phases against a started cluster (2+ scorers, 2+ gateways)."""
+    if len(cluster.scorer_procs) < 2 or len(cluster.gateway_procs) < 2:
+        raise ValueError("the multi-replica run needs at least two scorers and two gateways")
+    load = Load([p.target for p in cluster.gateway_procs], concurrency=concurrency)
+    return asyncio.run(_exercise(cluster, load, steady_s, after_kill_s, after_term_s))
+
+
+def format_report(cluster: LocalCluster, report: Report) -> str:
+    lines = ["Score calls per scorer replica (from each scorer's /metrics):"]
+    for i, p in enumerate(cluster.scorer_procs):
+        end = report.score_calls_end[i]
+        lines.append(
+            f"  {p.name} (:{p.grpc_port})  after the steady phase: {report.score_calls_steady[i]}"
+            f"   at the end: {'down' if end is None else end}"
+        )
+    lines.append("Client requests (ChatCompletion through the gateways) by phase and decision source:")
+    for phase, counts in report.phases.items():
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        lines.append(f"  {phase:<22} total={sum(counts.values()):<5} {detail}")
+    lines.append(f"Failed client requests, all phases: {report.failed}")
+    lines.append(
+        f"Requests that lost their score after the scorer kill (served by the default tier): "
+        f"{report.lost_scores_after_kill}"
+    )
+    lines.append(
+        f"Gateway SIGTERM: in flight at SIGTERM={report.in_flight_at_sigterm}, completed OK="
+        f"{report.in_flight_completed}, failed={report.in_flight_failed}; exit code "
+        f"{report.sigterm_exit_code} after {report.sigterm_exit_s:.2f} s"
+    )
+    lines.append("PASS" if report.passed else "FAIL")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cluster_local",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--routers-dir",
+        type=Path,
+        default=ROOT / "routers",
+        help="router artifacts to serve; small test routers are built when it holds none",
+    )
+    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder", help="ONNX encoder")
+    parser.add_argument("--concurrency", type=int, default=8, help="client requests in flight")
+    parser.add_argument("--steady-s", type=float, default=15.0, help="load with every replica up")
+    parser.add_argument("--after-kill-s", type=float, default=10.0, help="load after one scorer is killed")
+    parser.add_argument("--after-term-s", type=float, default=5.0, help="load after one gateway's SIGTERM")
+    parser.add_argument("--provider-delay-s", type=float, default=0.2, help="fake provider latency")
+    parser.add_argument("--scorer-deadline-ms", type=float, help="override scorer.deadline_ms of the config")
+    args = parser.parse_args(argv)
+    overrides = {"deadline_ms": args.scorer_deadline_ms} if args.scorer_deadline_ms else {}
+    with tempfile.TemporaryDirectory(prefix="ferryman-cluster-") as tmp:
+        routers_dir = args.routers_dir
+        if not any(routers_dir.glob("*/manifest.json")):
+            from scorer.testing import build_test_routers
+
+            routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
+            print(f"no router artifacts in {args.routers_dir}: serving small test routers", flush=True)
+        return _run(args, routers_dir, overrides)
+
+
+def _run(args: argparse.Namespace, routers_dir: Path, overrides: dict[str, Any]) -> int:
+    cluster = LocalCluster(
+        routers_dir=routers_dir,
+        encoder_dir=args.encoder_dir,
+        provider_delay_s=args.provider_delay_s,
+        scorer_overrides=overrides,
+    )
+    with cluster:
+        print(f"started: {len(cluster.scorer_procs)} scorers, {len(cluster.gateway_procs)} gateways", flush=True)
+        report = exercise(
+            cluster,
+            concurrency=args.concurrency,
+            steady_s=args.steady_s,
+            after_kill_s=args.after_kill_s,
+            after_term_s=args.after_term_s,
+        )
+        print(format_report(cluster, report), flush=True)
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
