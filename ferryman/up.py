@@ -1,0 +1,118 @@
+"""``ferryman up``: run the scorer and the gateway together as child processes (``make run``).
+
+The scorer listens on loopback; the gateway is pointed at it. SIGINT/SIGTERM are forwarded
+to both children, which drain and stop; if either child exits on its own, the other is
+stopped too and ``up`` exits with the first child's status. When gateway auth is enabled
+and no client key is configured, a random key is generated for this run and printed, so
+``make run`` works on a fresh clone without turning auth off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+STOP_TIMEOUT_S = 20.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("FERRYMAN_GATEWAY_CONFIG", "config/gateway.yaml")),
+        help="gateway YAML configuration (env FERRYMAN_GATEWAY_CONFIG)",
+    )
+    parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts for the scorer")
+    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder directory")
+    parser.add_argument("--scorer-port", type=int, default=50051, help="scorer gRPC port (on 127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, help="gateway gRPC port (default: from the config, 50061)")
+    parser.add_argument("--http-port", type=int, help="gateway HTTP port (default: from the config, 8080)")
+
+
+def _gateway_env(config_path: Path) -> dict[str, str]:
+    """The environment for the gateway, with a generated client key when none is configured."""
+    from gateway.config import load_config
+
+    env = dict(os.environ)
+    config = load_config(config_path)  # fail here, with the config's own message, before starting anything
+    auth = config.auth
+    if not auth.disabled and not auth.load_keys(env):
+        if auth.keys_env is None:
+            raise SystemExit("ferryman up: auth is enabled but no client keys are configured")
+        key = "fm-" + secrets.token_urlsafe(24)
+        env[auth.keys_env] = key
+        print(f"ferryman up: no client API key configured; generated one for this run: {key}", flush=True)
+        print(f"ferryman up: (set {auth.keys_env} to choose your own)", flush=True)
+    return env
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    gateway_env = _gateway_env(args.config)
+    ferryman = [sys.executable, "-m", "ferryman"]
+    scorer_cmd = [
+        *ferryman,
+        "scorer",
+        "--routers-dir",
+        str(args.routers_dir),
+        "--encoder-dir",
+        str(args.encoder_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.scorer_port),
+    ]
+    gateway_cmd = [
+        *ferryman,
+        "gateway",
+        "--config",
+        str(args.config),
+        "--scorer",
+        f"dns:///127.0.0.1:{args.scorer_port}",
+    ]
+    if args.grpc_port is not None:
+        gateway_cmd += ["--grpc-port", str(args.grpc_port)]
+    if args.http_port is not None:
+        gateway_cmd += ["--http-port", str(args.http_port)]
+
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    children = [subprocess.Popen(scorer_cmd), subprocess.Popen(gateway_cmd, env=gateway_env)]
+    names = ("scorer", "gateway")
+    status = 0
+    try:
+        while not stopping:
+            exited = [(n, c.returncode) for n, c in zip(names, children, strict=True) if c.poll() is not None]
+            if exited:
+                name, status = exited[0]
+                print(f"ferryman up: {name} exited with status {status}; stopping the other", flush=True)
+                break
+            time.sleep(0.2)
+    finally:
+        _stop(children)
+    return status
