@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: clients k8s-validate cluster-local
 
 help:  ## list targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
 
 $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
