@@ -236,7 +236,15 @@ class LocalCluster:
 
     def score_calls(self) -> list[int | None]:
         """Score calls each scorer has served so far (None for a scorer that is down)."""
-        return [_score_calls(port) for port in self.scorer_metrics_ports]
+        counts = [scrape(port, "ferryman_scorer_requests_total", method="Score") for port in self.scorer_metrics_ports]
+        return [None if c is None else c.total() for c in counts]
+
+    def gateway_scorer_failures(self) -> Counter[str]:
+        """Score RPCs the running gateways saw fail, by status code, summed over gateways."""
+        total: Counter[str] = Counter()
+        for p in self.gateway_procs:
+            total.update(scrape(p.http_port, "ferryman_gateway_scorer_failures_total") or Counter())
+        return total
 
 
 def _connects(port: int) -> bool:
@@ -255,17 +263,20 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _score_calls(metrics_port: int) -> int | None:
+def scrape(port: int, metric: str, **labels: str) -> Counter[str] | None:
+    """Samples of one metric on ``127.0.0.1:port/metrics`` matching ``labels``, summed per label
+    set (rendered ``k=v,...`` over the labels not filtered on); None when nothing answers."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2.0).text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2.0).text
     except httpx.HTTPError:
         return None
-    total = 0.0
+    totals: Counter[str] = Counter()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "ferryman_scorer_requests_total" and sample.labels.get("method") == "Score":
-                total += sample.value
-    return int(total)
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
+                rest = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in labels)
+                totals[rest] += int(sample.value)
+    return totals
 
 
 # ---------------------------------------------------------------------------------- load
@@ -349,6 +360,9 @@ class Report:
     phases: dict[str, Counter[str]]
     failed: int
     lost_scores_after_kill: int
+    #: Score RPC failures the gateways counted while the steady phase / the kill phase ran, by code.
+    scorer_failures_steady: Counter[str]
+    scorer_failures_after_kill: Counter[str]
     in_flight_at_sigterm: int
     in_flight_completed: int
     in_flight_failed: int
@@ -371,14 +385,17 @@ async def _exercise(
     cluster: LocalCluster, load: Load, steady_s: float, after_kill_s: float, after_term_s: float
 ) -> Report:
     stop = asyncio.Event()
+    failures_start = await asyncio.to_thread(cluster.gateway_scorer_failures)
     runner = asyncio.create_task(load.run(stop))
     await asyncio.sleep(steady_s)
     steady_calls = await asyncio.to_thread(cluster.score_calls)
+    failures_steady = await asyncio.to_thread(cluster.gateway_scorer_failures)
 
     victim = cluster.scorer_procs[-1]
     load.phase = f"{victim.name} killed"
     victim.signal(signal.SIGKILL)
     await asyncio.sleep(after_kill_s)
+    failures_kill = await asyncio.to_thread(cluster.gateway_scorer_failures)
 
     gw_index = len(cluster.gateway_procs) - 1
     gw = cluster.gateway_procs[gw_index]
@@ -408,6 +425,8 @@ async def _exercise(
         phases=phases,
         failed=sum(1 for o in load.outcomes if o.code != "OK"),
         lost_scores_after_kill=killed_phase[SCORER_DOWN],
+        scorer_failures_steady=failures_steady - failures_start,
+        scorer_failures_after_kill=failures_kill - failures_steady,
         in_flight_at_sigterm=len(draining),
         in_flight_completed=sum(1 for o in drained if o.code == "OK"),
         in_flight_failed=sum(1 for o in drained if o.code != "OK"),
@@ -450,6 +469,9 @@ def format_report(cluster: LocalCluster, report: Report) -> str:
         f"Requests that lost their score after the scorer kill (served by the default tier): "
         f"{report.lost_scores_after_kill}"
     )
+    for phase, failures in (("steady", report.scorer_failures_steady), ("kill", report.scorer_failures_after_kill)):
+        detail = ", ".join(f"{k.removeprefix('code=')}={v}" for k, v in sorted(failures.items())) or "none"
+        lines.append(f"  Score RPC failures seen by the gateways, {phase} phase: {detail}")
     lines.append(
         f"Gateway SIGTERM: in flight at SIGTERM={report.in_flight_at_sigterm}, completed OK="
         f"{report.in_flight_completed}, failed={report.in_flight_failed}; exit code "
