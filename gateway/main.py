@@ -17,9 +17,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Generator, Mapping
+from collections.abc import Coroutine, Generator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
@@ -106,6 +107,16 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
     return RunningGateway(gateway, http_app, grpc_server, health, http_server, http_task, grpc_port, http_port)
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when installed (less CPU per request), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -162,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = _apply_overrides(load_config(args.config), args)
         runtime = runtime_from_env(config, os.environ)
-        asyncio.run(_serve(config, runtime, args.port_file))
+        run_loop(_serve(config, runtime, args.port_file))
     except ConfigError as exc:
         print(f"ferryman gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -238,9 +238,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this delay")
     args = parser.parse_args()
+    fake = FakeProvider()
+    if args.delay_ms > 0:
+        fake.default = slow(args.delay_ms / 1000)
     config = uvicorn.Config(
-        FakeProvider().app, host="127.0.0.1", port=args.port, lifespan="off", log_level="error", access_log=False
+        fake.app, host="127.0.0.1", port=args.port, lifespan="off", log_level="error", access_log=False
     )
     server = uvicorn.Server(config)
 
@@ -251,7 +255,9 @@ def main() -> int:
         args.port_file.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
         await task
 
-    asyncio.run(serve())
+    from gateway.main import run_loop
+
+    run_loop(serve())
     return 0
 
 
