@@ -22,6 +22,7 @@ class ScorerConfig:
     port: int = 50051
     metrics_port: int = 9090  # 0 disables the Prometheus endpoint
     intra_op_threads: int = 1
+    rows_per_run: int = 1  # sequences per ONNX run; 1 = scores independent of batch mates
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: Limits = field(default_factory=Limits)
     grace_s: float = 10.0

@@ -105,7 +105,7 @@ class ScorerCore:
         self.routers = dict(sorted(routers.items()))
         self.encoders = encoders
         self.limits = limits
-        self.max_batch = 64
+        self.rows_per_run = 1  # see LoadContext.rows_per_run
 
     @classmethod
     def load(
@@ -115,6 +115,7 @@ class ScorerCore:
         *,
         precision: Precision = "int8",
         threads: int = 1,
+        rows_per_run: int = 1,
         limits: Limits | None = None,
         only: Sequence[str] | None = None,
     ) -> ScorerCore:
@@ -123,7 +124,7 @@ class ScorerCore:
         if not paths:
             raise ArtifactError(f"{routers_dir}: no router artifacts (subdirectories with manifest.json)")
         encoder_name = Encoder.read_meta(encoder_dir).get("name", "")
-        ctx = LoadContext(encoder_dir=encoder_dir, encoder_name=str(encoder_name), threads=threads)
+        ctx = LoadContext(encoder_dir, str(encoder_name), threads=threads, rows_per_run=rows_per_run)
         routers: dict[str, Router] = {}
         for path in paths:
             artifact = load_artifact(path)
@@ -149,7 +150,9 @@ class ScorerCore:
             spec = router.encoder_spec
             if router.needs_embeddings and spec is not None and spec not in encoders:
                 encoders[spec] = Encoder(encoder_dir, precision=precision, spec=spec, threads=threads)
-        return cls(routers, encoders, limits or Limits())
+        core = cls(routers, encoders, limits or Limits())
+        core.rows_per_run = rows_per_run
+        return core
 
     def router(self, name: str) -> Router:
         """A loaded router by name; raises ``UnknownRouterError`` listing the loaded ones."""
@@ -224,7 +227,7 @@ class ScorerCore:
         found: dict[tuple[str, EncoderSpec | None], np.ndarray] = {}
         for spec, texts in wanted.items():
             unique = list(texts)
-            vecs = self.encoders[spec].encode(unique, batch_size=self.max_batch)
+            vecs = self.encoders[spec].encode(unique, batch_size=self.rows_per_run)
             found.update(((t, spec), v) for t, v in zip(unique, vecs, strict=True))
         return found
 

@@ -13,6 +13,7 @@ from the end (see ``truncate_ids``).
 from __future__ import annotations
 
 import json
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,19 @@ def length_buckets(lengths: Sequence[int], max_batch: int, slack: float = 0.15) 
     return buckets
 
 
+def rows_per_run(path: Path, max_batch: int) -> int:
+    """How many sequences one ONNX run may hold without changing any result.
+
+    Dynamically quantised graphs (``DynamicQuantizeLinear``) pick one activation scale
+    per tensor, i.e. per batch, so a prompt's score would depend on its batch mates
+    (we measured win rates moving by 0.04). Such graphs run one sequence per call;
+    on CPU that costs nothing measurable, because the cost is per token, not per call.
+    """
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        quantized = data.find(b"DynamicQuantizeLinear") >= 0
+    return 1 if quantized else max_batch
+
+
 @dataclass(frozen=True)
 class Batch:
     """Padded model inputs for a list of texts."""
@@ -150,6 +164,7 @@ class Encoder:
         self.dim = int(str(self.meta.get("dim", 384)))
         self.tokenizer = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, self.spec)
         self._session = make_session(model_path, threads)
+        self.max_rows = rows_per_run(model_path, 1 << 30)
         self._input_names = {i.name for i in self._session.get_inputs()}
 
     @staticmethod
@@ -175,12 +190,15 @@ class Encoder:
         return np.asarray(out, dtype=np.float32)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts (any count) in length buckets of at most ``batch_size`` (see ``length_buckets``)."""
+        """Embed texts (any count) in length buckets of at most ``batch_size`` (see ``length_buckets``).
+
+        Results do not depend on which other texts are encoded with a text (see ``rows_per_run``).
+        """
         return self.encode_ids(self.tokenizer.ids(texts), batch_size)
 
     def encode_ids(self, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
         """Embed already tokenized sequences (from ``tokenizer.ids``)."""
         out = np.zeros((len(seqs), self.dim), dtype=np.float32)
-        for bucket in length_buckets([len(s) for s in seqs], batch_size):
+        for bucket in length_buckets([len(s) for s in seqs], min(batch_size, self.max_rows)):
             out[bucket] = self.run(self.tokenizer.pad([seqs[i] for i in bucket]))
         return out

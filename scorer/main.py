@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "metrics-port", int, d.metrics_port, "Prometheus /metrics port (0: disabled)")
     _flag(parser, "workers", int, b.workers, "inference worker threads (batches run in parallel)")
     _flag(parser, "intra-op-threads", int, d.intra_op_threads, "onnxruntime threads per inference")
+    _flag(parser, "rows-per-run", int, d.rows_per_run, "sequences per ONNX run (1: exact batch invariance)")
     _flag(parser, "max-batch", int, b.max_batch, "most items per inference batch")
     _flag(parser, "max-wait-ms", float, b.max_wait_s * 1000, "longest wait for a batch to fill while another runs")
     _flag(parser, "max-queue", int, b.max_queue, "queued items beyond which calls get RESOURCE_EXHAUSTED")
@@ -69,6 +70,7 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         port=args.port,
         metrics_port=args.metrics_port,
         intra_op_threads=args.intra_op_threads,
+        rows_per_run=args.rows_per_run,
         batching=BatchingConfig(
             max_batch=args.max_batch,
             max_wait_s=args.max_wait_ms / 1000,

@@ -222,10 +222,10 @@ class ScorerServer:
             cfg.encoder_dir,
             precision=cfg.encoder_precision,
             threads=cfg.intra_op_threads,
+            rows_per_run=cfg.rows_per_run,
             limits=cfg.limits,
             only=cfg.routers,
         )
-        core.max_batch = cfg.batching.max_batch
         batcher: MicroBatcher[Prepared] = MicroBatcher(
             core.score_prepared, cfg.batching, on_batch=self.metrics.batch_size.observe
         )

@@ -205,7 +205,7 @@ def build_test_routers(
     return dest
 
 
-def test_config(routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR, **overrides: object) -> ScorerConfig:
+def config_for_tests(routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR, **overrides: object) -> ScorerConfig:
     """A ``ScorerConfig`` for tests: loopback, port 0, no metrics endpoint."""
     base: dict[str, object] = {
         "routers_dir": routers_dir,
@@ -229,7 +229,7 @@ async def running_scorer(
     """
     from scorer.server import create_server
 
-    server, port = await create_server(test_config(routers_dir, encoder_dir, **overrides))
+    server, port = await create_server(config_for_tests(routers_dir, encoder_dir, **overrides))
     try:
         yield f"127.0.0.1:{port}"
     finally:

@@ -26,6 +26,11 @@ class LoadContext:
     encoder_dir: Path
     encoder_name: str
     threads: int = 1
+    # Sequences per ONNX run. 1 (default) makes every score independent of its batch
+    # mates: padding and GEMM shapes change float rounding (~1e-7) and dynamically
+    # quantised graphs pick their scales per batch. On CPU the cost is per token, so
+    # padded multi-row runs are not faster (see docs in scorer.encoder.length_buckets).
+    rows_per_run: int = 1
 
 
 class Router(Protocol):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from scorer.artifacts import Artifact, EncoderSpec, Manifest
-from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer, length_buckets, make_session
+from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer, length_buckets, make_session, rows_per_run
 from scorer.routers.base import LoadContext, ModelNames, check
 
 LABELS = ("strong", "tie", "weak")
@@ -25,7 +25,7 @@ class BertRouter:
 
     needs_embeddings = False
 
-    def __init__(self, artifact: Artifact, ctx: LoadContext, *, max_batch: int = 64) -> None:
+    def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
         m = artifact.manifest
         where = artifact.root / "manifest.json"
         self._manifest = m
@@ -48,7 +48,7 @@ class BertRouter:
         self._feeds = tuple(n for n in INPUTS if n in names)
         outputs = self._session.get_outputs()
         check(outputs[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
-        self._max_batch = max_batch
+        self._max_batch = rows_per_run(path, ctx.rows_per_run)
 
     @property
     def manifest(self) -> Manifest:

@@ -41,9 +41,11 @@ class MFRouter:
         for key, arr in w.items():
             check(bool(np.isfinite(arr).all()), path, f"array {key!r} has non-finite values")
         # s = h @ (model_emb * classifier).T: fold the classifier into the model table once.
-        self._proj_t = np.ascontiguousarray(proj.T, dtype=np.float32)
-        self._text_bias = None if bias is None else bias.astype(np.float32)
-        self._model_table = np.ascontiguousarray((emb * clf[None, :]).T, dtype=np.float32)  # [d, M]
+        # float64 keeps a prompt's score independent of its batch mates (float32 GEMM
+        # kernels round differently for different batch shapes); the matrices are tiny.
+        self._proj_t = np.ascontiguousarray(proj.T, dtype=np.float64)
+        self._text_bias = None if bias is None else bias.astype(np.float64)
+        self._model_table = np.ascontiguousarray((emb.astype(np.float64) * clf[None, :]).T)  # [d, M]
         self._model_bias = None if mbias is None else mbias.astype(np.float64)
 
     @property
@@ -62,10 +64,10 @@ class MFRouter:
 
     def model_scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Per-model scores ``[B, M]`` (float64) for prompt embeddings ``[B, 384]``."""
-        h = embeddings.astype(np.float32) @ self._proj_t
+        h = embeddings.astype(np.float64) @ self._proj_t
         if self._text_bias is not None:
             h += self._text_bias
-        s = (h @ self._model_table).astype(np.float64)
+        s = h @ self._model_table
         if self._model_bias is not None:
             s += self._model_bias
         return s

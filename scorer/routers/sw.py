@@ -93,7 +93,8 @@ class SWRouter:
         prompt, a, b, outcome = self._load_battles(artifact, len(emb), len(m.models))
         # Only prompts that have battles count (RouteLLM's max(sim) runs over battle rows).
         used, prompt = np.unique(prompt, return_inverse=True)
-        self._emb = np.ascontiguousarray(emb[used], dtype=np.float32)
+        # float64 so that a query's weights do not depend on its batch mates (GEMM rounding).
+        self._emb = np.ascontiguousarray(emb[used], dtype=np.float64)
         mm = len(m.models)
         # Each battle as (winner, loser) cells: a win counts 1, a tie 1/2 each way (RouteLLM's
         # duplicated rows, halved; the MLE is unchanged by a common factor).
@@ -154,8 +155,8 @@ class SWRouter:
 
     def win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
         """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
-        sim = self._emb @ embeddings.astype(np.float32).T  # [P, B]
-        weights = similarity_weights(sim.astype(np.float64))
+        sim = self._emb @ embeddings.astype(np.float64).T  # [P, B]
+        weights = similarity_weights(sim)
         cell_w = weights[self._cell_prompt] * self._cell_mult[:, None]  # [C, B]
         per_pair = np.add.reduceat(cell_w, self._pair_starts, axis=0)  # [pairs, B]
         out = np.zeros((embeddings.shape[0], self._m * self._m))

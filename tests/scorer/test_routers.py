@@ -1,0 +1,187 @@
+"""Routers on their own: the SW fast path equals RouteLLM's direct fit, scores are sane, bad artifacts fail clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from scorer.artifacts import load_artifact
+from scorer.core import ScoreQuery, ScorerCore
+from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
+from scorer.routers import LoadContext
+from scorer.routers.sw import SWRouter, fit_bradley_terry, similarity_weights
+from scorer.testing import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
+
+PROMPTS = ["What is 2 + 2?", "Prove that sqrt(2) is irrational.", "Write a haiku about rain.", "hola"]
+
+
+@pytest.fixture(scope="module")
+def core(test_routers_dir: Path) -> ScorerCore:
+    return ScorerCore.load(test_routers_dir, DEFAULT_ENCODER_DIR)
+
+
+def routellm_elo_fit(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, weight: np.ndarray, m: int) -> np.ndarray:
+    """RouteLLM's ``compute_elo_mle_with_tie``: every battle row twice, a tie as one win each way,
+    an unpenalised logistic regression without intercept, ``X = ±log(BASE)``. Returns coef_."""
+    rows = np.concatenate([np.arange(len(a)), np.arange(len(a))])
+    x = np.zeros((len(rows), m))
+    x[np.arange(len(rows)), a[rows]] = math.log(10)
+    x[np.arange(len(rows)), b[rows]] = -math.log(10)
+    y = np.zeros(len(rows))
+    y[outcome[rows] == 0] = 1.0
+    first_half = np.arange(len(rows)) < len(a)
+    y[(outcome[rows] == 2) & first_half] = 1.0
+    lr = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-12, max_iter=10_000)
+    lr.fit(x, y, sample_weight=np.concatenate([weight, weight]))
+    return np.asarray(lr.coef_[0])
+
+
+def test_sw_fast_path_equals_direct_weighted_logistic_regression(test_routers_dir: Path) -> None:
+    art = load_artifact(test_routers_dir / "sw")
+    router = SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
+    emb = np.load(art.path("embeddings")).astype(np.float32)
+    with np.load(art.path("battles")) as data:
+        prompt, a, b, outcome = (data[k].astype(np.int64) for k in ("prompt_idx", "model_a", "model_b", "outcome"))
+    assert (outcome == 2).any() and (outcome == 0).any() and (outcome == 1).any()
+    from scorer.encoder import Encoder
+
+    queries = Encoder(DEFAULT_ENCODER_DIR).encode(PROMPTS)
+    fast = router.strengths(queries)
+    m = len(TEST_MODELS)
+    for q, theta in zip(queries, fast, strict=True):
+        sim = emb[prompt] @ q  # one similarity per battle row, as RouteLLM computes it
+        weight = 10 * 10 ** (sim / sim.max())
+        coef = routellm_elo_fit(a, b, outcome, weight, m)
+        beta = theta / math.log(10)
+        # Identified up to a common shift: compare centred ratings and every pairwise win rate.
+        np.testing.assert_allclose(beta - beta.mean(), coef - coef.mean(), atol=1e-4)
+        elo_fast, elo_lr = 400 * beta, 400 * coef
+        win_fast = 1 / (1 + 10 ** ((elo_fast[None, :] - elo_fast[:, None]) / 400))
+        win_lr = 1 / (1 + 10 ** ((elo_lr[None, :] - elo_lr[:, None]) / 400))
+        np.testing.assert_allclose(win_fast, win_lr, atol=1e-4)
+
+
+def test_bradley_terry_recovers_known_strengths() -> None:
+    truth = np.array([1.0, 0.0, -0.5, -1.5])
+    p = 1 / (1 + np.exp(-(truth[:, None] - truth[None, :])))
+    wins = 1000.0 * p * (1 - np.eye(4))  # expected counts: the MLE is the truth
+    np.testing.assert_allclose(fit_bradley_terry(wins), truth - truth.mean(), atol=1e-8)
+    # A model without battles stays finite (pseudo-inverse), the others are unaffected.
+    wins5 = np.zeros((5, 5))
+    wins5[:4, :4] = wins
+    assert np.isfinite(fit_bradley_terry(wins5)).all()
+
+
+def test_similarity_weights_follow_routellm() -> None:
+    sim = np.array([[0.5], [1.0], [0.0]])
+    np.testing.assert_allclose(similarity_weights(sim)[:, 0], [10 * 10**0.5, 100.0, 10.0])
+
+
+@pytest.mark.parametrize("router", ["mf", "sw", "bert", "random"])
+def test_each_router_in_unit_interval_and_varies(core: ScorerCore, router: str) -> None:
+    scores = [r.strong_win_rate for r in core.score([ScoreQuery(router, p) for p in SAMPLE_PROMPTS])]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert len({round(s, 9) for s in scores}) > len(scores) // 2
+
+
+def test_batch_equals_one_by_one_and_shares_one_encoder_pass(core: ScorerCore) -> None:
+    queries = [ScoreQuery(r, p) for p in PROMPTS for r in ("mf", "sw", "bert", "random")]
+    together = [r.strong_win_rate for r in core.score(queries)]
+    alone = [core.score([q])[0].strong_win_rate for q in queries]
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    assert len(core.encoders) == 1  # mf and sw use the same window → one encoder, one pass
+
+
+def test_pairs_swap_and_any_mf_pair(core: ScorerCore) -> None:
+    for router in ("mf", "sw", "bert"):
+        fwd = core.score([ScoreQuery(router, PROMPTS[1], strong_model=STRONG, weak_model=WEAK)])[0]
+        rev = core.score([ScoreQuery(router, PROMPTS[1], strong_model=WEAK, weak_model=STRONG)])[0]
+        assert fwd.strong_win_rate + rev.strong_win_rate == pytest.approx(1.0, abs=1e-6)
+    other = core.score([ScoreQuery("mf", PROMPTS[1], weak_model="claude-2.1")])[0]
+    assert other.weak_model == "claude-2.1" and other.strong_model == STRONG
+
+
+def test_random_is_deterministic(core: ScorerCore) -> None:
+    a = core.score([ScoreQuery("random", p) for p in PROMPTS])
+    b = core.score([ScoreQuery("random", p) for p in reversed(PROMPTS)])
+    assert [r.strong_win_rate for r in a] == [r.strong_win_rate for r in reversed(b)]
+
+
+def test_conversation_scores_last_user_turn(core: ScorerCore) -> None:
+    from scorer.core import Message, TurnSelection
+
+    conv = [
+        Message("system", "be nice"),
+        Message("user", PROMPTS[0]),
+        Message("assistant", "4"),
+        Message("user", PROMPTS[1]),
+    ]
+    last = core.score([ScoreQuery("mf", conversation=conv)])[0].strong_win_rate
+    assert last == core.score([ScoreQuery("mf", PROMPTS[1])])[0].strong_win_rate
+    both = core.score([ScoreQuery("mf", conversation=conv, turns=TurnSelection.ALL_USER)])[0].strong_win_rate
+    assert both == core.score([ScoreQuery("mf", PROMPTS[0] + "\n\n" + PROMPTS[1])])[0].strong_win_rate
+
+
+@pytest.mark.parametrize(
+    ("query", "error", "match"),
+    [
+        (ScoreQuery("mf", "   "), InvalidInputError, "empty"),
+        (ScoreQuery("nope", "hi"), UnknownRouterError, "loaded routers: bert, mf, random, sw"),
+        (ScoreQuery("mf", "hi", strong_model="gpt-5"), UnknownModelError, "known models: gpt-4-1106-preview"),
+        (ScoreQuery("bert", "hi", weak_model="claude-2.1"), UnknownModelError, "known models"),
+        (ScoreQuery("mf", "hi", strong_model=WEAK), InvalidInputError, "same model"),
+        (ScoreQuery("mf", "x" * 100_001), InvalidInputError, "limit is 100000"),
+        (ScoreQuery("mf", conversation=[]), InvalidInputError, "no user turn"),
+    ],
+)
+def test_bad_input(core: ScorerCore, query: ScoreQuery, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        core.score([query])
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("router", "mutate", "match"),
+    [
+        ("mf", lambda d: (d / "weights.npz").write_bytes(b"junk"), r"mf/weights\.npz: SHA-256 mismatch"),
+        ("sw", lambda d: (d / "battles.npz").unlink(), r"sw/battles\.npz: file for role 'battles' is missing"),
+        ("bert", lambda d: (d / "manifest.json").write_text("{"), r"bert/manifest\.json: not valid JSON"),
+    ],
+)
+def test_corrupt_artifact_is_a_load_error_naming_the_file(
+    test_routers_dir: Path, tmp_path: Path, router: str, mutate: object, match: str
+) -> None:
+    root = _copy(test_routers_dir, tmp_path / "routers")
+    mutate(root / router)  # type: ignore[operator]
+    with pytest.raises(ArtifactError, match=match):
+        ScorerCore.load(root, DEFAULT_ENCODER_DIR)
+
+
+def test_wrong_shapes_are_named(test_routers_dir: Path, tmp_path: Path) -> None:
+    root = _copy(test_routers_dir, tmp_path / "routers")
+    np.savez(
+        root / "mf" / "weights.npz",
+        text_proj=np.zeros((4, 10), np.float32),
+        model_emb=np.zeros((4, 4)),
+        classifier=np.zeros(4),
+    )
+    raw = json.loads((root / "mf" / "manifest.json").read_text())
+    raw["files"]["weights"]["sha256"] = None
+    (root / "mf" / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match=r"weights\.npz: text_proj must be \[d, 384\]"):
+        ScorerCore.load(root, DEFAULT_ENCODER_DIR)
+
+
+def test_empty_routers_dir_fails(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no router artifacts"):
+        ScorerCore.load(tmp_path, DEFAULT_ENCODER_DIR)
