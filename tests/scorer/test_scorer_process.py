@@ -1,0 +1,195 @@
+"""``ferryman scorer`` / ``ferryman score`` as real processes: SIGTERM drains, bad artifacts stop start-up, grpcurl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ferryman.scorer.v1 import scorer_pb2 as pb
+from ferryman.scorer.v1 import scorer_pb2_grpc as pbg
+from scorer.testing import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+
+
+def ferryman(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ferryman", *args]
+
+
+def scorer_cmd(routers_dir: Path, *extra: str) -> list[str]:
+    return ferryman(
+        "scorer",
+        "--routers-dir",
+        str(routers_dir),
+        "--encoder-dir",
+        str(DEFAULT_ENCODER_DIR),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        *extra,
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 60) -> re.Match[str]:
+    """Read the process's stdout until a line matches ``pattern``."""
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < end:
+        if sel.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if m := re.search(pattern, line):
+                return m
+    raise AssertionError(f"no line matching {pattern!r}; got {seen}")
+
+
+@pytest.fixture
+def served(test_routers_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    proc = subprocess.Popen(
+        scorer_cmd(test_routers_dir, "--workers", "1", "--grace-s", "60"), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = wait_for_line(proc, r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        wait_for_line(proc, r"serving routers bert, mf, random, sw")
+        yield proc, f"127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def test_sigterm_during_load_completes_in_flight_calls(served: tuple[subprocess.Popen[str], str]) -> None:
+    proc, address = served
+    # Distinct, longish prompts (the batcher embeds each distinct text once per batch).
+    batches = [
+        pb.BatchScoreRequest(
+            requests=[pb.ScoreRequest(router="mf", prompt=f"{p} (case {i}) " * 6) for p in SAMPLE_PROMPTS[:16]]
+        )
+        for i in range(12)
+    ]
+
+    async def main() -> list[pb.BatchScoreResponse]:
+        async with grpc.aio.insecure_channel(address) as channel:
+            await channel.channel_ready()
+            stub = pbg.ScorerServiceStub(channel)
+            calls = [asyncio.ensure_future(stub.BatchScore(b, timeout=120)) for b in batches]
+            await asyncio.sleep(0.3)
+            assert not all(c.done() for c in calls), "load finished before SIGTERM; make it heavier"
+            proc.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(main())
+    assert len(responses) == 12 and all(len(r.responses) == 16 for r in responses)
+    assert proc.wait(60) == 0
+    assert proc.stdout is not None and "stopped" in proc.stdout.read()
+
+
+def test_grpcurl_lists_services_and_health(served: tuple[subprocess.Popen[str], str]) -> None:
+    _, address = served
+    listed = subprocess.run([str(GRPCURL), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    services = set(listed.stdout.split())
+    assert {"ferryman.scorer.v1.ScorerService", "grpc.health.v1.Health"} <= services
+    assert "grpc.reflection.v1alpha.ServerReflection" in services or "grpc.reflection.v1.ServerReflection" in services
+    check = subprocess.run(
+        [str(GRPCURL), "-plaintext", address, "grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=30
+    )
+    assert '"status": "SERVING"' in check.stdout
+    score = subprocess.run(
+        [
+            str(GRPCURL),
+            "-plaintext",
+            "-d",
+            '{"router": "mf", "prompt": "hi"}',
+            address,
+            "ferryman.scorer.v1.ScorerService/Score",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(score.stdout)["router"] == "mf"
+
+
+@pytest.mark.parametrize(
+    ("break_it", "expected"),
+    [
+        (lambda r: (r / "sw" / "embeddings.npy").write_bytes(b"\x93NUMPY garbage"), r"sw/embeddings\.npy"),
+        (lambda r: (r / "mf" / "weights.npz").unlink(), r"mf/weights\.npz: file for role 'weights' is missing"),
+        (lambda r: (r / "bert" / "manifest.json").write_text('{"format_version": 1}'), r"bert/manifest\.json: missing"),
+        (lambda r: shutil.rmtree(r), r"routers directory not found"),
+        (lambda r: [shutil.rmtree(p) for p in list(r.iterdir())], r"no router artifacts"),
+    ],
+)
+def test_bad_artifacts_stop_startup_naming_the_file(
+    test_routers_dir: Path, tmp_path: Path, break_it: object, expected: str
+) -> None:
+    routers = tmp_path / "routers"
+    shutil.copytree(test_routers_dir, routers)
+    break_it(routers)  # type: ignore[operator]
+    done = subprocess.run(scorer_cmd(routers), capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert re.search(expected, done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_default_routers_dir_missing_fails_clearly(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ferryman("scorer", "--port", "0", "--metrics-port", "0", "--host", "127.0.0.1"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "routers: routers directory not found" in done.stderr
+
+
+def test_score_command_prints_json(test_routers_dir: Path) -> None:
+    done = subprocess.run(
+        ferryman(
+            "score",
+            "--routers-dir",
+            str(test_routers_dir),
+            "--router",
+            "sw",
+            "--weak",
+            "claude-2.1",
+            "What is 2+2?",
+            "Prove the Riemann hypothesis",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["What is 2+2?", "Prove the Riemann hypothesis"]
+    assert all(0 <= r["strong_win_rate"] <= 1 and r["weak_model"] == "claude-2.1" for r in rows)
+    bad = subprocess.run(
+        ferryman("score", "--routers-dir", str(test_routers_dir), "--router", "mf", "--strong", "gpt-9", "hi"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "known models" in bad.stderr
