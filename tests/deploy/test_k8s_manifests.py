@@ -189,7 +189,8 @@ def test_hpa_and_pdb_target_the_right_deployments(overlay: str) -> None:
         labels = dep["spec"]["template"]["metadata"]["labels"]
         hpa = one(objs, "HorizontalPodAutoscaler", name)
         assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
-        assert hpa["spec"]["minReplicas"] <= dep["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+        assert "replicas" not in dep["spec"], "the HPA owns the replica count"
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
         (metric,) = hpa["spec"]["metrics"]
         assert metric["resource"]["name"] == "cpu"
         pdbs = [p for p in find(objs, "PodDisruptionBudget") if selects(p["spec"]["selector"]["matchLabels"], labels)]
@@ -204,8 +205,8 @@ def test_hpa_and_pdb_target_the_right_deployments(overlay: str) -> None:
 def test_overlays_differ_as_intended() -> None:
     dev, prod = render("dev"), render("prod")
     for name in SERVICES:
-        assert one(dev, "Deployment", name)["spec"]["replicas"] == 1
-        assert one(prod, "Deployment", name)["spec"]["replicas"] >= 2
+        assert one(dev, "HorizontalPodAutoscaler", name)["spec"]["minReplicas"] == 1
+        assert one(prod, "HorizontalPodAutoscaler", name)["spec"]["minReplicas"] >= 3
         assert (
             one(prod, "HorizontalPodAutoscaler", name)["spec"]["maxReplicas"]
             > one(dev, "HorizontalPodAutoscaler", name)["spec"]["maxReplicas"]
