@@ -11,7 +11,6 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ferryman ferryman
-COPY scorer scorer
 COPY gateway gateway
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
 

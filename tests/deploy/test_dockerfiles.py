@@ -8,6 +8,8 @@ real subcommand parser and equal the k8s container args.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -116,7 +118,7 @@ def test_dockerignore_admits_every_copied_path(service: str) -> None:
 def test_gateway_image_carries_no_models() -> None:
     for stage in stages("gateway"):
         for arg in stage.all("COPY"):
-            assert "routers" not in arg and "encoder" not in arg
+            assert not {"routers", "scorer", "build"} & set(arg.split()), arg
 
 
 def test_dockerfiles_are_read_correctly(tmp_path: Path) -> None:
@@ -127,3 +129,19 @@ def test_dockerfiles_are_read_correctly(tmp_path: Path) -> None:
     assert [(s.image, s.name) for s in st] == [("python:3.11.7-slim", "b"), ("b", None)]
     assert st[0].all("RUN") == ["a && b"]
     assert st[1].last_exec_form("CMD") == ["x"]
+
+
+def test_gateway_runs_without_the_scorer_package() -> None:
+    """The gateway image has no scorer/: `ferryman gateway` must not import it."""
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('scorer', 'torch'):\n"
+        "            raise ImportError('not in the gateway image: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from ferryman.cli import COMMANDS\n"
+        "import importlib; importlib.import_module(COMMANDS['gateway'][0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
