@@ -358,6 +358,7 @@ class Report:
     score_calls_steady: list[int | None]
     score_calls_end: list[int | None]
     phases: dict[str, Counter[str]]
+    per_gateway: Counter[int]
     failed: int
     lost_scores_after_kill: int
     #: Score RPC failures the gateways counted while the steady phase / the kill phase ran, by code.
@@ -423,6 +424,7 @@ async def _exercise(
         score_calls_steady=steady_calls,
         score_calls_end=end_calls,
         phases=phases,
+        per_gateway=Counter(o.gateway for o in load.outcomes),
         failed=sum(1 for o in load.outcomes if o.code != "OK"),
         lost_scores_after_kill=killed_phase[SCORER_DOWN],
         scorer_failures_steady=failures_steady - failures_start,
@@ -464,6 +466,8 @@ def format_report(cluster: LocalCluster, report: Report) -> str:
     for phase, counts in report.phases.items():
         detail = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         lines.append(f"  {phase:<22} total={sum(counts.values()):<5} {detail}")
+    spread = ", ".join(f"{cluster.gateway_procs[g].name}={n}" for g, n in sorted(report.per_gateway.items()))
+    lines.append(f"Client requests per gateway: {spread}")
     lines.append(f"Failed client requests, all phases: {report.failed}")
     lines.append(
         f"Requests that lost their score after the scorer kill (served by the default tier): "

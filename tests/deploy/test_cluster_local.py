@@ -17,6 +17,7 @@ def test_two_scorers_two_gateways_survive_a_scorer_kill_and_a_gateway_sigterm(te
     assert min(n or 0 for n in steady) >= 0.25 * max(n or 0 for n in steady), steady
     # The killed scorer's metrics are gone; the survivor served everything after the kill.
     assert report.score_calls_end[-1] is None and (report.score_calls_end[0] or 0) > (steady[0] or 0)
+    assert set(report.per_gateway) == {0, 1} and min(report.per_gateway.values()) > 0, report.per_gateway
     total = sum(sum(c.values()) for c in report.phases.values())
     assert total >= 50, "the load was too small to show anything"
     assert report.failed == 0, report.phases
