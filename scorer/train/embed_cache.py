@@ -1,0 +1,102 @@
+"""On-disk cache of prompt embeddings from the serving ONNX encoder.
+
+MF and SW train on the exact vectors the scorer computes at serving time, so
+they embed with :class:`scorer.encoder.Encoder` (same precision and
+:class:`~scorer.artifacts.EncoderSpec` as the manifest). Encoding ~15k prompts
+takes minutes on two cores, so vectors are cached under ``build/cache/`` keyed
+by the SHA-1 of the exact text, in one file per encoder precision and spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scorer.encoder import Encoder
+
+DEFAULT_CACHE_DIR = Path("build/cache")
+
+
+def text_hash(text: str) -> str:
+    """SHA-1 of the exact text (whitespace matters to the encoder, so no normalisation)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def cache_path(cache_dir: Path, encoder: Encoder) -> Path:
+    """Cache file for an encoder's precision and truncation spec."""
+    spec = encoder.spec
+    return cache_dir / f"emb-{spec.name}-{encoder.precision}-{spec.max_tokens}-{spec.head_tokens}.npz"
+
+
+def _load(path: Path, dim: int) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
+    with np.load(path) as data:
+        keys, vecs = data["keys"], data["vectors"]
+    if vecs.ndim != 2 or vecs.shape[1] != dim or len(keys) != len(vecs):
+        return {}  # stale or foreign file: recompute rather than trust it
+    return {str(k): v for k, v in zip(keys, vecs, strict=True)}
+
+
+def embed_cached(
+    texts: Sequence[str],
+    encoder: Encoder,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embeddings ``[len(texts), dim]`` (float32), encoding only texts not yet cached.
+
+    ``cache_dir=None`` disables the cache (tests that must not share state).
+    """
+    hashes = [text_hash(t) for t in texts]
+    path = cache_path(cache_dir, encoder) if cache_dir is not None else None
+    known = _load(path, encoder.dim) if path is not None else {}
+    missing: dict[str, str] = {}
+    for h, t in zip(hashes, texts, strict=True):
+        if h not in known and h not in missing:
+            missing[h] = t
+    if missing:
+        todo = list(missing.items())
+        chunk = max(batch_size * 16, 1)
+        bar = _progress(len(todo), progress)
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            vecs = encoder.encode([t for _, t in part], batch_size=batch_size)
+            known.update({h: v for (h, _), v in zip(part, vecs, strict=True)})
+            bar.update(len(part))
+            if path is not None:  # save as we go so an interrupted run keeps its work
+                _save(path, known)
+        bar.close()
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        out[i] = known[h]
+    return out
+
+
+def _save(path: Path, known: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    keys = np.array(list(known), dtype="U40")
+    np.savez(tmp, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
+    tmp.replace(path)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> _NoBar:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="embedding", unit="prompt")  # type: ignore[return-value]

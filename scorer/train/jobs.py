@@ -1,0 +1,147 @@
+"""Train one router into a complete artifact directory (shared by ``ferryman train`` and cross-fitting)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scorer.artifacts import EncoderSpec
+from scorer.encoder import Encoder
+from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, save_delta
+from scorer.train.data import TrainingData
+from scorer.train.embed_cache import embed_cached
+from scorer.train.mf import MFConfig, save_weights, train_mf
+from scorer.train.output import provenance, write_artifact
+from scorer.train.sw import SW_PARAMS, save_sw
+
+ONNX_FILE = "model.int8.onnx"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and under which name an artifact is written, and which pair is the default."""
+
+    out_dir: Path
+    name: str
+    strong: str
+    weak: str
+    seed: int = 0
+
+
+def _check_pair(target: Target, models: list[str]) -> None:
+    for m in (target.strong, target.weak):
+        if m not in models:
+            raise ValueError(f"model {m!r} does not occur in the training data (models: {', '.join(models)})")
+
+
+def _report(kind: str, target: Target, t0: float) -> float:
+    wall = time.perf_counter() - t0
+    print(f"{kind} router {target.name!r} written to {target.out_dir} in {wall:.1f} s", flush=True)
+    return wall
+
+
+def train_mf_artifact(
+    data: TrainingData, target: Target, encoder: Encoder, config: MFConfig, *, cache_dir: Path | None
+) -> Path:
+    """Embed the prompts (cached), train MF, write ``weights.npz`` + manifest."""
+    t0 = time.perf_counter()
+    models = data.models
+    _check_pair(target, models)
+    emb = embed_cached(data.prompts(), encoder, cache_dir)
+    weights = train_mf(data, emb, config, seed=target.seed)
+    save_weights(target.out_dir / "weights.npz", weights)
+    prov = provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **_cfg(config))
+    write_artifact(
+        target.out_dir,
+        name=target.name,
+        kind="mf",
+        models=models,
+        strong=target.strong,
+        weak=target.weak,
+        committed={"weights": "weights.npz"},
+        encoder=encoder.spec,
+        prov=prov,
+    )
+    _report("mf", target, t0)
+    return target.out_dir
+
+
+def train_sw_artifact(data: TrainingData, target: Target, encoder: Encoder, *, cache_dir: Path | None) -> Path:
+    """Embed the prompts (cached) and store them with the battles."""
+    t0 = time.perf_counter()
+    models = data.models
+    _check_pair(target, models)
+    emb = embed_cached(data.prompts(), encoder, cache_dir)
+    save_sw(target.out_dir, data, emb, models)
+    write_artifact(
+        target.out_dir,
+        name=target.name,
+        kind="sw",
+        models=models,
+        strong=target.strong,
+        weak=target.weak,
+        committed={"embeddings": "embeddings.npy", "battles": "battles.npz"},
+        encoder=encoder.spec,
+        prov=provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0),
+        params=SW_PARAMS,
+    )
+    _report("sw", target, t0)
+    return target.out_dir
+
+
+def train_bert_artifact(
+    data: TrainingData,
+    target: Target,
+    spec: EncoderSpec,
+    config: BertConfig,
+    *,
+    trainer: BertTrainer | None = None,
+    device: str = "cpu",
+    build_onnx: bool = True,
+) -> Path:
+    """Fine-tune, write ``delta.npz`` + manifest, then build the ONNX graph from base + delta.
+
+    Pass a ``trainer`` built over a superset of the prompts to reuse its cached
+    lower-layer states (cross-fitting trains k models on the same prompts).
+    """
+    t0 = time.perf_counter()
+    prompts, labels = bert_labels(data, target.strong, target.weak)
+    trainer = trainer or BertTrainer(prompts, spec, config.train_layers, device=device)
+    module = trainer.train(prompts, labels, config, seed=target.seed)
+    save_delta(target.out_dir / "delta.npz", trainer.delta(module))
+    counts = np.bincount(labels, minlength=len(LABELS))
+    prov = provenance(
+        data.provenance(),
+        seed=target.seed,
+        wall_s=time.perf_counter() - t0,
+        device=device,
+        bert_rows=len(labels),
+        bert_class_counts=",".join(f"{n}={c}" for n, c in zip(LABELS, counts, strict=True)),
+        **_cfg(config),
+    )
+    write_artifact(
+        target.out_dir,
+        name=target.name,
+        kind="bert",
+        models=[target.strong, target.weak],
+        strong=target.strong,
+        weak=target.weak,
+        committed={"delta": "delta.npz"},
+        built={"onnx": ONNX_FILE},
+        encoder=spec,
+        prov=prov,
+        params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": config.train_layers},
+    )
+    if build_onnx:
+        from scorer.train.rebuild import build_bert_onnx
+
+        build_bert_onnx(target.out_dir, force=True)
+    _report("bert", target, t0)
+    return target.out_dir
+
+
+def _cfg(config: MFConfig | BertConfig) -> dict[str, str]:
+    return {f"cfg_{k}": str(v) for k, v in asdict(config).items()}
