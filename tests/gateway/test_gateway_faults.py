@@ -90,6 +90,7 @@ def test_429_retry_after_is_honoured(gw, fakes):
     assert r.headers["x-ferryman-model"] == "strong-openai"
     assert elapsed >= 1.0  # waited for Retry-After, then the same model answered
     assert r.parse().ferryman["attempts"][0]["retries"] == 1
+    report(f"HTTP 429, Retry-After 1 s (waited {elapsed:.2f} s, same model)", Tally(1, 1, 0, 0))
     # a Retry-After longer than retry.max_retry_after_s: move on to the next model at once
     for _ in range(N):
         fakes["strong-openai"].program(status(429, retry_after="120"))
