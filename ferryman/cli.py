@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("ferryman.up", "run scorer and gateway together (what `make run` uses)"),
     "build": ("scorer.train.build_cli", "build serving files: the ONNX encoder and trained router graphs"),
     "train": ("scorer.train.cli", "train a router (mf, bert, sw) into an artifact directory"),
-    "calibrate": ("scorer.train.calibrate", "store strong-call-share thresholds in an artifact"),
+    "calibrate": ("scorer.eval.calibrate", "store strong-call-share thresholds in an artifact"),
     "eval": ("scorer.eval.cli", "evaluate routers on the RouteLLM benchmarks (APGR, CPT, plots)"),
     "bench": ("bench.cli", "benchmarks that print throughput/latency ratios"),
 }

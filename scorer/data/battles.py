@@ -152,8 +152,8 @@ def load_battles(path: Path, *, max_bad_fraction: float = 0.5) -> tuple[list[Bat
     return battles, report
 
 
-def _load_questions(path: Path, max_bad_fraction: float) -> tuple[dict[str, tuple[str, ...]], LoadReport]:
-    """question_id -> turns, and the questions file's own report."""
+def load_questions(path: Path, max_bad_fraction: float = 0.5) -> tuple[dict[str, tuple[str, ...]], LoadReport]:
+    """``question_id -> turns`` from a questions JSONL (``{"question_id", "turns"}``), and its report."""
     report = LoadReport(path=path)
     out: dict[str, tuple[str, ...]] = {}
     for line, row in read_jsonl(path):
@@ -211,7 +211,7 @@ def battles_from_grades(
     which is exactly how ``arena-bench-v1/battles.csv`` was made. The report counts the
     scores file's rows; the questions file's report is in ``report.related``.
     """
-    turns_of, questions_report = _load_questions(questions, max_bad_fraction)
+    turns_of, questions_report = load_questions(questions, max_bad_fraction)
     report = LoadReport(path=scores, related=[questions_report])
     grades: dict[str, dict[str, float]] = defaultdict(dict)
     for line, row in read_jsonl(scores):
