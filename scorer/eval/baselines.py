@@ -22,6 +22,10 @@ import numpy as np
 from scorer.data.benchmarks import LabeledPrompt
 
 BASELINES: tuple[str, ...] = ("logreg", "subject-mean")
+DESCRIPTIONS = {
+    "logreg": "logistic regression (strong/tie/weak) on frozen MiniLM int8 embeddings, MMLU+GSM8K labels",
+    "subject-mean": "mean gain of the prompt's subject in the MMLU+GSM8K training labels",
+}
 
 
 def _labels(items: Sequence[LabeledPrompt]) -> np.ndarray:

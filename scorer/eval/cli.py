@@ -42,6 +42,7 @@ DEFAULT_ROUTERS = ("mf", "bert", "sw", "random")
 GOLDEN = ("mmlu", "gsm8k")
 _TITLES = {"mmlu": "MMLU", "gsm8k": "GSM8K", "mt-bench": "MT-Bench"}
 _SCHEME_TITLES = {"prompt": "prompt folds", "subject": "held-out subjects"}
+_GSM8K_SCHEME_TITLES = {"prompt": "prompt folds", "subject": "subject-scheme folds (random chunks)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +188,8 @@ def build_sets(args: argparse.Namespace, data_dir: Path, benchmarks: Sequence[st
                     f"{cf / 'folds.json'}: {len(missing)} {bench} prompts have no fold (e.g. {missing[0]}); "
                     "the folds are stale — rebuild the cross-fitted artifacts"
                 )
-            title = f"{_TITLES[bench]}, {_SCHEME_TITLES.get(folds.scheme, folds.scheme)}"
+            schemes = _GSM8K_SCHEME_TITLES if bench == "gsm8k" else _SCHEME_TITLES
+            title = f"{_TITLES[bench]}, {schemes.get(folds.scheme, folds.scheme)}"
             sample = _sample(items, _limit(args, bench))
             sets.append(EvalSet(f"{bench}-{folds.scheme}", bench, title, sample, cf, folds))
     keys = [s.key for s in sets]
@@ -293,7 +295,7 @@ def evaluate_set(
     plans: list[Plan],
     random_names: list[str],
     baselines: dict[str, np.ndarray],
-    baseline_source: str,
+    baseline_sources: dict[str, str],
 ) -> SetResult:
     """All rows of one set: routers, random (mean curve over seeds), baselines, oracle."""
     s = np.array([it.strong for it in eval_set.items])
@@ -312,7 +314,7 @@ def evaluate_set(
         source = f"random router through the scorer, curve averaged over {len(randoms)} seeds"
         result.rows.append(Row("random", "random", source, summarize(curve, weak_q, strong_q), curve))
     for name, values in baselines.items():
-        result.rows.append(_row(f"baseline: {name}", "baseline", baseline_source, values, s, w))
+        result.rows.append(_row(f"baseline: {name}", "baseline", baseline_sources[name], values, s, w))
     oracle = oracle_curve(s, w)
     source = "oracle: knows both models' quality on every prompt"
     result.rows.append(Row("oracle", "oracle", source, summarize(oracle, weak_q, strong_q), oracle))
@@ -321,13 +323,13 @@ def evaluate_set(
 
 def _baseline_scores(
     args: argparse.Namespace, data_dir: Path, sets: list[EvalSet]
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """Baseline scores per set key and baseline name, with the same folds as the routers.
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, str]]]:
+    """Baseline scores (and sources) per set key and baseline name, with the same folds as the routers.
 
     Sets that share folds (MMLU and GSM8K of one crossfit dir) share one fit per fold.
     """
     from scorer.encoder import Encoder
-    from scorer.eval.baselines import BASELINES, crossfit_baseline
+    from scorer.eval.baselines import BASELINES, DESCRIPTIONS, crossfit_baseline
     from scorer.train.embed_cache import embed_cached
 
     golden = [it for name in GOLDEN for it in load_benchmark(name, data_dir)]
@@ -348,7 +350,7 @@ def _baseline_scores(
         }
 
     out: dict[str, dict[str, np.ndarray]] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, dict[str, str]] = {}
     groups: dict[Path | None, list[EvalSet]] = {}
     for es in sets:
         if es.benchmark != "mt-bench":
@@ -372,12 +374,12 @@ def _baseline_scores(
         for es in group:
             rows = [index[it.key] for it in es.items]
             out[es.key] = {name: values[rows] for name, values in scored.items()}
-            sources[es.key] = f"MiniLM int8 embeddings / subject labels, MMLU+GSM8K labels, {desc}"
+            sources[es.key] = {name: f"{DESCRIPTIONS[name]}; {desc}" for name in BASELINES}
     for es in sets:
         if es.benchmark == "mt-bench":  # never in training: fit on all golden data
             train = _sample(golden, _train_cap(args, args.folds))
             out[es.key] = fit(train, np.zeros(len(train), dtype=np.int64), es.items, np.full(len(es.items), -1))
-            sources[es.key] = "MiniLM int8 embeddings / subject labels, fit on all MMLU+GSM8K labels"
+            sources[es.key] = {name: f"{DESCRIPTIONS[name]}; fit on all of them" for name in BASELINES}
     return out, sources
 
 
@@ -464,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
                         plans[es.key],
                         random_names,
                         baselines.get(es.key, {}),
-                        baseline_sources.get(es.key, ""),
+                        baseline_sources.get(es.key, {}),
                     )
                     results.append(res)
     order = {es.key: i for i, es in enumerate(sets)}

@@ -25,6 +25,8 @@ PAPER: dict[str, dict[str, float]] = {
 }
 PAPER_SOURCE = "RouteLLM paper, best router (trained on Arena battles + golden-label augmentation)"
 _CURVE_POINTS = 101
+_ROUTER_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:pink")
+_BASELINE_COLORS = ("tab:olive", "tab:cyan", "tab:gray")
 
 
 @dataclass
@@ -88,6 +90,8 @@ def plot_set(result: SetResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=80)
+    routers = iter(_ROUTER_COLORS)
+    baselines = iter(_BASELINE_COLORS)
     for row in result.rows:
         if row.curve is None or row.metrics is None:
             continue
@@ -97,10 +101,12 @@ def plot_set(result: SetResult, path: Path) -> Path:
         elif row.kind == "random":
             style.update(color="grey", linestyle="--", linewidth=1.2)
         elif row.kind == "baseline":
-            style.update(linestyle="-.", linewidth=1.2)
+            style.update(color=next(baselines, None), linestyle="-.", linewidth=1.2)
+        else:
+            style.update(color=next(routers, None))
         ax.plot(100 * row.curve.share, row.curve.quality, label=f"{row.name} (APGR {row.metrics.apgr:.3f})", **style)
     ax.axhline(result.strong_quality, color="tab:red", linestyle="--", linewidth=0.9, label="strong only")
-    ax.axhline(result.weak_quality, color="tab:blue", linestyle="--", linewidth=0.9, label="weak only")
+    ax.axhline(result.weak_quality, color="tab:brown", linestyle="--", linewidth=0.9, label="weak only")
     ax.set_xlabel("strong model calls (%)")
     ax.set_ylabel("quality" + (" (MT-Bench grade)" if result.benchmark == "mt-bench" else " (accuracy)"))
     ax.set_title(f"{result.title} (n = {result.n})", fontsize=10)
