@@ -127,8 +127,17 @@ async def _run_path(
     return latencies, scorer
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(
-    paths: dict[str, tuple[str, str]], args: argparse.Namespace, levels: list[int]
+    paths: dict[str, tuple[str, str]], args: argparse.Namespace, levels: list[int], gateway_pid: int
 ) -> dict[int, dict[str, dict[str, list[float]]]]:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results: dict[int, dict[str, dict[str, list[float]]]] = {}
@@ -140,7 +149,11 @@ async def _measure(
             per_round = max(1, args.requests // args.rounds)
             for _ in range(args.rounds):
                 for name, (url, model) in paths.items():
+                    cpu0 = _cpu_s(gateway_pid)
                     lat, sc = await _run_path(client, url, model, per_round, concurrency)
+                    per[name]["gateway_cpu_ms"] = [
+                        sum(per[name].get("gateway_cpu_ms", [0.0])) + (_cpu_s(gateway_pid) - cpu0) * 1000
+                    ]
                     per[name]["latency"] += lat
                     per[name]["scorer"] += sc
             results[concurrency] = per
@@ -155,7 +168,7 @@ def _report(results: dict[int, dict[str, dict[str, list[float]]]]) -> tuple[str,
     rows: list[dict[str, Any]] = []
     lines = [
         f"{'conc':>4}  {'path':<12} {'n':>5}  {'p50 ms':>8} {'p99 ms':>8}  {'added p50':>9} {'added p99':>9}"
-        f"  {'scorer p50':>10} {'scorer p99':>10}"
+        f"  {'scorer p50':>10} {'scorer p99':>10}  {'gw CPU/req':>10}"
     ]
     for concurrency, per in results.items():
         direct = per["direct"]["latency"]
@@ -173,6 +186,7 @@ def _report(results: dict[int, dict[str, dict[str, list[float]]]]) -> tuple[str,
                 "added_p99_ms": None if name == "direct" else _pct(own, 99) - d99,
                 "scorer_p50_ms": _pct(data["scorer"], 50) if name == "routed" else None,
                 "scorer_p99_ms": _pct(data["scorer"], 99) if name == "routed" else None,
+                "gateway_cpu_ms_per_request": None if name == "direct" else data["gateway_cpu_ms"][0] / len(lat),
             }
             rows.append(row)
 
@@ -183,8 +197,10 @@ def _report(results: dict[int, dict[str, dict[str, list[float]]]]) -> tuple[str,
                 f"{concurrency:>4}  {name:<12} {row['n']:>5}  {f(row['p50_ms']):>8} {f(row['p99_ms']):>8}"
                 f"  {f(row['added_p50_ms'], True):>9} {f(row['added_p99_ms'], True):>9}"
                 f"  {f(row['scorer_p50_ms']):>10} {f(row['scorer_p99_ms']):>10}"
+                f"  {f(row['gateway_cpu_ms_per_request']):>10}"
             )
     lines.append("added = gateway percentile (minus each request's scorer round trip) − direct percentile")
+    lines.append("gw CPU/req = the gateway process's user+system CPU time per measured request (ms)")
     lines.append("targets: added p50 ≤ 2 ms, added p99 ≤ 10 ms (scorer inference excluded)")
     return "\n".join(lines), rows
 
@@ -246,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             f"fake provider delay {args.provider_delay_ms:g} ms",
             flush=True,
         )
-        results = asyncio.run(_measure(paths, args, levels))
+        results = asyncio.run(_measure(paths, args, levels, gateway.pid))
         table, rows = _report(results)
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -1,0 +1,65 @@
+"""Pure functions of the gateway: backoff, Retry-After, calibration interpolation, translation, SSE."""
+
+from __future__ import annotations
+
+import random
+from email.utils import formatdate
+from time import time
+
+import pytest
+
+from gateway.config import RetryConfig
+from gateway.policy import interpolate_threshold
+from gateway.providers.anthropic import to_anthropic
+from gateway.providers.base import parse_retry_after
+from gateway.resilience import backoff_delay
+from gateway.types import ChatRequest, Message
+
+
+def test_backoff_grows_is_capped_jittered_and_honours_retry_after():
+    cfg = RetryConfig(base_delay_s=0.1, max_delay_s=0.5)
+    rng = random.Random(1)
+    for retry, cap in [(0, 0.1), (1, 0.2), (2, 0.4), (3, 0.5), (8, 0.5)]:
+        delays = {backoff_delay(retry, cfg, None, rng) for _ in range(50)}
+        assert all(cap / 2 <= d <= cap for d in delays) and len(delays) > 1
+    assert backoff_delay(0, cfg, 3.0, rng) == 3.0
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert 8 <= parse_retry_after(formatdate(time() + 10, usegmt=True)) <= 10
+
+
+def test_interpolate_threshold():
+    table = [(0.0, 0.9), (0.25, 0.6), (0.5, 0.4), (1.0, 0.0)]
+    assert interpolate_threshold(table, 0.25) == 0.6
+    assert interpolate_threshold(table, 0.3) == pytest.approx(0.56)
+    assert interpolate_threshold(table, 0.0) == 0.9 and interpolate_threshold(table, 1.0) == 0.0
+    with pytest.raises(ValueError):
+        interpolate_threshold([], 0.5)
+
+
+def test_anthropic_translation():
+    request = ChatRequest(
+        model="m",
+        messages=(
+            Message("system", "Be brief."),
+            Message("user", "a"),
+            Message("user", "b"),
+            Message("assistant", "c"),
+            Message("tool", "d"),
+        ),
+        stop=("END",),
+        temperature=0.2,
+    )
+    body = to_anthropic("claude-x", request, default_max_tokens=256, stream=True)
+    assert body["system"] == "Be brief."
+    assert body["messages"] == [
+        {"role": "user", "content": "a\n\nb"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
+    assert body["max_tokens"] == 256 and body["stop_sequences"] == ["END"] and body["stream"] is True
+    assert body["temperature"] == 0.2 and "top_p" not in body
