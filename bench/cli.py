@@ -12,6 +12,7 @@ from typing import Protocol, cast
 
 # name -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
+    "scorer": ("bench.scorer", "Score RPC throughput at concurrency 1/8/64 vs raw onnxruntime and torch eager"),
     "gateway": (
         "bench.gateway",
         "gateway overhead: direct vs through-the-gateway latency, p50/p99 at concurrency 1 and 32",

@@ -1,0 +1,300 @@
+"""``ferryman bench scorer``: Score RPC throughput vs raw onnxruntime vs torch eager, in one run.
+
+Everything runs on this machine, one phase after another, with the same prompts:
+
+1. ``raw batched`` (the ceiling): pre-tokenized batches of ``--max-batch`` prompts padded to
+   their longest, ``session.run`` only (no tokenizer, no gRPC), in the layouts the server
+   could use on these cores (``W`` threads x 1 intra-op thread, and 1 thread x ``W`` intra-op
+   threads); the best is the ceiling. ``raw per-sequence`` is the same without padding
+   (one sequence per run, what the server does by default).
+2. ``raw batch-1 latency``: one pre-tokenized prompt per ``session.run``, one at a time.
+3. ``Score RPC``: ``ferryman scorer`` in a subprocess on loopback; this process's grpc.aio
+   client keeps 1, 8 and 64 unary Score calls in flight for ``--seconds`` each. The client
+   shares the CPUs with the server, as a co-located caller would.
+4. ``torch eager``: how RouteLLM serves: transformers ``AutoModel`` + mean pooling, one
+   request at a time (tokenize, forward, pool), torch using every core.
+
+Then the ratios against the targets (conc-64 >= 0.8x ceiling, >= 5x torch one-at-a-time,
+p50 at concurrency 1 <= raw batch-1 p50 + 1 ms). torch is imported only in phase 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scorer.encoder import Batch, Encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = ROOT.parent / "shared" / "data" / "arena-bench-v1" / "questions.jsonl"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=9.0, help="measured time per measure (all rounds)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the time is split into")
+    parser.add_argument("--router", default="mf", help="router the Score calls use (mf or sw share the encoder)")
+    parser.add_argument(
+        "--routers-dir", type=Path, help="router artifacts (default: ./routers if present, else small test routers)"
+    )
+    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder", help="ONNX encoder")
+    parser.add_argument("--encoder-precision", choices=["int8", "fp32"], default="int8", help="encoder graph")
+    parser.add_argument("--workers", type=int, default=2, help="server inference threads (and raw threads)")
+    parser.add_argument("--max-batch", type=int, default=64, help="server max batch = raw ceiling batch size")
+    parser.add_argument("--concurrency", default="1,8,64", help="client concurrency levels")
+    parser.add_argument("--prompts", type=Path, default=QUESTIONS, help="JSONL with a 'turns' list per line")
+    parser.add_argument("--skip-torch", action="store_true", help="skip the torch eager baseline")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+
+
+def load_prompts(path: Path) -> list[str]:
+    """First turns of the Arena questions, or generated prompts of mixed length if the file is absent."""
+    if path.is_file():
+        with path.open(encoding="utf-8") as fh:
+            return [json.loads(line)["turns"][0] for line in fh if line.strip()]
+    from scorer.testing import SAMPLE_PROMPTS
+
+    return [" ".join([p] * (1 + i % 7)) for i, p in enumerate(SAMPLE_PROMPTS * 6)]
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class Tally:
+    """Items, seconds and per-item latencies of one measure, summed over rounds."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.seconds = 0.0
+        self.latencies: list[float] = []
+
+    def add(self, items: int, seconds: float, latencies: Sequence[float] = ()) -> None:
+        self.items += items
+        self.seconds += seconds
+        self.latencies.extend(latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds else float("nan")
+
+
+def _timed_threads(threads: int, seconds: float, work: Callable[[int], int], tally: Tally) -> None:
+    """Run ``work(i)`` (returns items done) in ``threads`` threads for ``seconds``; adds to ``tally``."""
+    counter = itertools.count()
+    done = [0] * threads
+    lat: list[list[float]] = [[] for _ in range(threads)]
+    end = time.perf_counter() + seconds
+
+    def loop(t: int) -> None:
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            done[t] += work(next(counter))
+            lat[t].append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    tally.add(sum(done), time.perf_counter() - start, [x for part in lat for x in part])
+
+
+def raw_phases(args: argparse.Namespace, prompts: list[str]) -> dict[str, Callable[[float, Tally], None]]:
+    """Raw onnxruntime measures: batched (both thread layouts), per-sequence, batch-1 latency."""
+    phases: dict[str, Callable[[float, Tally], None]] = {}
+    for intra, threads in ((1, args.workers), (args.workers, 1)):
+        enc = Encoder(args.encoder_dir, precision=args.encoder_precision, threads=intra)
+        seqs = enc.tokenizer.ids(prompts)
+        n, size = len(seqs), args.max_batch
+        batched = [enc.tokenizer.pad([seqs[(s + j) % n] for j in range(size)]) for s in range(0, n, size)]
+        singles = [enc.tokenizer.pad([s]) for s in seqs]
+        enc.run(batched[0])
+        layout = f"{threads}x{intra}"
+        phases[f"raw batched {layout}"] = _runner(enc, batched, threads)
+        phases[f"raw per-sequence {layout}"] = _runner(enc, singles, threads)
+    # Latency of one sequence per run, one run at a time, with the server's 1 intra-op thread.
+    enc = Encoder(args.encoder_dir, precision=args.encoder_precision, threads=1)
+    phases["raw batch-1"] = _runner(enc, [enc.tokenizer.pad([s]) for s in enc.tokenizer.ids(prompts)], 1)
+    return phases
+
+
+def _runner(enc: Encoder, batches: Sequence[Batch], threads: int) -> Callable[[float, Tally], None]:
+    def phase(seconds: float, tally: Tally) -> None:
+        _timed_threads(threads, seconds, lambda i: enc.run(batches[i % len(batches)]).shape[0], tally)
+
+    return phase
+
+
+def start_server(args: argparse.Namespace, routers_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers_dir), "--routers", args.router]
+    argv += ["--encoder-dir", str(args.encoder_dir), "--encoder-precision", args.encoder_precision]
+    argv += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--log-level", "WARNING"]
+    argv += ["--workers", str(args.workers), "--max-batch", str(args.max_batch)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    address = ""
+    for line in proc.stdout:
+        if m := re.search(r"listening on (\S+):(\d+)", line):
+            address = f"127.0.0.1:{m.group(2)}"
+        if "serving routers" in line:
+            return proc, address
+    raise RuntimeError(f"scorer did not start (exit code {proc.wait()})")
+
+
+async def rpc_load(
+    address: str, router: str, prompts: list[str], concurrency: int, seconds: float, tally: Tally
+) -> None:
+    """Keep ``concurrency`` unary Score calls in flight for ``seconds`` (after a short warm-up)."""
+    import grpc
+
+    from ferryman.scorer.v1 import scorer_pb2 as pb
+    from ferryman.scorer.v1 import scorer_pb2_grpc as pbg
+
+    requests = [pb.ScoreRequest(router=router, prompt=p) for p in prompts]
+    counter = itertools.count()
+    lat: list[float] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pbg.ScorerServiceStub(channel)
+        for r in requests[:4]:
+            await stub.Score(r, timeout=30)
+        end = time.perf_counter() + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < end:
+                req = requests[next(counter) % len(requests)]
+                t = time.perf_counter()
+                await stub.Score(req, timeout=60)
+                lat.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        tally.add(len(lat), time.perf_counter() - start, lat)
+
+
+def torch_phase(prompts: list[str]) -> Callable[[float, Tally], None]:
+    """RouteLLM-style serving: one request at a time through transformers + torch eager, mean pooling."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from scorer.train.export import base_model_path
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    path = str(base_model_path())
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+
+    def one(i: int) -> int:
+        enc = tok(prompts[i % len(prompts)], truncation=True, max_length=256, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+        return int(emb.shape[0])
+
+    one(0)
+    return lambda seconds, tally: _timed_threads(1, seconds, one, tally)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    prompts = load_prompts(args.prompts)
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    print(
+        f"scorer benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, {len(prompts)} prompts "
+        f"({args.prompts if args.prompts.is_file() else 'generated'}), router {args.router}, encoder "
+        f"{args.encoder_precision}, workers {args.workers}, max batch {args.max_batch}, "
+        f"{args.seconds:g} s per measure in {args.rounds} interleaved rounds",
+        flush=True,
+    )
+    phases = raw_phases(args, prompts)
+    with tempfile.TemporaryDirectory(prefix="ferryman-bench-scorer-") as tmp:
+        routers_dir = args.routers_dir
+        if routers_dir is None:
+            routers_dir = ROOT / "routers"
+            if not (routers_dir / args.router / "manifest.json").is_file():
+                from scorer.testing import build_test_routers
+
+                routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
+        print(f"Score RPC against `ferryman scorer` in a subprocess, routers from {routers_dir}", flush=True)
+        proc, address = start_server(args, routers_dir)
+        try:
+            for c in levels:
+                phases[f"rpc c{c}"] = lambda sec, tally, c=c: asyncio.run(  # type: ignore[misc]
+                    rpc_load(address, args.router, prompts, c, sec, tally)
+                )
+            if not args.skip_torch:
+                phases["torch one-at-a-time"] = torch_phase(prompts)
+            tallies = {name: Tally() for name in phases}
+            # Rounds interleave every measure so that drift in machine load hits all of them alike.
+            for r in range(args.rounds):
+                for name, phase in phases.items():
+                    phase(args.seconds / args.rounds, tallies[name])
+                load = os.getloadavg()[0]
+                print(f"  round {r + 1}/{args.rounds} done (load average {load:.2f})", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    results = summarise(tallies)
+    print(report(results, levels, args))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def summarise(tallies: dict[str, Tally]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, t in tallies.items():
+        out[f"{name} rps"] = t.rate
+        out[f"{name} p50 ms"] = pct(t.latencies, 50) * 1e3
+        out[f"{name} p99 ms"] = pct(t.latencies, 99) * 1e3
+    return out
+
+
+def report(r: dict[str, float], levels: list[int], args: argparse.Namespace) -> str:
+    def best(prefix: str) -> tuple[str, float]:
+        key = max((k for k in r if k.startswith(prefix) and k.endswith(" rps")), key=r.__getitem__)
+        return key[len(prefix) : -len(" rps")].strip(), r[key]
+
+    (layout, ceiling), (seq_layout, per_seq) = best("raw batched"), best("raw per-sequence")
+    rows = [
+        (f"raw batched ceiling (threads x intra-op {layout}, batch {args.max_batch})", f"{ceiling:9.1f}/s"),
+        (f"raw per-sequence, no padding ({seq_layout})", f"{per_seq:9.1f}/s"),
+        ("raw batch-1 latency", f"p50 {r['raw batch-1 p50 ms']:.2f} ms  p99 {r['raw batch-1 p99 ms']:.2f} ms"),
+    ]
+    for c in levels:
+        rate, p50, p99 = r[f"rpc c{c} rps"], r[f"rpc c{c} p50 ms"], r[f"rpc c{c} p99 ms"]
+        rows.append((f"Score RPC, concurrency {c}", f"{rate:9.1f}/s   p50 {p50:.2f} ms  p99 {p99:.2f} ms"))
+    torch_rps = r.get("torch one-at-a-time rps")
+    if torch_rps is not None:
+        rows.append(("torch eager, one request at a time", f"{torch_rps:9.1f}/s"))
+    lines = ["", *(f"{name:<52}{value}" for name, value in rows), "", "ratios (targets):"]
+    top = max(levels)
+    hi = r[f"rpc c{top} rps"]
+
+    def line(name: str, value: float, target: str, ok: bool | None) -> str:
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        return f"  {name:<44}{value:8.2f}   {target:<16}{verdict}"
+
+    lines.append(line(f"Score@{top} / raw batched ceiling", hi / ceiling, ">= 0.8", hi / ceiling >= 0.8))
+    lines.append(line(f"Score@{top} / raw per-sequence", hi / per_seq, "(reference)", None))
+    if torch_rps is not None:
+        lines.append(line(f"Score@{top} / torch one-at-a-time", hi / torch_rps, ">= 5", hi / torch_rps >= 5))
+    if 1 in levels:
+        gap = r["rpc c1 p50 ms"] - r["raw batch-1 p50 ms"]
+        lines.append(line("p50@1 - raw batch-1 p50 (ms)", gap, "<= 1 ms", gap <= 1.0))
+    return "\n".join(lines)
