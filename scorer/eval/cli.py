@@ -34,7 +34,15 @@ from scorer.artifacts import Manifest, load_artifact, write_manifest
 from scorer.data.benchmarks import BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_benchmark
 from scorer.data.folds import SCHEMES, FoldAssignment, assign_folds
 from scorer.data.report import DataError, LoadReport
-from scorer.eval.metrics import average_curves, endpoints, oracle_curve, routing_curve, summarize
+from scorer.eval.metrics import (
+    apgr,
+    average_curves,
+    decile_curve,
+    endpoints,
+    oracle_curve,
+    routing_curve,
+    summarize,
+)
 from scorer.eval.report import Row, SetResult, markdown_table, write_reports
 from scorer.eval.scoring import ScorerClient, local_scorer
 
@@ -285,7 +293,8 @@ def _score_set(
 def _row(name: str, kind: str, source: str, scores: np.ndarray, s: np.ndarray, w: np.ndarray) -> Row:
     curve = routing_curve(scores, s, w)
     weak_q, strong_q = endpoints(s, w)
-    return Row(name, kind, source, summarize(curve, weak_q, strong_q), curve)
+    coarse = apgr(decile_curve(scores, s, w), weak_q, strong_q)
+    return Row(name, kind, source, summarize(curve, weak_q, strong_q), curve, apgr_10bin=coarse)
 
 
 def evaluate_set(

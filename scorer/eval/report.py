@@ -39,6 +39,7 @@ class Row:
     metrics: Metrics | None = None
     curve: Curve | None = None
     note: str = ""  # why there is no number (refused, missing)
+    apgr_10bin: float | None = None  # APGR on RouteLLM's coarse 10-quantile curve, for comparison
 
 
 @dataclass
@@ -163,6 +164,8 @@ def to_json(results: Sequence[SetResult], meta: dict[str, Any]) -> dict[str, Any
             if row.metrics is not None:
                 entry["auc"] = round(row.metrics.auc, 6)
                 entry["apgr"] = round(row.metrics.apgr, 6)
+                if row.apgr_10bin is not None:
+                    entry["apgr_10bin"] = round(row.apgr_10bin, 6)
                 entry["cpt"] = {f"{int(lv * 100)}%": _round(row.metrics.cpt[lv]) for lv in CPT_LEVELS}
             if row.curve is not None:
                 entry["curve"] = _resample(row.curve)
