@@ -207,7 +207,8 @@ async def create_server(
     gateway: Gateway, host: str, port: int
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """A started-ready (not yet started) aio server bound to ``host:port`` (0 = any free port)."""
-    server = grpc.aio.server()
+    # the same request size limit as over HTTP (larger messages get RESOURCE_EXHAUSTED)
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", gateway.config.server.max_body_bytes)])
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

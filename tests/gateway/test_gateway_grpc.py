@@ -199,3 +199,11 @@ def test_scorer_down_uses_the_policy_default_tier(fakes):
         r = stub.ChatCompletion(pb.ChatCompletionRequest(model="economy", messages=MSGS), metadata=AUTH)
         assert r.decision.source == pb.DECISION_SOURCE_SCORER_UNAVAILABLE and r.decision.tier == pb.TIER_WEAK
         assert r.message.content == "Answer from weak-openai."
+
+
+def test_oversized_request_is_rejected(stub, fakes):
+    big = [pb.ChatMessage(role="user", content="x" * 1_100_000)]
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ChatCompletion(pb.ChatCompletionRequest(model="weak-openai", messages=big), metadata=AUTH)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert fakes["weak-openai"].requests == 0
