@@ -40,7 +40,12 @@ SHARES: tuple[float, ...] = tuple(i / 100 for i in range(101))
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``ferryman calibrate``."""
-    parser.description = (__doc__ or "").split("\n\n")[0]
+    parser.description = (
+        "Score a reference prompt set that looks like real traffic (default: the 300 Chatbot Arena prompts of "
+        "arena-bench-v1) through the scorer's BatchScore RPC and store, in each artifact's manifest.json, the "
+        "threshold that sends 0, 1, ..., 100 % of those prompts to the strong model, so that an operator can ask "
+        "for a strong-call share instead of a raw threshold."
+    )
     parser.add_argument("artifacts", nargs="+", type=Path, help="router artifact directories to calibrate")
     parser.add_argument(
         "--reference",
