@@ -12,6 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup run test ci lint typecheck proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local
+.PHONY: eval
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
@@ -77,6 +78,12 @@ k8s-validate: $(STAMPS)/venv  ## render each k8s overlay (kustomize) and validat
 
 cluster-local: setup  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
 	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)
+
+EVAL_ARGS ?= --benchmark all --routers mf bert sw random --baselines \
+	--crossfit-dir build/crossfit/prompt --crossfit-dir build/crossfit/subject
+
+eval: setup  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cross-fitted artifacts in build/crossfit
+	$(BIN)/ferryman eval $(EVAL_ARGS) --out reports
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build
