@@ -6,9 +6,10 @@ few cores:
 
 - The queue is bounded in items; a full queue raises ``OverloadedError``
   (RESOURCE_EXHAUSTED) instead of letting latency grow without bound.
-- A free worker takes whatever is queued (up to ``max_batch``) at once when the system
-  is idle, so a lone request pays no batching delay. Only while another batch is
-  running does it wait up to ``max_wait`` for stragglers to fill the batch.
+- A free worker takes whatever is queued (up to ``max_batch``, and only its share when
+  other workers are idle too) at once when the system is idle, so a lone request pays
+  no batching delay. Only while another batch is running does it wait up to
+  ``max_wait`` for stragglers to fill the batch.
 - Items whose deadline has passed, or whose caller went away, are dropped before
   inference.
 - ``close`` stops intake and drains: everything queued or running completes.
@@ -159,9 +160,13 @@ class MicroBatcher(Generic[T]):
                     left = end - loop.time()
                     if left <= 0 or not await self._wait_for_items(left):
                         break
+            # Idle workers share the queue instead of the first one taking everything:
+            # a batch runs on one thread, so an uneven split leaves a core unused.
+            free = max(1, cfg.workers - self._inflight)
+            take = min(cfg.max_batch, -(-len(self._queue) // free))
             batch: list[tuple[_Job[T], int]] = []
             now = loop.time()
-            while self._queue and len(batch) < cfg.max_batch:
+            while self._queue and len(batch) < take:
                 job, i = self._queue.popleft()
                 if job.future.done():  # caller cancelled, or an earlier item failed the job
                     continue

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,23 @@ ENV_PREFIX = "FERRYMAN_SCORER_"
 log = logging.getLogger("ferryman.scorer")
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, kind: Callable[[str], Any], default: Any, text: str) -> None:
+def _flag(
+    parser: argparse.ArgumentParser,
+    name: str,
+    kind: Callable[[str], Any],
+    default: Any,
+    text: str,
+    choices: Sequence[str] | None = None,
+) -> None:
     env = ENV_PREFIX + name.upper().replace("-", "_")
-    raw = os.environ.get(env)
+    # A string default from the environment goes through ``type`` like a flag would, so a bad
+    # value is reported by argparse ("invalid int value") instead of a traceback.
     parser.add_argument(
-        f"--{name}", type=kind, default=kind(raw) if raw is not None else default, help=f"{text} [env {env}]"
+        f"--{name}",
+        type=kind,
+        default=os.environ.get(env, default),
+        choices=choices,
+        help=f"{text} [env {env}]",
     )
 
 
@@ -40,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "routers-dir", Path, d.routers_dir, "directory of router artifacts (one subdirectory each)")
     _flag(parser, "routers", str, "", "comma-separated router names to serve (default: all under --routers-dir)")
     _flag(parser, "encoder-dir", Path, d.encoder_dir, "ONNX encoder built by `ferryman build encoder`")
-    _flag(parser, "encoder-precision", str, d.encoder_precision, "encoder graph: int8 or fp32")
+    _flag(parser, "encoder-precision", str, d.encoder_precision, "encoder graph", ("int8", "fp32"))
     _flag(parser, "host", str, d.host, "address to bind")
     _flag(parser, "port", int, d.port, "gRPC port (0: any free port)")
     _flag(parser, "metrics-port", int, d.metrics_port, "Prometheus /metrics port (0: disabled)")
@@ -53,13 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "max-prompt-chars", int, lim.max_prompt_chars, "longest accepted prompt (characters)")
     _flag(parser, "max-batch-items", int, lim.max_batch_items, "most items in one BatchScore request")
     _flag(parser, "grace-s", float, d.grace_s, "seconds in-flight calls get to finish on SIGTERM")
-    _flag(parser, "log-level", str, "INFO", "logging level")
+    _flag(parser, "log-level", str.upper, "INFO", "logging level", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
 def config_from_args(args: argparse.Namespace) -> ScorerConfig:
     """Validated settings from parsed flags."""
-    if args.encoder_precision not in ("int8", "fp32"):
-        raise ValueError(f"--encoder-precision must be int8 or fp32, not {args.encoder_precision!r}")
     routers = tuple(r.strip() for r in args.routers.split(",") if r.strip()) or None
     return ScorerConfig(
         routers_dir=args.routers_dir,
@@ -108,7 +118,7 @@ async def serve(config: ScorerConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # worker threads already use the cores
     try:
         config = config_from_args(args)

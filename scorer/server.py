@@ -202,7 +202,7 @@ class ScorerServer:
         cfg = self.config
         scorer_pb2_grpc.add_ScorerServiceServicer_to_server(ScorerServicer(self), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        reflection.enable_server_reflection(known_services(), self.grpc)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = self.grpc.add_insecure_port(f"{cfg.host}:{cfg.port}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -234,3 +236,33 @@ def test_health_not_serving_until_loaded_then_serving(test_routers_dir: Path) ->
         await server.stop(0)
 
     asyncio.run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_prometheus_metrics_over_http(test_routers_dir: Path) -> None:
+    metrics_port = _free_port()
+
+    async def main() -> str:
+        server = ScorerServer(config_for_tests(test_routers_dir, routers=("mf",), metrics_port=metrics_port))
+        port = await server.start()
+        await server.load()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pbg.ScorerServiceStub(channel)
+            await stub.Score(pb.ScoreRequest(router="mf", prompt="hi"), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Score(pb.ScoreRequest(router="mf", prompt=""), timeout=10)
+        text = await asyncio.to_thread(lambda: httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
+        await server.stop(0)
+        return text
+
+    text = asyncio.run(main())
+    assert 'ferryman_scorer_requests_total{code="OK",method="Score",router="mf"} 1.0' in text
+    assert 'ferryman_scorer_requests_total{code="INVALID_ARGUMENT",method="Score",router="mf"} 1.0' in text
+    assert "ferryman_scorer_queue_depth 0.0" in text
+    assert "ferryman_scorer_batch_size_count 1.0" in text
+    assert 'ferryman_scorer_latency_seconds_count{method="Score",router="mf"} 2.0' in text
