@@ -43,7 +43,7 @@ from scorer.eval.metrics import (
     routing_curve,
     summarize,
 )
-from scorer.eval.report import Row, SetResult, markdown_table, write_reports
+from scorer.eval.report import Row, SetResult, markdown_table, update_readme, write_reports
 from scorer.eval.scoring import ScorerClient, local_scorer
 
 DEFAULT_ROUTERS = ("mf", "bert", "sw", "random")
@@ -81,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="public data (default: $FERRYMAN_DATA or ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where plots, table and JSON go")
     parser.add_argument("--name", default="eval", help="file stem of the Markdown and JSON reports")
+    parser.add_argument("--readme", type=Path, help="also put the table and plots in this README's eval-results block")
     parser.add_argument("--scorer", metavar="ADDRESS", help="use a running scorer instead of an in-process one")
     parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder")
     parser.add_argument("--random-seeds", type=int, default=10, help="seeds the random router is averaged over")
@@ -489,6 +490,9 @@ def run(args: argparse.Namespace) -> int:
     results.sort(key=lambda r: order[r.key])
     meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
     paths = write_reports(results, args.out, meta, name=args.name)
+    if args.readme is not None:
+        update_readme(args.readme, results, args.out, meta)
+        paths.append(args.readme)
     print(markdown_table(results))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
