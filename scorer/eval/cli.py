@@ -34,6 +34,7 @@ from scorer.artifacts import Manifest, load_artifact, write_manifest
 from scorer.data.benchmarks import BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_benchmark
 from scorer.data.folds import SCHEMES, FoldAssignment, assign_folds
 from scorer.data.report import DataError, LoadReport
+from scorer.errors import ArtifactError
 from scorer.eval.metrics import (
     apgr,
     average_curves,
@@ -453,6 +454,25 @@ def run(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as exc:
         print(f"ferryman eval: {exc}", file=sys.stderr)
         return 2
+    load_at_start = os.getloadavg()[0]
+    try:
+        results = _evaluate(args, data_dir, sets)
+    except (ArtifactError, DataError) as exc:
+        print(f"ferryman eval: {exc}", file=sys.stderr)
+        return 2
+    meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
+    meta["load average (1 min) at start / end"] = f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
+    paths = write_reports(results, args.out, meta, name=args.name)
+    if args.readme is not None:
+        update_readme(args.readme, results, args.out, meta)
+        paths.append(args.readme)
+    print(markdown_table(results))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, data_dir: Path, sets: list[EvalSet]) -> list[SetResult]:
+    """Score every set (one scorer per artifact universe) and compute all rows."""
     routers = [r for r in dict.fromkeys(args.routers) if r != "random"]
     seeds = args.random_seeds if "random" in args.routers else 0
     baselines, baseline_sources = _baseline_scores(args, data_dir, sets) if args.baselines else ({}, {})
@@ -487,12 +507,4 @@ def run(args: argparse.Namespace) -> int:
                     )
                     results.append(res)
     order = {es.key: i for i, es in enumerate(sets)}
-    results.sort(key=lambda r: order[r.key])
-    meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
-    paths = write_reports(results, args.out, meta, name=args.name)
-    if args.readme is not None:
-        update_readme(args.readme, results, args.out, meta)
-        paths.append(args.readme)
-    print(markdown_table(results))
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return sorted(results, key=lambda r: order[r.key])
