@@ -139,8 +139,11 @@ def _runner(enc: Encoder, batches: Sequence[Batch], threads: int) -> Callable[[f
     return phase
 
 
-def start_server(args: argparse.Namespace, routers_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers_dir), "--routers", args.router]
+def start_server(
+    args: argparse.Namespace, routers_dir: Path, routers: Sequence[str]
+) -> tuple[subprocess.Popen[str], str]:
+    argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers_dir)]
+    argv += ["--routers", ",".join(routers)]
     argv += ["--encoder-dir", str(args.encoder_dir), "--encoder-precision", args.encoder_precision]
     argv += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--log-level", "WARNING"]
     argv += ["--workers", str(args.workers), "--max-batch", str(args.max_batch)]
@@ -230,11 +233,17 @@ def run(args: argparse.Namespace) -> int:
 
                 routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
         print(f"Score RPC against `ferryman scorer` in a subprocess, routers from {routers_dir}", flush=True)
-        proc, address = start_server(args, routers_dir)
+        # The random router does no inference: its latency at concurrency 1 is the serving overhead.
+        overhead = args.router != "random" and (routers_dir / "random" / "manifest.json").is_file()
+        proc, address = start_server(args, routers_dir, [args.router, "random"] if overhead else [args.router])
         try:
             for c in levels:
                 phases[f"rpc c{c}"] = lambda sec, tally, c=c: asyncio.run(  # type: ignore[misc]
                     rpc_load(address, args.router, prompts, c, sec, tally)
+                )
+            if overhead:
+                phases["rpc random c1"] = lambda sec, tally: asyncio.run(
+                    rpc_load(address, "random", prompts, 1, sec, tally)
                 )
             if not args.skip_torch:
                 phases["torch one-at-a-time"] = torch_phase(prompts)
@@ -279,6 +288,11 @@ def report(r: dict[str, float], levels: list[int], args: argparse.Namespace) -> 
     for c in levels:
         rate, p50, p99 = r[f"rpc c{c} rps"], r[f"rpc c{c} p50 ms"], r[f"rpc c{c} p99 ms"]
         rows.append((f"Score RPC, concurrency {c}", f"{rate:9.1f}/s   p50 {p50:.2f} ms  p99 {p99:.2f} ms"))
+    if "rpc random c1 p50 ms" in r:
+        rate, p50, p99 = r["rpc random c1 rps"], r["rpc random c1 p50 ms"], r["rpc random c1 p99 ms"]
+        rows.append(
+            ("Score RPC, random router (no inference), conc. 1", f"{rate:9.1f}/s   p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+        )
     torch_rps = r.get("torch one-at-a-time rps")
     if torch_rps is not None:
         rows.append(("torch eager, one request at a time", f"{torch_rps:9.1f}/s"))
