@@ -215,3 +215,46 @@ def test_missing_provider_key_names_the_variable_and_falls_back(fakes):
             client(gw).chat.completions.create(model="strong-openai", messages=MESSAGES)
         assert "environment variable FERRYMAN_TEST_UNSET_KEY" in info.value.message
     assert fakes["strong-openai"].requests == 0
+
+
+def test_breaker_half_opens_after_the_reset_timeout_and_closes_on_success(fakes):
+    config = gateway_config(fakes, breaker={"fail_max": 3, "reset_timeout_s": 1.0})
+    with GatewayThread(config) as gw:
+        breaker = gw.gateway.resilience.breakers["strong-openai"]
+        fakes["strong-openai"].reset(default=status(500))
+        client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+        assert breaker.state == "open"
+        skipped = client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+        assert skipped.ferryman["attempts"][0]["outcome"] == "breaker_open"
+        time.sleep(1.1)
+        fakes["strong-openai"].reset()  # recovered
+        trial = client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+        assert trial.choices[0].message.content == "Answer from strong-openai."
+        assert breaker.state == "closed"
+        # a failed trial call re-opens it at once
+        fakes["strong-openai"].reset(default=status(500))
+        client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+        assert breaker.state == "open"
+        time.sleep(1.1)
+        fakes["strong-openai"].program(status(500))
+        reply = client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+        assert reply.ferryman["attempts"][0]["outcome"] == "breaker_open"  # the failed trial re-opened it
+        assert breaker.state == "open"
+
+
+def test_request_deadline_bounds_retries_and_fallback(fakes):
+    import grpc
+
+    from ferryman.gateway.v1 import gateway_pb2 as pb
+    from ferryman.gateway.v1 import gateway_pb2_grpc
+
+    for fake in fakes.values():
+        fake.reset(default=slow(1.5))
+    with GatewayThread(gateway_config(fakes)) as gw, grpc.insecure_channel(gw.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        request = pb.ChatCompletionRequest(model=ROUTED, messages=[pb.ChatMessage(role="user", content="hi")])
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ChatCompletion(request, metadata=(("authorization", f"Bearer {CLIENT_KEY}"),), timeout=0.5)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 1.0
