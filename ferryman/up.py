@@ -32,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts for the scorer")
     parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder directory")
     parser.add_argument("--scorer-port", type=int, default=50051, help="scorer gRPC port (on 127.0.0.1)")
-    parser.add_argument("--grpc-port", type=int, help="gateway gRPC port (default: from the config, 50061)")
-    parser.add_argument("--http-port", type=int, help="gateway HTTP port (default: from the config, 8080)")
+    parser.add_argument(
+        "--grpc-port", type=int, help="override the config's server.grpc_port (50061 in config/gateway.yaml)"
+    )
+    parser.add_argument(
+        "--http-port", type=int, help="override the config's server.http_port (8080 in config/gateway.yaml)"
+    )
 
 
 def _gateway_env(config_path: Path) -> dict[str, str]:
