@@ -27,6 +27,7 @@ import redis
 from redis.exceptions import RedisError
 
 from gateway.config import BreakerConfig
+from gateway.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,13 @@ class _WatchedRedis(redis.Redis):
 
 def connect_redis(url: str, cfg: BreakerConfig) -> _WatchedRedis:
     """A lazily connecting client with short timeouts (no I/O happens here)."""
-    client = _WatchedRedis(
-        connection_pool=redis.ConnectionPool.from_url(
+    try:
+        pool = redis.ConnectionPool.from_url(
             url, socket_timeout=cfg.redis_socket_timeout_s, socket_connect_timeout=cfg.redis_socket_timeout_s
         )
-    )
+    except ValueError as exc:  # the message would echo the URL, which may hold a password
+        raise ConfigError(f"{cfg.redis_url_env} is not a valid redis:// or rediss:// URL") from exc
+    client = _WatchedRedis(connection_pool=pool)
     client.health = RedisHealth(cfg.redis_retry_s)
     return client
 

@@ -89,12 +89,19 @@ class GatewayThread:
 
     def __enter__(self) -> GatewayThread:
         self._thread.start()
-        self.running = self.call(start_gateway(self.config, self.runtime))
+        try:
+            self.running = self.call(start_gateway(self.config, self.runtime))
+        except BaseException:
+            self._stop_loop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.running is not None:
             self.call(self.running.stop(grace_s=1))
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()

@@ -103,3 +103,10 @@ def test_redis_unreachable_from_the_start(fakes, url):
     with GatewayThread(gateway_config(fakes), redis_url=url.format(port=free_port())) as gw:
         reply = _client(gw.running.http_port).chat.completions.create(model=ROUTED, messages=MESSAGES)
         assert reply.choices[0].message.content == "Answer from strong-openai."
+
+
+def test_invalid_redis_url_is_a_clear_config_error(fakes):
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="REDIS_URL is not a valid"):
+        GatewayThread(gateway_config(fakes), redis_url="http://user:secret@host").__enter__()
