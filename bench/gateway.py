@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,8 @@ from typing import Any
 import httpx
 import numpy as np
 import yaml
+
+from bench.cluster_local import _spawn, _wait, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY_MESSAGES = [{"role": "user", "content": "Write a haiku about ferries crossing a river at dawn."}]
@@ -56,36 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ | (env or {}))
-
-
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text().strip():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args!r} did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.05)
-    return path.read_text()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _read(path: Path) -> str:
+    """A file's text once it has been written (the servers write their ports when serving)."""
+    return path.read_text().strip() if path.exists() else ""
 
 
 async def _wait_scored(url: str, model: str, timeout: float = 120) -> None:
@@ -210,25 +184,23 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-gw-") as tmp_s:
         tmp = Path(tmp_s)
         py = sys.executable
-        fake_log = tmp / "fake.log"
         fake_argv = [py, "-m", "gateway.testing.fake_provider", "--port-file", str(tmp / "fake.port")]
-        fake = _spawn([*fake_argv, "--delay-ms", str(args.provider_delay_ms)], fake_log)
-        stack.callback(_stop, fake)
-        fake_port = int(_wait_file(tmp / "fake.port", fake, fake_log))
+        fake = _spawn("fake-provider", [*fake_argv, "--delay-ms", str(args.provider_delay_ms)], tmp)
+        stack.callback(fake.stop)
+        fake_port = int(_wait("fake provider", lambda: _read(tmp / "fake.port"), 120, fake.proc))
         fake_url = f"http://127.0.0.1:{fake_port}/v1"
 
-        scorer_port = _free_port()
+        scorer_port = free_port()
         if args.router:
             routers = args.routers_dir
             if routers is None:
                 from scorer.testing import build_test_routers
 
                 routers = build_test_routers(tmp / "routers", encoder_dir=args.encoder_dir)
-            scorer_log = tmp / "scorer.log"
             scorer_argv = [py, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--port", str(scorer_port)]
             scorer_argv += ["--host", "127.0.0.1", "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
-            scorer = _spawn(scorer_argv, scorer_log)
-            stack.callback(_stop, scorer)
+            scorer = _spawn("scorer", scorer_argv, tmp)
+            stack.callback(scorer.stop)
 
         model = {"provider": "openai", "base_url": fake_url, "api_key_env": "BENCH_FAKE_KEY"}
         model |= {"price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0}
@@ -240,12 +212,11 @@ def run(args: argparse.Namespace) -> int:
             "auth": {"disabled": True},
         }
         (tmp / "gateway.yaml").write_text(yaml.safe_dump(config))
-        gw_log = tmp / "gateway.log"
         gw_argv = [py, "-m", "ferryman", "gateway", "--config", str(tmp / "gateway.yaml")]
         gw_argv += ["--port-file", str(tmp / "gw.json"), "--log-level", "WARNING"]
-        gateway = _spawn(gw_argv, gw_log, {"BENCH_FAKE_KEY": "bench"})
-        stack.callback(_stop, gateway)
-        gw_port = json.loads(_wait_file(tmp / "gw.json", gateway, gw_log))["http_port"]
+        gateway = _spawn("gateway", gw_argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+        stack.callback(gateway.stop)
+        gw_port = json.loads(_wait("gateway", lambda: _read(tmp / "gw.json"), 120, gateway.proc))["http_port"]
         gw_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
 
         paths = {
@@ -262,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             f"fake provider delay {args.provider_delay_ms:g} ms",
             flush=True,
         )
-        results = asyncio.run(_measure(paths, args, levels, gateway.pid))
+        results = asyncio.run(_measure(paths, args, levels, gateway.proc.pid))
         table, rows = _report(results)
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")

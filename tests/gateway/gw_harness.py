@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from bench.cluster_local import free_port
 from gateway.config import GatewayConfig, parse_config
 from gateway.main import RunningGateway, start_gateway
 from gateway.service import Runtime
@@ -120,12 +121,6 @@ class GatewayThread:
     def grpc_target(self) -> str:
         assert self.running is not None
         return f"127.0.0.1:{self.running.grpc_port}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:
