@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 import yaml
 
-from bench.cluster_local import _spawn, _wait, free_port
+from bench.cluster_local import _read_json, _spawn, _wait, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY_MESSAGES = [{"role": "user", "content": "Write a haiku about ferries crossing a river at dawn."}]
@@ -55,11 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the fake provider answers after this delay (0: at once, the CPU-bound worst case)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
-
-
-def _read(path: Path) -> str:
-    """A file's text once it has been written (the servers write their ports when serving)."""
-    return path.read_text().strip() if path.exists() else ""
 
 
 async def _wait_scored(url: str, model: str, timeout: float = 120) -> None:
@@ -187,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         fake_argv = [py, "-m", "gateway.testing.fake_provider", "--port-file", str(tmp / "fake.port")]
         fake = _spawn("fake-provider", [*fake_argv, "--delay-ms", str(args.provider_delay_ms)], tmp)
         stack.callback(fake.stop)
-        fake_port = int(_wait("fake provider", lambda: _read(tmp / "fake.port"), 120, fake.proc))
+        fake_port = int(_wait("fake provider", lambda: _read_json(tmp / "fake.port"), 120, fake.proc))
         fake_url = f"http://127.0.0.1:{fake_port}/v1"
 
         scorer_port = free_port()
@@ -216,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         gw_argv += ["--port-file", str(tmp / "gw.json"), "--log-level", "WARNING"]
         gateway = _spawn("gateway", gw_argv, tmp, {"BENCH_FAKE_KEY": "bench"})
         stack.callback(gateway.stop)
-        gw_port = json.loads(_wait("gateway", lambda: _read(tmp / "gw.json"), 120, gateway.proc))["http_port"]
+        gw_port = _wait("gateway", lambda: _read_json(tmp / "gw.json"), 120, gateway.proc)["http_port"]
         gw_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
 
         paths = {

@@ -252,7 +252,9 @@ def main() -> int:
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
-        args.port_file.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+        tmp = args.port_file.with_suffix(".tmp")  # written whole, then renamed: readers never see half
+        tmp.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+        tmp.replace(args.port_file)
         await task
 
     from gateway.main import run_loop

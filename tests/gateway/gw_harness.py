@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from bench.cluster_local import free_port
+from bench.cluster_local import _connects, _spawn, _wait, free_port
 from gateway.config import GatewayConfig, parse_config
 from gateway.main import RunningGateway, start_gateway
 from gateway.service import Runtime
@@ -131,39 +128,20 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (run `make system-deps`)")
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = _spawn("redis", [*argv, "--dir", str(workdir)], workdir)
+        try:
+            _wait("redis", lambda: _connects(self.port), 10, self.process.proc)
+        except RuntimeError:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        """Kill it (SIGKILL: tests use this to make Redis vanish mid-run)."""
+        if self.process.proc.poll() is None:
+            self.process.proc.kill()
+            self.process.proc.wait(10)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,33 +12,21 @@ import redis
 import yaml
 from gw_harness import CLIENT_KEY, ENV, GatewayThread, config_dict, free_port, gateway_config
 
+from bench.cluster_local import Process, _read_json, _spawn, _wait
 from gateway.testing.fake_provider import status
 
-REPO = Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "hello"}]
 ROUTED = "router-random-0.0"  # scorer down → strong tier: strong-openai first
 
 
-def _start(config_path: Path, port_file: Path, redis_url: str) -> subprocess.Popen[bytes]:
-    env = os.environ | ENV | {"REDIS_URL": redis_url, "TEST_CLIENT_KEYS": CLIENT_KEY}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ferryman", "gateway", "--config", str(config_path), "--port-file", str(port_file)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait_ports(proc: subprocess.Popen[bytes], port_file: Path) -> dict[str, int]:
-    deadline = time.monotonic() + 60
-    while not port_file.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        if time.monotonic() > deadline:
-            raise TimeoutError("gateway did not start")
-        time.sleep(0.05)
-    return dict(json.loads(port_file.read_text()))
+def _start(index: int, config_path: Path, workdir: Path, redis_url: str) -> tuple[Process, int]:
+    """A ``ferryman gateway`` process and its HTTP port."""
+    port_file = workdir / f"ports-{index}.json"
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config_path), "--port-file", str(port_file)]
+    env = ENV | {"REDIS_URL": redis_url, "TEST_CLIENT_KEYS": CLIENT_KEY}
+    process = _spawn(f"gateway-{index}", argv, workdir, env)
+    ports = _wait(process.name, lambda: _read_json(port_file), 60, process.proc)
+    return process, int(ports["http_port"])
 
 
 def _client(http_port: int) -> openai.OpenAI:
@@ -52,9 +36,14 @@ def _client(http_port: int) -> openai.OpenAI:
 def test_breaker_opened_by_one_process_is_open_in_the_other(fakes, redis_server, tmp_path):
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config_dict(fakes)))
-    procs = [_start(config_path, tmp_path / f"ports-{i}.json", redis_server.url) for i in range(2)]
+    procs: list[Process] = []
     try:
-        a, b = (_wait_ports(p, tmp_path / f"ports-{i}.json")["http_port"] for i, p in enumerate(procs))
+        ports = []
+        for i in range(2):
+            process, port = _start(i, config_path, tmp_path, redis_server.url)
+            procs.append(process)
+            ports.append(port)
+        a, b = ports
         fakes["strong-openai"].reset(default=status(500))
         # gateway A: 1 try + 2 retries = 3 consecutive failures = fail_max → open (in Redis)
         answer = _client(a).chat.completions.create(model=ROUTED, messages=MESSAGES)
@@ -71,10 +60,8 @@ def test_breaker_opened_by_one_process_is_open_in_the_other(fakes, redis_server,
         metrics = httpx.get(f"http://127.0.0.1:{b}/metrics").text
         assert 'ferryman_gateway_breaker_state{model="strong-openai"} 2.0' in metrics
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            assert p.wait(20) == 0  # clean shutdown on SIGTERM
+        codes = [p.stop() for p in procs]
+    assert codes == [0, 0]  # clean shutdown on SIGTERM
 
 
 def test_redis_killed_mid_run_gateway_keeps_serving(fakes, redis_server):
