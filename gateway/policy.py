@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from gateway.config import GatewayConfig, TierName
 from gateway.errors import InvalidRequestError, UnknownModelError
-from gateway.metrics import Metrics
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError
 from gateway.types import ChatRequest, Decision, DecisionSource, RoutingOverrides, Tier
 
@@ -108,10 +107,9 @@ def interpolate_threshold(points: list[tuple[float, float]], share: float) -> fl
 class Policy:
     """Turns a request into a :class:`Decision`, asking the scorer when routing."""
 
-    def __init__(self, config: GatewayConfig, scorer: ScorerClient, metrics: Metrics) -> None:
+    def __init__(self, config: GatewayConfig, scorer: ScorerClient) -> None:
         self._config = config
         self._scorer = scorer
-        self._metrics = metrics
         self._calibration: dict[str, list[tuple[float, float]]] = {}
         self._calibration_at = -math.inf
 

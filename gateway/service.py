@@ -84,7 +84,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the scorer channel (must run inside the event loop that will serve)."""
         self._scorer = ScorerClient(self.config.scorer, self.metrics)
-        self._policy = Policy(self.config, self._scorer, self.metrics)
+        self._policy = Policy(self.config, self._scorer)
         for note in self.providers.missing_keys():
             log.warning("%s; requests needing it will fall back or fail", note)
 
