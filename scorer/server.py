@@ -142,6 +142,10 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     ) -> R:
         """The one place where exceptions become status codes (and metrics are recorded)."""
         metrics = self._server.metrics
+        core = self._server.core
+        # Label values must stay bounded: a name that is not a loaded router is "unknown".
+        if router not in ("", "mixed") and (core is None or router not in core.routers):
+            router = "unknown"
         with _timed(metrics, method, router) as outcome:
             try:
                 return await work()

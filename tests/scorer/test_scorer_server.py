@@ -256,6 +256,8 @@ def test_prometheus_metrics_over_http(test_routers_dir: Path) -> None:
             await stub.Score(pb.ScoreRequest(router="mf", prompt="hi"), timeout=10)
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.Score(pb.ScoreRequest(router="mf", prompt=""), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Score(pb.ScoreRequest(router="x" * 50, prompt="hi"), timeout=10)
         text = await asyncio.to_thread(lambda: httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
         await server.stop(0)
         return text
@@ -263,6 +265,8 @@ def test_prometheus_metrics_over_http(test_routers_dir: Path) -> None:
     text = asyncio.run(main())
     assert 'ferryman_scorer_requests_total{code="OK",method="Score",router="mf"} 1.0' in text
     assert 'ferryman_scorer_requests_total{code="INVALID_ARGUMENT",method="Score",router="mf"} 1.0' in text
+    assert 'ferryman_scorer_requests_total{code="NOT_FOUND",method="Score",router="unknown"} 1.0' in text
+    assert "x" * 50 not in text  # client-chosen names never become label values
     assert "ferryman_scorer_queue_depth 0.0" in text
     assert "ferryman_scorer_batch_size_count 1.0" in text
     assert 'ferryman_scorer_latency_seconds_count{method="Score",router="mf"} 2.0' in text
