@@ -22,7 +22,7 @@ from starlette.routing import Route
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, openai_error_body
 from gateway.openai_format import chunk_json, completion_json, parse_chat_request
 from gateway.service import Gateway, StreamResult
-from gateway.types import Accounting, ChatRequest, Decision
+from gateway.types import Accounting, ChatRequest, Decision, DecisionSource
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def decision_headers(decision: Decision) -> dict[str, str]:
     if decision.router:
         headers["x-ferryman-router"] = decision.router
         headers["x-ferryman-threshold"] = f"{decision.threshold:.6g}"
-    if decision.source.value == "scored":
+    if decision.source is DecisionSource.SCORED:
         headers["x-ferryman-score"] = f"{decision.score:.6g}"
         headers["x-ferryman-scorer-ms"] = f"{decision.scorer_latency_ms:.3f}"
     if decision.policy:
