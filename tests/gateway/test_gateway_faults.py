@@ -258,3 +258,19 @@ def test_request_deadline_bounds_retries_and_fallback(fakes):
             stub.ChatCompletion(request, metadata=(("authorization", f"Bearer {CLIENT_KEY}"),), timeout=0.5)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert time.monotonic() - started < 1.0
+
+
+def test_anthropic_disconnect_mid_stream_ends_with_an_error_event(gw, fakes):
+    fakes["strong-anthropic"].reset(default=DISCONNECT)
+    received = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in client(gw).chat.completions.create(model="strong-anthropic", messages=MESSAGES, stream=True):
+            if chunk.choices:
+                received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "Answer from " and "after the stream started" in str(info.value)
+    # before the first token there is still a fallback: strong-openai fails, strong-anthropic drops, weak answers
+    fakes["strong-openai"].reset(default=status(500))
+    fakes["strong-anthropic"].reset(default=Fault("disconnect", after_chunks=0))
+    reply = client(gw).chat.completions.with_raw_response.create(model=ROUTED, messages=MESSAGES, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in reply.parse() if c.choices) == "Answer from weak-openai."
+    assert reply.headers["x-ferryman-fallbacks"] == "2" and reply.headers["x-ferryman-served-tier"] == "weak"
