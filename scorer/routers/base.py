@@ -89,6 +89,32 @@ class ModelNames:
             raise UnknownModelError(f"router {self.router!r} has no model {name!r}; known models: {known}") from None
 
 
+class RouterBase:
+    """What every router shares: its manifest, model-name resolution and encoder window."""
+
+    needs_embeddings: bool = False
+    uses_encoder_window: bool = True  # False: the router never tokenizes (random)
+
+    def __init__(self, manifest: Manifest, *, aliases: bool = True) -> None:
+        self._manifest = manifest
+        self._names = ModelNames(manifest, manifest.params.get("aliases") if aliases else None)
+        self._spec = (manifest.encoder or EncoderSpec()) if self.uses_encoder_window else None
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def encoder_spec(self) -> EncoderSpec | None:
+        return self._spec
+
+    def known_models(self) -> tuple[str, ...]:
+        return self._names.known()
+
+    def model_index(self, name: str) -> int:
+        return self._names.index(name)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function."""
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64))))

@@ -12,24 +12,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scorer.artifacts import Artifact, EncoderSpec, Manifest
+from scorer.artifacts import Artifact, EncoderSpec
 from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer, length_buckets, make_session, rows_per_run
-from scorer.routers.base import LoadContext, ModelNames, check
+from scorer.routers.base import LoadContext, RouterBase, check
 
 LABELS = ("strong", "tie", "weak")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class BertRouter:
+class BertRouter(RouterBase):
     """Tokenizes with the shared wordpiece vocabulary and runs the classifier graph."""
 
     needs_embeddings = False
 
     def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
+        super().__init__(artifact.manifest, aliases=False)
         m = artifact.manifest
         where = artifact.root / "manifest.json"
-        self._manifest = m
-        self._names = ModelNames(m)
         check(len(m.models) == 2, where, "a bert router has exactly two models: [strong, weak]")
         check(
             (m.default_strong, m.default_weak) == m.models, where, "bert models must be [default_strong, default_weak]"
@@ -39,8 +38,7 @@ class BertRouter:
         self._col = {name: labels.index(name) for name in LABELS}
         self.tie_weight = float(m.params.get("tie_weight", 0.5))
         check(0.0 <= self.tie_weight <= 1.0, where, "params.tie_weight must be in [0, 1]")
-        self._spec = m.encoder or EncoderSpec()
-        self.tokenizer = WordpieceTokenizer(ctx.encoder_dir / TOKENIZER_FILE, self._spec)
+        self.tokenizer = WordpieceTokenizer(ctx.encoder_dir / TOKENIZER_FILE, m.encoder or EncoderSpec())
         path = artifact.path("onnx")
         self._session = make_session(path, ctx.threads)
         names = {i.name for i in self._session.get_inputs()}
@@ -49,20 +47,6 @@ class BertRouter:
         outputs = self._session.get_outputs()
         check(outputs[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
         self._max_batch = rows_per_run(path, ctx.rows_per_run)
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest
-
-    @property
-    def encoder_spec(self) -> EncoderSpec:
-        return self._spec
-
-    def known_models(self) -> tuple[str, ...]:
-        return self._names.known()
-
-    def model_index(self, name: str) -> int:
-        return self._names.index(name)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[B, 3]`` in ``LABELS`` order."""

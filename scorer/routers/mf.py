@@ -11,22 +11,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scorer.artifacts import Artifact, EncoderSpec, Manifest
-from scorer.routers.base import LoadContext, ModelNames, check, load_arrays, sigmoid
+from scorer.artifacts import Artifact
+from scorer.routers.base import LoadContext, RouterBase, check, load_arrays, sigmoid
 
 EMBED_DIM = 384
 
 
-class MFRouter:
+class MFRouter(RouterBase):
     """Scores every model from a prompt embedding with one small matrix product."""
 
     needs_embeddings = True
 
     def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
+        super().__init__(artifact.manifest)
         m = artifact.manifest
-        self._manifest = m
-        self._names = ModelNames(m, m.params.get("aliases"))
-        self._spec = m.encoder or EncoderSpec()
         path = artifact.path("weights")
         w = load_arrays(artifact, "weights", {"text_proj": 2, "model_emb": 2, "classifier": 1})
         proj, emb, clf = w["text_proj"], w["model_emb"], w["classifier"]
@@ -47,20 +45,6 @@ class MFRouter:
         self._text_bias = None if bias is None else bias.astype(np.float64)
         self._model_table = np.ascontiguousarray((emb.astype(np.float64) * clf[None, :]).T)  # [d, M]
         self._model_bias = None if mbias is None else mbias.astype(np.float64)
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest
-
-    @property
-    def encoder_spec(self) -> EncoderSpec:
-        return self._spec
-
-    def known_models(self) -> tuple[str, ...]:
-        return self._names.known()
-
-    def model_index(self, name: str) -> int:
-        return self._names.index(name)
 
     def model_scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Per-model scores ``[B, M]`` (float64) for prompt embeddings ``[B, 384]``."""

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scorer.artifacts import Artifact, Manifest
-from scorer.routers.base import LoadContext, ModelNames
+from scorer.artifacts import Artifact
+from scorer.routers.base import LoadContext, RouterBase
 
 
 def uniform_hash(text: str, seed: str) -> float:
@@ -21,26 +21,14 @@ def uniform_hash(text: str, seed: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-class RandomRouter:
+class RandomRouter(RouterBase):
     """Ignores the models; the score depends only on the prompt and ``params.seed``."""
 
-    needs_embeddings = False
-    encoder_spec = None
+    uses_encoder_window = False
 
     def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
-        self._manifest = artifact.manifest
-        self._names = ModelNames(artifact.manifest, artifact.manifest.params.get("aliases"))
+        super().__init__(artifact.manifest)
         self.seed = str(artifact.manifest.params.get("seed", 0))
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest
-
-    def known_models(self) -> tuple[str, ...]:
-        return self._names.known()
-
-    def model_index(self, name: str) -> int:
-        return self._names.index(name)
 
     def score(
         self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray

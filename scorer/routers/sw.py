@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scorer.artifacts import Artifact, EncoderSpec, Manifest
+from scorer.artifacts import Artifact
 from scorer.errors import ArtifactError
-from scorer.routers.base import LoadContext, ModelNames, check, sigmoid
+from scorer.routers.base import LoadContext, RouterBase, check, sigmoid
 from scorer.routers.mf import EMBED_DIM
 
 _MAX_NEWTON_STEPS = 100
@@ -69,16 +69,14 @@ def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12) -> np.ndarray:
     return theta
 
 
-class SWRouter:
+class SWRouter(RouterBase):
     """Per query: similarity weights → weighted win matrix → Bradley–Terry fit."""
 
     needs_embeddings = True
 
     def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
+        super().__init__(artifact.manifest)
         m = artifact.manifest
-        self._manifest = m
-        self._names = ModelNames(m, m.params.get("aliases"))
-        self._spec = m.encoder or EncoderSpec()
         self.scale = float(m.params.get("scale", 400))
         self.base = float(m.params.get("base", 10))
         self.init_rating = float(m.params.get("init_rating", 1000))
@@ -138,20 +136,6 @@ class SWRouter:
         check(bool((a != b).all()), path, "a battle has model_a == model_b")
         check(bool(np.isin(outcome, (0, 1, 2)).all()), path, "outcome must be 0, 1 or 2")
         return prompt, a, b, outcome
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest
-
-    @property
-    def encoder_spec(self) -> EncoderSpec:
-        return self._spec
-
-    def known_models(self) -> tuple[str, ...]:
-        return self._names.known()
-
-    def model_index(self, name: str) -> int:
-        return self._names.index(name)
 
     def win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
         """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
