@@ -6,12 +6,15 @@ A request's ``model`` is one of
 - a configured model name, passed straight through (no routing, no fallback to other models).
 Routing options in the request override the router, threshold or strong-call share. A
 target share becomes a threshold through the router's calibration table (ListRouters,
-cached and refreshed). When the scorer cannot answer in time, the policy's default tier
-is used and the request is still served.
+fetched at start and refreshed in the background; requests never wait for it). When the
+scorer cannot answer in time, the policy's default tier is used and the request is still served.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import re
 import time
@@ -22,6 +25,8 @@ from gateway.config import GatewayConfig, TierName
 from gateway.errors import InvalidRequestError, UnknownModelError
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError
 from gateway.types import ChatRequest, Decision, DecisionSource, RoutingOverrides, Tier
+
+log = logging.getLogger(__name__)
 
 _ROUTER_MODEL = re.compile(r"^router-([A-Za-z0-9_]+)-(.+)$")
 
@@ -111,7 +116,8 @@ class Policy:
         self._config = config
         self._scorer = scorer
         self._calibration: dict[str, list[tuple[float, float]]] = {}
-        self._calibration_at = -math.inf
+        self._calibrated = False
+        self._refresher: asyncio.Task[None] | None = None
 
     def _chain(self, tier: TierName) -> tuple[str, ...]:
         chain = self._config.tiers[tier].models
@@ -120,18 +126,41 @@ class Policy:
             chain = chain + self._config.tiers[other].models
         return chain
 
-    async def _threshold_for_share(self, router: str, share: float) -> float:
-        now = time.monotonic()
-        if now - self._calibration_at >= self._config.scorer.calibration_refresh_s or router not in self._calibration:
-            try:
-                routers = await self._scorer.list_routers()
-                self._calibration = {
-                    r.name: sorted((p.strong_share, p.threshold) for p in r.calibration) for r in routers
-                }
-                self._calibration_at = now
-            except ScorerUnavailableError:
-                if router not in self._calibration:
-                    raise
+    async def start(self) -> None:
+        """Fetch the calibration tables once (bounded by ``list_routers_deadline_ms``), then keep them fresh.
+
+        Requests never wait for ``ListRouters``: until a table has been fetched, share-based
+        policies use their scorer-down tier, exactly as when the scorer cannot score.
+        """
+        await self._refresh()
+        self._refresher = asyncio.create_task(self._refresh_forever())
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+
+    async def _refresh(self) -> bool:
+        try:
+            routers = await self._scorer.list_routers()
+        except ScorerUnavailableError:
+            return False
+        self._calibration = {r.name: sorted((p.strong_share, p.threshold) for p in r.calibration) for r in routers}
+        self._calibrated = True
+        return True
+
+    async def _refresh_forever(self) -> None:
+        period = self._config.scorer.calibration_refresh_s
+        while True:
+            await asyncio.sleep(period if self._calibrated else min(1.0, period))
+            ok = await self._refresh()
+            if not ok:
+                log.warning("scorer ListRouters failed; keeping the previous calibration tables")
+
+    def _threshold_for_share(self, router: str, share: float) -> float:
+        if not self._calibrated:
+            raise ScorerUnavailableError("no calibration table fetched yet")
         table = self._calibration.get(router)
         if table is None:
             raise UnknownModelError(f"unknown router {router!r}", param="model")
@@ -149,7 +178,7 @@ class Policy:
         started = time.perf_counter()
         try:
             if spec.strong_share is not None:
-                threshold = await self._threshold_for_share(spec.router, spec.strong_share)
+                threshold = self._threshold_for_share(spec.router, spec.strong_share)
             score = await self._scorer.score(
                 spec.router,
                 request.messages,

@@ -37,6 +37,8 @@ def channel_options(cfg: ScorerConfig) -> list[tuple[str, int | str]]:
         ("grpc.keepalive_timeout_ms", cfg.keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # a scorer that was down is retried at least every 5 s (gRPC's default backoff grows to 120 s)
+        ("grpc.max_reconnect_backoff_ms", 5000),
     ]
 
 

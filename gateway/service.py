@@ -85,10 +85,13 @@ class Gateway:
         """Open the scorer channel (must run inside the event loop that will serve)."""
         self._scorer = ScorerClient(self.config.scorer, self.metrics)
         self._policy = Policy(self.config, self._scorer)
+        await self._policy.start()
         for note in self.providers.missing_keys():
             log.warning("%s; requests needing it will fall back or fail", note)
 
     async def close(self) -> None:
+        if self._policy is not None:
+            await self._policy.close()
         if self._scorer is not None:
             await self._scorer.close()
         await self.providers.aclose()

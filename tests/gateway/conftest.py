@@ -37,10 +37,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def scorer_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real scorer (scorer.testing) serving small valid routers on loopback."""
-    from scorer.testing import build_test_routers, scorer_in_thread
+def test_routers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small valid router artifacts with calibration tables (scorer.testing)."""
+    from scorer.testing import build_test_routers
 
-    routers = build_test_routers(tmp_path_factory.mktemp("routers"))
-    with scorer_in_thread(routers) as address:
+    return build_test_routers(tmp_path_factory.mktemp("routers"))
+
+
+@pytest.fixture(scope="session")
+def scorer_address(test_routers: Path) -> Iterator[str]:
+    """A real scorer (scorer.testing) serving the test routers on loopback."""
+    from scorer.testing import scorer_in_thread
+
+    with scorer_in_thread(test_routers) as address:
         yield address

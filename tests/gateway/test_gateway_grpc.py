@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from gw_harness import CLIENT_KEY, GatewayThread, gateway_config
+from gw_harness import CLIENT_KEY, GatewayThread, free_port, gateway_config
 
 from ferryman.gateway.v1 import gateway_pb2 as pb
 from ferryman.gateway.v1 import gateway_pb2_grpc
@@ -207,3 +208,20 @@ def test_oversized_request_is_rejected(stub, fakes):
         stub.ChatCompletion(pb.ChatCompletionRequest(model="weak-openai", messages=big), metadata=AUTH)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert fakes["weak-openai"].requests == 0
+
+
+def test_scorer_that_comes_up_later_is_used_once_calibrated(fakes, test_routers):
+    from scorer.testing import scorer_in_thread
+
+    port = free_port()
+    config = gateway_config(fakes, scorer_target=f"dns:///127.0.0.1:{port}", scorer={"calibration_refresh_s": 0.5})
+    request = pb.RouteRequest(model="ferryman-balanced", messages=MSGS)
+    with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        before = stub.Route(request, metadata=AUTH).decision  # no scorer yet: default tier, at once
+        assert before.source == pb.DECISION_SOURCE_SCORER_UNAVAILABLE and before.tier == pb.TIER_STRONG
+        with scorer_in_thread(test_routers, port=port):
+            deadline = time.monotonic() + 20
+            while stub.Route(request, metadata=AUTH).decision.source != pb.DECISION_SOURCE_SCORED:
+                assert time.monotonic() < deadline, "the gateway never picked up the scorer's calibration"
+                time.sleep(0.2)
