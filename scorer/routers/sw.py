@@ -33,40 +33,66 @@ def similarity_weights(sim: np.ndarray) -> np.ndarray:
     return np.asarray(10.0 * np.power(10.0, scaled), dtype=np.float64)
 
 
-def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12) -> np.ndarray:
-    """Maximum-likelihood BT strengths (natural log-odds, sum zero) from ``wins[i, j]`` = weight of i beating j.
+def connected(pairs: np.ndarray) -> bool:
+    """Whether models linked by battles (``pairs[i, j]`` true) form one connected graph."""
+    m = pairs.shape[0]
+    link = pairs | pairs.T
+    seen = np.zeros(m, dtype=bool)
+    seen[0] = True
+    frontier = seen.copy()
+    while frontier.any():
+        frontier = link[frontier].any(axis=0) & ~seen
+        seen |= frontier
+    return bool(seen.all())
 
-    Maximises ``sum_ij wins[i, j] * log(sigmoid(t_i - t_j))`` with damped Newton steps; the
-    Hessian is minus a weighted graph Laplacian, solved with a pseudo-inverse so that models
-    without battles (or disconnected groups) stay finite.
+
+def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12, *, is_connected: bool = False) -> np.ndarray:
+    """Maximum-likelihood BT strengths (natural log-odds, sum zero) from ``wins[..., i, j]`` = weight of i beating j.
+
+    Maximises ``sum_ij wins[i, j] * log(sigmoid(t_i - t_j))`` for every leading index at once
+    (a batch of queries) with damped Newton steps. The Hessian is minus a weighted graph
+    Laplacian ``L``: when the battle graph is connected, ``L + 11'/m`` is invertible and a
+    plain solve gives the centred step; otherwise a pseudo-inverse keeps models without
+    battles (or disconnected groups) finite.
     """
-    m = wins.shape[0]
-    n = wins + wins.T
-    theta = np.zeros(m)
+    single = wins.ndim == 2
+    w = wins[None] if single else wins
+    b, m, _ = w.shape
+    n = w + np.swapaxes(w, 1, 2)
+    ones = np.full((m, m), 1.0 / m)
+    theta = np.zeros((b, m))
 
-    def loglik(t: np.ndarray) -> float:
-        d = t[:, None] - t[None, :]
-        return float(-(wins * np.logaddexp(0.0, -d)).sum())
+    def loglik(t: np.ndarray) -> np.ndarray:
+        d = t[:, :, None] - t[:, None, :]
+        return np.asarray(-(w * np.logaddexp(0.0, -d)).sum(axis=(1, 2)))
 
     current = loglik(theta)
+    active = np.ones(b, dtype=bool)
     for _ in range(_MAX_NEWTON_STEPS):
-        p = sigmoid(theta[:, None] - theta[None, :])
-        grad = (wins - n * p).sum(axis=1)
+        p = sigmoid(theta[:, :, None] - theta[:, None, :])
+        grad = (w - n * p).sum(axis=2)
         a = n * p * (1.0 - p)
-        lap = np.diag(a.sum(axis=1)) - a
-        step = np.linalg.pinv(lap, hermitian=True) @ grad
-        step -= step.mean()
-        scale = 1.0
+        lap = a.sum(axis=2)[:, :, None] * np.eye(m) - a
+        if is_connected:
+            step = np.linalg.solve(lap + ones, grad[:, :, None])[:, :, 0]
+        else:
+            step = np.einsum("bij,bj->bi", np.linalg.pinv(lap, hermitian=True), grad)
+        step -= step.mean(axis=1, keepdims=True)
+        step[~active] = 0.0
+        # Backtracking per query: halve the step until the likelihood does not drop.
+        scale = np.ones(b)
         while True:
-            cand = theta + scale * step
+            cand = theta + scale[:, None] * step
             value = loglik(cand)
-            if value >= current - 1e-12 * abs(current) or scale < 1e-6:
+            bad = (value < current - 1e-12 * np.abs(current)) & (scale >= 1e-6)
+            if not bad.any():
                 break
-            scale *= 0.5
+            scale[bad] *= 0.5
         theta, current = cand, value
-        if float(np.abs(scale * step).max(initial=0.0)) < tol:
+        active &= np.abs(scale[:, None] * step).max(axis=1, initial=0.0) >= tol
+        if not active.any():
             break
-    return theta
+    return theta[0] if single else theta
 
 
 class SWRouter(RouterBase):
@@ -114,6 +140,9 @@ class SWRouter(RouterBase):
         )
         self._pairs, self._pair_starts = np.unique(self._cell_pair, return_index=True)
         self._m = mm
+        support = np.zeros(mm * mm, dtype=bool)
+        support[self._pairs] = True
+        self._connected = connected(support.reshape(mm, mm))
 
     @staticmethod
     def _load_battles(artifact: Artifact, n_prompts: int, n_models: int) -> tuple[np.ndarray, ...]:
@@ -149,7 +178,7 @@ class SWRouter(RouterBase):
 
     def strengths(self, embeddings: np.ndarray) -> np.ndarray:
         """Bradley–Terry strengths ``[B, M]`` (natural log-odds, centred) per query."""
-        return np.stack([fit_bradley_terry(w) for w in self.win_matrices(embeddings)])
+        return fit_bradley_terry(self.win_matrices(embeddings), is_connected=self._connected)
 
     def elo(self, strengths: np.ndarray) -> np.ndarray:
         """Strengths in Elo units, as RouteLLM reports them (``scale * beta + init``)."""

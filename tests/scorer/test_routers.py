@@ -15,7 +15,7 @@ from scorer.artifacts import load_artifact
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import LoadContext
-from scorer.routers.sw import SWRouter, fit_bradley_terry, similarity_weights
+from scorer.routers.sw import SWRouter, connected, fit_bradley_terry, similarity_weights
 from scorer.testing import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
 
 PROMPTS = ["What is 2 + 2?", "Prove that sqrt(2) is irrational.", "Write a haiku about rain.", "hola"]
@@ -71,11 +71,16 @@ def test_bradley_terry_recovers_known_strengths() -> None:
     truth = np.array([1.0, 0.0, -0.5, -1.5])
     p = 1 / (1 + np.exp(-(truth[:, None] - truth[None, :])))
     wins = 1000.0 * p * (1 - np.eye(4))  # expected counts: the MLE is the truth
-    np.testing.assert_allclose(fit_bradley_terry(wins), truth - truth.mean(), atol=1e-8)
-    # A model without battles stays finite (pseudo-inverse), the others are unaffected.
+    assert connected(wins > 0)
+    for fast in (True, False):
+        np.testing.assert_allclose(fit_bradley_terry(wins, is_connected=fast), truth - truth.mean(), atol=1e-8)
+    # A model without battles stays finite (pseudo-inverse path), the others keep their differences.
     wins5 = np.zeros((5, 5))
     wins5[:4, :4] = wins
-    assert np.isfinite(fit_bradley_terry(wins5)).all()
+    assert not connected(wins5 > 0)
+    theta = fit_bradley_terry(wins5)
+    assert np.isfinite(theta).all()
+    np.testing.assert_allclose(np.diff(theta[:4]), np.diff(truth), atol=1e-8)
 
 
 def test_similarity_weights_follow_routellm() -> None:
