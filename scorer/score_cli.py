@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,13 +31,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferryman score: error: {exc}", file=sys.stderr)
         return 2
     for prompt, res in zip(args.prompts, results, strict=True):
-        out = {
-            "prompt": prompt,
-            "strong_win_rate": res.strong_win_rate,
-            "router": res.router,
-            "router_version": res.router_version,
-            "strong_model": res.strong_model,
-            "weak_model": res.weak_model,
-        }
-        print(json.dumps(out))
+        print(json.dumps({"prompt": prompt, **dataclasses.asdict(res)}))
     return 0
