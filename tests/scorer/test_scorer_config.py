@@ -1,0 +1,50 @@
+"""``ferryman scorer`` settings: flags, ``FERRYMAN_SCORER_*`` environment, validation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from scorer import main
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults() -> None:
+    cfg = main.config_from_args(parse([]))
+    assert (cfg.port, cfg.metrics_port, cfg.routers_dir, cfg.encoder_precision) == (
+        50051,
+        9090,
+        Path("routers"),
+        "int8",
+    )
+    assert cfg.routers is None and cfg.rows_per_run == 1
+
+
+def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FERRYMAN_SCORER_PORT", "6000")
+    monkeypatch.setenv("FERRYMAN_SCORER_MAX_WAIT_MS", "5")
+    monkeypatch.setenv("FERRYMAN_SCORER_ROUTERS", "mf, sw")
+    monkeypatch.setenv("FERRYMAN_SCORER_ENCODER_PRECISION", "fp32")
+    cfg = main.config_from_args(parse(["--port", "7000"]))
+    assert cfg.port == 7000  # a flag beats the environment
+    assert cfg.batching.max_wait_s == pytest.approx(0.005)
+    assert cfg.routers == ("mf", "sw") and cfg.encoder_precision == "fp32"
+
+
+def test_bad_values(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FERRYMAN_SCORER_WORKERS", "two")
+    with pytest.raises(SystemExit):
+        parse([])
+    assert "invalid int value: 'two'" in capsys.readouterr().err
+    monkeypatch.delenv("FERRYMAN_SCORER_WORKERS")
+    with pytest.raises(ValueError, match="must not exceed the queue limit"):
+        main.config_from_args(parse(["--max-queue", "10", "--max-batch-items", "20"]))
+    with pytest.raises(ValueError, match="invalid batching config"):
+        main.config_from_args(parse(["--workers", "0"]))
