@@ -4,10 +4,11 @@ RouteLLM weights every training battle by ``10 * 10 ** (sim / max(sim))`` (sim =
 cosine similarity of the battle's prompt to the query) and refits a logistic
 regression over all battle rows per query (``compute_elo_mle_with_tie``: ties
 duplicated as one win each way). That estimator depends only on the weighted
-win counts per ordered model pair, so we aggregate battles once at load time
-into cells ``(prompt, winner, loser, multiplicity)``, and per query sum the
-weights into an ``M x M`` win matrix and fit Bradley–Terry by Newton's method
-on that small problem: the same maximum-likelihood ratings, far faster.
+win counts per ordered model pair, so we aggregate battles once at load time into
+a table of win counts per (ordered model pair, prompt); per query the weights sum
+into an ``M x M`` win matrix (one matrix product for a whole batch), and a batched
+Newton fit of Bradley–Terry on that small problem gives the same maximum-likelihood
+ratings, far faster.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scorer.routers.base import LoadContext, RouterBase, check, sigmoid
 from scorer.routers.mf import EMBED_DIM
 
 _MAX_NEWTON_STEPS = 100
+_DENSE_COUNTS_LIMIT = 16_000_000  # pair x prompt entries (128 MB float64) before switching to gathered cells
 
 
 def similarity_weights(sim: np.ndarray) -> np.ndarray:
@@ -128,17 +130,21 @@ class SWRouter(RouterBase):
         rows = np.concatenate([prompt, prompt[outcome == 2]])
         key = (rows.astype(np.int64) * mm + winner) * mm + loser
         cells, inverse = np.unique(key, return_inverse=True)
-        self._cell_mult = np.bincount(inverse, weights=mult)
-        self._cell_prompt = cells // (mm * mm)
-        self._cell_pair = cells % (mm * mm)
-        # Sorting cells by pair lets one reduceat sum a whole batch of queries per pair.
-        order = np.argsort(self._cell_pair, kind="stable")
-        self._cell_prompt, self._cell_pair, self._cell_mult = (
-            self._cell_prompt[order],
-            self._cell_pair[order],
-            self._cell_mult[order],
-        )
-        self._pairs, self._pair_starts = np.unique(self._cell_pair, return_index=True)
+        cell_mult = np.bincount(inverse, weights=mult)
+        cell_prompt, cell_pair = cells // (mm * mm), cells % (mm * mm)
+        self._pairs, pair_of_cell = np.unique(cell_pair, return_inverse=True)
+        n_prompts, n_pairs = len(used), len(self._pairs)
+        if n_prompts * n_pairs <= _DENSE_COUNTS_LIMIT:
+            # counts[k, p] = battles of prompt p won by pair k's winner: one GEMM per batch.
+            self._counts: np.ndarray | None = np.zeros((n_pairs, n_prompts))
+            np.add.at(self._counts, (pair_of_cell, cell_prompt), cell_mult)
+        else:
+            # Too many (pair, prompt) combinations for a dense table: gather the cells
+            # (sorted by pair) and sum each pair's run with one reduceat per batch.
+            self._counts = None
+            order = np.argsort(pair_of_cell, kind="stable")
+            self._cell_prompt, self._cell_mult = cell_prompt[order], cell_mult[order]
+            self._pair_starts = np.searchsorted(pair_of_cell[order], np.arange(n_pairs))
         self._m = mm
         support = np.zeros(mm * mm, dtype=bool)
         support[self._pairs] = True
@@ -170,8 +176,11 @@ class SWRouter(RouterBase):
         """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
         sim = self._emb @ embeddings.astype(np.float64).T  # [P, B]
         weights = similarity_weights(sim)
-        cell_w = weights[self._cell_prompt] * self._cell_mult[:, None]  # [C, B]
-        per_pair = np.add.reduceat(cell_w, self._pair_starts, axis=0)  # [pairs, B]
+        if self._counts is not None:
+            per_pair = self._counts @ weights  # [pairs, B]
+        else:
+            cell_w = weights[self._cell_prompt] * self._cell_mult[:, None]  # [cells, B]
+            per_pair = np.add.reduceat(cell_w, self._pair_starts, axis=0)
         out = np.zeros((embeddings.shape[0], self._m * self._m))
         out[:, self._pairs] = per_pair.T
         return out.reshape(-1, self._m, self._m)

@@ -67,6 +67,19 @@ def test_sw_fast_path_equals_direct_weighted_logistic_regression(test_routers_di
         np.testing.assert_allclose(win_fast, win_lr, atol=1e-4)
 
 
+def test_sparse_cells_path_equals_dense_counts(test_routers_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Artifacts too large for the dense (pair x prompt) table take the gathered-cells path: same sums."""
+    from scorer.routers import sw
+
+    art = load_artifact(test_routers_dir / "sw")
+    ctx = LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2")
+    dense = SWRouter(art, ctx)
+    monkeypatch.setattr(sw, "_DENSE_COUNTS_LIMIT", 0)
+    sparse = SWRouter(art, ctx)
+    queries = np.load(art.path("embeddings")).astype(np.float32)[:7]
+    np.testing.assert_allclose(sparse.win_matrices(queries), dense.win_matrices(queries), rtol=1e-12)
+
+
 def test_bradley_terry_recovers_known_strengths() -> None:
     truth = np.array([1.0, 0.0, -0.5, -1.5])
     p = 1 / (1 + np.exp(-(truth[:, None] - truth[None, :])))
