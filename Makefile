@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup run test ci lint typecheck proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local
-.PHONY: eval
+.PHONY: eval routers crossfit
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
@@ -84,6 +84,24 @@ EVAL_ARGS ?= --benchmark all --routers mf bert sw random --baselines \
 
 eval: setup  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cross-fitted artifacts in build/crossfit
 	$(BIN)/ferryman eval $(EVAL_ARGS) --out reports
+
+# Training data: the public files described in README "Training" (default ../shared/data).
+DATA_DIR ?= $(if $(FERRYMAN_DATA),$(FERRYMAN_DATA),../shared/data)
+TRAIN_DATA = --battles $(DATA_DIR)/arena-bench-v1/battles.csv --golden mmlu,gsm8k --data-dir $(DATA_DIR)
+TRAIN_ARGS ?=
+
+routers: $(STAMPS)/venv  ## retrain the default routers (mf, sw, bert, random) from the public data, then calibrate
+	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
+	@for r in mf sw bert; do \
+	  $(BIN)/ferryman train $$r $(TRAIN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/$$r $(TRAIN_ARGS) || exit 1; \
+	done
+	$(BIN)/ferryman train random --out $(ROUTERS_DIR)/random
+	$(BIN)/ferryman calibrate $(ROUTERS_DIR)/mf $(ROUTERS_DIR)/sw $(ROUTERS_DIR)/bert $(ROUTERS_DIR)/random \
+	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --quiet
+
+crossfit: $(STAMPS)/venv  ## k=5 cross-fitted mf/sw/bert artifacts (prompt and subject folds) -> build/crossfit
+	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
+	$(BIN)/ferryman train crossfit $(TRAIN_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build

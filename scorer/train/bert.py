@@ -38,9 +38,10 @@ class BertConfig:
     """Hyper-parameters of the fine-tuning."""
 
     train_layers: int = 1
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 5e-5
+    epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-4
+    max_rows: int = 2500  # CPU budget: a class-balanced subsample of the training rows
     head_lr: float = 1e-3
     dropout: float = 0.1
     weight_decay: float = 0.01
@@ -63,6 +64,22 @@ def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], 
     if not prompts:
         raise ValueError(f"no training pairs compare {strong!r} with {weak!r}")
     return prompts, np.array(labels, dtype=np.int64)
+
+
+def select_rows(labels: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """Row indices: all rows if they fit, else half decisive (strong/weak) and half ties, at random.
+
+    The ranking a router needs, ``p[strong] + p[tie] / 2 = (1 + p[strong] - p[weak]) / 2``,
+    does not depend on the tie prior, so ties (most golden labels) can be down-sampled.
+    """
+    if max_rows <= 0 or len(labels) <= max_rows:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    decisive = rng.permutation(np.flatnonzero(labels != 1))
+    ties = rng.permutation(np.flatnonzero(labels == 1))
+    n_dec = min(len(decisive), max(max_rows - len(ties), max_rows // 2))
+    chosen = np.concatenate([decisive[:n_dec], ties[: max_rows - n_dec]])
+    return np.sort(chosen)
 
 
 def make_router_module(base: Any, dropout: float = 0.1) -> Any:

@@ -42,12 +42,16 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bert-epochs", type=int, default=BertConfig.epochs, help="BERT: epochs")
     p.add_argument("--bert-lr", type=float, default=BertConfig.lr, help="BERT: learning rate of the layers")
     p.add_argument("--bert-batch", type=int, default=BertConfig.batch_size, help="BERT: batch size")
+    p.add_argument(
+        "--bert-max-rows", type=int, default=BertConfig.max_rows, help="BERT: training rows (0 = all; CPU budget)"
+    )
+    p.add_argument("--bert-max-tokens", type=int, default=128, help="BERT: token window of its artifact")
     p.add_argument("--device", default="cpu", help="BERT: torch device (cpu, cuda)")
     p.add_argument("--no-build", action="store_true", help="BERT: write the delta only (ferryman build routers later)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="router", required=True, metavar="{mf,sw,bert,crossfit}")
+    sub = parser.add_subparsers(dest="router", required=True, metavar="{mf,sw,bert,random,crossfit}")
     for name in ROUTERS:
         p = sub.add_parser(name, help=f"train a {name} router", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         _data_args(p)
@@ -55,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--name", help="router name in the manifest (default: the directory name)")
         p.add_argument("--exclude-folds", type=Path, help="folds.json (cross-fitting): leave --fold out")
         p.add_argument("--fold", type=int, help="fold to leave out of training")
+    p = sub.add_parser("random", help="write the random baseline router (no training)")
+    p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    p.add_argument("--name", help="router name in the manifest (default: the directory name)")
+    p.add_argument("--seed", type=int, default=0, help="seed mixed into the prompt hash")
+    p.add_argument("--strong", default=STRONG, help="default strong model of the artifact")
+    p.add_argument("--weak", default=WEAK, help="default weak model of the artifact")
     p = sub.add_parser(
         "crossfit",
         help="make k folds and train every fold's artifact",
@@ -77,6 +87,11 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.router == "random":
+        from scorer.train.jobs import Target, write_random_artifact
+
+        write_random_artifact(Target(args.out, args.name or args.out.name, args.strong, args.weak, args.seed))
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
@@ -91,8 +106,13 @@ def run(args: argparse.Namespace) -> int:
     spec = EncoderSpec(max_tokens=args.max_tokens, head_tokens=args.head_tokens)
     mf_cfg = MFConfig(dim=args.mf_dim, epochs=args.mf_epochs, lr=args.mf_lr)
     bert_cfg = BertConfig(
-        train_layers=args.bert_layers, epochs=args.bert_epochs, lr=args.bert_lr, batch_size=args.bert_batch
+        train_layers=args.bert_layers,
+        epochs=args.bert_epochs,
+        lr=args.bert_lr,
+        batch_size=args.bert_batch,
+        max_rows=args.bert_max_rows,
     )
+    bert_spec = EncoderSpec(max_tokens=args.bert_max_tokens, head_tokens=args.head_tokens)
     try:
         golden = parse_golden(args.golden)
         data_dir = args.data_dir or (default_data_dir() if golden else None)
@@ -113,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
                 folds_only=args.folds_only,
                 build_onnx=not args.no_build,
             )
-            run_crossfit(plan, spec, mf_cfg, bert_cfg, args.encoder_dir, args.cache_dir, args.device, args.threads)
+            run_crossfit(
+                plan, spec, bert_spec, mf_cfg, bert_cfg, args.encoder_dir, args.cache_dir, args.device, args.threads
+            )
         else:
             exclude = FoldAssignment.load(args.exclude_folds) if args.exclude_folds else None
             data = load_training_data(
@@ -122,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"training data: {data.provenance()}", flush=True)
             target = Target(args.out, args.name or args.out.name, args.strong, args.weak, args.seed)
             if args.router == "bert":
-                train_bert_artifact(data, target, spec, bert_cfg, device=args.device, build_onnx=not args.no_build)
+                train_bert_artifact(data, target, bert_spec, bert_cfg, device=args.device, build_onnx=not args.no_build)
             else:
                 encoder = Encoder(args.encoder_dir, precision="int8", spec=spec, threads=args.threads)
                 if args.router == "mf":

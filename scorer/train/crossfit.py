@@ -21,7 +21,7 @@ from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import LabeledPrompt, load_benchmark
 from scorer.data.folds import FoldAssignment, Scheme, assign_folds
 from scorer.encoder import Encoder
-from scorer.train.bert import BertConfig, BertTrainer, bert_labels
+from scorer.train.bert import BertConfig, BertTrainer, bert_labels, select_rows
 from scorer.train.data import TrainingData, heldout_keys, load_training_data
 from scorer.train.embed_cache import embed_cached
 from scorer.train.jobs import Target, train_bert_artifact, train_mf_artifact, train_sw_artifact
@@ -64,6 +64,7 @@ def make_folds(
 def run_crossfit(
     plan: CrossfitPlan,
     spec: EncoderSpec,
+    bert_spec: EncoderSpec,
     mf_cfg: MFConfig,
     bert_cfg: BertConfig,
     encoder_dir: Path,
@@ -111,9 +112,15 @@ def run_crossfit(
                 elif router == "sw":
                     train_sw_artifact(data, target, get_encoder(), cache_dir=cache_dir)
                 else:
-                    bert_trainer = bert_trainer or _bert_trainer(full, plan, spec, bert_cfg, device)
+                    bert_trainer = bert_trainer or _bert_trainer(full, plan, bert_spec, bert_cfg, device)
                     train_bert_artifact(
-                        data, target, spec, bert_cfg, trainer=bert_trainer, device=device, build_onnx=plan.build_onnx
+                        data,
+                        target,
+                        bert_spec,
+                        bert_cfg,
+                        trainer=bert_trainer,
+                        device=device,
+                        build_onnx=plan.build_onnx,
                     )
     print(f"cross-fitting done in {time.perf_counter() - t0:.1f} s", flush=True)
 
@@ -129,5 +136,7 @@ def _check_folds(folds: FoldAssignment, items: list[LabeledPrompt], k: int, path
 def _bert_trainer(
     full: TrainingData, plan: CrossfitPlan, spec: EncoderSpec, cfg: BertConfig, device: str
 ) -> BertTrainer:
-    prompts, _ = bert_labels(full, plan.strong, plan.weak)
-    return BertTrainer(prompts, spec, cfg.train_layers, device=device)
+    """One pool (sub-sampled from all the data) whose lower-layer states every fold reuses."""
+    prompts, labels = bert_labels(full, plan.strong, plan.weak)
+    keep = select_rows(labels, cfg.max_rows, plan.seed)
+    return BertTrainer([prompts[i] for i in keep], spec, cfg.train_layers, device=device)

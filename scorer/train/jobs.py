@@ -10,7 +10,7 @@ import numpy as np
 
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
-from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, save_delta
+from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, save_delta, select_rows
 from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
 from scorer.train.mf import MFConfig, save_weights, train_mf
@@ -109,7 +109,13 @@ def train_bert_artifact(
     """
     t0 = time.perf_counter()
     prompts, labels = bert_labels(data, target.strong, target.weak)
-    trainer = trainer or BertTrainer(prompts, spec, config.train_layers, device=device)
+    if trainer is None:
+        keep = select_rows(labels, config.max_rows, target.seed)
+        prompts, labels = [prompts[i] for i in keep], labels[keep]
+        trainer = BertTrainer(prompts, spec, config.train_layers, device=device)
+    else:  # a shared trainer's pool (already sub-sampled) minus what this data leaves out
+        keep = np.array([i for i, p in enumerate(prompts) if p in trainer.index], dtype=np.int64)
+        prompts, labels = [prompts[i] for i in keep], labels[keep]
     module = trainer.train(prompts, labels, config, seed=target.seed)
     save_delta(target.out_dir / "delta.npz", trainer.delta(module))
     counts = np.bincount(labels, minlength=len(LABELS))
@@ -145,3 +151,21 @@ def train_bert_artifact(
 
 def _cfg(config: MFConfig | BertConfig) -> dict[str, str]:
     return {f"cfg_{k}": str(v) for k, v in asdict(config).items()}
+
+
+def write_random_artifact(target: Target) -> Path:
+    """The random baseline: no files, a hash of the prompt and ``params.seed`` (docs/artifacts.md)."""
+    write_artifact(
+        target.out_dir,
+        name=target.name,
+        kind="random",
+        models=[target.strong, target.weak],
+        strong=target.strong,
+        weak=target.weak,
+        committed={},
+        encoder=None,
+        prov=provenance({"trained_on": "none"}, seed=target.seed, wall_s=0.0),
+        params={"seed": target.seed},
+    )
+    print(f"random router {target.name!r} written to {target.out_dir}", flush=True)
+    return target.out_dir
