@@ -41,6 +41,7 @@ from scorer.eval.metrics import (
     decile_curve,
     endpoints,
     oracle_curve,
+    ranks_within,
     routing_curve,
     summarize,
 )
@@ -299,11 +300,23 @@ def _score_set(
     return by_router, randoms
 
 
-def _row(name: str, kind: str, source: str, scores: np.ndarray, s: np.ndarray, w: np.ndarray) -> Row:
+def _row(
+    name: str,
+    kind: str,
+    source: str,
+    scores: np.ndarray,
+    s: np.ndarray,
+    w: np.ndarray,
+    folds: Sequence[object] | np.ndarray | None = None,
+) -> Row:
+    """Metrics of one scored row; ``folds`` (which fold artifact scored each prompt) adds the calibrated APGR."""
     curve = routing_curve(scores, s, w)
     weak_q, strong_q = endpoints(s, w)
-    coarse = apgr(decile_curve(scores, s, w), weak_q, strong_q)
-    return Row(name, kind, source, summarize(curve, weak_q, strong_q), curve, apgr_10bin=coarse)
+    row = Row(name, kind, source, summarize(curve, weak_q, strong_q), curve)
+    row.apgr_10bin = apgr(decile_curve(scores, s, w), weak_q, strong_q)
+    if folds is not None and len(set(np.asarray(folds).tolist())) > 1:
+        row.apgr_fold_calibrated = apgr(routing_curve(ranks_within(scores, folds), s, w), weak_q, strong_q)
+    return row
 
 
 def evaluate_set(
@@ -326,13 +339,14 @@ def evaluate_set(
         if plan.note:
             result.rows.append(Row(plan.router, "router", plan.source, note=plan.note))
         else:
-            result.rows.append(_row(plan.router, "router", plan.source, scores[plan.router], s, w))
+            result.rows.append(_row(plan.router, "router", plan.source, scores[plan.router], s, w, plan.names))
     if randoms:
         curve = average_curves([routing_curve(r, s, w) for r in randoms])
         source = f"random router through the scorer, curve averaged over {len(randoms)} seeds"
         result.rows.append(Row("random", "random", source, summarize(curve, weak_q, strong_q), curve))
     for name, values in baselines.items():
-        result.rows.append(_row(f"baseline: {name}", "baseline", baseline_sources[name], values, s, w))
+        folds = [eval_set.folds.fold_of(it.key) for it in eval_set.items] if eval_set.folds else None
+        result.rows.append(_row(f"baseline: {name}", "baseline", baseline_sources[name], values, s, w, folds))
     oracle = oracle_curve(s, w)
     source = "oracle: knows both models' quality on every prompt"
     result.rows.append(Row("oracle", "oracle", source, summarize(oracle, weak_q, strong_q), oracle))

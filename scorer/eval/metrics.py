@@ -163,6 +163,29 @@ def summarize(
     )
 
 
+def ranks_within(scores: Sequence[float] | np.ndarray, groups: Sequence[object] | np.ndarray) -> np.ndarray:
+    """Scores replaced by their rank share (0..1, ties averaged) within each group.
+
+    A threshold on these is each group's own strong-call share: it is what
+    calibrating every cross-fitted fold artifact to the same share would do, and
+    removes the fold-to-fold score offsets that one production router does not have.
+    """
+    sc = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(groups)
+    if labels.shape != sc.shape:
+        raise ValueError(f"{len(labels)} group labels for {len(sc)} scores")
+    out = np.zeros(len(sc))
+    for g in np.unique(labels):
+        idx = np.nonzero(labels == g)[0]
+        values, inverse = np.unique(sc[idx], return_inverse=True)
+        order = np.argsort(sc[idx], kind="stable")
+        rank = np.empty(len(idx))
+        rank[order] = np.arange(len(idx), dtype=np.float64)
+        mean_rank = np.bincount(inverse, weights=rank, minlength=len(values)) / np.bincount(inverse)
+        out[idx] = (mean_rank[inverse] + 0.5) / len(idx)
+    return out
+
+
 def decile_curve(
     scores: Sequence[float] | np.ndarray,
     strong: Sequence[float] | np.ndarray,

@@ -62,6 +62,7 @@ def test_eval_crossfit_shipped_random_baselines_and_reports(routers: Path, tmp_p
     assert set(gsm) == {"mf", "sw", "random", "baseline: logreg", "baseline: subject-mean", "oracle"}
     # GSM8K: mf scored by its fold artifacts; no cross-fitted sw exists, so no number for it.
     assert "fold-0..1" in gsm["mf"]["source"] and "apgr" in gsm["mf"]
+    assert 0.0 < gsm["mf"]["apgr_fold_calibrated"] < 1.5 and "apgr_fold_calibrated" not in mt["mf"]
     assert "apgr" not in gsm["sw"] and gsm["sw"]["note"].startswith("missing:")
     # MT-Bench is scored by the shipped routers, which never trained on it.
     assert "apgr" in mt["sw"] and str(routers / "sw") in mt["sw"]["source"]
@@ -98,13 +99,13 @@ def test_eval_refuses_routers_trained_on_the_benchmark(
 ) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(
-        "# X\n\n<!-- eval-results:start -->\nold\n<!-- eval-results:end -->\n\n## Next\n", encoding="utf-8"
+        "# X\n\n<!-- eval-results:start -->\nPREVIOUS-RESULTS\n<!-- eval-results:end -->\n\n## Next\n", encoding="utf-8"
     )
     argv = ["eval", "--benchmark", "gsm8k", "--routers", "sw", "--routers-dir", str(routers), "--limit", "10"]
     argv += ["--out", str(tmp_path / "reports"), "--no-cache", "--quiet", "--readme", str(readme)]
     assert main(argv) == 0
     text = readme.read_text()
-    assert "old" not in text and text.endswith("<!-- eval-results:end -->\n\n## Next\n")
+    assert "PREVIOUS-RESULTS" not in text and text.endswith("<!-- eval-results:end -->\n\n## Next\n")
     assert "| GSM8K | sw | — |" in text and "![GSM8K](reports/gsm8k.png)" in text
     (row,) = [
         r for r in json.loads((tmp_path / "reports" / "eval.json").read_text())["sets"][0]["rows"] if r["name"] == "sw"

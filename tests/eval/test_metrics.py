@@ -14,6 +14,7 @@ from scorer.eval.metrics import (
     endpoints,
     oracle_curve,
     random_curve,
+    ranks_within,
     routing_curve,
     summarize,
 )
@@ -115,3 +116,20 @@ def test_bad_inputs() -> None:
         oracle_curve([1.0], [])
     with pytest.raises(ValueError, match="APGR is undefined"):
         apgr(routing_curve([1, 2], [1, 1], [1, 1]), 1.0, 1.0)
+
+
+def test_ranks_within_groups_remove_group_offsets() -> None:
+    scores = np.array([0.1, 0.3, 0.2, 10.0, 30.0, 20.0, 20.0])
+    groups = ["a", "a", "a", "b", "b", "b", "b"]
+    ranks = ranks_within(scores, groups)
+    assert ranks[:3].tolist() == pytest.approx([1 / 6, 5 / 6, 3 / 6])
+    assert ranks[3:].tolist() == pytest.approx([1 / 8, 7 / 8, 4 / 8, 4 / 8])  # ties share their mean rank
+    # A router that is perfect within each fold but has a bad offset between folds:
+    s, w = [1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]
+    offset = np.array([0.9, 0.8, 0.2, 0.1])  # fold a scores all above fold b
+    folds = ["a", "a", "b", "b"]
+    raw = apgr(routing_curve(offset, s, w), 0.0, 0.5)
+    calibrated = apgr(routing_curve(ranks_within(offset, folds), s, w), 0.0, 0.5)
+    assert calibrated > raw
+    with pytest.raises(ValueError, match="2 group labels for 4 scores"):
+        ranks_within(offset, ["a", "b"])
