@@ -86,22 +86,25 @@ eval: setup  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cros
 	$(BIN)/ferryman eval $(EVAL_ARGS) --out reports
 
 # Training data: the public files described in README "Training" (default ../shared/data).
+# MF and SW train on the golden labels only: adding the 300-prompt arena battles made MT-Bench worse.
 DATA_DIR ?= $(if $(FERRYMAN_DATA),$(FERRYMAN_DATA),../shared/data)
-TRAIN_DATA = --battles $(DATA_DIR)/arena-bench-v1/battles.csv --golden mmlu,gsm8k --data-dir $(DATA_DIR)
+GOLDEN_DATA = --golden mmlu,gsm8k --data-dir $(DATA_DIR)
+BERT_DATA = --battles $(DATA_DIR)/arena-bench-v1/battles.csv $(GOLDEN_DATA)
 TRAIN_ARGS ?=
 
 routers: $(STAMPS)/venv  ## retrain the default routers (mf, sw, bert, random) from the public data, then calibrate
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
-	@for r in mf sw bert; do \
-	  $(BIN)/ferryman train $$r $(TRAIN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/$$r $(TRAIN_ARGS) || exit 1; \
-	done
+	$(BIN)/ferryman train mf $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/mf $(TRAIN_ARGS)
+	$(BIN)/ferryman train sw $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/sw $(TRAIN_ARGS)
+	$(BIN)/ferryman train bert $(BERT_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/bert $(TRAIN_ARGS)
 	$(BIN)/ferryman train random --out $(ROUTERS_DIR)/random
 	$(BIN)/ferryman calibrate $(ROUTERS_DIR)/mf $(ROUTERS_DIR)/sw $(ROUTERS_DIR)/bert $(ROUTERS_DIR)/random \
 	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --quiet
 
 crossfit: $(STAMPS)/venv  ## k=5 cross-fitted mf/sw/bert artifacts (prompt and subject folds) -> build/crossfit
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
-	$(BIN)/ferryman train crossfit $(TRAIN_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+	$(BIN)/ferryman train crossfit --routers mf,sw $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+	$(BIN)/ferryman train crossfit --routers bert $(BERT_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build

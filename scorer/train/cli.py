@@ -38,6 +38,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mf-dim", type=int, default=MFConfig.dim, help="MF: latent dimension")
     p.add_argument("--mf-epochs", type=int, default=MFConfig.epochs, help="MF: epochs")
     p.add_argument("--mf-lr", type=float, default=MFConfig.lr, help="MF: learning rate")
+    p.add_argument(
+        "--mf-battle-weight", type=float, default=MFConfig.battle_weight, help="MF: loss weight of --battles pairs"
+    )
     p.add_argument("--bert-layers", type=int, default=BertConfig.train_layers, help="BERT: top layers fine-tuned")
     p.add_argument("--bert-epochs", type=int, default=BertConfig.epochs, help="BERT: epochs")
     p.add_argument("--bert-lr", type=float, default=BertConfig.lr, help="BERT: learning rate of the layers")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     spec = EncoderSpec(max_tokens=args.max_tokens, head_tokens=args.head_tokens)
-    mf_cfg = MFConfig(dim=args.mf_dim, epochs=args.mf_epochs, lr=args.mf_lr)
+    mf_cfg = MFConfig(dim=args.mf_dim, epochs=args.mf_epochs, lr=args.mf_lr, battle_weight=args.mf_battle_weight)
     bert_cfg = BertConfig(
         train_layers=args.bert_layers,
         epochs=args.bert_epochs,

@@ -34,6 +34,7 @@ class MFConfig:
     lr: float = 1e-2
     weight_decay: float = 1e-4
     dropout: float = 0.1
+    battle_weight: float = 1.0  # loss weight of battle pairs relative to golden-label pairs
 
 
 def pair_arrays(data: TrainingData, models: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -65,6 +66,7 @@ def train_mf(
     gen = torch.Generator().manual_seed(seed)
     models = data.models
     pi, ai, bi, target = (torch.from_numpy(a) for a in pair_arrays(data, models))
+    weight = torch.tensor([1.0 if p.key else config.battle_weight for p in data.pairs], dtype=torch.float32)
     emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     dim_in = emb.shape[1]
     text_proj = torch.nn.Linear(dim_in, config.dim, bias=False)
@@ -74,7 +76,7 @@ def train_mf(
     params = [*text_proj.parameters(), *model_emb.parameters(), model_bias, *classifier.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     drop = torch.nn.Dropout(config.dropout)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     n = len(target)
     bar = tqdm(range(config.epochs), desc="mf epochs", disable=not progress)
     for _ in bar:
@@ -87,7 +89,8 @@ def train_mf(
                 model_emb(bi[idx]), dim=1
             )
             logit = classifier(diff * h).squeeze(1) + model_bias[ai[idx]] - model_bias[bi[idx]]
-            loss = loss_fn(logit, target[idx])
+            w = weight[idx]
+            loss = (loss_fn(logit, target[idx]) * w).sum() / w.sum().clamp(min=1e-9)
             opt.zero_grad()
             loss.backward()
             opt.step()
