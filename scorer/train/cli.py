@@ -54,6 +54,13 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ferryman train``."""
+    parser.description = (
+        "Train a router into an artifact directory the scorer loads (docs/artifacts.md). Data: --battles "
+        "(Chatbot Arena 55k schema) and/or --golden mmlu,gsm8k (benchmark correctness labels; never mt-bench). "
+        "`crossfit` writes k fold artifacts that each leave one fold of the golden prompts out. "
+        "Run `ferryman train ROUTER --help` for a router's options."
+    )
     sub = parser.add_subparsers(dest="router", required=True, metavar="{mf,sw,bert,random,crossfit}")
     for name in ROUTERS:
         p = sub.add_parser(name, help=f"train a {name} router", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
