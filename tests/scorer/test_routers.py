@@ -203,3 +203,15 @@ def test_wrong_shapes_are_named(test_routers_dir: Path, tmp_path: Path) -> None:
 def test_empty_routers_dir_fails(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="no router artifacts"):
         ScorerCore.load(tmp_path, DEFAULT_ENCODER_DIR)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "routers"
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no trained routers/ in this checkout")
+def test_shipped_routers_load_and_score() -> None:
+    """The committed default artifacts load in the scorer (after `make setup` built their ONNX files)."""
+    core = ScorerCore.load(SHIPPED, DEFAULT_ENCODER_DIR)
+    for name in core.routers:
+        rates = [r.strong_win_rate for r in core.score([ScoreQuery(name, p) for p in PROMPTS])]
+        assert all(0.0 <= r <= 1.0 for r in rates) and len(set(rates)) > 1, name
