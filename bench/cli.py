@@ -13,6 +13,7 @@ from typing import Protocol, cast
 # name -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "scorer": ("bench.scorer", "Score RPC throughput at concurrency 1/8/64 vs raw onnxruntime and torch eager"),
+    "encoder": ("bench.encoder", "encoder graphs: current int8 vs fused int8/fp32 speed, fidelity, batch-mate drift"),
     "gateway": (
         "bench.gateway",
         "gateway overhead: direct vs through-the-gateway latency, p50/p99 at concurrency 1 and 32",

