@@ -154,6 +154,8 @@ class ServerConfig:
     max_body_bytes: int = 1_048_576
     request_timeout_s: float = 120.0
     log_prompts: bool = False
+    # On SIGTERM: how long in-flight requests (a long completion included) may take to finish.
+    drain_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,7 @@ def parse_config(data: Any) -> GatewayConfig:
         http_port=sv.non_negative("http_port", int, ServerConfig.http_port),
         max_body_bytes=sv.positive("max_body_bytes", int, ServerConfig.max_body_bytes),
         request_timeout_s=sv.positive("request_timeout_s", float, ServerConfig.request_timeout_s),
+        drain_s=sv.positive("drain_s", float, ServerConfig.drain_s),
         log_prompts=sv.get("log_prompts", bool, False),
     )
     sv.finish()

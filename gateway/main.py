@@ -64,12 +64,12 @@ class RunningGateway:
     grpc_port: int
     http_port: int
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop taking new work, drain, close clients."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking new work, drain for ``grace_s`` (default ``server.drain_s``), close clients."""
         self.http_app.ready = False
         await self.health.enter_graceful_shutdown()
         self.http_server.should_exit = True
-        await self.grpc_server.stop(grace_s)
+        await self.grpc_server.stop(self.gateway.config.server.drain_s if grace_s is None else grace_s)
         await self.http_task
         await self.gateway.close()
 
@@ -89,7 +89,7 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
         lifespan="off",
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=max(1, round(server.drain_s)),
     )
     http_server = _EmbeddedServer(uv_config)
     http_task = asyncio.create_task(http_server.serve())

@@ -8,14 +8,12 @@ the numbers.
 from __future__ import annotations
 
 import argparse
-import inspect
 import subprocess
 
 import pytest
 import yaml
 
 from gateway.config import ServerConfig, parse_config
-from gateway.main import RunningGateway
 from scorer.config import ScorerConfig
 from scorer.main import ENV_PREFIX
 from scorer.server import known_services
@@ -261,6 +259,8 @@ def test_termination_grace_covers_prestop_and_drain(overlay: str, service: str) 
         _, ns = parse_ferryman_args(c["args"])
         drain = ns.grace_s
     else:
-        drain = inspect.signature(RunningGateway.stop).parameters["grace_s"].default
+        objs = render(overlay)
+        cfg = parse_config(yaml.safe_load(one(objs, "ConfigMap", "gateway-config")["data"]["gateway.yaml"]))
+        drain = cfg.server.drain_s
     pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert spec["terminationGracePeriodSeconds"] >= pre_stop + drain + 5
