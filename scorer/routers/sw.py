@@ -1,7 +1,9 @@
 """Similarity-weighted Bradley–Terry router (RouteLLM's SW ranking), fast path.
 
 RouteLLM weights every training battle by ``10 * 10 ** (sim / max(sim))`` (sim =
-cosine similarity of the battle's prompt to the query) and refits a logistic
+cosine similarity of the battle's prompt to the query; the optional
+``params.weight_exponent`` k sharpens this to ``10 * 10 ** (k * sim / max(sim))``,
+k = 1 being RouteLLM's weighting) and refits a logistic
 regression over all battle rows per query (``compute_elo_mle_with_tie``: ties
 duplicated as one win each way). That estimator depends only on the weighted
 win counts per ordered model pair, so we aggregate battles once at load time into
@@ -18,21 +20,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scorer.artifacts import Artifact
+from scorer.artifacts import MANIFEST_NAME, Artifact
 from scorer.errors import ArtifactError
 from scorer.routers.base import LoadContext, RouterBase, check, sigmoid
 from scorer.routers.mf import EMBED_DIM
 
 _MAX_NEWTON_STEPS = 100
 _DENSE_COUNTS_LIMIT = 16_000_000  # pair x prompt entries (128 MB float64) before switching to gathered cells
+MAX_WEIGHT_EXPONENT = 100.0  # 10 ** 100 stays far from float64 overflow
 
 
-def similarity_weights(sim: np.ndarray) -> np.ndarray:
-    """RouteLLM's battle weights ``10 * 10 ** (sim / max(sim))`` per column of ``sim`` ``[N, B]``."""
+def similarity_weights(sim: np.ndarray, exponent: float = 1.0) -> np.ndarray:
+    """Battle weights ``10 * 10 ** (exponent * sim / max(sim))`` per column of ``sim`` ``[N, B]``.
+
+    ``exponent`` 1 is RouteLLM's weighting; larger values concentrate the fit on the most
+    similar training prompts (the nearest prompt outweighs an unrelated one by ``10 ** exponent``).
+    """
     top = sim.max(axis=0, keepdims=True)
     # A query unlike every training prompt (max <= 0) gets uniform weights instead of a division by zero.
     scaled = np.divide(sim, top, out=np.zeros_like(sim), where=top > 0)
-    return np.asarray(10.0 * np.power(10.0, scaled), dtype=np.float64)
+    return np.asarray(10.0 * np.power(10.0, exponent * scaled), dtype=np.float64)
 
 
 def connected(pairs: np.ndarray) -> bool:
@@ -108,6 +115,15 @@ class SWRouter(RouterBase):
         self.scale = float(m.params.get("scale", 400))
         self.base = float(m.params.get("base", 10))
         self.init_rating = float(m.params.get("init_rating", 1000))
+        exponent = m.params.get("weight_exponent", 1.0)
+        check(
+            isinstance(exponent, (int, float))
+            and not isinstance(exponent, bool)
+            and 0 < exponent <= MAX_WEIGHT_EXPONENT,
+            artifact.root / MANIFEST_NAME,
+            f"params.weight_exponent must be a number in (0, {MAX_WEIGHT_EXPONENT:g}], is {exponent!r}",
+        )
+        self.weight_exponent = float(exponent)
         emb_path = artifact.path("embeddings")
         try:
             emb = np.load(emb_path, allow_pickle=False)
@@ -175,7 +191,7 @@ class SWRouter(RouterBase):
     def win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
         """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
         sim = self._emb @ embeddings.astype(np.float64).T  # [P, B]
-        weights = similarity_weights(sim)
+        weights = similarity_weights(sim, self.weight_exponent)
         if self._counts is not None:
             per_pair = self._counts @ weights  # [pairs, B]
         else:

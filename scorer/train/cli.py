@@ -41,6 +41,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mf-battle-weight", type=float, default=MFConfig.battle_weight, help="MF: loss weight of --battles pairs"
     )
+    p.add_argument(
+        "--sw-weight-exponent",
+        type=float,
+        default=1.0,
+        help="SW: battle weight 10 * 10 ** (k * sim / max sim); 1 = RouteLLM, larger favours the nearest prompts",
+    )
     p.add_argument("--bert-layers", type=int, default=BertConfig.train_layers, help="BERT: top layers fine-tuned")
     p.add_argument("--bert-epochs", type=int, default=BertConfig.epochs, help="BERT: epochs")
     p.add_argument("--bert-lr", type=float, default=BertConfig.lr, help="BERT: learning rate of the layers")
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 weak=args.weak,
                 folds_only=args.folds_only,
                 build_onnx=not args.no_build,
+                sw_weight_exponent=args.sw_weight_exponent,
             )
             run_crossfit(
                 plan, spec, bert_spec, mf_cfg, bert_cfg, args.encoder_dir, args.cache_dir, args.device, args.threads
@@ -160,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.router == "mf":
                     train_mf_artifact(data, target, encoder, mf_cfg, cache_dir=args.cache_dir)
                 else:
-                    train_sw_artifact(data, target, encoder, cache_dir=args.cache_dir)
+                    train_sw_artifact(
+                        data, target, encoder, cache_dir=args.cache_dir, weight_exponent=args.sw_weight_exponent
+                    )
     except (ValueError, DataError) as exc:
         print(f"ferryman train: error: {exc}")
         return 2

@@ -44,6 +44,7 @@ class CrossfitPlan:
     weak: str
     folds_only: bool = False
     build_onnx: bool = True
+    sw_weight_exponent: float = 1.0
 
 
 def fold_dir(out: Path, scheme: str, router: str, fold: int) -> Path:
@@ -110,7 +111,9 @@ def run_crossfit(
                 if router == "mf":
                     train_mf_artifact(data, target, get_encoder(), mf_cfg, cache_dir=cache_dir)
                 elif router == "sw":
-                    train_sw_artifact(data, target, get_encoder(), cache_dir=cache_dir)
+                    train_sw_artifact(
+                        data, target, get_encoder(), cache_dir=cache_dir, weight_exponent=plan.sw_weight_exponent
+                    )
                 else:
                     bert_trainer = bert_trainer or _bert_trainer(full, plan, bert_spec, bert_cfg, device)
                     train_bert_artifact(

@@ -15,7 +15,7 @@ from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
 from scorer.train.mf import MFConfig, save_weights, train_mf
 from scorer.train.output import provenance, write_artifact
-from scorer.train.sw import SW_PARAMS, save_sw
+from scorer.train.sw import save_sw, sw_params
 
 ONNX_FILE = "model.int8.onnx"
 
@@ -69,8 +69,11 @@ def train_mf_artifact(
     return target.out_dir
 
 
-def train_sw_artifact(data: TrainingData, target: Target, encoder: Encoder, *, cache_dir: Path | None) -> Path:
-    """Embed the prompts (cached) and store them with the battles."""
+def train_sw_artifact(
+    data: TrainingData, target: Target, encoder: Encoder, *, cache_dir: Path | None, weight_exponent: float = 1.0
+) -> Path:
+    """Embed the prompts (cached) and store them with the battles (``weight_exponent``: see ``sw_params``)."""
+    params = sw_params(weight_exponent)
     t0 = time.perf_counter()
     models = data.models
     _check_pair(target, models)
@@ -86,7 +89,7 @@ def train_sw_artifact(data: TrainingData, target: Target, encoder: Encoder, *, c
         committed={"embeddings": "embeddings.npy", "battles": "battles.npz"},
         encoder=encoder.spec,
         prov=provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0),
-        params=SW_PARAMS,
+        params=params,
     )
     _report("sw", target, t0)
     return target.out_dir

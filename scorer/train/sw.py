@@ -3,7 +3,9 @@
 SW has no trained parameters: at query time the scorer weights every stored
 battle by the similarity of its prompt to the query and fits Bradley–Terry
 ratings (docs/artifacts.md). Training therefore only embeds the distinct
-training prompts (fp16) and writes the battles as index arrays.
+training prompts (fp16) and writes the battles as index arrays; the only
+choice it records is ``params.weight_exponent`` (how sharply the scorer's
+similarity weighting favours the nearest prompts; 1 = RouteLLM's weighting).
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
+from scorer.routers.sw import MAX_WEIGHT_EXPONENT
 from scorer.train.data import TrainingData
 
 SW_PARAMS = {"scale": 400, "base": 10, "init_rating": 1000}
+
+
+def sw_params(weight_exponent: float = 1.0) -> dict[str, float]:
+    """Manifest params; ``weight_exponent`` is written only when it differs from RouteLLM's 1."""
+    if not 0 < weight_exponent <= MAX_WEIGHT_EXPONENT:
+        raise ValueError(f"SW weight exponent must be in (0, {MAX_WEIGHT_EXPONENT:g}], is {weight_exponent}")
+    params: dict[str, float] = dict(SW_PARAMS)
+    if weight_exponent != 1.0:
+        params["weight_exponent"] = weight_exponent
+    return params
 
 
 def battle_arrays(data: TrainingData, models: list[str]) -> dict[str, np.ndarray]:

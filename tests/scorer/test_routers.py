@@ -42,9 +42,28 @@ def routellm_elo_fit(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, weight: 
     return np.asarray(lr.coef_[0])
 
 
-def test_sw_fast_path_equals_direct_weighted_logistic_regression(test_routers_dir: Path) -> None:
-    art = load_artifact(test_routers_dir / "sw")
+def _sw_with_params(test_routers_dir: Path, tmp_path: Path, **params: object) -> Path:
+    """A copy of the test SW artifact with ``params`` set in its manifest."""
+    dest = _copy(test_routers_dir / "sw", tmp_path / "sw")
+    raw = json.loads((dest / "manifest.json").read_text())
+    raw["params"].update(params)
+    (dest / "manifest.json").write_text(json.dumps(raw))
+    return dest
+
+
+@pytest.mark.parametrize("exponent", [None, 4.0])
+def test_sw_fast_path_equals_direct_weighted_logistic_regression(
+    test_routers_dir: Path, tmp_path: Path, exponent: float | None
+) -> None:
+    """Default (RouteLLM's weighting, no weight_exponent in params) and a sharpened weighting."""
+    src = (
+        test_routers_dir / "sw"
+        if exponent is None
+        else _sw_with_params(test_routers_dir, tmp_path, weight_exponent=exponent)
+    )
+    art = load_artifact(src)
     router = SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
+    assert "weight_exponent" not in art.manifest.params or exponent is not None
     emb = np.load(art.path("embeddings")).astype(np.float32)
     with np.load(art.path("battles")) as data:
         prompt, a, b, outcome = (data[k].astype(np.int64) for k in ("prompt_idx", "model_a", "model_b", "outcome"))
@@ -56,7 +75,7 @@ def test_sw_fast_path_equals_direct_weighted_logistic_regression(test_routers_di
     m = len(TEST_MODELS)
     for q, theta in zip(queries, fast, strict=True):
         sim = emb[prompt] @ q  # one similarity per battle row, as RouteLLM computes it
-        weight = 10 * 10 ** (sim / sim.max())
+        weight = 10 * 10 ** ((exponent or 1.0) * sim / sim.max())
         coef = routellm_elo_fit(a, b, outcome, weight, m)
         beta = theta / math.log(10)
         # Identified up to a common shift: compare centred ratings and every pairwise win rate.
@@ -99,6 +118,16 @@ def test_bradley_terry_recovers_known_strengths() -> None:
 def test_similarity_weights_follow_routellm() -> None:
     sim = np.array([[0.5], [1.0], [0.0]])
     np.testing.assert_allclose(similarity_weights(sim)[:, 0], [10 * 10**0.5, 100.0, 10.0])
+    np.testing.assert_allclose(similarity_weights(sim, 3.0)[:, 0], [10 * 10**1.5, 10_000.0, 10.0])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1e6, "2", True, None])
+def test_bad_weight_exponent_is_a_load_error(test_routers_dir: Path, tmp_path: Path, bad: object) -> None:
+    art = load_artifact(_sw_with_params(test_routers_dir, tmp_path, weight_exponent=bad))
+    with pytest.raises(
+        ArtifactError, match=r"sw/manifest\.json: params\.weight_exponent must be a number in \(0, 100\]"
+    ):
+        SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
 
 
 @pytest.mark.parametrize("router", ["mf", "sw", "bert", "random"])

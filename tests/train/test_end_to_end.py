@@ -18,6 +18,7 @@ from .dataslice import write_slice
 
 ROUTERS = ("mf", "sw", "bert")
 FAST = ["--mf-epochs", "3", "--bert-epochs", "1", "--bert-max-rows", "64", "--threads", "2"]
+SW_EXPONENT = ["--sw-weight-exponent", "4"]  # every SW artifact here: the scorer and eval run the sharpened weighting
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +43,21 @@ def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     root = tmp_path_factory.mktemp("train")
     routers, cache = root / "routers", root / "cache"
     for router in ROUTERS:
-        argv = ["train", router, *_sources(data), "--out", str(routers / router), "--cache-dir", str(cache), *FAST]
+        argv = [
+            "train",
+            router,
+            *_sources(data),
+            "--out",
+            str(routers / router),
+            "--cache-dir",
+            str(cache),
+            *FAST,
+            *SW_EXPONENT,
+        ]
         assert main(argv) == 0
     assert main(["train", "random", "--out", str(routers / "random")]) == 0
     argv = ["train", "crossfit", *_sources(data), "--out", str(root / "cf"), "--schemes", "prompt", "--k", "2"]
-    assert main([*argv, "--cache-dir", str(cache), *FAST]) == 0
+    assert main([*argv, "--cache-dir", str(cache), *FAST, *SW_EXPONENT]) == 0
     return routers, root / "cf"
 
 
@@ -85,6 +96,7 @@ def test_fold_artifacts_never_train_on_their_fold(trained: tuple[Path, Path], da
     full = load_artifact(trained[0] / "sw")
     all_emb = np.load(full.path("embeddings")).astype(np.float32)
     assert len(stored) < len(all_emb)
+    assert sw.manifest.params["weight_exponent"] == full.manifest.params["weight_exponent"] == 4.0
 
 
 def test_scorer_calibrate_and_eval_run_on_trained_artifacts(
@@ -136,3 +148,6 @@ def test_mt_bench_and_missing_data_are_refused(data: Path, tmp_path: Path, capsy
     assert "MT-Bench is for evaluation only" in capsys.readouterr().out
     assert main(["train", "sw", "--out", str(tmp_path / "sw")]) == 2
     assert "no training data" in capsys.readouterr().out
+    argv = ["train", "sw", *_sources(data), "--out", str(tmp_path / "sw"), "--sw-weight-exponent", "0"]
+    assert main(argv) == 2
+    assert "SW weight exponent must be in (0, 100], is 0.0" in capsys.readouterr().out
