@@ -209,12 +209,26 @@ class ScorerServer:
         reflection.enable_server_reflection(known_services(), self.grpc)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.grpc.add_insecure_port(f"{cfg.host}:{cfg.port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind gRPC port {cfg.host}:{cfg.port}")
-        await self.grpc.start()
-        if cfg.metrics_port:
-            self._metrics_http, _ = start_http_server(cfg.metrics_port, addr=cfg.host, registry=self.metrics.registry)
+        try:
+            try:
+                self.port = self.grpc.add_insecure_port(f"{cfg.host}:{cfg.port}")
+            except RuntimeError as exc:  # grpcio raises RuntimeError when the port is taken
+                raise OSError(f"cannot bind gRPC port {cfg.host}:{cfg.port}") from exc
+            if self.port == 0:
+                raise OSError(f"cannot bind gRPC port {cfg.host}:{cfg.port}")
+            await self.grpc.start()
+            if cfg.metrics_port:
+                try:
+                    self._metrics_http, _ = start_http_server(
+                        cfg.metrics_port, addr=cfg.host, registry=self.metrics.registry
+                    )
+                except OSError as exc:
+                    raise OSError(f"cannot bind metrics port {cfg.host}:{cfg.metrics_port}: {exc.strerror}") from exc
+        except OSError:
+            # Stop the half-started server inside the loop; otherwise grpc's finalizer runs after
+            # the loop has closed and prints a traceback over the real error.
+            await self.grpc.stop(None)
+            raise
         return self.port
 
     async def load(self) -> None:

@@ -8,6 +8,7 @@ import re
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -163,6 +164,20 @@ def test_default_routers_dir_missing_fails_clearly(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "routers: routers directory not found" in done.stderr
+
+
+@pytest.mark.parametrize("which", ["--port", "--metrics-port"])
+def test_port_in_use_is_a_clean_startup_error(test_routers_dir: Path, which: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = scorer_cmd(test_routers_dir)
+        args[args.index(which) + 1] = port
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_score_command_prints_json(test_routers_dir: Path) -> None:
