@@ -19,16 +19,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from gateway.config import add_config_argument
+
 STOP_TIMEOUT_S = 20.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("FERRYMAN_GATEWAY_CONFIG", "config/gateway.yaml")),
-        help="gateway YAML configuration (env FERRYMAN_GATEWAY_CONFIG)",
-    )
+    add_config_argument(parser)
     parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts for the scorer")
     parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder directory")
     parser.add_argument("--scorer-port", type=int, default=50051, help="scorer gRPC port (on 127.0.0.1)")

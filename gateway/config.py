@@ -9,6 +9,7 @@ keys at all. See ``config/gateway.yaml`` for a commented example.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from collections.abc import Mapping
@@ -424,3 +425,13 @@ def load_config(path: Path) -> GatewayConfig:
         return parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--config`` flag shared by ``ferryman gateway`` and ``ferryman up``."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("FERRYMAN_GATEWAY_CONFIG", "config/gateway.yaml")),
+        help="gateway YAML configuration (env FERRYMAN_GATEWAY_CONFIG)",
+    )

@@ -27,7 +27,7 @@ import uvicorn
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
 from gateway.http_app import HTTPApp
@@ -118,12 +118,7 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("FERRYMAN_GATEWAY_CONFIG", "config/gateway.yaml")),
-        help="gateway YAML configuration (env FERRYMAN_GATEWAY_CONFIG)",
-    )
+    add_config_argument(parser)
     parser.add_argument("--grpc-port", type=int, help="override server.grpc_port (0 = any free port)")
     parser.add_argument("--http-port", type=int, help="override server.http_port (0 = any free port)")
     parser.add_argument("--host", help="override both listen hosts")

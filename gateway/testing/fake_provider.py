@@ -147,6 +147,14 @@ class FakeProvider:
             return Response(b'{"choices": [ this is not json', media_type="application/json")
         return None
 
+    async def _begin(self, request: Request) -> tuple[dict[str, Any], Fault, Response | None, int]:
+        """Both APIs: parse the body, apply the next programmed fault, count prompt tokens (words)."""
+        body = json.loads(await request.body())
+        fault = self._next(request, body)
+        early = await self._fault_response(fault)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        return body, fault, early, prompt_tokens
+
     def _words(self) -> list[str]:
         words = self.reply.split(" ")
         return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
@@ -158,12 +166,9 @@ class FakeProvider:
             yield event.encode()
 
     async def _openai(self, request: Request) -> Response:
-        body = json.loads(await request.body())
-        fault = self._next(request, body)
-        early = await self._fault_response(fault)
+        body, fault, early, prompt_tokens = await self._begin(request)
         if early is not None:
             return early
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         words = self._words()
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -195,12 +200,9 @@ class FakeProvider:
         return StreamingResponse(self._sse(fault, events), media_type="text/event-stream")
 
     async def _anthropic(self, request: Request) -> Response:
-        body = json.loads(await request.body())
-        fault = self._next(request, body)
-        early = await self._fault_response(fault)
+        body, fault, early, prompt_tokens = await self._begin(request)
         if early is not None:
             return early
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         words = self._words()
         if not body.get("stream"):
             return JSONResponse(

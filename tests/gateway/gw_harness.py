@@ -58,7 +58,7 @@ def config_dict(
             "ferryman-balanced": {"router": "mf", "strong_share": 0.3},
             "fixed-half": {"router": "random", "threshold": 0.5},
         },
-        "scorer": {"target": scorer_target, "deadline_ms": 200, "list_routers_deadline_ms": 2000},
+        "scorer": {"target": scorer_target, "deadline_ms": 2000, "list_routers_deadline_ms": 5000},
         "retry": {"max_retries": 2, "base_delay_s": 0.01, "max_delay_s": 0.05, "max_retry_after_s": 1.0},
         "breaker": {"fail_max": 3, "reset_timeout_s": 30},
         "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
