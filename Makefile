@@ -10,7 +10,7 @@ BUF := tools/node_modules/.bin/buf
 PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test ci lint typecheck proto proto-check buf-lint system-deps clean
+.PHONY: help setup run test ci lint proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local
 .PHONY: eval routers crossfit
 
@@ -33,7 +33,7 @@ $(STAMPS)/tools: tools/package.json
 	cd tools && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-system-deps:  ## install OS packages the tests need (redis-server), if missing
+system-deps:  ## install OS packages the tests need (redis-server; Go toolchain for the Go client), if missing
 	@bash scripts/system-deps.sh
 
 setup: $(STAMPS)/venv $(STAMPS)/build  ## virtualenv, ONNX encoder and router graphs
