@@ -220,15 +220,23 @@ class Artifact:
         return self.root / spec.path
 
 
+def read_json_file(path: Path, *, missing: str) -> Any:
+    """Decoded JSON of ``path``; a missing or undecodable file is an ``ArtifactError`` naming it.
+
+    ``missing`` is the message for an absent file (say how to make it).
+    """
+    if not path.is_file():
+        raise ArtifactError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})") from exc
+
+
 def load_artifact(root: Path, *, verify_hashes: bool = True) -> Artifact:
     """Load and validate an artifact directory, checking every declared file."""
     manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise ArtifactError(f"{manifest_path}: manifest not found")
-    try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    raw = read_json_file(manifest_path, missing="manifest not found")
     manifest = parse_manifest(raw, manifest_path)
     for role, spec in manifest.files.items():
         fpath = root / spec.path

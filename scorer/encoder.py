@@ -12,7 +12,6 @@ from the end (see ``truncate_ids``).
 
 from __future__ import annotations
 
-import json
 import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from scorer.artifacts import EncoderSpec
+from scorer.artifacts import EncoderSpec, read_json_file
 from scorer.errors import ArtifactError
 
 Precision = Literal["int8", "fp32"]
@@ -171,12 +170,7 @@ class Encoder:
     def read_meta(encoder_dir: Path) -> dict[str, object]:
         """Contents of ``encoder.json``; raises ``ArtifactError`` naming it when missing or corrupt."""
         meta_path = encoder_dir / ENCODER_META
-        if not meta_path.is_file():
-            raise ArtifactError(f"{meta_path}: encoder not built; run `make setup` (ferryman build encoder)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{meta_path}: not valid JSON") from exc
+        meta = read_json_file(meta_path, missing="encoder not built; run `make setup` (ferryman build encoder)")
         if not isinstance(meta, dict):
             raise ArtifactError(f"{meta_path}: must be a JSON object")
         return meta
