@@ -27,6 +27,7 @@ import numpy as np
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer
 from scorer.train.data import A_WINS, B_WINS, TIE, TrainingData
+from scorer.train.embed_cache import text_hash
 from scorer.train.export import base_model_path, load_base_encoder
 
 LABELS = ("strong", "tie", "weak")
@@ -38,13 +39,14 @@ class BertConfig:
     """Hyper-parameters of the fine-tuning."""
 
     train_layers: int = 1
-    epochs: int = 1
+    epochs: int = 1  # fine-tuning epochs after the linear probe; 0 = the probe alone
     batch_size: int = 16
     lr: float = 1e-4
-    max_rows: int = 2500  # CPU budget: a class-balanced subsample of the training rows
+    max_rows: int = 2500  # CPU budget: fine-tuning rows, a class-balanced subsample (the probe uses all)
     head_lr: float = 1e-3
     dropout: float = 0.1
     weight_decay: float = 0.01
+    probe_c: float = 1.0  # inverse L2 strength of the linear probe on standardised features
 
 
 def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:
@@ -93,13 +95,17 @@ def make_router_module(base: Any, dropout: float = 0.1) -> Any:
             self.head = torch.nn.Linear(base.config.hidden_size, len(LABELS))
             self.drop = torch.nn.Dropout(dropout)
 
-        def top(self, hidden: Any, mask: Any, first_layer: int) -> Any:
-            """Logits from the hidden states entering layer ``first_layer``."""
+        def pooled(self, hidden: Any, mask: Any, first_layer: int) -> Any:
+            """Mean-pooled output of the layers from ``first_layer`` on, given the states entering it."""
             additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
             for layer in self.inner.encoder.layer[first_layer:]:
                 out = layer(hidden, attention_mask=additive)
                 hidden = out[0] if isinstance(out, tuple) else out
-            return self.head(self.drop(_mean_pool(hidden, mask)))
+            return _mean_pool(hidden, mask)
+
+        def top(self, hidden: Any, mask: Any, first_layer: int) -> Any:
+            """Logits from the hidden states entering layer ``first_layer``."""
+            return self.head(self.drop(self.pooled(hidden, mask, first_layer)))
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             hidden = self.inner(
@@ -149,6 +155,38 @@ def module_from_delta(delta: dict[str, np.ndarray]) -> Any:
     return module.eval()
 
 
+def fit_probe(features: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression (L2, inverse strength ``c`` as in scikit-learn) as head weights.
+
+    Fitted by L-BFGS on standardised features (deterministic); the returned
+    ``weight [classes, dim]`` and ``bias [classes]`` act on the raw features.
+    """
+    import torch
+
+    if c <= 0:
+        raise ValueError(f"probe_c must be > 0, got {c}")
+    if len(features) != len(labels) or not len(labels):
+        raise ValueError(f"{len(features)} feature rows for {len(labels)} labels")
+    x = np.asarray(features, dtype=np.float64)
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = torch.from_numpy((x - mu) / sd)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    w = torch.zeros((len(LABELS), x.shape[1]), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(LABELS), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ w.T + b, y) + (w**2).sum() / (2 * c * len(y))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    weight = w.detach().numpy() / sd
+    bias = b.detach().numpy() - weight @ mu
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
 def tokenizer_for(spec: EncoderSpec) -> WordpieceTokenizer:
     """The serving tokenizer with the manifest's truncation spec."""
     return WordpieceTokenizer(base_model_path() / TOKENIZER_FILE, spec)
@@ -188,9 +226,9 @@ class BertTrainer:
         *,
         device: str = "cpu",
         progress: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
         import torch
-        from tqdm import tqdm
 
         self.device = torch.device(device)
         self.progress = progress
@@ -201,19 +239,34 @@ class BertTrainer:
         self._base_state = {k: v.clone() for k, v in make_router_module(base).state_dict().items()}
         self.index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
         texts = list(self.index)
-        tok = tokenizer_for(spec)
-        ids = tok.ids(texts)
-        self.lengths = [len(s) for s in ids]
+        path = hidden_cache_path(cache_dir, spec, self.first_layer) if cache_dir is not None else None
+        known = _load_hidden(path) if path is not None else {}
+        todo = [t for t in texts if text_hash(t) not in known]
+        if todo:
+            known.update(self._lower_states(base, todo, spec))
+            if path is not None:
+                _save_hidden(path, known)
+        self.hidden: list[Any] = [torch.from_numpy(known[text_hash(t)]) for t in texts]
+        self.lengths = [h.shape[0] for h in self.hidden]
+        self._features: np.ndarray | None = None
+
+    def _lower_states(self, base: Any, texts: Sequence[str], spec: EncoderSpec) -> dict[str, np.ndarray]:
+        """Hidden states entering layer ``first_layer`` (fp16, unpadded) per text hash."""
+        import torch
+        from tqdm import tqdm
+
+        ids = tokenizer_for(spec).ids(texts)
+        lengths = [len(s) for s in ids]
         lower = base.to(self.device)
-        self.hidden: list[Any] = [None] * len(texts)
-        bar = tqdm(total=len(texts), desc=f"caching layers 0-{self.first_layer - 1}", disable=not progress)
+        out_states: dict[str, np.ndarray] = {}
+        bar = tqdm(total=len(texts), desc=f"caching layers 0-{self.first_layer - 1}", disable=not self.progress)
         with torch.no_grad():
-            for idx in _batches(self.lengths, 64, None):
-                width = max(self.lengths[i] for i in idx)
+            for idx in _batches(lengths, 64, None):
+                width = max(lengths[i] for i in idx)
                 input_ids = torch.zeros((len(idx), width), dtype=torch.long)
                 for row, i in enumerate(idx):
-                    input_ids[row, : self.lengths[i]] = torch.tensor(ids[i])
-                mask = (torch.arange(width)[None, :] < torch.tensor([self.lengths[i] for i in idx])[:, None]).long()
+                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
+                mask = (torch.arange(width)[None, :] < torch.tensor([lengths[i] for i in idx])[:, None]).long()
                 out = lower(
                     input_ids=input_ids.to(self.device),
                     attention_mask=mask.to(self.device),
@@ -222,28 +275,63 @@ class BertTrainer:
                 )
                 states = out.hidden_states[self.first_layer]
                 for row, i in enumerate(idx):
-                    self.hidden[i] = states[row, : self.lengths[i]].to(torch.float16)
+                    out_states[text_hash(texts[i])] = states[row, : lengths[i]].to(torch.float16).cpu().numpy()
                 bar.update(len(idx))
         bar.close()
+        return out_states
 
     def _fresh_module(self, dropout: float) -> Any:
         module = make_router_module(load_base_encoder(), dropout)
         module.load_state_dict(self._base_state)
         return module.to(self.device)
 
-    def train(self, prompts: Sequence[str], labels: np.ndarray, config: BertConfig, *, seed: int) -> Any:
-        """Fine-tune a fresh copy of the base on (prompt, label) rows; returns the module (eval mode)."""
+    def features(self, prompts: Sequence[str]) -> np.ndarray:
+        """Frozen base features (mean-pooled top-layer output, fp32) of pool prompts; computed once."""
         import torch
-        from tqdm import tqdm
+
+        if self._features is None:
+            module = self._fresh_module(0.0).eval()
+            feats = np.zeros((len(self.hidden), module.head.in_features), dtype=np.float32)
+            with torch.no_grad():
+                for batch in _batches(self.lengths, 128, None):
+                    hidden, mask = _pad(self.hidden, batch, self.device)
+                    feats[batch] = module.pooled(hidden, mask, self.first_layer).cpu().numpy()
+            self._features = feats
+        return self._features[[self.index[p] for p in prompts]]
+
+    def train(self, prompts: Sequence[str], labels: np.ndarray, config: BertConfig, *, seed: int) -> Any:
+        """Linear probe on all rows, then fine-tune on a subsample (LP-FT); returns the module (eval mode).
+
+        The head starts as a multinomial logistic regression on the frozen
+        features (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
+        Features and Underperform Out-of-Distribution"), so fine-tuning starts
+        from a good head instead of distorting the features to fit a random one.
+        """
+        import torch
 
         if config.train_layers != self.train_layers:
             raise ValueError("config.train_layers differs from the cached split")
+        labels = np.asarray(labels, dtype=np.int64)
+        weight, bias = fit_probe(self.features(prompts), labels, config.probe_c)
+        module = self._fresh_module(config.dropout)
+        with torch.no_grad():
+            module.head.weight.copy_(torch.from_numpy(weight))
+            module.head.bias.copy_(torch.from_numpy(bias))
+        if config.epochs > 0:
+            keep = select_rows(labels, config.max_rows, seed)
+            self._finetune(module, [prompts[i] for i in keep], labels[keep], config, seed=seed)
+        return module.eval()
+
+    def _finetune(
+        self, module: Any, prompts: Sequence[str], labels: np.ndarray, config: BertConfig, *, seed: int
+    ) -> None:
+        import torch
+        from tqdm import tqdm
+
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         rows = np.array([self.index[p] for p in prompts])
-        y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
-        module = self._fresh_module(config.dropout)
-        module.head.reset_parameters()  # head init from this seed, whatever ran before
+        y = torch.from_numpy(labels).to(self.device)
         layers = [p for layer in module.inner.encoder.layer[self.first_layer :] for p in layer.parameters()]
         for p in module.parameters():
             p.requires_grad_(False)
@@ -275,7 +363,6 @@ class BertTrainer:
                 total += loss.item() * len(batch)
                 seen += len(batch)
                 bar.set_postfix(loss=f"{total / seen:.4f}")
-        return module.eval()
 
     def predict(self, module: Any, prompts: Sequence[str], tie_weight: float = 0.5) -> np.ndarray:
         """``p[strong] + tie_weight * p[tie]`` per prompt (torch, fp32; for quick checks)."""
@@ -305,3 +392,31 @@ def load_delta(path: Path) -> dict[str, np.ndarray]:
     """Read ``delta.npz``."""
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
+
+
+def hidden_cache_path(cache_dir: Path, spec: EncoderSpec, first_layer: int) -> Path:
+    """Cache file of the frozen layers' output for a truncation spec and split point."""
+    return cache_dir / f"bert-hidden-{spec.name}-{spec.max_tokens}-{spec.head_tokens}-L{first_layer}.npz"
+
+
+def _load_hidden(path: Path) -> dict[str, np.ndarray]:
+    """Text hash -> [tokens, hidden] fp16 states (views into one array); empty if absent or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path) as data:
+            keys, offsets, states = data["keys"], data["offsets"], data["states"]
+    except (OSError, KeyError, ValueError):
+        return {}  # stale or foreign file: recompute rather than trust it
+    if len(offsets) != len(keys) + 1 or offsets[-1] != len(states):
+        return {}
+    return {str(k): states[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
+
+
+def _save_hidden(path: Path, known: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = np.array(list(known), dtype="U40")
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in known.values()])]).astype(np.int64)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, keys=keys, offsets=offsets, states=np.concatenate(list(known.values())).astype(np.float16))
+    tmp.replace(path)

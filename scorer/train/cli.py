@@ -48,11 +48,19 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="SW: battle weight 10 * 10 ** (k * sim / max sim); 1 = RouteLLM, larger favours the nearest prompts",
     )
     p.add_argument("--bert-layers", type=int, default=BertConfig.train_layers, help="BERT: top layers fine-tuned")
-    p.add_argument("--bert-epochs", type=int, default=BertConfig.epochs, help="BERT: epochs")
+    p.add_argument(
+        "--bert-epochs",
+        type=int,
+        default=BertConfig.epochs,
+        help="BERT: fine-tuning epochs after the probe (0 = probe only)",
+    )
+    p.add_argument(
+        "--bert-probe-c", type=float, default=BertConfig.probe_c, help="BERT: inverse L2 strength of the linear probe"
+    )
     p.add_argument("--bert-lr", type=float, default=BertConfig.lr, help="BERT: learning rate of the layers")
     p.add_argument("--bert-batch", type=int, default=BertConfig.batch_size, help="BERT: batch size")
     p.add_argument(
-        "--bert-max-rows", type=int, default=BertConfig.max_rows, help="BERT: training rows (0 = all; CPU budget)"
+        "--bert-max-rows", type=int, default=BertConfig.max_rows, help="BERT: fine-tuning rows (0 = all; CPU budget)"
     )
     p.add_argument("--bert-max-tokens", type=int, default=128, help="BERT: token window of its artifact")
     p.add_argument("--device", default="cpu", help="BERT: torch device (cpu, cuda)")
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.bert_lr,
         batch_size=args.bert_batch,
         max_rows=args.bert_max_rows,
+        probe_c=args.bert_probe_c,
     )
     bert_spec = EncoderSpec(max_tokens=args.bert_max_tokens, head_tokens=args.head_tokens)
     try:
@@ -161,7 +170,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"training data: {data.provenance()}", flush=True)
             target = Target(args.out, args.name or args.out.name, args.strong, args.weak, args.seed)
             if args.router == "bert":
-                train_bert_artifact(data, target, bert_spec, bert_cfg, device=args.device, build_onnx=not args.no_build)
+                train_bert_artifact(
+                    data,
+                    target,
+                    bert_spec,
+                    bert_cfg,
+                    device=args.device,
+                    build_onnx=not args.no_build,
+                    cache_dir=args.cache_dir,
+                )
             else:
                 encoder = Encoder(args.encoder_dir, precision="int8", spec=spec, threads=args.threads)
                 if args.router == "mf":

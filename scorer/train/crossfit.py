@@ -21,7 +21,7 @@ from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import LabeledPrompt, load_benchmark
 from scorer.data.folds import FoldAssignment, Scheme, assign_folds
 from scorer.encoder import Encoder
-from scorer.train.bert import BertConfig, BertTrainer, bert_labels, select_rows
+from scorer.train.bert import BertConfig, BertTrainer, bert_labels
 from scorer.train.data import TrainingData, heldout_keys, load_training_data
 from scorer.train.embed_cache import embed_cached
 from scorer.train.jobs import Target, train_bert_artifact, train_mf_artifact, train_sw_artifact
@@ -115,7 +115,7 @@ def run_crossfit(
                         data, target, get_encoder(), cache_dir=cache_dir, weight_exponent=plan.sw_weight_exponent
                     )
                 else:
-                    bert_trainer = bert_trainer or _bert_trainer(full, plan, bert_spec, bert_cfg, device)
+                    bert_trainer = bert_trainer or _bert_trainer(full, plan, bert_spec, bert_cfg, device, cache_dir)
                     train_bert_artifact(
                         data,
                         target,
@@ -137,9 +137,8 @@ def _check_folds(folds: FoldAssignment, items: list[LabeledPrompt], k: int, path
 
 
 def _bert_trainer(
-    full: TrainingData, plan: CrossfitPlan, spec: EncoderSpec, cfg: BertConfig, device: str
+    full: TrainingData, plan: CrossfitPlan, spec: EncoderSpec, cfg: BertConfig, device: str, cache_dir: Path | None
 ) -> BertTrainer:
-    """One pool (sub-sampled from all the data) whose lower-layer states every fold reuses."""
-    prompts, labels = bert_labels(full, plan.strong, plan.weak)
-    keep = select_rows(labels, cfg.max_rows, plan.seed)
-    return BertTrainer([prompts[i] for i in keep], spec, cfg.train_layers, device=device)
+    """One pool (every prompt of the data) whose lower-layer states every fold reuses."""
+    prompts, _ = bert_labels(full, plan.strong, plan.weak)
+    return BertTrainer(prompts, spec, cfg.train_layers, device=device, cache_dir=cache_dir)

@@ -10,7 +10,7 @@ import numpy as np
 
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
-from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, save_delta, select_rows
+from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, save_delta
 from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
 from scorer.train.mf import MFConfig, save_weights, train_mf
@@ -104,21 +104,20 @@ def train_bert_artifact(
     trainer: BertTrainer | None = None,
     device: str = "cpu",
     build_onnx: bool = True,
+    cache_dir: Path | None = None,
 ) -> Path:
-    """Fine-tune, write ``delta.npz`` + manifest, then build the ONNX graph from base + delta.
+    """Probe + fine-tune, write ``delta.npz`` + manifest, then build the ONNX graph from base + delta.
 
     Pass a ``trainer`` built over a superset of the prompts to reuse its cached
-    lower-layer states (cross-fitting trains k models on the same prompts).
+    lower-layer states (cross-fitting trains k models on the same prompts);
+    ``cache_dir`` keeps those states on disk between runs.
     """
     t0 = time.perf_counter()
     prompts, labels = bert_labels(data, target.strong, target.weak)
     if trainer is None:
-        keep = select_rows(labels, config.max_rows, target.seed)
-        prompts, labels = [prompts[i] for i in keep], labels[keep]
-        trainer = BertTrainer(prompts, spec, config.train_layers, device=device)
-    else:  # a shared trainer's pool (already sub-sampled) minus what this data leaves out
-        keep = np.array([i for i, p in enumerate(prompts) if p in trainer.index], dtype=np.int64)
-        prompts, labels = [prompts[i] for i in keep], labels[keep]
+        trainer = BertTrainer(prompts, spec, config.train_layers, device=device, cache_dir=cache_dir)
+    elif missing := [p for p in prompts if p not in trainer.index]:
+        raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
     module = trainer.train(prompts, labels, config, seed=target.seed)
     save_delta(target.out_dir / "delta.npz", trainer.delta(module))
     counts = np.bincount(labels, minlength=len(LABELS))

@@ -1,0 +1,110 @@
+"""BERT trainer: the linear probe (LP of LP-FT), the on-disk hidden-state cache, probe-only scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scorer.artifacts import EncoderSpec
+from scorer.data.benchmarks import LabeledPrompt
+from scorer.train.bert import BertConfig, BertTrainer, fit_probe, hidden_cache_path
+from scorer.train.bert_select import apgr_by_benchmark, probe_scores
+
+SPEC = EncoderSpec(max_tokens=32, head_tokens=8)
+PROMPTS = [f"question {i}: what is {i} plus {i * 7}?" for i in range(12)] + ["a", "Prove that sqrt(2) is irrational."]
+
+
+def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three overlapping classes on features with large, uneven offsets and scales (like raw hidden states)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 600)
+    centres = rng.normal(size=(3, 5))
+    x = centres[y] + rng.normal(scale=1.5, size=(600, 5))
+    return (x * np.array([1, 10, 0.1, 3, 50]) + 20).astype(np.float32), y
+
+
+def test_probe_matches_scikit_learn_logistic_regression_on_raw_features() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs()
+    weight, bias = fit_probe(x, y, c=0.1)
+    assert weight.shape == (3, 5) and bias.shape == (3,)
+    z = StandardScaler().fit_transform(x.astype(np.float64))
+    ref = LogisticRegression(C=0.1, max_iter=2000, tol=1e-10).fit(z, y).predict_proba(z)
+    logits = x.astype(np.float64) @ weight.T + bias  # standardisation folded into the head
+    ours = np.exp(logits - logits.max(axis=1, keepdims=True))
+    ours /= ours.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_probe_regularisation_shrinks_the_head_and_bad_input_is_refused() -> None:
+    x, y = _blobs(1)
+    strong, _ = fit_probe(x, y, c=1e-4)
+    weak, _ = fit_probe(x, y, c=10.0)
+    assert np.abs(strong * x.std(axis=0)).sum() < 0.1 * np.abs(weak * x.std(axis=0)).sum()
+    with pytest.raises(ValueError, match="probe_c"):
+        fit_probe(x, y, c=0.0)
+    with pytest.raises(ValueError, match="feature rows"):
+        fit_probe(x[:10], y, c=1.0)
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory: pytest.TempPathFactory) -> tuple[BertTrainer, Path]:
+    cache = tmp_path_factory.mktemp("bert-cache")
+    return BertTrainer(PROMPTS, SPEC, 1, cache_dir=cache, progress=False), cache
+
+
+def test_hidden_states_are_cached_on_disk_and_reused(trainer: tuple[BertTrainer, Path]) -> None:
+    first, cache = trainer
+    path = hidden_cache_path(cache, SPEC, first.first_layer)
+    assert path.is_file()
+    again = BertTrainer(PROMPTS[::-1], SPEC, 1, cache_dir=cache, progress=False)
+    for p in PROMPTS:
+        a, b = first.hidden[first.index[p]], again.hidden[again.index[p]]
+        assert a.shape == b.shape and bool((a == b).all())
+    with np.load(path) as data:
+        assert len(data["keys"]) == len(PROMPTS)
+    grown = BertTrainer([*PROMPTS, "one more prompt"], SPEC, 1, cache_dir=cache, progress=False)
+    with np.load(path) as data:
+        assert len(data["keys"]) == len(PROMPTS) + 1
+    assert grown.lengths[grown.index["a"]] == first.lengths[first.index["a"]]
+    path.write_bytes(b"not an npz")  # a broken cache is recomputed, not trusted
+    fresh = BertTrainer(PROMPTS[:2], SPEC, 1, cache_dir=cache, progress=False)
+    recomputed = fresh.hidden[0].float().numpy()  # padding differs by batch: equal up to fp16 rounding
+    np.testing.assert_allclose(recomputed, first.hidden[first.index[PROMPTS[0]]].float().numpy(), atol=2e-2)
+
+
+def test_probe_only_router_scores_what_the_selection_scores(trainer: tuple[BertTrainer, Path]) -> None:
+    tr, _ = trainer
+    labels = np.arange(len(PROMPTS)) % 3
+    cfg = BertConfig(epochs=0, probe_c=1.0)
+    module = tr.train(PROMPTS, labels, cfg, seed=0)
+    weight, bias = fit_probe(tr.features(PROMPTS), labels, cfg.probe_c)
+    np.testing.assert_allclose(
+        module.head.weight.detach().numpy(), weight, rtol=1e-6, atol=1e-6
+    )  # the head is the probe
+    np.testing.assert_allclose(tr.predict(module, PROMPTS), probe_scores(tr.features(PROMPTS), weight, bias), atol=1e-5)
+
+
+def test_fine_tuning_starts_from_the_probe_and_moves_the_top_layer(trainer: tuple[BertTrainer, Path]) -> None:
+    tr, _ = trainer
+    labels = np.arange(len(PROMPTS)) % 3
+    probe = tr.train(PROMPTS, labels, BertConfig(epochs=0), seed=0)
+    tuned = tr.train(PROMPTS, labels, BertConfig(epochs=1, lr=1e-3, head_lr=1e-3, batch_size=4), seed=0)
+    moved = [k for k, v in tuned.state_dict().items() if not bool((v == probe.state_dict()[k]).all())]
+    assert any(k.startswith("inner.encoder.layer.5.") for k in moved) and "head.weight" in moved
+    assert not any(k.startswith("inner.encoder.layer.4.") for k in moved)  # frozen below the trained layer
+
+
+def test_validation_apgr_is_per_benchmark() -> None:
+    val = [
+        LabeledPrompt("k1", "p1", "mmlu", "s", 1.0, 0.0),
+        LabeledPrompt("k2", "p2", "mmlu", "s", 0.0, 0.0),
+        LabeledPrompt("k3", "p3", "gsm8k", "g", 1.0, 0.0),
+        LabeledPrompt("k4", "p4", "gsm8k", "g", 0.0, 0.0),
+    ]
+    got = apgr_by_benchmark(val, np.array([0.9, 0.1, 0.2, 0.8]))
+    assert got["mmlu"] > 0.5 and got["gsm8k"] < 0.5 and set(got) == {"mmlu", "gsm8k"}
