@@ -89,6 +89,7 @@ def decision_pb(d: Decision) -> gateway_pb2.RoutingDecision:
         source=_SOURCE[d.source],
         policy=d.policy,
         scorer_latency_ms=d.scorer_latency_ms,
+        scorer_server_time_ms=d.scorer_server_ms,
     )
 
 

@@ -46,6 +46,7 @@ def decision_headers(decision: Decision) -> dict[str, str]:
     if decision.source is DecisionSource.SCORED:
         headers["x-ferryman-score"] = f"{decision.score:.6g}"
         headers["x-ferryman-scorer-ms"] = f"{decision.scorer_latency_ms:.3f}"
+        headers["x-ferryman-scorer-server-ms"] = f"{decision.scorer_server_ms:.3f}"
     if decision.policy:
         headers["x-ferryman-policy"] = decision.policy
     return headers

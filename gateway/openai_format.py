@@ -130,6 +130,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
         "source": decision.source.value,
         "policy": decision.policy,
         "scorer_latency_ms": decision.scorer_latency_ms,
+        "scorer_server_ms": decision.scorer_server_ms,
     }
 
 

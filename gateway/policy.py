@@ -179,7 +179,7 @@ class Policy:
         try:
             if spec.strong_share is not None:
                 threshold = self._threshold_for_share(spec.router, spec.strong_share)
-            score = await self._scorer.score(
+            reply = await self._scorer.score(
                 spec.router,
                 request.messages,
                 self._config.tiers["strong"].router_model,
@@ -200,6 +200,7 @@ class Policy:
                 policy=spec.policy,
             )
         latency_ms = (time.perf_counter() - started) * 1000
+        score = reply.strong_win_rate
         tier = "strong" if score >= threshold else "weak"
         chain = self._chain(tier)
         return Decision(
@@ -212,4 +213,5 @@ class Policy:
             threshold=threshold,
             policy=spec.policy,
             scorer_latency_ms=latency_ms,
+            scorer_server_ms=reply.server_ms,
         )

@@ -9,6 +9,7 @@ connections are noticed between requests.
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import grpc
 
@@ -42,6 +43,13 @@ def channel_options(cfg: ScorerConfig) -> list[tuple[str, int | str]]:
     ]
 
 
+class ScoreReply(NamedTuple):
+    """A Score answer: the strong model's win probability and the scorer's own time on it."""
+
+    strong_win_rate: float
+    server_ms: float
+
+
 class ScorerClient:
     """Thin async wrapper around ``ScorerServiceStub``; create it inside the running event loop."""
 
@@ -51,7 +59,7 @@ class ScorerClient:
         self._channel = grpc.aio.insecure_channel(cfg.target, options=channel_options(cfg))
         self._stub = scorer_pb2_grpc.ScorerServiceStub(self._channel)
 
-    async def score(self, router: str, messages: tuple[Message, ...], strong_model: str, weak_model: str) -> float:
+    async def score(self, router: str, messages: tuple[Message, ...], strong_model: str, weak_model: str) -> ScoreReply:
         """The strong model's win probability for the conversation's last user turn."""
         request = scorer_pb2.ScoreRequest(
             router=router,
@@ -73,7 +81,7 @@ class ScorerClient:
             raise ScorerUnavailableError(code.name) from exc
         finally:
             self._metrics.scorer_latency.observe(time.perf_counter() - started)
-        return float(response.strong_win_rate)
+        return ScoreReply(response.strong_win_rate, response.server_time_ms)
 
     async def list_routers(self) -> list[scorer_pb2.RouterInfo]:
         """Every loaded router with its calibration table."""

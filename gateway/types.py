@@ -80,7 +80,10 @@ class Decision:
     score: float = 0.0
     threshold: float = 0.0
     policy: str = ""
+    #: Score RPC round trip as the gateway timed it.
     scorer_latency_ms: float = 0.0
+    #: Of that, the scorer's own time (queueing + inference), as the scorer reported it.
+    scorer_server_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -65,15 +65,20 @@ def query_from_proto(req: scorer_pb2.ScoreRequest) -> ScoreQuery:
     )
 
 
-def result_to_proto(res: ScoreResult) -> scorer_pb2.ScoreResponse:
-    """Domain → proto response."""
+def result_to_proto(res: ScoreResult, server_time_ms: float = 0.0) -> scorer_pb2.ScoreResponse:
+    """Domain → proto response; ``server_time_ms``: the servicer's time on the request."""
     return scorer_pb2.ScoreResponse(
         strong_win_rate=res.strong_win_rate,
         router=res.router,
         router_version=res.router_version,
         strong_model=res.strong_model,
         weak_model=res.weak_model,
+        server_time_ms=server_time_ms,
     )
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def routers_to_proto(core: ScorerCore) -> scorer_pb2.ListRoutersResponse:
@@ -110,10 +115,11 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
 
     async def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> scorer_pb2.ScoreResponse:
+            started = time.perf_counter()
             core, batcher = self._server.ready()
             item = core.prepare(query_from_proto(request))
             scores = await batcher.submit([item], _deadline(context))
-            return result_to_proto(core.result(item, float(scores[0])))
+            return result_to_proto(core.result(item, float(scores[0])), _ms_since(started))
 
         return await self._guarded("Score", request.router, context, work)
 
@@ -122,11 +128,15 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         label = routers.pop() if len(routers) == 1 else "mixed"
 
         async def work() -> scorer_pb2.BatchScoreResponse:
+            started = time.perf_counter()
             core, batcher = self._server.ready()
             items = core.prepare_batch([query_from_proto(r) for r in request.requests])
             scores = await batcher.submit(items, _deadline(context))
+            took_ms = _ms_since(started)
             return scorer_pb2.BatchScoreResponse(
-                responses=[result_to_proto(core.result(it, float(s))) for it, s in zip(items, scores, strict=True)]
+                responses=[
+                    result_to_proto(core.result(it, float(s)), took_ms) for it, s in zip(items, scores, strict=True)
+                ]
             )
 
         return await self._guarded("BatchScore", label, context, work)

@@ -6,6 +6,7 @@ import math
 import time
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -55,10 +56,22 @@ def test_route_without_any_provider_keys(fakes, scorer_address):
         assert d.tier == (pb.TIER_STRONG if expected >= 0.5 else pb.TIER_WEAK)
         assert d.model == ("strong-openai" if expected >= 0.5 else "weak-openai")
         assert d.router == "mf" and d.threshold == 0.5 and d.scorer_latency_ms > 0
+        assert 0 < d.scorer_server_time_ms < d.scorer_latency_ms  # the scorer's share of the round trip
         assert stub.Route(pb.RouteRequest(model="router-mf-0", messages=MSGS), metadata=AUTH).decision.tier == (
             pb.TIER_STRONG
         )
     assert sum(f.requests for f in fakes.values()) == 0
+
+
+def test_http_answer_splits_scorer_time_into_round_trip_and_server(gw):
+    body = {"model": "router-mf-0.5", "messages": [{"role": "user", "content": MSGS[0].content}]}
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    r = httpx.post(gw.http_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+    assert r.status_code == 200 and r.headers["x-ferryman-decision-source"] == "scored"
+    rtt, server = float(r.headers["x-ferryman-scorer-ms"]), float(r.headers["x-ferryman-scorer-server-ms"])
+    assert 0 < server < rtt
+    decision = r.json()["ferryman"]["decision"]
+    assert decision["scorer_server_ms"] == pytest.approx(server, abs=1e-3)
 
 
 def test_policy_threshold_comes_from_the_calibration_table(stub, scorer_address):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!ferryman/gateway/v1/gateway.proto\x12\x13\x66\x65rryman.gateway.v1\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x82\x01\n\x0eRoutingOptions\x12\x0e\n\x06router\x18\x01 \x01(\t\x12\x16\n\tthreshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cstrong_share\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0e\n\x06policy\x18\x04 \x01(\tB\x0c\n\n_thresholdB\x0f\n\r_strong_share\"\xdb\x01\n\x0fRoutingDecision\x12\'\n\x04tier\x18\x01 \x01(\x0e\x32\x19.ferryman.gateway.v1.Tier\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06router\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\x12\x33\n\x06source\x18\x06 \x01(\x0e\x32#.ferryman.gateway.v1.DecisionSource\x12\x0e\n\x06policy\x18\x07 \x01(\t\x12\x19\n\x11scorer_latency_ms\x18\x08 \x01(\x01\"\x87\x01\n\x0cRouteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x34\n\x07routing\x18\x03 \x01(\x0b\x32#.ferryman.gateway.v1.RoutingOptions\"G\n\rRouteResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32$.ferryman.gateway.v1.RoutingDecision\"\x9c\x02\n\x15\x43hatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x34\n\x07routing\x18\x08 \x01(\x0b\x32#.ferryman.gateway.v1.RoutingOptionsB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\xab\x01\n\x07\x41ttempt\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x04tier\x18\x02 \x01(\x0e\x32\x19.ferryman.gateway.v1.Tier\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.ferryman.gateway.v1.AttemptOutcome\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0f\n\x07retries\x18\x05 \x01(\x05\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\"\xbf\x01\n\nAccounting\x12\x14\n\x0cserved_model\x18\x01 \x01(\t\x12.\n\x0bserved_tier\x18\x02 \x01(\x0e\x32\x19.ferryman.gateway.v1.Tier\x12.\n\x08\x61ttempts\x18\x03 \x03(\x0b\x32\x1c.ferryman.gateway.v1.Attempt\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x17\n\x0fstrong_cost_usd\x18\x06 \x01(\x01\"\xa6\x02\n\x16\x43hatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x31\n\x07message\x18\x03 \x01(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12)\n\x05usage\x18\x05 \x01(\x0b\x32\x1a.ferryman.gateway.v1.Usage\x12\x36\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0b\x32$.ferryman.gateway.v1.RoutingDecision\x12\x33\n\naccounting\x18\x07 \x01(\x0b\x32\x1f.ferryman.gateway.v1.Accounting\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x03\"\xa2\x02\n\x1bStreamChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x34\n\x07routing\x18\x08 \x01(\x0b\x32#.ferryman.gateway.v1.RoutingOptionsB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p\"\xb5\x01\n\x1cStreamChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x38\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32$.ferryman.gateway.v1.RoutingDecisionH\x00\x12\x0f\n\x05\x64\x65lta\x18\x03 \x01(\tH\x00\x12\x35\n\x07summary\x18\x04 \x01(\x0b\x32\".ferryman.gateway.v1.StreamSummaryH\x00\x42\x07\n\x05\x65vent\"\x95\x01\n\rStreamSummary\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12)\n\x05usage\x18\x03 \x01(\x0b\x32\x1a.ferryman.gateway.v1.Usage\x12\x33\n\naccounting\x18\x04 \x01(\x0b\x32\x1f.ferryman.gateway.v1.Accounting*R\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTIER_STRONG\x10\x01\x12\r\n\tTIER_WEAK\x10\x02\x12\x14\n\x10TIER_PASSTHROUGH\x10\x03*\x96\x01\n\x0e\x44\x65\x63isionSource\x12\x1f\n\x1b\x44\x45\x43ISION_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x43ISION_SOURCE_SCORED\x10\x01\x12&\n\"DECISION_SOURCE_SCORER_UNAVAILABLE\x10\x02\x12\x1f\n\x1b\x44\x45\x43ISION_SOURCE_PASSTHROUGH\x10\x03*\xb7\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SUCCESS\x10\x01\x12#\n\x1f\x41TTEMPT_OUTCOME_TRANSIENT_ERROR\x10\x02\x12 \n\x1c\x41TTEMPT_OUTCOME_BREAKER_OPEN\x10\x03\x12 \n\x1c\x41TTEMPT_OUTCOME_CLIENT_ERROR\x10\x04\x32\xca\x02\n\x0eGatewayService\x12N\n\x05Route\x12!.ferryman.gateway.v1.RouteRequest\x1a\".ferryman.gateway.v1.RouteResponse\x12i\n\x0e\x43hatCompletion\x12*.ferryman.gateway.v1.ChatCompletionRequest\x1a+.ferryman.gateway.v1.ChatCompletionResponse\x12}\n\x14StreamChatCompletion\x12\x30.ferryman.gateway.v1.StreamChatCompletionRequest\x1a\x31.ferryman.gateway.v1.StreamChatCompletionResponse0\x01\x42/Z-ferryman/gen/go/ferryman/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!ferryman/gateway/v1/gateway.proto\x12\x13\x66\x65rryman.gateway.v1\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x82\x01\n\x0eRoutingOptions\x12\x0e\n\x06router\x18\x01 \x01(\t\x12\x16\n\tthreshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cstrong_share\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0e\n\x06policy\x18\x04 \x01(\tB\x0c\n\n_thresholdB\x0f\n\r_strong_share\"\xfa\x01\n\x0fRoutingDecision\x12\'\n\x04tier\x18\x01 \x01(\x0e\x32\x19.ferryman.gateway.v1.Tier\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06router\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\x12\x33\n\x06source\x18\x06 \x01(\x0e\x32#.ferryman.gateway.v1.DecisionSource\x12\x0e\n\x06policy\x18\x07 \x01(\t\x12\x19\n\x11scorer_latency_ms\x18\x08 \x01(\x01\x12\x1d\n\x15scorer_server_time_ms\x18\t \x01(\x01\"\x87\x01\n\x0cRouteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x34\n\x07routing\x18\x03 \x01(\x0b\x32#.ferryman.gateway.v1.RoutingOptions\"G\n\rRouteResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32$.ferryman.gateway.v1.RoutingDecision\"\x9c\x02\n\x15\x43hatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x34\n\x07routing\x18\x08 \x01(\x0b\x32#.ferryman.gateway.v1.RoutingOptionsB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\xab\x01\n\x07\x41ttempt\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x04tier\x18\x02 \x01(\x0e\x32\x19.ferryman.gateway.v1.Tier\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.ferryman.gateway.v1.AttemptOutcome\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0f\n\x07retries\x18\x05 \x01(\x05\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\"\xbf\x01\n\nAccounting\x12\x14\n\x0cserved_model\x18\x01 \x01(\t\x12.\n\x0bserved_tier\x18\x02 \x01(\x0e\x32\x19.ferryman.gateway.v1.Tier\x12.\n\x08\x61ttempts\x18\x03 \x03(\x0b\x32\x1c.ferryman.gateway.v1.Attempt\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x17\n\x0fstrong_cost_usd\x18\x06 \x01(\x01\"\xa6\x02\n\x16\x43hatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x31\n\x07message\x18\x03 \x01(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12)\n\x05usage\x18\x05 \x01(\x0b\x32\x1a.ferryman.gateway.v1.Usage\x12\x36\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0b\x32$.ferryman.gateway.v1.RoutingDecision\x12\x33\n\naccounting\x18\x07 \x01(\x0b\x32\x1f.ferryman.gateway.v1.Accounting\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x03\"\xa2\x02\n\x1bStreamChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .ferryman.gateway.v1.ChatMessage\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x34\n\x07routing\x18\x08 \x01(\x0b\x32#.ferryman.gateway.v1.RoutingOptionsB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p\"\xb5\x01\n\x1cStreamChatCompletionResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x38\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32$.ferryman.gateway.v1.RoutingDecisionH\x00\x12\x0f\n\x05\x64\x65lta\x18\x03 \x01(\tH\x00\x12\x35\n\x07summary\x18\x04 \x01(\x0b\x32\".ferryman.gateway.v1.StreamSummaryH\x00\x42\x07\n\x05\x65vent\"\x95\x01\n\rStreamSummary\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12)\n\x05usage\x18\x03 \x01(\x0b\x32\x1a.ferryman.gateway.v1.Usage\x12\x33\n\naccounting\x18\x04 \x01(\x0b\x32\x1f.ferryman.gateway.v1.Accounting*R\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTIER_STRONG\x10\x01\x12\r\n\tTIER_WEAK\x10\x02\x12\x14\n\x10TIER_PASSTHROUGH\x10\x03*\x96\x01\n\x0e\x44\x65\x63isionSource\x12\x1f\n\x1b\x44\x45\x43ISION_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x43ISION_SOURCE_SCORED\x10\x01\x12&\n\"DECISION_SOURCE_SCORER_UNAVAILABLE\x10\x02\x12\x1f\n\x1b\x44\x45\x43ISION_SOURCE_PASSTHROUGH\x10\x03*\xb7\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SUCCESS\x10\x01\x12#\n\x1f\x41TTEMPT_OUTCOME_TRANSIENT_ERROR\x10\x02\x12 \n\x1c\x41TTEMPT_OUTCOME_BREAKER_OPEN\x10\x03\x12 \n\x1c\x41TTEMPT_OUTCOME_CLIENT_ERROR\x10\x04\x32\xca\x02\n\x0eGatewayService\x12N\n\x05Route\x12!.ferryman.gateway.v1.RouteRequest\x1a\".ferryman.gateway.v1.RouteResponse\x12i\n\x0e\x43hatCompletion\x12*.ferryman.gateway.v1.ChatCompletionRequest\x1a+.ferryman.gateway.v1.ChatCompletionResponse\x12}\n\x14StreamChatCompletion\x12\x30.ferryman.gateway.v1.StreamChatCompletionRequest\x1a\x31.ferryman.gateway.v1.StreamChatCompletionResponse0\x01\x42/Z-ferryman/gen/go/ferryman/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,38 +32,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ferryman.gateway.v1.gateway
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z-ferryman/gen/go/ferryman/gateway/v1;gatewayv1'
-  _globals['_TIER']._serialized_start=2346
-  _globals['_TIER']._serialized_end=2428
-  _globals['_DECISIONSOURCE']._serialized_start=2431
-  _globals['_DECISIONSOURCE']._serialized_end=2581
-  _globals['_ATTEMPTOUTCOME']._serialized_start=2584
-  _globals['_ATTEMPTOUTCOME']._serialized_end=2767
+  _globals['_TIER']._serialized_start=2377
+  _globals['_TIER']._serialized_end=2459
+  _globals['_DECISIONSOURCE']._serialized_start=2462
+  _globals['_DECISIONSOURCE']._serialized_end=2612
+  _globals['_ATTEMPTOUTCOME']._serialized_start=2615
+  _globals['_ATTEMPTOUTCOME']._serialized_end=2798
   _globals['_CHATMESSAGE']._serialized_start=58
   _globals['_CHATMESSAGE']._serialized_end=116
   _globals['_ROUTINGOPTIONS']._serialized_start=119
   _globals['_ROUTINGOPTIONS']._serialized_end=249
   _globals['_ROUTINGDECISION']._serialized_start=252
-  _globals['_ROUTINGDECISION']._serialized_end=471
-  _globals['_ROUTEREQUEST']._serialized_start=474
-  _globals['_ROUTEREQUEST']._serialized_end=609
-  _globals['_ROUTERESPONSE']._serialized_start=611
-  _globals['_ROUTERESPONSE']._serialized_end=682
-  _globals['_CHATCOMPLETIONREQUEST']._serialized_start=685
-  _globals['_CHATCOMPLETIONREQUEST']._serialized_end=969
-  _globals['_USAGE']._serialized_start=971
-  _globals['_USAGE']._serialized_end=1050
-  _globals['_ATTEMPT']._serialized_start=1053
-  _globals['_ATTEMPT']._serialized_end=1224
-  _globals['_ACCOUNTING']._serialized_start=1227
-  _globals['_ACCOUNTING']._serialized_end=1418
-  _globals['_CHATCOMPLETIONRESPONSE']._serialized_start=1421
-  _globals['_CHATCOMPLETIONRESPONSE']._serialized_end=1715
-  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=1718
-  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=2008
-  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_start=2011
-  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_end=2192
-  _globals['_STREAMSUMMARY']._serialized_start=2195
-  _globals['_STREAMSUMMARY']._serialized_end=2344
-  _globals['_GATEWAYSERVICE']._serialized_start=2770
-  _globals['_GATEWAYSERVICE']._serialized_end=3100
+  _globals['_ROUTINGDECISION']._serialized_end=502
+  _globals['_ROUTEREQUEST']._serialized_start=505
+  _globals['_ROUTEREQUEST']._serialized_end=640
+  _globals['_ROUTERESPONSE']._serialized_start=642
+  _globals['_ROUTERESPONSE']._serialized_end=713
+  _globals['_CHATCOMPLETIONREQUEST']._serialized_start=716
+  _globals['_CHATCOMPLETIONREQUEST']._serialized_end=1000
+  _globals['_USAGE']._serialized_start=1002
+  _globals['_USAGE']._serialized_end=1081
+  _globals['_ATTEMPT']._serialized_start=1084
+  _globals['_ATTEMPT']._serialized_end=1255
+  _globals['_ACCOUNTING']._serialized_start=1258
+  _globals['_ACCOUNTING']._serialized_end=1449
+  _globals['_CHATCOMPLETIONRESPONSE']._serialized_start=1452
+  _globals['_CHATCOMPLETIONRESPONSE']._serialized_end=1746
+  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=1749
+  _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=2039
+  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_start=2042
+  _globals['_STREAMCHATCOMPLETIONRESPONSE']._serialized_end=2223
+  _globals['_STREAMSUMMARY']._serialized_start=2226
+  _globals['_STREAMSUMMARY']._serialized_end=2375
+  _globals['_GATEWAYSERVICE']._serialized_start=2801
+  _globals['_GATEWAYSERVICE']._serialized_end=3131
 # @@protoc_insertion_point(module_scope)

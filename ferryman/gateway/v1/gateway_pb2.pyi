@@ -65,7 +65,7 @@ class RoutingOptions(_message.Message):
     def __init__(self, router: _Optional[str] = ..., threshold: _Optional[float] = ..., strong_share: _Optional[float] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
-    __slots__ = ("tier", "model", "router", "score", "threshold", "source", "policy", "scorer_latency_ms")
+    __slots__ = ("tier", "model", "router", "score", "threshold", "source", "policy", "scorer_latency_ms", "scorer_server_time_ms")
     TIER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class RoutingDecision(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     SCORER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SCORER_SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     tier: Tier
     model: str
     router: str
@@ -82,7 +83,8 @@ class RoutingDecision(_message.Message):
     source: DecisionSource
     policy: str
     scorer_latency_ms: float
-    def __init__(self, tier: _Optional[_Union[Tier, str]] = ..., model: _Optional[str] = ..., router: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., policy: _Optional[str] = ..., scorer_latency_ms: _Optional[float] = ...) -> None: ...
+    scorer_server_time_ms: float
+    def __init__(self, tier: _Optional[_Union[Tier, str]] = ..., model: _Optional[str] = ..., router: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., policy: _Optional[str] = ..., scorer_latency_ms: _Optional[float] = ..., scorer_server_time_ms: _Optional[float] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("model", "messages", "routing")

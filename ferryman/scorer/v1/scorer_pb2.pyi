@@ -60,18 +60,20 @@ class ScoreRequest(_message.Message):
     def __init__(self, router: _Optional[str] = ..., prompt: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., turn_selection: _Optional[_Union[TurnSelection, str]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("strong_win_rate", "router", "router_version", "strong_model", "weak_model")
+    __slots__ = ("strong_win_rate", "router", "router_version", "strong_model", "weak_model", "server_time_ms")
     STRONG_WIN_RATE_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
     ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
     WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     strong_win_rate: float
     router: str
     router_version: str
     strong_model: str
     weak_model: str
-    def __init__(self, strong_win_rate: _Optional[float] = ..., router: _Optional[str] = ..., router_version: _Optional[str] = ..., strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ...) -> None: ...
+    server_time_ms: float
+    def __init__(self, strong_win_rate: _Optional[float] = ..., router: _Optional[str] = ..., router_version: _Optional[str] = ..., strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., server_time_ms: _Optional[float] = ...) -> None: ...
 
 class BatchScoreRequest(_message.Message):
     __slots__ = ("requests",)
