@@ -10,6 +10,7 @@ import httpx
 
 from gateway.config import ModelConfig
 from gateway.providers.base import MissingKeyError, check_status, decode_json, transport_error
+from gateway.providers.lanes import LaneTransport
 
 
 class HTTPProvider:
@@ -65,8 +66,8 @@ ClientFactory = Callable[[ModelConfig], httpx.AsyncClient]
 
 
 def new_client(config: ModelConfig) -> httpx.AsyncClient:
-    """A pooled client sized for one provider endpoint."""
-    limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
+    """A pooled client sized for one provider endpoint (see :mod:`gateway.providers.lanes` for the pool)."""
     return httpx.AsyncClient(
-        limits=limits, timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+        transport=LaneTransport(config.max_connections),
+        timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
     )

@@ -73,6 +73,8 @@ class FakeProvider:
         self.requests = 0
         self.last_body: dict[str, Any] | None = None
         self.last_headers: dict[str, str] = {}
+        #: Client ports seen since the last reset: one per connection the gateway opened.
+        self.peers: set[int] = set()
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -99,12 +101,15 @@ class FakeProvider:
             self._faults.clear()
             self.default = default
             self.requests = 0
+            self.peers.clear()
 
     def _next(self, request: Request, body: dict[str, Any]) -> Fault:
         with self._lock:
             self.requests += 1
             self.last_body = body
             self.last_headers = dict(request.headers)
+            if request.client is not None:
+                self.peers.add(request.client.port)
             return self._faults.popleft() if self._faults else self.default
 
     def start(self, port: int = 0) -> FakeProvider:
