@@ -11,18 +11,26 @@ a table of win counts per (ordered model pair, prompt); per query the weights su
 into an ``M x M`` win matrix (one matrix product for a whole batch), and a batched
 Newton fit of Bradley–Terry on that small problem gives the same maximum-likelihood
 ratings, far faster.
+
+Two optional extensions (docs/artifacts.md), both off in RouteLLM's form:
+``files.projection`` measures the cosine in a small supervised space
+``matrix @ (e - mean)`` instead of the raw 384-d embedding space (the stored
+training embeddings are then already projected), and ``params.top_k`` keeps only
+the battles of the ``top_k`` most similar training prompts.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from scorer.artifacts import MANIFEST_NAME, Artifact
 from scorer.errors import ArtifactError
-from scorer.routers.base import LoadContext, RouterBase, check, sigmoid
+from scorer.routers.base import LoadContext, RouterBase, check, load_arrays, sigmoid
 from scorer.routers.mf import EMBED_DIM
 
 _MAX_NEWTON_STEPS = 100
@@ -40,6 +48,59 @@ def similarity_weights(sim: np.ndarray, exponent: float = 1.0) -> np.ndarray:
     # A query unlike every training prompt (max <= 0) gets uniform weights instead of a division by zero.
     scaled = np.divide(sim, top, out=np.zeros_like(sim), where=top > 0)
     return np.asarray(10.0 * np.power(10.0, exponent * scaled), dtype=np.float64)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float64); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A supervised similarity space: ``z = matrix @ (e - mean)``, compared by cosine (``files.projection``)."""
+
+    mean: np.ndarray  # [384]
+    matrix: np.ndarray  # [d, 384]
+
+    @property
+    def dim(self) -> int:
+        """Dimension ``d`` of the similarity space."""
+        return int(self.matrix.shape[0])
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """Unit-length projected vectors ``[B, d]`` (float64) of encoder embeddings ``[B, 384]``."""
+        return unit_rows((np.asarray(embeddings, dtype=np.float64) - self.mean) @ self.matrix.T)
+
+    def save(self, path: Path) -> None:
+        """Write ``mean`` and ``matrix`` (float32) as the ``.npz`` that ``load_projection`` reads."""
+        np.savez(path, mean=self.mean.astype(np.float32), matrix=self.matrix.astype(np.float32))
+
+
+def load_projection(artifact: Artifact) -> Projection | None:
+    """The artifact's ``files.projection``, validated; None when it has none (RouteLLM's raw cosine)."""
+    if "projection" not in artifact.manifest.files:
+        return None
+    arrays = load_arrays(artifact, "projection", {"mean": 1, "matrix": 2})
+    mean, matrix = arrays["mean"], arrays["matrix"]
+    path = artifact.path("projection")
+    check(mean.shape == (EMBED_DIM,), path, f"mean must be [{EMBED_DIM}], is {list(mean.shape)}")
+    check(
+        1 <= matrix.shape[0] <= EMBED_DIM and matrix.shape[1] == EMBED_DIM,
+        path,
+        f"matrix must be [d, {EMBED_DIM}] with 1 <= d <= {EMBED_DIM}, is {list(matrix.shape)}",
+    )
+    check(bool(np.isfinite(mean).all() and np.isfinite(matrix).all()), path, "projection has non-finite values")
+    return Projection(mean.astype(np.float64), matrix.astype(np.float64))
+
+
+def _top_k(value: object, manifest: Path) -> int | None:
+    if value is None:
+        return None
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    check(ok, manifest, f"params.top_k must be a whole number >= 1, is {value!r}")
+    return int(value)  # type: ignore[call-overload]
 
 
 def connected(pairs: np.ndarray) -> bool:
@@ -124,12 +185,17 @@ class SWRouter(RouterBase):
             f"params.weight_exponent must be a number in (0, {MAX_WEIGHT_EXPONENT:g}], is {exponent!r}",
         )
         self.weight_exponent = float(exponent)
+        self.top_k = _top_k(m.params.get("top_k"), artifact.root / MANIFEST_NAME)
+        self.projection = load_projection(artifact)
+        dim = EMBED_DIM if self.projection is None else self.projection.dim
         emb_path = artifact.path("embeddings")
         try:
             emb = np.load(emb_path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{emb_path}: not a readable .npy file ({exc})") from exc
-        check(emb.ndim == 2 and emb.shape[1] == EMBED_DIM, emb_path, f"embeddings must be [N, {EMBED_DIM}]")
+        # With a projection the stored training embeddings are already in its d-dimensional space.
+        space = "" if self.projection is None else " (projected: files.projection has d rows)"
+        check(emb.ndim == 2 and emb.shape[1] == dim, emb_path, f"embeddings must be [N, {dim}]{space}")
         check(emb.dtype in (np.float16, np.float32), emb_path, f"embeddings must be float16/32, are {emb.dtype}")
         check(bool(np.isfinite(emb).all()), emb_path, "embeddings have non-finite values")
         prompt, a, b, outcome = self._load_battles(artifact, len(emb), len(m.models))
@@ -137,6 +203,8 @@ class SWRouter(RouterBase):
         used, prompt = np.unique(prompt, return_inverse=True)
         # float64 so that a query's weights do not depend on its batch mates (GEMM rounding).
         self._emb = np.ascontiguousarray(emb[used], dtype=np.float64)
+        if self.projection is not None:
+            self._emb = unit_rows(self._emb)
         mm = len(m.models)
         # Each battle as (winner, loser) cells: a win counts 1, a tie 1/2 each way (RouteLLM's
         # duplicated rows, halved; the MLE is unchanged by a common factor).
@@ -190,8 +258,14 @@ class SWRouter(RouterBase):
 
     def win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
         """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
-        sim = self._emb @ embeddings.astype(np.float64).T  # [P, B]
+        query = embeddings.astype(np.float64) if self.projection is None else self.projection(embeddings)
+        sim = self._emb @ query.T  # [P, B]
         weights = similarity_weights(sim, self.weight_exponent)
+        n = len(sim)
+        if self.top_k is not None and self.top_k < n:
+            # Only the top_k most similar training prompts count (all of them on a tie at the k-th).
+            kth = np.partition(sim, n - self.top_k, axis=0)[n - self.top_k]
+            weights[sim < kth] = 0.0
         if self._counts is not None:
             per_pair = self._counts @ weights  # [pairs, B]
         else:
@@ -203,7 +277,9 @@ class SWRouter(RouterBase):
 
     def strengths(self, embeddings: np.ndarray) -> np.ndarray:
         """Bradley–Terry strengths ``[B, M]`` (natural log-odds, centred) per query."""
-        return fit_bradley_terry(self.win_matrices(embeddings), is_connected=self._connected)
+        # With top_k a query's neighbours need not link every model: the pseudo-inverse path stays finite.
+        linked = self._connected and self.top_k is None
+        return fit_bradley_terry(self.win_matrices(embeddings), is_connected=linked)
 
     def elo(self, strengths: np.ndarray) -> np.ndarray:
         """Strengths in Elo units, as RouteLLM reports them (``scale * beta + init``)."""

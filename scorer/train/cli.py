@@ -19,6 +19,7 @@ from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import STRONG, WEAK, default_data_dir
 from scorer.train.bert import BertConfig
 from scorer.train.mf import MFConfig
+from scorer.train.sw import SWConfig
 
 ROUTERS = ("mf", "sw", "bert")
 
@@ -44,8 +45,17 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sw-weight-exponent",
         type=float,
-        default=1.0,
+        default=SWConfig.weight_exponent,
         help="SW: battle weight 10 * 10 ** (k * sim / max sim); 1 = RouteLLM, larger favours the nearest prompts",
+    )
+    p.add_argument(
+        "--sw-projection-dim",
+        type=int,
+        default=SWConfig.projection_dim,
+        help="SW: similarity in D PLS directions learnt from the strong-vs-weak labels (0 = raw embeddings, RouteLLM)",
+    )
+    p.add_argument(
+        "--sw-top-k", type=int, default=SWConfig.top_k, help="SW: only the K most similar prompts' battles (0 = all)"
     )
     p.add_argument("--bert-layers", type=int, default=BertConfig.train_layers, help="BERT: top layers fine-tuned")
     p.add_argument(
@@ -139,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
     )
     bert_spec = EncoderSpec(max_tokens=args.bert_max_tokens, head_tokens=args.head_tokens)
     try:
+        sw_cfg = SWConfig(
+            weight_exponent=args.sw_weight_exponent, projection_dim=args.sw_projection_dim, top_k=args.sw_top_k
+        )
         golden = parse_golden(args.golden)
         data_dir = args.data_dir or (default_data_dir() if golden else None)
         if args.router == "crossfit":
@@ -157,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 weak=args.weak,
                 folds_only=args.folds_only,
                 build_onnx=not args.no_build,
-                sw_weight_exponent=args.sw_weight_exponent,
+                sw=sw_cfg,
             )
             run_crossfit(
                 plan, spec, bert_spec, mf_cfg, bert_cfg, args.encoder_dir, args.cache_dir, args.device, args.threads
@@ -184,9 +197,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.router == "mf":
                     train_mf_artifact(data, target, encoder, mf_cfg, cache_dir=args.cache_dir)
                 else:
-                    train_sw_artifact(
-                        data, target, encoder, cache_dir=args.cache_dir, weight_exponent=args.sw_weight_exponent
-                    )
+                    train_sw_artifact(data, target, encoder, sw_cfg, cache_dir=args.cache_dir)
     except (ValueError, DataError) as exc:
         print(f"ferryman train: error: {exc}")
         return 2

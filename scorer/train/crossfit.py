@@ -14,7 +14,7 @@ remakes it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.artifacts import EncoderSpec
@@ -26,6 +26,7 @@ from scorer.train.data import TrainingData, heldout_keys, load_training_data
 from scorer.train.embed_cache import embed_cached
 from scorer.train.jobs import Target, train_bert_artifact, train_mf_artifact, train_sw_artifact
 from scorer.train.mf import MFConfig
+from scorer.train.sw import SWConfig
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class CrossfitPlan:
     weak: str
     folds_only: bool = False
     build_onnx: bool = True
-    sw_weight_exponent: float = 1.0
+    sw: SWConfig = field(default_factory=SWConfig)
 
 
 def fold_dir(out: Path, scheme: str, router: str, fold: int) -> Path:
@@ -111,9 +112,7 @@ def run_crossfit(
                 if router == "mf":
                     train_mf_artifact(data, target, get_encoder(), mf_cfg, cache_dir=cache_dir)
                 elif router == "sw":
-                    train_sw_artifact(
-                        data, target, get_encoder(), cache_dir=cache_dir, weight_exponent=plan.sw_weight_exponent
-                    )
+                    train_sw_artifact(data, target, get_encoder(), plan.sw, cache_dir=cache_dir)
                 else:
                     bert_trainer = bert_trainer or _bert_trainer(full, plan, bert_spec, bert_cfg, device, cache_dir)
                     train_bert_artifact(

@@ -15,7 +15,7 @@ from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
 from scorer.train.mf import MFConfig, save_weights, train_mf
 from scorer.train.output import provenance, write_artifact
-from scorer.train.sw import save_sw, sw_params
+from scorer.train.sw import SWConfig, pls_projection, projection_rows, save_sw, sw_params
 
 ONNX_FILE = "model.int8.onnx"
 
@@ -70,15 +70,22 @@ def train_mf_artifact(
 
 
 def train_sw_artifact(
-    data: TrainingData, target: Target, encoder: Encoder, *, cache_dir: Path | None, weight_exponent: float = 1.0
+    data: TrainingData, target: Target, encoder: Encoder, config: SWConfig, *, cache_dir: Path | None
 ) -> Path:
-    """Embed the prompts (cached) and store them with the battles (``weight_exponent``: see ``sw_params``)."""
-    params = sw_params(weight_exponent)
+    """Embed the prompts (cached), learn the projection if asked, store them with the battles (``SWConfig``)."""
     t0 = time.perf_counter()
     models = data.models
     _check_pair(target, models)
     emb = embed_cached(data.prompts(), encoder, cache_dir)
-    save_sw(target.out_dir, data, emb, models)
+    projection = None
+    extra: dict[str, str] = {}
+    if config.projection_dim:
+        x, y = projection_rows(data, emb, target.strong, target.weak)
+        projection = pls_projection(x, y, config.projection_dim)
+        extra["sw_projection"] = (
+            f"PLS1, {config.projection_dim} directions, {len(y)} {target.strong} vs {target.weak} battles"
+        )
+    files = save_sw(target.out_dir, data, emb, models, projection)
     write_artifact(
         target.out_dir,
         name=target.name,
@@ -86,10 +93,10 @@ def train_sw_artifact(
         models=models,
         strong=target.strong,
         weak=target.weak,
-        committed={"embeddings": "embeddings.npy", "battles": "battles.npz"},
+        committed=files,
         encoder=encoder.spec,
-        prov=provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0),
-        params=params,
+        prov=provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **extra, **_cfg(config)),
+        params=sw_params(config),
     )
     _report("sw", target, t0)
     return target.out_dir
@@ -151,7 +158,7 @@ def train_bert_artifact(
     return target.out_dir
 
 
-def _cfg(config: MFConfig | BertConfig) -> dict[str, str]:
+def _cfg(config: MFConfig | BertConfig | SWConfig) -> dict[str, str]:
     return {f"cfg_{k}": str(v) for k, v in asdict(config).items()}
 
 

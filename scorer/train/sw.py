@@ -1,33 +1,108 @@
 """Similarity-weighted Elo (SW) router: store training prompts and battle outcomes.
 
-SW has no trained parameters: at query time the scorer weights every stored
+SW fits no model of the outcome: at query time the scorer weights every stored
 battle by the similarity of its prompt to the query and fits Bradley–Terry
-ratings (docs/artifacts.md). Training therefore only embeds the distinct
-training prompts (fp16) and writes the battles as index arrays; the only
-choice it records is ``params.weight_exponent`` (how sharply the scorer's
-similarity weighting favours the nearest prompts; 1 = RouteLLM's weighting).
+ratings (docs/artifacts.md). Training embeds the distinct training prompts and
+writes the battles as index arrays, plus the choices of :class:`SWConfig`:
+
+- ``weight_exponent`` (``params.weight_exponent``): how sharply the similarity
+  weighting favours the nearest prompts (1 = RouteLLM's weighting);
+- ``projection_dim`` (``files.projection``): measure similarity in a
+  ``d``-dimensional space learnt from the training labels (PLS1 directions of the
+  default strong-vs-weak battles) instead of the raw embedding space, whose
+  nearest neighbours are topical rather than about which model wins; the stored
+  embeddings are then the projected ones (``d`` floats per prompt);
+- ``top_k`` (``params.top_k``): only the battles of the ``k`` most similar prompts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from scorer.routers.sw import MAX_WEIGHT_EXPONENT
-from scorer.train.data import TrainingData
+from scorer.routers.mf import EMBED_DIM
+from scorer.routers.sw import MAX_WEIGHT_EXPONENT, Projection
+from scorer.train.data import A_WINS, B_WINS, TrainingData
 
 SW_PARAMS = {"scale": 400, "base": 10, "init_rating": 1000}
 
 
-def sw_params(weight_exponent: float = 1.0) -> dict[str, float]:
-    """Manifest params; ``weight_exponent`` is written only when it differs from RouteLLM's 1."""
-    if not 0 < weight_exponent <= MAX_WEIGHT_EXPONENT:
-        raise ValueError(f"SW weight exponent must be in (0, {MAX_WEIGHT_EXPONENT:g}], is {weight_exponent}")
+@dataclass(frozen=True)
+class SWConfig:
+    """SW training choices; the defaults are RouteLLM's SW."""
+
+    weight_exponent: float = 1.0
+    projection_dim: int = 0  # 0: cosine of the raw encoder embeddings
+    top_k: int = 0  # 0: every battle counts
+
+    def __post_init__(self) -> None:
+        if not 0 < self.weight_exponent <= MAX_WEIGHT_EXPONENT:
+            raise ValueError(f"SW weight exponent must be in (0, {MAX_WEIGHT_EXPONENT:g}], is {self.weight_exponent}")
+        if not 0 <= self.projection_dim <= EMBED_DIM:
+            raise ValueError(f"SW projection dim must be in [0, {EMBED_DIM}] (0 = none), is {self.projection_dim}")
+        if self.top_k < 0:
+            raise ValueError(f"SW top-k must be >= 0 (0 = every battle), is {self.top_k}")
+
+
+def sw_params(config: SWConfig) -> dict[str, float]:
+    """Manifest params; the optional ones are written only when they differ from RouteLLM's SW."""
     params: dict[str, float] = dict(SW_PARAMS)
-    if weight_exponent != 1.0:
-        params["weight_exponent"] = weight_exponent
+    if config.weight_exponent != 1.0:
+        params["weight_exponent"] = config.weight_exponent
+    if config.top_k:
+        params["top_k"] = config.top_k
     return params
+
+
+def pls_projection(x: np.ndarray, y: np.ndarray, dim: int) -> Projection:
+    """PLS1 (NIPALS) of ``y [n]`` on ``x [n, 384]``: the ``dim`` directions of ``x`` most covariant with ``y``.
+
+    Returns the rotation that maps a centred embedding to its PLS scores, so that
+    serving projects a query exactly as the training rows were decomposed.
+    """
+    if dim < 1 or dim > min(x.shape):
+        raise ValueError(f"PLS needs 1 <= dim <= min(rows, features) = {min(x.shape)}, got {dim}")
+    mean = x.mean(axis=0)
+    xr = np.asarray(x, dtype=np.float64) - mean
+    yr = np.asarray(y, dtype=np.float64) - float(np.mean(y))
+    weights, loadings = [], []
+    for i in range(dim):
+        w = xr.T @ yr
+        norm = np.linalg.norm(w)
+        if norm <= 1e-12:
+            raise ValueError(f"the labels carry no signal beyond {i} PLS directions; use a smaller projection dim")
+        w /= norm
+        t = xr @ w
+        tt = float(t @ t)
+        p = xr.T @ t / tt
+        xr -= np.outer(t, p)
+        yr = yr - (float(yr @ t) / tt) * t
+        weights.append(w)
+        loadings.append(p)
+    wm, pm = np.array(weights).T, np.array(loadings).T  # [384, dim]
+    rotation = wm @ np.linalg.inv(pm.T @ wm)
+    return Projection(mean=mean, matrix=rotation.T)
+
+
+def projection_rows(
+    data: TrainingData, embeddings: np.ndarray, strong: str, weak: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and targets (1 strong wins, 1/2 tie, 0 weak wins) of the strong-vs-weak battles.
+
+    ``embeddings`` are rows of ``data.prompts()``. Battles of other model pairs do not
+    say which way the default pair goes, so they do not shape the projection.
+    """
+    row = {p: i for i, p in enumerate(data.prompts())}
+    idx, target = [], []
+    for p in data.pairs:
+        if {p.model_a, p.model_b} != {strong, weak}:
+            continue
+        a_score = 1.0 if p.outcome == A_WINS else 0.0 if p.outcome == B_WINS else 0.5
+        idx.append(row[p.prompt])
+        target.append(a_score if p.model_a == strong else 1.0 - a_score)
+    return embeddings[np.array(idx, dtype=np.int64)], np.array(target)
 
 
 def battle_arrays(data: TrainingData, models: list[str]) -> dict[str, np.ndarray]:
@@ -44,10 +119,23 @@ def battle_arrays(data: TrainingData, models: list[str]) -> dict[str, np.ndarray
     }
 
 
-def save_sw(out_dir: Path, data: TrainingData, embeddings: np.ndarray, models: list[str]) -> tuple[Path, Path]:
-    """Write ``embeddings.npy`` (fp16) and ``battles.npz``; returns both paths."""
+def save_sw(
+    out_dir: Path, data: TrainingData, embeddings: np.ndarray, models: list[str], projection: Projection | None = None
+) -> dict[str, str]:
+    """Write ``embeddings.npy``, ``battles.npz`` and (with a projection) ``projection.npz``; returns ``files`` roles.
+
+    Raw embeddings are stored as fp16 ``[N, 384]``; with a projection, the unit-length
+    projected vectors as float32 ``[N, d]`` (what the scorer compares queries with).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    emb_path, battles_path = out_dir / "embeddings.npy", out_dir / "battles.npz"
-    np.save(emb_path, embeddings.astype(np.float16))
-    np.savez(battles_path, **battle_arrays(data, models))  # type: ignore[arg-type]
-    return emb_path, battles_path
+    files = {"embeddings": "embeddings.npy", "battles": "battles.npz"}
+    if projection is None:
+        stored = embeddings.astype(np.float16)
+        (out_dir / "projection.npz").unlink(missing_ok=True)  # left over from an earlier projected run
+    else:
+        stored = projection(embeddings).astype(np.float32)
+        files["projection"] = "projection.npz"
+        projection.save(out_dir / files["projection"])
+    np.save(out_dir / files["embeddings"], stored)
+    np.savez(out_dir / files["battles"], **battle_arrays(data, models))  # type: ignore[arg-type]
+    return files

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from scorer.artifacts import load_artifact
+from scorer.artifacts import ArtifactFile, load_artifact, sha256_of, write_manifest
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import LoadContext
-from scorer.routers.sw import SWRouter, connected, fit_bradley_terry, similarity_weights
+from scorer.routers.sw import SWRouter, connected, fit_bradley_terry, similarity_weights, unit_rows
 from scorer.testing import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
 
 PROMPTS = ["What is 2 + 2?", "Prove that sqrt(2) is irrational.", "Write a haiku about rain.", "hola"]
@@ -51,20 +52,50 @@ def _sw_with_params(test_routers_dir: Path, tmp_path: Path, **params: object) ->
     return dest
 
 
-@pytest.mark.parametrize("exponent", [None, 4.0])
+def _projected_sw(test_routers_dir: Path, tmp_path: Path, dim: int, **params: object) -> Path:
+    """A copy of the test SW artifact in a ``dim``-d PLS space of its strong-vs-weak battles (as training writes)."""
+    from scorer.train.sw import pls_projection
+
+    dest = _sw_with_params(test_routers_dir, tmp_path, **params)
+    art = load_artifact(dest)
+    emb = np.load(art.path("embeddings")).astype(np.float32)
+    with np.load(art.path("battles")) as data:
+        prompt, a, b, outcome = (data[k].astype(np.int64) for k in ("prompt_idx", "model_a", "model_b", "outcome"))
+    strong, weak = TEST_MODELS.index(STRONG), TEST_MODELS.index(WEAK)
+    pair = ((a == strong) & (b == weak)) | ((a == weak) & (b == strong))
+    a_score = np.select([outcome == 0, outcome == 1], [1.0, 0.0], 0.5)
+    target = np.where(a == strong, a_score, 1.0 - a_score)[pair]
+    projection = pls_projection(emb[prompt[pair]], target, dim)
+    np.save(dest / "embeddings.npy", projection(emb).astype(np.float32))
+    projection.save(dest / "projection.npz")
+    files = {**art.manifest.files, "projection": ArtifactFile("projection.npz")}
+    files = {role: ArtifactFile(f.path, sha256_of(dest / f.path)) for role, f in files.items()}
+    write_manifest(dest, replace(art.manifest, files=files))
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("exponent", "dim", "top_k"), [(None, 0, None), (4.0, 0, None), (3.0, 8, None), (2.0, 0, 9), (3.0, 6, 12)]
+)
 def test_sw_fast_path_equals_direct_weighted_logistic_regression(
-    test_routers_dir: Path, tmp_path: Path, exponent: float | None
+    test_routers_dir: Path, tmp_path: Path, exponent: float | None, dim: int, top_k: int | None
 ) -> None:
-    """Default (RouteLLM's weighting, no weight_exponent in params) and a sharpened weighting."""
-    src = (
-        test_routers_dir / "sw"
-        if exponent is None
-        else _sw_with_params(test_routers_dir, tmp_path, weight_exponent=exponent)
-    )
+    """RouteLLM's weighting (no optional params), a sharpened one, a projected space, top-k, and all together."""
+    params: dict[str, object] = {} if exponent is None else {"weight_exponent": exponent}
+    if top_k is not None:
+        params["top_k"] = top_k
+    if dim:
+        src = _projected_sw(test_routers_dir, tmp_path, dim, **params)
+    elif params:
+        src = _sw_with_params(test_routers_dir, tmp_path, **params)
+    else:
+        src = test_routers_dir / "sw"
     art = load_artifact(src)
     router = SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
     assert "weight_exponent" not in art.manifest.params or exponent is not None
+    assert (router.projection is not None) == bool(dim) and router.top_k == top_k
     emb = np.load(art.path("embeddings")).astype(np.float32)
+    assert emb.shape[1] == (dim or 384)
     with np.load(art.path("battles")) as data:
         prompt, a, b, outcome = (data[k].astype(np.int64) for k in ("prompt_idx", "model_a", "model_b", "outcome"))
     assert (outcome == 2).any() and (outcome == 0).any() and (outcome == 1).any()
@@ -73,9 +104,15 @@ def test_sw_fast_path_equals_direct_weighted_logistic_regression(
     queries = Encoder(DEFAULT_ENCODER_DIR).encode(PROMPTS)
     fast = router.strengths(queries)
     m = len(TEST_MODELS)
+    if router.projection is not None:  # cosine in the projected space
+        emb, queries = unit_rows(emb), router.projection(queries)
     for q, theta in zip(queries, fast, strict=True):
         sim = emb[prompt] @ q  # one similarity per battle row, as RouteLLM computes it
         weight = 10 * 10 ** ((exponent or 1.0) * sim / sim.max())
+        if top_k is not None:  # only the battles of the top_k most similar prompts
+            kth = np.sort(emb[np.unique(prompt)] @ q)[-top_k]
+            weight[sim < kth] = 0.0
+            assert 0 < np.count_nonzero(weight) < len(weight)
         coef = routellm_elo_fit(a, b, outcome, weight, m)
         beta = theta / math.log(10)
         # Identified up to a common shift: compare centred ratings and every pairwise win rate.
@@ -128,6 +165,51 @@ def test_bad_weight_exponent_is_a_load_error(test_routers_dir: Path, tmp_path: P
         ArtifactError, match=r"sw/manifest\.json: params\.weight_exponent must be a number in \(0, 100\]"
     ):
         SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "8", True])
+def test_bad_top_k_is_a_load_error(test_routers_dir: Path, tmp_path: Path, bad: object) -> None:
+    art = load_artifact(_sw_with_params(test_routers_dir, tmp_path, top_k=bad))
+    with pytest.raises(ArtifactError, match=r"sw/manifest\.json: params\.top_k must be a whole number >= 1"):
+        SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
+
+
+def _replace_projection(dest: Path, **arrays: np.ndarray) -> None:
+    with np.load(dest / "projection.npz") as data:
+        current = {k: data[k] for k in data.files}
+    np.savez(dest / "projection.npz", **{**current, **arrays})
+    raw = json.loads((dest / "manifest.json").read_text())
+    raw["files"]["projection"]["sha256"] = None
+    (dest / "manifest.json").write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"matrix": np.zeros((4, 100), np.float32)}, r"projection\.npz: matrix must be \[d, 384\] .* is \[4, 100\]"),
+        ({"mean": np.zeros(383, np.float32)}, r"projection\.npz: mean must be \[384\], is \[383\]"),
+        ({"mean": np.full(384, np.nan, np.float32)}, r"projection\.npz: projection has non-finite values"),
+        # a projection of another dimension than the stored (projected) embeddings
+        ({"matrix": np.ones((5, 384), np.float32)}, r"embeddings\.npy: embeddings must be \[N, 5\] \(projected"),
+    ],
+)
+def test_bad_projection_is_a_load_error(
+    test_routers_dir: Path, tmp_path: Path, arrays: dict[str, np.ndarray], match: str
+) -> None:
+    dest = _projected_sw(test_routers_dir, tmp_path, 4)
+    _replace_projection(dest, **arrays)
+    with pytest.raises(ArtifactError, match=match):
+        SWRouter(load_artifact(dest), LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
+
+
+def test_projected_artifact_refused_by_raw_shape_check(test_routers_dir: Path, tmp_path: Path) -> None:
+    """Projected embeddings without their projection file are not mistaken for raw ones (older scorers too)."""
+    dest = _projected_sw(test_routers_dir, tmp_path, 4)
+    raw = json.loads((dest / "manifest.json").read_text())
+    del raw["files"]["projection"]
+    (dest / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match=r"embeddings\.npy: embeddings must be \[N, 384\]$"):
+        SWRouter(load_artifact(dest), LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
 
 
 @pytest.mark.parametrize("router", ["mf", "sw", "bert", "random"])

@@ -18,7 +18,8 @@ from .dataslice import write_slice
 
 ROUTERS = ("mf", "sw", "bert")
 FAST = ["--mf-epochs", "3", "--bert-epochs", "1", "--bert-max-rows", "64", "--threads", "2"]
-SW_EXPONENT = ["--sw-weight-exponent", "4"]  # every SW artifact here: the scorer and eval run the sharpened weighting
+# Every SW artifact here uses the sharpened weighting and a 4-d PLS space: the scorer and eval run both.
+SW_ARGS = ["--sw-weight-exponent", "4", "--sw-projection-dim", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,12 @@ def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
             "--cache-dir",
             str(cache),
             *FAST,
-            *SW_EXPONENT,
+            *SW_ARGS,
         ]
         assert main(argv) == 0
     assert main(["train", "random", "--out", str(routers / "random")]) == 0
     argv = ["train", "crossfit", *_sources(data), "--out", str(root / "cf"), "--schemes", "prompt", "--k", "2"]
-    assert main([*argv, "--cache-dir", str(cache), *FAST, *SW_EXPONENT]) == 0
+    assert main([*argv, "--cache-dir", str(cache), *FAST, *SW_ARGS]) == 0
     return routers, root / "cf"
 
 
@@ -95,8 +96,13 @@ def test_fold_artifacts_never_train_on_their_fold(trained: tuple[Path, Path], da
     stored = np.load(sw.path("embeddings")).astype(np.float32)
     full = load_artifact(trained[0] / "sw")
     all_emb = np.load(full.path("embeddings")).astype(np.float32)
-    assert len(stored) < len(all_emb)
+    assert len(stored) < len(all_emb) and stored.shape[1] == all_emb.shape[1] == 4
     assert sw.manifest.params["weight_exponent"] == full.manifest.params["weight_exponent"] == 4.0
+    # The fold's projection is learnt without the fold too: it differs from the full artifact's.
+    with np.load(sw.path("projection")) as fold_proj, np.load(full.path("projection")) as full_proj:
+        assert fold_proj["matrix"].shape == full_proj["matrix"].shape == (4, 384)
+        assert not np.allclose(fold_proj["matrix"], full_proj["matrix"])
+    assert "PLS1, 4 directions" in sw.manifest.provenance["sw_projection"]
 
 
 def test_scorer_calibrate_and_eval_run_on_trained_artifacts(
