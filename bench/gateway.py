@@ -32,10 +32,11 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,6 +46,7 @@ import yaml
 from bench.cluster_local import _read_json, _spawn, _wait, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 BODY_MESSAGES = [{"role": "user", "content": "Write a haiku about ferries crossing a river at dawn."}]
 
 
@@ -180,6 +182,29 @@ def _cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def _cpu_note(pids: list[int], run: Callable[[], T]) -> T:
+    """Run ``run()``; print how busy the machine was and how much of it was other processes."""
+    ours0, busy0, wall0 = sum(_cpu_s(p) for p in pids), _machine_busy_s(), time.monotonic()
+    result = run()
+    ours = sum(_cpu_s(p) for p in pids) - ours0
+    busy, wall = _machine_busy_s() - busy0, time.monotonic() - wall0
+    cores = os.cpu_count() or 1
+    print(
+        f"machine during the run: {busy:.1f} CPU-s busy of {wall * cores:.1f} ({busy / (wall * cores):.0%} of"
+        f" {cores} cores); this benchmark's processes {ours:.1f} CPU-s, other processes {busy - ours:.1f} CPU-s"
+    )
+    return result
 
 
 @dataclass
@@ -351,7 +376,8 @@ def run(args: argparse.Namespace) -> int:
             f"fake provider delay {args.provider_delay_ms:g} ms",
             flush=True,
         )
-        results = asyncio.run(_measure(paths, args, levels, gateway.proc.pid))
+        pids = [os.getpid(), fake.proc.pid, gateway.proc.pid] + ([scorer.proc.pid] if args.router else [])
+        results = _cpu_note(pids, lambda: asyncio.run(_measure(paths, args, levels, gateway.proc.pid)))
         table, rows = _report(results)
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
