@@ -7,7 +7,13 @@ Everything runs on this machine, one phase after another, with the same prompts:
    could use on these cores (``W`` threads x 1 intra-op thread, and 1 thread x ``W`` intra-op
    threads); the best is the ceiling. ``raw per-sequence`` is the same without padding
    (one sequence per run, what the server does by default).
-2. ``raw batch-1 latency``: one pre-tokenized prompt per ``session.run``, one at a time.
+2. ``raw batch-1 latency``: one pre-tokenized prompt per ``session.run``, one at a time, with the
+   server's session settings (``scorer.encoder.make_session``, 1 intra-op thread) and the same prompts.
+   ``core batch-1`` is the server's scoring function (``ScorerCore.score_prepared``: tokenize, the
+   same ONNX run, the router's head) in this process, one prompt at a time: the gap between the
+   two is tokenization and the router; the gap between it and the Score RPC at concurrency 1 is
+   serving (gRPC both ways, the hand-off to a worker thread) plus the cost of caches and idle
+   cores waking up after each encoder run, which a back-to-back loop never pays.
 3. ``Score RPC``: ``ferryman scorer`` in a subprocess on loopback; this process's grpc.aio
    client keeps 1, 8 and 64 unary Score calls in flight for ``--seconds`` each. The client
    shares the CPUs with the server, as a co-located caller would.
@@ -15,7 +21,9 @@ Everything runs on this machine, one phase after another, with the same prompts:
    request at a time (tokenize, forward, pool), torch using every core.
 
 Then the ratios against the targets (conc-64 >= 0.8x ceiling, >= 5x torch one-at-a-time,
-p50 at concurrency 1 <= raw batch-1 p50 + 1 ms). torch is imported only in phase 4.
+p50 at concurrency 1 <= raw batch-1 p50 + 1 ms). On CPU the padded "raw batched" ceiling is
+below one sequence per run, so conc-64 is also divided by the best raw mode (the faster of the
+two), the honest reading of "close to the raw ceiling". torch is imported only in phase 4.
 """
 
 from __future__ import annotations
@@ -132,6 +140,22 @@ def raw_phases(args: argparse.Namespace, prompts: list[str]) -> dict[str, Callab
     return phases
 
 
+def core_phase(routers_dir: Path, args: argparse.Namespace, prompts: list[str]) -> Callable[[float, Tally], None]:
+    """The server's scoring function in this process, one prompt at a time (no gRPC, no worker thread)."""
+    from scorer.core import ScoreQuery, ScorerCore
+
+    core = ScorerCore.load(
+        routers_dir, args.encoder_dir, precision=args.encoder_precision, threads=1, only=[args.router]
+    )
+    items = [core.prepare(ScoreQuery(router=args.router, prompt=p)) for p in prompts]
+    core.score_prepared(items[:1])
+
+    def phase(seconds: float, tally: Tally) -> None:
+        _timed_threads(1, seconds, lambda i: len(core.score_prepared([items[i % len(items)]])), tally)
+
+    return phase
+
+
 def _runner(enc: Encoder, batches: Sequence[Batch], threads: int) -> Callable[[float, Tally], None]:
     def phase(seconds: float, tally: Tally) -> None:
         _timed_threads(threads, seconds, lambda i: enc.run(batches[i % len(batches)]).shape[0], tally)
@@ -233,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
 
                 routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
         print(f"Score RPC against `ferryman scorer` in a subprocess, routers from {routers_dir}", flush=True)
+        phases["core batch-1"] = core_phase(routers_dir, args, prompts)
         # The random router does no inference: its latency at concurrency 1 is the serving overhead.
         overhead = args.router != "random" and (routers_dir / "random" / "manifest.json").is_file()
         proc, address = start_server(args, routers_dir, [args.router, "random"] if overhead else [args.router])
@@ -285,6 +310,9 @@ def report(r: dict[str, float], levels: list[int], args: argparse.Namespace) -> 
         (f"raw per-sequence, no padding ({seq_layout})", f"{per_seq:9.1f}/s"),
         ("raw batch-1 latency", f"p50 {r['raw batch-1 p50 ms']:.2f} ms  p99 {r['raw batch-1 p99 ms']:.2f} ms"),
     ]
+    if "core batch-1 p50 ms" in r:
+        p50, p99 = r["core batch-1 p50 ms"], r["core batch-1 p99 ms"]
+        rows.append(("core batch-1 (tokenize + run + router, in-process)", f"p50 {p50:.2f} ms  p99 {p99:.2f} ms"))
     for c in levels:
         rate, p50, p99 = r[f"rpc c{c} rps"], r[f"rpc c{c} p50 ms"], r[f"rpc c{c} p99 ms"]
         rows.append((f"Score RPC, concurrency {c}", f"{rate:9.1f}/s   p50 {p50:.2f} ms  p99 {p99:.2f} ms"))
@@ -305,10 +333,15 @@ def report(r: dict[str, float], levels: list[int], args: argparse.Namespace) -> 
         return f"  {name:<44}{value:8.2f}   {target:<16}{verdict}"
 
     lines.append(line(f"Score@{top} / raw batched ceiling", hi / ceiling, ">= 0.8", hi / ceiling >= 0.8))
-    lines.append(line(f"Score@{top} / raw per-sequence", hi / per_seq, "(reference)", None))
+    best_raw = max(ceiling, per_seq)
+    lines.append(line(f"Score@{top} / best raw mode", hi / best_raw, ">= 0.8", hi / best_raw >= 0.8))
     if torch_rps is not None:
         lines.append(line(f"Score@{top} / torch one-at-a-time", hi / torch_rps, ">= 5", hi / torch_rps >= 5))
     if 1 in levels:
         gap = r["rpc c1 p50 ms"] - r["raw batch-1 p50 ms"]
         lines.append(line("p50@1 - raw batch-1 p50 (ms)", gap, "<= 1 ms", gap <= 1.0))
+        if "core batch-1 p50 ms" in r:
+            model = r["core batch-1 p50 ms"] - r["raw batch-1 p50 ms"]
+            lines.append(line("  of which tokenize + router (core - raw)", model, "(breakdown)", None))
+            lines.append(line("  of which serving (p50@1 - core)", gap - model, "(breakdown)", None))
     return "\n".join(lines)
