@@ -18,6 +18,10 @@ worker, so that the measuring client costs next to nothing) sends identical
   gateway overhead: the stricter figure).
 
 Paths are interleaved in rounds so that drift in machine load hits all of them alike.
+``--think-ms`` makes every client worker pause after each answer, on all paths alike: the
+processes then start each request from idle, as the routed path's gateway and provider do
+after the scorer wait (on the development VM, work started from idle took about twice as
+long as back-to-back work).
 Added latency = path percentile − direct percentile, the routed latencies taken per request
 after the subtraction. Targets: p50 added ≤ 2 ms, p99 added ≤ 10 ms.
 """
@@ -63,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="the fake provider answers after this delay (0: at once, the CPU-bound worst case)",
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="each client worker pauses this long after an answer, on every path alike: the processes then"
+        " start each request from idle, as the routed path does after waiting for the scorer",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
 
@@ -149,9 +160,10 @@ class KeepAliveConnection:
 
 
 async def _run_path(
-    connections: list[KeepAliveConnection], model: str, n: int
+    connections: list[KeepAliveConnection], model: str, n: int, think_s: float = 0.0
 ) -> tuple[list[float], list[float], list[float]]:
-    """``n`` requests, one worker per connection; (latencies, scorer round trips, scorer server times) in ms."""
+    """``n`` requests, one worker per connection, each pausing ``think_s`` after an answer;
+    (latencies, scorer round trips, scorer server times) in ms."""
     latencies: list[float] = []
     scorer: list[float] = []
     server: list[float] = []
@@ -170,6 +182,8 @@ async def _run_path(
             latencies.append(elapsed)
             scorer.append(float(headers.get("x-ferryman-scorer-ms", "0")))
             server.append(float(headers.get("x-ferryman-scorer-server-ms", "0")))
+            if think_s:
+                await asyncio.sleep(think_s)
 
     await asyncio.gather(*(worker(c) for c in connections))
     return latencies, scorer, server
@@ -226,12 +240,12 @@ async def _measure(
         conns = {name: [KeepAliveConnection(url) for _ in range(concurrency)] for name, (url, _) in paths.items()}
         try:
             for name, (_, model) in paths.items():
-                await _run_path(conns[name], model, args.warmup)
+                await _run_path(conns[name], model, args.warmup, args.think_ms / 1000)
             per_round = max(1, args.requests // args.rounds)
             for _ in range(args.rounds):
                 for name, (_, model) in paths.items():
                     cpu0 = _cpu_s(gateway_pid)
-                    lat, rtt, server = await _run_path(conns[name], model, per_round)
+                    lat, rtt, server = await _run_path(conns[name], model, per_round, args.think_ms / 1000)
                     samples = per[name]
                     samples.gateway_cpu_s += _cpu_s(gateway_pid) - cpu0
                     samples.latency += lat
@@ -373,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         load = os.getloadavg()
         print(
             f"gateway overhead benchmark: {os.cpu_count()} CPUs, load average before {load[0]:.2f}, "
-            f"fake provider delay {args.provider_delay_ms:g} ms",
+            f"fake provider delay {args.provider_delay_ms:g} ms, client think time {args.think_ms:g} ms",
             flush=True,
         )
         pids = [os.getpid(), fake.proc.pid, gateway.proc.pid] + ([scorer.proc.pid] if args.router else [])
