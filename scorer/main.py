@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from scorer.batching import BatchingConfig
 from scorer.config import ScorerConfig
 from scorer.core import Limits
@@ -58,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "metrics-port", int, d.metrics_port, "Prometheus /metrics port (0: disabled)")
     _flag(parser, "workers", int, b.workers, "inference worker threads (batches run in parallel)")
     _flag(parser, "intra-op-threads", int, d.intra_op_threads, "onnxruntime threads per inference")
+    _flag(parser, "blas-threads", int, d.blas_threads, "NumPy BLAS threads (router heads; workers are the parallelism)")
     _flag(parser, "rows-per-run", int, d.rows_per_run, "sequences per ONNX run (1: exact batch invariance)")
     _flag(parser, "max-batch", int, b.max_batch, "most items per inference batch")
     _flag(parser, "max-wait-ms", float, b.max_wait_s * 1000, "longest wait for a batch to fill while another runs")
@@ -80,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         port=args.port,
         metrics_port=args.metrics_port,
         intra_op_threads=args.intra_op_threads,
+        blas_threads=args.blas_threads,
         rows_per_run=args.rows_per_run,
         batching=BatchingConfig(
             max_batch=args.max_batch,
@@ -122,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # worker threads already use the cores
     try:
         config = config_from_args(args)
-        asyncio.run(serve(config))
+        with threadpool_limits(limits=config.blas_threads, user_api="blas"):
+            asyncio.run(serve(config))
     except (ArtifactError, ValueError, OSError) as exc:
         print(f"ferryman scorer: error: {exc}", file=sys.stderr, flush=True)
         return 2

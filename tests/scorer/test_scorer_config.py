@@ -25,6 +25,7 @@ def test_defaults() -> None:
         "int8",
     )
     assert cfg.routers is None and cfg.rows_per_run == 1
+    assert (cfg.intra_op_threads, cfg.blas_threads) == (1, 1)
 
 
 def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,3 +49,5 @@ def test_bad_values(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
         main.config_from_args(parse(["--max-queue", "10", "--max-batch-items", "20"]))
     with pytest.raises(ValueError, match="invalid batching config"):
         main.config_from_args(parse(["--workers", "0"]))
+    with pytest.raises(ValueError, match=r"blas threads \(0\)"):
+        main.config_from_args(parse(["--blas-threads", "0"]))

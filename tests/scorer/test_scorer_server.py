@@ -185,6 +185,29 @@ def test_expired_items_dropped_before_inference() -> None:
     assert seen == ["first", "queued"]
 
 
+def test_batcher_leaves_a_share_for_the_busy_worker() -> None:
+    """A free worker takes ``queue / workers`` items, not the whole queue while the other worker is busy."""
+    sizes: list[int] = []
+
+    def score(items: list[int]) -> np.ndarray:
+        time.sleep(0.05)
+        return np.asarray(items, dtype=np.float64) * 2
+
+    async def main() -> list[np.ndarray]:
+        cfg = BatchingConfig(max_batch=64, workers=2, max_wait_s=0.005)
+        batcher: MicroBatcher[int] = MicroBatcher(score, cfg, on_batch=sizes.append)
+        batcher.start()
+        out = await asyncio.gather(*(batcher.submit([i]) for i in range(12)))
+        await batcher.close()
+        return out
+
+    results = asyncio.run(main())
+    assert [float(r[0]) for r in results] == [2.0 * i for i in range(12)]
+    # 12 queued: the first worker takes 6; the second, while the first runs, half of the 6 left;
+    # the other 3 wait for whichever worker frees first instead of joining a running batch.
+    assert sizes[:2] == [6, 3] and sum(sizes) == 12
+
+
 def test_unexpected_error_is_generic_internal(test_routers_dir: Path) -> None:
     async def main() -> None:
         server = ScorerServer(config_for_tests(test_routers_dir, routers=("random",)))
