@@ -21,7 +21,9 @@ Paths are interleaved in rounds so that drift in machine load hits all of them a
 ``--think-ms`` makes every client worker pause after each answer, on all paths alike: the
 processes then start each request from idle, as the routed path's gateway and provider do
 after the scorer wait (on the development VM, work started from idle took about twice as
-long as back-to-back work).
+long as back-to-back work). ``--stagger-ms`` spreads the workers' first requests: with a
+fixed provider delay, workers that start together stay in lockstep and the gateway gets
+bursts of ``--concurrency`` simultaneous requests, which one process serves one after another.
 Added latency = path percentile − direct percentile, the routed latencies taken per request
 after the subtraction. Targets: p50 added ≤ 2 ms, p99 added ≤ 10 ms.
 """
@@ -74,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="each client worker pauses this long after an answer, on every path alike: the processes then"
         " start each request from idle, as the routed path does after waiting for the scorer",
+    )
+    parser.add_argument(
+        "--stagger-ms",
+        type=float,
+        default=0.0,
+        help="spread the workers' first requests over this long (0: all at once). With a fixed provider delay"
+        " workers that start together stay in lockstep, so requests reach the gateway in bursts of"
+        " --concurrency; staggering by about the provider delay models a steady stream instead",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
 
@@ -160,18 +170,20 @@ class KeepAliveConnection:
 
 
 async def _run_path(
-    connections: list[KeepAliveConnection], model: str, n: int, think_s: float = 0.0
+    connections: list[KeepAliveConnection], model: str, n: int, think_s: float = 0.0, stagger_s: float = 0.0
 ) -> tuple[list[float], list[float], list[float]]:
-    """``n`` requests, one worker per connection, each pausing ``think_s`` after an answer;
-    (latencies, scorer round trips, scorer server times) in ms."""
+    """``n`` requests, one worker per connection, each pausing ``think_s`` after an answer, worker
+    ``i`` of ``k`` starting ``i * stagger_s / k`` late; (latencies, scorer round trips, scorer server
+    times) in ms."""
     latencies: list[float] = []
     scorer: list[float] = []
     server: list[float] = []
     body = json.dumps({"model": model, "messages": BODY_MESSAGES}).encode()
     remaining = n
 
-    async def worker(conn: KeepAliveConnection) -> None:
+    async def worker(conn: KeepAliveConnection, start_s: float) -> None:
         nonlocal remaining
+        await asyncio.sleep(start_s)
         while remaining > 0:
             remaining -= 1
             t0 = time.perf_counter()
@@ -185,7 +197,8 @@ async def _run_path(
             if think_s:
                 await asyncio.sleep(think_s)
 
-    await asyncio.gather(*(worker(c) for c in connections))
+    k = len(connections)
+    await asyncio.gather(*(worker(c, i * stagger_s / k) for i, c in enumerate(connections)))
     return latencies, scorer, server
 
 
@@ -240,12 +253,14 @@ async def _measure(
         conns = {name: [KeepAliveConnection(url) for _ in range(concurrency)] for name, (url, _) in paths.items()}
         try:
             for name, (_, model) in paths.items():
-                await _run_path(conns[name], model, args.warmup, args.think_ms / 1000)
+                await _run_path(conns[name], model, args.warmup, args.think_ms / 1000, args.stagger_ms / 1000)
             per_round = max(1, args.requests // args.rounds)
             for _ in range(args.rounds):
                 for name, (_, model) in paths.items():
                     cpu0 = _cpu_s(gateway_pid)
-                    lat, rtt, server = await _run_path(conns[name], model, per_round, args.think_ms / 1000)
+                    lat, rtt, server = await _run_path(
+                        conns[name], model, per_round, args.think_ms / 1000, args.stagger_ms / 1000
+                    )
                     samples = per[name]
                     samples.gateway_cpu_s += _cpu_s(gateway_pid) - cpu0
                     samples.latency += lat
@@ -387,7 +402,8 @@ def run(args: argparse.Namespace) -> int:
         load = os.getloadavg()
         print(
             f"gateway overhead benchmark: {os.cpu_count()} CPUs, load average before {load[0]:.2f}, "
-            f"fake provider delay {args.provider_delay_ms:g} ms, client think time {args.think_ms:g} ms",
+            f"fake provider delay {args.provider_delay_ms:g} ms, client think time {args.think_ms:g} ms,"
+            f" start stagger {args.stagger_ms:g} ms",
             flush=True,
         )
         pids = [os.getpid(), fake.proc.pid, gateway.proc.pid] + ([scorer.proc.pid] if args.router else [])
