@@ -1,0 +1,66 @@
+"""SW selection: inner folds keep subjects whole, and a small grid runs end to end on a data slice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scorer.data.benchmarks import LabeledPrompt, default_data_dir, load_benchmark
+from scorer.data.folds import FoldAssignment
+from scorer.testing import DEFAULT_ENCODER_DIR
+from scorer.train.sw_select import inner_folds, main
+
+from .dataslice import write_slice
+
+
+def _items() -> list[LabeledPrompt]:
+    out = []
+    for s, size in enumerate([30, 12, 9, 7, 5, 3]):
+        out += [LabeledPrompt(f"m{s}-{i}", f"q{s} {i}", "mmlu", f"subject{s}", 1.0, 0.0) for i in range(size)]
+    return out + [LabeledPrompt(f"g{i}", f"g {i}", "gsm8k", "gsm8k", 1.0, 1.0) for i in range(40)]
+
+
+def test_subject_inner_folds_keep_subjects_whole_and_balance_sizes() -> None:
+    items = _items()
+    folds = inner_folds(items, "subject", 3, seed=0)
+    by_subject: dict[str, set[int]] = {}
+    for it, f in zip(items, folds.tolist(), strict=True):
+        by_subject.setdefault(it.group, set()).add(f)
+    assert all(len(v) == 1 for g, v in by_subject.items() if g != "gsm8k")
+    assert len(by_subject["gsm8k"]) == 3  # GSM8K prompts are spread at random
+    mmlu_sizes = np.bincount([f for it, f in zip(items, folds, strict=True) if it.benchmark == "mmlu"], minlength=3)
+    assert sorted(mmlu_sizes.tolist()) == [17, 19, 30]  # largest subject alone, the rest balanced greedily
+    np.testing.assert_array_equal(folds, inner_folds(items, "subject", 3, seed=0))  # seeded
+
+
+def test_prompt_inner_folds_split_subjects() -> None:
+    folds = inner_folds(_items(), "prompt", 3, seed=1)
+    assert len(set(folds[:30].tolist())) == 3
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_slice(default_data_dir(), tmp_path_factory.mktemp("data"), mmlu_rows=30, gsm8k_rows=60)
+
+
+def test_grid_runs_on_a_slice_and_writes_every_candidate(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = load_benchmark("mmlu", data) + load_benchmark("gsm8k", data)
+    folds = FoldAssignment.from_items(items, np.arange(len(items)) % 2, scheme="prompt", seed=0)
+    folds.save(tmp_path / "folds.json")
+    out = tmp_path / "select.json"
+    argv = ["--folds", str(tmp_path / "folds.json"), "--k-inner", "2", "--dims", "0,2", "--exponents", "1,4"]
+    argv += ["--data-dir", str(data), "--encoder-dir", str(DEFAULT_ENCODER_DIR), "--cache-dir", str(tmp_path / "c")]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scheme"] == "prompt" and len(result["rows"]) == 4
+    for row in result["rows"]:
+        assert len(row["per_outer"]) == 2
+        assert all(np.isfinite(v) for v in row["mean"].values())
+    assert result["best"]["criterion"] == max(r["criterion"] for r in result["rows"])
+    printed = capsys.readouterr().out
+    assert "pls d=2 K=4" in printed and "best:" in printed
