@@ -95,7 +95,7 @@ TRAIN_ARGS ?=
 routers: $(STAMPS)/venv  ## retrain the default routers (mf, sw, bert, random) from the public data, then calibrate
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
 	$(BIN)/ferryman train mf $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/mf $(TRAIN_ARGS)
-	$(BIN)/ferryman train sw $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/sw --sw-weight-exponent 3 $(TRAIN_ARGS)
+	$(BIN)/ferryman train sw $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/sw --sw-weight-exponent 8 --sw-projection-dim 4 $(TRAIN_ARGS)
 	$(BIN)/ferryman train bert $(BERT_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/bert $(TRAIN_ARGS)
 	$(BIN)/ferryman train random --out $(ROUTERS_DIR)/random
 	$(BIN)/ferryman calibrate $(ROUTERS_DIR)/mf $(ROUTERS_DIR)/sw $(ROUTERS_DIR)/bert $(ROUTERS_DIR)/random \
@@ -103,7 +103,7 @@ routers: $(STAMPS)/venv  ## retrain the default routers (mf, sw, bert, random) f
 
 crossfit: $(STAMPS)/venv  ## k=5 cross-fitted mf/sw/bert artifacts (prompt and subject folds) -> build/crossfit
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
-	$(BIN)/ferryman train crossfit --routers mf,sw --sw-weight-exponent 3 $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+	$(BIN)/ferryman train crossfit --routers mf,sw --sw-weight-exponent 8 --sw-projection-dim 4 $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 	$(BIN)/ferryman train crossfit --routers bert $(BERT_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 
 clean:  ## remove build outputs (keeps the virtualenv)
