@@ -39,14 +39,14 @@ class BertConfig:
     """Hyper-parameters of the fine-tuning."""
 
     train_layers: int = 1
-    epochs: int = 1  # fine-tuning epochs after the linear probe; 0 = the probe alone
+    epochs: int = 0  # fine-tuning epochs after the linear probe; 0 = the probe alone (chosen, README "Training")
     batch_size: int = 16
-    lr: float = 1e-4
+    lr: float = 1e-5  # LP-FT: small steps from the probe (1e-5 and 5e-5 were tried, README "Training")
     max_rows: int = 2500  # CPU budget: fine-tuning rows, a class-balanced subsample (the probe uses all)
-    head_lr: float = 1e-3
+    head_lr: float = 1e-5
     dropout: float = 0.1
     weight_decay: float = 0.01
-    probe_c: float = 1.0  # inverse L2 strength of the linear probe on standardised features
+    probe_c: float = 0.001  # inverse L2 strength of the linear probe on standardised features (chosen)
 
 
 def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:
@@ -129,8 +129,8 @@ def trained_prefixes(num_layers: int, train_layers: int) -> list[str]:
 
 
 def delta_of(module: Any, train_layers: int) -> dict[str, np.ndarray]:
-    """The trained tensors as fp16 arrays, keyed by state-dict name."""
-    prefixes = trained_prefixes(module.inner.config.num_hidden_layers, train_layers)
+    """The trained tensors as fp16 arrays, keyed by state-dict name (``train_layers = 0``: the head alone)."""
+    prefixes = trained_prefixes(module.inner.config.num_hidden_layers, train_layers) if train_layers else [HEAD_PREFIX]
     return {
         k: v.detach().cpu().numpy().astype(np.float16)
         for k, v in module.state_dict().items()
@@ -377,9 +377,14 @@ class BertTrainer:
                 out[batch] = prob[:, 0] + tie_weight * prob[:, 1]
         return out
 
-    def delta(self, module: Any) -> dict[str, np.ndarray]:
-        """The trained tensors of ``module`` (fp16)."""
-        return delta_of(module, self.train_layers)
+    def delta(self, module: Any, config: BertConfig) -> dict[str, np.ndarray]:
+        """The tensors ``train`` changed (fp16): the head, plus the top layers if it fine-tuned."""
+        return delta_of(module, changed_layers(config))
+
+
+def changed_layers(config: BertConfig) -> int:
+    """Transformer layers training changes: none for the probe alone (``epochs = 0``)."""
+    return config.train_layers if config.epochs > 0 else 0
 
 
 def save_delta(path: Path, delta: dict[str, np.ndarray]) -> None:

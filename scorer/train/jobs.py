@@ -10,7 +10,7 @@ import numpy as np
 
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
-from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, save_delta
+from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, changed_layers, save_delta
 from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
 from scorer.train.mf import MFConfig, save_weights, train_mf
@@ -126,7 +126,7 @@ def train_bert_artifact(
     elif missing := [p for p in prompts if p not in trainer.index]:
         raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
     module = trainer.train(prompts, labels, config, seed=target.seed)
-    save_delta(target.out_dir / "delta.npz", trainer.delta(module))
+    save_delta(target.out_dir / "delta.npz", trainer.delta(module, config))
     counts = np.bincount(labels, minlength=len(LABELS))
     prov = provenance(
         data.provenance(),
@@ -148,7 +148,7 @@ def train_bert_artifact(
         built={"onnx": ONNX_FILE},
         encoder=spec,
         prov=prov,
-        params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": config.train_layers},
+        params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": changed_layers(config)},
     )
     if build_onnx:
         from scorer.train.rebuild import build_bert_onnx

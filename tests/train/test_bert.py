@@ -9,7 +9,7 @@ import pytest
 
 from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import LabeledPrompt
-from scorer.train.bert import BertConfig, BertTrainer, fit_probe, hidden_cache_path
+from scorer.train.bert import BertConfig, BertTrainer, changed_layers, fit_probe, hidden_cache_path, module_from_delta
 from scorer.train.bert_select import apgr_by_benchmark, probe_scores
 
 SPEC = EncoderSpec(max_tokens=32, head_tokens=8)
@@ -108,3 +108,16 @@ def test_validation_apgr_is_per_benchmark() -> None:
     ]
     got = apgr_by_benchmark(val, np.array([0.9, 0.1, 0.2, 0.8]))
     assert got["mmlu"] > 0.5 and got["gsm8k"] < 0.5 and set(got) == {"mmlu", "gsm8k"}
+
+
+def test_probe_only_delta_is_the_head_and_rebuilds_the_same_router(trainer: tuple[BertTrainer, Path]) -> None:
+    tr, _ = trainer
+    labels = np.arange(len(PROMPTS)) % 3
+    cfg = BertConfig(epochs=0)
+    module = tr.train(PROMPTS, labels, cfg, seed=0)
+    delta = tr.delta(module, cfg)
+    assert sorted(delta) == ["head.bias", "head.weight"] and changed_layers(cfg) == 0
+    rebuilt = module_from_delta(delta)
+    np.testing.assert_allclose(tr.predict(rebuilt, PROMPTS), tr.predict(module, PROMPTS), atol=1e-3)
+    tuned = BertConfig(epochs=1)
+    assert changed_layers(tuned) == 1 and any(k.startswith("inner.encoder.layer.5.") for k in tr.delta(module, tuned))
