@@ -24,6 +24,10 @@ Then the ratios against the targets (conc-64 >= 0.8x ceiling, >= 5x torch one-at
 p50 at concurrency 1 <= raw batch-1 p50 + 1 ms). On CPU the padded "raw batched" ceiling is
 below one sequence per run, so conc-64 is also divided by the best raw mode (the faster of the
 two), the honest reading of "close to the raw ceiling". torch is imported only in phase 4.
+
+``--baseline-dir DIR`` also starts a scorer from another revision's packages (``git archive REV
+scorer ferryman gateway | tar -x -C DIR``) and interleaves its Score loads with this checkout's,
+printing before/after side by side.
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", type=Path, default=QUESTIONS, help="JSONL with a 'turns' list per line")
     parser.add_argument("--skip-torch", action="store_true", help="skip the torch eager baseline")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--baseline-dir",
+        type=Path,
+        help="a second scorer to compare with, run from this directory (e.g. `git archive REV scorer ferryman "
+        "gateway | tar -x -C DIR`): its Score calls are interleaved with this checkout's, side by side",
+    )
 
 
 def load_prompts(path: Path) -> list[str]:
@@ -164,14 +174,15 @@ def _runner(enc: Encoder, batches: Sequence[Batch], threads: int) -> Callable[[f
 
 
 def start_server(
-    args: argparse.Namespace, routers_dir: Path, routers: Sequence[str]
+    args: argparse.Namespace, routers_dir: Path, routers: Sequence[str], cwd: Path | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers_dir)]
+    """``ferryman scorer`` on a free loopback port (from ``cwd``'s packages when given); returns it and its address."""
+    argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers_dir.resolve())]
     argv += ["--routers", ",".join(routers)]
-    argv += ["--encoder-dir", str(args.encoder_dir), "--encoder-precision", args.encoder_precision]
+    argv += ["--encoder-dir", str(args.encoder_dir.resolve()), "--encoder-precision", args.encoder_precision]
     argv += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--log-level", "WARNING"]
     argv += ["--workers", str(args.workers), "--max-batch", str(args.max_batch)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=cwd)
     assert proc.stdout is not None
     address = ""
     for line in proc.stdout:
@@ -261,11 +272,16 @@ def run(args: argparse.Namespace) -> int:
         # The random router does no inference: its latency at concurrency 1 is the serving overhead.
         overhead = args.router != "random" and (routers_dir / "random" / "manifest.json").is_file()
         proc, address = start_server(args, routers_dir, [args.router, "random"] if overhead else [args.router])
+        servers = [("", address)]
+        if args.baseline_dir is not None:
+            base_proc, base_address = start_server(args, routers_dir, [args.router], cwd=args.baseline_dir)
+            servers.append((" baseline", base_address))
         try:
             for c in levels:
-                phases[f"rpc c{c}"] = lambda sec, tally, c=c: asyncio.run(  # type: ignore[misc]
-                    rpc_load(address, args.router, prompts, c, sec, tally)
-                )
+                for suffix, addr in servers:
+                    phases[f"rpc c{c}{suffix}"] = lambda sec, tally, c=c, addr=addr: asyncio.run(  # type: ignore[misc]
+                        rpc_load(addr, args.router, prompts, c, sec, tally)
+                    )
             if overhead:
                 phases["rpc random c1"] = lambda sec, tally: asyncio.run(
                     rpc_load(address, "random", prompts, 1, sec, tally)
@@ -282,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             proc.terminate()
             proc.wait(60)
+            if args.baseline_dir is not None:
+                base_proc.terminate()
+                base_proc.wait(60)
     results = summarise(tallies)
     print(report(results, levels, args))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
@@ -316,6 +335,14 @@ def report(r: dict[str, float], levels: list[int], args: argparse.Namespace) -> 
     for c in levels:
         rate, p50, p99 = r[f"rpc c{c} rps"], r[f"rpc c{c} p50 ms"], r[f"rpc c{c} p99 ms"]
         rows.append((f"Score RPC, concurrency {c}", f"{rate:9.1f}/s   p50 {p50:.2f} ms  p99 {p99:.2f} ms"))
+        if f"rpc c{c} baseline rps" in r:
+            b_rate, b50, b99 = (r[f"rpc c{c} baseline {k}"] for k in ("rps", "p50 ms", "p99 ms"))
+            rows.append(
+                (
+                    f"  baseline scorer, concurrency {c}",
+                    f"{b_rate:9.1f}/s   p50 {b50:.2f} ms  p99 {b99:.2f} ms   (this / baseline {rate / b_rate:.2f}x)",
+                )
+            )
     if "rpc random c1 p50 ms" in r:
         rate, p50, p99 = r["rpc random c1 rps"], r["rpc random c1 p50 ms"], r["rpc random c1 p99 ms"]
         rows.append(

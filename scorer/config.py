@@ -24,7 +24,7 @@ class ScorerConfig:
     intra_op_threads: int = 1
     # NumPy BLAS threads (router heads, SW similarities). The inference workers already use the
     # cores; a second OpenBLAS thread spins after each multi-row product and takes a core from them
-    # (SW at concurrency 64: 41.8 -> 52.6 Score/s with 1 thread, measured side by side).
+    # (SW at concurrency 64: 41.8 -> 52.6 Score/s with OPENBLAS_NUM_THREADS=1, measured side by side).
     blas_threads: int = 1
     rows_per_run: int = 1  # sequences per ONNX run; 1 = scores independent of batch mates
     batching: BatchingConfig = field(default_factory=BatchingConfig)
