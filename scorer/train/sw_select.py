@@ -119,8 +119,12 @@ def _grid(args: argparse.Namespace) -> list[SWConfig]:
     ]
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--folds", type=Path, required=True, help="folds.json of the outer cross-fitting")
     p.add_argument("--scheme", choices=["subject", "prompt"], help="inner split (default: the folds file's scheme)")
     p.add_argument("--k-inner", type=int, default=4, help="inner folds per outer training part")
