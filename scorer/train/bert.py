@@ -47,13 +47,27 @@ class BertConfig:
     dropout: float = 0.1
     weight_decay: float = 0.01
     probe_c: float = 0.001  # inverse L2 strength of the linear probe on standardised features (chosen)
+    gsm8k_weight: float = 1.0  # probe loss weight of GSM8K rows (1,307 among 14k MMLU rows)
 
 
 def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:
     """Prompts and class indices (0 strong, 1 tie, 2 weak) of the pairs that compare ``strong`` with ``weak``."""
+    prompts, labels, _ = bert_rows(data, strong, weak)
+    return prompts, labels
+
+
+def bert_weights(data: TrainingData, strong: str, weak: str, config: BertConfig) -> np.ndarray:
+    """Probe loss weight per ``bert_labels`` row: ``config.gsm8k_weight`` for GSM8K rows, else 1."""
+    _, _, sources = bert_rows(data, strong, weak)
+    return np.array([config.gsm8k_weight if src == "gsm8k" else 1.0 for src in sources])
+
+
+def bert_rows(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """``bert_labels`` plus each row's source (``mmlu``, ``gsm8k``, a battles file's name)."""
     outcome_class = {A_WINS: 0, TIE: 1, B_WINS: 2}
     prompts: list[str] = []
     labels: list[int] = []
+    sources: list[str] = []
     for p in data.pairs:
         if (p.model_a, p.model_b) == (strong, weak):
             cls = outcome_class[p.outcome]
@@ -63,9 +77,10 @@ def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], 
             continue
         prompts.append(p.prompt)
         labels.append(cls)
+        sources.append(p.source)
     if not prompts:
         raise ValueError(f"no training pairs compare {strong!r} with {weak!r}")
-    return prompts, np.array(labels, dtype=np.int64)
+    return prompts, np.array(labels, dtype=np.int64), sources
 
 
 def select_rows(labels: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
@@ -155,7 +170,9 @@ def module_from_delta(delta: dict[str, np.ndarray]) -> Any:
     return module.eval()
 
 
-def fit_probe(features: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+def fit_probe(
+    features: np.ndarray, labels: np.ndarray, c: float, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression (L2, inverse strength ``c`` as in scikit-learn) as head weights.
 
     Fitted by L-BFGS on standardised features (deterministic); the returned
@@ -167,17 +184,21 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.nd
         raise ValueError(f"probe_c must be > 0, got {c}")
     if len(features) != len(labels) or not len(labels):
         raise ValueError(f"{len(features)} feature rows for {len(labels)} labels")
+    if weights is not None and (len(weights) != len(labels) or not (np.asarray(weights) > 0).all()):
+        raise ValueError("probe weights must be one positive number per row")
     x = np.asarray(features, dtype=np.float64)
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = torch.from_numpy((x - mu) / sd)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    sw = torch.from_numpy(np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64))
     w = torch.zeros((len(LABELS), x.shape[1]), dtype=torch.float64, requires_grad=True)
     b = torch.zeros(len(LABELS), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
 
     def closure() -> Any:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z @ w.T + b, y) + (w**2).sum() / (2 * c * len(y))
+        per_row = torch.nn.functional.cross_entropy(z @ w.T + b, y, reduction="none")
+        loss = (sw * per_row).sum() / sw.sum() + (w**2).sum() / (2 * c * sw.sum())
         loss.backward()
         return loss
 
@@ -299,7 +320,15 @@ class BertTrainer:
             self._features = feats
         return self._features[[self.index[p] for p in prompts]]
 
-    def train(self, prompts: Sequence[str], labels: np.ndarray, config: BertConfig, *, seed: int) -> Any:
+    def train(
+        self,
+        prompts: Sequence[str],
+        labels: np.ndarray,
+        config: BertConfig,
+        *,
+        seed: int,
+        weights: np.ndarray | None = None,
+    ) -> Any:
         """Linear probe on all rows, then fine-tune on a subsample (LP-FT); returns the module (eval mode).
 
         The head starts as a multinomial logistic regression on the frozen
@@ -312,7 +341,7 @@ class BertTrainer:
         if config.train_layers != self.train_layers:
             raise ValueError("config.train_layers differs from the cached split")
         labels = np.asarray(labels, dtype=np.int64)
-        weight, bias = fit_probe(self.features(prompts), labels, config.probe_c)
+        weight, bias = fit_probe(self.features(prompts), labels, config.probe_c, weights)
         module = self._fresh_module(config.dropout)
         with torch.no_grad():
             module.head.weight.copy_(torch.from_numpy(weight))

@@ -12,6 +12,7 @@ loaded.
 Two stages, so the fine-tuning (the expensive part) runs only on the best probe:
 
 1. linear probe alone (``epochs = 0``) for each ``probe_c``, with and without the battles;
+   then (1b) the best of those with each loss weight of the GSM8K rows;
 2. LP-FT from the best probe for each fine-tuning learning rate.
 
 Usage: ``python -m scorer.train.bert_select --folds build/crossfit/subject/folds.json``
@@ -35,7 +36,7 @@ from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt, default_data_dir, load_benchmark
 from scorer.data.folds import FoldAssignment
 from scorer.eval.metrics import apgr, endpoints, routing_curve
-from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, fit_probe
+from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, fit_probe
 from scorer.train.data import TrainingData, heldout_keys, load_training_data
 
 GOLDEN = ("mmlu", "gsm8k")
@@ -52,7 +53,8 @@ class Candidate:
     def name(self) -> str:
         c = self.config
         ft = f"ft lr={c.lr:g} rows={c.max_rows} ep={c.epochs}" if c.epochs else "probe only"
-        return f"C={c.probe_c:g} battles={'yes' if self.battles else 'no'} {ft}"
+        gsm = f" gsm8k×{c.gsm8k_weight:g}" if c.gsm8k_weight != 1 else ""
+        return f"C={c.probe_c:g} battles={'yes' if self.battles else 'no'}{gsm} {ft}"
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,15 @@ def probe_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, tie
 
 def evaluate(trainer: BertTrainer, cand: Candidate, split: Split, seed: int) -> dict[str, float]:
     """Train ``cand`` on the split's inner training data; APGR on its inner validation prompts."""
-    prompts, labels = bert_labels(split.train_all if cand.battles else split.train_golden, STRONG, WEAK)
+    data = split.train_all if cand.battles else split.train_golden
+    prompts, labels = bert_labels(data, STRONG, WEAK)
+    weights = bert_weights(data, STRONG, WEAK, cand.config)
     val_prompts = [it.prompt for it in split.val]
     if cand.config.epochs == 0:
-        weight, bias = fit_probe(trainer.features(prompts), labels, cand.config.probe_c)
+        weight, bias = fit_probe(trainer.features(prompts), labels, cand.config.probe_c, weights)
         scores = probe_scores(trainer.features(val_prompts), weight, bias)
     else:
-        module = trainer.train(prompts, labels, cand.config, seed=seed)
+        module = trainer.train(prompts, labels, cand.config, seed=seed, weights=weights)
         scores = trainer.predict(module, val_prompts)
     return apgr_by_benchmark(split.val, scores)
 
@@ -152,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--battles", type=Path, help="arena battles (Chatbot Arena 55k schema)")
     p.add_argument("--data-dir", type=Path, help="public data root (default $FERRYMAN_DATA)")
     p.add_argument("--probe-cs", default="0.003,0.01,0.03,0.1,1", help="stage 1: probe_c values")
+    p.add_argument("--gsm8k-weights", default="1,3,10", help="stage 1b: probe loss weights of the GSM8K rows")
     p.add_argument("--ft-lrs", default="1e-5,3e-5,1e-4", help="stage 2: fine-tuning learning rates")
     p.add_argument("--ft-rows", type=int, default=BertConfig.max_rows, help="stage 2: fine-tuning rows")
     p.add_argument("--max-tokens", type=int, default=128, help="BERT token window")
@@ -191,7 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         splits,
         args.seed,
     )
-    best1 = _best(stage1)
+    best0 = _best(stage1)
+    cfg0 = BertConfig(**best0["config"])  # type: ignore[arg-type]
+    print(f"stage 1b: GSM8K row weight for {best0['candidate']}", flush=True)
+    weights = [float(x) for x in args.gsm8k_weights.split(",") if x and float(x) != cfg0.gsm8k_weight]
+    stage1b = run_grid(
+        trainer, [Candidate(replace(cfg0, gsm8k_weight=x), bool(best0["battles"])) for x in weights], splits, args.seed
+    )
+    best1 = _best([best0, *stage1b])
     base_cfg = BertConfig(**best1["config"])  # type: ignore[arg-type]
     print(f"stage 2: LP-FT from {best1['candidate']}", flush=True)
     ft = [
@@ -205,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = _best([best1, *stage2])
     print(f"chosen: {chosen['candidate']} (criterion {chosen['criterion']:.4f}) in {time.perf_counter() - t0:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"folds": str(args.folds), "outer": args.outer, "stage1": stage1, "stage2": stage2, "chosen": chosen}
+    result = {"folds": str(args.folds), "outer": args.outer, "stage1": stage1, "stage1b": stage1b, "stage2": stage2}
+    result["chosen"] = chosen
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
 

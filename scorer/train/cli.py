@@ -67,6 +67,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bert-probe-c", type=float, default=BertConfig.probe_c, help="BERT: inverse L2 strength of the linear probe"
     )
+    p.add_argument(
+        "--bert-gsm8k-weight", type=float, default=BertConfig.gsm8k_weight, help="BERT: probe loss weight of GSM8K rows"
+    )
     p.add_argument("--bert-lr", type=float, default=BertConfig.lr, help="BERT: learning rate of the layers")
     p.add_argument("--bert-batch", type=int, default=BertConfig.batch_size, help="BERT: batch size")
     p.add_argument(
@@ -146,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.bert_batch,
         max_rows=args.bert_max_rows,
         probe_c=args.bert_probe_c,
+        gsm8k_weight=args.bert_gsm8k_weight,
     )
     bert_spec = EncoderSpec(max_tokens=args.bert_max_tokens, head_tokens=args.head_tokens)
     try:

@@ -10,7 +10,7 @@ import numpy as np
 
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
-from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, changed_layers, save_delta
+from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, changed_layers, save_delta
 from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
 from scorer.train.mf import MFConfig, save_weights, train_mf
@@ -125,7 +125,8 @@ def train_bert_artifact(
         trainer = BertTrainer(prompts, spec, config.train_layers, device=device, cache_dir=cache_dir)
     elif missing := [p for p in prompts if p not in trainer.index]:
         raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
-    module = trainer.train(prompts, labels, config, seed=target.seed)
+    weights = bert_weights(data, target.strong, target.weak, config)
+    module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights)
     save_delta(target.out_dir / "delta.npz", trainer.delta(module, config))
     counts = np.bincount(labels, minlength=len(LABELS))
     prov = provenance(

@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 
 from scorer.artifacts import EncoderSpec
-from scorer.data.benchmarks import LabeledPrompt
-from scorer.train.bert import BertConfig, BertTrainer, changed_layers, fit_probe, hidden_cache_path, module_from_delta
+from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt
+from scorer.train.bert import (
+    BertConfig,
+    BertTrainer,
+    bert_weights,
+    changed_layers,
+    fit_probe,
+    hidden_cache_path,
+    module_from_delta,
+)
 from scorer.train.bert_select import apgr_by_benchmark, probe_scores
+from scorer.train.data import A_WINS, TIE, Pair, TrainingData
 
 SPEC = EncoderSpec(max_tokens=32, head_tokens=8)
 PROMPTS = [f"question {i}: what is {i} plus {i * 7}?" for i in range(12)] + ["a", "Prove that sqrt(2) is irrational."]
@@ -121,3 +130,33 @@ def test_probe_only_delta_is_the_head_and_rebuilds_the_same_router(trainer: tupl
     np.testing.assert_allclose(tr.predict(rebuilt, PROMPTS), tr.predict(module, PROMPTS), atol=1e-3)
     tuned = BertConfig(epochs=1)
     assert changed_layers(tuned) == 1 and any(k.startswith("inner.encoder.layer.5.") for k in tr.delta(module, tuned))
+
+
+def test_probe_row_weights_act_like_repeated_rows() -> None:
+    x, y = _blobs(2)
+    weights = np.where(np.arange(len(y)) % 4 == 0, 3.0, 1.0)
+    rows = np.repeat(np.arange(len(y)), weights.astype(int))
+    w_weighted, b_weighted = fit_probe(x, y, c=0.1, weights=weights)
+    w_repeated, b_repeated = fit_probe(x[rows], y[rows], c=0.1)
+
+    def proba(w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        z = x.astype(np.float64) @ w.T + b
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(p / p.sum(axis=1, keepdims=True))
+
+    # equal up to the standardisation statistics, which repeated rows shift slightly
+    np.testing.assert_allclose(proba(w_weighted, b_weighted), proba(w_repeated, b_repeated), atol=0.02)
+    with pytest.raises(ValueError, match="positive"):
+        fit_probe(x, y, c=0.1, weights=np.zeros(len(y)))
+
+
+def test_gsm8k_rows_get_the_configured_weight() -> None:
+    pairs = [
+        Pair("p1", STRONG, WEAK, A_WINS, "mmlu", "k1"),
+        Pair("p2", WEAK, STRONG, TIE, "gsm8k", "k2"),
+        Pair("p3", STRONG, WEAK, A_WINS, "arena-bench-v1"),
+        Pair("p4", "other", WEAK, A_WINS, "arena-bench-v1"),  # not the pair BERT scores: no row
+    ]
+    data = TrainingData(pairs, ["arena-bench-v1", "mmlu", "gsm8k"])
+    assert bert_weights(data, STRONG, WEAK, BertConfig(gsm8k_weight=3.0)).tolist() == [1.0, 3.0, 1.0]
+    assert bert_weights(data, STRONG, WEAK, BertConfig()).tolist() == [1.0, 1.0, 1.0]
