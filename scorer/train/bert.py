@@ -46,8 +46,8 @@ class BertConfig:
     head_lr: float = 1e-5
     dropout: float = 0.1
     weight_decay: float = 0.01
-    probe_c: float = 0.001  # inverse L2 strength of the linear probe on standardised features (chosen)
-    gsm8k_weight: float = 1.0  # probe loss weight of GSM8K rows (1,307 among 14k MMLU rows)
+    probe_c: float = 0.0003  # inverse L2 strength of the linear probe on standardised features (chosen)
+    gsm8k_weight: float = 3.0  # probe loss weight of GSM8K rows (1,307 among 14k MMLU rows; chosen)
 
 
 def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:

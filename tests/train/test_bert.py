@@ -159,4 +159,4 @@ def test_gsm8k_rows_get_the_configured_weight() -> None:
     ]
     data = TrainingData(pairs, ["arena-bench-v1", "mmlu", "gsm8k"])
     assert bert_weights(data, STRONG, WEAK, BertConfig(gsm8k_weight=3.0)).tolist() == [1.0, 3.0, 1.0]
-    assert bert_weights(data, STRONG, WEAK, BertConfig()).tolist() == [1.0, 1.0, 1.0]
+    assert bert_weights(data, STRONG, WEAK, BertConfig(gsm8k_weight=1.0)).tolist() == [1.0, 1.0, 1.0]
