@@ -43,6 +43,12 @@ class InvalidRequestError(GatewayError):
     openai_type = "invalid_request_error"
 
 
+class UnsupportedParameterError(InvalidRequestError):
+    """The request uses an OpenAI feature the gateway does not implement (tools, ``n`` > 1, ...)."""
+
+    openai_code = "unsupported_parameter"
+
+
 class UnknownModelError(InvalidRequestError):
     """The model name is neither a configured model, a named policy nor ``router-<r>-<t>``."""
 

@@ -10,10 +10,38 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.errors import InvalidRequestError
+from gateway.errors import InvalidRequestError, UnsupportedParameterError
 from gateway.types import ChatRequest, ChatResult, Decision, Message, RoutingOverrides, Usage
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+#: OpenAI parameters the gateway does not implement and whose loss would change the answer's
+#: shape (tool calls, several choices, JSON mode, log-probabilities, audio), each with the values
+#: that mean "feature off". Any other value is refused with a 400 naming the parameter instead of
+#: being dropped silently. Pure sampling hints the providers may ignore anyway (seed,
+#: presence_penalty, logit_bias, ...) are not listed and are not forwarded.
+UNSUPPORTED_PARAMS: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []),
+    "functions": (None, []),
+    "tool_choice": (None, "none"),
+    "function_call": (None, "none"),
+    "n": (None, 1),
+    "response_format": (None, {"type": "text"}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+}
+
+
+def _refuse_unsupported(data: dict[str, Any]) -> None:
+    for key, off in UNSUPPORTED_PARAMS.items():
+        value = data.get(key)
+        if not any(value == v and type(value) is type(v) for v in off):
+            raise UnsupportedParameterError(
+                f"parameter {key!r} is not supported by this gateway (got {value!r}); remove it", param=key
+            )
 
 
 def _number(data: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
@@ -91,6 +119,7 @@ def parse_chat_request(data: Any) -> tuple[ChatRequest, bool, bool]:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("model is required and must be a string", param="model")
+    _refuse_unsupported(data)
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise InvalidRequestError("max_tokens must be a positive integer", param="max_tokens")

@@ -59,6 +59,18 @@ def test_sdk_streaming(gw, model):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
 
 
+def test_sdk_unsupported_features_are_refused_not_dropped(gw, fakes):
+    client = sdk(gw)
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="weak-openai", messages=MESSAGES, tools=[tool])
+    assert err.value.code == "unsupported_parameter" and err.value.param == "tools"
+    assert fakes["weak-openai"].requests == 0
+    # The values that mean "feature off" are accepted.
+    ok = client.chat.completions.create(model="weak-openai", messages=MESSAGES, n=1, tool_choice="none", logprobs=False)
+    assert ok.choices[0].message.content == "Answer from weak-openai."
+
+
 def test_models_health_metrics(gw):
     ids = [m.id for m in sdk(gw).models.list()]
     assert "ferryman-balanced" in ids and "strong-openai" in ids
@@ -102,6 +114,21 @@ BAD_INPUTS = {
         json.dumps({"model": "ferryman-balanced", "messages": MESSAGES, "routing": {"strong_share": 2}}).encode(),
         400,
         "strong_share",
+    ),
+    "tools (unsupported)": (
+        json.dumps(
+            {"model": "weak-openai", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]}
+        ).encode(),
+        400,
+        "tools",
+    ),
+    "n above 1 (unsupported)": (json.dumps({"model": "weak-openai", "messages": MESSAGES, "n": 2}).encode(), 400, "n"),
+    "JSON mode (unsupported)": (
+        json.dumps(
+            {"model": "router-mf-0.5", "messages": MESSAGES, "response_format": {"type": "json_object"}}
+        ).encode(),
+        400,
+        "response_format",
     ),
     "temperature out of range": (
         json.dumps({"model": "weak-openai", "messages": MESSAGES, "temperature": 9}).encode(),
