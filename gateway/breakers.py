@@ -179,6 +179,11 @@ class Breaker:
     ) -> None:
         self.name = name
         self._storage = storage
+        # While half-open, one trial call at a time per process: the others skip this endpoint as
+        # if it were open. The lease bounds a trial whose outcome is never reported (a cancelled
+        # request, a deadline, a 4xx); success() and failure() end it at once.
+        self._trial_until = 0.0
+        self._trial_lease_s = cfg.reset_timeout_s
         self._cb = pybreaker.CircuitBreaker(
             fail_max=cfg.fail_max,
             reset_timeout=cfg.reset_timeout_s,
@@ -195,16 +200,23 @@ class Breaker:
         return self._cb.state.name  # syncs the cached state (and notifies) if a replica changed it
 
     def allow(self) -> bool:
-        """False while open and the reset timeout has not elapsed; moves to half-open after it."""
-        if self.state != pybreaker.STATE_OPEN:
+        """False while open and the reset timeout has not elapsed; then half-open, one trial at a time."""
+        state = self.state
+        if state == pybreaker.STATE_CLOSED:
             return True
-        opened_at = self._storage.opened_at
-        if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=self._cb.reset_timeout):
-            return False
-        self._cb.half_open()
+        now = time.monotonic()
+        if state == pybreaker.STATE_OPEN:
+            opened_at = self._storage.opened_at
+            if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=self._cb.reset_timeout):
+                return False
+            self._cb.half_open()
+        elif now < self._trial_until:
+            return False  # half-open, and another request's trial call is in flight
+        self._trial_until = now + self._trial_lease_s
         return True
 
     def success(self) -> None:
+        self._trial_until = 0.0
         self._storage.reset_counter()
         if self.state == pybreaker.STATE_HALF_OPEN:
             self._storage.increment_success_counter()
@@ -212,6 +224,7 @@ class Breaker:
                 self._cb.close()
 
     def failure(self) -> None:
+        self._trial_until = 0.0
         self._storage.increment_counter()
         state = self.state
         if state == pybreaker.STATE_HALF_OPEN or (

@@ -242,6 +242,31 @@ def test_breaker_half_opens_after_the_reset_timeout_and_closes_on_success(fakes)
         assert breaker.state == "open"
 
 
+def test_half_open_breaker_admits_one_trial_at_a_time(fakes):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = gateway_config(fakes, breaker={"fail_max": 1, "reset_timeout_s": 1.0})
+    with GatewayThread(config) as gw:
+        breaker = gw.gateway.resilience.breakers["strong-openai"]
+        fakes["strong-openai"].reset(default=status(500))
+        client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+        assert breaker.state == "open"
+        time.sleep(1.1)
+        fakes["strong-openai"].reset(default=slow(0.8))  # recovered, but the trial takes a while
+        with ThreadPoolExecutor(4) as pool:
+            trial = pool.submit(client(gw).chat.completions.create, model=ROUTED, messages=MESSAGES)
+            time.sleep(0.3)  # the trial is in flight: everyone else skips the endpoint
+            others = [
+                pool.submit(client(gw).chat.completions.create, model=ROUTED, messages=MESSAGES) for _ in range(3)
+            ]
+            replies = [f.result() for f in others]
+        assert trial.result().choices[0].message.content == "Answer from strong-openai."
+        assert [r.ferryman["attempts"][0]["outcome"] for r in replies] == ["breaker_open"] * 3
+        assert all(r.choices[0].message.content == "Answer from strong-anthropic." for r in replies)
+        assert fakes["strong-openai"].requests == 1
+        assert breaker.state == "closed"
+
+
 def test_request_deadline_bounds_retries_and_fallback(fakes):
     import grpc
 
