@@ -29,6 +29,8 @@ from scorer.data.report import DataError, LoadReport
 STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
+#: The benchmarks whose correctness labels may be trained on (MT-Bench is evaluation-only).
+GOLDEN_BENCHMARKS = ("mmlu", "gsm8k")
 BENCHMARKS_SUBDIR = "routellm-benchmarks"
 _DIRS = {"mmlu": "mmlu", "gsm8k": "gsm8k", "mt-bench": "mt_bench"}
 _BOOL = {"true": 1.0, "1": 1.0, "false": 0.0, "0": 0.0}
@@ -207,3 +209,8 @@ def load_benchmark(
     items, report = _correctness_file(folder / "gsm8k_responses.csv", "gsm8k", "gsm8k", drop, _Keys(), max_bad_fraction)
     sink.append(report)
     return items
+
+
+def load_golden(data_dir: Path) -> list[LabeledPrompt]:
+    """Labelled prompts of every golden benchmark (MMLU, then GSM8K), contaminated ones removed."""
+    return [it for name in GOLDEN_BENCHMARKS for it in load_benchmark(name, data_dir)]

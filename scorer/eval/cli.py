@@ -31,7 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from scorer.artifacts import Manifest, load_artifact, write_manifest
-from scorer.data.benchmarks import BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_benchmark
+from scorer.data.benchmarks import (
+    BENCHMARKS,
+    STRONG,
+    WEAK,
+    LabeledPrompt,
+    default_data_dir,
+    load_benchmark,
+    load_golden,
+)
 from scorer.data.folds import SCHEMES, FoldAssignment, assign_folds
 from scorer.data.report import DataError, LoadReport
 from scorer.errors import ArtifactError
@@ -49,7 +57,6 @@ from scorer.eval.report import Row, SetResult, markdown_table, update_readme, wr
 from scorer.eval.scoring import ScorerClient, local_scorer
 
 DEFAULT_ROUTERS = ("mf", "bert", "sw", "random")
-GOLDEN = ("mmlu", "gsm8k")
 _TITLES = {"mmlu": "MMLU", "gsm8k": "GSM8K", "mt-bench": "MT-Bench"}
 _SCHEME_TITLES = {"prompt": "prompt folds", "subject": "held-out subjects"}
 _GSM8K_SCHEME_TITLES = {"prompt": "prompt folds", "subject": "subject-scheme folds (random chunks)"}
@@ -364,7 +371,7 @@ def _baseline_scores(
     from scorer.eval.baselines import BASELINES, DESCRIPTIONS, crossfit_baseline
     from scorer.train.embed_cache import embed_cached
 
-    golden = [it for name in GOLDEN for it in load_benchmark(name, data_dir)]
+    golden = load_golden(data_dir)
     encoder = Encoder(args.encoder_dir, precision="int8", threads=args.threads)
     cache = None if args.no_cache else args.cache_dir
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scorer.data.benchmarks import LabeledPrompt
+
 CPT_LEVELS: tuple[float, ...] = (0.2, 0.5, 0.8)
 
 
@@ -161,6 +163,18 @@ def summarize(
         apgr=apgr(curve, weak_quality, strong_quality),
         cpt={lv: cpt(curve, lv, weak_quality, strong_quality) for lv in levels},
     )
+
+
+def apgr_by_benchmark(items: Sequence[LabeledPrompt], scores: np.ndarray) -> dict[str, float]:
+    """APGR of ``scores`` per benchmark of ``items`` (in order of first appearance)."""
+    out = {}
+    for name in dict.fromkeys(it.benchmark for it in items):
+        rows = [i for i, it in enumerate(items) if it.benchmark == name]
+        s = np.array([items[i].strong for i in rows])
+        w = np.array([items[i].weak for i in rows])
+        weak_q, strong_q = endpoints(s, w)
+        out[name] = apgr(routing_curve(scores[rows], s, w), weak_q, strong_q)
+    return out
 
 
 def ranks_within(scores: Sequence[float] | np.ndarray, groups: Sequence[object] | np.ndarray) -> np.ndarray:

@@ -33,13 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from scorer.artifacts import EncoderSpec
-from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt, default_data_dir, load_benchmark
+from scorer.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_golden
 from scorer.data.folds import FoldAssignment
-from scorer.eval.metrics import apgr, endpoints, routing_curve
+from scorer.eval.metrics import apgr_by_benchmark
 from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, fit_probe
 from scorer.train.data import TrainingData, heldout_keys, load_training_data
-
-GOLDEN = ("mmlu", "gsm8k")
 
 
 @dataclass(frozen=True)
@@ -85,20 +83,6 @@ def make_splits(
     return splits
 
 
-def apgr_by_benchmark(val: Sequence[LabeledPrompt], scores: np.ndarray) -> dict[str, float]:
-    """APGR per benchmark of ``scores`` on the validation prompts."""
-    out = {}
-    for name in GOLDEN:
-        rows = [i for i, it in enumerate(val) if it.benchmark == name]
-        if not rows:
-            continue
-        s = np.array([val[i].strong for i in rows])
-        w = np.array([val[i].weak for i in rows])
-        weak_q, strong_q = endpoints(s, w)
-        out[name] = apgr(routing_curve(scores[rows], s, w), weak_q, strong_q)
-    return out
-
-
 def probe_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, tie_weight: float = 0.5) -> np.ndarray:
     """``p[strong] + tie_weight * p[tie]`` of a probe head on frozen features (what the router serves)."""
     logits = features.astype(np.float64) @ weight.T.astype(np.float64) + bias
@@ -136,7 +120,7 @@ def run_grid(
             per_split.append(res)
             got = " ".join(f"{k} {v:.3f}" for k, v in res.items())
             print(f"  {cand.name:<48} outer {split.outer} val {split.inner}: {got} ({time.perf_counter() - t0:.0f} s)")
-        mean = {name: float(np.mean([r[name] for r in per_split if name in r])) for name in GOLDEN}
+        mean = {name: float(np.mean([r[name] for r in per_split if name in r])) for name in GOLDEN_BENCHMARKS}
         rows.append(
             {"candidate": cand.name, "config": asdict(cand.config), "battles": cand.battles, "per_split": per_split,
              "mean": mean, "criterion": float(np.mean(list(mean.values())))}
@@ -173,10 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     data_dir = args.data_dir or default_data_dir()
     folds = FoldAssignment.load(args.folds)
-    items = [it for name in GOLDEN for it in load_benchmark(name, data_dir)]
-    golden_only = load_training_data(battles=None, golden=list(GOLDEN), data_dir=data_dir)
+    items = load_golden(data_dir)
+    golden_only = load_training_data(battles=None, golden=list(GOLDEN_BENCHMARKS), data_dir=data_dir)
     full = (
-        load_training_data(battles=args.battles, golden=list(GOLDEN), data_dir=data_dir)
+        load_training_data(battles=args.battles, golden=list(GOLDEN_BENCHMARKS), data_dir=data_dir)
         if args.battles
         else golden_only
     )

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.data.battles import Battle, load_battles
-from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt, load_benchmark
+from scorer.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, load_benchmark
 from scorer.data.folds import FoldAssignment
 
 A_WINS, B_WINS, TIE = 0, 1, 2
-GOLDEN_BENCHMARKS = ("mmlu", "gsm8k")
 _WINNER_OUTCOME = {"model_a": A_WINS, "model_b": B_WINS, "tie": TIE}
 
 

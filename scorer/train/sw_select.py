@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from scorer.artifacts import EncoderSpec, load_artifact
-from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt, default_data_dir, load_benchmark
+from scorer.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_golden
 from scorer.data.folds import FoldAssignment
 from scorer.encoder import Encoder
+from scorer.eval.metrics import apgr_by_benchmark
 from scorer.routers.base import LoadContext
 from scorer.routers.sw import SWRouter
 from scorer.train.data import TrainingData, load_training_data
@@ -42,7 +43,6 @@ from scorer.train.embed_cache import embed_cached
 from scorer.train.jobs import Target, train_sw_artifact
 from scorer.train.sw import SWConfig
 
-GOLDEN = ("mmlu", "gsm8k")
 _QUERY_BATCH = 512  # [training prompts x batch] float64 similarities per scorer call
 
 
@@ -67,12 +67,6 @@ def inner_folds(items: Sequence[LabeledPrompt], scheme: str, k: int, seed: int) 
     folds[mmlu] = [assign[g] for g in groups]
     folds[~mmlu] = rng.integers(0, k, int((~mmlu).sum()))
     return folds
-
-
-def _apgr(items: Sequence[LabeledPrompt], scores: np.ndarray) -> dict[str, float]:
-    from scorer.train.bert_select import apgr_by_benchmark  # one APGR-per-benchmark helper for both selections
-
-    return apgr_by_benchmark(items, scores)
 
 
 class Scorer:
@@ -103,7 +97,7 @@ class Scorer:
         for j in np.unique(folds):
             rows = np.nonzero(folds == j)[0]
             pooled[rows] = self.scores(config, [items[i] for i in rows.tolist()])
-        return _apgr(items, pooled)
+        return apgr_by_benchmark(items, pooled)
 
 
 def _grid(args: argparse.Namespace) -> list[SWConfig]:
@@ -142,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir or default_data_dir()
     folds = FoldAssignment.load(args.folds)
     scheme = args.scheme or folds.scheme
-    items = [it for name in GOLDEN for it in load_benchmark(name, data_dir)]
-    full = load_training_data(battles=None, golden=list(GOLDEN), data_dir=data_dir)
+    items = load_golden(data_dir)
+    full = load_training_data(battles=None, golden=list(GOLDEN_BENCHMARKS), data_dir=data_dir)
     encoder = Encoder(args.encoder_dir, precision="int8", spec=EncoderSpec(), threads=args.threads)
     ctx = LoadContext(args.encoder_dir, encoder.spec.name)
     splits = []
@@ -160,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 keep = {it.key for it in part}
                 scorer = Scorer(full.without(set(folds.assignments) - keep), encoder, ctx, args.cache_dir, Path(tmp))
                 per_outer.append(scorer.inner_apgr(config, part, inner))
-            mean = {b: float(np.mean([r[b] for r in per_outer])) for b in GOLDEN}
+            mean = {b: float(np.mean([r[b] for r in per_outer])) for b in GOLDEN_BENCHMARKS}
             criterion = float(np.mean(list(mean.values())))
             rows.append({"config": asdict(config), "per_outer": per_outer, "mean": mean, "criterion": criterion})
             got = " ".join(f"{b} {v:.4f}" for b, v in mean.items())

@@ -9,6 +9,7 @@ import pytest
 
 from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt
+from scorer.eval.metrics import apgr_by_benchmark
 from scorer.train.bert import (
     BertConfig,
     BertTrainer,
@@ -18,7 +19,7 @@ from scorer.train.bert import (
     hidden_cache_path,
     module_from_delta,
 )
-from scorer.train.bert_select import apgr_by_benchmark, probe_scores
+from scorer.train.bert_select import probe_scores
 from scorer.train.data import A_WINS, TIE, Pair, TrainingData
 
 SPEC = EncoderSpec(max_tokens=32, head_tokens=8)
