@@ -20,6 +20,13 @@ LABELS = ("strong", "tie", "weak")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise class probabilities of ``[B, C]`` logits (float64, max-shifted)."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(p / p.sum(axis=1, keepdims=True))
+
+
 class BertRouter(RouterBase):
     """Tokenizes with the shared wordpiece vocabulary and runs the classifier graph."""
 
@@ -58,10 +65,7 @@ class BertRouter(RouterBase):
             arrays["token_type_ids"] = batch.token_type_ids
             out = self._session.run(None, {k: arrays[k] for k in self._feeds})[0]
             logits[bucket] = np.asarray(out, dtype=np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        return p[:, [self._col[name] for name in LABELS]]
+        return softmax(logits)[:, [self._col[name] for name in LABELS]]
 
     def score(
         self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray

@@ -26,11 +26,11 @@ import numpy as np
 
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer
+from scorer.routers.bert import LABELS
 from scorer.train.data import A_WINS, B_WINS, TIE, TrainingData
 from scorer.train.embed_cache import text_hash
 from scorer.train.export import base_model_path, load_base_encoder
 
-LABELS = ("strong", "tie", "weak")
 HEAD_PREFIX = "head."
 
 

@@ -36,6 +36,7 @@ from scorer.artifacts import EncoderSpec
 from scorer.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_golden
 from scorer.data.folds import FoldAssignment
 from scorer.eval.metrics import apgr_by_benchmark
+from scorer.routers.bert import softmax
 from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, fit_probe
 from scorer.train.data import TrainingData, heldout_keys, load_training_data
 
@@ -85,10 +86,7 @@ def make_splits(
 
 def probe_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, tie_weight: float = 0.5) -> np.ndarray:
     """``p[strong] + tie_weight * p[tie]`` of a probe head on frozen features (what the router serves)."""
-    logits = features.astype(np.float64) @ weight.T.astype(np.float64) + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax(features.astype(np.float64) @ weight.T.astype(np.float64) + bias)
     return np.asarray(p[:, LABELS.index("strong")] + tie_weight * p[:, LABELS.index("tie")])
 
 
