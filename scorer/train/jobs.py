@@ -37,6 +37,15 @@ def _check_pair(target: Target, models: list[str]) -> None:
             raise ValueError(f"model {m!r} does not occur in the training data (models: {', '.join(models)})")
 
 
+def _embedded(
+    data: TrainingData, target: Target, encoder: Encoder, cache_dir: Path | None
+) -> tuple[list[str], np.ndarray]:
+    """The data's models (the target pair checked against them) and its prompt embeddings (cached)."""
+    models = data.models
+    _check_pair(target, models)
+    return models, embed_cached(data.prompts(), encoder, cache_dir)
+
+
 def _report(kind: str, target: Target, t0: float) -> float:
     wall = time.perf_counter() - t0
     print(f"{kind} router {target.name!r} written to {target.out_dir} in {wall:.1f} s", flush=True)
@@ -48,9 +57,7 @@ def train_mf_artifact(
 ) -> Path:
     """Embed the prompts (cached), train MF, write ``weights.npz`` + manifest."""
     t0 = time.perf_counter()
-    models = data.models
-    _check_pair(target, models)
-    emb = embed_cached(data.prompts(), encoder, cache_dir)
+    models, emb = _embedded(data, target, encoder, cache_dir)
     weights = train_mf(data, emb, config, seed=target.seed)
     save_weights(target.out_dir / "weights.npz", weights)
     prov = provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **_cfg(config))
@@ -74,9 +81,7 @@ def train_sw_artifact(
 ) -> Path:
     """Embed the prompts (cached), learn the projection if asked, store them with the battles (``SWConfig``)."""
     t0 = time.perf_counter()
-    models = data.models
-    _check_pair(target, models)
-    emb = embed_cached(data.prompts(), encoder, cache_dir)
+    models, emb = _embedded(data, target, encoder, cache_dir)
     projection = None
     extra: dict[str, str] = {}
     if config.projection_dim:

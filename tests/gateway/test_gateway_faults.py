@@ -16,7 +16,8 @@ import openai
 import pytest
 from gw_harness import CLIENT_KEY, GatewayThread, free_port, gateway_config
 
-from gateway.testing.fake_provider import DISCONNECT, MALFORMED, OK, Fault, slow, status
+from gateway.breakers import Breaker
+from gateway.testing.fake_provider import DISCONNECT, MALFORMED, OK, FakeProvider, Fault, slow, status
 
 ROUTED = "router-random-0.0"  # scorer unreachable in these tests → the strong tier
 MESSAGES = [{"role": "user", "content": "Explain circuit breakers."}]
@@ -217,13 +218,19 @@ def test_missing_provider_key_names_the_variable_and_falls_back(fakes):
     assert fakes["strong-openai"].requests == 0
 
 
+def _trip_strong_openai(gw: GatewayThread, fakes: dict[str, FakeProvider]) -> Breaker:
+    """Make strong-openai fail until its breaker opens (one routed request); its breaker."""
+    breaker = gw.gateway.resilience.breakers["strong-openai"]
+    fakes["strong-openai"].reset(default=status(500))
+    client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
+    assert breaker.state == "open"
+    return breaker
+
+
 def test_breaker_half_opens_after_the_reset_timeout_and_closes_on_success(fakes):
     config = gateway_config(fakes, breaker={"fail_max": 3, "reset_timeout_s": 1.0})
     with GatewayThread(config) as gw:
-        breaker = gw.gateway.resilience.breakers["strong-openai"]
-        fakes["strong-openai"].reset(default=status(500))
-        client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
-        assert breaker.state == "open"
+        breaker = _trip_strong_openai(gw, fakes)
         skipped = client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
         assert skipped.ferryman["attempts"][0]["outcome"] == "breaker_open"
         time.sleep(1.1)
@@ -247,10 +254,7 @@ def test_half_open_breaker_admits_one_trial_at_a_time(fakes):
 
     config = gateway_config(fakes, breaker={"fail_max": 1, "reset_timeout_s": 1.0})
     with GatewayThread(config) as gw:
-        breaker = gw.gateway.resilience.breakers["strong-openai"]
-        fakes["strong-openai"].reset(default=status(500))
-        client(gw).chat.completions.create(model=ROUTED, messages=MESSAGES)
-        assert breaker.state == "open"
+        breaker = _trip_strong_openai(gw, fakes)
         time.sleep(1.1)
         fakes["strong-openai"].reset(default=slow(0.8))  # recovered, but the trial takes a while
         with ThreadPoolExecutor(4) as pool:
