@@ -2,7 +2,10 @@
 
 The scorer listens on loopback; the gateway is pointed at it. SIGINT/SIGTERM are forwarded
 to both children, which drain and stop; if either child exits on its own, the other is
-stopped too and ``up`` exits with the first child's status. When gateway auth is enabled
+stopped too and ``up`` exits with the first child's status. Nothing outlives ``up``: if its own
+parent goes away without signalling it (``timeout make run`` signals ``make`` only), ``up`` stops
+the children and exits; if ``up`` itself is killed outright (SIGKILL), the kernel sends each child
+SIGTERM (Linux ``PR_SET_PDEATHSIG``), so they drain and stop on their own. When gateway auth is enabled
 and no client key is configured, a random key is generated for this run and printed, so
 ``make run`` works on a fresh clone without turning auth off.
 """
@@ -10,18 +13,21 @@ and no client key is configured, a random key is generated for this run and prin
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from gateway.config import add_config_argument
 
 STOP_TIMEOUT_S = 20.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +58,25 @@ def _gateway_env(config_path: Path) -> dict[str, str]:
         print(f"ferryman up: no client API key configured; generated one for this run: {key}", flush=True)
         print(f"ferryman up: (set {auth.keys_env} to choose your own)", flush=True)
     return env
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when ``up`` dies (None off Linux).
+
+    libc is loaded here, in ``up``; the hook only calls ``prctl`` between fork and exec. If ``up``
+    died before the call took effect, the child exits at once instead of running unwatched.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    up_pid = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != up_pid:
+            os._exit(1)
+
+    return hook
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -103,11 +128,19 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    children = [subprocess.Popen(scorer_cmd), subprocess.Popen(gateway_cmd, env=gateway_env)]
+    parent = os.getppid()
+    hook = _die_with_parent_hook()
+    children = [
+        subprocess.Popen(scorer_cmd, preexec_fn=hook),
+        subprocess.Popen(gateway_cmd, env=gateway_env, preexec_fn=hook),
+    ]
     names = ("scorer", "gateway")
     status = 0
     try:
         while not stopping:
+            if os.getppid() != parent:
+                print("ferryman up: parent process exited; stopping scorer and gateway", flush=True)
+                break
             exited = [(n, c.returncode) for n, c in zip(names, children, strict=True) if c.poll() is not None]
             if exited:
                 name, status = exited[0]

@@ -21,7 +21,8 @@ from ferryman.gateway.v1 import gateway_pb2_grpc
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_up_routes_through_the_scorer_and_stops_cleanly(fakes, tmp_path, tmp_path_factory):
+def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str, str], tuple[int, int, int]]:
+    """``ferryman up`` over test routers and the fake providers, its environment and (http, grpc, scorer) ports."""
     from scorer.testing import build_test_routers
 
     routers = build_test_routers(tmp_path_factory.mktemp("up-routers"))
@@ -33,6 +34,23 @@ def test_up_routes_through_the_scorer_and_stops_cleanly(fakes, tmp_path, tmp_pat
     env = os.environ | ENV | {"FERRYMAN_SCORER_METRICS_PORT": "0", "UP_TEST_KEYS": ""}
     cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--routers-dir", str(routers)]
     cmd += ["--scorer-port", str(scorer_port), "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+    return cmd, env, (http_port, grpc_port, scorer_port)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
+
+
+def test_up_routes_through_the_scorer_and_stops_cleanly(fakes, tmp_path, tmp_path_factory):
+    cmd, env, (http_port, grpc_port, scorer_port) = _up_command(fakes, tmp_path, tmp_path_factory)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
@@ -58,5 +76,46 @@ def test_up_routes_through_the_scorer_and_stops_cleanly(fakes, tmp_path, tmp_pat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     for port in (http_port, grpc_port, scorer_port):  # both children are gone
-        with socket.socket() as s:
-            assert s.connect_ex(("127.0.0.1", port)) != 0
+        assert not _listening(port)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _kill_and_expect_stop(cmd: list[str], env: dict[str, str], ports: tuple[int, ...], victim: str, log) -> None:
+    """Start ``up`` under a stand-in for make, SIGKILL ``victim`` (the stand-in or ``up``), expect everything gone."""
+    keeper = "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", keeper, *cmd], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    assert parent.stdout is not None
+    up_pid = int(parent.stdout.readline())
+    children: list[int] = []
+    try:
+        _wait_until(lambda: all(_listening(p) for p in ports), "scorer and gateway listen")
+        children += [int(c) for c in Path(f"/proc/{up_pid}/task/{up_pid}/children").read_text().split()]
+        assert len(children) == 2
+        os.kill(parent.pid if victim == "parent" else up_pid, signal.SIGKILL)
+        _wait_until(lambda: not any(_alive(c) for c in children), f"the children stop after {victim} is killed", 60)
+        if victim == "parent":
+            _wait_until(lambda: not _alive(up_pid), "up exits after its parent is killed", 30)
+        assert not any(_listening(p) for p in ports)
+    finally:
+        for pid in (*children, up_pid, parent.pid):  # nothing left behind, even when the test fails
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait(30)
+
+
+def test_up_and_its_children_stop_when_their_parents_die(fakes, tmp_path, tmp_path_factory):
+    """Nothing outlives its parent: killing ``up``'s parent stops ``up`` and both children (``timeout make
+    run`` signals make only); killing ``up`` itself with SIGKILL still stops the children (PDEATHSIG)."""
+    cmd, env, ports = _up_command(fakes, tmp_path, tmp_path_factory)
+    with (tmp_path / "up.log").open("w") as log:
+        for victim in ("parent", "up"):
+            _kill_and_expect_stop(cmd, env, ports, victim, log)
