@@ -35,6 +35,7 @@ from scorer.errors import ArtifactError
 
 Precision = Literal["int8", "fp32"]
 ENCODER_META = "encoder.json"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -151,6 +152,38 @@ class WordpieceTokenizer:
         return Batch(ids, mask, np.zeros_like(ids))
 
 
+class GraphPair:
+    """An ONNX graph over a padded batch and, optionally, its mask-free twin for batches without padding.
+
+    The masked graph takes ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` if it
+    declares it); the unpadded one takes ``input_ids`` and no mask. ``run`` picks the unpadded
+    graph whenever the batch has no padding (see the module docstring for why).
+    """
+
+    def __init__(self, path: Path, unpadded_path: Path | None, threads: int) -> None:
+        self.session = make_session(path, threads)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        if not {"input_ids", "attention_mask"} <= self.inputs <= set(INPUTS):
+            raise ArtifactError(f"{path}: graph inputs must be input_ids, attention_mask[, token_type_ids]")
+        self.unpadded: ort.InferenceSession | None = None
+        self.unpadded_inputs: set[str] = set()
+        if unpadded_path is not None:
+            self.unpadded = make_session(unpadded_path, threads)
+            self.unpadded_inputs = {i.name for i in self.unpadded.get_inputs()}
+            if not {"input_ids"} <= self.unpadded_inputs <= {"input_ids", "token_type_ids"}:
+                raise ArtifactError(f"{unpadded_path}: must take input_ids and no attention_mask")
+
+    def run(self, batch: Batch) -> np.ndarray:
+        """The first output for a prepared batch, on the unpadded graph when the batch has no padding."""
+        arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        arrays["token_type_ids"] = batch.token_type_ids
+        if self.unpadded is not None and batch.attention_mask.all():
+            session, names = self.unpadded, self.unpadded_inputs
+        else:
+            session, names = self.session, self.inputs
+        return np.asarray(session.run(None, {k: v for k, v in arrays.items() if k in names})[0])
+
+
 class Encoder:
     """Embeds texts into unit vectors with the exported ONNX encoder."""
 
@@ -170,21 +203,14 @@ class Encoder:
         self.precision = precision
         self.dim = int(str(self.meta.get("dim", 384)))
         self.tokenizer = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, self.spec)
-        self._session = make_session(model_path, threads)
-        self.max_rows = rows_per_run(model_path, 1 << 30)
-        self._input_names = {i.name for i in self._session.get_inputs()}
         unpadded_path = encoder_dir / model_file(precision, unpadded=True)
-        self._unpadded = make_session(unpadded_path, threads) if unpadded_path.is_file() else None
-        if self._unpadded is not None:
-            names = {i.name for i in self._unpadded.get_inputs()}
-            if "input_ids" not in names or "attention_mask" in names:
-                raise ArtifactError(f"{unpadded_path}: must take input_ids and no attention_mask")
-            self._unpadded_inputs = names
+        self._graphs = GraphPair(model_path, unpadded_path if unpadded_path.is_file() else None, threads)
+        self.max_rows = rows_per_run(model_path, 1 << 30)
 
     @property
     def has_unpadded_graph(self) -> bool:
         """Whether runs without padding use the mask-free graph (see the module docstring)."""
-        return self._unpadded is not None
+        return self._graphs.unpadded is not None
 
     @staticmethod
     def read_meta(encoder_dir: Path) -> dict[str, object]:
@@ -200,17 +226,7 @@ class Encoder:
 
         A batch without padding runs on the mask-free graph when there is one.
         """
-        if self._unpadded is not None and batch.attention_mask.all():
-            feeds = {"input_ids": batch.input_ids}
-            if "token_type_ids" in self._unpadded_inputs:
-                feeds["token_type_ids"] = batch.token_type_ids
-            out = self._unpadded.run(None, feeds)[0]
-        else:
-            feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = batch.token_type_ids
-            out = self._session.run(None, feeds)[0]
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(self._graphs.run(batch), dtype=np.float32)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts (any count) in length buckets of at most ``batch_size`` (see ``length_buckets``).

@@ -120,50 +120,64 @@ def _build_sw(dest: Path, rng: np.random.Generator, encoder: Encoder) -> Path:
 
 
 def _build_bert(dest: Path, rng: np.random.Generator) -> Path:
-    """A tiny classifier with the real interface: embedding bag → masked mean → linear → 3 logits."""
+    """A tiny classifier with the real interface: embedding bag → masked mean → linear → 3 logits.
+
+    Like a built BERT artifact it also has the mask-free twin (``files.onnx_unpadded``: a plain
+    mean, no ``attention_mask`` input) that runs every batch without padding.
+    """
+    width = 8
+    weights = {
+        "table": rng.normal(0, 1.0, (VOCAB_SIZE, width)).astype(np.float32),
+        "head": rng.normal(0, 1.0, (width, 3)).astype(np.float32),
+        "bias": np.array([0.2, -0.4, 0.0], dtype=np.float32),
+    }
+    _save_tiny_bert(dest / "model.onnx", weights, masked=True)
+    _save_tiny_bert(dest / "model.unpadded.onnx", weights, masked=False)
+    params = {"labels": ["strong", "tie", "weak"], "tie_weight": 0.5}
+    files = {"onnx": "model.onnx", "onnx_unpadded": "model.unpadded.onnx"}
+    return _write(dest, _manifest("bert", (STRONG, WEAK), params=params), files)
+
+
+def _save_tiny_bert(path: Path, weights: dict[str, np.ndarray], *, masked: bool) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    width = 8
-    table = rng.normal(0, 1.0, (VOCAB_SIZE, width)).astype(np.float32)
-    head = rng.normal(0, 1.0, (width, 3)).astype(np.float32)
-    bias = np.array([0.2, -0.4, 0.0], dtype=np.float32)
+    if masked:
+        pool = [
+            helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
+            helper.make_node("Mul", ["tok", "mask3"], ["masked"]),
+            helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+            helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
+            helper.make_node("Max", ["count", "one"], ["safe"]),
+            helper.make_node("Div", ["summed", "safe"], ["mean"]),
+        ]
+    else:
+        pool = [helper.make_node("ReduceMean", ["tok"], ["mean"], axes=[1], keepdims=0)]  # opset 17: axes attribute
     nodes = [
         helper.make_node("Gather", ["table", "input_ids"], ["tok"]),
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
-        helper.make_node("Mul", ["tok", "mask3"], ["masked"]),
-        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
-        helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
-        helper.make_node("Max", ["count", "one"], ["safe"]),
-        helper.make_node("Div", ["summed", "safe"], ["mean"]),
+        *pool,
         helper.make_node("Mul", ["mean", "gain"], ["scaled"]),
         helper.make_node("MatMul", ["scaled", "head"], ["proj"]),
         helper.make_node("Add", ["proj", "bias"], ["logits"]),
         # token_type_ids is part of the interface but unused by this tiny graph.
         helper.make_node("Shape", ["token_type_ids"], ["unused"]),
     ]
-    inits = [
-        numpy_helper.from_array(table, "table"),
-        numpy_helper.from_array(head, "head"),
-        numpy_helper.from_array(bias, "bias"),
-        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-        numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
-        numpy_helper.from_array(np.array([4.0], dtype=np.float32), "gain"),
-    ]
-    ids = [
-        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-        for n in ("input_ids", "attention_mask", "token_type_ids")
-    ]
+    constants: dict[str, np.ndarray] = {
+        "axis2": np.array([2], dtype=np.int64),
+        "axis1": np.array([1], dtype=np.int64),
+        "one": np.array([1.0], dtype=np.float32),
+        "gain": np.array([4.0], dtype=np.float32),
+    }
+    inits = [numpy_helper.from_array(v, k) for k, v in (weights | constants).items()]
+    names = ("input_ids", "attention_mask", "token_type_ids") if masked else ("input_ids", "token_type_ids")
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]
     out = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])]
     graph = helper.make_graph(nodes, "tiny_bert_router", ids, out, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    onnx.save(model, str(dest / "model.onnx"))
-    params = {"labels": ["strong", "tie", "weak"], "tie_weight": 0.5}
-    return _write(dest, _manifest("bert", (STRONG, WEAK), params=params), {"onnx": "model.onnx"})
+    onnx.save(model, str(path))
 
 
 def _calibrate(dest: Path, encoder_dir: Path) -> None:

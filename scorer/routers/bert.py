@@ -13,11 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from scorer.artifacts import Artifact, EncoderSpec
-from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer, length_buckets, make_session, rows_per_run
+from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, length_buckets, rows_per_run
 from scorer.routers.base import LoadContext, RouterBase, check
 
 LABELS = ("strong", "tie", "weak")
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -47,12 +46,10 @@ class BertRouter(RouterBase):
         check(0.0 <= self.tie_weight <= 1.0, where, "params.tie_weight must be in [0, 1]")
         self.tokenizer = WordpieceTokenizer(ctx.encoder_dir / TOKENIZER_FILE, m.encoder or EncoderSpec())
         path = artifact.path("onnx")
-        self._session = make_session(path, ctx.threads)
-        names = {i.name for i in self._session.get_inputs()}
-        check({"input_ids", "attention_mask"} <= names <= set(INPUTS), path, f"graph inputs must be {INPUTS}")
-        self._feeds = tuple(n for n in INPUTS if n in names)
-        outputs = self._session.get_outputs()
-        check(outputs[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
+        # Optional mask-free twin (``files.onnx_unpadded``), used for every run without padding.
+        unpadded = artifact.path("onnx_unpadded") if "onnx_unpadded" in m.files else None
+        self._graphs = GraphPair(path, unpadded, ctx.threads)
+        check(self._graphs.session.get_outputs()[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
         self._max_batch = rows_per_run(path, ctx.rows_per_run)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
@@ -60,11 +57,9 @@ class BertRouter(RouterBase):
         seqs = self.tokenizer.ids(texts)
         logits = np.zeros((len(seqs), 3), dtype=np.float64)
         for bucket in length_buckets([len(s) for s in seqs], self._max_batch):
-            batch = self.tokenizer.pad([seqs[i] for i in bucket])
-            arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-            arrays["token_type_ids"] = batch.token_type_ids
-            out = self._session.run(None, {k: arrays[k] for k in self._feeds})[0]
-            logits[bucket] = np.asarray(out, dtype=np.float64)
+            logits[bucket] = np.asarray(
+                self._graphs.run(self.tokenizer.pad([seqs[i] for i in bucket])), dtype=np.float64
+            )
         return softmax(logits)[:, [self._col[name] for name in LABELS]]
 
     def score(

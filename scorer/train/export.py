@@ -77,25 +77,30 @@ def pooled_module(model: Any) -> Any:
     return MeanPooled(model).eval()
 
 
-def unpadded_module(model: Any) -> Any:
+def unpadded_module(model: Any, head: Any | None = None) -> Any:
     """Like ``pooled_module`` for sequences without padding: no attention mask, a plain mean.
 
-    Without a mask input the SDPA trace has no masking arithmetic (``Where``/``IsNaN`` per
-    layer), which makes the graph about 1.1x faster one sequence per run; on unpadded input
-    its embeddings equal ``pooled_module``'s (the mask would be all ones).
+    The mean-pooled states are L2-normalised (the encoder) or, with ``head`` (a torch module, the
+    BERT router's classifier), mapped by it. Without a mask input the SDPA trace has no masking
+    arithmetic (``Where``/``IsNaN`` per layer), which makes the graph about 1.1x faster one
+    sequence per run; on unpadded input it computes what the masked graph computes.
     """
     import torch
 
     class UnpaddedMean(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
+        def __init__(self, inner: Any, head: Any | None) -> None:
             super().__init__()
             self.inner = inner
+            self.head = head
 
         def forward(self, input_ids: Any, token_type_ids: Any) -> Any:
             hidden = self.inner(input_ids=input_ids, token_type_ids=token_type_ids).last_hidden_state
-            return torch.nn.functional.normalize(hidden.mean(dim=1), p=2.0, dim=1)
+            pooled = hidden.mean(dim=1)
+            if self.head is None:
+                return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            return self.head(pooled)
 
-    return UnpaddedMean(model).eval()
+    return UnpaddedMean(model, head).eval()
 
 
 def export_onnx(module: Any, out_path: Path, output_name: str, *, with_mask: bool = True) -> None:

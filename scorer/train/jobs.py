@@ -18,6 +18,7 @@ from scorer.train.output import provenance, write_artifact
 from scorer.train.sw import SWConfig, pls_projection, projection_rows, save_sw, sw_params
 
 ONNX_FILE = "model.int8.onnx"
+ONNX_UNPADDED_FILE = "model.int8.unpadded.onnx"  # the mask-free twin for runs without padding
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def train_bert_artifact(
         strong=target.strong,
         weak=target.weak,
         committed={"delta": "delta.npz"},
-        built={"onnx": ONNX_FILE},
+        built={"onnx": ONNX_FILE, "onnx_unpadded": ONNX_UNPADDED_FILE},
         encoder=spec,
         prov=prov,
         params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": changed_layers(config)},

@@ -1,7 +1,8 @@
 """``ferryman build routers``: rebuild router files that artifacts do not commit.
 
 A BERT artifact commits only the tensors fine-tuning changed (``delta.npz``);
-its ONNX graph (``files.onnx``, ``built_by``) is rebuilt here from the PyPI
+its ONNX graphs (``files.onnx`` and, when declared, its mask-free twin
+``files.onnx_unpadded``; both ``built_by``) are rebuilt here from the PyPI
 MiniLM plus that delta, exported with the same helpers as the encoder and
 quantised to int8 per-channel.
 """
@@ -26,16 +27,19 @@ def _manifest(root: Path) -> Manifest:
     return parse_manifest(raw, path)
 
 
-def build_bert_onnx(root: Path, *, force: bool = False) -> Path | None:
-    """Build ``files.onnx`` of a BERT artifact from its delta; None when nothing to build."""
+def build_bert_onnx(root: Path, *, force: bool = False) -> list[Path]:
+    """Build the ``built_by`` graphs of a BERT artifact from its delta; returns those built (missing ones only)."""
     manifest = _manifest(root)
-    spec = manifest.files.get("onnx")
-    if manifest.kind != "bert" or spec is None or spec.built_by is None:
-        return None
-    dst = root / spec.path
-    if dst.is_file() and not force:
-        print(f"{dst} exists (use --force to rebuild)")
-        return None
+    if manifest.kind != "bert":
+        return []
+    roles = [r for r in ("onnx", "onnx_unpadded") if r in manifest.files and manifest.files[r].built_by is not None]
+    todo = {r: root / manifest.files[r].path for r in roles}
+    for role, dst in list(todo.items()):
+        if dst.is_file() and not force:
+            print(f"{dst} exists (use --force to rebuild)")
+            del todo[role]
+    if not todo:
+        return []
     delta_spec = manifest.files.get("delta")
     if delta_spec is None:
         raise ArtifactError(f"{root / MANIFEST_NAME}: bert artifact has no files.delta to build from")
@@ -45,16 +49,20 @@ def build_bert_onnx(root: Path, *, force: bool = False) -> Path | None:
     if delta_spec.sha256 and sha256_of(delta_path) != delta_spec.sha256:
         raise ArtifactError(f"{delta_path}: SHA-256 mismatch (file is corrupt or was changed after training)")
     from scorer.train.bert import load_delta, module_from_delta
-    from scorer.train.export import export_onnx, quantize_int8
+    from scorer.train.export import export_onnx, quantize_int8, unpadded_module
 
     t0 = time.perf_counter()
     module = module_from_delta(load_delta(delta_path))
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "model.fp32.onnx"
-        export_onnx(module, fp32, "logits")
-        quantize_int8(fp32, dst)
-    print(f"built {dst} in {time.perf_counter() - t0:.1f} s", flush=True)
-    return dst
+        for role, dst in todo.items():
+            fp32 = Path(tmp) / f"{role}.fp32.onnx"
+            if role == "onnx":
+                export_onnx(module, fp32, "logits")
+            else:
+                export_onnx(unpadded_module(module.inner, module.head), fp32, "logits", with_mask=False)
+            quantize_int8(fp32, dst)
+            print(f"built {dst} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return list(todo.values())
 
 
 def rebuild_routers(routers_dir: Path, *, force: bool = False) -> list[Path]:
@@ -62,7 +70,7 @@ def rebuild_routers(routers_dir: Path, *, force: bool = False) -> list[Path]:
     if not routers_dir.is_dir():
         print(f"no routers directory at {routers_dir}; nothing to build")
         return []
-    built = [p for root in discover_artifacts(routers_dir) if (p := build_bert_onnx(root, force=force))]
+    built = [p for root in discover_artifacts(routers_dir) for p in build_bert_onnx(root, force=force)]
     if not built:
         print(f"no router files to build under {routers_dir}")
     return built

@@ -326,3 +326,41 @@ def test_shipped_routers_load_and_score() -> None:
     for name in core.routers:
         rates = [r.strong_win_rate for r in core.score([ScoreQuery(name, p) for p in PROMPTS])]
         assert all(0.0 <= r <= 1.0 for r in rates) and len(set(rates)) > 1, name
+
+
+def test_bert_runs_unpadded_batches_on_its_mask_free_graph(test_routers_dir: Path, tmp_path: Path) -> None:
+    """``files.onnx_unpadded`` serves every run without padding; the probabilities equal the masked graph's."""
+    plain = _copy(test_routers_dir / "bert", tmp_path / "bert")
+    raw = json.loads((plain / "manifest.json").read_text())
+    del raw["files"]["onnx_unpadded"]
+    (plain / "manifest.json").write_text(json.dumps(raw))
+    (plain / "model.unpadded.onnx").unlink()
+    ctx = LoadContext(encoder_dir=DEFAULT_ENCODER_DIR, encoder_name="all-MiniLM-L6-v2")
+    from scorer.routers.bert import BertRouter
+
+    twin, masked = BertRouter(load_artifact(test_routers_dir / "bert"), ctx), BertRouter(load_artifact(plain), ctx)
+    assert twin._graphs.unpadded is not None and masked._graphs.unpadded is None
+    np.testing.assert_allclose(twin.probabilities(PROMPTS), masked.probabilities(PROMPTS), atol=1e-6)
+    # The twin really is what runs: one run per prompt on it; a padded batch goes to the masked graph.
+    session = twin._graphs.unpadded
+    calls: list[int] = []
+
+    class Counting:
+        def run(self, *args: object) -> object:
+            calls.append(1)
+            return session.run(*args)  # type: ignore[arg-type]
+
+    twin._graphs.unpadded = Counting()  # type: ignore[assignment]
+    twin.probabilities(PROMPTS)
+    assert len(calls) == len(PROMPTS)
+    padded = twin.tokenizer.batch(PROMPTS[:2])
+    assert not padded.attention_mask.all()
+    np.testing.assert_allclose(twin._graphs.run(padded), masked._graphs.run(padded), atol=1e-6)
+    assert len(calls) == len(PROMPTS)
+
+
+def test_bert_declared_twin_missing_names_the_file(test_routers_dir: Path, tmp_path: Path) -> None:
+    art = _copy(test_routers_dir / "bert", tmp_path / "bert")
+    (art / "model.unpadded.onnx").unlink()
+    with pytest.raises(ArtifactError, match=r"model\.unpadded\.onnx"):
+        ScorerCore.load(tmp_path, DEFAULT_ENCODER_DIR, only=["bert"])

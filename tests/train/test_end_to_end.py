@@ -133,12 +133,24 @@ def test_scorer_calibrate_and_eval_run_on_trained_artifacts(
 
 def test_bert_graph_rebuilds_from_delta(trained: tuple[Path, Path]) -> None:
     routers, _ = trained
-    onnx = load_artifact(routers / "bert").path("onnx")
-    before = onnx.stat().st_size
-    onnx.unlink()
+    art = load_artifact(routers / "bert")
+    graphs = [art.path("onnx"), art.path("onnx_unpadded")]
+    before = [g.stat().st_size for g in graphs]
+    for g in graphs:
+        g.unlink()
     assert main(["build", "routers", "--routers-dir", str(routers)]) == 0
-    assert onnx.is_file() and abs(onnx.stat().st_size - before) < before * 0.01
-    load_artifact(routers / "bert")
+    for g, size in zip(graphs, before, strict=True):
+        assert g.is_file() and abs(g.stat().st_size - size) < size * 0.01
+    # The mask-free twin computes what the masked graph computes on unpadded input.
+    from scorer.artifacts import EncoderSpec
+    from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer
+    from scorer.testing import DEFAULT_ENCODER_DIR
+
+    tok = WordpieceTokenizer(DEFAULT_ENCODER_DIR / TOKENIZER_FILE, EncoderSpec())
+    twin, masked = GraphPair(graphs[0], graphs[1], 1), GraphPair(graphs[0], None, 1)
+    for prompt in ("What is 2 + 2?", "Prove that there are infinitely many primes. " * 12):
+        batch = tok.batch([prompt])
+        np.testing.assert_allclose(twin.run(batch), masked.run(batch), atol=1e-5)
 
 
 def test_mf_training_is_deterministic(data: Path, tmp_path: Path, trained: tuple[Path, Path]) -> None:
