@@ -43,7 +43,15 @@ import onnxruntime as ort
 
 from bench.scorer import QUESTIONS, ROOT, load_prompts
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import TOKENIZER_FILE, Batch, WordpieceTokenizer, length_buckets, make_session, model_file
+from scorer.encoder import (
+    TOKENIZER_FILE,
+    Batch,
+    WordpieceTokenizer,
+    feeds,
+    length_buckets,
+    make_session,
+    model_file,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,12 +180,10 @@ def takes_mask(session: ort.InferenceSession) -> bool:
 
 
 def run_one(session: ort.InferenceSession, batch: Batch) -> np.ndarray:
-    arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-    arrays["token_type_ids"] = batch.token_type_ids
     names = {i.name for i in session.get_inputs()}
     if "attention_mask" not in names and not batch.attention_mask.all():
         raise ValueError("a graph without attention_mask cannot run a padded batch")
-    return np.asarray(session.run(None, {k: v for k, v in arrays.items() if k in names})[0], dtype=np.float32)
+    return np.asarray(session.run(None, feeds(batch, names))[0], dtype=np.float32)
 
 
 def embed_each(session: ort.InferenceSession, batches: Sequence[Batch]) -> tuple[np.ndarray, list[float]]:

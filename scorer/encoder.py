@@ -152,6 +152,13 @@ class WordpieceTokenizer:
         return Batch(ids, mask, np.zeros_like(ids))
 
 
+def feeds(batch: Batch, names: set[str]) -> dict[str, np.ndarray]:
+    """The batch's arrays that a graph with inputs ``names`` takes (``INPUTS`` order)."""
+    arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    arrays["token_type_ids"] = batch.token_type_ids
+    return {k: v for k, v in arrays.items() if k in names}
+
+
 class GraphPair:
     """An ONNX graph over a padded batch and, optionally, its mask-free twin for batches without padding.
 
@@ -175,13 +182,11 @@ class GraphPair:
 
     def run(self, batch: Batch) -> np.ndarray:
         """The first output for a prepared batch, on the unpadded graph when the batch has no padding."""
-        arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        arrays["token_type_ids"] = batch.token_type_ids
         if self.unpadded is not None and batch.attention_mask.all():
             session, names = self.unpadded, self.unpadded_inputs
         else:
             session, names = self.session, self.inputs
-        return np.asarray(session.run(None, {k: v for k, v in arrays.items() if k in names})[0])
+        return np.asarray(session.run(None, feeds(batch, names))[0])
 
 
 class Encoder:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import Encoder
+from scorer.encoder import Encoder, model_file
 from scorer.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, changed_layers, save_delta
 from scorer.train.data import TrainingData
 from scorer.train.embed_cache import embed_cached
@@ -17,8 +17,9 @@ from scorer.train.mf import MFConfig, save_weights, train_mf
 from scorer.train.output import provenance, write_artifact
 from scorer.train.sw import SWConfig, pls_projection, projection_rows, save_sw, sw_params
 
-ONNX_FILE = "model.int8.onnx"
-ONNX_UNPADDED_FILE = "model.int8.unpadded.onnx"  # the mask-free twin for runs without padding
+# A BERT artifact's graphs are named like the encoder's: masked, and the mask-free twin for unpadded runs.
+ONNX_FILE = model_file("int8")
+ONNX_UNPADDED_FILE = model_file("int8", unpadded=True)
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,17 @@ quantised to int8 per-channel.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from scorer.artifacts import MANIFEST_NAME, Manifest, discover_artifacts, parse_manifest, sha256_of
+from scorer.artifacts import MANIFEST_NAME, Manifest, discover_artifacts, parse_manifest, read_json_file, sha256_of
 from scorer.errors import ArtifactError
 
 
 def _manifest(root: Path) -> Manifest:
     path = root / MANIFEST_NAME
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: cannot read manifest ({exc})") from exc
-    return parse_manifest(raw, path)
+    return parse_manifest(read_json_file(path, missing="manifest not found"), path)
 
 
 def build_bert_onnx(root: Path, *, force: bool = False) -> list[Path]:
