@@ -24,7 +24,7 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/pip install -q -e '.[train,dev]'
 	@touch $@
 
-$(STAMPS)/build: $(STAMPS)/venv scorer/train/export.py $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
+$(STAMPS)/build: $(STAMPS)/venv lab/train/export.py $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build all --encoder-dir $(ENCODER_DIR) --routers-dir $(ROUTERS_DIR)
 	@touch $@
 
@@ -46,10 +46,11 @@ test: setup system-deps  ## set up everything and run all tests
 
 ci: lint proto-check buf-lint test  ## what .ci/run runs
 
-lint: $(STAMPS)/venv  ## ruff + mypy
+lint: $(STAMPS)/venv  ## ruff + mypy + import contracts (pyproject [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 proto: $(STAMPS)/venv  ## regenerate Python stubs from proto/
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)

@@ -1,12 +1,9 @@
 """Local multi-replica run: the stand-in for a Kubernetes cluster on a machine without one.
 
-Everything runs on loopback: a fake LLM provider (real HTTP, slow enough that requests are in
-flight at any moment), a redis-server for shared breaker state (as the dev overlay), N scorer
-processes and M gateway processes. The gateways read the dev overlay's gateway config
-(``k8s/base/gateway-config.yaml``) with only the addresses changed, and dial every scorer with
-``round_robin`` over a static address list (``ipv4:127.0.0.1:P1,127.0.0.1:P2``), as they dial
-the headless Service's pod list in a cluster. A bounded load of ``ChatCompletion`` calls is
-spread over the gateways (as a Service would), in three phases:
+The cluster (:class:`harness.cluster.LocalCluster`): a fake LLM provider (real HTTP, slow enough
+that requests are in flight at any moment), a redis-server for shared breaker state (as the dev
+overlay), N scorer processes and M gateway processes on loopback. A bounded load of
+``ChatCompletion`` calls is spread over the gateways (as a Service would), in three phases:
 
 1. steady: every scorer receives a share of the Score calls (counted from each scorer's
    Prometheus metrics);
@@ -16,7 +13,7 @@ spread over the gateways (as a Service would), in three phases:
    are in flight on it: every one of them must complete.
 
 ``make cluster-local`` (``python -m bench.cluster_local``) prints the counts and exits non-zero
-when a requirement fails. ``tests/deploy`` runs a short version and reuses :class:`LocalCluster`.
+when a requirement fails. ``tests/deploy`` runs a short version.
 """
 
 from __future__ import annotations
@@ -24,34 +21,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
-import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from gateway.testing.fake_provider import FakeProvider, slow
+from harness.cluster import CLIENT_KEY, ROOT, LocalCluster
 
-ROOT = Path(__file__).resolve().parents[1]
-GATEWAY_CONFIG = ROOT / "k8s" / "base" / "gateway-config.yaml"
-CLIENT_KEY = "cluster-local-client-key"
 PROMPTS = (
     "What is the capital of France?",
     "Prove that there are infinitely many primes.",
@@ -64,219 +48,6 @@ PROMPTS = (
 )
 SCORED = gateway_pb2.DecisionSource.Name(gateway_pb2.DECISION_SOURCE_SCORED)
 SCORER_DOWN = gateway_pb2.DecisionSource.Name(gateway_pb2.DECISION_SOURCE_SCORER_UNAVAILABLE)
-
-
-def free_port() -> int:
-    """A free loopback port (for servers that cannot report the port they bound)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(what: str, check: Any, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not ready after {timeout_s:.0f} s")
-        time.sleep(0.05)
-
-
-def grpc_serving(target: str, timeout_s: float = 1.0) -> bool:
-    """Whether ``target`` answers grpc.health.v1 Check ("") with SERVING."""
-    with grpc.insecure_channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-@dataclass
-class Process:
-    """One server process of the local cluster, its output in a log file."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    grpc_port: int = 0
-    http_port: int = 0
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        """SIGTERM, then SIGKILL if it does not exit in time; the exit code."""
-        self.signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-    def tail(self, lines: int = 20) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})}
-        )
-    return Process(name, proc, log)
-
-
-def cluster_config(provider_url: str) -> dict[str, Any]:
-    """The dev overlay's gateway config, with every provider pointed at the local fake one."""
-    data: dict[str, Any] = yaml.safe_load(GATEWAY_CONFIG.read_text())
-    for model in data["models"].values():
-        model["base_url"] = provider_url
-    return data
-
-
-@dataclass
-class LocalCluster:
-    """Scorers, gateways, a fake provider and Redis on loopback; use as a context manager."""
-
-    scorers: int = 2
-    gateways: int = 2
-    routers_dir: Path = ROOT / "routers"
-    encoder_dir: Path = ROOT / "build" / "encoder"
-    provider_delay_s: float = 0.2
-    #: Overrides merged into the gateway config's ``scorer`` section (e.g. deadline_ms).
-    scorer_overrides: dict[str, Any] = field(default_factory=dict)
-    workdir: Path | None = None
-    start_timeout_s: float = 180.0
-    scorer_procs: list[Process] = field(default_factory=list)
-    gateway_procs: list[Process] = field(default_factory=list)
-    scorer_metrics_ports: list[int] = field(default_factory=list)
-    _stack: ExitStack = field(default_factory=ExitStack)
-
-    def __enter__(self) -> LocalCluster:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def _start(self) -> None:
-        if self.workdir is None:
-            self.workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="ferryman-cluster-")))
-        workdir = self.workdir
-        provider = FakeProvider(reply="A local answer.", name="cluster-local")
-        provider.reset(default=slow(self.provider_delay_s))
-        self._stack.enter_context(provider)
-        redis_url = self._start_redis(workdir)
-
-        self.scorer_procs = [self._start_scorer(i, workdir) for i in range(self.scorers)]
-        for p in self.scorer_procs:
-            _wait(f"{p.name} health", lambda p=p: grpc_serving(p.target), self.start_timeout_s, p.proc)
-
-        config = cluster_config(provider.base_url)
-        config["scorer"] = {**config.get("scorer", {}), **self.scorer_overrides}
-        config_path = workdir / "gateway.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        scorer_target = "ipv4:" + ",".join(p.target for p in self.scorer_procs)
-        env = {"REDIS_URL": redis_url, "FERRYMAN_API_KEYS": CLIENT_KEY}
-        env |= {m["api_key_env"]: "fake-provider-key" for m in config["models"].values() if m.get("api_key_env")}
-        self.gateway_procs = [
-            self._start_gateway(i, workdir, config_path, scorer_target, env) for i in range(self.gateways)
-        ]
-        for p in self.gateway_procs:
-            _wait(f"{p.name} health", lambda p=p: grpc_serving(p.target), self.start_timeout_s, p.proc)
-
-    def _start_redis(self, workdir: Path) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (run `make system-deps`)")
-        port = free_port()
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        redis = _spawn("redis", [*argv, "--dir", str(workdir)], workdir)
-        self._stack.callback(redis.stop)
-        _wait("redis", lambda: _connects(port), 20, redis.proc)
-        return f"redis://127.0.0.1:{port}/0"
-
-    def _start_scorer(self, index: int, workdir: Path) -> Process:
-        port, metrics_port = free_port(), free_port()
-        argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(self.routers_dir)]
-        argv += ["--encoder-dir", str(self.encoder_dir), "--host", "127.0.0.1", "--port", str(port)]
-        argv += ["--metrics-port", str(metrics_port)]
-        proc = _spawn(f"scorer-{index}", argv, workdir)
-        proc.grpc_port = port
-        self.scorer_metrics_ports.append(metrics_port)
-        self._stack.callback(proc.stop)
-        return proc
-
-    def _start_gateway(
-        self, index: int, workdir: Path, config: Path, scorer_target: str, env: dict[str, str]
-    ) -> Process:
-        port_file = workdir / f"gateway-{index}.ports.json"
-        argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config), "--host", "127.0.0.1"]
-        argv += ["--grpc-port", "0", "--http-port", "0", "--scorer", scorer_target, "--port-file", str(port_file)]
-        proc = _spawn(f"gateway-{index}", argv, workdir, env)
-        self._stack.callback(proc.stop)
-        ports = _wait(f"{proc.name} ports", lambda: _read_json(port_file), self.start_timeout_s, proc.proc)
-        proc.grpc_port, proc.http_port = int(ports["grpc_port"]), int(ports["http_port"])
-        return proc
-
-    def score_calls(self) -> list[int | None]:
-        """Score calls each scorer has served so far (None for a scorer that is down)."""
-        counts = [scrape(port, "ferryman_scorer_requests_total", method="Score") for port in self.scorer_metrics_ports]
-        return [None if c is None else c.total() for c in counts]
-
-    def gateway_scorer_failures(self) -> Counter[str]:
-        """Score RPCs the running gateways saw fail, by status code, summed over gateways."""
-        total: Counter[str] = Counter()
-        for p in self.gateway_procs:
-            total.update(scrape(p.http_port, "ferryman_gateway_scorer_failures_total") or Counter())
-        return total
-
-
-def _connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data
-
-
-def scrape(port: int, metric: str, **labels: str) -> Counter[str] | None:
-    """Samples of one metric on ``127.0.0.1:port/metrics`` matching ``labels``, summed per label
-    set (rendered ``k=v,...`` over the labels not filtered on); None when nothing answers."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2.0).text
-    except httpx.HTTPError:
-        return None
-    totals: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
-                rest = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in labels)
-                totals[rest] += int(sample.value)
-    return totals
 
 
 # ---------------------------------------------------------------------------------- load
@@ -509,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ferryman-cluster-") as tmp:
         routers_dir = args.routers_dir
         if not any(routers_dir.glob("*/manifest.json")):
-            from scorer.testing import build_test_routers
+            from harness.scorer import build_test_routers
 
             routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
             print(f"no router artifacts in {args.routers_dir}: serving small test routers", flush=True)

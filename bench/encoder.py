@@ -7,7 +7,7 @@ Variants, all one sequence per ``session.run`` (what the scorer does for int8):
   attention mask, which the scorer uses for every one-sequence run (timed one per run and checked
   for fidelity; it cannot run padded batches, so it has no bucketed or batch-mate figures).
 * ``opt int8``: eager-attention export fused by onnxruntime's transformer optimizer
-  (``scorer.train.export.optimize_bert``), then the same dynamic per-channel int8.
+  (``lab.train.export.optimize_bert``), then the same dynamic per-channel int8.
 * ``opt int8 fp32-emb``: the same without quantising ``EmbedLayerNormalization`` (fp32 embedding tables).
 * ``opt fp32``: the fused graph unquantised.
 * ``current fp32``: ``build/encoder/model.fp32.onnx`` (unfused; also the fidelity reference).
@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_variants(work: Path) -> dict[str, Path]:
     """Export (eager attention), fuse and quantise into ``work``; reuses files already there."""
-    from scorer.train.export import export_onnx, load_base_encoder, optimize_bert, pooled_module, quantize_int8
+    from lab.train.export import export_onnx, load_base_encoder, optimize_bert, pooled_module, quantize_int8
 
     work.mkdir(parents=True, exist_ok=True)
     raw, fp32, int8 = work / "eager.fp32.onnx", work / "opt.fp32.onnx", work / "opt.int8.onnx"

@@ -49,7 +49,7 @@ import httpx
 import numpy as np
 import yaml
 
-from bench.cluster_local import _read_json, _spawn, _wait, free_port
+from harness.processes import free_port, read_json, spawn, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -356,22 +356,22 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-gw-") as tmp_s:
         tmp = Path(tmp_s)
         py = sys.executable
-        fake_argv = [py, "-m", "gateway.testing.fake_provider", "--port-file", str(tmp / "fake.port")]
-        fake = _spawn("fake-provider", [*fake_argv, "--delay-ms", str(args.provider_delay_ms)], tmp)
+        fake_argv = [py, "-m", "harness.fake_provider", "--port-file", str(tmp / "fake.port")]
+        fake = spawn("fake-provider", [*fake_argv, "--delay-ms", str(args.provider_delay_ms)], tmp)
         stack.callback(fake.stop)
-        fake_port = int(_wait("fake provider", lambda: _read_json(tmp / "fake.port"), 120, fake.proc))
+        fake_port = int(wait_for("fake provider", lambda: read_json(tmp / "fake.port"), 120, fake.proc))
         fake_url = f"http://127.0.0.1:{fake_port}/v1"
 
         scorer_port = free_port()
         if args.router:
             routers = args.routers_dir
             if routers is None:
-                from scorer.testing import build_test_routers
+                from harness.scorer import build_test_routers
 
                 routers = build_test_routers(tmp / "routers", encoder_dir=args.encoder_dir)
             scorer_argv = [py, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--port", str(scorer_port)]
             scorer_argv += ["--host", "127.0.0.1", "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
-            scorer = _spawn("scorer", scorer_argv, tmp)
+            scorer = spawn("scorer", scorer_argv, tmp)
             stack.callback(scorer.stop)
 
         model: dict[str, Any] = {"provider": "openai", "base_url": fake_url, "api_key_env": "BENCH_FAKE_KEY"}
@@ -386,9 +386,9 @@ def run(args: argparse.Namespace) -> int:
         (tmp / "gateway.yaml").write_text(yaml.safe_dump(config))
         gw_argv = [py, "-m", "ferryman", "gateway", "--config", str(tmp / "gateway.yaml")]
         gw_argv += ["--port-file", str(tmp / "gw.json"), "--log-level", "WARNING"]
-        gateway = _spawn("gateway", gw_argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+        gateway = spawn("gateway", gw_argv, tmp, {"BENCH_FAKE_KEY": "bench"})
         stack.callback(gateway.stop)
-        gw_port = _wait("gateway", lambda: _read_json(tmp / "gw.json"), 120, gateway.proc)["http_port"]
+        gw_port = wait_for("gateway", lambda: read_json(tmp / "gw.json"), 120, gateway.proc)["http_port"]
         gw_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
 
         paths = {

@@ -82,7 +82,7 @@ def load_prompts(path: Path) -> list[str]:
     if path.is_file():
         with path.open(encoding="utf-8") as fh:
             return [json.loads(line)["turns"][0] for line in fh if line.strip()]
-    from scorer.testing import SAMPLE_PROMPTS
+    from harness.scorer import SAMPLE_PROMPTS
 
     return [" ".join([p] * (1 + i % 7)) for i, p in enumerate(SAMPLE_PROMPTS * 6)]
 
@@ -228,7 +228,7 @@ def torch_phase(prompts: list[str]) -> Callable[[float, Tally], None]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from scorer.train.export import base_model_path
+    from lab.train.export import base_model_path
 
     torch.set_num_threads(os.cpu_count() or 1)
     path = str(base_model_path())
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         if routers_dir is None:
             routers_dir = ROOT / "routers"
             if not (routers_dir / args.router / "manifest.json").is_file():
-                from scorer.testing import build_test_routers
+                from harness.scorer import build_test_routers
 
                 routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
         print(f"Score RPC against `ferryman scorer` in a subprocess, routers from {routers_dir}", flush=True)

@@ -20,6 +20,7 @@ COPY pyproject.toml README.md ./
 COPY ferryman ferryman
 COPY scorer scorer
 COPY gateway gateway
+COPY lab lab
 COPY routers routers
 # Build-only environment (torch): exports the encoder and rebuilds router graphs.
 RUN python -m venv /opt/train \

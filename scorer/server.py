@@ -6,16 +6,18 @@ anything unexpected is logged here with its traceback and reaches the client as
 INTERNAL with a generic message.
 
 ``create_server(config)`` starts a server (health NOT_SERVING), loads every router,
-then flips health to SERVING and returns ``(server, port)``; tests pass port 0.
+then flips health to SERVING and returns ``(server, port)``; tests pass port 0. ``serving(config)``
+and ``serving_in_thread(config)`` run an embedded server (evaluation, tests) and yield its address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -294,3 +296,44 @@ async def create_server(config: ScorerConfig) -> tuple[ScorerServer, int]:
 def known_services() -> Sequence[str]:
     """Services a scorer exposes (what ``grpcurl list`` shows)."""
     return (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+
+@asynccontextmanager
+async def serving(config: ScorerConfig) -> AsyncIterator[str]:
+    """Run a scorer in the caller's event loop (an embedded server, e.g. for evaluation or tests);
+    yields ``"HOST:PORT"`` once every router is loaded and stops it afterwards."""
+    server, port = await create_server(config)
+    try:
+        yield f"{config.host}:{port}"
+    finally:
+        await server.stop(0)
+
+
+@contextmanager
+def serving_in_thread(config: ScorerConfig) -> Iterator[str]:
+    """``serving`` on its own event loop in a daemon thread, for synchronous callers."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        try:
+            async with serving(config) as address:
+                box["address"], box["stop"] = address, asyncio.Event()
+                box["loop"] = asyncio.get_running_loop()
+                ready.set()
+                await box["stop"].wait()  # type: ignore[attr-defined]
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="scorer-embedded", daemon=True)
+    thread.start()
+    ready.wait()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    try:
+        yield str(box["address"])
+    finally:
+        loop = box["loop"]
+        loop.call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+        thread.join(timeout=30)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scorer.testing import build_test_routers
+from harness.scorer import build_test_routers
 
 
 @pytest.fixture(scope="session")
 def test_routers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small valid router artifacts (mf, sw, bert, random) from ``scorer.testing.build_test_routers``."""
+    """Small valid router artifacts (mf, sw, bert, random) from ``harness.scorer.build_test_routers``."""
     return build_test_routers(tmp_path_factory.mktemp("routers"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scorer.data import DataError
-from scorer.data.battles import Battle, battles_from_grades, load_battles, parse_turns
+from lab.data import DataError
+from lab.data.battles import Battle, battles_from_grades, load_battles, parse_turns
 
 COLUMNS = [
     "id",

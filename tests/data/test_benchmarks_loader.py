@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scorer.data import DataError
-from scorer.data.benchmarks import STRONG, WEAK, default_data_dir, load_benchmark
-from scorer.data.folds import prompt_key
+from lab.data import DataError
+from lab.data.benchmarks import STRONG, WEAK, default_data_dir, load_benchmark
+from lab.data.keys import prompt_key
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:

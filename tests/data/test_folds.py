@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scorer.data import DataError
-from scorer.data.benchmarks import LabeledPrompt
-from scorer.data.folds import FoldAssignment, assign_folds, duplicate_clusters, prompt_key
+from lab.data import DataError
+from lab.data.benchmarks import LabeledPrompt
+from lab.data.folds import FoldAssignment, assign_folds, duplicate_clusters
+from lab.data.keys import prompt_key
 
 
 def _item(i: int, group: str = "g", benchmark: str = "mmlu", prompt: str | None = None) -> LabeledPrompt:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster_local import LocalCluster
-from scorer.testing import build_test_routers
+from harness.cluster import LocalCluster
+from harness.scorer import build_test_routers
 
 from .k8s import ROOT
 

@@ -16,8 +16,8 @@ import sys
 import grpc
 import pytest
 
-from bench.cluster_local import CLIENT_KEY, LocalCluster
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from harness.cluster import CLIENT_KEY, LocalCluster
 
 from .k8s import ROOT
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.cluster_local import LocalCluster, exercise, format_report
+from bench.cluster_local import exercise, format_report
+from harness.cluster import LocalCluster
 
 
 def test_two_scorers_two_gateways_survive_a_scorer_kill_and_a_gateway_sigterm(test_routers: Path) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .cli_args import parse_ferryman_args
+from harness.cli_args import parse_ferryman_args
+
 from .dockerfile import Stage, parse
 from .k8s import ROOT, one, render
 

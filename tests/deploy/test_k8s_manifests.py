@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from gateway.config import ServerConfig, parse_config
+from harness.cli_args import parse_ferryman_args
 from scorer.config import ScorerConfig
 from scorer.main import ENV_PREFIX
 from scorer.server import known_services
 
 from . import k8s
-from .cli_args import parse_ferryman_args
 from .k8s import OVERLAYS, ROOT, containers, find, one, port_named, render, selects
 
 SERVICES = ("scorer", "gateway")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.data.benchmarks import LabeledPrompt
-from scorer.eval.baselines import crossfit_baseline
-from scorer.eval.metrics import apgr, endpoints, routing_curve
+from lab.data.benchmarks import LabeledPrompt
+from lab.eval.baselines import crossfit_baseline
+from lab.eval.metrics import apgr, endpoints, routing_curve
 
 
 def _item(i: int, group: str, strong: float, weak: float) -> LabeledPrompt:

@@ -12,10 +12,10 @@ import pytest
 
 from ferryman.cli import main
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from harness.scorer import SAMPLE_PROMPTS, build_test_routers, scorer_in_thread
+from lab.eval.calibrate import thresholds
+from lab.eval.scoring import ScorerClient
 from scorer.artifacts import load_artifact
-from scorer.eval.calibrate import thresholds
-from scorer.eval.scoring import ScorerClient
-from scorer.testing import SAMPLE_PROMPTS, build_test_routers, scorer_in_thread
 
 
 def test_thresholds_by_hand() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ferryman.cli import main
+from harness.scorer import build_test_routers
+from lab.data.benchmarks import default_data_dir, load_benchmark
+from lab.data.folds import FoldAssignment, assign_folds
 from scorer.artifacts import load_artifact, write_manifest
-from scorer.data.benchmarks import default_data_dir, load_benchmark
-from scorer.data.folds import FoldAssignment, assign_folds
-from scorer.testing import build_test_routers
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.eval.metrics import (
+from lab.eval.metrics import (
     Curve,
     apgr,
     auc,

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gw_harness import RedisServer
 
-from gateway.testing.fake_provider import FakeProvider
+from harness.fake_provider import FakeProvider
+from harness.processes import RedisServer
 
 NAMES = ("strong-openai", "strong-anthropic", "weak-openai", "weak-anthropic")
 
@@ -38,16 +38,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def test_routers(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small valid router artifacts with calibration tables (scorer.testing)."""
-    from scorer.testing import build_test_routers
+    """Small valid router artifacts with calibration tables (harness.scorer)."""
+    from harness.scorer import build_test_routers
 
     return build_test_routers(tmp_path_factory.mktemp("routers"))
 
 
 @pytest.fixture(scope="session")
 def scorer_address(test_routers: Path) -> Iterator[str]:
-    """A real scorer (scorer.testing) serving the test routers on loopback."""
-    from scorer.testing import scorer_in_thread
+    """A real scorer (harness.scorer) serving the test routers on loopback."""
+    from harness.scorer import scorer_in_thread
 
     with scorer_in_thread(test_routers) as address:
         yield address

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench.gateway import KeepAliveConnection
-from gateway.testing.fake_provider import FakeProvider
+from harness.fake_provider import FakeProvider
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
 

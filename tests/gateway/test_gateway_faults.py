@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import httpx
 import openai
 import pytest
-from gw_harness import CLIENT_KEY, GatewayThread, free_port, gateway_config
 
 from gateway.breakers import Breaker
-from gateway.testing.fake_provider import DISCONNECT, MALFORMED, OK, FakeProvider, Fault, slow, status
+from harness.fake_provider import DISCONNECT, MALFORMED, OK, FakeProvider, Fault, slow, status
+from harness.gateway import CLIENT_KEY, GatewayThread, gateway_config
+from harness.processes import free_port
 
 ROUTED = "router-random-0.0"  # scorer unreachable in these tests → the strong tier
 MESSAGES = [{"role": "user", "content": "Explain circuit breakers."}]

@@ -10,15 +10,16 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from gw_harness import CLIENT_KEY, GatewayThread, free_port, gateway_config
 
 from ferryman.gateway.v1 import gateway_pb2 as pb
 from ferryman.gateway.v1 import gateway_pb2_grpc
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from gateway.policy import interpolate_threshold
 from gateway.service import Runtime
-from gateway.testing.fake_provider import DISCONNECT, status
-from scorer.testing import SAMPLE_PROMPTS
+from harness.fake_provider import DISCONNECT, status
+from harness.gateway import CLIENT_KEY, GatewayThread, gateway_config
+from harness.processes import free_port
+from harness.scorer import SAMPLE_PROMPTS
 
 AUTH = (("authorization", f"Bearer {CLIENT_KEY}"),)
 MSGS = [pb.ChatMessage(role="user", content="Prove that there are infinitely many primes.")]
@@ -224,7 +225,7 @@ def test_oversized_request_is_rejected(stub, fakes):
 
 
 def test_scorer_that_comes_up_later_is_used_once_calibrated(fakes, test_routers):
-    from scorer.testing import scorer_in_thread
+    from harness.scorer import scorer_in_thread
 
     port = free_port()
     config = gateway_config(fakes, scorer_target=f"dns:///127.0.0.1:{port}", scorer={"calibration_refresh_s": 0.5})

@@ -7,7 +7,8 @@ import json
 import httpx
 import openai
 import pytest
-from gw_harness import CLIENT_KEY, PROVIDER_KEY, GatewayThread, gateway_config
+
+from harness.gateway import CLIENT_KEY, PROVIDER_KEY, GatewayThread, gateway_config
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from gateway.providers.lanes import LaneTransport
-from gateway.testing.fake_provider import DISCONNECT, FakeProvider, slow
+from harness.fake_provider import DISCONNECT, FakeProvider, slow
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

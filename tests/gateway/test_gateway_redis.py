@@ -10,10 +10,10 @@ import openai
 import pytest
 import redis
 import yaml
-from gw_harness import CLIENT_KEY, ENV, GatewayThread, config_dict, free_port, gateway_config
 
-from bench.cluster_local import Process, _read_json, _spawn, _wait
-from gateway.testing.fake_provider import status
+from harness.fake_provider import status
+from harness.gateway import CLIENT_KEY, ENV, GatewayThread, config_dict, gateway_config
+from harness.processes import Process, free_port, read_json, spawn, wait_for
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 ROUTED = "router-random-0.0"  # scorer down → strong tier: strong-openai first
@@ -24,8 +24,8 @@ def _start(index: int, config_path: Path, workdir: Path, redis_url: str) -> tupl
     port_file = workdir / f"ports-{index}.json"
     argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config_path), "--port-file", str(port_file)]
     env = ENV | {"REDIS_URL": redis_url, "TEST_CLIENT_KEYS": CLIENT_KEY}
-    process = _spawn(f"gateway-{index}", argv, workdir, env)
-    ports = _wait(process.name, lambda: _read_json(port_file), 60, process.proc)
+    process = spawn(f"gateway-{index}", argv, workdir, env)
+    ports = wait_for(process.name, lambda: read_json(port_file), 60, process.proc)
     return process, int(ports["http_port"])
 
 

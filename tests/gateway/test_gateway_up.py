@@ -13,17 +13,18 @@ from pathlib import Path
 import grpc
 import httpx
 import yaml
-from gw_harness import ENV, config_dict, free_port
 
 from ferryman.gateway.v1 import gateway_pb2 as pb
 from ferryman.gateway.v1 import gateway_pb2_grpc
+from harness.gateway import ENV, config_dict
+from harness.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str, str], tuple[int, int, int]]:
     """``ferryman up`` over test routers and the fake providers, its environment and (http, grpc, scorer) ports."""
-    from scorer.testing import build_test_routers
+    from harness.scorer import build_test_routers
 
     routers = build_test_routers(tmp_path_factory.mktemp("up-routers"))
     http_port, grpc_port, scorer_port = free_port(), free_port(), free_port()

@@ -91,10 +91,10 @@ _PROOF_ATTEMPT = (
 )
 
 _SLOW_CODE = (
-    "def count_inversions(values):\n    \"\"\"Number of pairs i < j with values[i] > values[j].\"\"\"\n"
+    'def count_inversions(values):\n    """Number of pairs i < j with values[i] > values[j]."""\n'
     "    total = 0\n    for i in range(len(values)):\n        for j in range(i + 1, len(values)):\n"
     "            if values[i] > values[j]:\n                total += 1\n    return total\n\n\n"
-    "def most_inverted_window(values, width):\n    \"\"\"Start index of the window with the most inversions.\"\"\"\n"
+    'def most_inverted_window(values, width):\n    """Start index of the window with the most inversions."""\n'
     "    best_start, best_count = 0, -1\n    for start in range(len(values) - width + 1):\n"
     "        count = count_inversions(values[start:start + width])\n        if count > best_count:\n"
     "            best_start, best_count = start, count\n    return best_start\n"

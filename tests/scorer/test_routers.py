@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
 from scorer.artifacts import ArtifactFile, load_artifact, sha256_of, write_manifest
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import LoadContext
 from scorer.routers.sw import SWRouter, connected, fit_bradley_terry, similarity_weights, unit_rows
-from scorer.testing import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
 
 PROMPTS = ["What is 2 + 2?", "Prove that sqrt(2) is irrational.", "Write a haiku about rain.", "hola"]
 
@@ -54,7 +54,7 @@ def _sw_with_params(test_routers_dir: Path, tmp_path: Path, **params: object) ->
 
 def _projected_sw(test_routers_dir: Path, tmp_path: Path, dim: int, **params: object) -> Path:
     """A copy of the test SW artifact in a ``dim``-d PLS space of its strong-vs-weak battles (as training writes)."""
-    from scorer.train.sw import pls_projection
+    from lab.train.sw import pls_projection
 
     dest = _sw_with_params(test_routers_dir, tmp_path, **params)
     art = load_artifact(dest)

@@ -20,7 +20,7 @@ import pytest
 
 from ferryman.scorer.v1 import scorer_pb2 as pb
 from ferryman.scorer.v1 import scorer_pb2_grpc as pbg
-from scorer.testing import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS
+from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 

@@ -18,11 +18,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferryman.scorer.v1 import scorer_pb2 as pb
 from ferryman.scorer.v1 import scorer_pb2_grpc as pbg
+from harness.scorer import SAMPLE_PROMPTS, STRONG, WEAK, config_for_tests, scorer_in_thread
 from scorer.batching import BatchingConfig, MicroBatcher
 from scorer.core import Limits
 from scorer.errors import DeadlineExceededError, OverloadedError, ShuttingDownError
 from scorer.server import SERVICE_NAME, ScorerServer
-from scorer.testing import SAMPLE_PROMPTS, STRONG, WEAK, config_for_tests, scorer_in_thread
 
 ROUTERS = ("mf", "sw", "bert", "random")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scorer.artifacts import EncoderSpec
-from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt
-from scorer.eval.metrics import apgr_by_benchmark
-from scorer.train.bert import (
+from lab.data.benchmarks import STRONG, WEAK, LabeledPrompt
+from lab.eval.metrics import apgr_by_benchmark
+from lab.select.bert import probe_scores
+from lab.train.bert import (
     BertConfig,
     BertTrainer,
     bert_weights,
@@ -19,8 +19,8 @@ from scorer.train.bert import (
     hidden_cache_path,
     module_from_delta,
 )
-from scorer.train.bert_select import probe_scores
-from scorer.train.data import A_WINS, TIE, Pair, TrainingData
+from lab.train.data import A_WINS, TIE, Pair, TrainingData
+from scorer.artifacts import EncoderSpec
 
 SPEC = EncoderSpec(max_tokens=32, head_tokens=8)
 PROMPTS = [f"question {i}: what is {i} plus {i * 7}?" for i in range(12)] + ["a", "Prove that sqrt(2) is irrational."]

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from ferryman.cli import main
+from harness.data_slice import write_slice
+from lab.data.benchmarks import default_data_dir, load_benchmark
+from lab.data.folds import FoldAssignment
 from scorer.artifacts import load_artifact
-from scorer.data.benchmarks import default_data_dir, load_benchmark
-from scorer.data.folds import FoldAssignment
-
-from .dataslice import write_slice
 
 ROUTERS = ("mf", "sw", "bert")
 FAST = ["--mf-epochs", "3", "--bert-epochs", "1", "--bert-max-rows", "64", "--threads", "2"]
@@ -142,9 +141,9 @@ def test_bert_graph_rebuilds_from_delta(trained: tuple[Path, Path]) -> None:
     for g, size in zip(graphs, before, strict=True):
         assert g.is_file() and abs(g.stat().st_size - size) < size * 0.01
     # The mask-free twin computes what the masked graph computes on unpadded input.
+    from harness.scorer import DEFAULT_ENCODER_DIR
     from scorer.artifacts import EncoderSpec
     from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer
-    from scorer.testing import DEFAULT_ENCODER_DIR
 
     tok = WordpieceTokenizer(DEFAULT_ENCODER_DIR / TOKENIZER_FILE, EncoderSpec())
     twin, masked = GraphPair(graphs[0], graphs[1], 1), GraphPair(graphs[0], None, 1)

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scorer.data.benchmarks import LabeledPrompt, default_data_dir, load_benchmark
-from scorer.data.folds import FoldAssignment
-from scorer.testing import DEFAULT_ENCODER_DIR
-from scorer.train.sw_select import inner_folds, main
-
-from .dataslice import write_slice
+from harness.data_slice import write_slice
+from harness.scorer import DEFAULT_ENCODER_DIR
+from lab.data.benchmarks import LabeledPrompt, default_data_dir, load_benchmark
+from lab.data.folds import FoldAssignment
+from lab.select.sw import inner_folds, main
 
 
 def _items() -> list[LabeledPrompt]:

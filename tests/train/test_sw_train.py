@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.data.benchmarks import STRONG, WEAK
-from scorer.train.data import A_WINS, B_WINS, TIE, Pair, TrainingData
-from scorer.train.sw import SWConfig, pls_projection, projection_rows, sw_params
+from lab.data.benchmarks import STRONG, WEAK
+from lab.train.data import A_WINS, B_WINS, TIE, Pair, TrainingData
+from lab.train.sw import SWConfig, pls_projection, projection_rows, sw_params
 
 
 def _planted(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.data.benchmarks import STRONG, WEAK, LabeledPrompt
-from scorer.train.bert import bert_labels, select_rows
-from scorer.train.data import A_WINS, B_WINS, TIE, Pair, TrainingData, golden_pairs, parse_golden
+from lab.data.benchmarks import STRONG, WEAK, LabeledPrompt
+from lab.train.bert import bert_labels, select_rows
+from lab.train.data import A_WINS, B_WINS, TIE, Pair, TrainingData, golden_pairs, parse_golden
 
 
 def _item(key: str, strong: float, weak: float) -> LabeledPrompt:

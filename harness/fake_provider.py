@@ -1,0 +1,274 @@
+"""A fake LLM provider: a real HTTP server on loopback speaking the OpenAI chat-completions
+and Anthropic Messages APIs, with faults a test programs per request.
+
+Faults: HTTP 500, 429 with Retry-After, any other status (400, 401), slow answers,
+malformed JSON, a connection dropped mid-stream, and (by stopping the server) connection
+refused. Faults are consumed one per request from a queue; when the queue is empty the
+``default`` fault applies (normally a correct answer). Counters say how many requests
+arrived, so tests can check what the gateway really sent.
+
+Run standalone (for benchmarks): ``python -m harness.fake_provider --port-file F``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the next request gets. ``kind``: ok, status, slow, malformed, disconnect."""
+
+    kind: str = "ok"
+    status: int = 500
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    #: For ``disconnect``: content chunks sent before the connection drops.
+    after_chunks: int = 2
+
+
+OK = Fault()
+
+
+def status(code: int, retry_after: str | None = None) -> Fault:
+    return Fault("status", status=code, retry_after=retry_after)
+
+
+def slow(delay_s: float) -> Fault:
+    return Fault("slow", delay_s=delay_s)
+
+
+MALFORMED = Fault("malformed")
+DISCONNECT = Fault("disconnect")
+
+
+class _Dropped(Exception):
+    """Raised inside a streaming body to drop the connection mid-stream."""
+
+
+class FakeProvider:
+    """One fake endpoint serving both APIs under ``/v1`` (``/v1/chat/completions``, ``/v1/messages``)."""
+
+    def __init__(self, reply: str = "The quick brown fox jumps over the lazy dog.", name: str = "fake") -> None:
+        self.reply = reply
+        self.name = name
+        self.default = OK
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.last_body: dict[str, Any] | None = None
+        self.last_headers: dict[str, str] = {}
+        #: Client ports seen since the last reset: one per connection the gateway opened.
+        self.peers: set[int] = set()
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._openai, methods=["POST"]),
+                Route("/v1/messages", self._anthropic, methods=["POST"]),
+            ]
+        )
+
+    # ---------------------------------------------------------------- control
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def program(self, *faults: Fault) -> None:
+        """Queue faults for the next requests (one each)."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def reset(self, default: Fault = OK) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.default = default
+            self.requests = 0
+            self.peers.clear()
+
+    def _next(self, request: Request, body: dict[str, Any]) -> Fault:
+        with self._lock:
+            self.requests += 1
+            self.last_body = body
+            self.last_headers = dict(request.headers)
+            if request.client is not None:
+                self.peers.add(request.client.port)
+            return self._faults.popleft() if self._faults else self.default
+
+    def start(self, port: int = 0) -> FakeProvider:
+        """Serve in a background thread on 127.0.0.1 (port 0 = a free port)."""
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"fake-provider-{self.name}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fake provider did not start")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; the port then refuses connections."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._server = None
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- serving
+
+    async def _fault_response(self, fault: Fault) -> Response | None:
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay_s)
+        elif fault.kind == "status":
+            headers = {"retry-after": fault.retry_after} if fault.retry_after is not None else {}
+            body = {"error": {"message": f"fake error {fault.status}", "type": "fake", "code": None}}
+            return JSONResponse(body, status_code=fault.status, headers=headers)
+        elif fault.kind == "malformed":
+            return Response(b'{"choices": [ this is not json', media_type="application/json")
+        return None
+
+    async def _begin(self, request: Request) -> tuple[dict[str, Any], Fault, Response | None, int]:
+        """Both APIs: parse the body, apply the next programmed fault, count prompt tokens (words)."""
+        body = json.loads(await request.body())
+        fault = self._next(request, body)
+        early = await self._fault_response(fault)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        return body, fault, early, prompt_tokens
+
+    def _words(self) -> list[str]:
+        words = self.reply.split(" ")
+        return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+    async def _sse(self, fault: Fault, events: list[str]) -> AsyncIterator[bytes]:
+        for i, event in enumerate(events):
+            if fault.kind == "disconnect" and i >= fault.after_chunks + 1:
+                raise _Dropped("dropped mid-stream by the test")
+            yield event.encode()
+
+    async def _openai(self, request: Request) -> Response:
+        body, fault, early, prompt_tokens = await self._begin(request)
+        if early is not None:
+            return early
+        words = self._words()
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words),
+        }
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model", "")}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": self.reply}
+            return JSONResponse(
+                base
+                | {
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": usage,
+                }
+            )
+        chunk = base | {"object": "chat.completion.chunk"}
+        events = [f"data: {json.dumps(chunk | {'choices': [{'index': 0, 'delta': {'role': 'assistant'}}]})}\n\n"]
+        for w in words:
+            delta = {"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+            events.append(f"data: {json.dumps(chunk | delta)}\n\n")
+        events.append(
+            f"data: {json.dumps(chunk | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(f"data: {json.dumps(chunk | {'choices': [], 'usage': usage})}\n\n")
+        events.append("data: [DONE]\n\n")
+        return StreamingResponse(self._sse(fault, events), media_type="text/event-stream")
+
+    async def _anthropic(self, request: Request) -> Response:
+        body, fault, early, prompt_tokens = await self._begin(request)
+        if early is not None:
+            return early
+        words = self._words()
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model", ""),
+                    "content": [{"type": "text", "text": self.reply}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": prompt_tokens, "output_tokens": len(words)},
+                }
+            )
+
+        def ev(name: str, data: dict[str, Any]) -> str:
+            return f"event: {name}\ndata: {json.dumps(data | {'type': name})}\n\n"
+
+        start_msg = {
+            "id": "msg_fake",
+            "role": "assistant",
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": 1},
+        }
+        events = [ev("message_start", {"message": start_msg})]
+        for w in words:
+            events.append(ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}))
+        events.append(
+            ev("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(words)}})
+        )
+        events.append(ev("message_stop", {}))
+        return StreamingResponse(self._sse(fault, events), media_type="text/event-stream")
+
+
+def main() -> int:
+    """Serve a fake provider until killed (benchmarks run it in its own process)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this delay")
+    args = parser.parse_args()
+    fake = FakeProvider()
+    if args.delay_ms > 0:
+        fake.default = slow(args.delay_ms / 1000)
+    config = uvicorn.Config(
+        fake.app, host="127.0.0.1", port=args.port, lifespan="off", log_level="error", access_log=False
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        tmp = args.port_file.with_suffix(".tmp")  # written whole, then renamed: readers never see half
+        tmp.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+        tmp.replace(args.port_file)
+        await task
+
+    from gateway.main import run_loop
+
+    run_loop(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

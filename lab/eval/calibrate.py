@@ -1,0 +1,154 @@
+"""``ferryman calibrate``: thresholds for target strong-call shares, stored in the manifest.
+
+An operator should be able to ask for "30 % strong calls" instead of an opaque
+score threshold. This scores a reference prompt set that looks like real user
+traffic — by default the 300 Chatbot Arena prompts of ``arena-bench-v1`` (not
+the MMLU/GSM8K/MT-Bench evaluation prompts) — through the scorer's BatchScore
+RPC, and writes the threshold for every share 0, 1, ..., 100 % into the
+artifact's ``manifest.json`` (``calibration``), with the reference it used.
+
+Threshold for share ``s`` of ``N`` reference prompts (scores sorted high to
+low, ``n = round(s N)``): above every score for ``n = 0``, the lowest score for
+``n = N``, otherwise midway between the ``n``-th and ``(n+1)``-th highest
+score, so that exactly ``n`` reference prompts score at or above it (fewer
+only where scores tie). Thresholds never increase with the share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from lab.data.battles import load_battles, load_questions
+from lab.data.benchmarks import default_data_dir
+from lab.data.keys import prompt_key
+from lab.data.report import DataError
+from lab.eval.scoring import ScorerClient, local_scorer
+from scorer.artifacts import Calibration, CalibrationPoint, load_artifact, write_manifest
+from scorer.errors import ArtifactError
+
+DEFAULT_REFERENCE = Path("arena-bench-v1") / "questions.jsonl"
+SHARES: tuple[float, ...] = tuple(i / 100 for i in range(101))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ferryman calibrate``."""
+    parser.description = (
+        "Score a reference prompt set that looks like real traffic (default: the 300 Chatbot Arena prompts of "
+        "arena-bench-v1) through the scorer's BatchScore RPC and store, in each artifact's manifest.json, the "
+        "threshold that sends 0, 1, ..., 100 % of those prompts to the strong model, so that an operator can ask "
+        "for a strong-call share instead of a raw threshold."
+    )
+    parser.add_argument("artifacts", nargs="+", type=Path, help="router artifact directories to calibrate")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help=f"reference prompts: a questions JSONL ({{question_id, turns}}) or a battles file "
+        f"(Arena 55k schema); default: <data-dir>/{DEFAULT_REFERENCE}",
+    )
+    parser.add_argument("--data-dir", type=Path, help="public data (default: $FERRYMAN_DATA or ../shared/data)")
+    parser.add_argument("--scorer", metavar="ADDRESS", help="use a running scorer (must have the routers loaded)")
+    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX threads of the in-process scorer")
+    parser.add_argument("--batch-size", type=int, default=128, help="items per BatchScore request")
+    parser.add_argument("--dry-run", action="store_true", help="print the thresholds, do not write manifests")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def load_reference(path: Path) -> list[str]:
+    """Distinct reference prompts (last user turn), from a questions JSONL or a battles file."""
+    prompts: list[str]
+    if path.suffix.lower() in (".jsonl", ".json") and _looks_like_questions(path):
+        turns, report = load_questions(path)
+        prompts = [t[-1] for t in turns.values()]
+    else:
+        battles, report = load_battles(path)
+        prompts = [b.prompt for b in battles]
+    print(report.summary(), file=sys.stderr, flush=True)
+    unique = list(dict.fromkeys(prompts))
+    if len(unique) < 2:
+        raise DataError(f"{path}: need at least 2 distinct reference prompts, found {len(unique)}")
+    return unique
+
+
+def _looks_like_questions(path: Path) -> bool:
+    import json
+
+    with path.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                with contextlib.suppress(json.JSONDecodeError):
+                    row = json.loads(line)
+                    return isinstance(row, dict) and "turns" in row
+                return False
+    return False
+
+
+def thresholds(scores: Sequence[float] | np.ndarray, shares: Sequence[float] = SHARES) -> tuple[CalibrationPoint, ...]:
+    """Calibration points: for each share, the threshold that sends that share of ``scores`` strong."""
+    ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if len(ranked) < 2 or not np.isfinite(ranked).all():
+        raise ValueError("need at least 2 finite scores")
+    n_total = len(ranked)
+    points = []
+    for share in shares:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        n = round(share * n_total)
+        if n == 0:
+            value = float(np.nextafter(ranked[0], np.inf))
+        elif n == n_total:
+            value = float(ranked[-1])
+        else:
+            value = float((ranked[n - 1] + ranked[n]) / 2)
+        points.append(CalibrationPoint(strong_share=float(share), threshold=value))
+    return tuple(points)
+
+
+def _reference_label(path: Path, prompts: Sequence[str]) -> str:
+    digest = hashlib.sha256("\n".join(prompt_key(p) for p in prompts).encode()).hexdigest()[:12]
+    return f"{path.parent.name}/{path.name}: {len(prompts)} prompts, last user turn (set sha256 {digest})"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ferryman calibrate``."""
+    try:
+        reference = args.reference or (args.data_dir or default_data_dir()) / DEFAULT_REFERENCE
+        prompts = load_reference(reference)
+        artifacts = {}
+        for path in args.artifacts:
+            manifest = load_artifact(path).manifest
+            if manifest.name in artifacts:
+                raise ArtifactError(f"{path}: router name {manifest.name!r} given twice")
+            artifacts[manifest.name] = path
+    except (DataError, ArtifactError) as exc:
+        print(f"ferryman calibrate: {exc}", file=sys.stderr)
+        return 2
+    label = _reference_label(reference, prompts)
+    keys = [prompt_key(p) for p in prompts]
+    with contextlib.ExitStack() as stack:
+        target = args.scorer or stack.enter_context(local_scorer(artifacts, args.encoder_dir, threads=args.threads))
+        # Empty strong/weak: each router's default pair, the one the gateway asks for by default.
+        client = stack.enter_context(ScorerClient(target, strong="", weak="", batch_size=args.batch_size))
+        for name, path in artifacts.items():
+            scores = client.score(
+                [(name, k, p) for k, p in zip(keys, prompts, strict=True)],
+                label=f"calibrating {name}",
+                progress=not args.quiet,
+            )
+            points = thresholds(scores)
+            shown = ", ".join(f"{int(p.strong_share * 100)} %: {p.threshold:.4f}" for p in points[10:100:20])
+            print(f"{name}: thresholds {shown} (reference {label})")
+            if not args.dry_run:
+                artifact = load_artifact(path)
+                cal = Calibration(reference=label, points=points)
+                written = write_manifest(path, replace(artifact.manifest, calibration=cal))
+                print(f"{name}: wrote calibration ({len(points)} points) to {written}")
+    return 0

@@ -1,0 +1,1 @@
+"""Hyper-parameter selection by nested cross-fitting on the golden labels (never on MT-Bench)."""

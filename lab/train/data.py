@@ -1,0 +1,156 @@
+"""Training data for every trainer: pairwise comparisons from battles and golden labels.
+
+Two sources become one list of :class:`Pair` (prompt, model_a, model_b,
+outcome):
+
+- pairwise battles in the Chatbot Arena 55k schema (``--battles FILE``);
+- benchmark correctness labels (``--golden mmlu,gsm8k``): each prompt gives one
+  comparison of the benchmark's strong and weak model — strong wins when only
+  the strong model was right, weak wins when only the weak one was, a tie when
+  both were right or both wrong (most of the data, so trainers must model ties).
+
+Cross-fitting drops the prompts that a fold file assigns to the held-out fold.
+MT-Bench is evaluation-only and refused here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.data.battles import Battle, load_battles
+from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, load_benchmark
+from lab.data.folds import FoldAssignment
+
+A_WINS, B_WINS, TIE = 0, 1, 2
+_WINNER_OUTCOME = {"model_a": A_WINS, "model_b": B_WINS, "tie": TIE}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One comparison: which of two models answered ``prompt`` better."""
+
+    prompt: str
+    model_a: str
+    model_b: str
+    outcome: int  # A_WINS, B_WINS or TIE
+    source: str  # "arena-bench-v1", "mmlu", ...
+    key: str = ""  # benchmark prompt key (cross-fitting excludes by key); empty for battles
+
+
+@dataclass
+class TrainingData:
+    """Pairs plus the provenance a manifest records."""
+
+    pairs: list[Pair]
+    sources: list[str]
+    excluded: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trained_on(self) -> str:
+        """Comma-separated data sets, as the manifest's ``trained_on``."""
+        return ",".join(self.sources)
+
+    @property
+    def models(self) -> list[str]:
+        """Every model that occurs, sorted (the golden pair's models first)."""
+        seen = {m for p in self.pairs for m in (p.model_a, p.model_b)}
+        head = [m for m in (STRONG, WEAK) if m in seen]
+        return head + sorted(seen - set(head))
+
+    def without(self, keys: set[str]) -> TrainingData:
+        """A copy without the golden pairs whose prompt key is in ``keys`` (a held-out fold)."""
+        kept = [p for p in self.pairs if not (p.key and p.key in keys)]
+        if not kept:
+            raise ValueError("training data is empty after exclusions")
+        counts = Counter(p.source for p in kept)
+        return TrainingData(kept, list(self.sources), self.excluded + len(self.pairs) - len(kept), dict(counts))
+
+    def prompts(self) -> list[str]:
+        """Distinct prompts in first-seen order."""
+        return list(dict.fromkeys(p.prompt for p in self.pairs))
+
+    def provenance(self) -> dict[str, str]:
+        """Counts for the manifest's ``provenance``."""
+        out = {"trained_on": self.trained_on, "pairs": str(len(self.pairs)), "prompts": str(len(self.prompts()))}
+        out.update({f"pairs_{k}": str(v) for k, v in sorted(self.counts.items())})
+        if self.excluded:
+            out["excluded_heldout_prompts"] = str(self.excluded)
+        return out
+
+
+def battle_pairs(battles: Sequence[Battle], source: str) -> list[Pair]:
+    """Battles as pairs, scored by their last user turn (what the scorer sees)."""
+    return [Pair(b.prompt, b.model_a, b.model_b, _WINNER_OUTCOME[b.winner], source) for b in battles]
+
+
+def golden_outcome(item: LabeledPrompt) -> int:
+    """Strong (model_a) wins, weak (model_b) wins, or tie, from correctness labels."""
+    if item.strong > item.weak:
+        return A_WINS
+    if item.weak > item.strong:
+        return B_WINS
+    return TIE
+
+
+def golden_pairs(items: Sequence[LabeledPrompt]) -> list[Pair]:
+    """One strong-vs-weak comparison per labelled prompt."""
+    return [Pair(it.prompt, STRONG, WEAK, golden_outcome(it), it.benchmark, it.key) for it in items]
+
+
+def parse_golden(spec: str) -> list[str]:
+    """``"mmlu,gsm8k"`` -> names; MT-Bench and unknown names are errors."""
+    names = [s.strip().lower() for s in spec.split(",") if s.strip()]
+    for name in names:
+        if name in ("mt-bench", "mt_bench", "mtbench"):
+            raise ValueError("MT-Bench is for evaluation only; never train on it")
+        if name not in GOLDEN_BENCHMARKS:
+            raise ValueError(f"unknown golden benchmark {name!r}; expected some of {', '.join(GOLDEN_BENCHMARKS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"golden benchmark listed twice in {spec!r}")
+    return names
+
+
+def heldout_keys(folds: FoldAssignment, fold: int) -> set[str]:
+    """Keys of the prompts assigned to ``fold`` (to leave out of training)."""
+    if not 0 <= fold < folds.k:
+        raise ValueError(f"fold {fold} out of range for k={folds.k}")
+    return {key for key, f in folds.assignments.items() if f == fold}
+
+
+def load_training_data(
+    *,
+    battles: Path | None,
+    golden: Sequence[str],
+    data_dir: Path | None,
+    exclude: FoldAssignment | None = None,
+    fold: int | None = None,
+) -> TrainingData:
+    """Gather pairs from the given sources, leaving out fold ``fold`` of ``exclude``."""
+    if battles is None and not golden:
+        raise ValueError("no training data: give --battles FILE and/or --golden mmlu,gsm8k")
+    if (exclude is None) != (fold is None):
+        raise ValueError("--exclude-folds and --fold go together")
+    pairs: list[Pair] = []
+    sources: list[str] = []
+    if battles is not None:
+        loaded, report = load_battles(battles)
+        print(report.summary(), flush=True)
+        source = battles.parent.name if battles.stem == "battles" else battles.stem
+        pairs += battle_pairs(loaded, source)
+        sources.append(source)
+    if golden:
+        if data_dir is None:
+            raise ValueError("--golden needs the benchmark data directory (--data-dir or $FERRYMAN_DATA)")
+        for name in golden:
+            pairs += golden_pairs(load_benchmark(name, data_dir))
+            sources.append(name)
+    if not pairs:
+        raise ValueError("training data is empty")
+    data = TrainingData(pairs=pairs, sources=sources, counts=dict(Counter(p.source for p in pairs)))
+    if exclude is not None and fold is not None:
+        data = data.without(heldout_keys(exclude, fold))
+    return data
