@@ -45,7 +45,7 @@ def test_long_prompt_end_changes_embedding(encoders: dict[str, Encoder]) -> None
 def test_encode_order_independent(encoders: dict[str, Encoder]) -> None:
     texts = ["short", "a much longer prompt about databases and indexes", "mid length text"]
     enc = encoders["fp32"]
-    together = enc.encode(texts, batch_size=2)
+    together = enc.encode(texts, rows_per_run=2)
     alone = np.stack([enc.encode([t])[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
