@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.scorer import QUESTIONS, ROOT, load_prompts
+from bench.prompts import QUESTIONS, first_turns
+from bench.scorer import ROOT
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import (
     TOKENIZER_FILE,
@@ -211,7 +212,7 @@ def batch_mate_drift(
 
 def run(args: argparse.Namespace) -> int:
     tok = WordpieceTokenizer(args.encoder_dir / TOKENIZER_FILE, EncoderSpec())
-    seqs = tok.ids(load_prompts(args.prompts)[: args.limit])
+    seqs = tok.ids(first_turns(args.prompts)[: args.limit])
     singles = [tok.pad([s]) for s in seqs]
     print(f"{len(seqs)} prompts, mean {statistics.mean(map(len, seqs)):.1f} tokens, max {max(map(len, seqs))}")
     unpadded = args.encoder_dir / model_file("int8", unpadded=True)

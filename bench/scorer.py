@@ -1,6 +1,15 @@
-"""``ferryman bench scorer``: Score RPC throughput vs raw onnxruntime vs torch eager, in one run.
+"""``ferryman bench scorer``: Score RPC cost by prompt length and throughput, vs raw onnxruntime, in one run.
 
-Everything runs on this machine, one phase after another, with the same prompts:
+Prompts: the realistic mix of ``bench.prompts`` (whole Arena prompts plus 25 % long-context
+prompts, stated in the first line of output), or ``--prompts FILE``. Everything runs on this machine:
+
+0. ``server time by prompt length`` (``bench.lengths``, routers ``--length-routers``, default mf, sw,
+   bert): every prompt scored one call at a time, the server's own time grouped by token-length
+   bucket (<= 32, 33-128, 129-256, 257-2k, > 2k tokens), beside raw onnxruntime on the same
+   prompts cut to the router's window and, with ``--baseline-dir``, the baseline scorer called
+   prompt by prompt in alternation, with the largest change of any win rate between the two.
+
+Then, unless ``--skip-throughput``, the throughput measures:
 
 1. ``raw batched`` (the ceiling): pre-tokenized batches of ``--max-batch`` prompts padded to
    their longest, ``session.run`` only (no tokenizer, no gRPC), in the layouts the server
@@ -26,8 +35,8 @@ below one sequence per run, so conc-64 is also divided by the best raw mode (the
 two), the honest reading of "close to the raw ceiling". torch is imported only in phase 4.
 
 ``--baseline-dir DIR`` also starts a scorer from another revision's packages (``git archive REV
-scorer ferryman gateway | tar -x -C DIR``) and interleaves its Score loads with this checkout's,
-printing before/after side by side.
+scorer ferryman gateway | tar -x -C DIR``) and interleaves its Score calls with this checkout's,
+printing before/after side by side (the length table and every concurrency level).
 """
 
 from __future__ import annotations
@@ -48,10 +57,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import lengths
+from bench.lengths import token_counts
+from bench.prompts import describe_mix, first_turns, length_bucket, prompt_mix
 from scorer.encoder import Batch, Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = ROOT.parent / "shared" / "data" / "arena-bench-v1" / "questions.jsonl"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="server inference threads (and raw threads)")
     parser.add_argument("--max-batch", type=int, default=64, help="server max batch = raw ceiling batch size")
     parser.add_argument("--concurrency", default="1,8,64", help="client concurrency levels")
-    parser.add_argument("--prompts", type=Path, default=QUESTIONS, help="JSONL with a 'turns' list per line")
+    parser.add_argument(
+        "--prompts", type=Path, help="JSONL with a 'turns' list per line, instead of the default mix (bench.prompts)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="public data for the mix (default $FERRYMAN_DATA or ../shared/data)"
+    )
+    parser.add_argument("--mix-size", type=int, default=400, help="prompts in the mix")
+    parser.add_argument("--long-share", type=float, default=0.25, help="share of long-context prompts in the mix")
+    parser.add_argument(
+        "--length-routers",
+        default="mf,sw,bert",
+        help="routers of the server-time-by-length table (comma-separated; empty: no table)",
+    )
+    parser.add_argument("--skip-throughput", action="store_true", help="only the length table (no concurrency runs)")
     parser.add_argument("--skip-torch", action="store_true", help="skip the torch eager baseline")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -77,14 +101,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_prompts(path: Path) -> list[str]:
-    """First turns of the Arena questions, or generated prompts of mixed length if the file is absent."""
-    if path.is_file():
-        with path.open(encoding="utf-8") as fh:
-            return [json.loads(line)["turns"][0] for line in fh if line.strip()]
-    from harness.scorer import SAMPLE_PROMPTS
+def load_prompts(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The benchmark's prompts and a line saying what they are.
 
-    return [" ".join([p] * (1 + i % 7)) for i, p in enumerate(SAMPLE_PROMPTS * 6)]
+    ``--prompts FILE``: first turns of a JSONL file; else the realistic mix (``bench.prompts``); else,
+    without the public data, generated prompts of mixed length.
+    """
+    if args.prompts is not None:
+        prompts = first_turns(args.prompts)
+        return prompts, f"{len(prompts)} prompts from {args.prompts}"
+    from lab.data.benchmarks import DataError, default_data_dir
+
+    try:
+        data_dir = args.data_dir or default_data_dir()
+    except DataError:
+        from harness.scorer import SAMPLE_PROMPTS
+
+        prompts = [" ".join([p] * (1 + i % 7)) for i, p in enumerate(SAMPLE_PROMPTS * 6)]
+        return prompts, f"{len(prompts)} generated prompts (no public data found)"
+    mix = prompt_mix(data_dir, args.mix_size, long_share=args.long_share)
+    texts = [p.text for p in mix]
+    return texts, "mix of " + describe_mix(mix, token_counts(args.encoder_dir, texts))
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -249,34 +286,39 @@ def torch_phase(prompts: list[str]) -> Callable[[float, Tally], None]:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    prompts = load_prompts(args.prompts)
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    prompts, what = load_prompts(args)
+    levels = [] if args.skip_throughput else [int(c) for c in args.concurrency.split(",") if c.strip()]
+    length_routers = [r.strip() for r in args.length_routers.split(",") if r.strip()]
     print(
-        f"scorer benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, {len(prompts)} prompts "
-        f"({args.prompts if args.prompts.is_file() else 'generated'}), router {args.router}, encoder "
-        f"{args.encoder_precision}, workers {args.workers}, max batch {args.max_batch}, "
+        f"scorer benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, {what}; router "
+        f"{args.router}, encoder {args.encoder_precision}, workers {args.workers}, max batch {args.max_batch}, "
         f"{args.seconds:g} s per measure in {args.rounds} interleaved rounds",
         flush=True,
     )
-    phases = raw_phases(args, prompts)
+    phases = raw_phases(args, prompts) if levels else {}
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-scorer-") as tmp:
         routers_dir = args.routers_dir
         if routers_dir is None:
             routers_dir = ROOT / "routers"
-            if not (routers_dir / args.router / "manifest.json").is_file():
+            if not all((routers_dir / r / "manifest.json").is_file() for r in [args.router, *length_routers]):
                 from harness.scorer import build_test_routers
 
                 routers_dir = build_test_routers(Path(tmp) / "routers", encoder_dir=args.encoder_dir)
         print(f"Score RPC against `ferryman scorer` in a subprocess, routers from {routers_dir}", flush=True)
-        phases["core batch-1"] = core_phase(routers_dir, args, prompts)
+        if levels:
+            phases["core batch-1"] = core_phase(routers_dir, args, prompts)
         # The random router does no inference: its latency at concurrency 1 is the serving overhead.
-        overhead = args.router != "random" and (routers_dir / "random" / "manifest.json").is_file()
-        proc, address = start_server(args, routers_dir, [args.router, "random"] if overhead else [args.router])
+        overhead = bool(levels) and args.router != "random" and (routers_dir / "random" / "manifest.json").is_file()
+        served = list(dict.fromkeys([args.router, *length_routers]))
+        proc, address = start_server(args, routers_dir, [*served, "random"] if overhead else served)
         servers = [("", address)]
         if args.baseline_dir is not None:
-            base_proc, base_address = start_server(args, routers_dir, [args.router], cwd=args.baseline_dir)
+            base_proc, base_address = start_server(args, routers_dir, served, cwd=args.baseline_dir)
             servers.append((" baseline", base_address))
         try:
+            length_lines = []
+            if length_routers:
+                length_lines = length_table(args, routers_dir, length_routers, prompts, dict(servers))
             for c in levels:
                 for suffix, addr in servers:
                     phases[f"rpc c{c}{suffix}"] = lambda sec, tally, c=c, addr=addr: asyncio.run(  # type: ignore[misc]
@@ -286,11 +328,11 @@ def run(args: argparse.Namespace) -> int:
                 phases["rpc random c1"] = lambda sec, tally: asyncio.run(
                     rpc_load(address, "random", prompts, 1, sec, tally)
                 )
-            if not args.skip_torch:
+            if levels and not args.skip_torch:
                 phases["torch one-at-a-time"] = torch_phase(prompts)
             tallies = {name: Tally() for name in phases}
             # Rounds interleave every measure so that drift in machine load hits all of them alike.
-            for r in range(args.rounds):
+            for r in range(args.rounds if phases else 0):
                 for name, phase in phases.items():
                     phase(args.seconds / args.rounds, tallies[name])
                 load = os.getloadavg()[0]
@@ -302,11 +344,32 @@ def run(args: argparse.Namespace) -> int:
                 base_proc.terminate()
                 base_proc.wait(60)
     results = summarise(tallies)
-    print(report(results, levels, args))
+    if levels:
+        print(report(results, levels, args))
+    if length_lines:
+        print("\nserver time by prompt length (Score, one call at a time; tokens of the whole prompt)")
+        print("\n".join(length_lines))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def length_table(
+    args: argparse.Namespace, routers_dir: Path, routers: Sequence[str], prompts: Sequence[str], servers: dict[str, str]
+) -> list[str]:
+    """``bench.lengths``: per router, server time by length bucket, this vs baseline vs raw onnxruntime."""
+    buckets = [length_bucket(n) for n in token_counts(args.encoder_dir, prompts)]
+    raws = {r: lengths.raw_graph(routers_dir, r, args.encoder_dir, prompts) for r in routers}
+    names = {"": "this", " baseline": "baseline"}
+    samples = lengths.run_rounds(
+        args.rounds, routers, prompts, buckets, {names[k]: v for k, v in servers.items()}, raws
+    )
+    lines: list[str] = []
+    for r in routers:
+        window = int(raws[r].label.rsplit(" ", 1)[-1])
+        lines += ["", *lengths.report(r, window, samples["this"][r], samples.get("baseline", {}).get(r), raws[r])]
+    return lines
 
 
 def summarise(tallies: dict[str, Tally]) -> dict[str, float]:

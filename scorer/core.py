@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from scorer.artifacts import EncoderSpec, discover_artifacts, load_artifact
-from scorer.encoder import Encoder, Precision
+from scorer.encoder import Activity, Encoder, Precision, Threads, default_idle_threads
 from scorer.errors import ArtifactError, InvalidInputError, UnknownRouterError
 from scorer.routers import LoadContext, Router, load_router
 
@@ -99,13 +99,21 @@ def select_text(query: ScoreQuery) -> str:
 class ScorerCore:
     """Every loaded router plus the shared encoder(s)."""
 
-    def __init__(self, routers: dict[str, Router], encoders: dict[EncoderSpec, Encoder], limits: Limits) -> None:
+    def __init__(
+        self,
+        routers: dict[str, Router],
+        encoders: dict[EncoderSpec, Encoder],
+        limits: Limits,
+        activity: Activity | None = None,
+    ) -> None:
         if not routers:
             raise ArtifactError("no routers loaded")
         self.routers = dict(sorted(routers.items()))
         self.encoders = encoders
         self.limits = limits
         self.rows_per_run = 1  # see LoadContext.rows_per_run
+        # Scoring calls running now; the loaded sessions read it to give a lone call the idle cores.
+        self.activity = activity or Activity()
 
     @classmethod
     def load(
@@ -115,16 +123,23 @@ class ScorerCore:
         *,
         precision: Precision = "int8",
         threads: int = 1,
+        idle_threads: int | None = None,
         rows_per_run: int = 1,
         limits: Limits | None = None,
         only: Sequence[str] | None = None,
     ) -> ScorerCore:
-        """Load and validate every artifact under ``routers_dir`` (or only the named ones)."""
+        """Load and validate every artifact under ``routers_dir`` (or only the named ones).
+
+        ``threads``: onnxruntime intra-op threads per run while other scoring calls run;
+        ``idle_threads`` (default ``default_idle_threads()``): for a call that runs alone.
+        """
+        activity = Activity()
+        plan = Threads(threads, default_idle_threads() if idle_threads is None else idle_threads, activity)
         paths = discover_artifacts(routers_dir)
         if not paths:
             raise ArtifactError(f"{routers_dir}: no router artifacts (subdirectories with manifest.json)")
         encoder_name = Encoder.read_meta(encoder_dir).get("name", "")
-        ctx = LoadContext(encoder_dir, str(encoder_name), threads=threads, rows_per_run=rows_per_run)
+        ctx = LoadContext(encoder_dir, str(encoder_name), threads=plan, rows_per_run=rows_per_run)
         routers: dict[str, Router] = {}
         for path in paths:
             artifact = load_artifact(path)
@@ -149,8 +164,8 @@ class ScorerCore:
         for router in routers.values():
             spec = router.encoder_spec
             if router.needs_embeddings and spec is not None and spec not in encoders:
-                encoders[spec] = Encoder(encoder_dir, precision=precision, spec=spec, threads=threads)
-        core = cls(routers, encoders, limits or Limits())
+                encoders[spec] = Encoder(encoder_dir, precision=precision, spec=spec, threads=plan)
+        core = cls(routers, encoders, limits or Limits(), activity)
         core.rows_per_run = rows_per_run
         return core
 
@@ -196,6 +211,10 @@ class ScorerCore:
 
     def score_prepared(self, items: Sequence[Prepared]) -> np.ndarray:
         """Win rates for prepared items (any mix of routers), in order."""
+        with self.activity.running():
+            return self._score_prepared(items)
+
+    def _score_prepared(self, items: Sequence[Prepared]) -> np.ndarray:
         out = np.empty(len(items), dtype=np.float64)
         by_router: dict[str, list[int]] = defaultdict(list)
         for i, it in enumerate(items):
@@ -227,7 +246,7 @@ class ScorerCore:
         found: dict[tuple[str, EncoderSpec | None], np.ndarray] = {}
         for spec, texts in wanted.items():
             unique = list(texts)
-            vecs = self.encoders[spec].encode(unique, rows_per_run=self.rows_per_run)
+            vecs = self.encoders[spec].encode(unique, batch_size=self.rows_per_run)
             found.update(((t, spec), v) for t, v in zip(unique, vecs, strict=True))
         return found
 

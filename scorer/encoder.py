@@ -6,7 +6,7 @@ graph, so ``encode`` returns unit-length embeddings directly.
 
 Two graphs per precision may exist: ``model.<p>.onnx`` takes an attention mask (padded
 batches), ``model.<p>.unpadded.onnx`` takes none and is used for every run without padding
-(with int8, every run: one sequence per run, see ``allowed_rows_per_run``). Without a mask the
+(with int8, every run: one sequence per run, see ``rows_per_run``). Without a mask the
 attention skips the masking arithmetic (``Where``/``IsNaN`` on every layer's scores) and
 the pooling is a plain mean: the same embeddings (cosine to the masked graph ≥ 0.999999 on
 the Arena prompts) about 1.1x faster (``ferryman bench encoder``). An encoder directory
@@ -21,7 +21,12 @@ from the end (see ``truncate_ids``).
 from __future__ import annotations
 
 import mmap
-from collections.abc import Sequence
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,6 +39,16 @@ from scorer.artifacts import EncoderSpec, read_json_file
 from scorer.errors import ArtifactError
 
 Precision = Literal["int8", "fp32"]
+# A text longer than this many characters per window token is cut before tokenizing (see
+# ``WordpieceTokenizer._long_text_ids``); English averages about 4.5 characters per wordpiece.
+_CHARS_PER_TOKEN = 8
+# Where a text can be cut without changing its ids: before a space or newline (the pre-tokenizer
+# splits words there) or a CJK ideograph (the normaliser puts spaces around each one). Not at
+# other whitespace: the normaliser deletes some characters Python calls whitespace (U+001C-1F).
+_CUT = re.compile("[ \n\u3400-\u4dbf\u4e00-\u9fff]")
+_CUT_SEARCH = 4096
+# Shorter runs always take one thread: handing work to a second thread costs about what it saves.
+WIDE_MIN_TOKENS = 48
 ENCODER_META = "encoder.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOKENIZER_FILE = "tokenizer.json"
@@ -54,26 +69,151 @@ def truncate_ids(ids: Sequence[int], max_tokens: int, head_tokens: int) -> list[
     return list(ids[:head]) + (list(ids[-tail:]) if tail > 0 else [])
 
 
+def _next_cut(text: str, start: int) -> int:
+    """Index of the first word boundary (``_CUT``) at or after ``start``; ``len(text)`` past the end, -1: none."""
+    if start >= len(text):
+        return len(text)
+    m = _CUT.search(text, start)
+    return m.start() if m else -1
+
+
+def _prev_cut(text: str, end: int) -> int:
+    """Index of the last word boundary (``_CUT``) at or before ``end``, looking back at most ``_CUT_SEARCH`` chars."""
+    if end <= 0:
+        return 0
+    lo = max(0, end - _CUT_SEARCH)
+    last = -1
+    for m in _CUT.finditer(text, lo, end + 1):
+        last = m.start()
+    return last
+
+
 def make_session(path: Path, threads: int) -> ort.InferenceSession:
-    """An onnxruntime CPU session with a fixed intra-op thread count."""
+    """An onnxruntime CPU session with a fixed intra-op thread count.
+
+    With more than one thread the pool's threads do not spin waiting for work: on a machine whose
+    cores are shared, spinning threads took cores from the very thread they waited for (a 256-token
+    run 62 vs 92 ms p50 at load average 7.6 on 2 vCPUs, measured interleaved).
+    """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 1:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for bad files
         raise ArtifactError(f"{path}: cannot load ONNX model ({type(exc).__name__})") from exc
 
 
-def length_buckets(lengths: Sequence[int], rows_per_run: int, slack: float = 0.15) -> list[list[int]]:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_idle_threads() -> int:
+    """Intra-op threads for a scoring call that runs alone: every usable CPU, at most 4.
+
+    Measured on 2 vCPUs only (docs/scorer.md); above 4 threads a 256-token MiniLM run has
+    too few rows per thread to gain, which was not measured here.
+    """
+    return max(1, min(usable_cpus(), 4))
+
+
+class Activity:
+    """How many scoring calls run at once in this process, so that a lone call may use idle cores.
+
+    The inference workers each run one ONNX session call at a time with ``threads`` intra-op
+    threads; while only one call is running the other cores may be idle, and a long sequence can
+    then run on more threads (onnxruntime splits each operator's rows over its threads and every
+    output element is still computed by one thread in the same order, so the results are
+    bit-identical; ``tests/scorer/test_encoder.py`` checks it). Whether that is faster depends on
+    what else the machine runs, so ``LoneRunChooser`` measures it.
+    """
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Count one scoring call for the duration of the block."""
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def alone(self) -> bool:
+        """True when at most one scoring call (the caller's) is running."""
+        return self._running <= 1
+
+
+class LoneRunChooser:
+    """For a lone run: the one-thread session or the wide one, whichever costs less per token lately.
+
+    On an idle 2-vCPU machine two threads cut a 256-token run by ~1.4-1.8x; on one whose cores
+    other processes keep busy, the second thread waits for a core at every operator and the run
+    can take twice as long (both measured on the development VM). So the choice is measured: an
+    exponential average of milliseconds per token for each session, the cheaper one used, the
+    other tried on one run in ``EXPLORE_EVERY`` so that a change of load is noticed. Runs that
+    started while another call was running are not counted.
+    """
+
+    EXPLORE_EVERY = 64
+    ALPHA = 0.25
+
+    def __init__(self) -> None:
+        self._cost: dict[bool, float] = {}
+        self._runs = 0
+        self._lock = threading.Lock()
+
+    def pick_wide(self) -> bool:
+        """True: run on the wide session this time."""
+        with self._lock:
+            self._runs += 1
+            if True not in self._cost:
+                return True
+            if False not in self._cost:
+                return False
+            cheaper = self._cost[True] <= self._cost[False]
+            return (not cheaper) if self._runs % self.EXPLORE_EVERY == 0 else cheaper
+
+    def record(self, wide: bool, seconds: float, tokens: int) -> None:
+        """Fold one lone run's time into its session's average cost per token."""
+        per_token = seconds / max(tokens, 1)
+        with self._lock:
+            old = self._cost.get(wide)
+            self._cost[wide] = per_token if old is None else old + self.ALPHA * (per_token - old)
+
+
+@dataclass(frozen=True)
+class Threads:
+    """Intra-op threads per ONNX run: ``busy`` while other calls run, ``idle`` for a lone call."""
+
+    busy: int = 1
+    idle: int = 1
+    activity: Activity | None = None
+
+    def __post_init__(self) -> None:
+        if self.busy < 1 or self.idle < 1:
+            raise ValueError(f"intra-op threads must be >= 1, got busy {self.busy}, idle {self.idle}")
+
+
+def length_buckets(lengths: Sequence[int], max_batch: int, slack: float = 0.15) -> list[list[int]]:
     """Group indices into runs of similar length so that padding stays small.
 
     On CPU a transformer's cost is proportional to the padded token count, and
     batching saves only per-call overhead, so a batch padded to its longest
     prompt can be slower than no batching at all. Indices are sorted by length
     and a bucket grows while its padded size stays within ``1 + slack`` of its
-    real token count (and holds at most ``rows_per_run`` items).
+    real token count (and below ``max_batch`` items).
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     buckets: list[list[int]] = []
@@ -82,7 +222,7 @@ def length_buckets(lengths: Sequence[int], rows_per_run: int, slack: float = 0.1
     for i in order:
         n = lengths[i]
         # Sorted ascending, so ``n`` is the new bucket width.
-        if current and (len(current) >= rows_per_run or n * (len(current) + 1) > (1 + slack) * (real + n)):
+        if current and (len(current) >= max_batch or n * (len(current) + 1) > (1 + slack) * (real + n)):
             buckets.append(current)
             current, real = [], 0
         current.append(i)
@@ -92,9 +232,8 @@ def length_buckets(lengths: Sequence[int], rows_per_run: int, slack: float = 0.1
     return buckets
 
 
-def allowed_rows_per_run(path: Path, rows_per_run: int) -> int:
-    """How many of the requested ``rows_per_run`` sequences one ONNX run of this graph may hold
-    without changing any result.
+def rows_per_run(path: Path, max_batch: int) -> int:
+    """How many sequences one ONNX run may hold without changing any result.
 
     Dynamically quantised graphs (``DynamicQuantizeLinear``) pick one activation scale
     per tensor, i.e. per batch, so a prompt's score would depend on its batch mates
@@ -103,7 +242,7 @@ def allowed_rows_per_run(path: Path, rows_per_run: int) -> int:
     """
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         quantized = data.find(b"DynamicQuantizeLinear") >= 0
-    return 1 if quantized else rows_per_run
+    return 1 if quantized else max_batch
 
 
 @dataclass(frozen=True)
@@ -133,10 +272,65 @@ class WordpieceTokenizer:
         self._cls, self._sep, self._pad = cls_id, sep_id, pad_id
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids with [CLS]/[SEP], truncated to the spec's window."""
-        encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        """Token ids with [CLS]/[SEP], truncated to the spec's window.
+
+        A text much longer than the window is not tokenized whole: only a head and a tail cut at
+        spaces are (``_long_text_ids``), with the same ids as tokenizing everything and truncating.
+        """
         spec = self.spec
-        return [[self._cls, *truncate_ids(e.ids, spec.max_tokens, spec.head_tokens), self._sep] for e in encs]
+        out: list[list[int] | None] = [None] * len(texts)
+        short: list[int] = []
+        for i, text in enumerate(texts):
+            window = self._long_text_ids(text) if len(text) > _CHARS_PER_TOKEN * spec.max_tokens else None
+            if window is None:
+                short.append(i)
+            else:
+                out[i] = [self._cls, *window, self._sep]
+        if short:
+            encs = self._tok.encode_batch([texts[i] for i in short], add_special_tokens=False)
+            for i, e in zip(short, encs, strict=True):
+                out[i] = [self._cls, *truncate_ids(e.ids, spec.max_tokens, spec.head_tokens), self._sep]
+        return [ids for ids in out if ids is not None]  # every slot is filled above
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def _long_text_ids(self, text: str) -> list[int] | None:
+        """``truncate_ids`` of the whole text's ids, from a head and a tail of it; None when it cannot tell.
+
+        BERT's normaliser and pre-tokenizer work character by character and split words at
+        spaces, so the ids of ``text`` are the ids of ``text[:p]`` followed by those of
+        ``text[p:]`` whenever ``text[p]`` is a word boundary (``_CUT``). Cutting the head just before
+        such a character and the tail just at one, growing both until they hold enough tokens,
+        gives exactly the window's ids when the two cuts do not overlap (there are then at least
+        ``max_tokens - 2`` tokens in all, so the whole text would have been truncated the same way).
+        Tokenizing a 1 MB prompt whole took 0.8 s; this takes about a millisecond. A text with
+        no boundary where one is needed (a 4,096-character word) returns None and is tokenized whole.
+        """
+        budget = self.spec.max_tokens - 2
+        head_n = min(self.spec.head_tokens, budget)
+        tail_n = budget - head_n
+        head: list[int] = []
+        head_end = 0
+        chars = _CHARS_PER_TOKEN * head_n
+        while len(head) < head_n:
+            head_end = _next_cut(text, chars)
+            if head_end < 0:
+                return None
+            head = self._encode(text[:head_end])
+            if len(head) < head_n and head_end == len(text):
+                return None
+            chars *= 4
+        tail: list[int] = []
+        tail_start = len(text)
+        chars = _CHARS_PER_TOKEN * tail_n
+        while len(tail) < tail_n:
+            tail_start = _prev_cut(text, len(text) - chars)
+            if tail_start < head_end or tail_start <= 0:
+                return None
+            tail = self._encode(text[tail_start:])
+            chars *= 4
+        return head[:head_n] + (tail[len(tail) - tail_n :] if tail_n else [])
 
     def batch(self, texts: Sequence[str]) -> Batch:
         """Tokenize and pad to the longest sequence of the batch."""
@@ -165,28 +359,52 @@ class GraphPair:
 
     The masked graph takes ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` if it
     declares it); the unpadded one takes ``input_ids`` and no mask. ``run`` picks the unpadded
-    graph whenever the batch has no padding (see the module docstring for why).
+    graph whenever the batch has no padding (see the module docstring for why). With
+    ``threads.idle`` above ``threads.busy``, the graph that runs unpadded batches gets a second
+    session with that many intra-op threads, which a long run may use while no other scoring call
+    runs (``Activity``) and it is measured to be faster (``LoneRunChooser``).
     """
 
-    def __init__(self, path: Path, unpadded_path: Path | None, threads: int) -> None:
-        self.session = make_session(path, threads)
+    def __init__(self, path: Path, unpadded_path: Path | None, threads: Threads | int) -> None:
+        self.threads = threads if isinstance(threads, Threads) else Threads(threads, threads)
+        busy = self.threads.busy
+        self.session = make_session(path, busy)
         self.inputs = {i.name for i in self.session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= self.inputs <= set(INPUTS):
             raise ArtifactError(f"{path}: graph inputs must be input_ids, attention_mask[, token_type_ids]")
         self.unpadded: ort.InferenceSession | None = None
         self.unpadded_inputs: set[str] = set()
         if unpadded_path is not None:
-            self.unpadded = make_session(unpadded_path, threads)
+            self.unpadded = make_session(unpadded_path, busy)
             self.unpadded_inputs = {i.name for i in self.unpadded.get_inputs()}
             if not {"input_ids"} <= self.unpadded_inputs <= {"input_ids", "token_type_ids"}:
                 raise ArtifactError(f"{unpadded_path}: must take input_ids and no attention_mask")
+        # The graph unpadded batches run on, again with more threads for a lone call (see ``Activity``).
+        self.wide: ort.InferenceSession | None = None
+        self.wide_inputs = self.unpadded_inputs if self.unpadded is not None else self.inputs
+        if self.threads.idle > busy and self.threads.activity is not None:
+            self.wide = make_session(unpadded_path or path, self.threads.idle)
+        self.chooser = LoneRunChooser()
 
     def run(self, batch: Batch) -> np.ndarray:
         """The first output for a prepared batch, on the unpadded graph when the batch has no padding."""
-        if self.unpadded is not None and batch.attention_mask.all():
-            session, names = self.unpadded, self.unpadded_inputs
-        else:
-            session, names = self.session, self.inputs
+        if not batch.attention_mask.all():
+            return self._run(self.session, self.inputs, batch)
+        narrow, narrow_inputs = (
+            (self.unpadded, self.unpadded_inputs) if self.unpadded is not None else (self.session, self.inputs)
+        )
+        activity = self.threads.activity
+        tokens = batch.input_ids.size
+        if self.wide is None or activity is None or tokens < WIDE_MIN_TOKENS or not activity.alone():
+            return self._run(narrow, narrow_inputs, batch)
+        wide = self.chooser.pick_wide()
+        started = time.perf_counter()
+        out = self._run(self.wide, self.wide_inputs, batch) if wide else self._run(narrow, narrow_inputs, batch)
+        self.chooser.record(wide, time.perf_counter() - started, tokens)
+        return out
+
+    @staticmethod
+    def _run(session: ort.InferenceSession, names: set[str], batch: Batch) -> np.ndarray:
         return np.asarray(session.run(None, feeds(batch, names))[0])
 
 
@@ -199,7 +417,7 @@ class Encoder:
         *,
         precision: Precision = "int8",
         spec: EncoderSpec | None = None,
-        threads: int = 1,
+        threads: Threads | int = 1,
     ) -> None:
         self.meta = self.read_meta(encoder_dir)
         model_path = encoder_dir / model_file(precision)
@@ -211,7 +429,7 @@ class Encoder:
         self.tokenizer = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, self.spec)
         unpadded_path = encoder_dir / model_file(precision, unpadded=True)
         self._graphs = GraphPair(model_path, unpadded_path if unpadded_path.is_file() else None, threads)
-        self.rows_per_run_limit = allowed_rows_per_run(model_path, 1 << 30)
+        self.max_rows = rows_per_run(model_path, 1 << 30)
 
     @property
     def has_unpadded_graph(self) -> bool:
@@ -234,16 +452,16 @@ class Encoder:
         """
         return np.asarray(self._graphs.run(batch), dtype=np.float32)
 
-    def encode(self, texts: Sequence[str], rows_per_run: int = 64) -> np.ndarray:
-        """Embed texts (any count) in length buckets of at most ``rows_per_run`` (see ``length_buckets``).
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts (any count) in length buckets of at most ``batch_size`` (see ``length_buckets``).
 
-        Results do not depend on which other texts are encoded with a text (see ``allowed_rows_per_run``).
+        Results do not depend on which other texts are encoded with a text (see ``rows_per_run``).
         """
-        return self.encode_ids(self.tokenizer.ids(texts), rows_per_run)
+        return self.encode_ids(self.tokenizer.ids(texts), batch_size)
 
-    def encode_ids(self, seqs: Sequence[Sequence[int]], rows_per_run: int = 64) -> np.ndarray:
+    def encode_ids(self, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
         """Embed already tokenized sequences (from ``tokenizer.ids``)."""
         out = np.zeros((len(seqs), self.dim), dtype=np.float32)
-        for bucket in length_buckets([len(s) for s in seqs], min(rows_per_run, self.rows_per_run_limit)):
+        for bucket in length_buckets([len(s) for s in seqs], min(batch_size, self.max_rows)):
             out[bucket] = self.run(self.tokenizer.pad([seqs[i] for i in bucket]))
         return out

@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "metrics-port", int, d.metrics_port, "Prometheus /metrics port (0: disabled)")
     _flag(parser, "workers", int, b.workers, "inference worker threads (batches run in parallel)")
     _flag(parser, "intra-op-threads", int, d.intra_op_threads, "onnxruntime threads per inference")
+    _flag(
+        parser,
+        "idle-intra-op-threads",
+        int,
+        d.idle_intra_op_threads,
+        "onnxruntime threads for an inference that runs alone (default: usable CPUs, at most 4)",
+    )
     _flag(parser, "blas-threads", int, d.blas_threads, "NumPy BLAS threads (router heads; workers are the parallelism)")
     _flag(parser, "rows-per-run", int, d.rows_per_run, "sequences per ONNX run (1: exact batch invariance)")
     _flag(parser, "max-batch", int, b.max_batch, "most items per inference batch")
@@ -83,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         port=args.port,
         metrics_port=args.metrics_port,
         intra_op_threads=args.intra_op_threads,
+        idle_intra_op_threads=args.idle_intra_op_threads,
         blas_threads=args.blas_threads,
         rows_per_run=args.rows_per_run,
         batching=BatchingConfig(

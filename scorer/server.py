@@ -252,6 +252,7 @@ class ScorerServer:
             cfg.encoder_dir,
             precision=cfg.encoder_precision,
             threads=cfg.intra_op_threads,
+            idle_threads=cfg.idle_intra_op_threads,
             rows_per_run=cfg.rows_per_run,
             limits=cfg.limits,
             only=cfg.routers,

@@ -16,16 +16,17 @@ from typing import Protocol
 import numpy as np
 
 from scorer.artifacts import Artifact, EncoderSpec, Manifest
+from scorer.encoder import Threads
 from scorer.errors import ArtifactError, UnknownModelError
 
 
 @dataclass(frozen=True)
 class LoadContext:
-    """What loaders need besides the artifact: the encoder directory and thread budget."""
+    """What loaders need besides the artifact: the encoder directory and thread budget (``Threads``)."""
 
     encoder_dir: Path
     encoder_name: str
-    threads: int = 1
+    threads: Threads | int = 1
     # Sequences per ONNX run. 1 (default) makes every score independent of its batch
     # mates: padding and GEMM shapes change float rounding (~1e-7) and dynamically
     # quantised graphs pick their scales per batch. On CPU the cost is per token, so

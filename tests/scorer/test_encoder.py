@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import Encoder, truncate_ids
+from scorer.encoder import Activity, Encoder, LoneRunChooser, Threads, truncate_ids
 from scorer.errors import ArtifactError
 
 ENCODER_DIR = Path("build/encoder")
@@ -45,7 +45,7 @@ def test_long_prompt_end_changes_embedding(encoders: dict[str, Encoder]) -> None
 def test_encode_order_independent(encoders: dict[str, Encoder]) -> None:
     texts = ["short", "a much longer prompt about databases and indexes", "mid length text"]
     enc = encoders["fp32"]
-    together = enc.encode(texts, rows_per_run=2)
+    together = enc.encode(texts, batch_size=2)
     alone = np.stack([enc.encode([t])[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
@@ -85,3 +85,81 @@ def test_unpadded_graph_that_takes_a_mask_is_refused(tmp_path: Path) -> None:
     bad = _encoder_dir_with(tmp_path, {"model.int8.unpadded.onnx": "model.int8.onnx"})
     with pytest.raises(ArtifactError, match=r"model\.int8\.unpadded\.onnx: must take input_ids and no attention_mask"):
         Encoder(bad, precision="int8")
+
+
+def _long_texts() -> list[str]:
+    """Texts far past the window, built to stress the head/tail cut: every kind of boundary and non-boundary."""
+    rng = np.random.default_rng(7)
+    pieces = [
+        "The quick brown fox jumps over the lazy dog.",
+        "naïve café résumé — e\u0301t\u00e9",  # precomposed and combining accents
+        "中文没有空格的句子也要正确切分，对吗？",
+        "日本語のテキストとカタカナ",
+        "ΣΟΦΟΣ λόγος σοφός",  # final sigma
+        "[SEP] [CLS][MASK] special tokens in text",
+        "tabs\tand\r\nwindows\u2028line\x1cseparators\x1f\u00a0nbsp",
+        "def f(x):\n    return x**2  # code\n",
+        "emoji 🙂🚀 and symbols ∑∫√",
+        "x" * 150,  # one word longer than max_input_chars_per_word
+        "hyphen-ated, punct!!!... (brackets) [x] {y} <z>",
+        "   ",
+    ]
+    texts = []
+    for n in (40, 120, 400, 1500):
+        for _ in range(6):
+            texts.append(" ".join(rng.choice(pieces, size=n)))
+            texts.append("".join(rng.choice(pieces, size=n)))  # no separator between pieces
+    texts.append("word " * 3000)
+    texts.append("a" * 20_000 + " tail words here")  # no cut in the head: tokenized whole
+    texts.append("head words " + "b" * 20_000)  # no cut in the tail
+    texts.append("中" * 5000)
+    return texts
+
+
+@pytest.mark.parametrize(("max_tokens", "head_tokens"), [(256, 32), (128, 32), (16, 4), (64, 0), (8, 8)])
+def test_long_text_cut_gives_the_ids_of_the_whole_text(max_tokens: int, head_tokens: int) -> None:
+    """Tokenizing only a head and a tail of a long text must give exactly the truncated ids of the whole text."""
+    enc = Encoder(ENCODER_DIR, precision="int8", spec=EncoderSpec(max_tokens=max_tokens, head_tokens=head_tokens))
+    tok = enc.tokenizer
+    texts = _long_texts()
+    whole = [
+        [tok._cls, *truncate_ids(e.ids, max_tokens, head_tokens), tok._sep]
+        for e in tok._tok.encode_batch(texts, add_special_tokens=False)
+    ]
+    assert tok.ids(texts) == whole
+    assert [tok.ids([t])[0] for t in texts] == whole
+    cut = sum(tok._long_text_ids(t) is not None for t in texts if len(t) > 8 * max_tokens)
+    assert cut >= len(texts) // 2  # the fast path is taken for most of them
+
+
+def test_lone_call_on_more_threads_gives_identical_embeddings() -> None:
+    """A lone call may run on the wide session (2 intra-op threads); its embeddings must be bit-identical."""
+    activity = Activity()
+    wide = Encoder(ENCODER_DIR, precision="int8", threads=Threads(1, 2, activity))
+    narrow = Encoder(ENCODER_DIR, precision="int8", threads=1)
+    assert wide._graphs.wide is not None and narrow._graphs.wide is None
+    texts = [" ".join(["token"] * n) + " end?" for n in (3, 30, 60, 120, 250, 2000)]
+    expected = narrow.encode(texts, batch_size=1)
+    with activity.running():
+        assert activity.alone()
+        # The chooser tries the wide session first, then the one-thread one, then the cheaper.
+        runs = [wide.encode(texts, batch_size=1) for _ in range(3)]
+    assert set(wide._graphs.chooser._cost) == {True, False}  # both sessions ran alone
+    with activity.running(), activity.running():
+        assert not activity.alone()  # a second call running: always the one-thread session
+        runs.append(wide.encode(texts, batch_size=1))
+    for got in runs:
+        assert np.array_equal(got, expected)
+
+
+def test_lone_run_chooser_prefers_the_cheaper_session_and_keeps_checking_the_other() -> None:
+    chooser = LoneRunChooser()
+    assert chooser.pick_wide() is True  # nothing measured: try the wide session
+    chooser.record(True, 0.100, 100)  # wide: 1 ms per token (a loaded machine)
+    assert chooser.pick_wide() is False  # then the one-thread session
+    chooser.record(False, 0.050, 100)
+    picks = [chooser.pick_wide() for _ in range(LoneRunChooser.EXPLORE_EVERY * 2)]
+    assert picks.count(True) == 2  # the dearer one, once per EXPLORE_EVERY runs
+    for _ in range(20):
+        chooser.record(True, 0.020, 100)  # the machine went quiet: wide got cheaper
+    assert chooser.pick_wide() is True
