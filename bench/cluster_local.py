@@ -82,7 +82,6 @@ class Load:
         self.in_flight = {g: set() for g in self.rotation}
         self._ids = itertools.count()
         self._next = itertools.count()
-        self._stopping = False
 
     async def run(self, until: asyncio.Event) -> None:
         channels = [grpc.aio.insecure_channel(t) for t in self.targets]

@@ -112,10 +112,6 @@ class FailoverStorage(pybreaker.CircuitBreakerStorage):
             put(remote)
 
     @property
-    def using_redis(self) -> bool:
-        return self._redis() is not None
-
-    @property
     def state(self) -> str:
         return str(self._read(lambda s: s.state))
 

@@ -98,7 +98,7 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
-class ScorerConfig:
+class ScorerClientConfig:
     """How the gateway reaches the scorer."""
 
     target: str = "dns:///127.0.0.1:50051"
@@ -189,7 +189,7 @@ class GatewayConfig:
     tiers: Mapping[TierName, TierConfig]
     policies: Mapping[str, PolicyConfig]
     routing: RoutingConfig = field(default_factory=RoutingConfig)
-    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    scorer: ScorerClientConfig = field(default_factory=ScorerClientConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -356,13 +356,14 @@ def parse_config(data: Any) -> GatewayConfig:
         policies[pname] = pol
 
     sr = _Reader(top.raw("scorer"), "scorer")
-    scorer = ScorerConfig(
-        target=sr.get("target", str, ScorerConfig.target),
-        deadline_ms=sr.positive("deadline_ms", float, ScorerConfig.deadline_ms),
-        list_routers_deadline_ms=sr.positive("list_routers_deadline_ms", float, ScorerConfig.list_routers_deadline_ms),
-        calibration_refresh_s=sr.positive("calibration_refresh_s", float, ScorerConfig.calibration_refresh_s),
-        keepalive_time_ms=sr.positive("keepalive_time_ms", int, ScorerConfig.keepalive_time_ms),
-        keepalive_timeout_ms=sr.positive("keepalive_timeout_ms", int, ScorerConfig.keepalive_timeout_ms),
+    d = ScorerClientConfig
+    scorer = ScorerClientConfig(
+        target=sr.get("target", str, d.target),
+        deadline_ms=sr.positive("deadline_ms", float, d.deadline_ms),
+        list_routers_deadline_ms=sr.positive("list_routers_deadline_ms", float, d.list_routers_deadline_ms),
+        calibration_refresh_s=sr.positive("calibration_refresh_s", float, d.calibration_refresh_s),
+        keepalive_time_ms=sr.positive("keepalive_time_ms", int, d.keepalive_time_ms),
+        keepalive_timeout_ms=sr.positive("keepalive_timeout_ms", int, d.keepalive_timeout_ms),
     )
     sr.finish()
 

@@ -18,9 +18,9 @@ import logging
 import math
 import re
 import time
-from bisect import bisect_left
 from dataclasses import dataclass
 
+from ferryman.calibration import CalibrationTable
 from gateway.config import GatewayConfig, TierName
 from gateway.errors import InvalidRequestError, UnknownModelError
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError
@@ -93,29 +93,13 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
     return spec
 
 
-def interpolate_threshold(points: list[tuple[float, float]], share: float) -> float:
-    """Threshold for a target strong share by linear interpolation in a sorted calibration table."""
-    if not points:
-        raise ValueError("empty calibration table")
-    shares = [p[0] for p in points]
-    i = bisect_left(shares, share)
-    if i == 0:
-        return points[0][1]
-    if i == len(points):
-        return points[-1][1]
-    (s0, t0), (s1, t1) = points[i - 1], points[i]
-    if s1 == s0:
-        return t1
-    return t0 + (t1 - t0) * (share - s0) / (s1 - s0)
-
-
 class Policy:
     """Turns a request into a :class:`Decision`, asking the scorer when routing."""
 
     def __init__(self, config: GatewayConfig, scorer: ScorerClient) -> None:
         self._config = config
         self._scorer = scorer
-        self._calibration: dict[str, list[tuple[float, float]]] = {}
+        self._calibration: dict[str, CalibrationTable | None] = {}  # None: the router has no table
         self._calibrated = False
         self._refresher: asyncio.Task[None] | None = None
 
@@ -146,7 +130,10 @@ class Policy:
             routers = await self._scorer.list_routers()
         except ScorerUnavailableError:
             return False
-        self._calibration = {r.name: sorted((p.strong_share, p.threshold) for p in r.calibration) for r in routers}
+        self._calibration = {
+            r.name: CalibrationTable((p.strong_share, p.threshold) for p in r.calibration) if r.calibration else None
+            for r in routers
+        }
         self._calibrated = True
         return True
 
@@ -161,12 +148,12 @@ class Policy:
     def _threshold_for_share(self, router: str, share: float) -> float:
         if not self._calibrated:
             raise ScorerUnavailableError("no calibration table fetched yet")
-        table = self._calibration.get(router)
-        if table is None:
+        if router not in self._calibration:
             raise UnknownModelError(f"unknown router {router!r}", param="model")
-        if not table:
+        table = self._calibration[router]
+        if table is None:
             raise InvalidRequestError(f"router {router!r} has no calibration table; use an explicit threshold")
-        return interpolate_threshold(table, share)
+        return table.threshold_for(share)
 
     async def decide(self, request: ChatRequest) -> Decision:
         spec = parse_spec(request.model, request.routing, self._config)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import grpc
 
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-from gateway.config import ScorerConfig
+from gateway.config import ScorerClientConfig
 from gateway.metrics import Metrics
 from gateway.types import Message
 
@@ -30,7 +30,7 @@ class ScorerRejectedError(Exception):
 _CLIENT_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 
 
-def channel_options(cfg: ScorerConfig) -> list[tuple[str, int | str]]:
+def channel_options(cfg: ScorerClientConfig) -> list[tuple[str, int | str]]:
     """Channel arguments: round-robin over resolved addresses and keepalives."""
     return [
         ("grpc.lb_policy_name", "round_robin"),
@@ -53,7 +53,7 @@ class ScoreReply(NamedTuple):
 class ScorerClient:
     """Thin async wrapper around ``ScorerServiceStub``; create it inside the running event loop."""
 
-    def __init__(self, cfg: ScorerConfig, metrics: Metrics) -> None:
+    def __init__(self, cfg: ScorerClientConfig, metrics: Metrics) -> None:
         self._cfg = cfg
         self._metrics = metrics
         self._channel = grpc.aio.insecure_channel(cfg.target, options=channel_options(cfg))

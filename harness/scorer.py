@@ -2,10 +2,10 @@
 
 ``build_test_routers(dest)`` writes artifacts for mf, sw, bert and random that follow
 ``docs/artifacts.md`` exactly (manifests with hashes and a calibration table), with
-untrained but deterministic weights. ``running_scorer(routers_dir)`` (async) starts a
-real scorer on 127.0.0.1 (port 0) in the caller's event loop and yields its address;
-``scorer_in_thread(routers_dir)`` does the same in a background thread with its own
-loop, for synchronous tests (both wrap ``scorer.server.serving``, the scorer's embedded runner).
+untrained but deterministic weights. ``scorer_in_thread(routers_dir)`` starts a real scorer on
+127.0.0.1 (port 0) in a background thread with its own event loop and yields its address (it
+wraps ``scorer.server.serving_in_thread``, the scorer's embedded runner; async code uses
+``scorer.server.serving`` directly).
 Only tests and benchmarks use this module; the BERT graph is built with the ``onnx`` package
 (train extra), imported lazily.
 """
@@ -13,8 +13,8 @@ Only tests and benchmarks use this module; the BERT graph is built with the ``on
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from scorer.artifacts import (
 )
 from scorer.config import ScorerConfig
 from scorer.encoder import Encoder
-from scorer.server import serving, serving_in_thread
+from scorer.server import serving_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENCODER_DIR = REPO_ROOT / "build" / "encoder"
@@ -231,18 +231,6 @@ def config_for_tests(routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR,
     }
     base.update(overrides)
     return ScorerConfig(**base)  # type: ignore[arg-type]
-
-
-@asynccontextmanager
-async def running_scorer(
-    routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR, **overrides: object
-) -> AsyncIterator[str]:
-    """Run a real scorer in this event loop; yields ``"127.0.0.1:PORT"`` and stops it afterwards.
-
-    ``overrides`` are ``ScorerConfig`` fields (e.g. ``batching=BatchingConfig(max_queue=4)``).
-    """
-    async with serving(config_for_tests(routers_dir, encoder_dir, **overrides)) as address:
-        yield address
 
 
 @contextmanager

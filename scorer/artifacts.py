@@ -19,7 +19,6 @@ deltas) have ``sha256`` null and ``built_by`` naming the command that makes them
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ferryman.calibration import CalibrationTable
 from scorer.errors import ArtifactError
 
 MANIFEST_NAME = "manifest.json"
@@ -60,18 +60,8 @@ class Calibration:
     points: tuple[CalibrationPoint, ...]
 
     def threshold_for(self, strong_share: float) -> float:
-        """Threshold for a target share, linearly interpolated between points."""
-        if not 0.0 <= strong_share <= 1.0 or math.isnan(strong_share):
-            raise ValueError(f"strong_share must be in [0, 1], got {strong_share}")
-        pts = self.points
-        if strong_share <= pts[0].strong_share:
-            return pts[0].threshold
-        for lo, hi in itertools.pairwise(pts):
-            if strong_share <= hi.strong_share:
-                span = hi.strong_share - lo.strong_share
-                frac = 0.0 if span == 0 else (strong_share - lo.strong_share) / span
-                return lo.threshold + frac * (hi.threshold - lo.threshold)
-        return pts[-1].threshold
+        """Threshold for a target share, by the one calibration rule (``ferryman.calibration``)."""
+        return CalibrationTable((p.strong_share, p.threshold) for p in self.points).threshold_for(strong_share)
 
 
 @dataclass(frozen=True)

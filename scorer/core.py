@@ -246,7 +246,7 @@ class ScorerCore:
         found: dict[tuple[str, EncoderSpec | None], np.ndarray] = {}
         for spec, texts in wanted.items():
             unique = list(texts)
-            vecs = self.encoders[spec].encode(unique, batch_size=self.rows_per_run)
+            vecs = self.encoders[spec].encode(unique, rows_per_run=self.rows_per_run)
             found.update(((t, spec), v) for t, v in zip(unique, vecs, strict=True))
         return found
 

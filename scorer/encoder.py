@@ -6,7 +6,7 @@ graph, so ``encode`` returns unit-length embeddings directly.
 
 Two graphs per precision may exist: ``model.<p>.onnx`` takes an attention mask (padded
 batches), ``model.<p>.unpadded.onnx`` takes none and is used for every run without padding
-(with int8, every run: one sequence per run, see ``rows_per_run``). Without a mask the
+(with int8, every run: one sequence per run, see ``allowed_rows_per_run``). Without a mask the
 attention skips the masking arithmetic (``Where``/``IsNaN`` on every layer's scores) and
 the pooling is a plain mean: the same embeddings (cosine to the masked graph ≥ 0.999999 on
 the Arena prompts) about 1.1x faster (``ferryman bench encoder``). An encoder directory
@@ -206,14 +206,14 @@ class Threads:
             raise ValueError(f"intra-op threads must be >= 1, got busy {self.busy}, idle {self.idle}")
 
 
-def length_buckets(lengths: Sequence[int], max_batch: int, slack: float = 0.15) -> list[list[int]]:
+def length_buckets(lengths: Sequence[int], rows_per_run: int, slack: float = 0.15) -> list[list[int]]:
     """Group indices into runs of similar length so that padding stays small.
 
     On CPU a transformer's cost is proportional to the padded token count, and
     batching saves only per-call overhead, so a batch padded to its longest
     prompt can be slower than no batching at all. Indices are sorted by length
     and a bucket grows while its padded size stays within ``1 + slack`` of its
-    real token count (and below ``max_batch`` items).
+    real token count (and holds at most ``rows_per_run`` items).
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     buckets: list[list[int]] = []
@@ -222,7 +222,7 @@ def length_buckets(lengths: Sequence[int], max_batch: int, slack: float = 0.15) 
     for i in order:
         n = lengths[i]
         # Sorted ascending, so ``n`` is the new bucket width.
-        if current and (len(current) >= max_batch or n * (len(current) + 1) > (1 + slack) * (real + n)):
+        if current and (len(current) >= rows_per_run or n * (len(current) + 1) > (1 + slack) * (real + n)):
             buckets.append(current)
             current, real = [], 0
         current.append(i)
@@ -232,8 +232,9 @@ def length_buckets(lengths: Sequence[int], max_batch: int, slack: float = 0.15) 
     return buckets
 
 
-def rows_per_run(path: Path, max_batch: int) -> int:
-    """How many sequences one ONNX run may hold without changing any result.
+def allowed_rows_per_run(path: Path, rows_per_run: int) -> int:
+    """How many of the requested ``rows_per_run`` sequences one ONNX run of this graph may hold
+    without changing any result.
 
     Dynamically quantised graphs (``DynamicQuantizeLinear``) pick one activation scale
     per tensor, i.e. per batch, so a prompt's score would depend on its batch mates
@@ -242,7 +243,7 @@ def rows_per_run(path: Path, max_batch: int) -> int:
     """
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         quantized = data.find(b"DynamicQuantizeLinear") >= 0
-    return 1 if quantized else max_batch
+    return 1 if quantized else rows_per_run
 
 
 @dataclass(frozen=True)
@@ -429,7 +430,7 @@ class Encoder:
         self.tokenizer = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, self.spec)
         unpadded_path = encoder_dir / model_file(precision, unpadded=True)
         self._graphs = GraphPair(model_path, unpadded_path if unpadded_path.is_file() else None, threads)
-        self.max_rows = rows_per_run(model_path, 1 << 30)
+        self.rows_per_run_limit = allowed_rows_per_run(model_path, 1 << 30)
 
     @property
     def has_unpadded_graph(self) -> bool:
@@ -452,16 +453,16 @@ class Encoder:
         """
         return np.asarray(self._graphs.run(batch), dtype=np.float32)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts (any count) in length buckets of at most ``batch_size`` (see ``length_buckets``).
+    def encode(self, texts: Sequence[str], rows_per_run: int = 64) -> np.ndarray:
+        """Embed texts (any count) in length buckets of at most ``rows_per_run`` (see ``length_buckets``).
 
-        Results do not depend on which other texts are encoded with a text (see ``rows_per_run``).
+        Results do not depend on which other texts are encoded with a text (see ``allowed_rows_per_run``).
         """
-        return self.encode_ids(self.tokenizer.ids(texts), batch_size)
+        return self.encode_ids(self.tokenizer.ids(texts), rows_per_run)
 
-    def encode_ids(self, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+    def encode_ids(self, seqs: Sequence[Sequence[int]], rows_per_run: int = 64) -> np.ndarray:
         """Embed already tokenized sequences (from ``tokenizer.ids``)."""
         out = np.zeros((len(seqs), self.dim), dtype=np.float32)
-        for bucket in length_buckets([len(s) for s in seqs], min(batch_size, self.max_rows)):
+        for bucket in length_buckets([len(s) for s in seqs], min(rows_per_run, self.rows_per_run_limit)):
             out[bucket] = self.run(self.tokenizer.pad([seqs[i] for i in bucket]))
         return out

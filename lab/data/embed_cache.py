@@ -46,7 +46,7 @@ def embed_cached(
     encoder: Encoder,
     cache_dir: Path | None = DEFAULT_CACHE_DIR,
     *,
-    batch_size: int = 64,
+    rows_per_run: int = 64,
     progress: bool = True,
 ) -> np.ndarray:
     """Embeddings ``[len(texts), dim]`` (float32), encoding only texts not yet cached.
@@ -62,11 +62,11 @@ def embed_cached(
             missing[h] = t
     if missing:
         todo = list(missing.items())
-        chunk = max(batch_size * 16, 1)
+        chunk = max(rows_per_run * 16, 1)
         bar = _progress(len(todo), progress)
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            vecs = encoder.encode([t for _, t in part], batch_size=batch_size)
+            vecs = encoder.encode([t for _, t in part], rows_per_run=rows_per_run)
             known.update({h: v for (h, _), v in zip(part, vecs, strict=True)})
             bar.update(len(part))
             if path is not None:  # save as we go so an interrupted run keeps its work

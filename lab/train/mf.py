@@ -105,18 +105,6 @@ def train_mf(
         }
 
 
-def mf_strong_win_rate(weights: dict[str, np.ndarray], embeddings: np.ndarray, strong: int, weak: int) -> np.ndarray:
-    """P(strong beats weak) per embedding row, exactly as docs/artifacts.md defines it."""
-    h = embeddings @ weights["text_proj"].T
-    if "text_bias" in weights:
-        h = h + weights["text_bias"]
-    diff = weights["model_emb"][strong] - weights["model_emb"][weak]
-    logit = h @ (weights["classifier"] * diff)
-    if "model_bias" in weights:
-        logit = logit + weights["model_bias"][strong] - weights["model_bias"][weak]
-    return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
-
-
 def save_weights(path: Path, weights: dict[str, np.ndarray]) -> None:
     """Write the ``weights.npz`` of an MF artifact."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from scorer.artifacts import Artifact, EncoderSpec
-from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, length_buckets, rows_per_run
+from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, allowed_rows_per_run, length_buckets
 from scorer.routers.base import LoadContext, RouterBase, check
 
 LABELS = ("strong", "tie", "weak")
@@ -50,13 +50,13 @@ class BertRouter(RouterBase):
         unpadded = artifact.path("onnx_unpadded") if "onnx_unpadded" in m.files else None
         self._graphs = GraphPair(path, unpadded, ctx.threads)
         check(self._graphs.session.get_outputs()[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
-        self._max_batch = rows_per_run(path, ctx.rows_per_run)
+        self._rows_per_run = allowed_rows_per_run(path, ctx.rows_per_run)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[B, 3]`` in ``LABELS`` order."""
         seqs = self.tokenizer.ids(texts)
         logits = np.zeros((len(seqs), 3), dtype=np.float64)
-        for bucket in length_buckets([len(s) for s in seqs], self._max_batch):
+        for bucket in length_buckets([len(s) for s in seqs], self._rows_per_run):
             logits[bucket] = np.asarray(
                 self._graphs.run(self.tokenizer.pad([seqs[i] for i in bucket])), dtype=np.float64
             )

@@ -21,7 +21,6 @@ the battles of the ``top_k`` most similar training prompts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +172,6 @@ class SWRouter(RouterBase):
     def __init__(self, artifact: Artifact, ctx: LoadContext) -> None:
         super().__init__(artifact.manifest)
         m = artifact.manifest
-        self.scale = float(m.params.get("scale", 400))
-        self.base = float(m.params.get("base", 10))
-        self.init_rating = float(m.params.get("init_rating", 1000))
         exponent = m.params.get("weight_exponent", 1.0)
         check(
             isinstance(exponent, (int, float))
@@ -280,10 +276,6 @@ class SWRouter(RouterBase):
         # With top_k a query's neighbours need not link every model: the pseudo-inverse path stays finite.
         linked = self._connected and self.top_k is None
         return fit_bradley_terry(self.win_matrices(embeddings), is_connected=linked)
-
-    def elo(self, strengths: np.ndarray) -> np.ndarray:
-        """Strengths in Elo units, as RouteLLM reports them (``scale * beta + init``)."""
-        return self.scale * strengths / math.log(self.base) + self.init_rating
 
     def score(
         self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray

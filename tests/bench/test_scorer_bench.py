@@ -51,10 +51,8 @@ def test_length_table_slice(test_routers_dir: Path, capsys: pytest.CaptureFixtur
 
     parser = argparse.ArgumentParser()
     scorer.add_arguments(parser)
-    args = parser.parse_args(
-        ["--skip-throughput", "--mix-size", "24", "--rounds", "1", "--length-routers", "mf,bert"]
-        + ["--routers-dir", str(test_routers_dir), "--baseline-dir", str(ROOT)]
-    )
+    options = ["--skip-throughput", "--mix-size", "24", "--rounds", "1", "--length-routers", "mf,bert"]
+    args = parser.parse_args([*options, "--routers-dir", str(test_routers_dir), "--baseline-dir", str(ROOT)])
     assert scorer.run(args) == 0
     out = capsys.readouterr().out
     assert "router mf (window " in out and "router bert (window " in out

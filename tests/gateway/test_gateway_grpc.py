@@ -11,10 +11,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from ferryman.calibration import CalibrationTable
 from ferryman.gateway.v1 import gateway_pb2 as pb
 from ferryman.gateway.v1 import gateway_pb2_grpc
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-from gateway.policy import interpolate_threshold
 from gateway.service import Runtime
 from harness.fake_provider import DISCONNECT, status
 from harness.gateway import CLIENT_KEY, GatewayThread, gateway_config
@@ -77,13 +77,15 @@ def test_http_answer_splits_scorer_time_into_round_trip_and_server(gw):
 
 def test_policy_threshold_comes_from_the_calibration_table(stub, scorer_address):
     routers = scorer_stub(scorer_address).ListRouters(scorer_pb2.ListRoutersRequest()).routers
-    table = sorted((p.strong_share, p.threshold) for p in next(r for r in routers if r.name == "mf").calibration)
+    table = CalibrationTable(
+        (p.strong_share, p.threshold) for p in next(r for r in routers if r.name == "mf").calibration
+    )
     strong = 0
     for prompt in SAMPLE_PROMPTS:
         msgs = [pb.ChatMessage(role="user", content=prompt)]
         d = stub.Route(pb.RouteRequest(model="ferryman-balanced", messages=msgs), metadata=AUTH).decision
         assert d.policy == "ferryman-balanced" and d.source == pb.DECISION_SOURCE_SCORED
-        assert d.threshold == pytest.approx(interpolate_threshold(table, 0.3))
+        assert d.threshold == table.threshold_for(0.3)  # the one rule (ferryman.calibration)
         strong += d.tier == pb.TIER_STRONG
     share = strong / len(SAMPLE_PROMPTS)
     print(f"\nferryman-balanced (target 30 % strong) on {len(SAMPLE_PROMPTS)} calibration prompts: {share:.0%} strong")

@@ -6,10 +6,7 @@ import random
 from email.utils import formatdate
 from time import time
 
-import pytest
-
 from gateway.config import RetryConfig
-from gateway.policy import interpolate_threshold
 from gateway.providers.anthropic import to_anthropic
 from gateway.providers.base import parse_retry_after
 from gateway.resilience import backoff_delay
@@ -30,15 +27,6 @@ def test_parse_retry_after():
     assert parse_retry_after("0.5") == 0.5
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 8 <= parse_retry_after(formatdate(time() + 10, usegmt=True)) <= 10
-
-
-def test_interpolate_threshold():
-    table = [(0.0, 0.9), (0.25, 0.6), (0.5, 0.4), (1.0, 0.0)]
-    assert interpolate_threshold(table, 0.25) == 0.6
-    assert interpolate_threshold(table, 0.3) == pytest.approx(0.56)
-    assert interpolate_threshold(table, 0.0) == 0.9 and interpolate_threshold(table, 1.0) == 0.0
-    with pytest.raises(ValueError):
-        interpolate_threshold([], 0.5)
 
 
 def test_anthropic_translation():

@@ -9,8 +9,6 @@ import pytest
 
 from scorer.artifacts import (
     ArtifactFile,
-    Calibration,
-    CalibrationPoint,
     Manifest,
     load_artifact,
     sha256_of,
@@ -67,11 +65,3 @@ def test_not_json(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{nope")
     with pytest.raises(ArtifactError, match=r"manifest\.json: not valid JSON"):
         load_artifact(tmp_path)
-
-
-def test_calibration_interpolates() -> None:
-    cal = Calibration("ref", (CalibrationPoint(0.0, 0.9), CalibrationPoint(0.5, 0.5), CalibrationPoint(1.0, 0.1)))
-    assert cal.threshold_for(0.25) == pytest.approx(0.7)
-    assert cal.threshold_for(1.0) == pytest.approx(0.1)
-    with pytest.raises(ValueError):
-        cal.threshold_for(float("nan"))

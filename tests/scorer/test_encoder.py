@@ -45,7 +45,7 @@ def test_long_prompt_end_changes_embedding(encoders: dict[str, Encoder]) -> None
 def test_encode_order_independent(encoders: dict[str, Encoder]) -> None:
     texts = ["short", "a much longer prompt about databases and indexes", "mid length text"]
     enc = encoders["fp32"]
-    together = enc.encode(texts, batch_size=2)
+    together = enc.encode(texts, rows_per_run=2)
     alone = np.stack([enc.encode([t])[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
@@ -139,15 +139,15 @@ def test_lone_call_on_more_threads_gives_identical_embeddings() -> None:
     narrow = Encoder(ENCODER_DIR, precision="int8", threads=1)
     assert wide._graphs.wide is not None and narrow._graphs.wide is None
     texts = [" ".join(["token"] * n) + " end?" for n in (3, 30, 60, 120, 250, 2000)]
-    expected = narrow.encode(texts, batch_size=1)
+    expected = narrow.encode(texts, rows_per_run=1)
     with activity.running():
         assert activity.alone()
         # The chooser tries the wide session first, then the one-thread one, then the cheaper.
-        runs = [wide.encode(texts, batch_size=1) for _ in range(3)]
+        runs = [wide.encode(texts, rows_per_run=1) for _ in range(3)]
     assert set(wide._graphs.chooser._cost) == {True, False}  # both sessions ran alone
     with activity.running(), activity.running():
         assert not activity.alone()  # a second call running: always the one-thread session
-        runs.append(wide.encode(texts, batch_size=1))
+        runs.append(wide.encode(texts, rows_per_run=1))
     for got in runs:
         assert np.array_equal(got, expected)
 
