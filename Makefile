@@ -80,32 +80,28 @@ k8s-validate: $(STAMPS)/venv  ## render each k8s overlay (kustomize) and validat
 cluster-local: setup  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
 	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)
 
-EVAL_ARGS ?= --benchmark all --routers mf bert sw random --baselines \
-	--crossfit-dir build/crossfit/prompt --crossfit-dir build/crossfit/subject
+EVAL_ARGS ?= --benchmark all --baselines --crossfit-dir build/crossfit/prompt --crossfit-dir build/crossfit/subject
 
 eval: setup  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cross-fitted artifacts in build/crossfit
 	$(BIN)/ferryman eval $(EVAL_ARGS) --out reports
 
-# Training data: the public files described in README "Training" (default ../shared/data).
-# MF and SW train on the golden labels only: adding the 300-prompt arena battles made MT-Bench worse.
+# Training: each shipped router's recipe (data, encoder window, settings) is lab/recipes/<name>.toml,
+# read by both targets below; the data is the public files in $(DATA_DIR) (docs/training.md).
 DATA_DIR ?= $(if $(FERRYMAN_DATA),$(FERRYMAN_DATA),../shared/data)
-GOLDEN_DATA = --golden mmlu,gsm8k --data-dir $(DATA_DIR)
-BERT_DATA = --battles $(DATA_DIR)/arena-bench-v1/battles.csv $(GOLDEN_DATA)
+RECIPES := $(sort $(basename $(notdir $(wildcard lab/recipes/*.toml))))
 TRAIN_ARGS ?=
 
-routers: $(STAMPS)/venv  ## retrain the default routers (mf, sw, bert, random) from the public data, then calibrate
+routers: $(STAMPS)/venv  ## retrain the shipped routers from their recipes (lab/recipes) and the public data, then calibrate
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
-	$(BIN)/ferryman train mf $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/mf $(TRAIN_ARGS)
-	$(BIN)/ferryman train sw $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/sw --sw-weight-exponent 8 --sw-projection-dim 4 $(TRAIN_ARGS)
-	$(BIN)/ferryman train bert $(BERT_DATA) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/bert $(TRAIN_ARGS)
-	$(BIN)/ferryman train random --out $(ROUTERS_DIR)/random
-	$(BIN)/ferryman calibrate $(ROUTERS_DIR)/mf $(ROUTERS_DIR)/sw $(ROUTERS_DIR)/bert $(ROUTERS_DIR)/random \
+	@for r in $(RECIPES); do \
+	  $(BIN)/ferryman train $$r --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/$$r $(TRAIN_ARGS) || exit 1; \
+	done
+	$(BIN)/ferryman calibrate $(addprefix $(ROUTERS_DIR)/,$(RECIPES)) \
 	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --quiet
 
-crossfit: $(STAMPS)/venv  ## k=5 cross-fitted mf/sw/bert artifacts (prompt and subject folds) -> build/crossfit
+crossfit: $(STAMPS)/venv  ## k=5 cross-fitted artifacts of every trained recipe (prompt and subject folds) -> build/crossfit
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
-	$(BIN)/ferryman train crossfit --routers mf,sw --sw-weight-exponent 8 --sw-projection-dim 4 $(GOLDEN_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
-	$(BIN)/ferryman train crossfit --routers bert $(BERT_DATA) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+	$(BIN)/ferryman train crossfit --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build

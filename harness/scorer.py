@@ -1,38 +1,29 @@
 """Test helpers for every part of Ferryman: small valid router artifacts and a real in-process scorer.
 
-``build_test_routers(dest)`` writes artifacts for mf, sw, bert and random that follow
-``docs/artifacts.md`` exactly (manifests with hashes and a calibration table), with
-untrained but deterministic weights. ``scorer_in_thread(routers_dir)`` starts a real scorer on
-127.0.0.1 (port 0) in a background thread with its own event loop and yields its address (it
-wraps ``scorer.server.serving_in_thread``, the scorer's embedded runner; async code uses
-``scorer.server.serving`` directly).
-Only tests and benchmarks use this module; the BERT graph is built with the ``onnx`` package
-(train extra), imported lazily.
+``build_test_routers(dest)`` writes an artifact of every router kind that follows
+``docs/artifacts.md`` exactly (manifests with hashes and a calibration table), with untrained
+but deterministic weights (each kind's trainer writes its example). ``scorer_in_thread(dir)``
+starts a real scorer on 127.0.0.1 (port 0) in a background thread with its own event loop and
+yields its address (it wraps ``scorer.server.serving_in_thread``, the scorer's embedded runner;
+async code uses ``scorer.server.serving`` directly). Only tests and benchmarks use this module;
+the example BERT graph is built with the ``onnx`` package (train extra), imported lazily.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from scorer.artifacts import (
-    ArtifactFile,
-    Calibration,
-    CalibrationPoint,
-    EncoderSpec,
-    Manifest,
-    RouterKind,
-    load_artifact,
-    sha256_of,
-    write_manifest,
-)
+from lab.train.jobs import ExampleInputs, trainer_for
+from scorer.artifacts import Calibration, CalibrationPoint, load_artifact, write_manifest
 from scorer.config import ScorerConfig
 from scorer.encoder import Encoder
+from scorer.routers import ROUTER_KINDS
 from scorer.server import serving_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +31,7 @@ DEFAULT_ENCODER_DIR = REPO_ROOT / "build" / "encoder"
 STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 TEST_MODELS = (STRONG, WEAK, "claude-2.1", "gpt-3.5-turbo-1106")
-TEST_ROUTERS = ("bert", "mf", "random", "sw")
-VOCAB_SIZE = 30522  # all-MiniLM-L6-v2's wordpiece vocabulary
+TEST_ROUTERS = ROUTER_KINDS  # one test artifact of every kind the scorer serves
 
 _TOPICS = {
     # topic -> how much the strong model tends to win (SW battles are drawn from this)
@@ -58,126 +48,6 @@ _TOPICS = {
 }
 _STYLES = ("Please {t}.", "Can you {t}?", "I need help: {t}.", "Quickly {t}, thanks.", "{t} — explain step by step.")
 SAMPLE_PROMPTS: tuple[str, ...] = tuple(s.format(t=t) for t, s in itertools.product(_TOPICS, _STYLES))
-
-
-def _write(dest: Path, manifest: Manifest, files: dict[str, str]) -> Path:
-    hashed = {role: ArtifactFile(path, sha256_of(dest / path)) for role, path in files.items()}
-    write_manifest(dest, replace(manifest, files=hashed))
-    return dest
-
-
-def _manifest(name: RouterKind, models: Sequence[str], **kw: object) -> Manifest:
-    return Manifest(
-        name=name,
-        kind=name,
-        version="test-1",
-        models=tuple(models),
-        default_strong=STRONG,
-        default_weak=WEAK,
-        encoder=None if name == "random" else EncoderSpec(),
-        provenance={"data": "synthetic test artifact (untrained)", "builder": "harness.scorer"},
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def _build_mf(dest: Path, rng: np.random.Generator) -> Path:
-    d = 16
-    np.savez(
-        dest / "weights.npz",
-        text_proj=rng.normal(0, 1.0, (d, 384)).astype(np.float32),
-        model_emb=rng.normal(0, 1.0, (len(TEST_MODELS), d)).astype(np.float32),
-        classifier=rng.normal(0, 0.3, d).astype(np.float32),
-        model_bias=np.linspace(0.5, -0.5, len(TEST_MODELS)).astype(np.float32),
-    )
-    return _write(dest, _manifest("mf", TEST_MODELS), {"weights": "weights.npz"})
-
-
-def _build_sw(dest: Path, rng: np.random.Generator, encoder: Encoder) -> Path:
-    prompts = list(SAMPLE_PROMPTS)
-    emb = encoder.encode(prompts)
-    np.save(dest / "embeddings.npy", emb.astype(np.float16))
-    strong_rate = np.repeat(np.array(list(_TOPICS.values())), len(_STYLES))
-    rows = []
-    for p, pair in itertools.product(range(len(prompts)), itertools.combinations(range(len(TEST_MODELS)), 2)):
-        a, b = pair
-        # Lower index = stronger model; topics decide how often strength shows.
-        u = rng.random()
-        edge = strong_rate[p] * (1.0 - 0.15 * (b - a - 1))
-        outcome = 0 if u < edge * 0.8 else (2 if u < edge * 0.8 + 0.15 else 1)
-        rows.append((p, a, b, outcome) if rng.random() < 0.5 else (p, b, a, {0: 1, 1: 0, 2: 2}[outcome]))
-    arr = np.array(rows)
-    np.savez(
-        dest / "battles.npz",
-        prompt_idx=arr[:, 0].astype(np.int32),
-        model_a=arr[:, 1].astype(np.int16),
-        model_b=arr[:, 2].astype(np.int16),
-        outcome=arr[:, 3].astype(np.int8),
-    )
-    params = {"scale": 400, "base": 10, "init_rating": 1000}
-    return _write(
-        dest, _manifest("sw", TEST_MODELS, params=params), {"embeddings": "embeddings.npy", "battles": "battles.npz"}
-    )
-
-
-def _build_bert(dest: Path, rng: np.random.Generator) -> Path:
-    """A tiny classifier with the real interface: embedding bag → masked mean → linear → 3 logits.
-
-    Like a built BERT artifact it also has the mask-free twin (``files.onnx_unpadded``: a plain
-    mean, no ``attention_mask`` input) that runs every batch without padding.
-    """
-    width = 8
-    weights = {
-        "table": rng.normal(0, 1.0, (VOCAB_SIZE, width)).astype(np.float32),
-        "head": rng.normal(0, 1.0, (width, 3)).astype(np.float32),
-        "bias": np.array([0.2, -0.4, 0.0], dtype=np.float32),
-    }
-    _save_tiny_bert(dest / "model.onnx", weights, masked=True)
-    _save_tiny_bert(dest / "model.unpadded.onnx", weights, masked=False)
-    params = {"labels": ["strong", "tie", "weak"], "tie_weight": 0.5}
-    files = {"onnx": "model.onnx", "onnx_unpadded": "model.unpadded.onnx"}
-    return _write(dest, _manifest("bert", (STRONG, WEAK), params=params), files)
-
-
-def _save_tiny_bert(path: Path, weights: dict[str, np.ndarray], *, masked: bool) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    if masked:
-        pool = [
-            helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-            helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
-            helper.make_node("Mul", ["tok", "mask3"], ["masked"]),
-            helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
-            helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
-            helper.make_node("Max", ["count", "one"], ["safe"]),
-            helper.make_node("Div", ["summed", "safe"], ["mean"]),
-        ]
-    else:
-        pool = [helper.make_node("ReduceMean", ["tok"], ["mean"], axes=[1], keepdims=0)]  # opset 17: axes attribute
-    nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["tok"]),
-        *pool,
-        helper.make_node("Mul", ["mean", "gain"], ["scaled"]),
-        helper.make_node("MatMul", ["scaled", "head"], ["proj"]),
-        helper.make_node("Add", ["proj", "bias"], ["logits"]),
-        # token_type_ids is part of the interface but unused by this tiny graph.
-        helper.make_node("Shape", ["token_type_ids"], ["unused"]),
-    ]
-    constants: dict[str, np.ndarray] = {
-        "axis2": np.array([2], dtype=np.int64),
-        "axis1": np.array([1], dtype=np.int64),
-        "one": np.array([1.0], dtype=np.float32),
-        "gain": np.array([4.0], dtype=np.float32),
-    }
-    inits = [numpy_helper.from_array(v, k) for k, v in (weights | constants).items()]
-    names = ("input_ids", "attention_mask", "token_type_ids") if masked else ("input_ids", "token_type_ids")
-    ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]
-    out = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])]
-    graph = helper.make_graph(nodes, "tiny_bert_router", ids, out, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def _calibrate(dest: Path, encoder_dir: Path) -> None:
@@ -201,20 +71,28 @@ def _calibrate(dest: Path, encoder_dir: Path) -> None:
 def build_test_routers(
     dest: Path, encoder: Encoder | None = None, *, encoder_dir: Path = DEFAULT_ENCODER_DIR, seed: int = 7
 ) -> Path:
-    """Write small valid artifacts ``dest/{mf,sw,bert,random}`` and return ``dest``.
+    """Write a small valid artifact ``dest/<kind>`` of every router kind and return ``dest``.
 
-    ``encoder`` embeds the SW training prompts (default: the int8 encoder in ``encoder_dir``,
-    which must be built: ``ferryman build encoder``). Deterministic for a given seed.
+    The kinds are the scorer's registry (``scorer.routers.ROUTERS``); each artifact is its
+    trainer's untrained example (``lab/train/routers/<kind>.py``), over ``TEST_MODELS`` and
+    ``SAMPLE_PROMPTS``, then calibrated on ``SAMPLE_PROMPTS``. ``encoder`` embeds the example
+    prompts (default: the int8 encoder in ``encoder_dir``, which must be built: ``ferryman build
+    encoder``). Deterministic for a given seed.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    encoder = encoder or Encoder(encoder_dir)
-    rng = np.random.default_rng(seed)
-    for name in TEST_ROUTERS:
-        (dest / name).mkdir(exist_ok=True)
-    _build_mf(dest / "mf", rng)
-    _build_sw(dest / "sw", rng, encoder)
-    _build_bert(dest / "bert", rng)
-    _write(dest / "random", _manifest("random", TEST_MODELS, params={"seed": seed}), {})
+    inputs = ExampleInputs(
+        models=TEST_MODELS,
+        strong=STRONG,
+        weak=WEAK,
+        prompts=SAMPLE_PROMPTS,
+        strong_rate=np.repeat(np.array(list(_TOPICS.values())), len(_STYLES)),
+        rng=np.random.default_rng(seed),
+        encoder=encoder or Encoder(encoder_dir),
+        seed=seed,
+    )
+    for kind in TEST_ROUTERS:
+        (dest / kind).mkdir(exist_ok=True)
+        trainer_for(kind).example(dest / kind, inputs)
     _calibrate(dest, encoder_dir)
     return dest
 

@@ -40,12 +40,14 @@ _TURNS = {
     scorer_pb2.TURN_SELECTION_LAST_USER: TurnSelection.LAST_USER,
     scorer_pb2.TURN_SELECTION_ALL_USER: TurnSelection.ALL_USER,
 }
-_TYPES = {
-    "mf": scorer_pb2.ROUTER_TYPE_MF,
-    "bert": scorer_pb2.ROUTER_TYPE_BERT,
-    "sw": scorer_pb2.ROUTER_TYPE_SW,
-    "random": scorer_pb2.ROUTER_TYPE_RANDOM,
-}
+
+
+def router_type(kind: str) -> scorer_pb2.RouterType:
+    """``ROUTER_TYPE_<KIND>`` of the proto enum; ``ROUTER_TYPE_UNSPECIFIED`` for a kind the enum lacks."""
+    try:
+        return scorer_pb2.RouterType.Value(f"ROUTER_TYPE_{kind.upper()}")  # type: ignore[return-value]
+    except ValueError:
+        return scorer_pb2.ROUTER_TYPE_UNSPECIFIED
 
 
 def query_from_proto(req: scorer_pb2.ScoreRequest) -> ScoreQuery:
@@ -92,7 +94,7 @@ def routers_to_proto(core: ScorerCore) -> scorer_pb2.ListRoutersResponse:
         out.routers.append(
             scorer_pb2.RouterInfo(
                 name=name,
-                type=_TYPES[m.kind],
+                type=router_type(m.kind),
                 version=m.version,
                 models=router.known_models(),
                 default_strong_model=m.default_strong,

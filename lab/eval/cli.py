@@ -51,12 +51,12 @@ from lab.eval.metrics import (
     routing_curve,
     summarize,
 )
-from lab.eval.report import Row, SetResult, markdown_table, update_readme, write_reports
+from lab.eval.report import Row, SetResult, markdown_table, write_reports
 from lab.eval.scoring import ScorerClient, local_scorer
-from scorer.artifacts import Manifest, load_artifact, write_manifest
+from scorer.artifacts import MANIFEST_NAME, Manifest, load_artifact, write_manifest
 from scorer.errors import ArtifactError
+from scorer.routers import ROUTER_KINDS
 
-DEFAULT_ROUTERS = ("mf", "bert", "sw", "random")
 _TITLES = {"mmlu": "MMLU", "gsm8k": "GSM8K", "mt-bench": "MT-Bench"}
 _SCHEME_TITLES = {"prompt": "prompt folds", "subject": "held-out subjects"}
 _GSM8K_SCHEME_TITLES = {"prompt": "prompt folds", "subject": "subject-scheme folds (random chunks)"}
@@ -78,7 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[*BENCHMARKS, "all"],
         help="benchmark to evaluate (repeatable; default: all)",
     )
-    parser.add_argument("--routers", nargs="+", default=list(DEFAULT_ROUTERS), help="routers to evaluate")
+    parser.add_argument(
+        "--routers",
+        nargs="+",
+        help="routers to evaluate (default: every router kind with an artifact in --routers-dir)",
+    )
     parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="trained routers (MT-Bench)")
     parser.add_argument(
         "--crossfit-dir",
@@ -90,7 +94,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="public data (default: $FERRYMAN_DATA or ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where plots, table and JSON go")
     parser.add_argument("--name", default="eval", help="file stem of the Markdown and JSON reports")
-    parser.add_argument("--readme", type=Path, help="also put the table and plots in this README's eval-results block")
     parser.add_argument("--scorer", metavar="ADDRESS", help="use a running scorer instead of an in-process one")
     parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder")
     parser.add_argument("--random-seeds", type=int, default=10, help="seeds the random router is averaged over")
@@ -447,6 +450,14 @@ def _meta(args: argparse.Namespace, data_dir: Path, started: float, scorer: str)
     }
 
 
+def default_routers(routers_dir: Path) -> list[str]:
+    """Every router kind the scorer serves (registry order) that has an artifact ``routers_dir/<kind>``."""
+    found = [k for k in ROUTER_KINDS if (routers_dir / k / MANIFEST_NAME).is_file()]
+    if not found:
+        raise ValueError(f"{routers_dir}: no router artifacts (<kind>/manifest.json); pass --routers")
+    return found
+
+
 def _command(args: argparse.Namespace) -> str:
     """The evaluation's settings as an equivalent command line (for the report)."""
     parts = ["ferryman eval"]
@@ -468,6 +479,7 @@ def run(args: argparse.Namespace) -> int:
         if args.random_seeds < 0 or args.batch_size < 1:
             raise ValueError("--random-seeds must be >= 0 and --batch-size >= 1")
         args.limits = parse_limits(args.limit)
+        args.routers = args.routers or default_routers(args.routers_dir)
         data_dir = args.data_dir or default_data_dir()
         benchmarks = list(BENCHMARKS) if not args.benchmark or "all" in args.benchmark else args.benchmark
         benchmarks = list(dict.fromkeys(benchmarks))
@@ -484,9 +496,6 @@ def run(args: argparse.Namespace) -> int:
     meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
     meta["load average (1 min) at start / end"] = f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
     paths = write_reports(results, args.out, meta, name=args.name)
-    if args.readme is not None:
-        update_readme(args.readme, results, args.out, meta)
-        paths.append(args.readme)
     print(markdown_table(results))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

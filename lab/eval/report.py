@@ -195,30 +195,6 @@ def to_json(results: Sequence[SetResult], meta: dict[str, Any]) -> dict[str, Any
     return {"meta": meta, "paper_source": PAPER_SOURCE, "sets": sets}
 
 
-README_START = "<!-- eval-results:start -->"
-README_END = "<!-- eval-results:end -->"
-
-
-def update_readme(readme: Path, results: Sequence[SetResult], out: Path, meta: dict[str, Any]) -> None:
-    """Replace the block between the ``eval-results`` markers with the table and links to the plots."""
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"{readme}: no {README_START} ... {README_END} block to fill")
-    base = readme.resolve().parent
-    try:
-        rel = out.resolve().relative_to(base)
-    except ValueError:
-        rel = out.resolve()
-    lines = [f"Command: `{meta.get('command', 'ferryman eval')}` — {meta.get('date (UTC)', '')} UTC, "]
-    lines[0] += (
-        f"commit {meta.get('git commit', '?')}, {meta.get('machine', '')}, wall time {meta.get('wall time', '?')}."
-    )
-    plots = " ".join(f"![{r.title}]({rel / (r.key + '.png')})" for r in results)
-    block = "\n".join([README_START, "", *lines, "", markdown_table(results), plots, "", README_END])
-    readme.write_text(text[:start] + block + text[end + len(README_END) :], encoding="utf-8")
-
-
 def write_reports(results: Sequence[SetResult], out: Path, meta: dict[str, Any], *, name: str = "eval") -> list[Path]:
     """Write ``<set>.png`` per set, ``<name>.md`` and ``<name>.json`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr_by_benchmark
 from lab.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, fit_probe
 from lab.train.data import TrainingData, heldout_keys, load_training_data
+from lab.train.recipe import load_recipe
 from scorer.artifacts import EncoderSpec
 from scorer.routers.bert import softmax
 
@@ -141,7 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gsm8k-weights", default="1,3,10", help="stage 1b: probe loss weights of the GSM8K rows")
     p.add_argument("--ft-lrs", default="1e-5,3e-5,1e-4", help="stage 2: fine-tuning learning rates")
     p.add_argument("--ft-rows", type=int, default=BertConfig.max_rows, help="stage 2: fine-tuning rows")
-    p.add_argument("--max-tokens", type=int, default=128, help="BERT token window")
+    p.add_argument(
+        "--max-tokens", type=int, default=load_recipe("bert").encoder.max_tokens, help="BERT token window (recipe)"
+    )
     p.add_argument("--head-tokens", type=int, default=EncoderSpec.head_tokens, help="tokens kept from the start")
     p.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="hidden-state cache")
     p.add_argument("--threads", type=int, default=2, help="torch threads")

@@ -5,7 +5,7 @@ the training part is every fold but ``o``. It is cut into ``k_inner`` inner fold
 under the subject scheme whole MMLU subjects per inner fold (size-balanced, in a
 seeded order) and GSM8K prompts at random; under the prompt scheme every prompt at
 random — and each inner fold is scored by a real SW artifact
-(:func:`lab.train.jobs.train_sw_artifact`, loaded by the scorer's
+(:func:`lab.train.routers.sw.train_sw_artifact`, loaded by the scorer's
 :class:`~scorer.routers.sw.SWRouter`) trained on the other inner folds. The
 criterion is the mean over outer folds of the pooled inner APGR, averaged over
 MMLU and GSM8K. Outer fold ``o``'s prompts are neither trained on nor scored, and
@@ -36,7 +36,8 @@ from lab.data.embed_cache import embed_cached
 from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr_by_benchmark
 from lab.train.data import TrainingData, load_training_data
-from lab.train.jobs import Target, train_sw_artifact
+from lab.train.jobs import Target
+from lab.train.routers.sw import train_sw_artifact
 from lab.train.sw import SWConfig
 from scorer.artifacts import EncoderSpec, load_artifact
 from scorer.encoder import Encoder

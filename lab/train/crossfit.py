@@ -3,9 +3,9 @@
 ``build/crossfit/<scheme>/folds.json`` assigns every MMLU/GSM8K prompt key to
 a fold (``prompt``: random folds with near-duplicates kept together;
 ``subject``: whole MMLU subjects per fold, for the held-out-subject number).
-``<scheme>/<router>/fold-<i>/`` is a complete artifact named
-``<router>-fold<i>``, trained on everything except fold ``i``'s prompts (arena
-battles are always included; MT-Bench never). ``ferryman eval --crossfit-dir``
+``<scheme>/<router>/fold-<i>/`` (``<router>``: the recipe's name) is a complete artifact named
+``<router>-fold<i>``, trained on everything except fold ``i``'s prompts (the
+recipe's battles are always included; MT-Bench never). ``ferryman eval --crossfit-dir``
 scores each prompt with its own fold's artifact. An existing ``folds.json``
 is reused (so runs on other machines train on the same folds); ``--folds-only``
 remakes it.
@@ -14,17 +14,15 @@ remakes it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.data.benchmarks import LabeledPrompt, load_benchmark
 from lab.data.embed_cache import embed_cached
 from lab.data.folds import FoldAssignment, Scheme, assign_folds
-from lab.train.bert import BertConfig, BertTrainer, bert_labels
 from lab.train.data import TrainingData, heldout_keys, load_training_data
-from lab.train.jobs import Target, train_bert_artifact, train_mf_artifact, train_sw_artifact
-from lab.train.mf import MFConfig
-from lab.train.sw import SWConfig
+from lab.train.jobs import Target, TrainContext, trainer_for
+from lab.train.recipe import Recipe
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
 
@@ -35,17 +33,13 @@ class CrossfitPlan:
 
     out: Path
     schemes: list[str]
-    routers: list[str]
+    recipes: list[Recipe]
     k: int
-    seed: int
-    battles: Path | None
-    golden: list[str]
+    seed: int  # of the fold assignment
     data_dir: Path | None
     strong: str
     weak: str
     folds_only: bool = False
-    build_onnx: bool = True
-    sw: SWConfig = field(default_factory=SWConfig)
 
 
 def fold_dir(out: Path, scheme: str, router: str, fold: int) -> Path:
@@ -63,34 +57,27 @@ def make_folds(
     return FoldAssignment.from_items(items, folds, scheme=scheme, seed=seed)
 
 
-def run_crossfit(
-    plan: CrossfitPlan,
-    spec: EncoderSpec,
-    bert_spec: EncoderSpec,
-    mf_cfg: MFConfig,
-    bert_cfg: BertConfig,
-    encoder_dir: Path,
-    cache_dir: Path | None,
-    device: str,
-    threads: int,
-) -> None:
-    """Write folds.json per scheme and every (router, fold) artifact."""
-    if not plan.golden:
-        raise ValueError("cross-fitting needs golden labels (--golden mmlu,gsm8k)")
+def run_crossfit(plan: CrossfitPlan, ctx: TrainContext) -> None:
+    """Write folds.json per scheme and every (recipe, fold) artifact."""
+    goldens = {r.golden for r in plan.recipes}
+    if len(goldens) != 1 or not next(iter(goldens)):
+        raise ValueError("cross-fitting needs golden labels, the same benchmarks in every recipe (data.golden)")
+    (golden,) = goldens
     if plan.data_dir is None:
         raise ValueError("cross-fitting needs the benchmark data directory")
+    for recipe in plan.recipes:
+        if not trainer_for(recipe.kind).needs_data:
+            raise ValueError(f"{recipe.source}: a {recipe.kind} router is not trained; nothing to cross-fit")
     t0 = time.perf_counter()
-    encoder: Encoder | None = None
-
-    def get_encoder() -> Encoder:  # only MF/SW and new folds need the ONNX encoder
-        nonlocal encoder
-        encoder = encoder or Encoder(encoder_dir, precision="int8", spec=spec, threads=threads)
-        return encoder
-
-    items = [it for name in plan.golden for it in load_benchmark(name, plan.data_dir)]
-    full = load_training_data(battles=plan.battles, golden=plan.golden, data_dir=plan.data_dir)
-    print(f"cross-fitting on {full.provenance()}", flush=True)
-    bert_trainer: BertTrainer | None = None
+    items = [it for name in golden for it in load_benchmark(name, plan.data_dir)]
+    full: dict[str | None, TrainingData] = {}  # per battles file
+    for recipe in plan.recipes:
+        if recipe.battles not in full:
+            battles = recipe.battles_path(plan.data_dir)
+            full[recipe.battles] = load_training_data(battles=battles, golden=list(golden), data_dir=plan.data_dir)
+            print(f"cross-fitting on {full[recipe.battles].provenance()}", flush=True)
+    # One context per recipe: a trainer may prepare work once for all folds (ctx.pool = its full data).
+    contexts = {r.name: _context(ctx, full[r.battles]) for r in plan.recipes}
     for scheme in plan.schemes:
         folds_path = plan.out / scheme / "folds.json"
         if folds_path.is_file() and not plan.folds_only:
@@ -98,33 +85,31 @@ def run_crossfit(
             _check_folds(folds, items, plan.k, folds_path)
             print(f"{scheme}: reusing {folds_path}", flush=True)
         else:
-            folds = make_folds(items, get_encoder(), cache_dir, scheme, plan.k, plan.seed)
+            folds = make_folds(items, ctx.encoder(EncoderSpec()), ctx.cache_dir, scheme, plan.k, plan.seed)
             folds.save(folds_path)
             print(f"{scheme}: {plan.k} folds written to {folds_path}", flush=True)
         if plan.folds_only:
             continue
         for fold in range(plan.k):
-            data = full.without(heldout_keys(folds, fold))
-            for router in plan.routers:
-                target = Target(
-                    fold_dir(plan.out, scheme, router, fold), f"{router}-fold{fold}", plan.strong, plan.weak, plan.seed
-                )
-                if router == "mf":
-                    train_mf_artifact(data, target, get_encoder(), mf_cfg, cache_dir=cache_dir)
-                elif router == "sw":
-                    train_sw_artifact(data, target, get_encoder(), plan.sw, cache_dir=cache_dir)
-                else:
-                    bert_trainer = bert_trainer or _bert_trainer(full, plan, bert_spec, bert_cfg, device, cache_dir)
-                    train_bert_artifact(
-                        data,
-                        target,
-                        bert_spec,
-                        bert_cfg,
-                        trainer=bert_trainer,
-                        device=device,
-                        build_onnx=plan.build_onnx,
-                    )
+            held_out = heldout_keys(folds, fold)
+            for recipe in plan.recipes:
+                data = full[recipe.battles].without(held_out)
+                out_dir = fold_dir(plan.out, scheme, recipe.name, fold)
+                target = Target(out_dir, f"{recipe.name}-fold{fold}", plan.strong, plan.weak, recipe.seed)
+                trainer_for(recipe.kind).train(data, target, recipe.encoder, recipe.settings, contexts[recipe.name])
     print(f"cross-fitting done in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def _context(ctx: TrainContext, pool: TrainingData) -> TrainContext:
+    return TrainContext(
+        encoder_dir=ctx.encoder_dir,
+        cache_dir=ctx.cache_dir,
+        threads=ctx.threads,
+        device=ctx.device,
+        build_onnx=ctx.build_onnx,
+        pool=pool,
+        _encoders=ctx._encoders,
+    )
 
 
 def _check_folds(folds: FoldAssignment, items: list[LabeledPrompt], k: int, path: Path) -> None:
@@ -133,11 +118,3 @@ def _check_folds(folds: FoldAssignment, items: list[LabeledPrompt], k: int, path
         raise ValueError(
             f"{path}: made for other data (k={folds.k}, {missing} prompts unassigned); delete it to remake"
         )
-
-
-def _bert_trainer(
-    full: TrainingData, plan: CrossfitPlan, spec: EncoderSpec, cfg: BertConfig, device: str, cache_dir: Path | None
-) -> BertTrainer:
-    """One pool (every prompt of the data) whose lower-layer states every fold reuses."""
-    prompts, _ = bert_labels(full, plan.strong, plan.weak)
-    return BertTrainer(prompts, spec, cfg.train_layers, device=device, cache_dir=cache_dir)

@@ -1,25 +1,28 @@
-"""Train one router into a complete artifact directory (shared by ``ferryman train`` and cross-fitting)."""
+"""How a router kind is trained: the lab's half of the router registry.
+
+The kinds are the scorer's (``scorer.routers.ROUTERS``, declared once). The kind ``K`` is trained
+by the module ``lab/train/routers/K.py``, which defines ``TRAINER``: its settings (a frozen
+dataclass whose fields a recipe's ``[settings]`` table sets), the function that trains an
+artifact, and a writer of a small untrained example artifact for tests. ``ferryman train``,
+cross-fitting and the harness's test routers all find trainers through :func:`trainer_for`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lab.data.embed_cache import embed_cached
-from lab.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, changed_layers, save_delta
 from lab.train.data import TrainingData
-from lab.train.mf import MFConfig, save_weights, train_mf
-from lab.train.output import provenance, write_artifact
-from lab.train.sw import SWConfig, pls_projection, projection_rows, save_sw, sw_params
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import Encoder, model_file
-
-# A BERT artifact's graphs are named like the encoder's: masked, and the mask-free twin for unpadded runs.
-ONNX_FILE = model_file("int8")
-ONNX_UNPADDED_FILE = model_file("int8", unpadded=True)
+from scorer.encoder import Encoder
+from scorer.routers import ROUTER_KINDS
 
 
 @dataclass(frozen=True)
@@ -33,156 +36,130 @@ class Target:
     seed: int = 0
 
 
-def _check_pair(target: Target, models: list[str]) -> None:
-    for m in (target.strong, target.weak):
-        if m not in models:
-            raise ValueError(f"model {m!r} does not occur in the training data (models: {', '.join(models)})")
+@dataclass
+class TrainContext:
+    """What a training run provides besides data and settings: files, threads, device, caches."""
+
+    encoder_dir: Path = Path("build/encoder")
+    cache_dir: Path | None = None
+    threads: int = 2
+    device: str = "cpu"
+    build_onnx: bool = True
+    #: Every prompt a series of runs will train on (cross-fitting: the full data), so a trainer can
+    #: prepare work once for all of them (BERT caches the frozen layers' states of these prompts).
+    pool: TrainingData | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
+    _encoders: dict[EncoderSpec, Encoder] = field(default_factory=dict)
+
+    def encoder(self, spec: EncoderSpec) -> Encoder:
+        """The int8 ONNX encoder with this window (one per spec, loaded on first use)."""
+        if spec not in self._encoders:
+            self._encoders[spec] = Encoder(self.encoder_dir, precision="int8", spec=spec, threads=self.threads)
+        return self._encoders[spec]
 
 
-def _embedded(
+@dataclass(frozen=True)
+class ExampleInputs:
+    """Synthetic inputs for an untrained example artifact (the harness's test routers)."""
+
+    models: tuple[str, ...]  # every model, strongest first
+    strong: str
+    weak: str
+    prompts: tuple[str, ...]
+    strong_rate: np.ndarray  # per prompt: how often the stronger model tends to win
+    rng: np.random.Generator
+    encoder: Encoder
+    seed: int
+
+
+TrainFn = Callable[[TrainingData | None, Target, EncoderSpec, Any, TrainContext], Path]
+ExampleFn = Callable[[Path, ExampleInputs], None]
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """One router kind's training: ``settings`` type, ``train`` and ``example`` functions."""
+
+    kind: str
+    settings: type  # a frozen dataclass with defaults
+    train: TrainFn
+    example: ExampleFn
+    help: str
+    needs_data: bool = True  # False: the artifact is written without training data (random)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.settings, type) and is_dataclass(self.settings)):
+            raise TypeError(f"{self.kind}: Trainer.settings must be a dataclass type")
+
+
+def trainer_for(kind: str) -> Trainer:
+    """The trainer of a router kind the scorer serves (``lab/train/routers/<kind>.py``)."""
+    if kind not in ROUTER_KINDS:
+        raise ValueError(f"unknown router kind {kind!r}; the scorer serves {', '.join(ROUTER_KINDS)}")
+    module = importlib.import_module(f"lab.train.routers.{kind}")
+    trainer = getattr(module, "TRAINER", None)
+    if not isinstance(trainer, Trainer) or trainer.kind != kind:
+        raise TypeError(f"lab/train/routers/{kind}.py must define TRAINER = Trainer(kind={kind!r}, ...)")
+    return trainer
+
+
+def embedded(
     data: TrainingData, target: Target, encoder: Encoder, cache_dir: Path | None
 ) -> tuple[list[str], np.ndarray]:
     """The data's models (the target pair checked against them) and its prompt embeddings (cached)."""
     models = data.models
-    _check_pair(target, models)
+    for m in (target.strong, target.weak):
+        if m not in models:
+            raise ValueError(f"model {m!r} does not occur in the training data (models: {', '.join(models)})")
     return models, embed_cached(data.prompts(), encoder, cache_dir)
 
 
-def _report(kind: str, target: Target, t0: float) -> float:
+def report(kind: str, target: Target, t0: float) -> float:
+    """Print and return the wall time of a run."""
     wall = time.perf_counter() - t0
     print(f"{kind} router {target.name!r} written to {target.out_dir} in {wall:.1f} s", flush=True)
     return wall
 
 
-def train_mf_artifact(
-    data: TrainingData, target: Target, encoder: Encoder, config: MFConfig, *, cache_dir: Path | None
-) -> Path:
-    """Embed the prompts (cached), train MF, write ``weights.npz`` + manifest."""
-    t0 = time.perf_counter()
-    models, emb = _embedded(data, target, encoder, cache_dir)
-    weights = train_mf(data, emb, config, seed=target.seed)
-    save_weights(target.out_dir / "weights.npz", weights)
-    prov = provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **_cfg(config))
-    write_artifact(
-        target.out_dir,
-        name=target.name,
-        kind="mf",
-        models=models,
-        strong=target.strong,
-        weak=target.weak,
-        committed={"weights": "weights.npz"},
-        encoder=encoder.spec,
-        prov=prov,
-    )
-    _report("mf", target, t0)
-    return target.out_dir
+def settings_provenance(settings: object) -> dict[str, str]:
+    """``cfg_<field>`` provenance entries of a settings dataclass."""
+    return {f"cfg_{k}": str(v) for k, v in asdict(settings).items()}  # type: ignore[call-overload]
 
 
-def train_sw_artifact(
-    data: TrainingData, target: Target, encoder: Encoder, config: SWConfig, *, cache_dir: Path | None
-) -> Path:
-    """Embed the prompts (cached), learn the projection if asked, store them with the battles (``SWConfig``)."""
-    t0 = time.perf_counter()
-    models, emb = _embedded(data, target, encoder, cache_dir)
-    projection = None
-    extra: dict[str, str] = {}
-    if config.projection_dim:
-        x, y = projection_rows(data, emb, target.strong, target.weak)
-        projection = pls_projection(x, y, config.projection_dim)
-        extra["sw_projection"] = (
-            f"PLS1, {config.projection_dim} directions, {len(y)} {target.strong} vs {target.weak} battles"
-        )
-    files = save_sw(target.out_dir, data, emb, models, projection)
-    write_artifact(
-        target.out_dir,
-        name=target.name,
-        kind="sw",
-        models=models,
-        strong=target.strong,
-        weak=target.weak,
-        committed=files,
-        encoder=encoder.spec,
-        prov=provenance(data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **extra, **_cfg(config)),
-        params=sw_params(config),
-    )
-    _report("sw", target, t0)
-    return target.out_dir
+def require_data(data: TrainingData | None, kind: str) -> TrainingData:
+    if data is None:
+        raise ValueError(f"{kind} needs training data")
+    return data
 
 
-def train_bert_artifact(
-    data: TrainingData,
-    target: Target,
-    spec: EncoderSpec,
-    config: BertConfig,
+@dataclass(frozen=True)
+class NoSettings:
+    """Settings of a kind that has none."""
+
+
+def write_example(
+    dest: Path,
+    kind: str,
+    ex: ExampleInputs,
+    files: dict[str, str],
     *,
-    trainer: BertTrainer | None = None,
-    device: str = "cpu",
-    build_onnx: bool = True,
-    cache_dir: Path | None = None,
-) -> Path:
-    """Probe + fine-tune, write ``delta.npz`` + manifest, then build the ONNX graph from base + delta.
+    models: tuple[str, ...] | None = None,
+    params: dict[str, Any] | None = None,
+    encoder: EncoderSpec | None = None,
+) -> None:
+    """The manifest of an example artifact whose ``files`` are already in ``dest`` (version ``test-1``)."""
+    from lab.train.output import write_artifact
 
-    Pass a ``trainer`` built over a superset of the prompts to reuse its cached
-    lower-layer states (cross-fitting trains k models on the same prompts);
-    ``cache_dir`` keeps those states on disk between runs.
-    """
-    t0 = time.perf_counter()
-    prompts, labels = bert_labels(data, target.strong, target.weak)
-    if trainer is None:
-        trainer = BertTrainer(prompts, spec, config.train_layers, device=device, cache_dir=cache_dir)
-    elif missing := [p for p in prompts if p not in trainer.index]:
-        raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
-    weights = bert_weights(data, target.strong, target.weak, config)
-    module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights)
-    save_delta(target.out_dir / "delta.npz", trainer.delta(module, config))
-    counts = np.bincount(labels, minlength=len(LABELS))
-    prov = provenance(
-        data.provenance(),
-        seed=target.seed,
-        wall_s=time.perf_counter() - t0,
-        device=device,
-        bert_rows=len(labels),
-        bert_class_counts=",".join(f"{n}={c}" for n, c in zip(LABELS, counts, strict=True)),
-        **_cfg(config),
-    )
     write_artifact(
-        target.out_dir,
-        name=target.name,
-        kind="bert",
-        models=[target.strong, target.weak],
-        strong=target.strong,
-        weak=target.weak,
-        committed={"delta": "delta.npz"},
-        built={"onnx": ONNX_FILE, "onnx_unpadded": ONNX_UNPADDED_FILE},
-        encoder=spec,
-        prov=prov,
-        params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": changed_layers(config)},
+        dest,
+        name=dest.name,
+        kind=kind,
+        models=list(models or ex.models),
+        strong=ex.strong,
+        weak=ex.weak,
+        committed=files,
+        encoder=encoder,
+        prov={"data": "synthetic example artifact (untrained)", "builder": f"lab.train.routers.{kind}"},
+        params=params,
+        version="test-1",
     )
-    if build_onnx:
-        from lab.train.rebuild import build_bert_onnx
-
-        build_bert_onnx(target.out_dir, force=True)
-    _report("bert", target, t0)
-    return target.out_dir
-
-
-def _cfg(config: MFConfig | BertConfig | SWConfig) -> dict[str, str]:
-    return {f"cfg_{k}": str(v) for k, v in asdict(config).items()}
-
-
-def write_random_artifact(target: Target) -> Path:
-    """The random baseline: no files, a hash of the prompt and ``params.seed`` (docs/artifacts.md)."""
-    write_artifact(
-        target.out_dir,
-        name=target.name,
-        kind="random",
-        models=[target.strong, target.weak],
-        strong=target.strong,
-        weak=target.weak,
-        committed={},
-        encoder=None,
-        prov=provenance({"trained_on": "none"}, seed=target.seed, wall_s=0.0),
-        params={"seed": target.seed},
-    )
-    print(f"random router {target.name!r} written to {target.out_dir}", flush=True)
-    return target.out_dir

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scorer.artifacts import ArtifactFile, EncoderSpec, Manifest, RouterKind, sha256_of, write_manifest
+from scorer.artifacts import ArtifactFile, EncoderSpec, Manifest, sha256_of, write_manifest
 
 BUILT_BY = "ferryman build routers"
 
@@ -57,7 +57,7 @@ def write_artifact(
     out_dir: Path,
     *,
     name: str,
-    kind: RouterKind,
+    kind: str,
     models: list[str],
     strong: str,
     weak: str,

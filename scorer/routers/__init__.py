@@ -1,4 +1,10 @@
-"""Routers: one module per design behind the ``Router`` protocol, loaded from artifacts.
+"""Routers: one module per design behind the ``Router`` protocol, and ``ROUTERS``, the one registry of kinds.
+
+``ROUTERS`` maps a manifest's ``kind`` to the class that loads such an artifact. Every other list
+of kinds is derived from it: the kinds the scorer loads (an unknown kind is a start-up error
+naming the manifest), ListRouters' ``RouterType`` (``scorer.server.router_type``), the kinds
+``ferryman train`` offers (trainer ``lab/train/routers/<kind>.py``), ``ferryman eval``'s default
+routers and the harness's test routers. Adding a kind: README, "Adding a router".
 
 numpy/onnxruntime only; nothing here may import torch.
 """
@@ -7,23 +13,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scorer.artifacts import Artifact
+from scorer.artifacts import MANIFEST_NAME, Artifact
+from scorer.errors import ArtifactError
 from scorer.routers.base import LoadContext, Router
 from scorer.routers.bert import BertRouter
 from scorer.routers.mf import MFRouter
 from scorer.routers.random import RandomRouter
 from scorer.routers.sw import SWRouter
 
-__all__ = ["LOADERS", "LoadContext", "Router", "load_router"]
+__all__ = ["ROUTERS", "ROUTER_KINDS", "LoadContext", "Router", "load_router"]
 
-LOADERS: dict[str, Callable[[Artifact, LoadContext], Router]] = {
+ROUTERS: dict[str, Callable[[Artifact, LoadContext], Router]] = {
     "mf": MFRouter,
     "sw": SWRouter,
     "bert": BertRouter,
     "random": RandomRouter,
 }
+ROUTER_KINDS: tuple[str, ...] = tuple(ROUTERS)
 
 
 def load_router(artifact: Artifact, ctx: LoadContext) -> Router:
     """Build the router an artifact describes; raises ``ArtifactError`` naming the bad file."""
-    return LOADERS[artifact.manifest.kind](artifact, ctx)
+    kind = artifact.manifest.kind
+    loader = ROUTERS.get(kind)
+    if loader is None:
+        where = artifact.root / MANIFEST_NAME
+        raise ArtifactError(f"{where}: unknown kind {kind!r}; this scorer serves {', '.join(ROUTER_KINDS)}")
+    return loader(artifact, ctx)

@@ -47,7 +47,6 @@ def test_missing_file_names_it_and_the_build_command(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"kind": "knn"}, "unknown kind"),
         ({"default_strong": "zzz"}, "not in models"),
         ({"models": ["a"]}, "at least two"),
         ({"format_version": 99}, "format_version"),

@@ -296,6 +296,15 @@ def test_corrupt_artifact_is_a_load_error_naming_the_file(
         ScorerCore.load(root, DEFAULT_ENCODER_DIR)
 
 
+def test_unknown_kind_is_a_load_error_naming_the_manifest(test_routers_dir: Path, tmp_path: Path) -> None:
+    root = _copy(test_routers_dir, tmp_path / "routers")
+    raw = json.loads((root / "random" / "manifest.json").read_text())
+    (root / "random" / "manifest.json").write_text(json.dumps(raw | {"kind": "knn"}))
+    match = r"random/manifest\.json: unknown kind 'knn'; this scorer serves mf, sw, bert, random"
+    with pytest.raises(ArtifactError, match=match):
+        ScorerCore.load(root, DEFAULT_ENCODER_DIR)
+
+
 def test_wrong_shapes_are_named(test_routers_dir: Path, tmp_path: Path) -> None:
     root = _copy(test_routers_dir, tmp_path / "routers")
     np.savez(

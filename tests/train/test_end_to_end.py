@@ -16,9 +16,9 @@ from lab.data.folds import FoldAssignment
 from scorer.artifacts import load_artifact
 
 ROUTERS = ("mf", "sw", "bert")
-FAST = ["--mf-epochs", "3", "--bert-epochs", "1", "--bert-max-rows", "64", "--threads", "2"]
+FAST = ["--set", "mf.epochs=3", "--set", "bert.epochs=1", "--set", "bert.max_rows=64", "--threads", "2"]
 # Every SW artifact here uses the sharpened weighting and a 4-d PLS space: the scorer and eval run both.
-SW_ARGS = ["--sw-weight-exponent", "4", "--sw-projection-dim", "4"]
+SW_ARGS = ["--set", "sw.weight_exponent=4", "--set", "sw.projection_dim=4"]
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +163,8 @@ def test_mf_training_is_deterministic(data: Path, tmp_path: Path, trained: tuple
 def test_mt_bench_and_missing_data_are_refused(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "mf", "--golden", "mmlu,mt-bench", "--data-dir", str(data), "--out", str(tmp_path)]) == 2
     assert "MT-Bench is for evaluation only" in capsys.readouterr().out
-    assert main(["train", "sw", "--out", str(tmp_path / "sw")]) == 2
+    assert main(["train", "sw", "--golden", "", "--out", str(tmp_path / "sw")]) == 2
     assert "no training data" in capsys.readouterr().out
-    argv = ["train", "sw", *_sources(data), "--out", str(tmp_path / "sw"), "--sw-weight-exponent", "0"]
+    argv = ["train", "sw", *_sources(data), "--out", str(tmp_path / "sw"), "--set", "weight_exponent=0"]
     assert main(argv) == 2
     assert "SW weight exponent must be in (0, 100], is 0.0" in capsys.readouterr().out

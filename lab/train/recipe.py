@@ -1,0 +1,191 @@
+"""Training recipes: one TOML file per shipped router (``lab/recipes/<name>.toml``).
+
+A recipe says how a router is trained: its kind, seed, data (golden benchmarks and an optional
+battles file under the data directory), encoder window and the kind's settings (the fields of its
+trainer's settings dataclass; a field a recipe leaves out keeps the dataclass default). Both
+``make routers`` (``ferryman train KIND``) and ``make crossfit`` (``ferryman train crossfit``)
+read them, so the shipped recipe lives in one place. ``--set [NAME.]KEY=VALUE`` overrides one
+value (KEY: a settings field, ``seed``, ``max_tokens`` or ``head_tokens``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lab.train.data import parse_golden
+from lab.train.jobs import trainer_for
+from scorer.artifacts import EncoderSpec
+from scorer.routers import ROUTER_KINDS
+
+_TOP = {"kind", "seed", "data", "encoder", "settings"}
+_ENCODER = {"max_tokens", "head_tokens"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe: what ``ferryman train`` needs besides run options (paths, threads)."""
+
+    name: str
+    kind: str
+    seed: int
+    golden: tuple[str, ...]
+    battles: str | None  # path under the data directory
+    encoder: EncoderSpec
+    settings: Any  # the kind's settings dataclass
+    source: str
+
+    def battles_path(self, data_dir: Path | None) -> Path | None:
+        """The battles file: an absolute path as it is, a relative one under the data directory."""
+        if self.battles is None:
+            return None
+        path = Path(self.battles)
+        if path.is_absolute():
+            return path
+        if data_dir is None:
+            raise ValueError(f"{self.source}: data.battles {self.battles!r} needs the data directory")
+        return data_dir / path
+
+
+def shipped_names() -> list[str]:
+    """Names of the recipes shipped in ``lab/recipes`` (sorted)."""
+    root = resources.files("lab") / "recipes"
+    return sorted(p.name.removesuffix(".toml") for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def recipe_source(name_or_path: str) -> tuple[str, str, dict[str, Any]]:
+    """(name, source, raw table) of a shipped recipe name or a ``.toml`` path."""
+    shipped = name_or_path in shipped_names()
+    if not name_or_path.endswith(".toml") and not shipped and name_or_path in ROUTER_KINDS:
+        return name_or_path, f"defaults of {name_or_path}", {"kind": name_or_path}  # no shipped recipe, no data
+    if name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read recipe ({exc.strerror})") from exc
+        name, source = path.stem, str(path)
+    else:
+        ref = resources.files("lab") / "recipes" / f"{name_or_path}.toml"
+        if not ref.is_file():
+            raise ValueError(f"no shipped recipe {name_or_path!r}; shipped: {', '.join(shipped_names())}")
+        text, name, source = ref.read_text(), name_or_path, f"lab/recipes/{name_or_path}.toml"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML ({exc})") from exc
+    return name, source, raw
+
+
+def load_recipe(name_or_path: str, overrides: Sequence[str] = ()) -> Recipe:
+    """A recipe from a shipped name (``mf``) or a file, with ``--set`` overrides applied."""
+    name, source, raw = recipe_source(name_or_path)
+    return parse_recipe(raw, name=name, source=source, overrides=overrides)
+
+
+def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: Sequence[str] = ()) -> Recipe:
+    """Validate a recipe table; unknown keys and wrong types are errors naming ``source``."""
+    _known(raw, _TOP, source, "")
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
+        raise ValueError(f"{source}: 'kind' must name a router kind")
+    trainer = trainer_for(kind)
+    data = raw.get("data", {})
+    encoder = raw.get("encoder", {})
+    settings = raw.get("settings", {})
+    for table, what in ((data, "data"), (encoder, "encoder"), (settings, "settings")):
+        if not isinstance(table, dict):
+            raise ValueError(f"{source}: [{what}] must be a table")
+    _known(data, {"golden", "battles"}, source, "data.")
+    _known(encoder, _ENCODER, source, "encoder.")
+    values: dict[str, Any] = {"seed": raw.get("seed", 0), **encoder, **settings}
+    for item in overrides:
+        key, value = _override(item, name)
+        if key is not None:
+            values[key] = value
+    fields = {f.name: f for f in dataclasses.fields(trainer.settings)}
+    hints = typing.get_type_hints(trainer.settings)
+    chosen: dict[str, Any] = {}
+    seed = 0
+    for key, value in values.items():
+        if key == "seed":
+            seed = _coerce(value, int, source, key)
+        elif key in _ENCODER:
+            encoder = {**encoder, key: _coerce(value, int, source, f"encoder.{key}")}
+        elif key in fields:
+            chosen[key] = _coerce(value, hints[key], source, key)
+        else:
+            known = ", ".join(["seed", *_ENCODER, *fields])
+            raise ValueError(f"{source}: {kind} has no setting {key!r}; known: {known}")
+    golden = data.get("golden", [])
+    if not isinstance(golden, list) or not all(isinstance(g, str) for g in golden):
+        raise ValueError(f"{source}: data.golden must be a list of benchmark names")
+    battles = data.get("battles", "")
+    if not isinstance(battles, str):
+        raise ValueError(f'{source}: data.battles must be a path under the data directory (or "")')
+    try:
+        return Recipe(
+            name=name,
+            kind=kind,
+            seed=seed,
+            golden=tuple(parse_golden(",".join(golden))),
+            battles=battles or None,
+            encoder=EncoderSpec(**{k: int(v) for k, v in encoder.items()}),  # type: ignore[arg-type]
+            settings=trainer.settings(**chosen),
+            source=source,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: {exc}") from exc
+
+
+def describe(recipe: Recipe) -> str:
+    """One line: where a recipe comes from and every value it sets (for ``--help`` and logs)."""
+    data = ",".join(recipe.golden) + (f" + {recipe.battles}" if recipe.battles else "") or "none"
+    values = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe.settings).items())
+    window = f"max_tokens={recipe.encoder.max_tokens}, head_tokens={recipe.encoder.head_tokens}"
+    return f"{recipe.source}: seed={recipe.seed}, data {data}, {window}" + (f", {values}" if values else "")
+
+
+def _known(table: Mapping[str, Any], allowed: set[str], source: str, prefix: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)}")
+
+
+def _override(item: str, name: str) -> tuple[str | None, str]:
+    """``[NAME.]KEY=VALUE`` -> (KEY, VALUE) when it applies to recipe ``name``, else (None, ...)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {item!r}: expected [ROUTER.]KEY=VALUE")
+    router, dot, field = key.rpartition(".")
+    if dot and router != name:
+        return None, value
+    return (field if dot else key), value
+
+
+def _coerce(value: Any, kind: Any, source: str, key: str) -> Any:
+    """A TOML or ``--set`` value as the field's type (int, float, bool or str)."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "false"):
+                return str(value).lower() == "true"
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, (float, bool)):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except ValueError:
+        raise ValueError(f"{source}: {key} must be {getattr(kind, '__name__', kind)}, got {value!r}") from None

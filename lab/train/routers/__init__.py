@@ -1,0 +1,1 @@
+"""One module per router kind the scorer serves (``scorer.routers.ROUTERS``), each defining ``TRAINER``."""
