@@ -11,5 +11,5 @@ from harness.scorer import build_test_routers
 
 @pytest.fixture(scope="session")
 def test_routers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small valid router artifacts (mf, sw, bert, random) from ``harness.scorer.build_test_routers``."""
+    """A small valid router artifact of every kind, from ``harness.scorer.build_test_routers``."""
     return build_test_routers(tmp_path_factory.mktemp("routers"))

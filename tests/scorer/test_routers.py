@@ -16,7 +16,7 @@ from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MOD
 from scorer.artifacts import ArtifactFile, load_artifact, sha256_of, write_manifest
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
-from scorer.routers import LoadContext
+from scorer.routers import ROUTER_KINDS, LoadContext
 from scorer.routers.sw import SWRouter, connected, fit_bradley_terry, similarity_weights, unit_rows
 
 PROMPTS = ["What is 2 + 2?", "Prove that sqrt(2) is irrational.", "Write a haiku about rain.", "hola"]
@@ -212,7 +212,7 @@ def test_projected_artifact_refused_by_raw_shape_check(test_routers_dir: Path, t
         SWRouter(load_artifact(dest), LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
 
 
-@pytest.mark.parametrize("router", ["mf", "sw", "bert", "random"])
+@pytest.mark.parametrize("router", ROUTER_KINDS)
 def test_each_router_in_unit_interval_and_varies(core: ScorerCore, router: str) -> None:
     scores = [r.strong_win_rate for r in core.score([ScoreQuery(router, p) for p in SAMPLE_PROMPTS])]
     assert all(0.0 <= s <= 1.0 for s in scores)
@@ -261,7 +261,7 @@ def test_conversation_scores_last_user_turn(core: ScorerCore) -> None:
     ("query", "error", "match"),
     [
         (ScoreQuery("mf", "   "), InvalidInputError, "empty"),
-        (ScoreQuery("nope", "hi"), UnknownRouterError, "loaded routers: bert, mf, random, sw"),
+        (ScoreQuery("nope", "hi"), UnknownRouterError, "loaded routers: " + ", ".join(sorted(ROUTER_KINDS))),
         (ScoreQuery("mf", "hi", strong_model="gpt-5"), UnknownModelError, "known models: gpt-4-1106-preview"),
         (ScoreQuery("bert", "hi", weak_model="claude-2.1"), UnknownModelError, "known models"),
         (ScoreQuery("mf", "hi", strong_model=WEAK), InvalidInputError, "same model"),
@@ -300,7 +300,7 @@ def test_unknown_kind_is_a_load_error_naming_the_manifest(test_routers_dir: Path
     root = _copy(test_routers_dir, tmp_path / "routers")
     raw = json.loads((root / "random" / "manifest.json").read_text())
     (root / "random" / "manifest.json").write_text(json.dumps(raw | {"kind": "knn"}))
-    match = r"random/manifest\.json: unknown kind 'knn'; this scorer serves mf, sw, bert, random"
+    match = r"random/manifest\.json: unknown kind 'knn'; this scorer serves " + ", ".join(ROUTER_KINDS)
     with pytest.raises(ArtifactError, match=match):
         ScorerCore.load(root, DEFAULT_ENCODER_DIR)
 

@@ -21,6 +21,7 @@ import pytest
 from ferryman.scorer.v1 import scorer_pb2 as pb
 from ferryman.scorer.v1 import scorer_pb2_grpc as pbg
 from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS
+from scorer.routers import ROUTER_KINDS
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 
@@ -71,7 +72,7 @@ def served(test_routers_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]
     )
     try:
         port = wait_for_line(proc, r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        wait_for_line(proc, r"serving routers bert, mf, random, sw")
+        wait_for_line(proc, "serving routers " + ", ".join(sorted(ROUTER_KINDS)))
         yield proc, f"127.0.0.1:{port}"
     finally:
         if proc.poll() is None:
