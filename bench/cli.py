@@ -18,6 +18,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.gateway",
         "gateway overhead: direct vs through-the-gateway latency, p50/p99 at concurrency 1 and 32",
     ),
+    "learning": (
+        "bench.learning",
+        "client latency with shadow sampling (20 %) on vs off, side by side with an identical off twin (noise floor)",
+    ),
 }
 
 

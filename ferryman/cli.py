@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("lab.train.cli", "train a router (mf, bert, sw) into an artifact directory"),
     "calibrate": ("lab.eval.calibrate", "store strong-call-share thresholds in an artifact"),
     "eval": ("lab.eval.cli", "evaluate routers on the RouteLLM benchmarks (APGR, CPT, plots)"),
+    "learn": ("ferryman.learn", "learn from the user's traffic: export the store of judged comparisons, reports"),
     "bench": ("bench.cli", "benchmarks that print throughput/latency ratios"),
 }
 

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.learning.config import LearningConfig, parse_learning
 
 ProviderKind = Literal["openai", "anthropic"]
 TierName = Literal["strong", "weak"]
@@ -194,6 +195,7 @@ class GatewayConfig:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
 
     def tier_of(self, model: str) -> TierName | None:
         """The tier whose chain contains ``model``, if any."""
@@ -408,8 +410,9 @@ def parse_config(data: Any) -> GatewayConfig:
         keys_file=ar.path_("keys_file"),
     )
     ar.finish()
+    learning = parse_learning(_Reader(top.raw("learning"), "learning"), models, policies)
     top.finish()
-    return GatewayConfig(models, tiers, policies, routing, scorer, retry, breaker, server, auth)
+    return GatewayConfig(models, tiers, policies, routing, scorer, retry, breaker, server, auth, learning=learning)
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -63,6 +63,15 @@ class PayloadTooLargeError(InvalidRequestError):
     openai_code = "request_too_large"
 
 
+class NotFoundError(GatewayError):
+    """The thing a request names (e.g. a response id given as feedback) does not exist or is not the caller's."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+    openai_type = "invalid_request_error"
+    openai_code = "not_found"
+
+
 class UnauthenticatedError(GatewayError):
     """No client API key, or one that is not configured."""
 
@@ -106,6 +115,15 @@ class StreamInterruptedError(GatewayError):
     http_status = 502
     openai_type = "server_error"
     openai_code = "stream_interrupted"
+
+
+class StoreUnavailableError(GatewayError):
+    """The learning store did not answer (feedback cannot be recorded now; try again later)."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    openai_type = "server_error"
+    openai_code = "store_unavailable"
 
 
 class ConfigError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.errors import GatewayError, grpc_status
+from gateway.learning.records import Rating
 from gateway.service import Gateway
 from gateway.types import (
     Accounting,
@@ -44,6 +46,11 @@ _SOURCE = {
     DecisionSource.SCORER_UNAVAILABLE: gateway_pb2.DECISION_SOURCE_SCORER_UNAVAILABLE,
     DecisionSource.PASSTHROUGH: gateway_pb2.DECISION_SOURCE_PASSTHROUGH,
 }
+_RATING = {
+    gateway_pb2.FEEDBACK_RATING_GOOD: Rating.GOOD.value,
+    gateway_pb2.FEEDBACK_RATING_BAD: Rating.BAD.value,
+}
+_RATING_PB = {v: k for k, v in _RATING.items()}
 _OUTCOME = {
     AttemptOutcome.SUCCESS: gateway_pb2.ATTEMPT_OUTCOME_SUCCESS,
     AttemptOutcome.TRANSIENT_ERROR: gateway_pb2.ATTEMPT_OUTCOME_TRANSIENT_ERROR,
@@ -155,8 +162,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.ChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ChatCompletionResponse:
         try:
-            self._gateway.authenticate(_authorization(context))
-            result = await self._gateway.chat(to_chat_request(request), context.time_remaining())
+            tenant = self._gateway.authenticate(_authorization(context))
+            chat = replace(to_chat_request(request), tenant=tenant)
+            result = await self._gateway.chat(chat, context.time_remaining())
         except Exception as exc:
             await _abort(context, exc)
             raise
@@ -176,8 +184,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.StreamChatCompletionResponse]:
         try:
-            self._gateway.authenticate(_authorization(context))
-            chat = to_chat_request(request)
+            tenant = self._gateway.authenticate(_authorization(context))
+            chat = replace(to_chat_request(request), tenant=tenant)
             started = await self._gateway.start_stream(chat, context.time_remaining())
         except Exception as exc:
             await _abort(context, exc)
@@ -202,6 +210,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 accounting=accounting_pb(started.accounting),
             ),
         )
+
+    async def SubmitFeedback(
+        self, request: gateway_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.SubmitFeedbackResponse:
+        try:
+            tenant = self._gateway.authenticate(_authorization(context))
+            # FEEDBACK_RATING_UNSPECIFIED (or an unknown number) reaches the core as a bad rating: INVALID_ARGUMENT
+            rating = _RATING.get(request.rating, "unspecified")
+            response_id, recorded = await self._gateway.feedback(tenant, request.response_id, rating)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        return gateway_pb2.SubmitFeedbackResponse(response_id=response_id, rating=_RATING_PB[recorded.value])
 
 
 async def create_server(

@@ -1,6 +1,7 @@
 """OpenAI-compatible HTTP API (Starlette ASGI app, served by uvicorn).
 
-Routes: ``POST /v1/chat/completions`` (whole or SSE), ``GET /v1/models``, ``GET /healthz``
+Routes: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/feedback`` (rate an answer by
+its id: ``{"id", "rating": "good"|"bad"}``), ``GET /v1/models``, ``GET /healthz``
 (process alive), ``GET /readyz`` (serving), ``GET /metrics`` (Prometheus). Every routed
 answer carries ``x-ferryman-*`` headers. Errors use OpenAI's shape; this module's
 ``_error_response`` is the only place HTTP statuses are chosen (from the exception class).
@@ -12,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -92,6 +94,7 @@ class HTTPApp:
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/feedback", self.feedback, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
@@ -101,13 +104,10 @@ class HTTPApp:
 
     async def chat_completions(self, request: Request) -> Response:
         try:
-            self.gateway.authenticate(request.headers.get("authorization"))
-            body = await _read_body(request, self.gateway.config.server.max_body_bytes)
-            try:
-                data = json.loads(body)
-            except ValueError:
-                raise InvalidRequestError("request body is not valid JSON") from None
+            tenant = self.gateway.authenticate(request.headers.get("authorization"))
+            data = await self._json_body(request)
             chat, stream, include_usage = parse_chat_request(data)
+            chat = replace(chat, tenant=tenant)
             if stream:
                 started = await self.gateway.start_stream(chat)
                 return self._stream_response(started, chat, include_usage)
@@ -116,6 +116,28 @@ class HTTPApp:
             return _error_response(exc)
         headers = decision_headers(result.decision) | accounting_headers(result.accounting, with_cost=True)
         return JSONResponse(completion_json(result), headers=headers)
+
+    async def _json_body(self, request: Request) -> Any:
+        body = await _read_body(request, self.gateway.config.server.max_body_bytes)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise InvalidRequestError("request body is not valid JSON") from None
+
+    async def feedback(self, request: Request) -> Response:
+        """``{"id": "<completion id>", "rating": "good" | "bad"}`` → 200, or 400 / 401 / 404 / 503."""
+        try:
+            tenant = self.gateway.authenticate(request.headers.get("authorization"))
+            data = await self._json_body(request)
+            if not isinstance(data, dict):
+                raise InvalidRequestError("request body must be a JSON object {id, rating}")
+            unknown = sorted(set(data) - {"id", "rating"})
+            if unknown:
+                raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}"[:200], param=unknown[0][:50])
+            response_id, rating = await self.gateway.feedback(tenant, data.get("id"), data.get("rating"))
+        except Exception as exc:
+            return _error_response(exc)
+        return JSONResponse({"object": "feedback", "id": response_id, "rating": rating.value})
 
     def _stream_response(self, started: StreamResult, chat: ChatRequest, include_usage: bool) -> StreamingResponse:
         model = started.accounting.served_model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -15,7 +16,10 @@ from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
 from gateway.cost import cost_usd, estimate_usage
-from gateway.errors import ConfigError, GatewayError, InvalidRequestError, UnauthenticatedError
+from gateway.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError, UnauthenticatedError
+from gateway.learning.records import Rating
+from gateway.learning.service import Answered, Learning
+from gateway.learning.tenants import ANONYMOUS, tenant_id
 from gateway.metrics import Metrics
 from gateway.policy import Policy
 from gateway.providers import ProviderPool
@@ -80,6 +84,12 @@ class Gateway:
         self.resilience = Resilience(config, self.providers, self.metrics, runtime.redis_url)
         self._scorer: ScorerClient | None = None
         self._policy: Policy | None = None
+        self.learning = Learning.create(
+            config,
+            self.metrics.registry,
+            runtime.environ if runtime.environ is not None else os.environ,
+            lambda model: self.resilience.breakers[model].state == "open",
+        )
 
     async def start(self) -> None:
         """Open the scorer channel (must run inside the event loop that will serve)."""
@@ -88,8 +98,12 @@ class Gateway:
         await self._policy.start()
         for note in self.providers.missing_keys():
             log.warning("%s; requests needing it will fall back or fail", note)
+        if self.learning is not None:
+            await self.learning.start()
 
     async def close(self) -> None:
+        if self.learning is not None:
+            await self.learning.close(grace_s=min(5.0, self.config.server.drain_s))
         if self._policy is not None:
             await self._policy.close()
         if self._scorer is not None:
@@ -99,10 +113,10 @@ class Gateway:
 
     # ------------------------------------------------------------------ auth
 
-    def authenticate(self, authorization: str | None) -> None:
-        """Check a ``Bearer <key>`` header value against the configured client keys."""
+    def authenticate(self, authorization: str | None) -> str:
+        """Check a ``Bearer <key>`` header value against the configured client keys; the tenant id."""
         if self.config.auth.disabled:
-            return
+            return ANONYMOUS
         if not authorization:
             raise UnauthenticatedError("missing API key: send 'Authorization: Bearer <key>'")
         scheme, _, token = authorization.strip().partition(" ")
@@ -111,6 +125,7 @@ class Gateway:
             raise UnauthenticatedError("malformed Authorization header: expected 'Bearer <key>'")
         if not any(hmac.compare_digest(token.encode(), k.encode()) for k in self._runtime.client_keys):
             raise UnauthenticatedError("invalid API key")
+        return tenant_id(token)
 
     # ------------------------------------------------------------------ core
 
@@ -161,7 +176,9 @@ class Gateway:
             self.record_failure(decision, exc)
             raise
         self._account(decision, accounting, completion.usage)
-        return ChatResult(new_completion_id(), int(time.time()), completion, decision, accounting)
+        result = ChatResult(new_completion_id(), int(time.time()), completion, decision, accounting)
+        self._learn(request, result.id, decision, accounting, completion)
+        return result
 
     async def start_stream(self, request: ChatRequest, client_timeout_s: float | None = None) -> StreamResult:
         """Route and start a stream; returns once a provider has produced its first event."""
@@ -193,3 +210,20 @@ class Gateway:
             raise
         finally:
             await result.handle.aclose()
+        if result.completion is not None:
+            self._learn(request, result.id, result.decision, result.accounting, result.completion)
+
+    # ------------------------------------------------------------------ learning (gateway.learning)
+
+    def _learn(
+        self, request: ChatRequest, response_id: str, decision: Decision, accounting: Accounting, done: Completion
+    ) -> None:
+        """Hand a whole answer to learning (returns at once; shadowing and storing run in the background)."""
+        if self.learning is not None:
+            self.learning.observe(Answered(request, response_id, decision, accounting, done, time.time()))
+
+    async def feedback(self, tenant: str, response_id: object, rating: object) -> tuple[str, Rating]:
+        """Record an application's rating of an answer it got (``POST /v1/feedback``, ``SubmitFeedback``)."""
+        if self.learning is None:
+            raise NotFoundError("feedback is not enabled on this gateway (learning.feedback.enabled)")
+        return await self.learning.submit_feedback(tenant, response_id, rating)

@@ -66,6 +66,8 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     user: str = ""
     routing: RoutingOverrides = field(default_factory=RoutingOverrides)
+    #: Who sent it: the client key's tenant id (``gateway.learning.tenants``); never sent to providers.
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Decision:
     scorer_latency_ms: float = 0.0
     #: Of that, the scorer's own time (queueing + inference), as the scorer reported it.
     scorer_server_ms: float = 0.0
+    #: The router artifact version that scored the request ("" = unknown; recorded with learning data).
+    router_version: str = ""
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,12 @@ class FakeProvider:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         return body, fault, early, prompt_tokens
 
-    def _words(self) -> list[str]:
-        words = self.reply.split(" ")
+    def reply_for(self, body: dict[str, Any]) -> str:
+        """The answer to a request (subclasses answer by content: ``harness.fake_judge``)."""
+        return self.reply
+
+    def _words(self, reply: str) -> list[str]:
+        words = reply.split(" ")
         return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
     async def _sse(self, fault: Fault, events: list[str]) -> AsyncIterator[bytes]:
@@ -174,7 +178,8 @@ class FakeProvider:
         body, fault, early, prompt_tokens = await self._begin(request)
         if early is not None:
             return early
-        words = self._words()
+        reply = self.reply_for(body)
+        words = self._words(reply)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
@@ -182,7 +187,7 @@ class FakeProvider:
         }
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model", "")}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": self.reply}
+            message = {"role": "assistant", "content": reply}
             return JSONResponse(
                 base
                 | {
@@ -208,7 +213,8 @@ class FakeProvider:
         body, fault, early, prompt_tokens = await self._begin(request)
         if early is not None:
             return early
-        words = self._words()
+        reply = self.reply_for(body)
+        words = self._words(reply)
         if not body.get("stream"):
             return JSONResponse(
                 {
@@ -216,7 +222,7 @@ class FakeProvider:
                     "type": "message",
                     "role": "assistant",
                     "model": body.get("model", ""),
-                    "content": [{"type": "text", "text": self.reply}],
+                    "content": [{"type": "text", "text": reply}],
                     "stop_reason": "end_turn",
                     "usage": {"input_tokens": prompt_tokens, "output_tokens": len(words)},
                 }
@@ -246,8 +252,15 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this delay")
+    parser.add_argument("--reply", help="the answer to every request (default: a fixed sentence)")
+    parser.add_argument("--judge", action="store_true", help="answer as a pairwise judge (harness.fake_judge)")
     args = parser.parse_args()
-    fake = FakeProvider()
+    if args.judge:
+        from harness.fake_judge import FakeJudge
+
+        fake: FakeProvider = FakeJudge()
+    else:
+        fake = FakeProvider(reply=args.reply) if args.reply else FakeProvider()
     if args.delay_ms > 0:
         fake.default = slow(args.delay_ms / 1000)
     config = uvicorn.Config(

@@ -64,7 +64,7 @@ class AnthropicProvider(HTTPProvider):
     """``POST {base_url}/messages`` with ``x-api-key``."""
 
     def headers(self, key: str) -> dict[str, str]:
-        return {"x-api-key": key, "anthropic-version": API_VERSION}
+        return ({"x-api-key": key} if key else {}) | {"anthropic-version": API_VERSION}
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         return to_anthropic(self.config.provider_model, request, self.config.default_max_tokens, stream)

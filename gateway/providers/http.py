@@ -20,20 +20,24 @@ class HTTPProvider:
         self.config = config
         self._client = client
         self._key = api_key
+        # a model configured with neither api_key_env nor api_key_file is keyless (a local server): no auth header
+        self._keyless = config.api_key.env is None and config.api_key.file is None
         self._timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
 
     @property
     def has_key(self) -> bool:
-        """Whether a provider key was found (the value itself is never exposed)."""
-        return self._key is not None
+        """Whether a provider key was found, or none is needed (the value itself is never exposed)."""
+        return self._key is not None or self._keyless
 
     def _require_key(self) -> str:
+        if self._key is None and self._keyless:
+            return ""
         if self._key is None:
             raise MissingKeyError(f"no API key for model {self.config.name!r}: set {self.config.api_key.describe()}")
         return self._key
 
     def headers(self, key: str) -> dict[str, str]:
-        """Provider-specific auth headers."""
+        """Provider-specific auth headers (``key`` is "" for a keyless model: send none)."""
         raise NotImplementedError
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

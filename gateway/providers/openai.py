@@ -42,7 +42,7 @@ class OpenAIProvider(HTTPProvider):
     """``POST {base_url}/chat/completions`` with a bearer key."""
 
     def headers(self, key: str) -> dict[str, str]:
-        return {"authorization": f"Bearer {key}"}
+        return {"authorization": f"Bearer {key}"} if key else {}
 
     async def complete(self, request: ChatRequest) -> Completion:
         data = await self.post_json("/chat/completions", _body(self.config.provider_model, request, stream=False))

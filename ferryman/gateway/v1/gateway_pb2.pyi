@@ -28,6 +28,12 @@ class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_OUTCOME_TRANSIENT_ERROR: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_BREAKER_OPEN: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_CLIENT_ERROR: _ClassVar[AttemptOutcome]
+
+class FeedbackRating(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_RATING_UNSPECIFIED: _ClassVar[FeedbackRating]
+    FEEDBACK_RATING_GOOD: _ClassVar[FeedbackRating]
+    FEEDBACK_RATING_BAD: _ClassVar[FeedbackRating]
 TIER_UNSPECIFIED: Tier
 TIER_STRONG: Tier
 TIER_WEAK: Tier
@@ -41,6 +47,9 @@ ATTEMPT_OUTCOME_SUCCESS: AttemptOutcome
 ATTEMPT_OUTCOME_TRANSIENT_ERROR: AttemptOutcome
 ATTEMPT_OUTCOME_BREAKER_OPEN: AttemptOutcome
 ATTEMPT_OUTCOME_CLIENT_ERROR: AttemptOutcome
+FEEDBACK_RATING_UNSPECIFIED: FeedbackRating
+FEEDBACK_RATING_GOOD: FeedbackRating
+FEEDBACK_RATING_BAD: FeedbackRating
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "name")
@@ -227,3 +236,19 @@ class StreamSummary(_message.Message):
     usage: Usage
     accounting: Accounting
     def __init__(self, model: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ...) -> None: ...
+
+class SubmitFeedbackRequest(_message.Message):
+    __slots__ = ("response_id", "rating")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    rating: FeedbackRating
+    def __init__(self, response_id: _Optional[str] = ..., rating: _Optional[_Union[FeedbackRating, str]] = ...) -> None: ...
+
+class SubmitFeedbackResponse(_message.Message):
+    __slots__ = ("response_id", "rating")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    response_id: str
+    rating: FeedbackRating
+    def __init__(self, response_id: _Optional[str] = ..., rating: _Optional[_Union[FeedbackRating, str]] = ...) -> None: ...

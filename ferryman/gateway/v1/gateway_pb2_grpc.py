@@ -50,6 +50,11 @@ class GatewayServiceStub:
                 request_serializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.StreamChatCompletionRequest.SerializeToString,
                 response_deserializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.StreamChatCompletionResponse.FromString,
                 _registered_method=True)
+        self.SubmitFeedback = channel.unary_unary(
+                '/ferryman.gateway.v1.GatewayService/SubmitFeedback',
+                request_serializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.SubmitFeedbackRequest.SerializeToString,
+                response_deserializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.SubmitFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -81,6 +86,17 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitFeedback(self, request, context):
+        """SubmitFeedback records an application's rating of an answer it got, by
+        the completion id the gateway returned. Only answers the gateway recorded
+        (learning.feedback.enabled, a learning policy, within the retention time)
+        can be rated, and only with the client key that got them: any other id is
+        NOT_FOUND. UNAVAILABLE when the learning store does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +114,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.StreamChatCompletion,
                     request_deserializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.StreamChatCompletionRequest.FromString,
                     response_serializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.StreamChatCompletionResponse.SerializeToString,
+            ),
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.SubmitFeedbackRequest.FromString,
+                    response_serializer=ferryman_dot_gateway_dot_v1_dot_gateway__pb2.SubmitFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +203,33 @@ class GatewayService:
             '/ferryman.gateway.v1.GatewayService/StreamChatCompletion',
             ferryman_dot_gateway_dot_v1_dot_gateway__pb2.StreamChatCompletionRequest.SerializeToString,
             ferryman_dot_gateway_dot_v1_dot_gateway__pb2.StreamChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferryman.gateway.v1.GatewayService/SubmitFeedback',
+            ferryman_dot_gateway_dot_v1_dot_gateway__pb2.SubmitFeedbackRequest.SerializeToString,
+            ferryman_dot_gateway_dot_v1_dot_gateway__pb2.SubmitFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

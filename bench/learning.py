@@ -1,0 +1,368 @@
+"""Shadow sampling's cost to clients: the same routed requests through a gateway with learning off
+and one with shadow sampling on (``--rate``, default 20 %), side by side in one run.
+
+Processes on loopback: a fake strong and a fake weak provider and a fake judge (each answering
+after ``--provider-delay-ms``), a scorer (small test routers, or ``--routers-dir``), and three
+gateways over them: ``off`` and ``off-twin`` (learning off: the twin measures the noise floor,
+what two identical gateways differ by on this machine now) and ``shadow`` (learning on: shadow
+at ``--rate`` on the policy, the judge, a SQLite store, or ``--store redis``). Clients (one
+keep-alive connection per worker) send non-streamed requests with real prompts (the Arena
+questions in ``--prompts`` when present) to the policy ``bench-policy`` (the random router at
+threshold 0.5: about half strong, half weak). Paths are interleaved in rounds, in a rotating
+order, and after each round the benchmark waits until the shadow gateway's shadow jobs have
+finished, so one path's background work never spills into another's measurement.
+
+Printed per concurrency: n, p50/p90/p99 and mean per path; shadow − off and twin − off for each
+percentile with a bootstrap 95 % interval; "unchanged within noise" when the shadow difference's
+interval contains 0 or its size is within the twin's; then what the shadow gateway did (shadowed
+share, judge verdicts, store writes, spend) and sent / answered / lost per path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.gateway import KeepAliveConnection
+from harness.processes import Process, RedisServer, free_port, read_json, spawn, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = "bench-policy"
+PATHS = ("off", "off-twin", "shadow")
+FALLBACK_PROMPTS = [
+    "Write a haiku about ferries crossing a river at dawn.",
+    "Explain the difference between a process and a thread, with an example of when to use each.",
+    "What is 17 * 23? Show your work.",
+    "Summarise the causes of the French Revolution in three bullet points.",
+]
+REPLY_WORDS = 120
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--requests", type=int, default=600, help="measured requests per path and concurrency")
+    parser.add_argument("--warmup", type=int, default=60, help="unmeasured requests per path first")
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated client concurrency levels")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaving rounds (the path order rotates)")
+    parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
+    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite", help="the shadow gateway's store")
+    parser.add_argument("--feedback", action="store_true", help="also record every answer for feedback")
+    parser.add_argument(
+        "--provider-delay-ms", type=float, default=50.0, help="the fake providers and judge answer after this delay"
+    )
+    parser.add_argument(
+        "--prompts",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "arena-bench-v1" / "questions.jsonl",
+        help="real prompts: a questions JSONL ({turns: [...]}); a few built-in ones when absent",
+    )
+    parser.add_argument("--routers-dir", type=Path, help="router artifacts (default: build small test routers)")
+    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def load_prompts(path: Path) -> list[str]:
+    if not path.is_file():
+        return FALLBACK_PROMPTS
+    prompts = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        turns = json.loads(line).get("turns") or []
+        if turns and isinstance(turns[0], str) and turns[0].strip():
+            prompts.append(turns[0])
+    return prompts or FALLBACK_PROMPTS
+
+
+def _reply(tier: str) -> str:
+    words = f"This is the {tier} model's answer.".split()
+    filler = ["The", "answer", "continues", "with", "a", "careful", "explanation", "of", "each", "step"]
+    return " ".join(words + [filler[i % len(filler)] for i in range(REPLY_WORDS - len(words))]) + "."
+
+
+def _gateway_config(
+    tmp: Path, name: str, urls: dict[str, str], scorer_port: int, learning: dict[str, Any] | None
+) -> Path:
+    def model(url: str, price_in: float, price_out: float, key: bool = True) -> dict[str, Any]:
+        m: dict[str, Any] = {"provider": "openai", "base_url": url, "price_in_per_mtok": price_in}
+        m |= {"price_out_per_mtok": price_out, "read_timeout_s": 30}
+        return m | ({"api_key_env": "BENCH_FAKE_KEY"} if key else {})
+
+    config: dict[str, Any] = {
+        "models": {
+            "bench-strong": model(urls["strong"], 10.0, 30.0),
+            "bench-weak": model(urls["weak"], 0.5, 1.5),
+            "bench-judge": model(urls["judge"], 0.5, 1.5, key=False),
+        },
+        "tiers": {"strong": {"models": ["bench-strong"]}, "weak": {"models": ["bench-weak"]}},
+        "policies": {POLICY: {"router": "random", "threshold": 0.5}},
+        "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": 1000},
+        "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+        "auth": {"disabled": True},
+    }
+    if learning is not None:
+        config["learning"] = learning
+    path = tmp / f"gateway-{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return sum(
+        v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == w for k, w in labels.items())
+    )
+
+
+async def _wait_idle(port: int, timeout_s: float = 60.0) -> None:
+    """Until the shadow gateway has no shadow job in flight."""
+    deadline = time.monotonic() + timeout_s
+    while _total(await asyncio.to_thread(_scrape, port), "ferryman_learning_shadow_inflight") > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("shadow jobs did not finish")
+        await asyncio.sleep(0.05)
+
+
+async def _wait_scored(url: str, body: bytes, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    conn = KeepAliveConnection(url)
+    try:
+        while True:
+            status, headers, _ = await conn.post(body)
+            if status == 200 and headers.get("x-ferryman-decision-source") == "scored":
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"routed requests are not scored: {status} {headers}")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.sent = self.answered = self.lost = 0
+
+
+async def _run_path(
+    conns: list[KeepAliveConnection], bodies: list[bytes], start: int, n: int, counts: Counts
+) -> list[float]:
+    latencies: list[float] = []
+    next_i = start
+    remaining = n
+
+    async def worker(conn: KeepAliveConnection) -> None:
+        nonlocal remaining, next_i
+        while remaining > 0:
+            remaining -= 1
+            body = bodies[next_i % len(bodies)]
+            next_i += 1
+            counts.sent += 1
+            t0 = time.perf_counter()
+            try:
+                status, _, _ = await conn.post(body)
+            except (OSError, asyncio.IncompleteReadError):
+                counts.lost += 1
+                continue
+            elapsed = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                counts.lost += 1
+                continue
+            counts.answered += 1
+            latencies.append(elapsed)
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    return latencies
+
+
+async def _measure(
+    urls: dict[str, str], bodies: list[bytes], args: argparse.Namespace, level: int, shadow_port: int
+) -> tuple[dict[str, list[float]], dict[str, Counts]]:
+    conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in PATHS}
+    lat: dict[str, list[float]] = {p: [] for p in PATHS}
+    counts = {p: Counts() for p in PATHS}
+    try:
+        for p in PATHS:
+            await _run_path(conns[p], bodies, 0, args.warmup, Counts())
+        await _wait_idle(shadow_port)
+        per_round = max(1, args.requests // args.rounds)
+        for r in range(args.rounds):
+            order = PATHS[r % 3 :] + PATHS[: r % 3]
+            for p in order:
+                # every path gets the same prompts in the same round
+                lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
+                await _wait_idle(shadow_port)
+    finally:
+        for c in (c for cs in conns.values() for c in cs):
+            await c.close()
+    return lat, counts
+
+
+def _boot_diff(a: np.ndarray, b: np.ndarray, q: float, n: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Percentile ``q`` of b minus that of a, and a bootstrap 95 % interval."""
+    point = float(np.percentile(b, q) - np.percentile(a, q))
+    ia = rng.integers(0, len(a), (n, len(a)))
+    ib = rng.integers(0, len(b), (n, len(b)))
+    diffs = np.percentile(b[ib], q, axis=1) - np.percentile(a[ia], q, axis=1)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+def _report(
+    results: dict[int, tuple[dict[str, list[float]], dict[str, Counts]]], shadow: dict[str, float], n_boot: int
+) -> tuple[str, list[dict[str, Any]]]:
+    rng = np.random.default_rng(0)
+    lines = [f"{'conc':>4}  {'path':<9} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"]
+    rows: list[dict[str, Any]] = []
+    verdicts = []
+    for level, (lat, _counts) in results.items():
+        arrays = {p: np.asarray(v) for p, v in lat.items()}
+        for p in PATHS:
+            a = arrays[p]
+            pct = [float(np.percentile(a, q)) for q in (50, 90, 99)]
+            lines.append(
+                f"{level:>4}  {p:<9} {len(a):>5}  {pct[0]:>8.2f} {pct[1]:>8.2f} {pct[2]:>8.2f} {a.mean():>8.2f}"
+            )
+            rows.append({"concurrency": level, "path": p, "n": len(a), "p50": pct[0], "p90": pct[1], "p99": pct[2]})
+        for q in (50, 90, 99):
+            twin = _boot_diff(arrays["off"], arrays["off-twin"], q, n_boot, rng)
+            shad = _boot_diff(arrays["off"], arrays["shadow"], q, n_boot, rng)
+            within = shad[1] <= 0 <= shad[2] or abs(shad[0]) <= max(abs(twin[1]), abs(twin[2]))
+            verdicts.append(within)
+            lines.append(
+                f"{'':>4}  p{q}: shadow - off {shad[0]:+7.2f} ms [{shad[1]:+.2f}, {shad[2]:+.2f}]"
+                f"   twin - off {twin[0]:+7.2f} ms [{twin[1]:+.2f}, {twin[2]:+.2f}]"
+                f"   {'unchanged within noise' if within else 'CHANGED beyond noise'}"
+            )
+            rows.append(
+                {
+                    "concurrency": level,
+                    "percentile": q,
+                    "shadow_minus_off": shad,
+                    "twin_minus_off": twin,
+                    "within": within,
+                }
+            )
+    lines.append("intervals: bootstrap 95 % over requests; twin = a second learning-off gateway (the noise floor)")
+    answered = {p: sum(c[p].answered for _, c in results.values()) for p in PATHS}
+    sent = {p: sum(c[p].sent for _, c in results.values()) for p in PATHS}
+    lost = {p: sum(c[p].lost for _, c in results.values()) for p in PATHS}
+    lines.append("clients: " + ", ".join(f"{p} sent {sent[p]} answered {answered[p]} lost {lost[p]}" for p in PATHS))
+    lines.append(
+        f"shadow gateway: {shadow['shadowed']:.0f} of {shadow['eligible']:.0f} answers shadowed"
+        f" ({shadow['shadowed'] / max(1, shadow['eligible']):.1%}); judge verdicts {shadow['verdicts']};"
+        f" store writes ok {shadow['writes_ok']:.0f}, failed {shadow['writes_failed']:.0f};"
+        f" spend ${shadow['spend']:.4f}; saturated {shadow['saturated']:.0f}"
+    )
+    changed = len(verdicts) - sum(verdicts)
+    lines.append(
+        "verdict: unchanged within noise at every percentile and level"
+        if not changed
+        else f"verdict: changed beyond noise at {changed} of {len(verdicts)} (percentile, level) points"
+    )
+    return "\n".join(lines), rows
+
+
+def _spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
+    port_file = tmp / f"{name}.port"
+    argv = [sys.executable, "-m", "harness.fake_provider", "--port-file", str(port_file), "--delay-ms", str(delay_ms)]
+    proc = spawn(name, argv + extra, tmp)
+    port = int(wait_for(name, lambda: read_json(port_file), 60, proc.proc))
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def run(args: argparse.Namespace) -> int:
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    prompts = load_prompts(args.prompts)
+    bodies = [json.dumps({"model": POLICY, "messages": [{"role": "user", "content": p}]}).encode() for p in prompts]
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-learning-") as tmp_s:
+        tmp = Path(tmp_s)
+        urls: dict[str, str] = {}
+        for name, extra in (("strong", ["--reply", _reply("strong")]), ("weak", ["--reply", _reply("weak")]),
+                            ("judge", ["--judge"])):  # fmt: skip
+            proc, urls[name] = _spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
+            stack.callback(proc.stop)
+        routers = args.routers_dir
+        if routers is None:
+            from harness.scorer import build_test_routers
+
+            routers = build_test_routers(tmp / "routers", encoder_dir=args.encoder_dir)
+        scorer_port = free_port()
+        scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers)]
+        scorer_argv += ["--port", str(scorer_port), "--host", "127.0.0.1", "--metrics-port", "0"]
+        scorer = spawn("scorer", [*scorer_argv, "--encoder-dir", str(args.encoder_dir)], tmp)
+        stack.callback(scorer.stop)
+        if args.store == "redis":
+            redis = RedisServer(tmp)
+            stack.callback(redis.stop)
+            store_url = redis.url
+        else:
+            store_url = f"sqlite://{tmp / 'learning.db'}"
+        learning = {
+            "policies": [POLICY],
+            "store": {"url": store_url},
+            "shadow": {"sample_rate": args.rate, "daily_budget_usd": 1000.0, "max_concurrent": 16, "timeout_s": 30},
+            "judge": {"model": "bench-judge"},
+            "feedback": {"enabled": args.feedback},
+        }
+        ports: dict[str, int] = {}
+        for path in PATHS:
+            config = _gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None)
+            argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
+            argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
+            gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+            stack.callback(gw.stop)
+            ports[path] = int(wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)["http_port"])
+        gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
+        for url in gw_urls.values():
+            asyncio.run(_wait_scored(url, bodies[0]))
+        print(
+            f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
+            f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"
+            f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''})",
+            flush=True,
+        )
+        before = _scrape(ports["shadow"])
+        results = {level: asyncio.run(_measure(gw_urls, bodies, args, level, ports["shadow"])) for level in levels}
+        after = _scrape(ports["shadow"])
+
+        def delta(name: str, **labels: str) -> float:
+            return _total(after, name, **labels) - _total(before, name, **labels)
+
+        verdict_names = ("strong", "weak", "tie", "inconsistent", "invalid", "error")
+        shadow = {
+            "shadowed": delta("ferryman_learning_requests_total", outcome="shadowed"),
+            "eligible": delta("ferryman_learning_requests_total"),
+            "saturated": delta("ferryman_learning_requests_total", outcome="saturated"),
+            "writes_ok": delta("ferryman_learning_store_ops_total", op="put", outcome="ok"),
+            "writes_failed": sum(
+                delta("ferryman_learning_store_ops_total", op="put", outcome=o) for o in ("error", "timeout", "dropped")
+            ),
+            "spend": delta("ferryman_learning_spend_usd_total"),
+        }
+        verdicts = {v: int(delta("ferryman_learning_judge_verdicts_total", verdict=v)) for v in verdict_names}
+        shadow_print: dict[str, Any] = shadow | {"verdicts": {k: v for k, v in verdicts.items() if v}}
+        table, rows = _report(results, shadow_print, args.bootstrap)
+        print(table)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        if args.json:
+            args.json.write_text(json.dumps({"rows": rows, "shadow": shadow_print}, indent=2))
+    return 0

@@ -1,0 +1,645 @@
+"""Learning from traffic, end to end on loopback: a real gateway, fake providers, a fake judge, the
+openai SDK as the client, SQLite and a real Redis as the store.
+
+The policy ``fixed-half`` routes with the scorer unreachable here, so it serves from the strong
+tier (strong-openai) and the shadow asks the weak tier (weak-openai). The fake judge prefers the
+answer that contains "strong" ("Answer from strong-openai."), in both orders, unless a test
+changes its rule. Every fault test counts sent / answered / lost and requires lost = 0 and every
+client answer to be the routed model's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.learning.quality import Judged, summarize
+from gateway.learning.records import Verdict
+from gateway.learning.tenants import tenant_id
+from harness.fake_judge import FakeJudge, always_a, by_question, nonsense, prefer_marker, two_verdicts
+from harness.fake_provider import FakeProvider, slow, status
+from harness.gateway import CLIENT_KEY, GatewayThread, gateway_config
+
+POLICY = "fixed-half"
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"}]
+STRONG_TEXT = "Answer from strong-openai."
+WEAK_TEXT = "Answer from weak-openai."
+OTHER_KEY = "test-client-key-2"
+
+
+@pytest.fixture(scope="module")
+def _judge_server() -> Iterator[FakeJudge]:
+    judge = FakeJudge().start()
+    yield judge
+    judge.stop()
+
+
+@pytest.fixture
+def judge(_judge_server: FakeJudge) -> FakeJudge:
+    _judge_server.reset()
+    _judge_server.rule = prefer_marker()
+    _judge_server.prompts.clear()
+    return _judge_server
+
+
+def learning_config(
+    fakes: dict[str, FakeProvider],
+    judge: FakeJudge,
+    store: str,
+    *,
+    rate: float = 1.0,
+    budget: float = 10.0,
+    feedback: bool = True,
+    policies: tuple[str, ...] = (POLICY,),
+    shadow: dict[str, Any] | None = None,
+    judge_section: dict[str, Any] | None = None,
+    store_section: dict[str, Any] | None = None,
+    model_overrides: dict[str, dict[str, Any]] | None = None,
+    **learning: Any,
+) -> Any:
+    """A gateway config over the fakes with the judge as a keyless local model and learning on."""
+    section = {
+        "policies": list(policies),
+        "store": {"url": store, "timeout_s": 1.0, "retry_s": 0.5} | (store_section or {}),
+        "shadow": {"sample_rate": rate, "daily_budget_usd": budget, "timeout_s": 2.0} | (shadow or {}),
+        "judge": {"model": "judge-local"} | (judge_section or {}),
+        "feedback": {"enabled": feedback},
+    } | learning
+    overrides = {"judge-local": {"api_key_env": None}} | (model_overrides or {})
+    return gateway_config({**fakes, "judge-local": judge}, model_overrides=overrides, learning=section)
+
+
+def sdk(gw: GatewayThread, key: str = CLIENT_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.http_url + "/v1", api_key=key, max_retries=0, timeout=10)
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    answered: int = 0
+    lost: int = 0
+    slowest_s: float = 0.0
+
+
+def send(gw: GatewayThread, n: int, key: str = CLIENT_KEY, expect: str = STRONG_TEXT) -> tuple[Tally, list[str]]:
+    """``n`` requests, alternately whole and streamed; (tally, response ids)."""
+    tally, ids = Tally(), []
+    client = sdk(gw, key)
+    for i in range(n):
+        tally.sent += 1
+        started = time.monotonic()
+        try:
+            if i % 2 == 0:
+                answer = client.chat.completions.create(model=POLICY, messages=MESSAGES)
+                text, rid = answer.choices[0].message.content, answer.id
+            else:
+                chunks = list(client.chat.completions.create(model=POLICY, messages=MESSAGES, stream=True))
+                text, rid = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks[0].id
+        except openai.APIError:
+            tally.lost += 1
+            continue
+        tally.slowest_s = max(tally.slowest_s, time.monotonic() - started)
+        assert text == expect
+        tally.answered += 1
+        ids.append(rid)
+    return tally, ids
+
+
+def settle(gw: GatewayThread) -> None:
+    assert gw.call(gw.gateway.learning.quiesce(20))
+
+
+def metrics(gw: GatewayThread) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(gw.http_url + "/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(gw: GatewayThread, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    return sum(
+        v
+        for (n, ls), v in metrics(gw).items()
+        if n == name and all(dict(ls).get(k) == want for k, want in labels.items())
+    )
+
+
+def record(gw: GatewayThread, rid: str) -> Any:
+    return gw.call(gw.gateway.learning.store.store.get(rid))
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path / 'learning.db'}"
+
+
+# ----------------------------------------------------------------------------- the happy path
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_shadow_judge_store_and_export(fakes, judge, tmp_path, request, backend):
+    url = sqlite_url(tmp_path) if backend == "sqlite" else request.getfixturevalue("redis_server").url
+    with GatewayThread(learning_config(fakes, judge, url)) as gw:
+        tally, ids = send(gw, 4)
+        settle(gw)
+        assert (tally.sent, tally.answered, tally.lost) == (4, 4, 0)
+        # each answer (whole and streamed) was shadowed once on the weak tier, judged in both orders
+        assert fakes["weak-openai"].requests == 4
+        assert judge.requests == 8
+        assert all("[User Question]\nWhy is the sky blue?" in p for p in judge.prompts)
+        assert sum(STRONG_TEXT in p.split("Assistant A's Answer]\n", 1)[1][:40] for p in judge.prompts) == 4
+        rec = record(gw, ids[1])
+        assert rec.served_model == "strong-openai" and rec.served_answer == STRONG_TEXT
+        assert rec.shadow_model == "weak-openai" and rec.shadow_answer == WEAK_TEXT and rec.shadow_status == "ok"
+        assert rec.verdict == "strong" and (rec.judge_strong_first, rec.judge_weak_first) == ("strong", "strong")
+        assert rec.policy == POLICY and rec.decision_source == "scorer_unavailable" and rec.routed_tier == "strong"
+        assert rec.tenant == tenant_id(CLIENT_KEY)
+        assert json.loads(rec.messages_json) == MESSAGES
+        assert rec.served_cost_usd > 0 and rec.shadow_cost_usd > 0 and rec.judge_cost_usd > 0
+        assert metric(gw, "ferryman_learning_requests_total", policy=POLICY, outcome="shadowed") == 4
+        assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict="strong") == 4
+        assert metric(gw, "ferryman_learning_spend_usd_total", kind="judge") > 0
+        assert metric(gw, "ferryman_learning_live_quality_gap", policy=POLICY) == 0.0  # all served strong
+        assert metric(gw, "ferryman_learning_live_savings", policy=POLICY) == 0.0
+
+    out = tmp_path / "battles.csv"
+    env = os.environ | {"FERRYMAN_LEARN_STORE": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman", "learn", "export", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote 4 labelled comparisons of 4 records" in done.stdout
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:9] == [
+        "id",
+        "model_a",
+        "model_b",
+        "prompt",
+        "response_a",
+        "response_b",
+        "winner_model_a",
+        "winner_model_b",
+        "winner_tie",
+    ]
+    assert {r["id"] for r in rows} == set(ids)
+    row = rows[0]
+    assert (row["model_a"], row["model_b"]) == ("strong-openai", "weak-openai")
+    assert json.loads(row["prompt"]) == ["Why is the sky blue?"]
+    assert json.loads(row["response_a"]) == [STRONG_TEXT] and json.loads(row["response_b"]) == [WEAK_TEXT]
+    assert (row["winner_model_a"], row["winner_model_b"], row["winner_tie"]) == ("1", "0", "0")
+    # the lab reads the file as it reads the public Arena data
+    from lab.data.battles import load_battles
+
+    battles, report = load_battles(out)
+    assert report.kept == 4 and {b.winner for b in battles} == {"model_a"}
+
+
+def test_off_by_default_and_only_for_opted_in_policies(fakes, judge, tmp_path):
+    with GatewayThread(gateway_config(fakes)) as gw:
+        assert gw.gateway.learning is None
+        send(gw, 2)
+        r = httpx.post(gw.http_url + "/v1/feedback", json={"id": "x", "rating": "good"}, headers=_auth())
+        assert r.status_code == 404 and "not enabled" in r.json()["error"]["message"]
+    with GatewayThread(learning_config(fakes, judge, sqlite_url(tmp_path), policies=("ferryman-balanced",))) as gw:
+        tally, _ = send(gw, 4)
+        settle(gw)
+        assert tally.answered == 4
+        assert fakes["weak-openai"].requests == 0 and judge.requests == 0
+        assert gw.call(gw.gateway.learning.store.store.count()) == 0
+
+
+def test_sample_rate_is_honoured(fakes, judge, tmp_path):
+    with GatewayThread(learning_config(fakes, judge, sqlite_url(tmp_path), rate=0.25, feedback=False)) as gw:
+        tally, _ = send(gw, 80)
+        settle(gw)
+        shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
+        skipped = metric(gw, "ferryman_learning_requests_total", outcome="not_sampled")
+    assert tally.answered == 80 and shadowed + skipped == 80
+    assert 8 <= shadowed <= 34  # binomial(80, 0.25): mean 20, sd 3.9; bounds at about 3 sd
+    assert fakes["weak-openai"].requests == shadowed
+
+
+# ----------------------------------------------------------------------------- protections
+
+
+def test_daily_budget_cap_stops_shadowing(fakes, judge, tmp_path):
+    # one job's pessimistic estimate (shadow + 2 judge calls of max_tokens 1024 at 1.5 $/Mtok) is about
+    # $0.0031; a $0.005 budget admits one job at a time and stops once about $0.002 has been spent
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), budget=0.005)
+    with GatewayThread(cfg) as gw:
+        tally = Tally()
+        for _ in range(10):  # one at a time: each job settles before the next request
+            t, _ = send(gw, 1)
+            settle(gw)
+            tally.sent, tally.answered, tally.lost = (
+                tally.sent + t.sent,
+                tally.answered + t.answered,
+                tally.lost + t.lost,
+            )
+        over = metric(gw, "ferryman_learning_requests_total", outcome="over_budget")
+        shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
+        spent = metric(gw, "ferryman_learning_budget_spent_today_usd")
+        stored_spend = gw.call(gw.gateway.learning.store.store.spend(time.strftime("%Y-%m-%d", time.gmtime())))
+    assert (tally.sent, tally.answered, tally.lost) == (10, 10, 0)
+    assert shadowed >= 1 and over >= 1 and shadowed + over == 10
+    assert 0 < spent <= 0.005 and stored_spend == pytest.approx(spent)
+    assert fakes["weak-openai"].requests == shadowed
+
+
+def test_tenant_opt_out(fakes, judge, tmp_path):
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"opt_out_tenants": [tenant_id(OTHER_KEY)]})
+    with GatewayThread(cfg, keys=frozenset({CLIENT_KEY, OTHER_KEY})) as gw:
+        out_tally, out_ids = send(gw, 4, key=OTHER_KEY)
+        in_tally, in_ids = send(gw, 2)
+        settle(gw)
+        assert out_tally.answered == 4 and in_tally.answered == 2
+        assert metric(gw, "ferryman_learning_requests_total", outcome="opted_out") == 4
+        assert fakes["weak-openai"].requests == 2  # only the other tenant's
+        assert all(record(gw, rid) is None for rid in out_ids)  # nothing of theirs is stored
+        assert all(record(gw, rid) is not None for rid in in_ids)
+        # and the opted-out tenant cannot rate (nothing recorded)
+        r = httpx.post(gw.http_url + "/v1/feedback", json={"id": out_ids[0], "rating": "bad"}, headers=_auth(OTHER_KEY))
+        assert r.status_code == 404
+
+
+@pytest.mark.parametrize("fault", ["error", "hang"])
+def test_shadow_provider_failing_or_hanging_never_touches_clients(fakes, judge, tmp_path, fault):
+    fakes["weak-openai"].reset(default=status(500) if fault == "error" else slow(30))
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"timeout_s": 1.0, "max_concurrent": 2})
+    with GatewayThread(cfg) as gw:
+        tally, ids = send(gw, 8)
+        # clients are served at once, while shadows fail or hang (and, hanging, fill their 2 slots)
+        assert (tally.sent, tally.answered, tally.lost) == (8, 8, 0)
+        assert tally.slowest_s < 1.0
+        settle(gw)
+        outcome = "error" if fault == "error" else "timeout"
+        calls = metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome=outcome)
+        shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
+        saturated = metric(gw, "ferryman_learning_requests_total", outcome="saturated")
+        assert calls == shadowed and shadowed + saturated == 8
+        if fault == "hang":
+            assert saturated >= 4  # 2 slots held for 1 s each while 8 requests arrived
+        assert judge.requests == 0  # nothing to judge
+        # the weak provider's failures never reached its breaker: clients may still use it
+        assert gw.gateway.resilience.breakers["weak-openai"].state == "closed"
+        assert record(gw, ids[0]).shadow_status in ("", outcome)
+        assert metric(gw, "ferryman_learning_requests_total") == 8
+
+
+def test_hanging_shadow_does_not_take_the_clients_connections(fakes, judge, tmp_path):
+    """Shadows use their own connection pool: hung shadow calls to a model leave clients of it unaffected."""
+    fakes["weak-openai"].reset(default=slow(30))
+    cfg = learning_config(
+        fakes,
+        judge,
+        sqlite_url(tmp_path),
+        shadow={"timeout_s": 3.0, "max_concurrent": 4},
+        model_overrides={"weak-openai": {"max_connections": 2}},
+    )
+    with GatewayThread(cfg) as gw:
+        send(gw, 4)  # 4 hung shadow calls to weak-openai (more than its 2 connections)
+        fakes["weak-openai"].reset()  # now it answers at once
+        started = time.monotonic()
+        answer = sdk(gw).chat.completions.create(model="weak-openai", messages=MESSAGES)
+        assert answer.choices[0].message.content == WEAK_TEXT
+        assert time.monotonic() - started < 1.0
+        settle(gw)
+
+
+@pytest.mark.parametrize(
+    ("rule", "verdict", "per_order"),
+    [(nonsense, "invalid", "invalid"), (two_verdicts, "invalid", "invalid"), (always_a, "tie", None)],
+)
+def test_judge_nonsense_or_position_bias(fakes, judge, tmp_path, rule, verdict, per_order):
+    judge.rule = rule
+    with GatewayThread(learning_config(fakes, judge, sqlite_url(tmp_path))) as gw:
+        tally, ids = send(gw, 4)
+        settle(gw)
+        assert (tally.answered, tally.lost) == (4, 0)
+        assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict=verdict) == 4
+        rec = record(gw, ids[0])
+        assert rec.verdict == verdict and rec.shadow_answer == WEAK_TEXT
+        if per_order:
+            assert metric(gw, "ferryman_learning_judge_answers_total", verdict=per_order) == 8
+        else:  # [[A]] whatever the order: strong when strong is shown first, weak when weak is
+            assert (rec.judge_strong_first, rec.judge_weak_first) == ("strong", "weak")
+            assert metric(gw, "ferryman_learning_judge_inconsistent_total") == 4
+        labelled = metric(gw, "ferryman_learning_judged_total")
+        assert labelled == (4 if verdict == "tie" else 0)
+
+
+def test_inconsistent_verdicts_can_be_discarded(fakes, judge, tmp_path):
+    judge.rule = always_a
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), judge_section={"on_inconsistent": "discard"})
+    with GatewayThread(cfg) as gw:
+        send(gw, 2)
+        settle(gw)
+        assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict="inconsistent") == 2
+        assert metric(gw, "ferryman_learning_judged_total") == 0
+
+
+def test_judge_down_is_counted(fakes, judge, tmp_path):
+    judge.reset(default=status(503))
+    with GatewayThread(learning_config(fakes, judge, sqlite_url(tmp_path))) as gw:
+        tally, ids = send(gw, 2)
+        settle(gw)
+        assert tally.answered == 2
+        assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict="error") == 2
+        assert record(gw, ids[0]).shadow_answer == WEAK_TEXT  # the pair is kept: it can be judged later
+
+
+def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
+    cfg = learning_config(fakes, judge, redis_server.url, store_section={"timeout_s": 0.3, "retry_s": 3})
+    with GatewayThread(cfg) as gw:
+        before, ids = send(gw, 2)
+        settle(gw)
+        assert record(gw, ids[0]) is not None
+        # frozen: every store call hangs until its timeout; then the store is down for retry_s
+        redis_server.process.proc.send_signal(signal.SIGSTOP)
+        try:
+            frozen, _ = send(gw, 3)
+            settle(gw)
+            while_down, _ = send(gw, 3)
+            frozen.sent, frozen.answered, frozen.lost = (
+                frozen.sent + while_down.sent,
+                frozen.answered + while_down.answered,
+                frozen.lost + while_down.lost,
+            )
+            assert max(frozen.slowest_s, while_down.slowest_s) < 1.0
+            r = httpx.post(
+                gw.http_url + "/v1/feedback", json={"id": ids[0], "rating": "good"}, headers=_auth(), timeout=5
+            )
+            assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+            settle(gw)
+        finally:
+            redis_server.process.proc.send_signal(signal.SIGCONT)
+        timeouts = metric(gw, "ferryman_learning_store_ops_total", outcome="timeout")
+        down = metric(gw, "ferryman_learning_requests_total", outcome="store_down")
+        assert timeouts >= 1 and down == 3
+        # killed (once the down window has passed, so that the gateway tries it again)
+        redis_server.stop()
+        while not gw.gateway.learning.store.usable():
+            time.sleep(0.1)
+        killed, _ = send(gw, 6)
+        settle(gw)
+        errors = metric(gw, "ferryman_learning_store_ops_total", outcome="error")
+    total = [before, frozen, killed]
+    assert sum(t.sent for t in total) == sum(t.answered for t in total) == 14
+    assert sum(t.lost for t in total) == 0
+    assert killed.slowest_s < 1.0 and errors >= 1
+
+
+def test_sqlite_store_unwritable(fakes, judge, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with GatewayThread(learning_config(fakes, judge, f"sqlite://{blocker / 'learning.db'}")) as gw:
+        tally, ids = send(gw, 4)
+        settle(gw)
+        assert (tally.sent, tally.answered, tally.lost) == (4, 4, 0)
+        assert metric(gw, "ferryman_learning_store_ops_total", outcome="error") >= 1
+        r = httpx.post(gw.http_url + "/v1/feedback", json={"id": ids[0], "rating": "good"}, headers=_auth())
+        assert r.status_code == 503
+
+
+def test_redaction_rules_and_callable(fakes, judge, tmp_path, monkeypatch):
+    module = tmp_path / "my_redactor.py"
+    module.write_text("def scrub(text):\n    return text.replace('Alice', '[name]')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    redact = {"rules": [{"pattern": r"\b\d{3}-\d{4}\b", "replace": "[phone]"}], "callable": "my_redactor:scrub"}
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), redact=redact)
+    with GatewayThread(cfg) as gw:
+        secret = [{"role": "user", "content": "Alice's number is 555-1234. Why is the sky blue?"}]
+        answer = sdk(gw).chat.completions.create(model=POLICY, messages=secret)
+        settle(gw)
+        rec = record(gw, answer.id)
+        assert json.loads(rec.messages_json)[0]["content"] == "[name]'s number is [phone]. Why is the sky blue?"
+        # the judge and the shadow model saw the real prompt; only what is stored is redacted
+        assert "Alice's number is 555-1234" in fakes["weak-openai"].last_body["messages"][0]["content"]
+
+
+# ----------------------------------------------------------------------------- feedback
+
+
+def _auth(key: str = CLIENT_KEY) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_feedback_over_http(fakes, judge, tmp_path):
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), rate=0.0)  # feedback alone, no shadowing
+    with GatewayThread(cfg, keys=frozenset({CLIENT_KEY, OTHER_KEY})) as gw:
+        _, ids = send(gw, 2)
+        url = gw.http_url + "/v1/feedback"
+        # at once: the write of the answer may still be pending; feedback waits for it
+        r = httpx.post(url, json={"id": ids[0], "rating": "bad"}, headers=_auth())
+        assert r.status_code == 200 and r.json() == {"object": "feedback", "id": ids[0], "rating": "bad"}
+        r = httpx.post(url, json={"id": ids[1], "rating": "GOOD"}, headers=_auth())
+        assert r.status_code == 200 and r.json()["rating"] == "good"
+        settle(gw)
+        assert record(gw, ids[0]).rating == "bad" and record(gw, ids[1]).rating == "good"
+        assert record(gw, ids[0]).shadow_status == ""  # recorded for feedback, never shadowed
+        assert fakes["weak-openai"].requests == 0
+        cases = [
+            ({"id": "chatcmpl-unknown", "rating": "good"}, _auth(), 404, "not_found"),
+            ({"id": ids[0], "rating": "good"}, _auth(OTHER_KEY), 404, "not_found"),  # another tenant's answer
+            ({"id": ids[0], "rating": "excellent"}, _auth(), 400, None),
+            ({"id": ids[0], "rating": 5}, _auth(), 400, None),
+            ({"id": ids[0]}, _auth(), 400, None),
+            ({"rating": "good"}, _auth(), 400, None),
+            ({"id": ids[0], "rating": "good", "comment": "x"}, _auth(), 400, None),
+            ({"id": "x" * 500, "rating": "good"}, _auth(), 400, None),
+            ({"id": ids[0], "rating": "good"}, {}, 401, "invalid_api_key"),
+        ]
+        for body, headers, code, error_code in cases:
+            r = httpx.post(url, json=body, headers=headers)
+            assert r.status_code == code, (body, r.text)
+            assert r.json()["error"]["code"] == error_code
+        assert httpx.post(url, content=b"{not json", headers=_auth()).status_code == 400
+        assert httpx.post(url, json=["a"], headers=_auth()).status_code == 400
+        assert record(gw, ids[0]).rating == "bad"  # none of the failed calls changed it
+        assert metric(gw, "ferryman_learning_feedback_total", outcome="unknown_id") == 2
+        assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") >= 4
+
+
+def test_feedback_over_grpc(fakes, judge, tmp_path):
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), rate=0.0)
+    with GatewayThread(cfg) as gw, grpc.insecure_channel(gw.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        md = (("authorization", f"Bearer {CLIENT_KEY}"),)
+        msgs = [gateway_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in MESSAGES]
+        answer = stub.ChatCompletion(gateway_pb2.ChatCompletionRequest(model=POLICY, messages=msgs), metadata=md)
+        reply = stub.SubmitFeedback(
+            gateway_pb2.SubmitFeedbackRequest(response_id=answer.id, rating=gateway_pb2.FEEDBACK_RATING_GOOD),
+            metadata=md,
+        )
+        assert reply.response_id == answer.id and reply.rating == gateway_pb2.FEEDBACK_RATING_GOOD
+        settle(gw)
+        assert record(gw, answer.id).rating == "good"
+        bad = [
+            (gateway_pb2.SubmitFeedbackRequest(response_id="nope", rating=1), md, grpc.StatusCode.NOT_FOUND),
+            (gateway_pb2.SubmitFeedbackRequest(response_id=answer.id), md, grpc.StatusCode.INVALID_ARGUMENT),
+            (gateway_pb2.SubmitFeedbackRequest(response_id=answer.id, rating=7), md, grpc.StatusCode.INVALID_ARGUMENT),
+            (gateway_pb2.SubmitFeedbackRequest(rating=1), md, grpc.StatusCode.INVALID_ARGUMENT),
+            (gateway_pb2.SubmitFeedbackRequest(response_id=answer.id, rating=1), (), grpc.StatusCode.UNAUTHENTICATED),
+        ]
+        for req, metadata, code in bad:
+            with pytest.raises(grpc.RpcError) as err:
+                stub.SubmitFeedback(req, metadata=metadata)
+            assert err.value.code() == code
+
+
+def test_feedback_labels_in_export(fakes, judge, tmp_path):
+    """Weak answers rated alone become labels with --labels judge+feedback (bad: strong wins; good: tie)."""
+    url = sqlite_url(tmp_path)
+    cfg = learning_config(fakes, judge, url, rate=0.0)
+    with GatewayThread(cfg) as gw:
+        client = sdk(gw)
+        ids = [client.chat.completions.create(model="router-random-1.0", messages=MESSAGES).id for _ in range(1)]
+        assert ids  # a router-<r>-<t> request is not a learning policy: not recorded
+        r = httpx.post(gw.http_url + "/v1/feedback", json={"id": ids[0], "rating": "bad"}, headers=_auth())
+        assert r.status_code == 404
+        fakes["strong-openai"].reset(default=status(500))  # the strong tier fails over to weak: served weak
+        fakes["strong-anthropic"].reset(default=status(500))
+        _, weak_ids = send(gw, 2, expect=WEAK_TEXT)
+        for rid, rating in zip(weak_ids, ["bad", "good"], strict=True):
+            assert httpx.post(
+                gw.http_url + "/v1/feedback", json={"id": rid, "rating": rating}, headers=_auth()
+            ).is_success
+        settle(gw)
+    out = tmp_path / "out.jsonl"
+    for labels, expected in (("judge", 0), ("judge+feedback", 2)):
+        cmd = [
+            sys.executable,
+            "-m",
+            "ferryman",
+            "learn",
+            "export",
+            "--store",
+            url,
+            "--out",
+            str(out),
+            "--labels",
+            labels,
+        ]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(rows) == expected
+    by_id = {r["id"]: r for r in rows}
+    bad, good = by_id[weak_ids[0]], by_id[weak_ids[1]]
+    assert bad["label_source"] == good["label_source"] == "feedback"
+    assert (bad["winner_model_a"], good["winner_tie"]) == (1, 1)
+    assert bad["model_a"] == "strong-openai" and bad["served"] == "model_b" and bad["response_a"] == '[""]'
+
+
+# ----------------------------------------------------------------------------- replicas and metrics
+
+
+def test_two_replicas_share_the_redis_store_and_the_budget(fakes, judge, redis_server, tmp_path):
+    # replicas learn each other's spend from the store when they add their own and every prune_interval_s
+    cfg = learning_config(fakes, judge, redis_server.url, budget=0.005, store_section={"prune_interval_s": 0.2})
+    with GatewayThread(cfg) as a, GatewayThread(cfg) as b:
+        for _ in range(20):  # replica A alone, until its budget runs out
+            send(a, 1)
+            settle(a)
+            if metric(a, "ferryman_learning_requests_total", outcome="over_budget"):
+                break
+        shadowed = metric(a, "ferryman_learning_requests_total", outcome="shadowed")
+        spent = gw_spend = a.call(a.gateway.learning.store.store.spend(time.strftime("%Y-%m-%d", time.gmtime())))
+        assert shadowed >= 1 and 0 < spent <= 0.005
+        time.sleep(0.6)
+        send(b, 2)  # replica B has spent nothing itself, yet is over the shared budget
+        settle(b)
+        assert metric(b, "ferryman_learning_requests_total", outcome="shadowed") == 0
+        assert metric(b, "ferryman_learning_requests_total", outcome="over_budget") == 2
+        assert metric(b, "ferryman_learning_budget_spent_today_usd") == pytest.approx(gw_spend)
+        records = a.call(a.gateway.learning.store.store.count())
+        assert records == shadowed + 1 + 2  # every answer of both replicas recorded (feedback is on)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferryman",
+            "learn",
+            "report",
+            "--store",
+            redis_server.url,
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["records"] == records and report["verdicts"] == {"strong": shadowed}
+    assert f"records: {records}" in done.stdout
+
+
+def test_live_quality_gauges_with_a_scorer(fakes, judge, tmp_path, scorer_address):
+    """Scored decisions and a judge whose verdicts are known: the gauges equal the definitions."""
+    questions = [f"question {i}" for i in range(12)]
+    outcomes = {q: ("strong", "weak", "tie")[i % 3] for i, q in enumerate(questions)}
+    judge.rule = by_question(outcomes)
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    cfg = _with_scorer(cfg, scorer_address)
+    with GatewayThread(cfg) as gw:
+        client = sdk(gw)
+        served: dict[str, str] = {}
+        for q in questions:
+            raw = client.chat.completions.with_raw_response.create(
+                model=POLICY, messages=[{"role": "user", "content": q}]
+            )
+            assert raw.headers["x-ferryman-decision-source"] == "scored"
+            served[q] = raw.headers["x-ferryman-served-tier"]
+        settle(gw)
+        items = []
+        for rec in _all_records(gw):
+            q = json.loads(rec.messages_json)[-1]["content"]
+            assert rec.verdict == outcomes[q] and rec.served_tier == served[q] and rec.score is not None
+            strong, weak = rec.costs()
+            items.append(Judged(Verdict(rec.verdict), rec.served_tier, rec.score, strong, weak))
+        expected = summarize(items)
+        assert expected is not None and expected.n == 12
+        assert metric(gw, "ferryman_learning_live_judged", policy=POLICY) == 12
+        assert metric(gw, "ferryman_learning_live_quality_gap", policy=POLICY) == pytest.approx(expected.quality_gap)
+        assert metric(gw, "ferryman_learning_live_savings", policy=POLICY) == pytest.approx(expected.savings)
+        assert metric(gw, "ferryman_learning_live_strong_share", policy=POLICY) == pytest.approx(expected.strong_share)
+        if expected.router_apgr is not None:
+            apgr = metric(gw, "ferryman_learning_live_router_apgr", policy=POLICY)
+            assert apgr == pytest.approx(expected.router_apgr)
+
+
+def _with_scorer(cfg: Any, address: str) -> Any:
+    from dataclasses import replace
+
+    return replace(cfg, scorer=replace(cfg.scorer, target=f"dns:///{address}"))
+
+
+def _all_records(gw: GatewayThread) -> list[Any]:
+    async def collect() -> list[Any]:
+        return [r async for r in gw.gateway.learning.store.store.scan()]
+
+    return gw.call(collect())
