@@ -257,3 +257,22 @@ def test_export_row_puts_strong_first_and_turns_in_lists():
     assert row["prompt"] == '["a", "c"]' and row["response_a"] == '["b", "s"]' and row["response_b"] == '["b", "w"]'
     assert (row["cost_a_usd"], row["cost_b_usd"], row["served"]) == (9.0, 1.0, "model_b")
     assert arena_row(record, "tie", "judge", "config")["model_a"] == "dear"
+
+
+def test_tenant_id_command_reads_keys_from_stdin():
+    import subprocess
+    import sys
+
+    from gateway.learning.tenants import tenant_id
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman", "learn", "tenant-id"],
+        input="key-one\n\n  key-two  \n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == [tenant_id("key-one"), tenant_id("key-two")]
+    assert tenant_id("key-one").startswith("t-") and len(tenant_id("key-one")) == 18
+    assert "key-one" not in done.stdout
