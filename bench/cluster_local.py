@@ -33,8 +33,9 @@ from typing import Any
 
 import grpc
 
+from ferryman import paths
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from harness.cluster import CLIENT_KEY, ROOT, LocalCluster
+from harness.cluster import CLIENT_KEY, LocalCluster
 
 PROMPTS = (
     "What is the capital of France?",
@@ -264,10 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--routers-dir",
         type=Path,
-        default=ROOT / "routers",
+        default=paths.routers_dir(),
         help="router artifacts to serve; small test routers are built when it holds none",
     )
-    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder", help="ONNX encoder")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder")
     parser.add_argument("--concurrency", type=int, default=8, help="client requests in flight")
     parser.add_argument("--steady-s", type=float, default=15.0, help="load with every replica up")
     parser.add_argument("--after-kill-s", type=float, default=10.0, help="load after one scorer is killed")

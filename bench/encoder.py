@@ -42,7 +42,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.prompts import QUESTIONS, first_turns
-from bench.scorer import ROOT
+from ferryman import paths
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import (
     TOKENIZER_FILE,
@@ -56,9 +56,9 @@ from scorer.encoder import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder", help="built encoder")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="built encoder")
     parser.add_argument(
-        "--work-dir", type=Path, default=ROOT / "build" / "encoder-variants", help="where the fused graphs are written"
+        "--work-dir", type=Path, default=Path("build/encoder-variants"), help="where the fused graphs are written"
     )
     parser.add_argument("--prompts", type=Path, default=QUESTIONS, help="JSONL with a 'turns' list per line")
     parser.add_argument("--limit", type=int, default=300, help="prompts used (first turns)")

@@ -49,9 +49,9 @@ import httpx
 import numpy as np
 import yaml
 
+from ferryman import paths
 from harness.processes import free_port, read_json, spawn, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 BODY_MESSAGES = [{"role": "user", "content": "Write a haiku about ferries crossing a river at dawn."}]
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds (paths alternate per round)")
     parser.add_argument("--router", default="mf", help="router for the routed path ('' skips it)")
     parser.add_argument("--routers-dir", type=Path, help="router artifacts (default: build small test routers)")
-    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
     parser.add_argument(
         "--provider-delay-ms",
         type=float,

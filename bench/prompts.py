@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman import paths
+
 # (label, most tokens) in order; the last bucket is open-ended.
 BUCKETS: tuple[tuple[str, float], ...] = (
     ("<=32", 32),
@@ -35,7 +37,7 @@ BUCKETS: tuple[tuple[str, float], ...] = (
     (">2k", math.inf),
 )
 LONG_CHARS = (2_000, 96_000)  # below the baseline scorer's 100,000-character prompt limit
-QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arena-bench-v1" / "questions.jsonl"
+QUESTIONS = paths.data_dir() / "arena-bench-v1" / "questions.jsonl"  # $FERRYMAN_DATA or ../shared/data
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,8 @@ import numpy as np
 from bench import lengths
 from bench.lengths import token_counts
 from bench.prompts import describe_mix, first_turns, length_bucket, prompt_mix
+from ferryman import paths
 from scorer.encoder import Batch, Encoder
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--routers-dir", type=Path, help="router artifacts (default: ./routers if present, else small test routers)"
     )
-    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder", help="ONNX encoder")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder")
     parser.add_argument("--encoder-precision", choices=["int8", "fp32"], default="int8", help="encoder graph")
     parser.add_argument("--workers", type=int, default=2, help="server inference threads (and raw threads)")
     parser.add_argument("--max-batch", type=int, default=64, help="server max batch = raw ceiling batch size")
@@ -299,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-scorer-") as tmp:
         routers_dir = args.routers_dir
         if routers_dir is None:
-            routers_dir = ROOT / "routers"
+            routers_dir = paths.routers_dir()
             if not all((routers_dir / r / "manifest.json").is_file() for r in [args.router, *length_routers]):
                 from harness.scorer import build_test_routers
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from ferryman import paths
 from gateway.config import add_config_argument
 
 STOP_TIMEOUT_S = 20.0
@@ -32,8 +33,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts for the scorer")
-    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder directory")
+    parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="router artifacts for the scorer")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder directory")
     parser.add_argument("--scorer-port", type=int, default=50051, help="scorer gRPC port (on 127.0.0.1)")
     parser.add_argument(
         "--grpc-port", type=int, help="override the config's server.grpc_port (50061 in config/gateway.yaml)"

@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
+from ferryman import paths
 from harness.fake_provider import FakeProvider, slow
 from harness.processes import Process, connects, free_port, grpc_serving, read_json, scrape, spawn, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
-GATEWAY_CONFIG = ROOT / "k8s" / "base" / "gateway-config.yaml"
+# The dev overlay's gateway config, from the checkout the tests and benchmarks run in (the working directory).
+GATEWAY_CONFIG = Path("k8s/base/gateway-config.yaml")
 CLIENT_KEY = "cluster-local-client-key"
 
 
@@ -41,8 +42,8 @@ class LocalCluster:
 
     scorers: int = 2
     gateways: int = 2
-    routers_dir: Path = ROOT / "routers"
-    encoder_dir: Path = ROOT / "build" / "encoder"
+    routers_dir: Path = field(default_factory=paths.routers_dir)
+    encoder_dir: Path = field(default_factory=paths.encoder_dir)
     provider_delay_s: float = 0.2
     #: Overrides merged into the gateway config's ``scorer`` section (e.g. deadline_ms).
     scorer_overrides: dict[str, Any] = field(default_factory=dict)

@@ -21,8 +21,6 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def free_port() -> int:
     """A free loopback port (for servers that cannot report the port they bound)."""
@@ -89,9 +87,7 @@ class Process:
 def spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})}
-        )
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     return Process(name, proc, log)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferryman import paths
 from lab.train.jobs import ExampleInputs, trainer_for
 from scorer.artifacts import Calibration, CalibrationPoint, load_artifact, write_manifest
 from scorer.config import ScorerConfig
@@ -26,8 +27,7 @@ from scorer.encoder import Encoder
 from scorer.routers import ROUTER_KINDS
 from scorer.server import serving_in_thread
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ENCODER_DIR = REPO_ROOT / "build" / "encoder"
+DEFAULT_ENCODER_DIR = paths.encoder_dir().resolve()  # $FERRYMAN_ENCODER_DIR or build/encoder (ferryman.paths)
 STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 TEST_MODELS = (STRONG, WEAK, "claude-2.1", "gpt-3.5-turbo-1106")

@@ -20,6 +20,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from ferryman import paths
 from scorer.batching import BatchingConfig
 from scorer.config import ScorerConfig
 from scorer.core import Limits
@@ -51,9 +52,9 @@ def _flag(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d, b, lim = ScorerConfig(), BatchingConfig(), Limits()
-    _flag(parser, "routers-dir", Path, d.routers_dir, "directory of router artifacts (one subdirectory each)")
+    _flag(parser, "routers-dir", Path, paths.routers_dir(), "directory of router artifacts (one subdirectory each)")
     _flag(parser, "routers", str, "", "comma-separated router names to serve (default: all under --routers-dir)")
-    _flag(parser, "encoder-dir", Path, d.encoder_dir, "ONNX encoder built by `ferryman build encoder`")
+    _flag(parser, "encoder-dir", Path, paths.encoder_dir(), "ONNX encoder built by `ferryman build encoder`")
     _flag(parser, "encoder-precision", str, d.encoder_precision, "encoder graph", ("int8", "fp32"))
     _flag(parser, "host", str, d.host, "address to bind")
     _flag(parser, "port", int, d.port, "gRPC port (0: any free port)")

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ferryman import paths
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.errors import ScorerError
 
@@ -17,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--router", default="mf", help="router name")
     parser.add_argument("--strong", default="", help="strong model (default: the router's default pair)")
     parser.add_argument("--weak", default="", help="weak model (default: the router's default pair)")
-    parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts directory")
-    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder directory")
+    parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="router artifacts directory")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder directory")
     parser.add_argument("--encoder-precision", choices=["int8", "fp32"], default="int8", help="encoder graph")
 
 

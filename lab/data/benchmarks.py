@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman import paths
 from lab.data.keys import prompt_key
 from lab.data.records import read_csv, read_jsonl
 from lab.data.report import DataError, LoadReport
@@ -54,14 +55,14 @@ class LabeledPrompt:
 
 
 def default_data_dir() -> Path:
-    """``$FERRYMAN_DATA``, else ``../shared/data`` next to the repository checkout."""
+    """``$FERRYMAN_DATA``, else ``../shared/data`` from the working directory (``ferryman.paths``)."""
     env = os.environ.get("FERRYMAN_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    path = paths.data_dir()
     if not path.is_dir():
-        where = "$FERRYMAN_DATA" if env else "the default ../shared/data"
+        where = "$FERRYMAN_DATA" if env else "the default ../shared/data, from the working directory"
         raise DataError(
             f"{path}: data directory not found ({where}); pass --data-dir or set FERRYMAN_DATA "
-            "(see README, section Data, for where to get the public files)"
+            "(see docs/training.md, section Data, for where to get the public files)"
         )
     return path
 

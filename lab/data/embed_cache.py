@@ -17,8 +17,6 @@ import numpy as np
 
 from scorer.encoder import Encoder
 
-DEFAULT_CACHE_DIR = Path("build/cache")
-
 
 def text_hash(text: str) -> str:
     """SHA-1 of the exact text (whitespace matters to the encoder, so no normalisation)."""
@@ -44,7 +42,7 @@ def _load(path: Path, dim: int) -> dict[str, np.ndarray]:
 def embed_cached(
     texts: Sequence[str],
     encoder: Encoder,
-    cache_dir: Path | None = DEFAULT_CACHE_DIR,
+    cache_dir: Path | None,
     *,
     rows_per_run: int = 64,
     progress: bool = True,

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferryman import paths
 from lab.data.benchmarks import (
     BENCHMARKS,
     STRONG,
@@ -83,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="routers to evaluate (default: every router kind with an artifact in --routers-dir)",
     )
-    parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="trained routers (MT-Bench)")
+    parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="trained routers (MT-Bench)")
     parser.add_argument(
         "--crossfit-dir",
         type=Path,
@@ -95,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where plots, table and JSON go")
     parser.add_argument("--name", default="eval", help="file stem of the Markdown and JSON reports")
     parser.add_argument("--scorer", metavar="ADDRESS", help="use a running scorer instead of an in-process one")
-    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder")
     parser.add_argument("--random-seeds", type=int, default=10, help="seeds the random router is averaged over")
     parser.add_argument(
         "--baselines",
@@ -110,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="[BENCHMARK=]N",
         help="evaluate a seeded sample of at most N prompts per set, or only of one benchmark (repeatable)",
     )
-    parser.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="embedding cache (shared)")
+    parser.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="embedding cache (shared)")
     parser.add_argument("--score-cache", type=Path, default=Path("build/eval-cache"), help="cache of router scores")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the caches")
     parser.add_argument("--threads", type=int, default=2, help="ONNX threads of the in-process scorer")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferryman import paths
 from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_golden
 from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr_by_benchmark
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-tokens", type=int, default=load_recipe("bert").encoder.max_tokens, help="BERT token window (recipe)"
     )
     p.add_argument("--head-tokens", type=int, default=EncoderSpec.head_tokens, help="tokens kept from the start")
-    p.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="hidden-state cache")
+    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="hidden-state cache")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("build/bert-select.json"), help="results (JSON)")

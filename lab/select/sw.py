@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferryman import paths
 from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_golden
 from lab.data.embed_cache import embed_cached
 from lab.data.folds import FoldAssignment
@@ -127,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--exponents", default="1,3,5,8", help="weight exponents to try")
     p.add_argument("--top-ks", default="0", help="top-k values to try (0 = every battle)")
     p.add_argument("--data-dir", type=Path, help="public data root (default $FERRYMAN_DATA)")
-    p.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder")
-    p.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="embedding cache")
+    p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder")
+    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="embedding cache")
     p.add_argument("--threads", type=int, default=2, help="encoder threads (cache misses only)")
     p.add_argument("--out", type=Path, default=Path("build/sw-select.json"), help="results (JSON)")
     args = p.parse_args(argv)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ferryman import paths
 from lab.train.export import build_encoder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=["encoder", "routers", "all"], help="what to build")
-    parser.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="encoder output directory")
-    parser.add_argument("--routers-dir", type=Path, default=Path("routers"), help="router artifacts to complete")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="encoder output directory")
+    parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="router artifacts to complete")
     parser.add_argument("--force", action="store_true", help="rebuild even if the outputs exist")
 
 

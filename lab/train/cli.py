@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from ferryman import paths
 from lab.data.benchmarks import STRONG, WEAK, default_data_dir
 from lab.train.recipe import Recipe, describe, load_recipe, shipped_names
 from scorer.routers import ROUTER_KINDS
@@ -24,8 +25,8 @@ from scorer.routers import ROUTER_KINDS
 def _run_args(p: argparse.ArgumentParser) -> None:
     """Options that do not change what is trained: where things are, threads, device."""
     p.add_argument("--data-dir", type=Path, help="public data root or routellm-benchmarks (default $FERRYMAN_DATA)")
-    p.add_argument("--encoder-dir", type=Path, default=Path("build/encoder"), help="ONNX encoder (make setup)")
-    p.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="embedding cache")
+    p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder (make setup)")
+    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="embedding cache")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
     p.add_argument("--device", default="cpu", help="BERT: torch device (cpu, cuda)")
     p.add_argument("--no-build", action="store_true", help="BERT: write the delta only (ferryman build routers later)")

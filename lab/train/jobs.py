@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ferryman import paths
 from lab.data.embed_cache import embed_cached
 from lab.train.data import TrainingData
 from scorer.artifacts import EncoderSpec
@@ -40,7 +41,7 @@ class Target:
 class TrainContext:
     """What a training run provides besides data and settings: files, threads, device, caches."""
 
-    encoder_dir: Path = Path("build/encoder")
+    encoder_dir: Path = field(default_factory=paths.encoder_dir)
     cache_dir: Path | None = None
     threads: int = 2
     device: str = "cpu"

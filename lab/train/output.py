@@ -22,7 +22,7 @@ BUILT_BY = "ferryman build routers"
 
 def git_commit(repo: Path | None = None) -> str:
     """HEAD of the checkout (``+dirty`` when files changed); outside git ``$FERRYMAN_GIT_COMMIT`` or ``unknown``."""
-    cwd = str(repo or Path(__file__).resolve().parents[2])
+    cwd = str(repo or Path(__file__).parent)  # git finds the checkout this code runs from, if any
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
