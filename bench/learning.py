@@ -37,9 +37,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway import KeepAliveConnection
+from ferryman import paths
 from harness.processes import Process, RedisServer, free_port, read_json, spawn, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 POLICY = "bench-policy"
 PATHS = ("off", "off-twin", "shadow")
 FALLBACK_PROMPTS = [
@@ -65,11 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prompts",
         type=Path,
-        default=ROOT.parent / "shared" / "data" / "arena-bench-v1" / "questions.jsonl",
+        default=paths.data_dir() / "arena-bench-v1" / "questions.jsonl",
         help="real prompts: a questions JSONL ({turns: [...]}); a few built-in ones when absent",
     )
     parser.add_argument("--routers-dir", type=Path, help="router artifacts (default: build small test routers)")
-    parser.add_argument("--encoder-dir", type=Path, default=ROOT / "build" / "encoder")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--json", type=Path, help="also write the results here")
 
