@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from scorer.artifacts import EncoderSpec, discover_artifacts, load_artifact
 from scorer.encoder import Activity, Encoder, Precision, Threads, default_idle_threads
-from scorer.errors import ArtifactError, InvalidInputError, UnknownRouterError
+from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import LoadContext, Router, load_router
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,16 @@ class TurnSelection(Enum):
     ALL_USER = "all_user"
 
 
+class Turn(Protocol):
+    """One chat turn as the core reads it: ``Message`` or the proto ``ChatMessage`` as received."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Message:
     """One chat turn."""
@@ -43,11 +54,15 @@ class Message:
 
 @dataclass(frozen=True)
 class ScoreQuery:
-    """One request: a prompt or a conversation, a router, optionally a model pair."""
+    """One request: a prompt or a conversation, a router, optionally a model pair.
+
+    ``conversation`` may be the received proto messages themselves: the core checks their count
+    before reading any of them, so a request with millions of turns is refused at once.
+    """
 
     router: str
     prompt: str | None = None
-    conversation: Sequence[Message] | None = None
+    conversation: Sequence[Turn] | None = None
     strong_model: str = ""
     weak_model: str = ""
     turns: TurnSelection = TurnSelection.LAST_USER
@@ -55,7 +70,7 @@ class ScoreQuery:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated query, ready for the batcher."""
+    """A validated query, ready for the batcher; ``cost`` is what it spends of its caller's share."""
 
     router: str
     text: str
@@ -63,6 +78,7 @@ class Prepared:
     weak_model: str
     strong: int
     weak: int
+    cost: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,22 +94,56 @@ class ScoreResult:
 
 @dataclass(frozen=True)
 class Limits:
-    """Request size limits (oversized requests are rejected as INVALID_ARGUMENT)."""
+    """What one request may ask for; a request past a limit is refused as INVALID_ARGUMENT, naming it.
 
-    max_prompt_chars: int = 100_000
-    max_batch_items: int = 1024
+    Cost grows with the tokens a router runs, which the window caps; what a request can make the
+    scorer do besides is bounded here. The prompt may be long: only its head and tail are tokenized.
+    """
+
+    max_prompt_chars: int = 1_000_000  # characters of the text a router scores
+    max_messages: int = 1024  # turns in one conversation (checked before any is read)
+    max_batch_items: int = 1024  # requests in one BatchScore
+    # estimated tokens of one request (item_cost summed): 1,024 full 256-token windows
+    max_request_cost: int = 262_144
+
+    def __post_init__(self) -> None:
+        if min(self.max_prompt_chars, self.max_messages, self.max_batch_items, self.max_request_cost) < 1:
+            raise ValueError(f"limits must be >= 1: {self}")
 
 
-def select_text(query: ScoreQuery) -> str:
+# Fixed cost of an item (tokenizer call, the router head, the hand-offs) in token units; a short
+# prompt's ONNX run costs about as much as this many tokens of a long one.
+ITEM_OVERHEAD = 8
+_CHARS_PER_TOKEN = 4  # estimate before tokenizing: English wordpieces average ~4.5 characters
+
+
+def item_cost(text: str, router: Router) -> int:
+    """Estimated cost of scoring ``text`` with ``router``: tokens it will run (at most its window), plus overhead."""
+    spec = router.encoder_spec
+    if spec is None:  # no encoder (random)
+        return 1
+    return min(spec.max_tokens, -(-len(text) // _CHARS_PER_TOKEN)) + ITEM_OVERHEAD
+
+
+def select_text(query: ScoreQuery, max_messages: int) -> str:
     """The text a router scores: the prompt, or the chosen user turn(s) of a conversation."""
     if query.prompt is not None:
         return query.prompt
-    turns = [m.content for m in (query.conversation or ()) if m.role == "user"]
-    if not turns:
-        raise InvalidInputError("conversation has no user turn to score")
+    conversation = query.conversation or ()
+    if len(conversation) > max_messages:
+        raise InvalidInputError(
+            f"conversation has {len(conversation)} messages; the limit is {max_messages} "
+            "(send only the turns to score: the last user turn, or the user turns)"
+        )
     if query.turns is TurnSelection.ALL_USER:
-        return "\n\n".join(turns)
-    return turns[-1]
+        turns = [m.content for m in conversation if m.role == "user"]
+        if turns:
+            return "\n\n".join(turns)
+    else:
+        for m in reversed(conversation):
+            if m.role == "user":
+                return m.content
+    raise InvalidInputError("conversation has no user turn to score")
 
 
 class ScorerCore:
@@ -182,18 +232,18 @@ class ScorerCore:
         if not query.router:
             raise InvalidInputError("router is required")
         router = self.router(query.router)
-        text = select_text(query)
-        if not text.strip():
-            raise InvalidInputError("prompt is empty")
+        text = select_text(query, self.limits.max_messages)
         if len(text) > self.limits.max_prompt_chars:
             raise InvalidInputError(f"prompt has {len(text)} characters; the limit is {self.limits.max_prompt_chars}")
+        if not text.strip():
+            raise InvalidInputError("prompt is empty")
         m = router.manifest
         strong = query.strong_model or m.default_strong
         weak = query.weak_model or m.default_weak
         si, wi = router.model_index(strong), router.model_index(weak)
         if si == wi:
             raise InvalidInputError(f"strong model {strong!r} and weak model {weak!r} are the same model")
-        return Prepared(query.router, text, strong, weak, si, wi)
+        return Prepared(query.router, text, strong, weak, si, wi, item_cost(text, router))
 
     def prepare_batch(self, queries: Sequence[ScoreQuery]) -> list[Prepared]:
         """Validate a batch request; the first bad item fails the whole request, naming its index."""
@@ -205,9 +255,19 @@ class ScorerCore:
         for i, q in enumerate(queries):
             try:
                 out.append(self.prepare(q))
-            except (InvalidInputError, UnknownRouterError) as exc:
+            except (InvalidInputError, UnknownRouterError, UnknownModelError) as exc:
                 raise type(exc)(f"requests[{i}]: {exc}") from None
+        self.check_cost(out)
         return out
+
+    def check_cost(self, items: Sequence[Prepared]) -> None:
+        """Refuse a request whose estimated cost passes ``max_request_cost`` (it could never be admitted)."""
+        cost = sum(it.cost for it in items)
+        if cost > self.limits.max_request_cost:
+            raise InvalidInputError(
+                f"request needs about {cost} tokens of scoring; the limit is {self.limits.max_request_cost} "
+                "per request: split it"
+            )
 
     def score_prepared(self, items: Sequence[Prepared]) -> np.ndarray:
         """Win rates for prepared items (any mix of routers), in order."""

@@ -1,8 +1,19 @@
 """Domain exceptions of the scorer.
 
 Every error the core raises is one of these; the gRPC layer maps them to
-status codes in exactly one place (``scorer.server``). Anything else is a bug
-and reaches clients as INTERNAL with a generic message.
+status codes in exactly one place (``scorer.interceptors.StatusInterceptor``). Anything
+else is a bug and reaches clients as INTERNAL with a generic message.
+
+    ScorerError (INTERNAL)
+    ├── InvalidInputError (INVALID_ARGUMENT)
+    │   └── RequestTooLargeError       larger than the method's byte limit, refused unparsed
+    ├── UnknownRouterError (NOT_FOUND)
+    ├── UnknownModelError (INVALID_ARGUMENT)
+    ├── OverloadedError (RESOURCE_EXHAUSTED)   the caller's queued share or the whole queue is full
+    ├── DeadlineExceededError (DEADLINE_EXCEEDED)
+    ├── ArtifactError (FAILED_PRECONDITION)   start-up only
+    └── UnavailableError (UNAVAILABLE)
+        └── ShuttingDownError
 """
 
 from __future__ import annotations
@@ -22,6 +33,10 @@ class InvalidInputError(ScorerError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class RequestTooLargeError(InvalidInputError):
+    """The request is larger than its method accepts (checked before parsing)."""
+
+
 class UnknownRouterError(ScorerError):
     """The request names a router that is not loaded."""
 
@@ -35,7 +50,7 @@ class UnknownModelError(ScorerError):
 
 
 class OverloadedError(ScorerError):
-    """The batching queue is full; the client should back off and retry."""
+    """The queue holds too much work (the caller's share or in all); the client should back off and retry."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

@@ -72,9 +72,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "rows-per-run", int, d.rows_per_run, "sequences per ONNX run (1: exact batch invariance)")
     _flag(parser, "max-batch", int, b.max_batch, "most items per inference batch")
     _flag(parser, "max-wait-ms", float, b.max_wait_s * 1000, "longest wait for a batch to fill while another runs")
-    _flag(parser, "max-queue", int, b.max_queue, "queued items beyond which calls get RESOURCE_EXHAUSTED")
+    _flag(
+        parser,
+        "max-batch-cost",
+        int,
+        b.max_batch_cost,
+        "most cost (~tokens) in one inference batch: bounds how long a worker is held by one batch",
+    )
+    _flag(
+        parser,
+        "max-queue-cost",
+        int,
+        b.max_queue_cost,
+        "queued cost (~tokens) of all callers beyond which calls get RESOURCE_EXHAUSTED",
+    )
+    _flag(
+        parser,
+        "max-caller-cost",
+        int,
+        b.max_caller_cost,
+        "queued cost (~tokens) of one caller (peer connection) beyond which its calls get RESOURCE_EXHAUSTED",
+    )
     _flag(parser, "max-prompt-chars", int, lim.max_prompt_chars, "longest accepted prompt (characters)")
+    _flag(parser, "max-messages", int, lim.max_messages, "most messages in one conversation")
     _flag(parser, "max-batch-items", int, lim.max_batch_items, "most items in one BatchScore request")
+    _flag(
+        parser,
+        "max-request-cost",
+        int,
+        lim.max_request_cost,
+        "most estimated tokens one request may need (a larger BatchScore gets INVALID_ARGUMENT: split it)",
+    )
+    _flag(parser, "max-score-bytes", int, d.max_score_bytes, "largest Score request (bytes), checked before parsing")
+    _flag(
+        parser,
+        "max-batch-score-bytes",
+        int,
+        d.max_batch_score_bytes,
+        "largest BatchScore request (bytes), checked before parsing",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "REUSE_PORT", "") not in ("", "0", "false"),
+        help="let several servers share the port (SO_REUSEPORT; default: a port in use is a start-up error) "
+        f"[env {ENV_PREFIX}REUSE_PORT]",
+    )
     _flag(parser, "grace-s", float, d.grace_s, "seconds in-flight calls get to finish on SIGTERM")
     _flag(parser, "log-level", str.upper, "INFO", "logging level", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -96,12 +139,22 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         rows_per_run=args.rows_per_run,
         batching=BatchingConfig(
             max_batch=args.max_batch,
+            max_batch_cost=args.max_batch_cost,
             max_wait_s=args.max_wait_ms / 1000,
-            max_queue=args.max_queue,
+            max_queue_cost=args.max_queue_cost,
+            max_caller_cost=args.max_caller_cost,
             workers=args.workers,
         ),
-        limits=Limits(max_prompt_chars=args.max_prompt_chars, max_batch_items=args.max_batch_items),
+        limits=Limits(
+            max_prompt_chars=args.max_prompt_chars,
+            max_messages=args.max_messages,
+            max_batch_items=args.max_batch_items,
+            max_request_cost=args.max_request_cost,
+        ),
         grace_s=args.grace_s,
+        max_score_bytes=args.max_score_bytes,
+        max_batch_score_bytes=args.max_batch_score_bytes,
+        reuse_port=args.reuse_port,
     )
 
 

@@ -11,9 +11,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ScorerMetrics:
-    """Requests by method/router/code, latency per router, batch sizes, queue depth."""
+    """Requests by method/router/code, latency per router, batch sizes, queue depth and cost, full-window time."""
 
-    def __init__(self, queue_depth: Callable[[], float]) -> None:
+    def __init__(self, queue_depth: Callable[[], float], queued_cost: Callable[[], float] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ferryman_scorer_requests",
@@ -38,3 +38,15 @@ class ScorerMetrics:
             "ferryman_scorer_queue_depth", "Items waiting for an inference worker", registry=self.registry
         )
         self.queue_depth.set_function(queue_depth)
+        self.queued_cost = Gauge(
+            "ferryman_scorer_queued_cost",
+            "Cost (about tokens) of the items waiting for an inference worker, all callers",
+            registry=self.registry,
+        )
+        self.queued_cost.set_function(queued_cost)
+        self.full_window = Gauge(
+            "ferryman_scorer_full_window_seconds",
+            "Time of one Score of a prompt past the router's window, alone, measured at start-up",
+            ["router"],
+            registry=self.registry,
+        )

@@ -1,16 +1,23 @@
-"""``ferryman score``: score prompts locally (no server) and print JSON, one object per prompt."""
+"""``ferryman score``: score prompts locally (no server) and print JSON, one object per prompt.
+
+It runs the same scoring plane as the gRPC server (``scorer.plane.ScoringPlane``: validation,
+queuing, batching, scoring), in this process.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from ferryman import paths
-from scorer.core import ScoreQuery, ScorerCore
+from scorer.batching import BatchingConfig
+from scorer.core import ScoreQuery, ScorerCore, ScoreResult
 from scorer.errors import ScorerError
+from scorer.plane import ScoringPlane
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,11 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-precision", choices=["int8", "fp32"], default="int8", help="encoder graph")
 
 
+async def _score(core: ScorerCore, queries: list[ScoreQuery]) -> list[ScoreResult]:
+    plane = ScoringPlane(core, BatchingConfig())
+    plane.start()
+    try:
+        return await plane.score_batch(queries)
+    finally:
+        await plane.close()
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         core = ScorerCore.load(args.routers_dir, args.encoder_dir, precision=args.encoder_precision, only=[args.router])
         queries = [ScoreQuery(args.router, p, strong_model=args.strong, weak_model=args.weak) for p in args.prompts]
-        results = core.score(queries)
+        results = asyncio.run(_score(core, queries))
     except ScorerError as exc:
         print(f"ferryman score: error: {exc}", file=sys.stderr)
         return 2

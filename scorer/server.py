@@ -1,13 +1,16 @@
-"""gRPC server of the scorer: thin servicer, health, reflection, metrics, graceful stop.
+"""gRPC server of the scorer: typed servicer, interceptors, health, reflection, metrics, graceful stop.
 
-The servicer converts proto → domain (``scorer.core``) → proto and nothing else.
-Domain errors become status codes in exactly one place (``ScorerServicer._guarded``);
-anything unexpected is logged here with its traceback and reaches the client as
-INTERNAL with a generic message.
+The servicer converts proto → domain → proto and nothing else; the work is the scoring plane's
+(``scorer.plane.ScoringPlane``, shared with ``ferryman score``). Metrics, status mapping and
+request-size admission are interceptors (``scorer.interceptors``): domain errors become status
+codes there, in one place, and anything unexpected is logged with its traceback and reaches the
+client as INTERNAL with a generic message.
 
-``create_server(config)`` starts a server (health NOT_SERVING), loads every router,
+``create_server(config)`` starts a server (health NOT_SERVING), loads every router, times a
+full-window Score per router (logged, and exported as ``ferryman_scorer_full_window_seconds``),
 then flips health to SERVING and returns ``(server, port)``; tests pass port 0. ``serving(config)``
 and ``serving_in_thread(config)`` run an embedded server (evaluation, tests) and yield its address.
+A port in use is a start-up error (no SO_REUSEPORT unless ``reuse_port``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,14 +29,14 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-from scorer.batching import MicroBatcher
 from scorer.config import ScorerConfig
-from scorer.core import Message, Prepared, ScoreQuery, ScorerCore, ScoreResult, TurnSelection
-from scorer.errors import InvalidInputError, ScorerError, UnavailableError
+from scorer.core import ScoreQuery, ScorerCore, ScoreResult, TurnSelection
+from scorer.errors import InvalidInputError, UnavailableError
+from scorer.interceptors import MetricsInterceptor, SizeLimitInterceptor, StatusInterceptor
 from scorer.metrics import ScorerMetrics
+from scorer.plane import ScoringPlane
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
 _TURNS = {
     scorer_pb2.TURN_SELECTION_UNSPECIFIED: TurnSelection.LAST_USER,
@@ -51,18 +54,15 @@ def router_type(kind: str) -> scorer_pb2.RouterType:
 
 
 def query_from_proto(req: scorer_pb2.ScoreRequest) -> ScoreQuery:
-    """Proto → domain request."""
+    """Proto → domain request (the conversation's messages are passed as received, not copied)."""
     which = req.WhichOneof("input")
     turns = _TURNS.get(req.turn_selection)
     if turns is None:
         raise InvalidInputError(f"unknown turn_selection {req.turn_selection}")
-    conversation = None
-    if which == "conversation":
-        conversation = [Message(m.role, m.content) for m in req.conversation.messages]
     return ScoreQuery(
         router=req.router,
         prompt=req.prompt if which != "conversation" else None,
-        conversation=conversation,
+        conversation=req.conversation.messages if which == "conversation" else None,
         strong_model=req.strong_model,
         weak_model=req.weak_model,
         turns=turns,
@@ -111,109 +111,94 @@ def routers_to_proto(core: ScorerCore) -> scorer_pb2.ListRoutersResponse:
     return out
 
 
-class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
-    """Thin gRPC adapter over ``ScorerCore`` and the micro-batcher."""
-
-    def __init__(self, server: ScorerServer) -> None:
-        self._server = server
-
-    async def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> Any:
-        async def work() -> scorer_pb2.ScoreResponse:
-            started = time.perf_counter()
-            core, batcher = self._server.ready()
-            item = core.prepare(query_from_proto(request))
-            scores = await batcher.submit([item], _deadline(context))
-            return result_to_proto(core.result(item, float(scores[0])), _ms_since(started))
-
-        return await self._guarded("Score", request.router, context, work)
-
-    async def BatchScore(self, request: scorer_pb2.BatchScoreRequest, context: grpc.aio.ServicerContext) -> Any:
-        routers = {r.router for r in request.requests}
-        label = routers.pop() if len(routers) == 1 else "mixed"
-
-        async def work() -> scorer_pb2.BatchScoreResponse:
-            started = time.perf_counter()
-            core, batcher = self._server.ready()
-            items = core.prepare_batch([query_from_proto(r) for r in request.requests])
-            scores = await batcher.submit(items, _deadline(context))
-            took_ms = _ms_since(started)
-            return scorer_pb2.BatchScoreResponse(
-                responses=[
-                    result_to_proto(core.result(it, float(s)), took_ms) for it, s in zip(items, scores, strict=True)
-                ]
-            )
-
-        return await self._guarded("BatchScore", label, context, work)
-
-    async def ListRouters(self, request: scorer_pb2.ListRoutersRequest, context: grpc.aio.ServicerContext) -> Any:
-        async def work() -> scorer_pb2.ListRoutersResponse:
-            return routers_to_proto(self._server.ready()[0])
-
-        return await self._guarded("ListRouters", "", context, work)
-
-    async def _guarded(
-        self, method: str, router: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[R]]
-    ) -> R:
-        """The one place where exceptions become status codes (and metrics are recorded)."""
-        metrics = self._server.metrics
-        core = self._server.core
-        # Label values must stay bounded: a name that is not a loaded router is "unknown".
-        if router not in ("", "mixed") and (core is None or router not in core.routers):
-            router = "unknown"
-        with _timed(metrics, method, router) as outcome:
-            try:
-                return await work()
-            except ScorerError as exc:
-                outcome[0] = exc.code
-                await context.abort(exc.code, str(exc))
-            except asyncio.CancelledError:
-                outcome[0] = grpc.StatusCode.CANCELLED
-                raise
-            except Exception:
-                log.exception("%s failed unexpectedly", method)
-                outcome[0] = grpc.StatusCode.INTERNAL
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        raise AssertionError("unreachable: context.abort raises")
-
-
-@contextmanager
-def _timed(metrics: ScorerMetrics, method: str, router: str) -> Iterator[list[grpc.StatusCode]]:
-    outcome = [grpc.StatusCode.OK]
-    start = time.perf_counter()
-    try:
-        yield outcome
-    finally:
-        metrics.requests.labels(method, router, outcome[0].name).inc()
-        metrics.latency.labels(method, router).observe(time.perf_counter() - start)
-
-
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     left = context.time_remaining()
     return None if left is None else asyncio.get_running_loop().time() + left
 
 
+class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
+    """Typed adapter: proto → ``ScoringPlane`` → proto. Errors are mapped by ``StatusInterceptor``.
+
+    The caller a request is queued for (fair queuing, ``scorer.batching``) is its connection's peer.
+    """
+
+    def __init__(self, server: ScorerServer) -> None:
+        self._server = server
+
+    async def Score(
+        self, request: scorer_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> scorer_pb2.ScoreResponse:
+        started = time.perf_counter()
+        plane = self._server.ready()
+        result = await plane.score(query_from_proto(request), caller=context.peer(), deadline=_deadline(context))
+        return result_to_proto(result, _ms_since(started))
+
+    async def BatchScore(
+        self, request: scorer_pb2.BatchScoreRequest, context: grpc.aio.ServicerContext
+    ) -> scorer_pb2.BatchScoreResponse:
+        started = time.perf_counter()
+        plane = self._server.ready()
+        queries = [query_from_proto(r) for r in request.requests]
+        results = await plane.score_batch(queries, caller=context.peer(), deadline=_deadline(context))
+        took_ms = _ms_since(started)
+        return scorer_pb2.BatchScoreResponse(responses=[result_to_proto(r, took_ms) for r in results])
+
+    async def ListRouters(
+        self, request: scorer_pb2.ListRoutersRequest, context: grpc.aio.ServicerContext
+    ) -> scorer_pb2.ListRoutersResponse:
+        return routers_to_proto(self._server.ready().core)
+
+
 class ScorerServer:
-    """The running service: gRPC server, health, batcher, metrics endpoint."""
+    """The running service's lifecycle: gRPC server, health, scoring plane, metrics endpoint."""
 
     def __init__(self, config: ScorerConfig) -> None:
         self.config = config
-        self.core: ScorerCore | None = None
-        self.batcher: MicroBatcher[Prepared] | None = None
-        self.metrics = ScorerMetrics(lambda: self.batcher.queue_depth() if self.batcher else 0)
+        self.plane: ScoringPlane | None = None
+        self.metrics = ScorerMetrics(
+            lambda: self.plane.batcher.queue_depth() if self.plane else 0,
+            lambda: self.plane.batcher.queued_cost() if self.plane else 0,
+        )
         opts = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
         ]
-        self.grpc = grpc.aio.server(options=opts)
+        limits = {"Score": config.max_score_bytes, "BatchScore": config.max_batch_score_bytes}
+        interceptors = [
+            MetricsInterceptor(SERVICE_NAME, self.metrics),
+            StatusInterceptor(SERVICE_NAME),
+            SizeLimitInterceptor(SERVICE_NAME, limits, self.router_label),
+        ]
+        self.grpc = grpc.aio.server(options=opts, interceptors=interceptors)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._metrics_http: Any = None
 
-    def ready(self) -> tuple[ScorerCore, MicroBatcher[Prepared]]:
-        """The core and batcher, or ``UnavailableError`` while routers are still loading."""
-        if self.core is None or self.batcher is None:
+    @property
+    def core(self) -> ScorerCore | None:
+        """The loaded routers (None while loading)."""
+        return self.plane.core if self.plane else None
+
+    def ready(self) -> ScoringPlane:
+        """The scoring plane, or ``UnavailableError`` while routers are still loading."""
+        if self.plane is None:
             raise UnavailableError("routers are still loading")
-        return self.core, self.batcher
+        return self.plane
+
+    def router_label(self, request: Any) -> str:
+        """A bounded metrics label for a request: its router, "mixed", "" (ListRouters) or "unknown"."""
+        if isinstance(request, scorer_pb2.BatchScoreRequest):
+            names = {r.router for r in request.requests}
+            if len(names) != 1:
+                return "mixed"
+            name = names.pop()
+        elif isinstance(request, scorer_pb2.ScoreRequest):
+            name = request.router
+        else:
+            return ""
+        core = self.core
+        return name if core is not None and name in core.routers else "unknown"
 
     async def start(self) -> int:
         """Bind and start serving health (NOT_SERVING) and reflection; returns the bound port."""
@@ -223,13 +208,14 @@ class ScorerServer:
         reflection.enable_server_reflection(known_services(), self.grpc)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        in_use = f"cannot bind gRPC port {cfg.host}:{cfg.port}: address in use or not available"
         try:
             try:
                 self.port = self.grpc.add_insecure_port(f"{cfg.host}:{cfg.port}")
             except RuntimeError as exc:  # grpcio raises RuntimeError when the port is taken
-                raise OSError(f"cannot bind gRPC port {cfg.host}:{cfg.port}") from exc
+                raise OSError(in_use) from exc
             if self.port == 0:
-                raise OSError(f"cannot bind gRPC port {cfg.host}:{cfg.port}")
+                raise OSError(in_use)
             await self.grpc.start()
             if cfg.metrics_port:
                 try:
@@ -246,7 +232,7 @@ class ScorerServer:
         return self.port
 
     async def load(self) -> None:
-        """Load every router (in a thread), start batching, then report SERVING."""
+        """Load every router (in a thread), start the plane, time a full window per router, then SERVING."""
         cfg = self.config
         core = await asyncio.to_thread(
             ScorerCore.load,
@@ -259,11 +245,21 @@ class ScorerServer:
             limits=cfg.limits,
             only=cfg.routers,
         )
-        batcher: MicroBatcher[Prepared] = MicroBatcher(
-            core.score_prepared, cfg.batching, on_batch=self.metrics.batch_size.observe
-        )
-        batcher.start()
-        self.core, self.batcher = core, batcher
+        plane = ScoringPlane(core, cfg.batching, on_batch=self.metrics.batch_size.observe)
+        plane.start()
+        try:
+            timings = await plane.time_full_windows()
+        except BaseException:
+            await plane.close(timeout=0)
+            raise
+        for t in timings:
+            self.metrics.full_window.labels(t.router).set(t.seconds)
+        if timings:
+            log.info(
+                "full-window Score on this machine (a prompt past the window, alone): %s",
+                ", ".join(f"{t.router} {t.seconds * 1000:.1f} ms ({t.window} tokens)" for t in timings),
+            )
+        self.plane = plane
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -271,8 +267,8 @@ class ScorerServer:
         """Graceful stop: health NOT_SERVING, refuse new calls, finish in-flight ones, stop workers."""
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(self.config.grace_s if grace is None else grace)
-        if self.batcher is not None:
-            await self.batcher.close(timeout=self.config.grace_s)
+        if self.plane is not None:
+            await self.plane.close(timeout=self.config.grace_s)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http = None

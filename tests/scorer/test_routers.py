@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
 from scorer.artifacts import ArtifactFile, load_artifact, sha256_of, write_manifest
-from scorer.core import ScoreQuery, ScorerCore
+from scorer.core import Message, ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import ROUTER_KINDS, LoadContext
 from scorer.routers.sw import SWRouter, connected, fit_bradley_terry, similarity_weights, unit_rows
@@ -265,8 +265,9 @@ def test_conversation_scores_last_user_turn(core: ScorerCore) -> None:
         (ScoreQuery("mf", "hi", strong_model="gpt-5"), UnknownModelError, "known models: gpt-4-1106-preview"),
         (ScoreQuery("bert", "hi", weak_model="claude-2.1"), UnknownModelError, "known models"),
         (ScoreQuery("mf", "hi", strong_model=WEAK), InvalidInputError, "same model"),
-        (ScoreQuery("mf", "x" * 100_001), InvalidInputError, "limit is 100000"),
+        (ScoreQuery("mf", "x" * 1_000_001), InvalidInputError, "limit is 1000000"),
         (ScoreQuery("mf", conversation=[]), InvalidInputError, "no user turn"),
+        (ScoreQuery("mf", conversation=[Message("user", "hi")] * 1025), InvalidInputError, "1025 messages"),
     ],
 )
 def test_bad_input(core: ScorerCore, query: ScoreQuery, error: type[Exception], match: str) -> None:

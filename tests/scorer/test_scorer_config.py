@@ -45,8 +45,10 @@ def test_bad_values(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
         parse([])
     assert "invalid int value: 'two'" in capsys.readouterr().err
     monkeypatch.delenv("FERRYMAN_SCORER_WORKERS")
-    with pytest.raises(ValueError, match="must not exceed the queue limit"):
-        main.config_from_args(parse(["--max-queue", "10", "--max-batch-items", "20"]))
+    with pytest.raises(ValueError, match="must not exceed one caller's queue"):
+        main.config_from_args(parse(["--max-caller-cost", "1000", "--max-request-cost", "2000"]))
+    with pytest.raises(ValueError, match="must not exceed the queue's"):
+        main.config_from_args(parse(["--max-caller-cost", "1000", "--max-queue-cost", "500"]))
     with pytest.raises(ValueError, match="invalid batching config"):
         main.config_from_args(parse(["--workers", "0"]))
     with pytest.raises(ValueError, match=r"blas threads \(0\)"):

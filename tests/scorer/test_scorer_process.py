@@ -181,6 +181,24 @@ def test_port_in_use_is_a_clean_startup_error(test_routers_dir: Path, which: str
     assert "Traceback" not in done.stderr, done.stderr
 
 
+def test_second_scorer_on_a_used_port_exits_with_a_clear_error(
+    served: tuple[subprocess.Popen[str], str], test_routers_dir: Path
+) -> None:
+    """gRPC's default SO_REUSEPORT let a second scorer bind the same port and serve half the calls; not any more."""
+    proc, address = served
+    port = address.rsplit(":", 1)[1]
+    args = scorer_cmd(test_routers_dir)
+    args[args.index("--port") + 1] = port
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot bind gRPC port 127.0.0.1:{port}: address in use" in done.stderr
+    assert "serving" not in done.stdout and "Traceback" not in done.stderr
+    assert proc.poll() is None  # the first one still serves
+    with grpc.insecure_channel(address) as channel:
+        reply = pbg.ScorerServiceStub(channel).Score(pb.ScoreRequest(router="mf", prompt="hi"), timeout=30)
+    assert reply.router == "mf"
+
+
 def test_score_command_prints_json(test_routers_dir: Path) -> None:
     done = subprocess.run(
         ferryman(

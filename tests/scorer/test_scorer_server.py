@@ -125,9 +125,10 @@ def test_bad_batch_status(stub: pbg.ScorerServiceStub) -> None:
 
 
 def test_overload_is_resource_exhausted(test_routers_dir: Path) -> None:
-    tiny = BatchingConfig(max_batch=1, max_queue=2, workers=1, max_wait_s=0)
+    # One channel is one caller: it may have two short prompts (cost ~20 each) queued, not more.
+    tiny = BatchingConfig(max_batch=1, max_queue_cost=50, max_caller_cost=50, workers=1, max_wait_s=0)
     with (
-        scorer_in_thread(test_routers_dir, batching=tiny, limits=Limits(max_batch_items=2)) as address,
+        scorer_in_thread(test_routers_dir, batching=tiny, limits=Limits(max_request_cost=50)) as address,
         grpc.insecure_channel(address) as channel,
     ):
         stub = pbg.ScorerServiceStub(channel)
@@ -163,7 +164,8 @@ def test_expired_items_dropped_before_inference() -> None:
         return np.full(len(items), 0.5)
 
     async def main() -> None:
-        batcher: MicroBatcher[str] = MicroBatcher(score, BatchingConfig(max_batch=1, workers=1, max_queue=3))
+        cfg = BatchingConfig(max_batch=1, workers=1, max_queue_cost=3, max_caller_cost=3)
+        batcher: MicroBatcher[str] = MicroBatcher(score, cfg)
         batcher.start()
         loop = asyncio.get_running_loop()
         first = asyncio.ensure_future(batcher.submit(["first"]))
@@ -291,6 +293,7 @@ def test_prometheus_metrics_over_http(test_routers_dir: Path) -> None:
     assert 'ferryman_scorer_requests_total{code="INVALID_ARGUMENT",method="Score",router="mf"} 1.0' in text
     assert 'ferryman_scorer_requests_total{code="NOT_FOUND",method="Score",router="unknown"} 1.0' in text
     assert "x" * 50 not in text  # client-chosen names never become label values
-    assert "ferryman_scorer_queue_depth 0.0" in text
+    assert "ferryman_scorer_queue_depth 0.0" in text and "ferryman_scorer_queued_cost 0.0" in text
     assert "ferryman_scorer_batch_size_count 1.0" in text
+    assert 'ferryman_scorer_full_window_seconds{router="mf"}' in text
     assert 'ferryman_scorer_latency_seconds_count{method="Score",router="mf"} 2.0' in text
