@@ -7,7 +7,7 @@
 # virtualenv without torch. The runtime stage copies that virtualenv, the ONNX encoder and the
 # completed routers/: artifacts travel in an image layer, so a pod starts with no network fetch,
 # a restart can never see different weights than the image digest says, and a rollback is an
-# image rollback (see README, "Deploy and clients").
+# image rollback (see docs/deploy.md).
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 

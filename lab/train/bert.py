@@ -39,9 +39,9 @@ class BertConfig:
     """Hyper-parameters of the fine-tuning."""
 
     train_layers: int = 1
-    epochs: int = 0  # fine-tuning epochs after the linear probe; 0 = the probe alone (chosen, README "Training")
+    epochs: int = 0  # fine-tuning epochs after the linear probe; 0 = the probe alone (chosen: docs/lab-log.md)
     batch_size: int = 16
-    lr: float = 1e-5  # LP-FT: small steps from the probe (1e-5 and 5e-5 were tried, README "Training")
+    lr: float = 1e-5  # LP-FT: small steps from the probe (1e-5 and 5e-5 were tried, docs/lab-log.md)
     max_rows: int = 2500  # CPU budget: fine-tuning rows, a class-balanced subsample (the probe uses all)
     head_lr: float = 1e-5
     dropout: float = 0.1
