@@ -8,7 +8,6 @@ addresses changed, and dial every scorer with ``round_robin`` over a static addr
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -21,7 +20,7 @@ import yaml
 
 from ferryman import paths
 from harness.fake_provider import FakeProvider, slow
-from harness.processes import Process, connects, free_port, grpc_serving, read_json, scrape, spawn, wait_for
+from harness.processes import Process, RedisServer, free_port, grpc_serving, read_json, scrape, spawn, wait_for
 
 # The dev overlay's gateway config, from the checkout the tests and benchmarks run in (the working directory).
 GATEWAY_CONFIG = Path("k8s/base/gateway-config.yaml")
@@ -92,15 +91,9 @@ class LocalCluster:
             wait_for(f"{p.name} health", lambda p=p: grpc_serving(p.target), self.start_timeout_s, p.proc)
 
     def _start_redis(self, workdir: Path) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (run `make system-deps`)")
-        port = free_port()
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        redis = spawn("redis", [*argv, "--dir", str(workdir)], workdir)
+        redis = RedisServer(workdir, start_timeout_s=20)
         self._stack.callback(redis.stop)
-        wait_for("redis", lambda: connects(port), 20, redis.proc)
-        return f"redis://127.0.0.1:{port}/0"
+        return redis.url
 
     def _start_scorer(self, index: int, workdir: Path) -> Process:
         port, metrics_port = free_port(), free_port()

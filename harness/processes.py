@@ -126,7 +126,7 @@ def scrape(port: int, metric: str, **labels: str) -> Counter[str] | None:
 class RedisServer:
     """A throw-away redis-server on a free loopback port, no persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, start_timeout_s: float = 10.0) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (run `make system-deps`)")
@@ -134,7 +134,7 @@ class RedisServer:
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self.process = spawn("redis", [*argv, "--dir", str(workdir)], workdir)
         try:
-            wait_for("redis", lambda: connects(self.port), 10, self.process.proc)
+            wait_for("redis", lambda: connects(self.port), start_timeout_s, self.process.proc)
         except RuntimeError:
             self.stop()
             raise
