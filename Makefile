@@ -38,8 +38,14 @@ system-deps:  ## install OS packages the tests need (redis-server; Go toolchain 
 
 setup: $(STAMPS)/venv $(STAMPS)/build  ## virtualenv, ONNX encoder and router graphs
 
-run: setup  ## serve scorer + gateway with the default routers
-	$(BIN)/ferryman up
+# Where `make run` listens: HOST (default 127.0.0.1), PORT_OFFSET (added to every default port),
+# or single ports, e.g. `make run PORT_OFFSET=100` beside another copy (see `ferryman up --help`).
+UP_ARGS = $(if $(HOST),--host $(HOST)) $(if $(PORT_OFFSET),--port-offset $(PORT_OFFSET)) \
+	$(if $(SCORER_PORT),--scorer-port $(SCORER_PORT)) $(if $(SCORER_METRICS_PORT),--scorer-metrics-port $(SCORER_METRICS_PORT)) \
+	$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT))
+
+run: setup  ## serve scorer + gateway with the default routers (HOST=, PORT_OFFSET=, SCORER_PORT=, GRPC_PORT=, HTTP_PORT=)
+	$(BIN)/ferryman up $(UP_ARGS)
 
 test: setup system-deps  ## set up everything and run all tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

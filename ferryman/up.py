@@ -8,6 +8,12 @@ the children and exits; if ``up`` itself is killed outright (SIGKILL), the kerne
 SIGTERM (Linux ``PR_SET_PDEATHSIG``), so they drain and stop on their own. When gateway auth is enabled
 and no client key is configured, a random key is generated for this run and printed, so
 ``make run`` works on a fresh clone without turning auth off.
+
+Everything binds ``--host`` (default 127.0.0.1: a local run is not reachable from the network)
+on the default ports (scorer 50051, its metrics 9090, gateway gRPC 50061 and HTTP 8080, the
+last two from the config) plus ``--port-offset``, or the ports given one by one, so a second copy
+runs beside the first with ``--port-offset 100`` (``make run PORT_OFFSET=100``). A port in use
+stops start-up with an error naming it. Once both answer, ``up`` prints where everything listens.
 """
 
 from __future__ import annotations
@@ -21,35 +27,126 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from ferryman import paths
-from gateway.config import add_config_argument
+from gateway.config import GatewayConfig, add_config_argument, load_config
 
 STOP_TIMEOUT_S = 20.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+SCORER_PORT, SCORER_METRICS_PORT = 50051, 9090
+ENV = "FERRYMAN_UP_"
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="router artifacts for the scorer")
     parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder directory")
-    parser.add_argument("--scorer-port", type=int, default=50051, help="scorer gRPC port (on 127.0.0.1)")
     parser.add_argument(
-        "--grpc-port", type=int, help="override the config's server.grpc_port (50061 in config/gateway.yaml)"
+        "--host",
+        default=os.environ.get(ENV + "HOST", "127.0.0.1"),
+        help=f"address every server binds (0.0.0.0: all interfaces) [env {ENV}HOST]",
     )
     parser.add_argument(
-        "--http-port", type=int, help="override the config's server.http_port (8080 in config/gateway.yaml)"
+        "--port-offset",
+        type=int,
+        default=_env_int(ENV + "PORT_OFFSET") or 0,
+        help=f"added to every default port, to run beside another copy [env {ENV}PORT_OFFSET]",
+    )
+    parser.add_argument(
+        "--scorer-port", type=int, default=_env_int(ENV + "SCORER_PORT"), help=f"scorer gRPC port ({SCORER_PORT})"
+    )
+    parser.add_argument(
+        "--scorer-metrics-port",
+        type=int,
+        default=_env_int(ENV + "SCORER_METRICS_PORT"),
+        help=f"scorer Prometheus port ({SCORER_METRICS_PORT}; 0: none; default also from FERRYMAN_SCORER_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=_env_int(ENV + "GRPC_PORT"),
+        help="gateway gRPC port (the config's server.grpc_port, 50061 in config/gateway.yaml)",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=_env_int(ENV + "HTTP_PORT"),
+        help="gateway HTTP port (the config's server.http_port, 8080 in config/gateway.yaml)",
     )
 
 
-def _gateway_env(config_path: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class Addresses:
+    """Where ``up``'s servers listen."""
+
+    host: str
+    scorer_port: int
+    scorer_metrics_port: int
+    grpc_port: int
+    http_port: int
+
+    @property
+    def dial_host(self) -> str:
+        """The host to connect to (loopback when binding every interface)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    def describe(self) -> list[str]:
+        h = self.host
+        metrics = f", metrics http://{h}:{self.scorer_metrics_port}/metrics" if self.scorer_metrics_port else ""
+        return [
+            f"scorer  gRPC {h}:{self.scorer_port}{metrics}",
+            f"gateway gRPC {h}:{self.grpc_port}",
+            f"gateway HTTP http://{h}:{self.http_port} (OpenAI base URL http://{h}:{self.http_port}/v1, "
+            f"/metrics, /readyz)",
+        ]
+
+
+def addresses(args: argparse.Namespace, config_grpc_port: int, config_http_port: int) -> Addresses:
+    """Ports given one by one win; the others are their defaults plus ``--port-offset``."""
+    off = args.port_offset
+    metrics = args.scorer_metrics_port
+    if metrics is None:
+        metrics = _env_int("FERRYMAN_SCORER_METRICS_PORT")
+    if metrics is None:
+        metrics = SCORER_METRICS_PORT + off
+    return Addresses(
+        host=args.host,
+        scorer_port=SCORER_PORT + off if args.scorer_port is None else args.scorer_port,
+        scorer_metrics_port=metrics,
+        grpc_port=config_grpc_port + off if args.grpc_port is None else args.grpc_port,
+        http_port=config_http_port + off if args.http_port is None else args.http_port,
+    )
+
+
+def _ready(addr: Addresses) -> bool:
+    """Both servers answer: the scorer's health is SERVING and the gateway's /readyz is 200."""
+    import grpc
+    import httpx
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(f"{addr.dial_host}:{addr.scorer_port}") as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+        if status != health_pb2.HealthCheckResponse.SERVING:
+            return False
+        return httpx.get(f"http://{addr.dial_host}:{addr.http_port}/readyz", timeout=0.5).status_code == 200
+    except (grpc.RpcError, httpx.HTTPError):
+        return False
+
+
+def _gateway_env(config: GatewayConfig) -> dict[str, str]:
     """The environment for the gateway, with a generated client key when none is configured."""
-    from gateway.config import load_config
-
     env = dict(os.environ)
-    config = load_config(config_path)  # fail here, with the config's own message, before starting anything
     auth = config.auth
     if not auth.disabled and not auth.load_keys(env):
         if auth.keys_env is None:
@@ -94,32 +191,16 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    gateway_env = _gateway_env(args.config)
+    config = load_config(args.config)  # fail here, with the config's own message, before starting anything
+    gateway_env = _gateway_env(config)
+    addr = addresses(args, config.server.grpc_port, config.server.http_port)
     ferryman = [sys.executable, "-m", "ferryman"]
-    scorer_cmd = [
-        *ferryman,
-        "scorer",
-        "--routers-dir",
-        str(args.routers_dir),
-        "--encoder-dir",
-        str(args.encoder_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.scorer_port),
-    ]
-    gateway_cmd = [
-        *ferryman,
-        "gateway",
-        "--config",
-        str(args.config),
-        "--scorer",
-        f"dns:///127.0.0.1:{args.scorer_port}",
-    ]
-    if args.grpc_port is not None:
-        gateway_cmd += ["--grpc-port", str(args.grpc_port)]
-    if args.http_port is not None:
-        gateway_cmd += ["--http-port", str(args.http_port)]
+    scorer_cmd = [*ferryman, "scorer", "--routers-dir", str(args.routers_dir), "--encoder-dir", str(args.encoder_dir)]
+    scorer_cmd += ["--host", addr.host, "--port", str(addr.scorer_port)]
+    scorer_cmd += ["--metrics-port", str(addr.scorer_metrics_port)]
+    gateway_cmd = [*ferryman, "gateway", "--config", str(args.config), "--host", addr.host]
+    gateway_cmd += ["--scorer", f"dns:///{addr.dial_host}:{addr.scorer_port}"]
+    gateway_cmd += ["--grpc-port", str(addr.grpc_port), "--http-port", str(addr.http_port)]
 
     stopping = False
 
@@ -131,12 +212,14 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     parent = os.getppid()
     hook = _die_with_parent_hook()
+    print(f"ferryman up: starting on {addr.host}: " + "; ".join(addr.describe()), flush=True)
     children = [
         subprocess.Popen(scorer_cmd, preexec_fn=hook),
         subprocess.Popen(gateway_cmd, env=gateway_env, preexec_fn=hook),
     ]
     names = ("scorer", "gateway")
     status = 0
+    ready = False
     try:
         while not stopping:
             if os.getppid() != parent:
@@ -147,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
                 name, status = exited[0]
                 print(f"ferryman up: {name} exited with status {status}; stopping the other", flush=True)
                 break
+            if not ready and _ready(addr):
+                ready = True
+                print("ferryman up: ready", *(f"  {line}" for line in addr.describe()), sep="\n", flush=True)
             time.sleep(0.2)
     finally:
         _stop(children)

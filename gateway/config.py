@@ -105,6 +105,11 @@ class ScorerClientConfig:
     target: str = "dns:///127.0.0.1:50051"
     deadline_ms: float = 50.0
     list_routers_deadline_ms: float = 2000.0
+    #: Share of routed requests sent to the scorer-down tier (over the window) that logs a WARNING.
+    fallback_warn_share: float = 0.05
+    fallback_window_s: float = 60.0
+    #: At start, time a full-window Score per router in use and warn if it misses ``deadline_ms``.
+    self_check: bool = True
     calibration_refresh_s: float = 60.0
     keepalive_time_ms: int = 30_000
     keepalive_timeout_ms: int = 10_000
@@ -253,8 +258,8 @@ class _Reader:
             raise ConfigError(f"{self._p(key)}: must be >= 0, got {value}")
         return value
 
-    def unit(self, key: str) -> float | None:
-        value = self.get(key, float)
+    def unit(self, key: str, default: float | None = None) -> float | None:
+        value = self.get(key, float, default)
         if value is not None and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{self._p(key)}: must be in [0, 1], got {value}")
         return value
@@ -366,6 +371,9 @@ def parse_config(data: Any) -> GatewayConfig:
         calibration_refresh_s=sr.positive("calibration_refresh_s", float, d.calibration_refresh_s),
         keepalive_time_ms=sr.positive("keepalive_time_ms", int, d.keepalive_time_ms),
         keepalive_timeout_ms=sr.positive("keepalive_timeout_ms", int, d.keepalive_timeout_ms),
+        fallback_warn_share=sr.unit("fallback_warn_share", d.fallback_warn_share) or 0.0,
+        fallback_window_s=sr.positive("fallback_window_s", float, d.fallback_window_s),
+        self_check=sr.get("self_check", bool, d.self_check),
     )
     sr.finish()
 

@@ -229,15 +229,20 @@ async def create_server(
     gateway: Gateway, host: str, port: int
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """A started-ready (not yet started) aio server bound to ``host:port`` (0 = any free port)."""
-    # the same request size limit as over HTTP (larger messages get RESOURCE_EXHAUSTED)
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", gateway.config.server.max_body_bytes)])
+    # the same request size limit as over HTTP (larger messages get RESOURCE_EXHAUSTED); no
+    # SO_REUSEPORT, so a second gateway on a port in use fails to start instead of sharing it
+    options = [("grpc.max_receive_message_length", gateway.config.server.max_body_bytes), ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(options=options)
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio raises RuntimeError when the port is taken
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind gRPC to {host}:{port}")
+        raise OSError(f"cannot bind gRPC to {host}:{port}: address in use or not available")
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, bound, health

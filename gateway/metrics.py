@@ -44,6 +44,17 @@ class Metrics:
         self.scorer_failures = Counter(
             "ferryman_gateway_scorer_failures", "Score RPCs that failed or missed their deadline.", ["code"], registry=r
         )
+        self.scorer_fallbacks = Counter(
+            "ferryman_gateway_scorer_fallbacks",
+            "Routed requests sent to the policy's scorer-down tier without a score, by router and reason.",
+            ["router", "reason"],
+            registry=r,
+        )
+        self.scorer_fallback_share = Gauge(
+            "ferryman_gateway_scorer_fallback_share",
+            "Share of routed requests over the last scorer.fallback_window_s that got no score.",
+            registry=r,
+        )
         self.cost = Counter("ferryman_gateway_cost_usd", "Estimated spend in US dollars.", ["model"], registry=r)
         self.cost_saved = Counter(
             "ferryman_gateway_cost_saved_usd",

@@ -7,7 +7,8 @@ A request's ``model`` is one of
 Routing options in the request override the router, threshold or strong-call share. A
 target share becomes a threshold through the router's calibration table (ListRouters,
 fetched at start and refreshed in the background; requests never wait for it). When the
-scorer cannot answer in time, the policy's default tier is used and the request is still served.
+scorer cannot answer in time, the policy's default tier is used and the request is still served;
+each such request is logged and counted (``gateway.scorer_watch.FallbackWatch``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ferryman.calibration import CalibrationTable
 from gateway.config import GatewayConfig, TierName
 from gateway.errors import InvalidRequestError, UnknownModelError
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError
+from gateway.scorer_watch import FallbackWatch
 from gateway.types import ChatRequest, Decision, DecisionSource, RoutingOverrides, Tier
 
 log = logging.getLogger(__name__)
@@ -96,9 +98,10 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
 class Policy:
     """Turns a request into a :class:`Decision`, asking the scorer when routing."""
 
-    def __init__(self, config: GatewayConfig, scorer: ScorerClient) -> None:
+    def __init__(self, config: GatewayConfig, scorer: ScorerClient, watch: FallbackWatch) -> None:
         self._config = config
         self._scorer = scorer
+        self.watch = watch
         self._calibration: dict[str, CalibrationTable | None] = {}  # None: the router has no table
         self._calibrated = False
         self._refresher: asyncio.Task[None] | None = None
@@ -147,7 +150,7 @@ class Policy:
 
     def _threshold_for_share(self, router: str, share: float) -> float:
         if not self._calibrated:
-            raise ScorerUnavailableError("no calibration table fetched yet")
+            raise ScorerUnavailableError("NO_CALIBRATION")  # no table fetched yet
         if router not in self._calibration:
             raise UnknownModelError(f"unknown router {router!r}", param="model")
         table = self._calibration[router]
@@ -174,7 +177,10 @@ class Policy:
             )
         except ScorerRejectedError as exc:
             raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
-        except ScorerUnavailableError:
+        except ScorerUnavailableError as exc:
+            waited_ms = (time.perf_counter() - started) * 1000
+            chars = len(next((m.content for m in reversed(request.messages) if m.role == "user"), ""))
+            self.watch.fallback(spec.router, str(exc), waited_ms, chars)
             tier = spec.scorer_down_tier
             chain = self._chain(tier)
             return Decision(
@@ -187,6 +193,7 @@ class Policy:
                 policy=spec.policy,
             )
         latency_ms = (time.perf_counter() - started) * 1000
+        self.watch.scored()
         score = reply.strong_win_rate
         tier = "strong" if score >= threshold else "weak"
         chain = self._chain(tier)

@@ -20,7 +20,8 @@ from gateway.types import Message
 
 
 class ScorerUnavailableError(Exception):
-    """The scorer did not answer in time or at all (the caller uses the default tier)."""
+    """The scorer did not answer in time or at all (the caller uses the default tier); the message is a short
+    reason (the gRPC status name, or NO_CALIBRATION)."""
 
 
 class ScorerRejectedError(Exception):
@@ -60,19 +61,24 @@ class ScorerClient:
         self._stub = scorer_pb2_grpc.ScorerServiceStub(self._channel)
 
     async def score(self, router: str, messages: tuple[Message, ...], strong_model: str, weak_model: str) -> ScoreReply:
-        """The strong model's win probability for the conversation's last user turn."""
-        request = scorer_pb2.ScoreRequest(
-            router=router,
-            conversation=scorer_pb2.Conversation(
-                messages=[scorer_pb2.ChatMessage(role=m.role, content=m.content) for m in messages]
-            ),
-            strong_model=strong_model,
-            weak_model=weak_model,
-            turn_selection=scorer_pb2.TURN_SELECTION_LAST_USER,
-        )
+        """The strong model's win probability for the conversation's last user turn.
+
+        Only that turn is sent (as the prompt): the scorer reads nothing else, and a long chat
+        would otherwise cost bytes and parsing on both sides and could pass the scorer's limits.
+        """
+        text = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        return await self.score_text(router, text, strong_model, weak_model)
+
+    async def score_text(
+        self, router: str, text: str, strong_model: str, weak_model: str, *, timeout_s: float | None = None
+    ) -> ScoreReply:
+        """Score one prompt; ``timeout_s`` defaults to ``deadline_ms``."""
+        request = scorer_pb2.ScoreRequest(router=router, prompt=text, strong_model=strong_model, weak_model=weak_model)
         started = time.perf_counter()
         try:
-            response = await self._stub.Score(request, timeout=self._cfg.deadline_ms / 1000)
+            response = await self._stub.Score(
+                request, timeout=self._cfg.deadline_ms / 1000 if timeout_s is None else timeout_s
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code in _CLIENT_CODES:

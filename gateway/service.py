@@ -6,6 +6,8 @@ both share one instance (one event loop, one set of breakers, clients and metric
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -25,6 +27,7 @@ from gateway.policy import Policy
 from gateway.providers import ProviderPool
 from gateway.resilience import Resilience, StreamHandle
 from gateway.scorer_client import ScorerClient
+from gateway.scorer_watch import FallbackWatch, routers_in_use, self_check
 from gateway.types import (
     Accounting,
     ChatRequest,
@@ -84,6 +87,7 @@ class Gateway:
         self.resilience = Resilience(config, self.providers, self.metrics, runtime.redis_url)
         self._scorer: ScorerClient | None = None
         self._policy: Policy | None = None
+        self._self_check: asyncio.Task[dict[str, float]] | None = None
         self.learning = Learning.create(
             config,
             self.metrics.registry,
@@ -94,14 +98,21 @@ class Gateway:
     async def start(self) -> None:
         """Open the scorer channel (must run inside the event loop that will serve)."""
         self._scorer = ScorerClient(self.config.scorer, self.metrics)
-        self._policy = Policy(self.config, self._scorer)
+        self._policy = Policy(self.config, self._scorer, FallbackWatch(self.config.scorer, self.metrics))
         await self._policy.start()
+        if self.config.scorer.self_check:
+            routers = routers_in_use(self.config)
+            self._self_check = asyncio.create_task(self_check(self._scorer, routers, self.config.scorer))
         for note in self.providers.missing_keys():
             log.warning("%s; requests needing it will fall back or fail", note)
         if self.learning is not None:
             await self.learning.start()
 
     async def close(self) -> None:
+        if self._self_check is not None:
+            self._self_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._self_check
         if self.learning is not None:
             await self.learning.close(grace_s=min(5.0, self.config.server.drain_s))
         if self._policy is not None:

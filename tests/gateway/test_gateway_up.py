@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -120,3 +121,67 @@ def test_up_and_its_children_stop_when_their_parents_die(fakes, tmp_path, tmp_pa
     with (tmp_path / "up.log").open("w") as log:
         for victim in ("parent", "up"):
             _kill_and_expect_stop(cmd, env, ports, victim, log)
+
+
+def _read_until(proc: subprocess.Popen[str], text: str, timeout: float = 180) -> list[str]:
+    """Lines of ``proc``'s output up to the first containing ``text``."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"no {text!r} in output: {''.join(lines)}")
+
+
+def test_up_says_where_it_listens_a_second_copy_on_used_ports_fails_and_one_on_other_ports_runs_beside(
+    fakes, tmp_path, tmp_path_factory
+):
+    cmd, env, (http_port, grpc_port, scorer_port) = _up_command(fakes, tmp_path, tmp_path_factory)
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    beside: subprocess.Popen[str] | None = None
+    try:
+        out = "".join(_read_until(first, "ferryman up: ready"))
+        out += "".join(_read_until(first, "gateway HTTP"))
+        assert f"scorer  gRPC 127.0.0.1:{scorer_port}" in out and f"gateway gRPC 127.0.0.1:{grpc_port}" in out
+        assert f"gateway HTTP http://127.0.0.1:{http_port}" in out
+        # The same ports again: the scorer refuses the used port (no SO_REUSEPORT) and up stops.
+        again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+        assert again.returncode == 2, again.stdout + again.stderr
+        assert f"cannot bind gRPC port 127.0.0.1:{scorer_port}: address in use" in again.stderr
+        assert "scorer exited with status 2; stopping the other" in again.stdout
+        # Other ports: runs beside the first, and both answer.
+        other = [str(free_port()) for _ in range(3)]
+        cmd2 = [*cmd]
+        for flag, port in zip(("--scorer-port", "--grpc-port", "--http-port"), other, strict=True):
+            cmd2[cmd2.index(flag) + 1] = port
+        beside = subprocess.Popen(cmd2, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _read_until(beside, "ferryman up: ready")
+        for port in (http_port, int(other[2])):
+            assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    finally:
+        for proc in (first, beside):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(60) == 0
+
+
+def test_up_ports_default_plus_offset_unless_given(tmp_path):
+    from ferryman import up
+
+    parser = argparse.ArgumentParser()
+    up.add_arguments(parser)
+    args = parser.parse_args(["--port-offset", "100", "--http-port", "9999", "--scorer-metrics-port", "0"])
+    addr = up.addresses(args, config_grpc_port=50061, config_http_port=8080)
+    assert (addr.host, addr.scorer_port, addr.scorer_metrics_port, addr.grpc_port, addr.http_port) == (
+        "127.0.0.1",
+        50151,
+        0,
+        50161,
+        9999,
+    )
+    assert up.addresses(parser.parse_args(["--host", "0.0.0.0"]), 50061, 8080).dial_host == "127.0.0.1"

@@ -1,0 +1,85 @@
+"""No silent fallback: each request routed without a score is logged and counted; a high share warns, rate-limited;
+the start-up self-check warns when a full-window Score misses the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ScorerClientConfig
+from gateway.metrics import Metrics
+from gateway.scorer_client import ScorerClient
+from gateway.scorer_watch import MIN_REQUESTS, FallbackWatch, self_check
+from harness.scorer import scorer_in_thread
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fallbacks(metrics: Metrics, router: str, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "ferryman_gateway_scorer_fallbacks_total", {"router": router, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_every_fallback_is_logged_and_counted_and_a_high_share_warns_once_per_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = Clock(), Metrics()
+    watch = FallbackWatch(ScorerClientConfig(fallback_warn_share=0.1, fallback_window_s=60), metrics, clock)
+    caplog.set_level(logging.INFO, logger="gateway.scorer_watch")
+    for _ in range(MIN_REQUESTS):
+        watch.scored()
+        clock.now += 0.1
+    watch.fallback("mf", "DEADLINE_EXCEEDED", 81.5, 12_000)  # 1 of 21: under 10 %
+    assert _fallbacks(metrics, "mf", "DEADLINE_EXCEEDED") == 1.0
+    lines = [r for r in caplog.records if "routed without a score" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert "reason=DEADLINE_EXCEEDED" in lines[0].getMessage() and "prompt_chars=12000" in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    for _ in range(3):  # 3 of 23 (13 %) crosses 10 %: warned once, not again at 4 of 24
+        watch.fallback("mf", "UNAVAILABLE", 0.4, 10)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "13 % of routed requests (3 of 23)" in warnings[0].getMessage()
+    assert metrics.registry.get_sample_value("ferryman_gateway_scorer_fallback_share") == pytest.approx(4 / 24)
+    assert len([r for r in caplog.records if "routed without a score" in r.getMessage()]) == 4  # every one logged
+    clock.now += 30
+    watch.fallback("mf", "UNAVAILABLE", 0.4, 10)  # still within the window of the last warning
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    clock.now += 31  # the earlier requests left the window; this one alone is not enough to warn
+    watch.fallback("mf", "UNAVAILABLE", 0.4, 10)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert watch.share() == 1.0  # two fallbacks, nothing else in the last 60 s
+    clock.now += 120
+    assert watch.share() == 0.0
+
+
+@pytest.mark.parametrize(("deadline_ms", "warns"), [(0.5, True), (60_000.0, False)])
+def test_self_check_warns_when_a_full_window_would_miss_the_deadline(
+    test_routers_dir: Path, caplog: pytest.LogCaptureFixture, deadline_ms: float, warns: bool
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.scorer_watch")
+    with scorer_in_thread(test_routers_dir, routers=("mf", "bert")) as address:
+        cfg = ScorerClientConfig(target=f"dns:///{address}", deadline_ms=deadline_ms)
+
+        async def main() -> dict[str, float]:
+            client = ScorerClient(cfg, Metrics())
+            try:
+                return await self_check(client, ["mf", "bert", "mf", "missing"], cfg, retry_for_s=30)
+            finally:
+                await client.close()
+
+        times = asyncio.run(main())
+    assert set(times) == {"mf", "bert"} and all(ms > 0 for ms in times.values())
+    over = [r for r in caplog.records if "over scorer.deadline_ms" in r.getMessage()]
+    assert (len(over) == 2) == warns and (not over) == (not warns)
+    assert any("router missing" in r.getMessage() for r in caplog.records)  # a router the scorer lacks is named
