@@ -18,6 +18,11 @@ BENCHMARKS: subcommands.Table = {
         "bench.gateway",
         "gateway overhead: direct vs through-the-gateway latency, p50/p99 at concurrency 1 and 32",
     ),
+    "steady": (
+        "bench.steady",
+        "gateway + real scorer at a steady rate, realistic lengths, a 1,024-prompt BatchScore and a 3M-message Score"
+        " mid-run: fallback share, others' p99 vs the deadline",
+    ),
     "learning": (
         "bench.learning",
         "client latency with shadow sampling (20 %) on vs off, side by side with an identical off twin (noise floor)",

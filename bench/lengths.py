@@ -14,10 +14,11 @@ prompt by prompt: a cost change must not move a score (``max |delta|``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,6 +171,37 @@ def report(
     return lines
 
 
+def window_variants(routers_dir: Path, routers: Sequence[str], windows: Sequence[int], dest: Path) -> list[str]:
+    """In ``dest``: links to every artifact of ``routers_dir``, plus each router at each other window.
+
+    A variant ``<router>-w<N>`` has the router's files and a manifest whose encoder window is N
+    tokens (head unchanged): the same cost as that router would have at that window. Its scores
+    are not the shipped router's, so it only measures cost. Returns the variants' names.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for art in sorted(routers_dir.iterdir()):
+        if (art / "manifest.json").is_file() and not (dest / art.name).exists():
+            (dest / art.name).symlink_to(art.resolve(), target_is_directory=True)
+    names = []
+    for router in routers:
+        manifest = json.loads((routers_dir / router / "manifest.json").read_text())
+        if not manifest.get("encoder"):
+            continue
+        for window in windows:
+            if window == manifest["encoder"]["max_tokens"]:
+                continue
+            name = f"{router}-w{window}"
+            variant = dest / name
+            variant.mkdir(exist_ok=True)
+            for f in (routers_dir / router).iterdir():
+                if f.name != "manifest.json" and not (variant / f.name).exists():
+                    (variant / f.name).symlink_to(f.resolve())
+            encoder = manifest["encoder"] | {"max_tokens": window}
+            (variant / "manifest.json").write_text(json.dumps(manifest | {"name": name, "encoder": encoder}))
+            names.append(name)
+    return names
+
+
 def run_rounds(
     rounds: int,
     routers: Sequence[str],
@@ -177,12 +209,18 @@ def run_rounds(
     buckets: Sequence[str],
     servers: dict[str, str],
     raws: dict[str, RawGraph],
+    only_this: Set[str] = frozenset(),
 ) -> dict[str, dict[str, ServerSamples]]:
-    """Rounds over every router; within one, calls interleave server by server and prompt by prompt."""
+    """Rounds over every router; within one, calls interleave server by server and prompt by prompt.
+
+    Routers in ``only_this`` (window variants) are scored by the first server only.
+    """
     samples = {name: {r: ServerSamples() for r in routers} for name in servers}
+    first = next(iter(servers))
     for rnd in range(rounds):
         for router in routers:
-            out = {name: samples[name][router] for name in servers}
-            asyncio.run(score_interleaved(servers, router, texts, buckets, out, raws[router], flip=rnd % 2 == 1))
+            these = {first: servers[first]} if router in only_this else servers
+            out = {name: samples[name][router] for name in these}
+            asyncio.run(score_interleaved(these, router, texts, buckets, out, raws[router], flip=rnd % 2 == 1))
         print(f"  length round {rnd + 1}/{rounds} done (load average {os.getloadavg()[0]:.2f})", flush=True)
     return samples

@@ -90,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="routers of the server-time-by-length table (comma-separated; empty: no table)",
     )
     parser.add_argument("--skip-throughput", action="store_true", help="only the length table (no concurrency runs)")
+    parser.add_argument(
+        "--windows",
+        default="",
+        help="also time the length routers at these encoder windows, e.g. 128,256 (variants <router>-w<N>: the "
+        "same weights at another window; cost only, their scores are not the shipped routers')",
+    )
     parser.add_argument("--skip-torch", action="store_true", help="skip the torch eager baseline")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -309,7 +315,15 @@ def run(args: argparse.Namespace) -> int:
         # The random router does no inference: its latency at concurrency 1 is the serving overhead.
         overhead = bool(levels) and args.router != "random" and (routers_dir / "random" / "manifest.json").is_file()
         served = list(dict.fromkeys([args.router, *length_routers]))
-        proc, address = start_server(args, routers_dir, [*served, "random"] if overhead else served)
+        windows = [int(w) for w in args.windows.split(",") if w.strip()]
+        variants: list[str] = []
+        if windows:
+            routers_dir = Path(tmp) / "with-windows"
+            variants = lengths.window_variants(
+                args.routers_dir or paths.routers_dir(), length_routers, windows, routers_dir
+            )
+        ours = [*served, *variants]
+        proc, address = start_server(args, routers_dir, [*ours, "random"] if overhead else ours)
         servers = [("", address)]
         if args.baseline_dir is not None:
             base_proc, base_address = start_server(args, routers_dir, served, cwd=args.baseline_dir)
@@ -317,7 +331,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             length_lines = []
             if length_routers:
-                length_lines = length_table(args, routers_dir, length_routers, prompts, dict(servers))
+                length_lines = length_table(
+                    args, routers_dir, [*length_routers, *variants], prompts, dict(servers), variants
+                )
             for c in levels:
                 for suffix, addr in servers:
                     phases[f"rpc c{c}{suffix}"] = lambda sec, tally, c=c, addr=addr: asyncio.run(  # type: ignore[misc]
@@ -355,14 +371,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def length_table(
-    args: argparse.Namespace, routers_dir: Path, routers: Sequence[str], prompts: Sequence[str], servers: dict[str, str]
+    args: argparse.Namespace,
+    routers_dir: Path,
+    routers: Sequence[str],
+    prompts: Sequence[str],
+    servers: dict[str, str],
+    variants: Sequence[str] = (),
 ) -> list[str]:
     """``bench.lengths``: per router, server time by length bucket, this vs baseline vs raw onnxruntime."""
     buckets = [length_bucket(n) for n in token_counts(args.encoder_dir, prompts)]
     raws = {r: lengths.raw_graph(routers_dir, r, args.encoder_dir, prompts) for r in routers}
     names = {"": "this", " baseline": "baseline"}
     samples = lengths.run_rounds(
-        args.rounds, routers, prompts, buckets, {names[k]: v for k, v in servers.items()}, raws
+        args.rounds, routers, prompts, buckets, {names[k]: v for k, v in servers.items()}, raws, set(variants)
     )
     lines: list[str] = []
     for r in routers:

@@ -103,7 +103,11 @@ class ScorerClientConfig:
     """How the gateway reaches the scorer."""
 
     target: str = "dns:///127.0.0.1:50051"
-    deadline_ms: float = 50.0
+    #: A Score slower than this routes the request to the policy's scorer-down tier. 250 ms: the
+    #: p99 of a full-window Score (prompts past 128 tokens) as the gateway saw it at 10 requests/s
+    #: on the shared 2-vCPU development VM was 97-149 ms over three runs (`ferryman bench steady`),
+    #: plus headroom for load spikes and heavy callers; docs/scorer.md gives values per core count.
+    deadline_ms: float = 250.0
     list_routers_deadline_ms: float = 2000.0
     #: Share of routed requests sent to the scorer-down tier (over the window) that logs a WARNING.
     fallback_warn_share: float = 0.05

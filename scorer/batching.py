@@ -7,13 +7,20 @@ few cores, and for fairness between callers:
 - Every item has a cost (about the tokens it will run, ``scorer.core.item_cost``) and a caller
   (the peer connection). Items wait in one queue per caller; batches are filled by deficit
   round robin over the callers with waiting items (each turn adds ``quantum`` to a caller's
-  allowance, which its items spend), so a caller with a 1,024-prompt BatchScore queued gets the
-  same share of the workers as one sending single Score calls, and the light caller's item runs
-  after at most one batch of the heavy caller's. A batch holds at most ``max_batch`` items and
-  ``max_batch_cost`` cost, which bounds how long a worker is held by one batch.
+  allowance, which its items spend), callers that arrive with nothing waiting first
+  (``FairQueue``), so a caller with a 1,024-prompt BatchScore queued gets no more of the
+  workers than one sending single Score calls, and the light caller's item goes into the next
+  batch any worker starts. A batch holds at most ``max_batch`` items and
+  about ``max_batch_cost`` cost (it stops once that is reached), which bounds how long a worker
+  is held by one batch.
 - Admission is by cost, not count: a caller whose queued cost would pass ``max_caller_cost``, or a
   queue whose total would pass ``max_queue_cost``, gets ``OverloadedError`` (RESOURCE_EXHAUSTED)
   instead of latency growing without bound; a heavy caller fills its own allowance, not the queue.
+- While more than one caller is active (seen in the last ``share_s``), no caller holds more than
+  ``workers - 1`` workers: the others' next prompt then finds a worker free instead of waiting
+  behind a backlog (with one worker for a 1,024-prompt BatchScore and the other for the
+  gateway's prompts, the gateway's Score p50 during the batch fell from 117 to X ms on the loaded
+  2-vCPU VM, ``ferryman bench steady``). A caller alone gets every worker.
 - A free worker takes its share of what is queued (``1 / workers`` of the queued items, up to
   ``max_batch``) at once when the system is idle, so a lone request pays no batching delay.
   Only while another batch is running does it wait up to ``max_wait`` for stragglers to fill
@@ -33,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -51,18 +58,23 @@ class BatchingConfig:
     """Micro-batching and queuing knobs (costs in ``scorer.core.item_cost`` units, about tokens)."""
 
     max_batch: int = 64
-    # About four full 256-token windows: a worker is never held longer than that by one batch,
-    # so another caller's item waits at most that long for a worker.
-    max_batch_cost: int = 1024
+    # One full 256-token window: a worker is never held by one batch much longer than one long
+    # prompt takes, so another caller's item waits at most that long for a worker. With one
+    # sequence per ONNX run a bigger batch saves only the hand-off to the worker (~0.2 ms).
+    max_batch_cost: int = 256
     max_wait_s: float = 0.002
     max_queue_cost: int = 4 * 262_144
     max_caller_cost: int = 262_144  # one caller's queued cost: a full-size BatchScore of full windows
     quantum: int = 256  # allowance added per turn in the round robin (one full window)
     workers: int = 2
+    # While another caller has been seen in the last ``share_s`` seconds, one caller's batches
+    # hold at most ``workers - 1`` workers, so the other's next prompt finds a worker free instead
+    # of waiting behind a backlog (0: no cap).
+    share_s: float = 1.0
 
     def __post_init__(self) -> None:
         small = min(self.max_batch, self.max_batch_cost, self.max_queue_cost, self.max_caller_cost, self.quantum)
-        if small < 1 or self.workers < 1 or self.max_wait_s < 0:
+        if small < 1 or self.workers < 1 or self.max_wait_s < 0 or self.share_s < 0:
             raise ValueError(f"invalid batching config: {self}")
         if self.max_caller_cost > self.max_queue_cost:
             raise ValueError(
@@ -89,15 +101,22 @@ _Entry = tuple[_Job[T], int, int]
 
 
 class FairQueue(Generic[T]):
-    """One FIFO per caller, drained by deficit round robin on item cost (see the module docstring)."""
+    """One FIFO per caller, drained by deficit round robin on item cost, sparse callers first.
+
+    The scheduler of FQ-CoDel (RFC 8290, section 4.2): a caller that arrives with nothing waiting
+    joins the *new* list with an allowance of ``quantum`` and is served before the *old* list,
+    so a caller sending one prompt at a time (a gateway) goes ahead of a backlog; a caller whose
+    allowance runs out while it still has items waiting gets ``quantum`` more and joins the end of
+    the old list, where callers with backlogs take turns by cost.
+    """
 
     def __init__(self, quantum: int) -> None:
         self.quantum = quantum
         self._queues: dict[str, collections.deque[_Entry[T]]] = {}
         self._cost: dict[str, int] = {}
         self._deficit: dict[str, int] = {}
-        self._turns: collections.deque[str] = collections.deque()  # callers with waiting items
-        self._granted = False  # whether the head caller's current turn has had its quantum
+        self._new: collections.deque[str] = collections.deque()
+        self._old: collections.deque[str] = collections.deque()
         self.items = 0
         self.cost = 0
 
@@ -110,7 +129,7 @@ class FairQueue(Generic[T]):
 
     def callers(self) -> int:
         """Callers with waiting items."""
-        return len(self._turns)
+        return len(self._new) + len(self._old)
 
     def push(self, job: _Job[T], costs: Sequence[int]) -> None:
         caller = job.caller
@@ -118,42 +137,44 @@ class FairQueue(Generic[T]):
         if queue is None:
             queue = self._queues[caller] = collections.deque()
             self._cost[caller] = 0
-            self._deficit[caller] = 0
-            self._turns.append(caller)
+            self._deficit[caller] = self.quantum
+            self._new.append(caller)
         queue.extend((job, i, c) for i, c in enumerate(costs))
         total = sum(costs)
         self._cost[caller] += total
         self.items += len(costs)
         self.cost += total
 
-    def pop(self) -> _Entry[T] | None:
-        """The next item in round-robin order, or None when empty.
+    def waiting(self) -> set[str]:
+        """Callers with items waiting."""
+        return set(self._queues)
 
-        The caller at the head of the turns gets ``quantum`` added when its turn starts and is
-        served while its allowance covers its next item; then the turn passes to the next caller.
+    def pop(self, skip: Set[str] = frozenset()) -> _Entry[T] | None:
+        """The next item: new callers first, then old ones in turn, each while its allowance lasts.
+
+        Callers in ``skip`` keep their place and allowance; None when no other caller has items.
         """
-        while self._turns:
-            caller = self._turns[0]
-            if not self._granted:
-                self._deficit[caller] += self.quantum
-                self._granted = True
+        while True:
+            found = next(((turns, c) for turns in (self._new, self._old) for c in turns if c not in skip), None)
+            if found is None:
+                return None
+            turns, caller = found
             queue = self._queues[caller]
             job, i, cost = queue[0]
             if self._deficit[caller] < cost:
-                self._turns.rotate(-1)
-                self._granted = False
+                self._deficit[caller] += self.quantum
+                turns.remove(caller)
+                self._old.append(caller)
                 continue
             queue.popleft()
             self._deficit[caller] -= cost
             self._cost[caller] -= cost
             self.items -= 1
             self.cost -= cost
-            if not queue:  # an idle caller keeps no allowance (DRR)
-                self._turns.popleft()
-                self._granted = False
+            if not queue:  # an idle caller keeps no allowance
+                turns.remove(caller)
                 del self._queues[caller], self._cost[caller], self._deficit[caller]
             return job, i, cost
-        return None
 
     def drain(self) -> list[_Job[T]]:
         """Empty the queue; the jobs that had items waiting."""
@@ -161,8 +182,8 @@ class FairQueue(Generic[T]):
         self._queues.clear()
         self._cost.clear()
         self._deficit.clear()
-        self._turns.clear()
-        self._granted = False
+        self._new.clear()
+        self._old.clear()
         self.items = self.cost = 0
         return list(jobs.values())
 
@@ -188,6 +209,8 @@ class MicroBatcher(Generic[T]):
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="scorer-infer")
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._holding: collections.Counter[str] = collections.Counter()  # running batches per caller
+        self._seen: dict[str, float] = {}  # caller -> when it last submitted
 
     def queue_depth(self) -> int:
         """Items waiting for a worker."""
@@ -232,7 +255,9 @@ class MicroBatcher(Generic[T]):
                 f"scorer overloaded: {self._queue.cost} cost units queued by {self._queue.callers()} callers and "
                 f"this request needs {need}, limit {cfg.max_queue_cost}; retry with backoff"
             )
-        job: _Job[T] = _Job(items, asyncio.get_running_loop().create_future(), deadline, caller)
+        loop = asyncio.get_running_loop()
+        self._note(caller, loop.time())
+        job: _Job[T] = _Job(items, loop.create_future(), deadline, caller)
         self._queue.push(job, costs)
         self._wakeup.set()
         return await job.future
@@ -252,6 +277,19 @@ class MicroBatcher(Generic[T]):
                 job.future.set_exception(ShuttingDownError("scorer stopped before this request ran"))
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _note(self, caller: str, now: float) -> None:
+        self._seen[caller] = now
+        if len(self._seen) > 64:  # forget callers quiet for longer than the sharing window
+            self._seen = {c: t for c, t in self._seen.items() if now - t < self.config.share_s}
+
+    def _capped(self, now: float) -> set[str]:
+        """Callers that already hold ``workers - 1`` workers while another caller is active."""
+        cfg = self.config
+        if cfg.workers < 2 or cfg.share_s <= 0:
+            return set()
+        active = {c for c, t in self._seen.items() if now - t < cfg.share_s} | self._queue.waiting()
+        return {c for c, n in self._holding.items() if n >= cfg.workers - 1 and active - {c}}
+
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -262,7 +300,9 @@ class MicroBatcher(Generic[T]):
                 self._slots.release()
                 raise
             self._inflight += 1
-            task = loop.create_task(self._run(batch))
+            callers = {job.caller for job, _ in batch}
+            self._holding.update(callers)
+            task = loop.create_task(self._run(batch, callers))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -282,6 +322,12 @@ class MicroBatcher(Generic[T]):
         while True:
             while not self._queue:
                 await self._wait_for_items(None)
+            skip = self._capped(loop.time())
+            if skip and self._queue.waiting() <= skip:
+                # Only callers that hold their share have work: keep this worker for the others
+                # until one sends something, a batch ends, or they have been quiet for share_s.
+                await self._wait_for_items(cfg.share_s)
+                continue
             if self._inflight > 0 and cfg.max_wait_s > 0:
                 # Another batch is running: wait briefly so this one fills up.
                 end = loop.time() + cfg.max_wait_s
@@ -295,7 +341,7 @@ class MicroBatcher(Generic[T]):
             batch: list[tuple[_Job[T], int]] = []
             cost = 0
             now = loop.time()
-            while len(batch) < take and cost < cfg.max_batch_cost and (entry := self._queue.pop()) is not None:
+            while len(batch) < take and cost < cfg.max_batch_cost and (entry := self._queue.pop(skip)) is not None:
                 job, i, item_cost = entry
                 if job.future.done():  # caller cancelled, or an earlier item failed the job
                     continue
@@ -307,7 +353,7 @@ class MicroBatcher(Generic[T]):
             if batch:
                 return batch
 
-    async def _run(self, batch: list[tuple[_Job[T], int]]) -> None:
+    async def _run(self, batch: list[tuple[_Job[T], int]], callers: set[str]) -> None:
         loop = asyncio.get_running_loop()
         try:
             if self._on_batch is not None:
@@ -328,4 +374,7 @@ class MicroBatcher(Generic[T]):
                     job.future.set_result(job.results)
         finally:
             self._inflight -= 1
+            self._holding.subtract(callers)
+            self._holding += collections.Counter()  # drop callers that hold nothing
             self._slots.release()
+            self._wakeup.set()  # a capped caller may take this worker's place

@@ -52,9 +52,11 @@ def test_length_table_slice(test_routers_dir: Path, capsys: pytest.CaptureFixtur
     parser = argparse.ArgumentParser()
     scorer.add_arguments(parser)
     options = ["--skip-throughput", "--mix-size", "24", "--rounds", "1", "--length-routers", "mf,bert"]
+    options += ["--windows", "64"]
     args = parser.parse_args([*options, "--routers-dir", str(test_routers_dir), "--baseline-dir", str(ROOT)])
     assert scorer.run(args) == 0
     out = capsys.readouterr().out
     assert "router mf (window " in out and "router bert (window " in out
     assert out.count("win rates, this vs baseline: max |delta| 0 over 24 prompts") == 2
+    assert "router mf-w64 (window 64 tokens" in out and "router bert-w64 (window 64 tokens" in out
     assert ">2k" in out

@@ -138,3 +138,42 @@ def test_two_channels_are_two_callers_over_grpc(test_routers_dir: Path) -> None:
                 codes.append(exc.code())
                 assert "for this caller" in (exc.details() or "")
         assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
+
+
+def test_a_caller_alone_uses_every_worker_but_leaves_one_when_another_is_active() -> None:
+    lock = threading.Lock()
+    running: list[str] = []
+    peak_alone = [0]
+    peak_shared = [0]
+    other_active = threading.Event()
+
+    def score(items: list[str]) -> np.ndarray:
+        with lock:
+            running.append(items[0][0])
+            heavy_now = running.count("h")
+            if other_active.is_set():
+                peak_shared[0] = max(peak_shared[0], heavy_now)
+            else:
+                peak_alone[0] = max(peak_alone[0], heavy_now)
+        time.sleep(0.03)
+        with lock:
+            running.remove(items[0][0])
+        return np.full(len(items), 0.5)
+
+    async def main() -> None:
+        cfg = BatchingConfig(max_batch=1, max_batch_cost=256, workers=2, share_s=0.5)
+        batcher: MicroBatcher[str] = MicroBatcher(score, cfg)
+        batcher.start()
+        await batcher.submit([f"h{i}" for i in range(8)], caller="heavy", costs=[256] * 8)  # alone: both workers
+        heavy = asyncio.ensure_future(batcher.submit([f"h{i}" for i in range(8)], caller="heavy", costs=[256] * 8))
+        await asyncio.sleep(0.02)
+        other_active.set()
+        for i in range(6):  # a light caller, one prompt at a time
+            await batcher.submit([f"l{i}"], caller="light", costs=[20])
+            await asyncio.sleep(0.01)
+        await heavy
+        await batcher.close()
+
+    asyncio.run(main())
+    assert peak_alone[0] == 2  # alone, the heavy caller had both workers
+    assert peak_shared[0] == 1  # with the light caller active, at most one
