@@ -13,7 +13,8 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.scorer import DEFAULT_ENCODER_DIR, REPO_ROOT
+from ferryman import paths
+from harness.scorer import DEFAULT_ENCODER_DIR
 from scorer.artifacts import EncoderSpec
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.encoder import Encoder, GraphPair, model_file
@@ -22,6 +23,7 @@ from scorer.graphs.base import BASE_ENCODER_ENV, BaseEncoder, read_base_encoder
 from scorer.graphs.bert_graph import build_bert_graph
 from scorer.graphs.build import apply_delta, build_bert_graphs, build_encoder, quantize_int8
 
+SHIPPED = paths.routers_dir().resolve()  # the committed routers ($FERRYMAN_ROUTERS_DIR or ./routers)
 PROMPTS = (
     "hi, how are you?",
     "What is 2 + 2?",
@@ -42,7 +44,7 @@ def built(base: BaseEncoder, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     root = tmp_path_factory.mktemp("graphs")
     build_encoder(root / "encoder", base=base)
     bert = root / "routers" / "bert"
-    shutil.copytree(REPO_ROOT / "routers" / "bert", bert, ignore=shutil.ignore_patterns("*.onnx"))
+    shutil.copytree(SHIPPED / "bert", bert, ignore=shutil.ignore_patterns("*.onnx"))
     build_bert_graphs(bert, base=base)
     return root / "encoder", root / "routers"
 
@@ -95,7 +97,7 @@ def test_built_bert_router_serves_and_its_twin_agrees(built: tuple[Path, Path]) 
 
 
 def test_a_fine_tuned_layer_in_the_delta_changes_the_graph(base: BaseEncoder, tmp_path: Path) -> None:
-    with np.load(REPO_ROOT / "routers" / "bert" / "delta.npz") as npz:
+    with np.load(SHIPPED / "bert" / "delta.npz") as npz:
         head = {k: npz[k] for k in npz.files}
     key = "encoder.layer.5.output.dense.bias"
     shift = np.random.default_rng(0).normal(0.0, 0.5, base.weights[key].shape)  # not uniform: LayerNorm follows

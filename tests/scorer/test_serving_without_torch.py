@@ -14,8 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.scorer import REPO_ROOT
+from ferryman import paths
 
+SHIPPED = paths.routers_dir().resolve()  # the committed routers ($FERRYMAN_ROUTERS_DIR or ./routers)
 BLOCKED = ("torch", "transformers", "sentence_transformers")
 SERVING_PACKAGES = ("ferryman", "scorer", "gateway")  # the lab (lab/) is the only place torch may be imported
 
@@ -58,11 +59,9 @@ print(json.dumps({"imported": imported, "attempts": attempts, "rc": rc, "score":
 def test_serving_imports_and_builds_with_torch_blocked(tmp_path: Path) -> None:
     routers = tmp_path / "routers"
     for name in ("bert", "random"):
-        shutil.copytree(REPO_ROOT / "routers" / name, routers / name, ignore=shutil.ignore_patterns("*.onnx"))
+        shutil.copytree(SHIPPED / name, routers / name, ignore=shutil.ignore_patterns("*.onnx"))
     args = json.dumps([BLOCKED, SERVING_PACKAGES, str(tmp_path), str(routers)])
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
-    )
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, args], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["attempts"] == [] and report["torch_loaded"] == []

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from harness.scorer import REPO_ROOT
+from ferryman import paths
 from lab.data.battles import load_questions
 from lab.data.benchmarks import default_data_dir
 from lab.train.bert import load_delta, module_from_delta
@@ -29,6 +29,7 @@ from scorer.encoder import Encoder, feeds, make_session, model_file
 from scorer.graphs.build import build_encoder, build_routers
 
 pytestmark = pytest.mark.slow
+SHIPPED_DIR = paths.routers_dir().resolve()  # the committed routers ($FERRYMAN_ROUTERS_DIR or ./routers)
 SHIPPED = ("mf", "sw", "bert")
 
 
@@ -59,7 +60,7 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
         root = tmp_path_factory.mktemp(side)
         routers = root / "routers"
         for name in SHIPPED:
-            shutil.copytree(REPO_ROOT / "routers" / name, routers / name, ignore=shutil.ignore_patterns("*.onnx"))
+            shutil.copytree(SHIPPED_DIR / name, routers / name, ignore=shutil.ignore_patterns("*.onnx"))
         if side == "torch":
             export_encoder(root / "encoder")
             _export_bert_with_torch(routers / "bert")
@@ -88,8 +89,8 @@ def test_int8_graphs_are_bit_identical(
 ) -> None:
     """One prompt per run, as the scorer runs int8 graphs."""
     name = model_file("int8", unpadded=unpadded)
-    paths = [(routers / "bert" if graph == "bert" else encoder) / name for encoder, routers in both.values()]
-    ref, new = (make_session(path, 1) for path in paths)
+    graphs = [(routers / "bert" if graph == "bert" else encoder) / name for encoder, routers in both.values()]
+    ref, new = (make_session(path, 1) for path in graphs)
     inputs = {i.name for i in new.get_inputs()}
     assert inputs == {i.name for i in ref.get_inputs()}
     tok = Encoder(both["onnx"][0]).tokenizer
