@@ -381,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
             "tiers": {"strong": {"models": ["bench-strong"]}, "weak": {"models": ["bench-weak"]}},
             "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": 1000},
             "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+            "admin": {"host": "127.0.0.1", "port": 0},
             "auth": {"disabled": True},
         }
         (tmp / "gateway.yaml").write_text(yaml.safe_dump(config))

@@ -109,6 +109,7 @@ def _gateway_config(
         "policies": {POLICY: {"router": "random", "threshold": 0.5}},
         "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": 1000},
         "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+        "admin": {"host": "127.0.0.1", "port": 0},
         "auth": {"disabled": True},
     }
     if learning is not None:
@@ -324,13 +325,15 @@ def run(args: argparse.Namespace) -> int:
             "feedback": {"enabled": args.feedback},
         }
         ports: dict[str, int] = {}
+        admin_ports: dict[str, int] = {}  # /metrics is on each gateway's admin listener
         for path in PATHS:
             config = _gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None)
             argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
             argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
             gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
             stack.callback(gw.stop)
-            ports[path] = int(wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)["http_port"])
+            written = wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)
+            ports[path], admin_ports[path] = int(written["http_port"]), int(written["admin_port"])
         gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
         for url in gw_urls.values():
             asyncio.run(_wait_scored(url, bodies[0]))
@@ -340,9 +343,10 @@ def run(args: argparse.Namespace) -> int:
             f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''})",
             flush=True,
         )
-        before = _scrape(ports["shadow"])
-        results = {level: asyncio.run(_measure(gw_urls, bodies, args, level, ports["shadow"])) for level in levels}
-        after = _scrape(ports["shadow"])
+        shadow_admin = admin_ports["shadow"]
+        before = _scrape(shadow_admin)
+        results = {level: asyncio.run(_measure(gw_urls, bodies, args, level, shadow_admin)) for level in levels}
+        after = _scrape(shadow_admin)
 
         def delta(name: str, **labels: str) -> float:
             return _total(after, name, **labels) - _total(before, name, **labels)

@@ -20,6 +20,6 @@ RUN groupadd --gid 10001 ferryman && useradd --uid 10001 --gid 10001 --no-create
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER 10001:10001
-EXPOSE 50061 8080
+EXPOSE 50061 8080 9091
 ENTRYPOINT ["/opt/venv/bin/ferryman"]
 CMD ["gateway", "--config", "/etc/ferryman/gateway.yaml"]

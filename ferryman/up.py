@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_int(ENV + "HTTP_PORT"),
         help="gateway HTTP port (the config's server.http_port, 8080 in config/gateway.yaml)",
     )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=_env_int(ENV + "ADMIN_PORT"),
+        help="gateway admin port: /metrics, /readyz (the config's admin.port, 9091 in config/gateway.yaml)",
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class Addresses:
     scorer_metrics_port: int
     grpc_port: int
     http_port: int
+    admin_port: int
 
     @property
     def dial_host(self) -> str:
@@ -106,12 +113,14 @@ class Addresses:
         return [
             f"scorer  gRPC {h}:{self.scorer_port}{metrics}",
             f"gateway gRPC {h}:{self.grpc_port}",
-            f"gateway HTTP http://{h}:{self.http_port} (OpenAI base URL http://{h}:{self.http_port}/v1, "
-            f"/metrics, /readyz)",
+            f"gateway HTTP http://{h}:{self.http_port} (OpenAI base URL http://{h}:{self.http_port}/v1)",
+            f"gateway admin http://{h}:{self.admin_port} (/metrics, /readyz)",
         ]
 
 
-def addresses(args: argparse.Namespace, config_grpc_port: int, config_http_port: int) -> Addresses:
+def addresses(
+    args: argparse.Namespace, config_grpc_port: int, config_http_port: int, config_admin_port: int = 9091
+) -> Addresses:
     """Ports given one by one win; the others are their defaults plus ``--port-offset``."""
     off = args.port_offset
     metrics = args.scorer_metrics_port
@@ -125,6 +134,7 @@ def addresses(args: argparse.Namespace, config_grpc_port: int, config_http_port:
         scorer_metrics_port=metrics,
         grpc_port=config_grpc_port + off if args.grpc_port is None else args.grpc_port,
         http_port=config_http_port + off if args.http_port is None else args.http_port,
+        admin_port=config_admin_port + off if args.admin_port is None else args.admin_port,
     )
 
 
@@ -139,7 +149,7 @@ def _ready(addr: Addresses) -> bool:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
         if status != health_pb2.HealthCheckResponse.SERVING:
             return False
-        return httpx.get(f"http://{addr.dial_host}:{addr.http_port}/readyz", timeout=0.5).status_code == 200
+        return httpx.get(f"http://{addr.dial_host}:{addr.admin_port}/readyz", timeout=0.5).status_code == 200
     except (grpc.RpcError, httpx.HTTPError):
         return False
 
@@ -193,7 +203,7 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # fail here, with the config's own message, before starting anything
     gateway_env = _gateway_env(config)
-    addr = addresses(args, config.server.grpc_port, config.server.http_port)
+    addr = addresses(args, config.server.grpc_port, config.server.http_port, config.admin.port)
     ferryman = [sys.executable, "-m", "ferryman"]
     scorer_cmd = [*ferryman, "scorer", "--routers-dir", str(args.routers_dir), "--encoder-dir", str(args.encoder_dir)]
     scorer_cmd += ["--host", addr.host, "--port", str(addr.scorer_port)]
@@ -201,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     gateway_cmd = [*ferryman, "gateway", "--config", str(args.config), "--host", addr.host]
     gateway_cmd += ["--scorer", f"dns:///{addr.dial_host}:{addr.scorer_port}"]
     gateway_cmd += ["--grpc-port", str(addr.grpc_port), "--http-port", str(addr.http_port)]
+    gateway_cmd += ["--admin-port", str(addr.admin_port)]
 
     stopping = False
 

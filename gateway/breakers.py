@@ -1,260 +1,254 @@
-"""Circuit breakers per model endpoint (pybreaker), with state shared through Redis when asked.
+"""Circuit breakers: one per provider deployment, opened by a failure rate over a time window.
 
-pybreaker is synchronous and its ``call`` wraps plain functions, so the asyncio gateway
-does not hand it coroutines. Instead :class:`Breaker` asks before each awaited provider
-call (``allow``) and reports afterwards (``success`` / ``failure``), using the
-breaker's public transitions (``open``/``half_open``/``close``) and the storage API.
+What a breaker sees is one outcome per request per model (never one per retry), reported by
+``gateway.resilience`` once the request's fate is known:
 
-Storage: with a Redis URL, each breaker uses pybreaker's ``CircuitRedisStorage`` (so a
-breaker opened by one replica is seen open by every replica), wrapped in
-:class:`FailoverStorage`: every write also goes to a local ``CircuitMemoryStorage``,
-and while Redis is unreachable reads come from the local copy, so the gateway keeps
-serving (and keeps protecting itself) on its own; Redis is tried again after
-``redis_retry_s``. Redis calls use a short socket timeout (tens of ms) because they run
-on the event loop.
+- ``SUCCESS``: the model served the request;
+- ``FAILURE``: the model failed the request with a provider fault (5xx, 429, connect error,
+  provider timeout, malformed answer, a stream broken after its first token) *and* the fault is
+  the model's: the same request was then served by another model, or the stream had started;
+- ``UNATTRIBUTED``: the model failed the request, and so did every other model the request
+  tried. That is what a "poison" request looks like (a prompt that makes every provider fail),
+  and also what an outage of everything it tried looks like. ``gateway.resilience`` tells them
+  apart when the request ends: if any model it tried has served other requests in its window,
+  the request is poison and no breaker hears of it; otherwise each model it tried gets an
+  unattributed failure, which counts once per distinct request (a client retrying the same
+  failing request is one request) and only while the model serves no one.
+
+Never reported: a full local connection pool, a client that went away, the gateway's own
+request deadline or shutdown, a missing key, a provider 4xx (the request is at fault).
+
+States: CLOSED → OPEN when the window (``window_s``, in ten buckets) holds at least
+``min_requests`` counted outcomes and at least ``failure_rate`` of them are failures (the
+resilience4j/Hystrix rule); OPEN skips the model for ``reset_timeout_s``; then HALF-OPEN lets
+one trial request through at a time, ``success_threshold`` successes close it (with a fresh
+window), a failure re-opens it, an unattributed or missing outcome just ends the trial.
+
+Everything here is plain in-memory state touched only from the event loop: no locks and no
+I/O on the request path. Sharing open breakers between replicas is ``gateway.breaker_sync``'s
+job, in the background. (pybreaker was the state machine before: it counts consecutive
+failures, has no rate window, and its Redis storage is synchronous; it is no longer used.)
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
-import pybreaker
-import redis
-from redis.exceptions import RedisError
-
-from gateway.config import BreakerConfig
-from gateway.errors import ConfigError
+from gateway.config import BreakerConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
-
-class RedisHealth:
-    """Shared up/down flag for one Redis connection; down for ``retry_s`` after any error."""
-
-    def __init__(self, retry_s: float) -> None:
-        self.retry_s = retry_s
-        self._down_until = 0.0
-        self.failures = 0
-
-    def usable(self) -> bool:
-        return time.monotonic() >= self._down_until
-
-    def mark_down(self) -> None:
-        if self.usable():
-            log.warning("Redis unreachable; using local breaker state for %.1fs", self.retry_s)
-        self.failures += 1
-        self._down_until = time.monotonic() + self.retry_s
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+_BUCKETS = 10
 
 
-class _WatchedRedis(redis.Redis):
-    """A Redis client that reports every command error to a :class:`RedisHealth`."""
+class Outcome(enum.Enum):
+    """What one request's try at one model says about the model (see the module docstring)."""
 
-    health: RedisHealth
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            return super().execute_command(*args, **options)
-        except RedisError:
-            self.health.mark_down()
-            raise
+    SUCCESS = "success"
+    FAILURE = "failure"
+    UNATTRIBUTED = "unattributed"
+    #: Failed on every model it tried, one of which serves others: the request's fault (ignored).
+    POISON = "poison"
 
 
-def connect_redis(url: str, cfg: BreakerConfig) -> _WatchedRedis:
-    """A lazily connecting client with short timeouts (no I/O happens here)."""
-    try:
-        pool = redis.ConnectionPool.from_url(
-            url, socket_timeout=cfg.redis_socket_timeout_s, socket_connect_timeout=cfg.redis_socket_timeout_s
-        )
-    except ValueError as exc:  # the message would echo the URL, which may hold a password
-        raise ConfigError(f"{cfg.redis_url_env} is not a valid redis:// or rediss:// URL") from exc
-    client = _WatchedRedis(connection_pool=pool)
-    client.health = RedisHealth(cfg.redis_retry_s)
-    return client
+@dataclass
+class _Bucket:
+    start: float
+    successes: int = 0
+    failures: int = 0
+    #: Fingerprints of unattributed failures (at most ``min_requests`` kept: enough to decide).
+    unattributed: set[str] = field(default_factory=set)
 
 
-class FailoverStorage(pybreaker.CircuitBreakerStorage):
-    """pybreaker's Redis storage while Redis answers; a local in-memory copy while it does not."""
-
-    def __init__(self, name: str, client: _WatchedRedis, namespace: str) -> None:
-        super().__init__("redis-failover")
-        self._client = client
-        self._health = client.health
-        self._key = f"{namespace}:{name}"
-        self._local = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        self._remote: pybreaker.CircuitRedisStorage | None = None
-
-    def _redis(self) -> pybreaker.CircuitRedisStorage | None:
-        if not self._health.usable():
-            return None
-        if self._remote is None:
-            try:  # the constructor initialises keys in Redis (SETNX), so it can fail
-                self._remote = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client, namespace=self._key)
-            except RedisError:
-                return None
-        return self._remote
-
-    def _read(self, get: Callable[[pybreaker.CircuitBreakerStorage], Any]) -> Any:
-        remote = self._redis()
-        if remote is not None:
-            value = get(remote)
-            if self._health.usable():  # pybreaker swallows Redis errors; trust only clean reads
-                return value
-        return get(self._local)
-
-    def _write(self, put: Callable[[pybreaker.CircuitBreakerStorage], None]) -> None:
-        put(self._local)
-        remote = self._redis()
-        if remote is not None:
-            put(remote)
-
-    @property
-    def state(self) -> str:
-        return str(self._read(lambda s: s.state))
-
-    @state.setter
-    def state(self, state: str) -> None:
-        def put(s: pybreaker.CircuitBreakerStorage) -> None:
-            s.state = state
-
-        self._write(put)
-
-    def increment_counter(self) -> None:
-        self._write(lambda s: s.increment_counter())
-
-    def reset_counter(self) -> None:
-        self._write(lambda s: s.reset_counter())
-
-    def increment_success_counter(self) -> None:
-        self._write(lambda s: s.increment_success_counter())
-
-    def reset_success_counter(self) -> None:
-        self._write(lambda s: s.reset_success_counter())
-
-    @property
-    def counter(self) -> int:
-        return int(self._read(lambda s: s.counter))
-
-    @property
-    def success_counter(self) -> int:
-        return int(self._read(lambda s: s.success_counter))
-
-    @property
-    def opened_at(self) -> datetime | None:
-        value = self._read(lambda s: s.opened_at)
-        return value if isinstance(value, datetime) else None
-
-    @opened_at.setter
-    def opened_at(self, now: datetime) -> None:
-        def put(s: pybreaker.CircuitBreakerStorage) -> None:
-            s.opened_at = now
-
-        self._write(put)
-
-
-class _StateListener(pybreaker.CircuitBreakerListener):
-    def __init__(self, on_state: Callable[[str, str], None]) -> None:
-        self._on_state = on_state
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        self._on_state(cb.name or "", new_state.name)
+StateListener = Callable[["Breaker", str, str], None]
 
 
 class Breaker:
-    """An asyncio-friendly facade: ask ``allow()`` before a call, report the result after."""
+    """One deployment's breaker. ``allow()`` before a call; one ``record()`` or ``release()`` after."""
 
     def __init__(
         self,
         name: str,
+        models: tuple[str, ...],
         cfg: BreakerConfig,
-        storage: pybreaker.CircuitBreakerStorage,
-        on_state: Callable[[str, str], None],
+        on_change: StateListener,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self._storage = storage
-        # While half-open, one trial call at a time per process: the others skip this endpoint as
-        # if it were open. The lease bounds a trial whose outcome is never reported (a cancelled
-        # request, a deadline, a 4xx); success() and failure() end it at once.
+        #: The configured model names this breaker guards (several when they share a deployment).
+        self.models = models
+        self._cfg = cfg
+        self._on_change = on_change
+        self._clock = clock
+        self._state = CLOSED
+        self._window: deque[_Bucket] = deque()
+        self._open_until = 0.0
         self._trial_until = 0.0
-        self._trial_lease_s = cfg.reset_timeout_s
-        self._cb = pybreaker.CircuitBreaker(
-            fail_max=cfg.fail_max,
-            reset_timeout=cfg.reset_timeout_s,
-            success_threshold=cfg.success_threshold,
-            state_storage=storage,
-            name=name,
-            listeners=[_StateListener(on_state)],
-        )
-        on_state(name, self.state)
+        self._trial_successes = 0
+        #: Why it last opened (for the log and /readyz).
+        self.reason = ""
+
+    # ------------------------------------------------------------------ reading
 
     @property
     def state(self) -> str:
-        """'closed', 'open' or 'half-open', as the (possibly shared) storage says now."""
-        return self._cb.state.name  # syncs the cached state (and notifies) if a replica changed it
+        """'closed', 'open' or 'half-open' (an open breaker whose time is up reads half-open)."""
+        if self._state == OPEN and self._clock() >= self._open_until:
+            return HALF_OPEN
+        return self._state
 
-    def allow(self) -> bool:
-        """False while open and the reset timeout has not elapsed; then half-open, one trial at a time."""
-        state = self.state
-        if state == pybreaker.STATE_CLOSED:
+    @property
+    def open_remaining_s(self) -> float:
+        """Seconds until an open breaker lets a trial through (0 unless open)."""
+        return max(0.0, self._open_until - self._clock()) if self._state == OPEN else 0.0
+
+    def serving(self) -> bool:
+        """Has the model served a request in the current window?"""
+        self._expire(self._clock())
+        return any(b.successes for b in self._window)
+
+    def counts(self) -> tuple[int, int]:
+        """(counted failures, counted outcomes) in the current window."""
+        self._expire(self._clock())
+        successes = sum(b.successes for b in self._window)
+        failures = sum(b.failures for b in self._window)
+        if successes == 0:
+            failures += len(set().union(*(b.unattributed for b in self._window)))
+        return failures, successes + failures
+
+    # ------------------------------------------------------------------ the request path
+
+    def allow(self, *, probe: bool = False) -> bool:
+        """May a request try this model now? In half-open, True hands out the one trial.
+
+        ``probe``: every model of a request's chain is open (see ``gateway.resilience``): let this
+        request through as a trial even while open, so that breakers never refuse every model.
+        """
+        now = self._clock()
+        if self._state == CLOSED:
             return True
-        now = time.monotonic()
-        if state == pybreaker.STATE_OPEN:
-            opened_at = self._storage.opened_at
-            if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=self._cb.reset_timeout):
+        if self._state == OPEN:
+            if now < self._open_until and not probe:
                 return False
-            self._cb.half_open()
-        elif now < self._trial_until:
-            return False  # half-open, and another request's trial call is in flight
-        self._trial_until = now + self._trial_lease_s
+            self._set(HALF_OPEN)
+            self._trial_successes = 0
+        elif now < self._trial_until and not probe:
+            return False  # half-open, and another request's trial is in flight
+        # a trial whose outcome never comes (it cannot happen, but a lease never blocks forever)
+        self._trial_until = now + self._cfg.reset_timeout_s
         return True
 
-    def success(self) -> None:
-        self._trial_until = 0.0
-        self._storage.reset_counter()
-        if self.state == pybreaker.STATE_HALF_OPEN:
-            self._storage.increment_success_counter()
-            if self._storage.success_counter >= self._cb.success_threshold:
-                self._cb.close()
+    def record(self, outcome: Outcome, fingerprint: str = "") -> None:
+        """One request's outcome on this model (``fingerprint`` identifies an unattributed request)."""
+        now = self._clock()
+        if outcome is Outcome.POISON:
+            self.release()
+            return
+        if self._state == HALF_OPEN:
+            self._trial_until = 0.0
+            if outcome is Outcome.SUCCESS:
+                self._trial_successes += 1
+                if self._trial_successes >= self._cfg.success_threshold:
+                    self._window.clear()
+                    self._set(CLOSED)
+            elif outcome is Outcome.FAILURE:
+                self._open(now, "a trial request failed")
+            return
+        if self._state == OPEN:
+            return  # a request that started before the breaker opened: no news
+        bucket = self._bucket(now)
+        if outcome is Outcome.SUCCESS:
+            bucket.successes += 1
+            return
+        if outcome is Outcome.FAILURE:
+            bucket.failures += 1
+        elif len(bucket.unattributed) < self._cfg.min_requests:
+            bucket.unattributed.add(fingerprint)
+        failures, total = self.counts()
+        if total >= self._cfg.min_requests and failures >= self._cfg.failure_rate * total:
+            self._open(now, f"{failures} of the last {total} requests failed")
 
-    def failure(self) -> None:
+    def release(self) -> None:
+        """The request ends without an outcome for this model (cancelled, saturated, rejected, ...)."""
         self._trial_until = 0.0
-        self._storage.increment_counter()
-        state = self.state
-        if state == pybreaker.STATE_HALF_OPEN or (
-            state == pybreaker.STATE_CLOSED and self._storage.counter >= self._cb.fail_max
-        ):
-            self._cb.open()
+
+    # ------------------------------------------------------------------ shared state
+
+    def adopt_open(self, remaining_s: float) -> None:
+        """Another replica opened this breaker for ``remaining_s`` more seconds."""
+        until = self._clock() + remaining_s
+        if self._state == OPEN and until <= self._open_until:
+            return
+        self._open_until = until
+        self._trial_until = 0.0
+        self.reason = "opened by another gateway replica"
+        if self._state != OPEN:
+            self._set(OPEN, shared=True)
+
+    # ------------------------------------------------------------------ internals
+
+    def _open(self, now: float, reason: str) -> None:
+        self._open_until = now + self._cfg.reset_timeout_s
+        self._trial_until = 0.0
+        self.reason = reason
+        self._set(OPEN)
+
+    def _set(self, state: str, *, shared: bool = False) -> None:
+        old, self._state = self._state, state
+        if state == OPEN:
+            log.warning(
+                "breaker %s (%s) open for %.0fs: %s; requests fall back",
+                self.name,
+                ", ".join(self.models),
+                self._open_until - self._clock(),
+                self.reason,
+            )
+        else:
+            log.info("breaker %s (%s): %s -> %s", self.name, ", ".join(self.models), old, state)
+        self._on_change(self, state, "remote" if shared else "local")
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self._cfg.window_s
+        while self._window and self._window[0].start <= horizon:
+            self._window.popleft()
+
+    def _bucket(self, now: float) -> _Bucket:
+        self._expire(now)
+        width = self._cfg.window_s / _BUCKETS
+        if not self._window or now >= self._window[-1].start + width:
+            self._window.append(_Bucket(now))
+        return self._window[-1]
+
+
+def deployment(cfg: ModelConfig) -> tuple[str, str, str]:
+    """What fails together: one model of one provider at one address."""
+    return cfg.provider, cfg.base_url, cfg.provider_model
 
 
 class BreakerRegistry:
-    """One :class:`Breaker` per model endpoint, all sharing one Redis client when configured."""
+    """One :class:`Breaker` per deployment; configured models that share a deployment share it."""
 
-    def __init__(
-        self,
-        names: list[str],
-        cfg: BreakerConfig,
-        redis_url: str | None,
-        on_state: Callable[[str, str], None],
-    ) -> None:
-        self.redis = connect_redis(redis_url, cfg) if redis_url else None
-        self._breakers: dict[str, Breaker] = {}
-        for name in names:
-            storage: pybreaker.CircuitBreakerStorage
-            if self.redis is not None:
-                storage = FailoverStorage(name, self.redis, cfg.redis_namespace)
-            else:
-                storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-            self._breakers[name] = Breaker(name, cfg, storage, on_state)
+    def __init__(self, models: Mapping[str, ModelConfig], cfg: BreakerConfig, on_change: StateListener) -> None:
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for name, model in models.items():
+            groups.setdefault(deployment(model), []).append(name)
+        self._by_model: dict[str, Breaker] = {}
+        self.breakers: list[Breaker] = []
+        for names in groups.values():
+            breaker = Breaker(names[0], tuple(names), cfg, on_change)
+            self.breakers.append(breaker)
+            for name in names:
+                self._by_model[name] = breaker
 
-    def __getitem__(self, name: str) -> Breaker:
-        return self._breakers[name]
+    def __getitem__(self, model: str) -> Breaker:
+        return self._by_model[model]
 
     def states(self) -> dict[str, str]:
-        return {name: b.state for name, b in self._breakers.items()}
-
-    def close(self) -> None:
-        if self.redis is not None:
-            self.redis.close()
+        """Each configured model's breaker state."""
+        return {name: b.state for name, b in self._by_model.items()}

@@ -72,8 +72,13 @@ class ModelConfig:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
     max_connections: int = 100
+    #: How long a request waits for a free connection of ``max_connections`` before it moves on
+    #: to the next model (local saturation: never counted against the provider's breaker).
+    pool_timeout_s: float = 10.0
     #: Anthropic requires max_tokens; used when the request sets none.
     default_max_tokens: int = 1024
+    #: The largest max_tokens a request may ask of this model (None: only ``limits.max_tokens``).
+    max_tokens_cap: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,16 +137,25 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    """One circuit breaker per provider endpoint; shared through Redis when configured."""
+    """One circuit breaker per provider deployment (see ``gateway.breakers``); shared through Redis."""
 
-    fail_max: int = 5
+    #: Open when at least this share of the requests in the window failed on the model ...
+    failure_rate: float = 0.5
+    #: ... and the window holds at least this many request outcomes.
+    min_requests: int = 10
+    #: The sliding window of request outcomes, in seconds.
+    window_s: float = 30.0
+    #: How long an open breaker skips the model before it lets trial requests through.
     reset_timeout_s: float = 30.0
+    #: Successful trial requests (one at a time) that close a half-open breaker.
     success_threshold: int = 1
     redis_url_env: str = "REDIS_URL"
     redis_namespace: str = "ferryman"
     #: After a Redis error, local state is used for this long before Redis is tried again.
     redis_retry_s: float = 5.0
-    redis_socket_timeout_s: float = 0.05
+    redis_socket_timeout_s: float = 0.5
+    #: How often open breakers are exchanged with Redis (in a background task, never per request).
+    redis_sync_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -156,17 +170,51 @@ class RoutingConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Listening addresses and request limits."""
+    """Listening addresses, request deadlines and shutdown (see ``gateway.lifecycle``)."""
 
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50061
     http_host: str = "0.0.0.0"
     http_port: int = 8080
-    max_body_bytes: int = 1_048_576
-    request_timeout_s: float = 120.0
+    #: The whole request, retries, fallbacks and a stream's last chunk included.
+    request_timeout_s: float = 300.0
+    #: A started stream whose provider sends nothing for this long ends with an error event.
+    stream_idle_timeout_s: float = 30.0
     log_prompts: bool = False
     # On SIGTERM: how long in-flight requests (a long completion included) may take to finish.
     drain_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on what clients may send and providers may answer (see ``gateway.validation``)."""
+
+    #: Request body (HTTP) and message (gRPC) size: larger ones get 413 / RESOURCE_EXHAUSTED.
+    max_body_bytes: int = 1_048_576
+    #: The request line and headers of one HTTP request together: larger ones get 431.
+    max_header_bytes: int = 16_384
+    max_header_count: int = 100
+    #: A client must send its request line and headers within this long of connecting (or of
+    #: starting the next request on a kept-alive connection), and its body within body_timeout_s
+    #: of the headers; otherwise 408 and the connection is closed.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    #: A client that reads nothing of its answer for this long loses the connection.
+    write_timeout_s: float = 30.0
+    max_messages: int = 2048
+    max_stop: int = 4
+    #: The largest max_tokens of any request (a model's ``max_tokens_cap`` may lower it).
+    max_tokens: int = 131_072
+    #: A provider answer (a whole body, or all of a stream) larger than this is a provider fault.
+    max_response_bytes: int = 8_388_608
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The operators' listener: ``/metrics`` and ``/readyz`` (breaker states), apart from the API."""
+
+    host: str = "0.0.0.0"
+    port: int = 9091
 
 
 @dataclass(frozen=True)
@@ -205,6 +253,8 @@ class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
     def tier_of(self, model: str) -> TierName | None:
         """The tier whose chain contains ``model``, if any."""
@@ -278,6 +328,12 @@ class _Reader:
         value = self.get(key, str)
         return Path(value) if value else None
 
+    def moved(self, key: str, hint: str) -> None:
+        """A field that no longer exists here: fail with where it went instead of 'unknown field'."""
+        if key in self.data:
+            raise ConfigError(f"{self._p(key)}: no longer supported; {hint}")
+        self._seen.add(key)
+
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self._seen)
         if unknown:
@@ -304,8 +360,12 @@ def _model(name: str, data: Any) -> ModelConfig:
         connect_timeout_s=r.positive("connect_timeout_s", float, 5.0),
         read_timeout_s=r.positive("read_timeout_s", float, 60.0),
         max_connections=r.positive("max_connections", int, 100),
+        pool_timeout_s=r.positive("pool_timeout_s", float, ModelConfig.pool_timeout_s),
         default_max_tokens=r.positive("default_max_tokens", int, 1024),
+        max_tokens_cap=r.get("max_tokens_cap", int),
     )
+    if cfg.max_tokens_cap is not None and cfg.max_tokens_cap < 1:
+        raise ConfigError(f"models.{name}.max_tokens_cap: must be > 0, got {cfg.max_tokens_cap}")
     r.finish()
     return cfg
 
@@ -391,25 +451,33 @@ def parse_config(data: Any) -> GatewayConfig:
     rt.finish()
 
     br = _Reader(top.raw("breaker"), "breaker")
+    br.moved("fail_max", "breakers open on a failure rate: set breaker.failure_rate and breaker.min_requests")
+    failure_rate = br.unit("failure_rate")
     breaker = BreakerConfig(
-        fail_max=br.positive("fail_max", int, BreakerConfig.fail_max),
+        failure_rate=BreakerConfig.failure_rate if failure_rate is None else failure_rate,
+        min_requests=br.positive("min_requests", int, BreakerConfig.min_requests),
+        window_s=br.positive("window_s", float, BreakerConfig.window_s),
         reset_timeout_s=br.positive("reset_timeout_s", float, BreakerConfig.reset_timeout_s),
         success_threshold=br.positive("success_threshold", int, BreakerConfig.success_threshold),
         redis_url_env=br.get("redis_url_env", str, BreakerConfig.redis_url_env),
         redis_namespace=br.get("redis_namespace", str, BreakerConfig.redis_namespace),
         redis_retry_s=br.positive("redis_retry_s", float, BreakerConfig.redis_retry_s),
         redis_socket_timeout_s=br.positive("redis_socket_timeout_s", float, BreakerConfig.redis_socket_timeout_s),
+        redis_sync_s=br.positive("redis_sync_s", float, BreakerConfig.redis_sync_s),
     )
+    if breaker.failure_rate == 0:
+        raise ConfigError("breaker.failure_rate: must be > 0 (0 would open on the first request)")
     br.finish()
 
     sv = _Reader(top.raw("server"), "server")
+    sv.moved("max_body_bytes", "it is limits.max_body_bytes now")
     server = ServerConfig(
         grpc_host=sv.get("grpc_host", str, ServerConfig.grpc_host),
         grpc_port=sv.non_negative("grpc_port", int, ServerConfig.grpc_port),
         http_host=sv.get("http_host", str, ServerConfig.http_host),
         http_port=sv.non_negative("http_port", int, ServerConfig.http_port),
-        max_body_bytes=sv.positive("max_body_bytes", int, ServerConfig.max_body_bytes),
         request_timeout_s=sv.positive("request_timeout_s", float, ServerConfig.request_timeout_s),
+        stream_idle_timeout_s=sv.positive("stream_idle_timeout_s", float, ServerConfig.stream_idle_timeout_s),
         drain_s=sv.positive("drain_s", float, ServerConfig.drain_s),
         log_prompts=sv.get("log_prompts", bool, False),
     )
@@ -423,8 +491,32 @@ def parse_config(data: Any) -> GatewayConfig:
     )
     ar.finish()
     learning = parse_learning(_Reader(top.raw("learning"), "learning"), models, policies)
+    limits = _limits(_Reader(top.raw("limits"), "limits"))
+    ad = _Reader(top.raw("admin"), "admin")
+    admin = AdminConfig(host=ad.get("host", str, AdminConfig.host), port=ad.non_negative("port", int, AdminConfig.port))
+    ad.finish()
     top.finish()
-    return GatewayConfig(models, tiers, policies, routing, scorer, retry, breaker, server, auth, learning=learning)
+    return GatewayConfig(
+        models, tiers, policies, routing, scorer, retry, breaker, server, auth, learning, limits=limits, admin=admin
+    )
+
+
+def _limits(r: _Reader) -> LimitsConfig:
+    d = LimitsConfig
+    limits = LimitsConfig(
+        max_body_bytes=r.positive("max_body_bytes", int, d.max_body_bytes),
+        max_header_bytes=r.positive("max_header_bytes", int, d.max_header_bytes),
+        max_header_count=r.positive("max_header_count", int, d.max_header_count),
+        header_timeout_s=r.positive("header_timeout_s", float, d.header_timeout_s),
+        body_timeout_s=r.positive("body_timeout_s", float, d.body_timeout_s),
+        write_timeout_s=r.positive("write_timeout_s", float, d.write_timeout_s),
+        max_messages=r.positive("max_messages", int, d.max_messages),
+        max_stop=r.positive("max_stop", int, d.max_stop),
+        max_tokens=r.positive("max_tokens", int, d.max_tokens),
+        max_response_bytes=r.positive("max_response_bytes", int, d.max_response_bytes),
+    )
+    r.finish()
+    return limits
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -1,10 +1,29 @@
 """Domain errors of the gateway, each declaring its gRPC status and its HTTP status.
 
-As in google-api-core's ``exceptions.py``, the class carries both codes, so the gRPC
-servicer and the HTTP app map errors in exactly one place each (``to_grpc`` /
-``to_openai_body``) and never send ``str(e)`` of an unexpected exception to a client.
-Messages of these classes are written for clients: they never contain provider keys or
-prompt text.
+As in google-api-core's ``exceptions.py``, the class carries both codes, so the gRPC status
+interceptor (``gateway.grpc_interceptors``) and the HTTP app (``gateway.http_app``) map errors
+in exactly one place each and never send ``str(e)`` of an unexpected exception to a client
+(that is a generic INTERNAL / 500 "internal error", logged). Messages of these classes are
+written for clients: they never contain provider keys or prompt text.
+
+::
+
+    GatewayError                      INTERNAL            500
+    ├── InvalidRequestError           INVALID_ARGUMENT    400  the request is wrong
+    │   ├── UnsupportedParameterError INVALID_ARGUMENT    400  a feature the gateway lacks
+    │   ├── UnknownModelError         INVALID_ARGUMENT    404
+    │   ├── PayloadTooLargeError      RESOURCE_EXHAUSTED  413  body or message count
+    │   ├── HeadersTooLargeError      (HTTP only)         431
+    │   └── RequestTimeoutError       DEADLINE_EXCEEDED   408  headers or body too slow
+    ├── NotFoundError                 NOT_FOUND           404
+    ├── UnauthenticatedError          UNAUTHENTICATED     401
+    ├── ProviderRejectedError         INVALID_ARGUMENT    400  a provider's 4xx, relayed sanitised
+    ├── UpstreamUnavailableError      UNAVAILABLE         503  no model could serve it
+    ├── DeadlineExceededError         DEADLINE_EXCEEDED   504  the whole-request deadline
+    ├── StreamInterruptedError        UNAVAILABLE         502  a provider fault after the first token
+    │   └── StreamStalledError        UNAVAILABLE         502  no chunk within the idle timeout
+    ├── StoreUnavailableError         UNAVAILABLE         503  (learning)
+    └── ShuttingDownError             UNAVAILABLE         503  could not finish within the drain
 """
 
 from __future__ import annotations
@@ -57,8 +76,9 @@ class UnknownModelError(InvalidRequestError):
 
 
 class PayloadTooLargeError(InvalidRequestError):
-    """The request body exceeds the configured limit."""
+    """The request body, or its number of messages, exceeds the configured limit."""
 
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     http_status = 413
     openai_code = "request_too_large"
 
@@ -70,6 +90,21 @@ class NotFoundError(GatewayError):
     http_status = 404
     openai_type = "invalid_request_error"
     openai_code = "not_found"
+
+
+class HeadersTooLargeError(InvalidRequestError):
+    """The request line and headers exceed ``limits.max_header_bytes`` or ``max_header_count``."""
+
+    http_status = 431
+    openai_code = "headers_too_large"
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """The client did not send its headers or body in time (``limits.header_timeout_s`` / ``body_timeout_s``)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 408
+    openai_code = "request_timeout"
 
 
 class UnauthenticatedError(GatewayError):
@@ -124,6 +159,21 @@ class StoreUnavailableError(GatewayError):
     http_status = 503
     openai_type = "server_error"
     openai_code = "store_unavailable"
+
+
+class StreamStalledError(StreamInterruptedError):
+    """A started stream's provider sent nothing for ``server.stream_idle_timeout_s``."""
+
+    openai_code = "stream_stalled"
+
+
+class ShuttingDownError(GatewayError):
+    """The gateway is shutting down and the request could not finish within the drain."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    openai_type = "server_error"
+    openai_code = "shutting_down"
 
 
 class ConfigError(Exception):

@@ -1,13 +1,13 @@
 """gRPC front end: a thin ``GatewayService`` servicer plus grpc.health.v1 and reflection.
 
 Each handler converts proto → domain, calls :class:`gateway.service.Gateway`, and converts
-back. ``_abort`` is the only place gRPC status codes are chosen (from the exception class).
-Clients authenticate with ``authorization: Bearer <key>`` call metadata.
+back; nothing else. Authentication (``authorization: Bearer <key>`` call metadata), status
+codes and metrics are ``gateway.grpc_interceptors``; the request's values are checked by the
+core (``gateway.validation``), the same validator as over HTTP.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -17,7 +17,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from gateway.errors import GatewayError, grpc_status
+from gateway.grpc_interceptors import HEALTH_SERVICE, current_tenant, interceptors
 from gateway.learning.records import Rating
 from gateway.service import Gateway
 from gateway.types import (
@@ -31,8 +31,6 @@ from gateway.types import (
     Tier,
     Usage,
 )
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
@@ -56,6 +54,7 @@ _OUTCOME = {
     AttemptOutcome.TRANSIENT_ERROR: gateway_pb2.ATTEMPT_OUTCOME_TRANSIENT_ERROR,
     AttemptOutcome.BREAKER_OPEN: gateway_pb2.ATTEMPT_OUTCOME_BREAKER_OPEN,
     AttemptOutcome.CLIENT_ERROR: gateway_pb2.ATTEMPT_OUTCOME_CLIENT_ERROR,
+    AttemptOutcome.SATURATED: gateway_pb2.ATTEMPT_OUTCOME_SATURATED,
 }
 
 
@@ -127,20 +126,6 @@ def usage_pb(u: Usage) -> gateway_pb2.Usage:
     )
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-    if not isinstance(exc, GatewayError):
-        log.exception("unexpected error serving a gRPC request")
-    code, message = grpc_status(exc)
-    await context.abort(code, message)
-
-
-def _authorization(context: grpc.aio.ServicerContext) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return value if isinstance(value, str) else value.decode()
-    return None
-
-
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """proto → :class:`Gateway` → proto, nothing else."""
 
@@ -150,24 +135,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def Route(
         self, request: gateway_pb2.RouteRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RouteResponse:
-        try:
-            self._gateway.authenticate(_authorization(context))
-            decision = await self._gateway.route(to_chat_request(request))
-        except Exception as exc:
-            await _abort(context, exc)
-            raise
+        decision = await self._gateway.route(to_chat_request(request))
         return gateway_pb2.RouteResponse(decision=decision_pb(decision))
 
     async def ChatCompletion(
         self, request: gateway_pb2.ChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ChatCompletionResponse:
-        try:
-            tenant = self._gateway.authenticate(_authorization(context))
-            chat = replace(to_chat_request(request), tenant=tenant)
-            result = await self._gateway.chat(chat, context.time_remaining())
-        except Exception as exc:
-            await _abort(context, exc)
-            raise
+        chat = replace(to_chat_request(request), tenant=current_tenant())
+        result = await self._gateway.chat(chat, context.time_remaining())
         c = result.completion
         return gateway_pb2.ChatCompletionResponse(
             id=result.id,
@@ -183,24 +158,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def StreamChatCompletion(
         self, request: gateway_pb2.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.StreamChatCompletionResponse]:
-        try:
-            tenant = self._gateway.authenticate(_authorization(context))
-            chat = replace(to_chat_request(request), tenant=tenant)
-            started = await self._gateway.start_stream(chat, context.time_remaining())
-        except Exception as exc:
-            await _abort(context, exc)
-            raise
+        chat = replace(to_chat_request(request), tenant=current_tenant())
+        started = await self._gateway.start_stream(chat, context.time_remaining())
         yield gateway_pb2.StreamChatCompletionResponse(id=started.id, decision=decision_pb(started.decision))
-        try:
-            async for text in self._gateway.stream_events(started, chat):
-                yield gateway_pb2.StreamChatCompletionResponse(id=started.id, delta=text)
-        except Exception as exc:
-            await _abort(context, exc)
-            raise
+        async for text in self._gateway.stream_events(started):
+            yield gateway_pb2.StreamChatCompletionResponse(id=started.id, delta=text)
         done = started.completion
-        if done is None:
-            await context.abort(grpc.StatusCode.INTERNAL, "stream ended without a final event")
-            return
+        assert done is not None, "stream_events ends with a completion or raises"
         yield gateway_pb2.StreamChatCompletionResponse(
             id=started.id,
             summary=gateway_pb2.StreamSummary(
@@ -214,29 +178,34 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def SubmitFeedback(
         self, request: gateway_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.SubmitFeedbackResponse:
-        try:
-            tenant = self._gateway.authenticate(_authorization(context))
-            # FEEDBACK_RATING_UNSPECIFIED (or an unknown number) reaches the core as a bad rating: INVALID_ARGUMENT
-            rating = _RATING.get(request.rating, "unspecified")
-            response_id, recorded = await self._gateway.feedback(tenant, request.response_id, rating)
-        except Exception as exc:
-            await _abort(context, exc)
-            raise
+        # FEEDBACK_RATING_UNSPECIFIED (or an unknown number) reaches the core as a bad rating: INVALID_ARGUMENT
+        rating = _RATING.get(request.rating, "unspecified")
+        response_id, recorded = await self._gateway.feedback(current_tenant(), request.response_id, rating)
         return gateway_pb2.SubmitFeedbackResponse(response_id=response_id, rating=_RATING_PB[recorded.value])
 
 
 async def create_server(
     gateway: Gateway, host: str, port: int
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
-    """A started-ready (not yet started) aio server bound to ``host:port`` (0 = any free port)."""
-    # the same request size limit as over HTTP (larger messages get RESOURCE_EXHAUSTED); no
-    # SO_REUSEPORT, so a second gateway on a port in use fails to start instead of sharing it
-    options = [("grpc.max_receive_message_length", gateway.config.server.max_body_bytes), ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options)
+    """A ready (not yet started) aio server bound to ``host:port`` (0 = any free port)."""
+    limits = gateway.config.limits
+    options = [
+        # the same request size limit as over HTTP (larger messages get RESOURCE_EXHAUSTED)
+        ("grpc.max_receive_message_length", limits.max_body_bytes),
+        ("grpc.max_metadata_size", limits.max_header_bytes),
+        # a connection with no call for this long is closed (GOAWAY): stalled clients hold nothing
+        ("grpc.max_connection_idle_ms", 300_000),
+        # clients may ping at most every 10 s (keepalive abuse is answered with GOAWAY)
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        # no SO_REUSEPORT, so a second gateway on a port in use fails to start instead of sharing it
+        ("grpc.so_reuseport", 0),
+    ]
+    chain = interceptors(gateway.metrics.registry, gateway.lifecycle, gateway.authenticate)
+    server = grpc.aio.server(options=options, interceptors=chain)
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, HEALTH_SERVICE), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:  # grpcio raises RuntimeError when the port is taken

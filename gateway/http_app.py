@@ -1,14 +1,17 @@
-"""OpenAI-compatible HTTP API (Starlette ASGI app, served by uvicorn).
+"""OpenAI-compatible HTTP API (Starlette ASGI apps, served by ``gateway.http_server``).
 
-Routes: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/feedback`` (rate an answer by
-its id: ``{"id", "rating": "good"|"bad"}``), ``GET /v1/models``, ``GET /healthz``
-(process alive), ``GET /readyz`` (serving), ``GET /metrics`` (Prometheus). Every routed
-answer carries ``x-ferryman-*`` headers. Errors use OpenAI's shape; this module's
-``_error_response`` is the only place HTTP statuses are chosen (from the exception class).
+The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/feedback`` (rate an
+answer by its id: ``{"id", "rating": "good"|"bad"}``), ``GET /v1/models``, ``GET /healthz``
+(process alive, says nothing else). The admin listener (``admin.port``, for operators and
+Prometheus, not for API clients): ``GET /metrics``, ``GET /readyz`` (serving, with breaker
+states), ``GET /healthz``. Every routed answer carries ``x-ferryman-*`` headers. Errors use
+OpenAI's shape; ``_error_response`` is the only place HTTP statuses are chosen (from the
+exception class). A stream always ends with ``[DONE]`` or an error event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,23 +20,32 @@ from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError, openai_error_body
-from gateway.openai_format import chunk_json, completion_json, parse_chat_request
+from gateway.config import LimitsConfig
+from gateway.errors import (
+    INTERNAL_MESSAGE,
+    GatewayError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    openai_error_body,
+)
+from gateway.openai_format import chunk_json, completion_json, decode_body, parse_chat_request
 from gateway.service import Gateway, StreamResult
-from gateway.types import Accounting, ChatRequest, Decision, DecisionSource
+from gateway.types import Accounting, Decision, DecisionSource
 
 log = logging.getLogger(__name__)
 
 
-def _error_response(exc: BaseException) -> JSONResponse:
+def _error_response(exc: BaseException, *, close: bool = False) -> JSONResponse:
+    """The OpenAI error body for ``exc``; ``close``: the request body may be unread, end the connection."""
     if not isinstance(exc, GatewayError):
-        log.exception("unexpected error serving an HTTP request")
+        log.error("unexpected error serving an HTTP request", exc_info=exc)
     status, body = openai_error_body(exc)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers={"connection": "close"} if close else None)
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:
@@ -68,15 +80,23 @@ def accounting_headers(acc: Accounting, with_cost: bool) -> dict[str, str]:
     return headers
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limits: LimitsConfig) -> bytes:
+    """The whole body: at most ``max_body_bytes`` (413), within ``body_timeout_s`` (408)."""
+    limit = limits.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeoutError(f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
+    except ClientDisconnect:  # nobody will read the answer; a typed error keeps it out of the error log
+        raise InvalidRequestError("the client disconnected before sending its whole body") from None
     return bytes(body)
 
 
@@ -86,49 +106,45 @@ def _sse(data: dict[str, Any] | str) -> bytes:
 
 
 class HTTPApp:
-    """Binds the routes to one :class:`Gateway`."""
+    """The API routes, bound to one :class:`Gateway`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.ready = False
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/feedback", self.feedback, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
-                Route("/healthz", self.healthz, methods=["GET"]),
-                Route("/readyz", self.readyz, methods=["GET"]),
-                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/healthz", healthz, methods=["GET"]),
             ]
         )
 
     async def chat_completions(self, request: Request) -> Response:
         try:
             tenant = self.gateway.authenticate(request.headers.get("authorization"))
-            data = await self._json_body(request)
-            chat, stream, include_usage = parse_chat_request(data)
+            body = await _read_body(request, self.gateway.config.limits)
+        except GatewayError as exc:
+            return _error_response(exc, close=True)
+        try:
+            chat, stream, include_usage = parse_chat_request(decode_body(body), self.gateway.config)
             chat = replace(chat, tenant=tenant)
             if stream:
-                started = await self.gateway.start_stream(chat)
-                return self._stream_response(started, chat, include_usage)
+                return self._stream_response(await self.gateway.start_stream(chat), include_usage)
             result = await self.gateway.chat(chat)
         except Exception as exc:
             return _error_response(exc)
         headers = decision_headers(result.decision) | accounting_headers(result.accounting, with_cost=True)
         return JSONResponse(completion_json(result), headers=headers)
 
-    async def _json_body(self, request: Request) -> Any:
-        body = await _read_body(request, self.gateway.config.server.max_body_bytes)
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise InvalidRequestError("request body is not valid JSON") from None
-
     async def feedback(self, request: Request) -> Response:
         """``{"id": "<completion id>", "rating": "good" | "bad"}`` → 200, or 400 / 401 / 404 / 503."""
         try:
             tenant = self.gateway.authenticate(request.headers.get("authorization"))
-            data = await self._json_body(request)
+            body = await _read_body(request, self.gateway.config.limits)
+        except GatewayError as exc:
+            return _error_response(exc, close=True)
+        try:
+            data = decode_body(body)
             if not isinstance(data, dict):
                 raise InvalidRequestError("request body must be a JSON object {id, rating}")
             unknown = sorted(set(data) - {"id", "rating"})
@@ -139,31 +155,39 @@ class HTTPApp:
             return _error_response(exc)
         return JSONResponse({"object": "feedback", "id": response_id, "rating": rating.value})
 
-    def _stream_response(self, started: StreamResult, chat: ChatRequest, include_usage: bool) -> StreamingResponse:
-        model = started.accounting.served_model
+    def _stream_response(self, started: StreamResult, include_usage: bool) -> StreamingResponse:
         headers = decision_headers(started.decision) | accounting_headers(started.accounting, with_cost=False)
-
-        async def body() -> AsyncIterator[bytes]:
-            yield _sse(chunk_json(started.id, started.created, model, {"role": "assistant", "content": ""}))
-            try:
-                async for text in self.gateway.stream_events(started, chat):
-                    yield _sse(chunk_json(started.id, started.created, model, {"content": text}))
-            except GatewayError as exc:
-                # after the first token there is no fallback: end with an explicit error event
-                yield _sse(exc.openai_body())
-                return
-            done = started.completion
-            if done is None:
-                yield _sse(GatewayError("stream ended without a final event").openai_body())
-                return
-            yield _sse(chunk_json(started.id, started.created, model, {}, finish_reason=done.finish_reason))
-            if include_usage:
-                yield _sse(chunk_json(started.id, started.created, model, {}, usage=done.usage))
-            yield _sse("[DONE]")
-
         return StreamingResponse(
-            body(), media_type="text/event-stream", headers=headers | {"cache-control": "no-cache"}
+            self._sse_events(started, include_usage),
+            media_type="text/event-stream",
+            headers=headers | {"cache-control": "no-cache"},
         )
+
+    async def _sse_events(self, started: StreamResult, include_usage: bool) -> AsyncIterator[bytes]:
+        """The stream's chunks, then ``[DONE]``; or, whatever goes wrong, an error event last."""
+        model = started.accounting.served_model
+
+        def chunk(delta: dict[str, str], **kw: Any) -> bytes:
+            return _sse(chunk_json(started.id, started.created, model, delta, **kw))
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            async for text in self.gateway.stream_events(started):
+                yield chunk({"content": text})
+        except GatewayError as exc:
+            # after the first token there is no fallback: end with an explicit error event
+            yield _sse(exc.openai_body())
+            return
+        except Exception as exc:  # a bug, not a provider fault (those are GatewayErrors by now)
+            log.error("unexpected error in an HTTP stream", exc_info=exc)
+            yield _sse(GatewayError(INTERNAL_MESSAGE).openai_body())
+            return
+        done = started.completion
+        assert done is not None, "stream_events ends with a completion or raises"
+        yield chunk({}, finish_reason=done.finish_reason)
+        if include_usage:
+            yield chunk({}, usage=done.usage)
+        yield _sse("[DONE]")
 
     async def models(self, request: Request) -> Response:
         try:
@@ -176,13 +200,30 @@ class HTTPApp:
         data = [{"id": n, "object": "model", "created": created, "owned_by": "ferryman"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
-    async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+class AdminApp:
+    """The operators' routes: readiness with breaker states, and Prometheus metrics."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.ready = False
+        self.app = Starlette(
+            routes=[
+                Route("/healthz", healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+            ]
+        )
 
     async def readyz(self, request: Request) -> Response:
-        if not self.ready:
-            return JSONResponse({"status": "not ready"}, status_code=503)
-        return JSONResponse({"status": "ready", "breakers": self.gateway.resilience.breakers.states()})
+        breakers = self.gateway.resilience.breakers.states()
+        if not self.ready or self.gateway.lifecycle.draining:
+            return JSONResponse({"status": "not ready", "breakers": breakers}, status_code=503)
+        return JSONResponse({"status": "ready", "breakers": breakers})
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,39 +1,47 @@
-"""``ferryman gateway``: serve gRPC (default :50061) and OpenAI-compatible HTTP (default :8080).
+"""``ferryman gateway``: serve gRPC (default :50061), OpenAI-compatible HTTP (default :8080) and
+the admin listener (``/metrics``, ``/readyz``; default :9091).
 
-Both servers share one event loop and one :class:`gateway.service.Gateway`. Settings are
+All servers share one event loop and one :class:`gateway.service.Gateway`. Settings are
 built here from flags and the environment: the YAML config (``--config`` or
 ``FERRYMAN_GATEWAY_CONFIG``), ``REDIS_URL`` (or the variable named by
-``breaker.redis_url_env``) for shared breaker state, and client API keys. On SIGTERM/SIGINT
-health turns NOT_SERVING, then both servers drain and stop.
+``breaker.redis_url_env``) for shared breaker state, and client API keys.
+
+On SIGTERM/SIGINT (:meth:`RunningGateway.stop`): readiness and gRPC health go down; requests
+under way and any that still arrive are served (each HTTP answer closing its connection); at
+``server.drain_s`` whatever still runs ends with a clean error (503 / an SSE error event /
+UNAVAILABLE: see ``gateway.lifecycle``); then the listeners close and everything stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
-import uvicorn
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
-from gateway.http_app import HTTPApp
+from gateway.http_app import AdminApp, HTTPApp
+from gateway.http_server import FINISH_S, HTTPServer, create_http_server
+from gateway.lifecycle import now
 from gateway.service import Gateway, Runtime
 
 log = logging.getLogger("gateway")
+
+#: The drain ends early once no request has been running for this long.
+QUIET_S = 0.3
 
 
 def runtime_from_env(config: GatewayConfig, environ: Mapping[str, str]) -> Runtime:
@@ -43,68 +51,105 @@ def runtime_from_env(config: GatewayConfig, environ: Mapping[str, str]) -> Runti
     return Runtime(redis_url=redis_url, client_keys=keys, environ=environ)
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: ``_serve`` owns SIGTERM/SIGINT for both servers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @dataclass
 class RunningGateway:
-    """Both servers of one gateway, started in the current event loop."""
+    """Every server of one gateway, started in the current event loop."""
 
     gateway: Gateway
-    http_app: HTTPApp
+    admin_app: AdminApp
     grpc_server: grpc.aio.Server
     health: health_aio.HealthServicer
-    http_server: uvicorn.Server
-    http_task: asyncio.Task[None]
+    http_server: HTTPServer
+    admin_server: HTTPServer
+    tasks: list[asyncio.Task[None]]
     grpc_port: int
-    http_port: int
+
+    @property
+    def http_port(self) -> int:
+        return self.http_server.port
+
+    @property
+    def admin_port(self) -> int:
+        return self.admin_server.port
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Stop taking new work, drain for ``grace_s`` (default ``server.drain_s``), close clients."""
-        self.http_app.ready = False
+        """Drain for ``grace_s`` (default ``server.drain_s``), end what is left cleanly, close everything.
+
+        The listeners stay open while the drain lasts: closing the HTTP one would reset the
+        connections still in the kernel's accept queue, whose requests were sent (the issue's
+        "accepted but not yet read"), and a stopping gRPC server cancels the calls that reach it.
+        Those, and any request arriving meanwhile, are served (HTTP answers with ``connection:
+        close``) within the drain; it ends early once nothing has run for ``QUIET_S``.
+        """
+        drain_s = self.gateway.config.server.drain_s if grace_s is None else grace_s
+        lifecycle = self.gateway.lifecycle
+        lifecycle.begin_drain()
         await self.health.enter_graceful_shutdown()
-        self.http_server.should_exit = True
-        await self.grpc_server.stop(self.gateway.config.server.drain_s if grace_s is None else grace_s)
-        await self.http_task
+        self.http_server.end_keep_alive()
+
+        def busy() -> bool:
+            return self.http_server.in_flight > 0 or lifecycle.rpcs > 0
+
+        deadline, quiet_since = now() + drain_s, now()
+        while now() < deadline:
+            if busy():
+                quiet_since = now()
+            elif now() - quiet_since >= QUIET_S:
+                break
+            await asyncio.sleep(0.05)
+        if busy():
+            log.warning(
+                "drain of %gs over: %d HTTP request(s) and %d gRPC call(s) still running end with an error",
+                drain_s,
+                self.http_server.in_flight,
+                lifecycle.rpcs,
+            )
+            lifecycle.expire()
+            finish = now() + FINISH_S
+            while busy() and now() < finish:
+                await asyncio.sleep(0.05)
+        self.http_server.close_listeners()
+        self.http_server.should_exit = self.admin_server.should_exit = True
+        await asyncio.gather(*self.tasks, self.grpc_server.stop(FINISH_S))
         await self.gateway.close()
 
 
+async def _serve_http(server: HTTPServer, what: str, others: list[asyncio.Task[None]]) -> asyncio.Task[None]:
+    """Start ``server`` in a task and wait until it listens (OSError if it cannot bind)."""
+    task = asyncio.create_task(server.serve(), name=f"{what}-server")
+    while not server.started:
+        if task.done():
+            for other in others:
+                other.cancel()
+            task.result()
+            raise OSError(f"cannot bind the {what} listener to {server.config.host}:{server.config.port}")
+        await asyncio.sleep(0.01)
+    return task
+
+
 async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGateway:
-    """Start gRPC and HTTP servers for ``config`` (ports 0 pick free ports; see the result)."""
+    """Start the gRPC, HTTP and admin servers for ``config`` (ports 0 pick free ports; see the result)."""
     gateway = Gateway(config, runtime)
     await gateway.start()
     server = config.server
     grpc_server, grpc_port, health = await create_server(gateway, server.grpc_host, server.grpc_port)
     await grpc_server.start()
-    http_app = HTTPApp(gateway)
-    uv_config = uvicorn.Config(
-        http_app.app,
-        host=server.http_host,
-        port=server.http_port,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=max(1, round(server.drain_s)),
-    )
-    http_server = _EmbeddedServer(uv_config)
-    http_task = asyncio.create_task(http_server.serve())
-    while not http_server.started:
-        if http_task.done():
-            await grpc_server.stop(0)
-            await gateway.close()
-            http_task.result()
-            raise OSError(f"cannot bind HTTP to {server.http_host}:{server.http_port}")
-        await asyncio.sleep(0.01)
-    http_port = http_server.servers[0].sockets[0].getsockname()[1]
-    http_app.ready = True
+    admin_app = AdminApp(gateway)
+    limits, lifecycle = config.limits, gateway.lifecycle
+    http_server = create_http_server(HTTPApp(gateway).app, server.http_host, server.http_port, limits, lifecycle)
+    admin_server = create_http_server(admin_app.app, config.admin.host, config.admin.port, limits, lifecycle)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        tasks.append(await _serve_http(http_server, "HTTP", tasks))
+        tasks.append(await _serve_http(admin_server, "admin", tasks))
+    except BaseException:
+        await grpc_server.stop(0)
+        await gateway.close()
+        raise
+    admin_app.ready = True
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningGateway(gateway, http_app, grpc_server, health, http_server, http_task, grpc_port, http_port)
+    return RunningGateway(gateway, admin_app, grpc_server, health, http_server, admin_server, tasks, grpc_port)
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -121,9 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--grpc-port", type=int, help="override server.grpc_port (0 = any free port)")
     parser.add_argument("--http-port", type=int, help="override server.http_port (0 = any free port)")
+    parser.add_argument("--admin-port", type=int, help="override admin.port: /metrics, /readyz (0 = any free port)")
     parser.add_argument("--host", help="override both listen hosts")
     parser.add_argument("--scorer", help="override scorer.target, e.g. dns:///scorer:50051")
-    parser.add_argument("--port-file", type=Path, help="write {grpc_port, http_port} as JSON here once serving")
+    parser.add_argument(
+        "--port-file", type=Path, help="write {grpc_port, http_port, admin_port} as JSON here once serving"
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -136,23 +184,29 @@ def _apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> Gateway
     if args.host:
         server = replace(server, grpc_host=args.host, http_host=args.host)
     scorer = replace(config.scorer, target=args.scorer) if args.scorer else config.scorer
-    return replace(config, server=server, scorer=scorer)
+    admin = config.admin if args.admin_port is None else replace(config.admin, port=args.admin_port)
+    if args.host:
+        admin = replace(admin, host=args.host)
+    return replace(config, server=server, scorer=scorer, admin=admin)
 
 
 async def _serve(config: GatewayConfig, runtime: Runtime, port_file: Path | None) -> None:
     running = await start_gateway(config, runtime)
     log.info(
-        "gateway serving: gRPC on %s:%d, HTTP on %s:%d, scorer %s, breaker state %s",
+        "gateway serving: gRPC on %s:%d, HTTP on %s:%d, admin on %s:%d, scorer %s, open breakers %s",
         config.server.grpc_host,
         running.grpc_port,
         config.server.http_host,
         running.http_port,
+        config.admin.host,
+        running.admin_port,
         config.scorer.target,
-        "in Redis" if runtime.redis_url else "local",
+        "shared through Redis" if runtime.redis_url else "local",
     )
     if port_file is not None:
         tmp = port_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"grpc_port": running.grpc_port, "http_port": running.http_port}))
+        ports = {"grpc_port": running.grpc_port, "http_port": running.http_port, "admin_port": running.admin_port}
+        tmp.write_text(json.dumps(ports))
         tmp.replace(port_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -28,6 +28,19 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.breaker_outcomes = Counter(
+            "ferryman_gateway_breaker_outcomes",
+            "Request outcomes per breaker: success, failure (the model's), unattributed (every model the"
+            " request tried failed and none of them serves others), poison (ignored: the request's fault).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.breaker_probes = Counter(
+            "ferryman_gateway_breaker_probes",
+            "Requests sent to a model although its breaker was open, because every model of the chain was open.",
+            ["model"],
+            registry=r,
+        )
         self.retries = Counter("ferryman_gateway_retries", "Retries after transient errors.", ["model"], registry=r)
         self.fallbacks = Counter(
             "ferryman_gateway_fallbacks",

@@ -1,19 +1,21 @@
-"""The OpenAI chat-completions JSON shape: request validation in, responses and chunks out.
+"""The OpenAI chat-completions JSON shape: requests in, responses and chunks out.
 
-Validation errors name the offending field (``param``) in OpenAI's error shape. Routing
-options may be sent in a ``routing`` object (``extra_body={"routing": {...}}`` with the
-OpenAI SDK) with the fields of the proto's ``RoutingOptions``.
+This module checks the JSON *shape* only (types, unsupported features); the values are checked
+by :mod:`gateway.validation`, the one validator every transport shares. Errors name the
+offending field (``param``) in OpenAI's error shape. Routing options may be sent in a
+``routing`` object (``extra_body={"routing": {...}}`` with the OpenAI SDK) with the fields of
+the proto's ``RoutingOptions``.
 """
 
 from __future__ import annotations
 
-import math
+import json
 from typing import Any
 
+from gateway.config import GatewayConfig
 from gateway.errors import InvalidRequestError, UnsupportedParameterError
 from gateway.types import ChatRequest, ChatResult, Decision, Message, RoutingOverrides, Usage
-
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+from gateway.validation import check_message_count
 
 #: OpenAI parameters the gateway does not implement and whose loss would change the answer's
 #: shape (tool calls, several choices, JSON mode, log-probabilities, audio), each with the values
@@ -44,12 +46,22 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
             )
 
 
-def _number(data: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
+def decode_body(body: bytes) -> Any:
+    """The request body as JSON; not JSON, not UTF-8 or nested deeper than the decoder allows → 400."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvalidRequestError("request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply") from None
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or not lo <= value <= hi:
-        raise InvalidRequestError(f"{key} must be a number in [{lo:g}, {hi:g}], got {value!r}", param=key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequestError(f"{key} must be a number, got {value!r}", param=key)
     return float(value)
 
 
@@ -72,24 +84,23 @@ def _content(value: Any, index: int) -> str:
     )
 
 
-def _messages(value: Any) -> tuple[Message, ...]:
+def _messages(value: Any, config: GatewayConfig) -> tuple[Message, ...]:
     if value is None:
         raise InvalidRequestError("messages is required", param="messages")
     if not isinstance(value, list) or not value:
         raise InvalidRequestError("messages must be a non-empty array", param="messages")
+    check_message_count(len(value), config)  # before any work per message
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict):
             raise InvalidRequestError(f"messages[{i}] must be an object", param=f"messages[{i}]")
         role = m.get("role")
-        if role not in ROLES:
-            raise InvalidRequestError(
-                f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}", param=f"messages[{i}].role"
-            )
+        if not isinstance(role, str):
+            raise InvalidRequestError(f"messages[{i}].role must be a string", param=f"messages[{i}].role")
         name = m.get("name") or ""
         if not isinstance(name, str):
             raise InvalidRequestError(f"messages[{i}].name must be a string", param=f"messages[{i}].name")
-        out.append(Message("system" if role == "developer" else role, _content(m.get("content"), i), name))
+        out.append(Message(role, _content(m.get("content"), i), name))
     return tuple(out)
 
 
@@ -106,14 +117,14 @@ def _routing(value: Any) -> RoutingOverrides:
             raise InvalidRequestError(f"routing.{key} must be a string", param=f"routing.{key}")
     return RoutingOverrides(
         router=value.get("router") or "",
-        threshold=_number(value, "threshold", 0, 1),
-        strong_share=_number(value, "strong_share", 0, 1),
+        threshold=_number(value, "threshold"),
+        strong_share=_number(value, "strong_share"),
         policy=value.get("policy") or "",
     )
 
 
-def parse_chat_request(data: Any) -> tuple[ChatRequest, bool, bool]:
-    """``(request, stream, include_usage)`` from a decoded JSON body."""
+def parse_chat_request(data: Any, config: GatewayConfig) -> tuple[ChatRequest, bool, bool]:
+    """``(request, stream, include_usage)`` from a decoded JSON body (values unchecked: see the module)."""
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")
     model = data.get("model")
@@ -121,8 +132,8 @@ def parse_chat_request(data: Any) -> tuple[ChatRequest, bool, bool]:
         raise InvalidRequestError("model is required and must be a string", param="model")
     _refuse_unsupported(data)
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise InvalidRequestError("max_tokens must be a positive integer", param="max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        raise InvalidRequestError("max_tokens must be an integer", param="max_tokens")
     stop = data.get("stop")
     if isinstance(stop, str):
         stop = [stop]
@@ -137,10 +148,10 @@ def parse_chat_request(data: Any) -> tuple[ChatRequest, bool, bool]:
         raise InvalidRequestError("user must be a string", param="user")
     request = ChatRequest(
         model=model,
-        messages=_messages(data.get("messages")),
-        temperature=_number(data, "temperature", 0, 2),
+        messages=_messages(data.get("messages"), config),
+        temperature=_number(data, "temperature"),
         max_tokens=max_tokens,
-        top_p=_number(data, "top_p", 0, 1),
+        top_p=_number(data, "top_p"),
         stop=tuple(stop or ()),
         user=user,
         routing=_routing(data.get("routing")),

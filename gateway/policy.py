@@ -45,7 +45,7 @@ class RouteSpec:
 
 
 def _unit(value: float, what: str) -> float:
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise InvalidRequestError(f"{what} must be a number in [0, 1], got {value}", param=what)
     return value
 
@@ -83,11 +83,11 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
             f"unknown model {model!r}: use a configured model, a policy, or router-<router>-<threshold>",
             param="model",
         )
+    # (override values were range-checked by gateway.validation)
     if overrides.threshold is not None:
-        spec = RouteSpec(spec.router, _unit(overrides.threshold, "threshold"), None, spec.policy, spec.scorer_down_tier)
+        spec = RouteSpec(spec.router, overrides.threshold, None, spec.policy, spec.scorer_down_tier)
     elif overrides.strong_share is not None:
-        share = _unit(overrides.strong_share, "strong_share")
-        spec = RouteSpec(spec.router, None, share, spec.policy, spec.scorer_down_tier)
+        spec = RouteSpec(spec.router, None, overrides.strong_share, spec.policy, spec.scorer_down_tier)
     if overrides.router:
         spec = RouteSpec(overrides.router, spec.threshold, spec.strong_share, spec.policy, spec.scorer_down_tier)
     if spec.threshold is None and spec.strong_share is None:

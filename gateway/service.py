@@ -16,12 +16,14 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
+from gateway.breaker_sync import BreakerSync
 from gateway.config import GatewayConfig
 from gateway.cost import cost_usd, estimate_usage
 from gateway.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError, UnauthenticatedError
 from gateway.learning.records import Rating
 from gateway.learning.service import Answered, Learning
 from gateway.learning.tenants import ANONYMOUS, tenant_id
+from gateway.lifecycle import Lifecycle, now
 from gateway.metrics import Metrics
 from gateway.policy import Policy
 from gateway.providers import ProviderPool
@@ -38,6 +40,7 @@ from gateway.types import (
     StreamEnd,
     Usage,
 )
+from gateway.validation import checked_request
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class StreamResult:
     created: int
     decision: Decision
     handle: StreamHandle
+    #: The request as validated (what the provider was sent).
+    request: ChatRequest
     #: Filled once the stream has ended normally.
     completion: Completion | None = None
 
@@ -83,8 +88,13 @@ class Gateway:
                 "auth is enabled but no client API keys are configured "
                 f"(set {config.auth.keys_env or 'auth.keys_file'} or auth.disabled: true for local development)"
             )
-        self.providers = ProviderPool(config.models, runtime.environ)
-        self.resilience = Resilience(config, self.providers, self.metrics, runtime.redis_url)
+        self.lifecycle = Lifecycle()
+        self.providers = ProviderPool(config.models, runtime.environ, config.limits.max_response_bytes)
+        self.resilience = Resilience(config, self.providers, self.metrics, self.lifecycle)
+        self.breaker_sync: BreakerSync | None = None
+        if runtime.redis_url:
+            self.breaker_sync = BreakerSync(self.resilience.breakers, runtime.redis_url, config.breaker)
+            self.resilience.on_breaker_change(self.breaker_sync.opened)
         self._scorer: ScorerClient | None = None
         self._policy: Policy | None = None
         self._self_check: asyncio.Task[dict[str, float]] | None = None
@@ -96,13 +106,15 @@ class Gateway:
         )
 
     async def start(self) -> None:
-        """Open the scorer channel (must run inside the event loop that will serve)."""
+        """Open the scorer channel and start background tasks (inside the event loop that will serve)."""
         self._scorer = ScorerClient(self.config.scorer, self.metrics)
         self._policy = Policy(self.config, self._scorer, FallbackWatch(self.config.scorer, self.metrics))
         await self._policy.start()
         if self.config.scorer.self_check:
             routers = routers_in_use(self.config)
             self._self_check = asyncio.create_task(self_check(self._scorer, routers, self.config.scorer))
+        if self.breaker_sync is not None:
+            self.breaker_sync.start()
         for note in self.providers.missing_keys():
             log.warning("%s; requests needing it will fall back or fail", note)
         if self.learning is not None:
@@ -119,8 +131,9 @@ class Gateway:
             await self._policy.close()
         if self._scorer is not None:
             await self._scorer.close()
+        if self.breaker_sync is not None:
+            await self.breaker_sync.close()
         await self.providers.aclose()
-        self.resilience.close()
 
     # ------------------------------------------------------------------ auth
 
@@ -144,12 +157,13 @@ class Gateway:
         budget = self.config.server.request_timeout_s
         if client_timeout_s is not None:
             budget = min(budget, client_timeout_s)
-        return time.monotonic() + budget
+        return now() + budget
 
     async def route(self, request: ChatRequest) -> Decision:
         """The decision only; no provider is called."""
-        if not request.messages:
-            raise InvalidRequestError("messages must contain at least one message", param="messages")
+        return await self._route(checked_request(request, self.config))
+
+    async def _route(self, request: ChatRequest) -> Decision:
         assert self._policy is not None, "Gateway.start() was not called"
         decision = await self._policy.decide(request)
         self.metrics.decisions.labels(decision.tier.value, decision.source.value).inc()
@@ -181,8 +195,10 @@ class Gateway:
         deadline = self._deadline(client_timeout_s)
         decision: Decision | None = None
         try:
-            decision = await self.route(request)
-            completion, accounting = await self.resilience.complete(request, decision, deadline)
+            request = checked_request(request, self.config)
+            async with self.lifecycle.bound(deadline):
+                decision = await self._route(request)
+                completion, accounting = await self.resilience.complete(request, decision, deadline)
         except Exception as exc:
             self.record_failure(decision, exc)
             raise
@@ -192,19 +208,25 @@ class Gateway:
         return result
 
     async def start_stream(self, request: ChatRequest, client_timeout_s: float | None = None) -> StreamResult:
-        """Route and start a stream; returns once a provider has produced its first event."""
+        """Route and start a stream; returns once a provider has produced its first event.
+
+        The result's events stay within the same deadline (see :class:`StreamHandle`).
+        """
         deadline = self._deadline(client_timeout_s)
         decision: Decision | None = None
         try:
-            decision = await self.route(request)
-            handle = await self.resilience.open_stream(request, decision, deadline)
+            request = checked_request(request, self.config)
+            async with self.lifecycle.bound(deadline):
+                decision = await self._route(request)
+                handle = await self.resilience.open_stream(request, decision, deadline)
         except Exception as exc:
             self.record_failure(decision, exc)
             raise
-        return StreamResult(new_completion_id(), int(time.time()), decision, handle)
+        return StreamResult(new_completion_id(), int(time.time()), decision, handle, request)
 
-    async def stream_events(self, result: StreamResult, request: ChatRequest) -> AsyncIterator[str]:
+    async def stream_events(self, result: StreamResult) -> AsyncIterator[str]:
         """Text deltas of a started stream; fills ``result.completion`` and accounting at the end."""
+        request = result.request
         parts: list[str] = []
         try:
             async for event in result.handle.events():

@@ -33,6 +33,8 @@ class AttemptOutcome(enum.Enum):
     TRANSIENT_ERROR = "transient_error"
     BREAKER_OPEN = "breaker_open"
     CLIENT_ERROR = "client_error"
+    #: The gateway's own connection pool to the model's endpoint was full (the provider is not blamed).
+    SATURATED = "saturated"
 
 
 @dataclass(frozen=True)

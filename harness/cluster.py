@@ -111,11 +111,13 @@ class LocalCluster:
     ) -> Process:
         port_file = workdir / f"gateway-{index}.ports.json"
         argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config), "--host", "127.0.0.1"]
-        argv += ["--grpc-port", "0", "--http-port", "0", "--scorer", scorer_target, "--port-file", str(port_file)]
+        argv += ["--grpc-port", "0", "--http-port", "0", "--admin-port", "0", "--scorer", scorer_target]
+        argv += ["--port-file", str(port_file)]
         proc = spawn(f"gateway-{index}", argv, workdir, env)
         self._stack.callback(proc.stop)
         ports = wait_for(f"{proc.name} ports", lambda: read_json(port_file), self.start_timeout_s, proc.proc)
         proc.grpc_port, proc.http_port = int(ports["grpc_port"]), int(ports["http_port"])
+        proc.admin_port = int(ports["admin_port"])
         return proc
 
     def score_calls(self) -> list[int | None]:
@@ -127,5 +129,5 @@ class LocalCluster:
         """Score RPCs the running gateways saw fail, by status code, summed over gateways."""
         total: Counter[str] = Counter()
         for p in self.gateway_procs:
-            total.update(scrape(p.http_port, "ferryman_gateway_scorer_failures_total") or Counter())
+            total.update(scrape(p.admin_port, "ferryman_gateway_scorer_failures_total") or Counter())
         return total

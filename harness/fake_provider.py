@@ -1,13 +1,17 @@
 """A fake LLM provider: a real HTTP server on loopback speaking the OpenAI chat-completions
 and Anthropic Messages APIs, with faults a test programs per request.
 
-Faults: HTTP 500, 429 with Retry-After, any other status (400, 401), slow answers,
-malformed JSON, a connection dropped mid-stream, and (by stopping the server) connection
-refused. Faults are consumed one per request from a queue; when the queue is empty the
-``default`` fault applies (normally a correct answer). Counters say how many requests
-arrived, so tests can check what the gateway really sent.
+Faults (:class:`Fault`): HTTP 500, 429 with Retry-After, any other status (400, 401), an HTML
+error page, slow answers, malformed JSON, answers of the wrong shape (``shape``: a JSON patch
+merged into the answer or into each stream event), huge answers, a connection dropped
+mid-stream, a stream that stalls or trickles, and (by stopping the server) connection refused.
+Which fault a request gets: the next one queued by :meth:`FakeProvider.program`; else the first
+rule that matches (:meth:`~FakeProvider.poison`: a marker in the prompt; random failures at a
+rate); else ``default`` (normally a correct answer). Counters say how many requests arrived,
+so tests can check what the gateway really sent.
 
-Run standalone (for benchmarks): ``python -m harness.fake_provider --port-file F``.
+Run standalone (for benchmarks): ``python -m harness.fake_provider --port-file F``
+(``--fail-rate`` for random failures).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,29 +37,62 @@ from starlette.routing import Route
 
 @dataclass(frozen=True)
 class Fault:
-    """What the next request gets. ``kind``: ok, status, slow, malformed, disconnect."""
+    """What a request gets. ``kind``: ok, status, html, slow, malformed, shape, huge, disconnect,
+    stall (after ``after_chunks`` chunks a stream sends only SSE comments for ``delay_s``),
+    trickle (every chunk after ``delay_s``)."""
 
     kind: str = "ok"
     status: int = 500
     retry_after: str | None = None
     delay_s: float = 0.0
-    #: For ``disconnect``: content chunks sent before the connection drops.
+    #: For disconnect, stall and shape: content chunks sent intact first.
     after_chunks: int = 2
+    #: For shape: a JSON object merged into the whole answer, or into each later stream event.
+    patch: str = ""
+    #: For huge: bytes of answer text, in this many stream chunks.
+    size: int = 0
+    chunks: int = 1
+    #: For status: the error message in the body (default: "fake error <status>").
+    message: str = ""
 
 
 OK = Fault()
 
 
-def status(code: int, retry_after: str | None = None) -> Fault:
-    return Fault("status", status=code, retry_after=retry_after)
+def status(code: int, retry_after: str | None = None, message: str = "") -> Fault:
+    return Fault("status", status=code, retry_after=retry_after, message=message)
 
 
 def slow(delay_s: float) -> Fault:
     return Fault("slow", delay_s=delay_s)
 
 
+def shape(patch: dict[str, Any], after_chunks: int = 0) -> Fault:
+    """An answer of the wrong shape: ``patch`` merged in (e.g. ``{"usage": {"prompt_tokens": "12"}}``)."""
+    return Fault("shape", patch=json.dumps(patch), after_chunks=after_chunks)
+
+
+def huge(size: int, chunks: int = 1) -> Fault:
+    return Fault("huge", size=size, chunks=chunks)
+
+
+def stall(delay_s: float, after_chunks: int = 2) -> Fault:
+    return Fault("stall", delay_s=delay_s, after_chunks=after_chunks)
+
+
+def trickle(delay_s: float) -> Fault:
+    return Fault("trickle", delay_s=delay_s)
+
+
 MALFORMED = Fault("malformed")
 DISCONNECT = Fault("disconnect")
+HTML = Fault("html", status=502)
+
+Rule = Callable[[dict[str, Any]], "Fault | None"]
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    return " ".join(str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict))
 
 
 class _Dropped(Exception):
@@ -68,6 +106,7 @@ class FakeProvider:
         self.reply = reply
         self.name = name
         self.default = OK
+        self.rules: list[Rule] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.requests = 0
@@ -96,9 +135,23 @@ class FakeProvider:
         with self._lock:
             self._faults.extend(faults)
 
+    def when(self, marker: str, fault: Fault) -> None:
+        """Requests whose prompt contains ``marker`` get ``fault`` (unless one is queued)."""
+        self.rules.append(lambda body: fault if marker in _prompt(body) else None)
+
+    def poison(self, marker: str) -> None:
+        """Requests whose prompt contains ``marker`` get HTTP 500, like a prompt every provider chokes on."""
+        self.when(marker, status(500))
+
+    def fail_at_random(self, rate: float, fault: Fault | None = None, seed: int = 0) -> None:
+        """Each request fails with ``fault`` (HTTP 500 by default) with probability ``rate``."""
+        bad, rng = fault or status(500), random.Random(seed)
+        self.rules.append(lambda body: bad if rng.random() < rate else None)
+
     def reset(self, default: Fault = OK) -> None:
         with self._lock:
             self._faults.clear()
+            self.rules.clear()
             self.default = default
             self.requests = 0
             self.peers.clear()
@@ -110,7 +163,13 @@ class FakeProvider:
             self.last_headers = dict(request.headers)
             if request.client is not None:
                 self.peers.add(request.client.port)
-            return self._faults.popleft() if self._faults else self.default
+            if self._faults:
+                return self._faults.popleft()
+            for rule in self.rules:
+                fault = rule(body)
+                if fault is not None:
+                    return fault
+            return self.default
 
     def start(self, port: int = 0) -> FakeProvider:
         """Serve in a background thread on 127.0.0.1 (port 0 = a free port)."""
@@ -146,10 +205,14 @@ class FakeProvider:
             await asyncio.sleep(fault.delay_s)
         elif fault.kind == "status":
             headers = {"retry-after": fault.retry_after} if fault.retry_after is not None else {}
-            body = {"error": {"message": f"fake error {fault.status}", "type": "fake", "code": None}}
+            message = fault.message or f"fake error {fault.status}"
+            body = {"error": {"message": message, "type": "fake", "code": None}}
             return JSONResponse(body, status_code=fault.status, headers=headers)
         elif fault.kind == "malformed":
             return Response(b'{"choices": [ this is not json', media_type="application/json")
+        elif fault.kind == "html":
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return Response(page, status_code=fault.status, media_type="text/html")
         return None
 
     async def _begin(self, request: Request) -> tuple[dict[str, Any], Fault, Response | None, int]:
@@ -164,22 +227,40 @@ class FakeProvider:
         """The answer to a request (subclasses answer by content: ``harness.fake_judge``)."""
         return self.reply
 
-    def _words(self, reply: str) -> list[str]:
+    def _words(self, reply: str, fault: Fault) -> list[str]:
+        if fault.kind == "huge":
+            return ["x" * (fault.size // fault.chunks)] * fault.chunks
         words = reply.split(" ")
         return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
+    @staticmethod
+    def _patched(answer: dict[str, Any], fault: Fault) -> dict[str, Any]:
+        return answer | json.loads(fault.patch) if fault.kind == "shape" else answer
+
     async def _sse(self, fault: Fault, events: list[str]) -> AsyncIterator[bytes]:
         for i, event in enumerate(events):
-            if fault.kind == "disconnect" and i >= fault.after_chunks + 1:
+            content = i >= fault.after_chunks + 1  # the first event (role / message_start) is never faulted
+            if fault.kind == "disconnect" and content:
                 raise _Dropped("dropped mid-stream by the test")
+            if fault.kind == "stall" and i == fault.after_chunks + 1:
+                # SSE comments only, as some providers send to keep a connection open: the socket is
+                # never idle for long, so only a timeout between *events* notices the stall
+                stalled_until = time.monotonic() + fault.delay_s
+                while time.monotonic() < stalled_until:
+                    yield b": keep-alive\n\n"
+                    await asyncio.sleep(0.1)
+            if fault.kind == "trickle" and i > 0:
+                await asyncio.sleep(fault.delay_s)
+            if fault.kind == "shape" and content and event.startswith(("data: {", "event:")):
+                head, _, data = event.partition("data: ")
+                event = f"{head}data: {json.dumps(self._patched(json.loads(data), fault))}\n\n"
             yield event.encode()
 
     async def _openai(self, request: Request) -> Response:
         body, fault, early, prompt_tokens = await self._begin(request)
         if early is not None:
             return early
-        reply = self.reply_for(body)
-        words = self._words(reply)
+        words = self._words(self.reply_for(body), fault)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
@@ -187,15 +268,13 @@ class FakeProvider:
         }
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model", "")}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": reply}
-            return JSONResponse(
-                base
-                | {
-                    "object": "chat.completion",
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": usage,
-                }
-            )
+            message = {"role": "assistant", "content": "".join(words)}
+            answer = base | {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": usage,
+            }
+            return JSONResponse(self._patched(answer, fault))
         chunk = base | {"object": "chat.completion.chunk"}
         events = [f"data: {json.dumps(chunk | {'choices': [{'index': 0, 'delta': {'role': 'assistant'}}]})}\n\n"]
         for w in words:
@@ -213,20 +292,18 @@ class FakeProvider:
         body, fault, early, prompt_tokens = await self._begin(request)
         if early is not None:
             return early
-        reply = self.reply_for(body)
-        words = self._words(reply)
+        words = self._words(self.reply_for(body), fault)
         if not body.get("stream"):
-            return JSONResponse(
-                {
-                    "id": "msg_fake",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": body.get("model", ""),
-                    "content": [{"type": "text", "text": reply}],
-                    "stop_reason": "end_turn",
-                    "usage": {"input_tokens": prompt_tokens, "output_tokens": len(words)},
-                }
-            )
+            answer = {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model", ""),
+                "content": [{"type": "text", "text": "".join(words)}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": len(words)},
+            }
+            return JSONResponse(self._patched(answer, fault))
 
         def ev(name: str, data: dict[str, Any]) -> str:
             return f"event: {name}\ndata: {json.dumps(data | {'type': name})}\n\n"
@@ -254,6 +331,8 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this delay")
     parser.add_argument("--reply", help="the answer to every request (default: a fixed sentence)")
     parser.add_argument("--judge", action="store_true", help="answer as a pairwise judge (harness.fake_judge)")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="answer this share of requests with HTTP 500")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random failures")
     args = parser.parse_args()
     if args.judge:
         from harness.fake_judge import FakeJudge
@@ -263,6 +342,8 @@ def main() -> int:
         fake = FakeProvider(reply=args.reply) if args.reply else FakeProvider()
     if args.delay_ms > 0:
         fake.default = slow(args.delay_ms / 1000)
+    if args.fail_rate > 0:
+        fake.fail_at_random(args.fail_rate, seed=args.seed)
     config = uvicorn.Config(
         fake.app, host="127.0.0.1", port=args.port, lifespan="off", log_level="error", access_log=False
     )

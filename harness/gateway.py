@@ -56,8 +56,9 @@ def config_dict(
         },
         "scorer": {"target": scorer_target, "deadline_ms": 2000, "list_routers_deadline_ms": 5000},
         "retry": {"max_retries": 2, "base_delay_s": 0.01, "max_delay_s": 0.05, "max_retry_after_s": 1.0},
-        "breaker": {"fail_max": 3, "reset_timeout_s": 30},
+        "breaker": {"failure_rate": 0.5, "min_requests": 3, "reset_timeout_s": 30},
         "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+        "admin": {"host": "127.0.0.1", "port": 0},
         "auth": {"keys_env": "TEST_CLIENT_KEYS"},
     }
     for key, value in sections.items():
@@ -109,6 +110,11 @@ class GatewayThread:
     def http_url(self) -> str:
         assert self.running is not None
         return f"http://127.0.0.1:{self.running.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        assert self.running is not None
+        return f"http://127.0.0.1:{self.running.admin_port}"
 
     @property
     def grpc_target(self) -> str:

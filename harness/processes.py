@@ -61,6 +61,8 @@ class Process:
     log: Path
     grpc_port: int = 0
     http_port: int = 0
+    #: A gateway's admin listener (/metrics, /readyz).
+    admin_port: int = 0
 
     @property
     def target(self) -> str:

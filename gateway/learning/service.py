@@ -79,7 +79,7 @@ class Learning:
         self.store = GuardedStore(store, lc.store, self.metrics)
         self.feedback = Feedback(self.store, self.metrics)
         # shadow and judge calls use connections of their own (see gateway.learning.shadow)
-        self._pool = ProviderPool(config.models, environ)
+        self._pool = ProviderPool(config.models, environ, config.limits.max_response_bytes)
         self.shadower: Shadower | None = None
         if lc.shadow.sample_rate > 0:
             judge_model = config.models[lc.judge.model]

@@ -13,6 +13,8 @@ import httpx
 from gateway.config import ModelConfig, resolve_secret
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import (
+    LocalSaturationError,
+    MalformedAnswerError,
     MissingKeyError,
     Provider,
     ProviderClientError,
@@ -24,6 +26,8 @@ from gateway.providers.http import new_client
 from gateway.providers.openai import OpenAIProvider
 
 __all__ = [
+    "LocalSaturationError",
+    "MalformedAnswerError",
     "MissingKeyError",
     "Provider",
     "ProviderClientError",
@@ -37,7 +41,12 @@ __all__ = [
 class ProviderPool:
     """Adapters for every configured model, sharing one HTTP client per endpoint."""
 
-    def __init__(self, models: Mapping[str, ModelConfig], environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, ModelConfig],
+        environ: Mapping[str, str] | None = None,
+        max_response_bytes: int = 8_388_608,
+    ) -> None:
         self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
         self.providers: dict[str, Provider] = {}
         for name, cfg in models.items():
@@ -45,7 +54,7 @@ class ProviderPool:
             client = self._clients.get(endpoint) or self._clients.setdefault(endpoint, new_client(cfg))
             key = resolve_secret(cfg.api_key, environ)
             cls = AnthropicProvider if cfg.provider == "anthropic" else OpenAIProvider
-            self.providers[name] = cls(cfg, client, key)
+            self.providers[name] = cls(cfg, client, key, max_response_bytes)
 
     def missing_keys(self) -> list[str]:
         """Secret-free notes on models that have no key (for a start-up warning)."""

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from gateway.providers.base import StreamEvent, TransientProviderError, decode_json, iter_sse
+from gateway.providers.base import (
+    StreamEvent,
+    TransientProviderError,
+    decode_json,
+    iter_sse,
+    malformed,
+    obj,
+    opt,
+    usage,
+)
 from gateway.providers.http import HTTPProvider
 from gateway.types import ChatRequest, Completion, StreamDelta, StreamEnd, Usage
 
@@ -54,10 +63,8 @@ def to_anthropic(model: str, request: ChatRequest, default_max_tokens: int, stre
     return body
 
 
-def _usage(data: Any, prompt_tokens: int = 0) -> Usage:
-    if not isinstance(data, dict):
-        return Usage(prompt_tokens, 0)
-    return Usage(int(data.get("input_tokens") or prompt_tokens), int(data.get("output_tokens") or 0))
+def _usage(data: dict[str, Any], where: str) -> Usage | None:
+    return usage(data, "usage", where, "input_tokens", "output_tokens")
 
 
 class AnthropicProvider(HTTPProvider):
@@ -72,28 +79,33 @@ class AnthropicProvider(HTTPProvider):
     async def complete(self, request: ChatRequest) -> Completion:
         data = await self.post_json("/messages", self._body(request, stream=False))
         blocks = data.get("content")
-        if not isinstance(blocks, list):
-            raise TransientProviderError("provider answer lacks content blocks")
-        text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-        return Completion(text, _finish(data.get("stop_reason")), _usage(data.get("usage")))
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            raise malformed("answer.content", "is not a list of content blocks")
+        texts = [opt(b, "text", str, "answer.content[]") or "" for b in blocks if b.get("type") == "text"]
+        stop = opt(data, "stop_reason", str, "answer")
+        return Completion("".join(texts), _finish(stop), _usage(data, "answer") or Usage())
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         prompt_tokens = 0
         usage: Usage | None = None
         finish = "stop"
         async with self.post_stream("/messages", self._body(request, stream=True)) as response:
-            async for event, data in iter_sse(response):
+            async for event, data in iter_sse(response, self.max_response_bytes):
                 payload = decode_json(data)
-                kind = event or str(payload.get("type", ""))
+                kind = event or opt(payload, "type", str, "event") or ""
                 if kind == "message_start":
-                    prompt_tokens = _usage((payload.get("message") or {}).get("usage")).prompt_tokens
+                    started = _usage(obj(payload, "message", "message_start"), "message_start.message")
+                    prompt_tokens = started.prompt_tokens if started else 0
                 elif kind == "content_block_delta":
-                    text = (payload.get("delta") or {}).get("text")
+                    delta = obj(payload, "delta", "content_block_delta")
+                    text = opt(delta, "text", str, "content_block_delta.delta")
                     if text:
-                        yield StreamDelta(str(text))
+                        yield StreamDelta(text)
                 elif kind == "message_delta":
-                    finish = _finish((payload.get("delta") or {}).get("stop_reason"))
-                    usage = _usage(payload.get("usage"), prompt_tokens)
+                    finish = _finish(opt(obj(payload, "delta", "message_delta"), "stop_reason", str, "message_delta"))
+                    counted = _usage(payload, "message_delta")
+                    if counted is not None:
+                        usage = Usage(counted.prompt_tokens or prompt_tokens, counted.completion_tokens)
                 elif kind == "message_stop":
                     yield StreamEnd(finish, usage)
                     return

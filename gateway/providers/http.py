@@ -9,20 +9,23 @@ from typing import Any
 import httpx
 
 from gateway.config import ModelConfig
-from gateway.providers.base import MissingKeyError, check_status, decode_json, transport_error
+from gateway.providers.base import MissingKeyError, check_status, decode_json, read_capped, transport_error
 from gateway.providers.lanes import LaneTransport
 
 
 class HTTPProvider:
     """Base of the adapters: one model, its key, and the shared ``httpx.AsyncClient``."""
 
-    def __init__(self, config: ModelConfig, client: httpx.AsyncClient, api_key: str | None) -> None:
+    def __init__(
+        self, config: ModelConfig, client: httpx.AsyncClient, api_key: str | None, max_response_bytes: int
+    ) -> None:
         self.config = config
         self._client = client
         self._key = api_key
         # a model configured with neither api_key_env nor api_key_file is keyless (a local server): no auth header
         self._keyless = config.api_key.env is None and config.api_key.file is None
-        self._timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+        self.max_response_bytes = max_response_bytes
+        self._timeout = _timeout(config)
 
     @property
     def has_key(self) -> bool:
@@ -41,16 +44,10 @@ class HTTPProvider:
         raise NotImplementedError
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST and return the decoded JSON object, mapping every failure to a ProviderError."""
-        key = self._require_key()
-        try:
-            response = await self._client.post(
-                self.config.base_url + path, json=body, headers=self.headers(key), timeout=self._timeout
-            )
-            await check_status(response, key)
-            return decode_json(response.content)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
+        """POST and return the decoded JSON object (at most ``max_response_bytes``), every failure a
+        ProviderError."""
+        async with self.post_stream(path, body) as response:
+            return decode_json(await read_capped(response, self.max_response_bytes))
 
     @asynccontextmanager
     async def post_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
@@ -69,9 +66,10 @@ class HTTPProvider:
 ClientFactory = Callable[[ModelConfig], httpx.AsyncClient]
 
 
+def _timeout(config: ModelConfig) -> httpx.Timeout:
+    return httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s, pool=config.pool_timeout_s)
+
+
 def new_client(config: ModelConfig) -> httpx.AsyncClient:
     """A pooled client sized for one provider endpoint (see :mod:`gateway.providers.lanes` for the pool)."""
-    return httpx.AsyncClient(
-        transport=LaneTransport(config.max_connections),
-        timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
-    )
+    return httpx.AsyncClient(transport=LaneTransport(config.max_connections), timeout=_timeout(config))

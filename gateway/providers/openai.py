@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from gateway.providers.base import StreamEvent, TransientProviderError, decode_json, iter_sse
+from gateway.providers.base import (
+    StreamEvent,
+    TransientProviderError,
+    decode_json,
+    iter_sse,
+    malformed,
+    obj,
+    opt,
+    usage,
+)
 from gateway.providers.http import HTTPProvider
 from gateway.types import ChatRequest, Completion, StreamDelta, StreamEnd, Usage
 
@@ -32,10 +41,17 @@ def _body(config_model: str, request: ChatRequest, stream: bool) -> dict[str, An
     return body
 
 
-def _usage(data: Any) -> Usage | None:
-    if not isinstance(data, dict):
-        return None
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+def _usage(data: dict[str, Any], where: str) -> Usage | None:
+    return usage(data, "usage", where, "prompt_tokens", "completion_tokens")
+
+
+def _choices(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    choices = data.get("choices")
+    if choices is None:
+        return []
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise malformed(f"{where}.choices", "is not a list of objects")
+    return choices
 
 
 class OpenAIProvider(HTTPProvider):
@@ -46,31 +62,30 @@ class OpenAIProvider(HTTPProvider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         data = await self.post_json("/chat/completions", _body(self.config.provider_model, request, stream=False))
-        try:
-            choice = data["choices"][0]
-            content = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason") or "stop"
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise TransientProviderError("provider answer lacks choices[0].message") from exc
-        return Completion(str(content), str(finish), _usage(data.get("usage")) or Usage())
+        choices = _choices(data, "answer")
+        if not choices:
+            raise malformed("answer.choices", "is empty")
+        message = obj(choices[0], "message", "answer.choices[0]")
+        content = opt(message, "content", str, "answer.choices[0].message") or ""
+        finish = opt(choices[0], "finish_reason", str, "answer.choices[0]") or "stop"
+        return Completion(content, finish, _usage(data, "answer") or Usage())
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         body = _body(self.config.provider_model, request, stream=True)
         finish: str | None = None
         usage: Usage | None = None
         async with self.post_stream("/chat/completions", body) as response:
-            async for _, data in iter_sse(response):
+            async for _, data in iter_sse(response, self.max_response_bytes):
                 if data.strip() == "[DONE]":
                     yield StreamEnd(finish or "stop", usage)
                     return
                 chunk = decode_json(data)
                 if "error" in chunk:
                     raise TransientProviderError("provider sent an error event mid-stream")
-                usage = _usage(chunk.get("usage")) or usage
-                for choice in chunk.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
+                usage = _usage(chunk, "chunk") or usage
+                for choice in _choices(chunk, "chunk"):
+                    text = opt(obj(choice, "delta", "chunk.choices[]"), "content", str, "chunk.choices[].delta")
                     if text:
-                        yield StreamDelta(str(text))
-                    if choice.get("finish_reason"):
-                        finish = str(choice["finish_reason"])
+                        yield StreamDelta(text)
+                    finish = opt(choice, "finish_reason", str, "chunk.choices[]") or finish
         raise TransientProviderError("provider stream ended without [DONE]")

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from gateway.config import ServerConfig, parse_config
+from gateway.config import AdminConfig, ServerConfig, parse_config
 from harness.cli_args import parse_ferryman_args
 from scorer.config import ScorerConfig
 from scorer.main import ENV_PREFIX
@@ -112,6 +112,9 @@ def test_gateway_ports_probes_and_config_match_the_code(overlay: str) -> None:
 
     assert cfg.server.grpc_port == ServerConfig.grpc_port == port_named(c, "grpc")
     assert cfg.server.http_port == ServerConfig.http_port == port_named(c, "http")
+    # metrics and readiness (breaker states) on the admin port: scraped, but not in the Service
+    prometheus_port = int(dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+    assert cfg.admin.port == AdminConfig.port == port_named(c, "admin") == prometheus_port
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["grpc"]["port"] == cfg.server.grpc_port, probe
     svc = one(objs, "Service", "gateway")

@@ -76,6 +76,17 @@ BAD = [
     ("scorer.deadline_ms", 0, "scorer.deadline_ms: must be > 0"),
     ("auth.disabled", "yes", "auth.disabled: expected bool"),
     ("retry.max_retries", -1, "retry.max_retries: must be >= 0"),
+    ("models.big.max_tokens_cap", 0, "models.big.max_tokens_cap: must be > 0"),
+    ("models.big.pool_timeout_s", 0, "models.big.pool_timeout_s: must be > 0"),
+    ("breaker.failure_rate", 1.5, "breaker.failure_rate: must be in [0, 1]"),
+    ("breaker.failure_rate", 0, "breaker.failure_rate: must be > 0"),
+    ("breaker.min_requests", 0, "breaker.min_requests: must be > 0"),
+    # fields that moved or went away name their replacement instead of "unknown field"
+    ("breaker.fail_max", 5, "breaker.fail_max: no longer supported; breakers open on a failure rate"),
+    ("server.max_body_bytes", 1024, "server.max_body_bytes: no longer supported; it is limits.max_body_bytes"),
+    ("limits.max_header_bytes", 0, "limits.max_header_bytes: must be > 0"),
+    ("limits.header_timeout", 5, "limits: unknown field(s) header_timeout"),
+    ("admin.port", -1, "admin.port: must be >= 0"),
 ]
 
 

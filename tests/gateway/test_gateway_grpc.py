@@ -185,14 +185,18 @@ def test_missing_or_wrong_key_is_unauthenticated(stub, metadata):
 def test_health_and_reflection(gw):
     with grpc.insecure_channel(gw.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "ferryman.gateway.v1.GatewayService"):
+        for service in ("", "ferryman.gateway.v1.GatewayService"):  # no key: Kubernetes probes send none
             assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == (
                 health_pb2.HealthCheckResponse.SERVING
             )
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-        [resp] = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        ask = [reflection_pb2.ServerReflectionRequest(list_services="")]
+        [resp] = list(refl.ServerReflectionInfo(iter(ask), metadata=AUTH))
         names = {s.name for s in resp.list_services_response.service}
         assert "ferryman.gateway.v1.GatewayService" in names
+        with pytest.raises(grpc.RpcError) as info:  # reflection needs the key (issue #11, defect 8)
+            list(refl.ServerReflectionInfo(iter(ask)))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_scorer_slower_than_its_deadline_uses_the_default_tier(fakes, scorer_address):

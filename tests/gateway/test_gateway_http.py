@@ -75,11 +75,15 @@ def test_sdk_unsupported_features_are_refused_not_dropped(gw, fakes):
 def test_models_health_metrics(gw):
     ids = [m.id for m in sdk(gw).models.list()]
     assert "ferryman-balanced" in ids and "strong-openai" in ids
-    assert httpx.get(gw.http_url + "/healthz").status_code == 200
-    ready = httpx.get(gw.http_url + "/readyz")
+    assert httpx.get(gw.http_url + "/healthz").json() == {"status": "ok"}
+    # readiness (breaker states) and metrics are the admin listener's, not the API's (issue #11, defect 8)
+    assert httpx.get(gw.http_url + "/readyz").status_code == 404
+    assert httpx.get(gw.http_url + "/metrics").status_code == 404
+    assert httpx.get(gw.admin_url + "/healthz").status_code == 200
+    ready = httpx.get(gw.admin_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["breakers"]["weak-openai"] == "closed"
     sdk(gw).chat.completions.create(model="weak-openai", messages=MESSAGES)
-    metrics = httpx.get(gw.http_url + "/metrics").text
+    metrics = httpx.get(gw.admin_url + "/metrics").text
     assert 'ferryman_gateway_requests_total{model="weak-openai",outcome="ok",tier="passthrough"} 1.0' in metrics
     assert "ferryman_gateway_cost_saved_usd_total" in metrics
     assert PROVIDER_KEY not in metrics

@@ -23,12 +23,13 @@ from harness.processes import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str, str], tuple[int, int, int]]:
-    """``ferryman up`` over test routers and the fake providers, its environment and (http, grpc, scorer) ports."""
+def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str, str], tuple[int, int, int, int]]:
+    """``ferryman up`` over test routers and the fake providers, its environment and (http, grpc, scorer, admin)
+    ports."""
     from harness.scorer import build_test_routers
 
     routers = build_test_routers(tmp_path_factory.mktemp("up-routers"))
-    http_port, grpc_port, scorer_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, scorer_port, admin_port = free_port(), free_port(), free_port(), free_port()
     data = config_dict(fakes)
     data["auth"] = {"disabled": False, "keys_env": "UP_TEST_KEYS"}
     config = tmp_path / "gateway.yaml"
@@ -36,7 +37,8 @@ def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str,
     env = os.environ | ENV | {"FERRYMAN_SCORER_METRICS_PORT": "0", "UP_TEST_KEYS": ""}
     cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--routers-dir", str(routers)]
     cmd += ["--scorer-port", str(scorer_port), "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
-    return cmd, env, (http_port, grpc_port, scorer_port)
+    cmd += ["--admin-port", str(admin_port)]
+    return cmd, env, (http_port, grpc_port, scorer_port, admin_port)
 
 
 def _listening(port: int) -> bool:
@@ -52,7 +54,7 @@ def _wait_until(predicate, what: str, timeout: float = 120) -> None:
 
 
 def test_up_routes_through_the_scorer_and_stops_cleanly(fakes, tmp_path, tmp_path_factory):
-    cmd, env, (http_port, grpc_port, scorer_port) = _up_command(fakes, tmp_path, tmp_path_factory)
+    cmd, env, (http_port, grpc_port, scorer_port, admin_port) = _up_command(fakes, tmp_path, tmp_path_factory)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
@@ -73,11 +75,11 @@ def test_up_routes_through_the_scorer_and_stops_cleanly(fakes, tmp_path, tmp_pat
                     pass
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.3)
-        assert httpx.get(f"http://127.0.0.1:{http_port}/readyz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{admin_port}/readyz").status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-    for port in (http_port, grpc_port, scorer_port):  # both children are gone
+    for port in (http_port, grpc_port, scorer_port, admin_port):  # both children are gone
         assert not _listening(port)
 
 
@@ -141,27 +143,28 @@ def _read_until(proc: subprocess.Popen[str], text: str, timeout: float = 180) ->
 def test_up_says_where_it_listens_a_second_copy_on_used_ports_fails_and_one_on_other_ports_runs_beside(
     fakes, tmp_path, tmp_path_factory
 ):
-    cmd, env, (http_port, grpc_port, scorer_port) = _up_command(fakes, tmp_path, tmp_path_factory)
+    cmd, env, (http_port, grpc_port, scorer_port, admin_port) = _up_command(fakes, tmp_path, tmp_path_factory)
     first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     beside: subprocess.Popen[str] | None = None
     try:
         out = "".join(_read_until(first, "ferryman up: ready"))
-        out += "".join(_read_until(first, "gateway HTTP"))
+        out += "".join(_read_until(first, "gateway admin"))
         assert f"scorer  gRPC 127.0.0.1:{scorer_port}" in out and f"gateway gRPC 127.0.0.1:{grpc_port}" in out
         assert f"gateway HTTP http://127.0.0.1:{http_port}" in out
+        assert f"gateway admin http://127.0.0.1:{admin_port} (/metrics, /readyz)" in out
         # The same ports again: the scorer refuses the used port (no SO_REUSEPORT) and up stops.
         again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
         assert again.returncode == 2, again.stdout + again.stderr
         assert f"cannot bind gRPC port 127.0.0.1:{scorer_port}: address in use" in again.stderr
         assert "scorer exited with status 2; stopping the other" in again.stdout
         # Other ports: runs beside the first, and both answer.
-        other = [str(free_port()) for _ in range(3)]
+        other = [str(free_port()) for _ in range(4)]
         cmd2 = [*cmd]
-        for flag, port in zip(("--scorer-port", "--grpc-port", "--http-port"), other, strict=True):
+        for flag, port in zip(("--scorer-port", "--grpc-port", "--http-port", "--admin-port"), other, strict=True):
             cmd2[cmd2.index(flag) + 1] = port
         beside = subprocess.Popen(cmd2, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _read_until(beside, "ferryman up: ready")
-        for port in (http_port, int(other[2])):
+        for port in (admin_port, int(other[3])):
             assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
     finally:
         for proc in (first, beside):
@@ -176,7 +179,7 @@ def test_up_ports_default_plus_offset_unless_given(tmp_path):
     parser = argparse.ArgumentParser()
     up.add_arguments(parser)
     args = parser.parse_args(["--port-offset", "100", "--http-port", "9999", "--scorer-metrics-port", "0"])
-    addr = up.addresses(args, config_grpc_port=50061, config_http_port=8080)
+    addr = up.addresses(args, config_grpc_port=50061, config_http_port=8080, config_admin_port=9091)
     assert (addr.host, addr.scorer_port, addr.scorer_metrics_port, addr.grpc_port, addr.http_port) == (
         "127.0.0.1",
         50151,
@@ -184,4 +187,5 @@ def test_up_ports_default_plus_offset_unless_given(tmp_path):
         50161,
         9999,
     )
+    assert addr.admin_port == 9191
     assert up.addresses(parser.parse_args(["--host", "0.0.0.0"]), 50061, 8080).dial_host == "127.0.0.1"

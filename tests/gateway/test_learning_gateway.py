@@ -126,7 +126,7 @@ def settle(gw: GatewayThread) -> None:
 
 
 def metrics(gw: GatewayThread) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(gw.http_url + "/metrics").text
+    text = httpx.get(gw.admin_url + "/metrics").text  # the admin listener (issue #11)
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:

@@ -28,6 +28,7 @@ class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_OUTCOME_TRANSIENT_ERROR: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_BREAKER_OPEN: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_CLIENT_ERROR: _ClassVar[AttemptOutcome]
+    ATTEMPT_OUTCOME_SATURATED: _ClassVar[AttemptOutcome]
 
 class FeedbackRating(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,6 +48,7 @@ ATTEMPT_OUTCOME_SUCCESS: AttemptOutcome
 ATTEMPT_OUTCOME_TRANSIENT_ERROR: AttemptOutcome
 ATTEMPT_OUTCOME_BREAKER_OPEN: AttemptOutcome
 ATTEMPT_OUTCOME_CLIENT_ERROR: AttemptOutcome
+ATTEMPT_OUTCOME_SATURATED: AttemptOutcome
 FEEDBACK_RATING_UNSPECIFIED: FeedbackRating
 FEEDBACK_RATING_GOOD: FeedbackRating
 FEEDBACK_RATING_BAD: FeedbackRating
