@@ -23,6 +23,10 @@ BENCHMARKS: subcommands.Table = {
         "gateway + real scorer at a steady rate, realistic lengths, a 1,024-prompt BatchScore and a 3M-message Score"
         " mid-run: fallback share, others' p99 vs the deadline",
     ),
+    "faults": (
+        "bench.faults",
+        "gateway under a provider failing 20 % / 90 % of calls: breaker, fallbacks, 0 lost, RSS and open files flat",
+    ),
     "learning": (
         "bench.learning",
         "client latency with shadow sampling (20 %) on vs off, side by side with an identical off twin (noise floor)",
