@@ -11,7 +11,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
 .PHONY: help setup setup-lab run test ci lint proto proto-check buf-lint system-deps clean
-.PHONY: clients k8s-validate cluster-local
+.PHONY: clients k8s-validate cluster-local fault-table
 .PHONY: eval routers crossfit
 
 help:  ## list targets
@@ -95,6 +95,10 @@ k8s-validate: $(STAMPS)/lab  ## render each k8s overlay (kustomize) and validate
 	@for o in k8s/overlays/*/; do \
 	  echo "$$o"; $(KUBECTL) kustomize "$$o" | $(BIN)/kubernetes-validate --strict --quiet - || exit 1; \
 	done; echo "k8s overlays valid"
+
+fault-table: setup-lab system-deps  ## run the gateway fault suite and write its table into docs/gateway.md
+	$(BIN)/python -m pytest -q tests/gateway/test_gateway_faults.py tests/gateway/test_gateway_breakers.py \
+		tests/gateway/test_gateway_limits.py tests/gateway/test_gateway_shutdown.py --fault-table docs/gateway.md
 
 cluster-local: setup-lab  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
 	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)
