@@ -5,14 +5,16 @@ Processes on loopback: a fake strong and a fake weak provider and a fake judge (
 after ``--provider-delay-ms``), a scorer (small test routers, or ``--routers-dir``), and three
 gateways over them: ``off`` and ``off-twin`` (learning off: the twin measures the noise floor,
 what two identical gateways differ by on this machine now) and ``shadow`` (learning on: shadow
-at ``--rate`` on the policy, the judge, a SQLite store, or ``--store redis``). Clients (one
+at ``--rate`` on the policy, the judge, a SQLite store, or ``--store redis``; its learning worker
+process does the shadow calls, the judging and the writes). Clients (one
 keep-alive connection per worker) send non-streamed requests with real prompts (the Arena
 questions in ``--prompts`` when present) to the policy ``bench-policy`` (the random router at
 threshold 0.5: about half strong, half weak). Paths are interleaved in rounds, in a rotating
 order, and after each round the benchmark waits until the shadow gateway's shadow jobs have
 finished, so one path's background work never spills into another's measurement.
 
-Printed per concurrency: n, p50/p90/p99 and mean per path; shadow − off and twin − off for each
+Printed per concurrency: n, p50/p90/p99, mean, and the gateway process's (and its learning
+worker's) CPU time per request, per path; shadow − off and twin − off for each
 percentile with a bootstrap 95 % interval; "unchanged within noise" when the shadow difference's
 interval contains 0 or its size is within the twin's; then what the shadow gateway did (shadowed
 share, judge verdicts, store writes, spend) and sent / answered / lost per path.
@@ -36,7 +38,7 @@ import numpy as np
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.gateway import KeepAliveConnection
+from bench.gateway import KeepAliveConnection, _cpu_note, _cpu_s
 from ferryman import paths
 from harness.processes import Process, RedisServer, free_port, read_json, spawn, wait_for
 
@@ -158,9 +160,26 @@ async def _wait_scored(url: str, body: bytes, timeout_s: float = 120) -> None:
         await conn.close()
 
 
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc; the shadow gateway's learning worker)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _tree_cpu_s(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process, of its live children)."""
+    return _cpu_s(pid), sum(_cpu_s(c) for c in _children(pid))
+
+
 class Counts:
     def __init__(self) -> None:
         self.sent = self.answered = self.lost = 0
+        #: The path's gateway process CPU time over its rounds, and its children's (the learning worker).
+        self.cpu_s = 0.0
+        self.worker_cpu_s = 0.0
 
 
 async def _run_path(
@@ -195,7 +214,12 @@ async def _run_path(
 
 
 async def _measure(
-    urls: dict[str, str], bodies: list[bytes], args: argparse.Namespace, level: int, shadow_port: int
+    urls: dict[str, str],
+    pids: dict[str, int],
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    level: int,
+    shadow_port: int,
 ) -> tuple[dict[str, list[float]], dict[str, Counts]]:
     conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in PATHS}
     lat: dict[str, list[float]] = {p: [] for p in PATHS}
@@ -209,8 +233,12 @@ async def _measure(
             order = PATHS[r % 3 :] + PATHS[: r % 3]
             for p in order:
                 # every path gets the same prompts in the same round
+                cpu0, worker0 = _tree_cpu_s(pids[p])
                 lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
                 await _wait_idle(shadow_port)
+                cpu1, worker1 = _tree_cpu_s(pids[p])
+                counts[p].cpu_s += cpu1 - cpu0
+                counts[p].worker_cpu_s += worker1 - worker0
     finally:
         for c in (c for cs in conns.values() for c in cs):
             await c.close()
@@ -231,18 +259,29 @@ def _report(
     results: dict[int, tuple[dict[str, list[float]], dict[str, Counts]]], shadow: dict[str, float], n_boot: int
 ) -> tuple[str, list[dict[str, Any]]]:
     rng = np.random.default_rng(0)
-    lines = [f"{'conc':>4}  {'path':<9} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"]
+    head = f"{'conc':>4}  {'path':<9} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
+    lines = [head + f"  {'gw CPU/req':>10} {'worker CPU/req':>14}"]
     rows: list[dict[str, Any]] = []
     verdicts = []
-    for level, (lat, _counts) in results.items():
+    for level, (lat, counts) in results.items():
         arrays = {p: np.asarray(v) for p, v in lat.items()}
         for p in PATHS:
             a = arrays[p]
             pct = [float(np.percentile(a, q)) for q in (50, 90, 99)]
+            cpu_ms = counts[p].cpu_s * 1000 / max(1, counts[p].answered)
+            worker_ms = counts[p].worker_cpu_s * 1000 / max(1, counts[p].answered)
             lines.append(
                 f"{level:>4}  {p:<9} {len(a):>5}  {pct[0]:>8.2f} {pct[1]:>8.2f} {pct[2]:>8.2f} {a.mean():>8.2f}"
+                f"  {cpu_ms:>10.2f} {worker_ms:>14.2f}"
             )
-            rows.append({"concurrency": level, "path": p, "n": len(a), "p50": pct[0], "p90": pct[1], "p99": pct[2]})
+            rows.append(
+                {"concurrency": level, "path": p, "n": len(a), "p50": pct[0], "p90": pct[1], "p99": pct[2]}
+                | {
+                    "mean": float(a.mean()),
+                    "gateway_cpu_ms_per_request": cpu_ms,
+                    "worker_cpu_ms_per_request": worker_ms,
+                }
+            )
         for q in (50, 90, 99):
             twin = _boot_diff(arrays["off"], arrays["off-twin"], q, n_boot, rng)
             shad = _boot_diff(arrays["off"], arrays["shadow"], q, n_boot, rng)
@@ -263,6 +302,10 @@ def _report(
                 }
             )
     lines.append("intervals: bootstrap 95 % over requests; twin = a second learning-off gateway (the noise floor)")
+    lines.append(
+        "gw CPU/req: the gateway process's CPU time per answered request; worker CPU/req: its learning worker's"
+        " (shadow calls, judge, store writes; at nice 10)"
+    )
     answered = {p: sum(c[p].answered for _, c in results.values()) for p in PATHS}
     sent = {p: sum(c[p].sent for _, c in results.values()) for p in PATHS}
     lost = {p: sum(c[p].lost for _, c in results.values()) for p in PATHS}
@@ -297,10 +340,12 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-learning-") as tmp_s:
         tmp = Path(tmp_s)
         urls: dict[str, str] = {}
+        fakes: list[int] = []
         for name, extra in (("strong", ["--reply", _reply("strong")]), ("weak", ["--reply", _reply("weak")]),
                             ("judge", ["--judge"])):  # fmt: skip
             proc, urls[name] = _spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
             stack.callback(proc.stop)
+            fakes.append(proc.proc.pid)
         routers = args.routers_dir
         if routers is None:
             from harness.scorer import build_test_routers
@@ -326,12 +371,14 @@ def run(args: argparse.Namespace) -> int:
         }
         ports: dict[str, int] = {}
         admin_ports: dict[str, int] = {}  # /metrics is on each gateway's admin listener
+        pids: dict[str, int] = {}
         for path in PATHS:
             config = _gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None)
             argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
             argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
             gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
             stack.callback(gw.stop)
+            pids[path] = gw.proc.pid
             written = wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)
             ports[path], admin_ports[path] = int(written["http_port"]), int(written["admin_port"])
         gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
@@ -345,7 +392,13 @@ def run(args: argparse.Namespace) -> int:
         )
         shadow_admin = admin_ports["shadow"]
         before = _scrape(shadow_admin)
-        results = {level: asyncio.run(_measure(gw_urls, bodies, args, level, shadow_admin)) for level in levels}
+        all_pids = [os.getpid(), scorer.proc.pid, *pids.values(), *fakes]
+        results = _cpu_note(
+            all_pids,
+            lambda: {
+                level: asyncio.run(_measure(gw_urls, pids, bodies, args, level, shadow_admin)) for level in levels
+            },
+        )
         after = _scrape(shadow_admin)
 
         def delta(name: str, **labels: str) -> float:

@@ -20,8 +20,8 @@ from gateway.breaker_sync import BreakerSync
 from gateway.config import GatewayConfig
 from gateway.cost import cost_usd, estimate_usage
 from gateway.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError, UnauthenticatedError
-from gateway.learning.records import Rating
-from gateway.learning.service import Answered, Learning
+from gateway.learning.records import Answered, Rating
+from gateway.learning.service import Learning
 from gateway.learning.tenants import ANONYMOUS, tenant_id
 from gateway.lifecycle import Lifecycle, now
 from gateway.metrics import Metrics

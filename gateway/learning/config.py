@@ -111,6 +111,8 @@ class LearningConfig:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     #: Judged comparisons per policy behind the live quality gauges (per replica).
     metrics_window: int = 1000
+    #: The learning worker process's niceness (0-19): its CPU comes after the serving process's.
+    worker_nice: int = 10
 
     @property
     def enabled(self) -> bool:
@@ -211,8 +213,11 @@ def parse_learning(
         judge=judge,
         feedback=feedback,
         metrics_window=r.positive("metrics_window", int, LearningConfig.metrics_window),
+        worker_nice=r.non_negative("worker_nice", int, LearningConfig.worker_nice),
     )
     r.finish()
+    if cfg.worker_nice > 19:
+        raise ConfigError(f"learning.worker_nice: must be in 0..19, got {cfg.worker_nice}")
     if shadow.sample_rate > 0:
         if not judge.model:
             raise ConfigError("learning.judge.model: required when learning.shadow.sample_rate > 0")

@@ -9,7 +9,9 @@ key) that got them: any other id is *not found* (404 / NOT_FOUND), as an unknown
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 
 from gateway.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
 from gateway.learning.guard import GuardedStore
@@ -19,6 +21,9 @@ from gateway.learning.store import StoreError
 
 #: Response ids are ``chatcmpl-`` + 24 hex digits; anything much longer is not one of ours.
 MAX_ID_CHARS = 128
+#: Feedback on an answer whose record the worker has not written yet waits this long at most
+#: (normally milliseconds; longer only while the worker starts or the store is slow).
+PENDING_WAIT_S = 10.0
 
 
 def parse_rating(value: object) -> Rating:
@@ -44,16 +49,21 @@ def check_response_id(value: object) -> str:
 class Feedback:
     """Writes ratings to the store on behalf of the front ends."""
 
-    def __init__(self, store: GuardedStore, metrics: LearningMetrics) -> None:
+    def __init__(
+        self, store: GuardedStore, metrics: LearningMetrics, pending: Callable[[str], asyncio.Future[None] | None]
+    ) -> None:
         self._store = store
         self._metrics = metrics
+        self._pending = pending
 
     async def submit(self, tenant: str, response_id: str, rating: Rating) -> None:
         """Rate ``response_id``; NotFoundError or StoreUnavailableError (both counted) otherwise."""
         if not self._store.usable():
             self._metrics.feedback.labels("store_down").inc()
             raise StoreUnavailableError("the learning store is unavailable; try again later")
-        await self._store.settled(response_id)
+        write = self._pending(response_id)  # the answer's record may still be on its way to the store
+        if write is not None:
+            await asyncio.wait({write}, timeout=PENDING_WAIT_S)
         store = self._store.store
         try:
             found = await self._store.call(

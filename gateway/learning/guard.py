@@ -1,10 +1,11 @@
-"""The store as the gateway uses it: bounded, counted, never in a client's way.
+"""The store as learning uses it: bounded, counted, never in a client's way.
 
 Every call has ``store.timeout_s``; a failure or a timeout marks the store *down* for
 ``store.retry_s`` (no new samples or records meanwhile: they are counted as ``store_down``) and
 logs one warning per outage, and the first success after it logs the recovery. Writes run in
-background tasks, at most ``store.max_pending_writes`` at once (more are dropped and counted);
-feedback for an answer whose write is still pending waits for that write first.
+background tasks, at most ``store.max_pending_writes`` at once (more are dropped and counted), and
+the writes of one record are applied in the order they were asked for. Outcomes are reported to
+``count(op, outcome)``: metrics in the gateway, a tally sent to the gateway from the worker.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from gateway.learning.config import StoreConfig
-from gateway.learning.metrics import LearningMetrics
 from gateway.learning.records import Record
 from gateway.learning.store import Store, StoreError
 
@@ -26,18 +26,30 @@ log = logging.getLogger(__name__)
 
 
 class GuardedStore:
-    """A :class:`Store` behind timeouts, a down window, metrics and bounded background writes."""
+    """A :class:`Store` behind timeouts, a down window, outcome counts and bounded background writes."""
 
-    def __init__(self, store: Store, config: StoreConfig, metrics: LearningMetrics) -> None:
+    def __init__(self, store: Store, config: StoreConfig, count: Callable[[str, str], None]) -> None:
         self.store = store
         self._config = config
-        self._metrics = metrics
+        self._count = count
         self._down_until = 0.0
         self._down = False
         self.pending: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def timeout_s(self) -> float:
+        return self._config.timeout_s
+
     def usable(self) -> bool:
         return time.monotonic() >= self._down_until
+
+    def down_for(self) -> float:
+        """Seconds the store is still considered down (0 when usable)."""
+        return max(0.0, self._down_until - time.monotonic())
+
+    def adopt_down(self, seconds: float) -> None:
+        """Another user of the same store (the worker) found it down for ``seconds`` more."""
+        self._down_until = max(self._down_until, time.monotonic() + seconds)
 
     async def call(self, op: str, make: Callable[[], Awaitable[T]]) -> T:
         """``await make()`` within the timeout; raises StoreError (already counted and logged)."""
@@ -46,7 +58,7 @@ class GuardedStore:
                 result = await make()
         except (StoreError, TimeoutError) as exc:
             outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
-            self._metrics.store_ops.labels(op, outcome).inc()
+            self._count(op, outcome)
             self._down_until = time.monotonic() + self._config.retry_s
             if not self._down:
                 self._down = True
@@ -58,29 +70,33 @@ class GuardedStore:
                     self._config.retry_s,
                 )
             raise StoreError(f"store {op} {outcome}") from exc
-        self._metrics.store_ops.labels(op, "ok").inc()
+        self._count(op, "ok")
         if self._down:
             self._down = False
             log.warning("learning store (%s) answers again; shadowing and recording resume", self.store.kind)
         return result
 
-    def write(self, record_id: str, build: Callable[[], Record | None]) -> None:
-        """Build a record and put it, in a background task (``build`` returning None writes nothing).
-
-        Writes of one id are applied in the order they were asked for (a record's first write
-        never lands after its update).
-        """
+    def write(
+        self, record_id: str, build: Callable[[], Record | None], done: Callable[[], None] | None = None
+    ) -> asyncio.Task[None] | None:
+        """Build a record and put it, in a background task (``build`` returning None writes nothing);
+        ``done()`` is called once the write is over, whatever its outcome. The task, or None if dropped."""
         if len(self.pending) >= self._config.max_pending_writes:
-            self._metrics.store_ops.labels("put", "dropped").inc()
-            return
+            self._count("put", "dropped")
+            if done is not None:
+                done()
+            return None
         task = asyncio.create_task(self._put(build, self.pending.get(record_id)))
         self.pending[record_id] = task
 
         def forget(t: asyncio.Task[None]) -> None:
             if self.pending.get(record_id) is t:
                 del self.pending[record_id]
+            if done is not None:
+                done()
 
         task.add_done_callback(forget)
+        return task
 
     async def _put(self, build: Callable[[], Record | None], previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
@@ -88,19 +104,13 @@ class GuardedStore:
         try:
             record = build()
         except Exception as exc:  # a failing redaction hook: the record is not stored, never unredacted
-            self._metrics.store_ops.labels("put", "unbuildable").inc()
+            self._count("put", "unbuildable")
             log.warning("a learning record was not stored: %s", exc)
             return
         if record is None:
             return
         with contextlib.suppress(StoreError):
             await self.call("put", lambda: self.store.put(record))
-
-    async def settled(self, record_id: str) -> None:
-        """Wait (bounded) for a pending write of ``record_id``, if any."""
-        task = self.pending.get(record_id)
-        if task is not None:
-            await asyncio.wait({task}, timeout=self._config.timeout_s)
 
     async def flush(self, timeout_s: float) -> None:
         if self.pending:

@@ -41,7 +41,7 @@ SYSTEM_PROMPT = (
 
 _VERDICT = re.compile(r"\[\[([ABC])\]\]")
 #: The system prompt and the markers around the answers, in tokens (about).
-_TEMPLATE_TOKENS = estimate_tokens(SYSTEM_PROMPT) + 60
+JUDGE_TEMPLATE_TOKENS = estimate_tokens(SYSTEM_PROMPT) + 60
 #: Per-order outcomes (besides the three labels).
 INVALID, ERROR = "invalid", "error"
 
@@ -107,11 +107,6 @@ class Judge:
     @property
     def model(self) -> str:
         return self._model.name
-
-    def estimate_cost_usd(self, conversation_tokens: int, answers_tokens: int) -> float:
-        """A pessimistic price of :meth:`compare`: both calls, each answering ``max_tokens``."""
-        prompt = _TEMPLATE_TOKENS + conversation_tokens + answers_tokens
-        return 2 * cost_usd(self._model, Usage(prompt, self._config.max_tokens))
 
     async def _ask(self, messages: tuple[Message, ...], a: str, b: str, a_is_strong: bool) -> tuple[str, float]:
         prompt = build_prompt(messages, a, b)

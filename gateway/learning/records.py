@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from gateway.types import Accounting, ChatRequest, Completion, Decision
+
 
 class Verdict(enum.StrEnum):
     """The judge's combined verdict on one comparison (the first three are labels; the rest are not)."""
@@ -38,6 +40,18 @@ class Rating(enum.StrEnum):
 
     GOOD = "good"
     BAD = "bad"
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A request the gateway has fully answered, with what learning needs to know about it."""
+
+    request: ChatRequest
+    response_id: str
+    decision: Decision
+    accounting: Accounting
+    completion: Completion
+    created: float
 
 
 @dataclass

@@ -77,9 +77,11 @@ def learning_config(
     section = {
         "policies": list(policies),
         "store": {"url": store, "timeout_s": 1.0, "retry_s": 0.5} | (store_section or {}),
-        "shadow": {"sample_rate": rate, "daily_budget_usd": budget, "timeout_s": 2.0} | (shadow or {}),
+        "shadow": {"sample_rate": rate, "daily_budget_usd": budget, "timeout_s": 10.0} | (shadow or {}),
         "judge": {"model": "judge-local"} | (judge_section or {}),
         "feedback": {"enabled": feedback},
+        # the worker at full priority: on a busy test machine a niced one may see its store calls time out
+        "worker_nice": 0,
     } | learning
     overrides = {"judge-local": {"api_key_env": None}} | (model_overrides or {})
     return gateway_config({**fakes, "judge-local": judge}, model_overrides=overrides, learning=section)
@@ -232,14 +234,16 @@ def test_off_by_default_and_only_for_opted_in_policies(fakes, judge, tmp_path):
 
 
 def test_sample_rate_is_honoured(fakes, judge, tmp_path):
-    with GatewayThread(learning_config(fakes, judge, sqlite_url(tmp_path), rate=0.25, feedback=False)) as gw:
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), rate=0.25, feedback=False, shadow={"max_concurrent": 64})
+    with GatewayThread(cfg) as gw:
         tally, _ = send(gw, 80)
         settle(gw)
         shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
         skipped = metric(gw, "ferryman_learning_requests_total", outcome="not_sampled")
+        ok = metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome="ok")
     assert tally.answered == 80 and shadowed + skipped == 80
     assert 8 <= shadowed <= 34  # binomial(80, 0.25): mean 20, sd 3.9; bounds at about 3 sd
-    assert fakes["weak-openai"].requests == shadowed
+    assert ok == shadowed and fakes["weak-openai"].requests == shadowed
 
 
 # ----------------------------------------------------------------------------- protections
@@ -372,7 +376,7 @@ def test_judge_down_is_counted(fakes, judge, tmp_path):
 
 
 def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
-    cfg = learning_config(fakes, judge, redis_server.url, store_section={"timeout_s": 0.3, "retry_s": 3})
+    cfg = learning_config(fakes, judge, redis_server.url, store_section={"timeout_s": 1.0, "retry_s": 5})
     with GatewayThread(cfg) as gw:
         before, ids = send(gw, 2)
         settle(gw)
@@ -382,6 +386,7 @@ def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
         try:
             frozen, _ = send(gw, 3)
             settle(gw)
+            down_before = metric(gw, "ferryman_learning_requests_total", outcome="store_down")
             while_down, _ = send(gw, 3)
             frozen.sent, frozen.answered, frozen.lost = (
                 frozen.sent + while_down.sent,
@@ -397,8 +402,8 @@ def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
         finally:
             redis_server.process.proc.send_signal(signal.SIGCONT)
         timeouts = metric(gw, "ferryman_learning_store_ops_total", outcome="timeout")
-        down = metric(gw, "ferryman_learning_requests_total", outcome="store_down")
-        assert timeouts >= 1 and down == 3
+        down = metric(gw, "ferryman_learning_requests_total", outcome="store_down") - down_before
+        assert timeouts >= 1 and down == 3  # every request while the store was known to be down
         # killed (once the down window has passed, so that the gateway tries it again)
         redis_server.stop()
         while not gw.gateway.learning.store.usable():
@@ -568,7 +573,7 @@ def test_two_replicas_share_the_redis_store_and_the_budget(fakes, judge, redis_s
         shadowed = metric(a, "ferryman_learning_requests_total", outcome="shadowed")
         spent = gw_spend = a.call(a.gateway.learning.store.store.spend(time.strftime("%Y-%m-%d", time.gmtime())))
         assert shadowed >= 1 and 0 < spent <= 0.005
-        time.sleep(0.6)
+        time.sleep(2.0)  # a few of B's worker ticks
         send(b, 2)  # replica B has spent nothing itself, yet is over the shared budget
         settle(b)
         assert metric(b, "ferryman_learning_requests_total", outcome="shadowed") == 0
@@ -603,7 +608,7 @@ def test_live_quality_gauges_with_a_scorer(fakes, judge, tmp_path, scorer_addres
     questions = [f"question {i}" for i in range(12)]
     outcomes = {q: ("strong", "weak", "tie")[i % 3] for i, q in enumerate(questions)}
     judge.rule = by_question(outcomes)
-    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"max_concurrent": 64})
     cfg = _with_scorer(cfg, scorer_address)
     with GatewayThread(cfg) as gw:
         client = sdk(gw)
@@ -643,3 +648,87 @@ def _all_records(gw: GatewayThread) -> list[Any]:
         return [r async for r in gw.gateway.learning.store.store.scan()]
 
     return gw.call(collect())
+
+
+# ----------------------------------------------------------------------------- the worker process
+
+
+def test_worker_killed_mid_run_is_restarted(fakes, judge, tmp_path):
+    fakes["weak-openai"].reset(default=slow(3))  # shadow calls in flight when the worker dies
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), feedback=False, shadow={"max_concurrent": 16})
+    with GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        first, _ = send(gw, 2)
+        deadline = time.monotonic() + 30
+        while fakes["weak-openai"].requests < 2 and time.monotonic() < deadline:  # both shadow calls under way
+            time.sleep(0.05)
+        os.kill(learning.worker.pid, signal.SIGKILL)
+        during, _ = send(gw, 4)  # served while the worker is dead or restarting
+        while learning.worker.starts < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert learning.worker.starts == 2 and learning.worker.alive()
+        fakes["weak-openai"].reset()
+        settle(gw)  # every job handed over is reported by the new worker or counted lost
+        lost = metric(gw, "ferryman_learning_shadow_calls_total", outcome="lost")
+        after, ids = send(gw, 2)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)  # the new worker shadows and stores
+        shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
+        done = metric(gw, "ferryman_learning_shadow_calls_total")
+    tallies = [first, during, after]
+    assert sum(t.sent for t in tallies) == sum(t.answered for t in tallies) == 8 and not any(t.lost for t in tallies)
+    assert lost >= 2  # the two in flight when it died, and any handed to it before the restart was noticed
+    assert done == shadowed == 8  # every shadow job ends reported (ok or timeout) or counted lost
+
+
+def test_worker_exits_when_its_gateway_is_killed(fakes, judge, tmp_path):
+    import yaml
+
+    from harness.gateway import ENV
+    from harness.processes import read_json, spawn, wait_for
+
+    data = {
+        "models": {
+            name: {"provider": "openai", "base_url": f.base_url, "price_in_per_mtok": 1, "price_out_per_mtok": 2}
+            for name, f in {**fakes, "judge-local": judge}.items()
+        },
+        "tiers": {"strong": {"models": ["strong-openai"]}, "weak": {"models": ["weak-openai"]}},
+        "policies": {POLICY: {"router": "random", "threshold": 0.5}},
+        "scorer": {"target": "dns:///127.0.0.1:1"},
+        "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+        "auth": {"disabled": True},
+        "learning": {
+            "policies": [POLICY],
+            "store": {"url": sqlite_url(tmp_path)},
+            "shadow": {"sample_rate": 1.0, "daily_budget_usd": 1.0},
+            "judge": {"model": "judge-local"},
+        },
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data))
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(path), "--port-file", str(tmp_path / "p.json")]
+    gateway = spawn("gateway", argv, tmp_path, dict(ENV))
+    try:
+        wait_for("gateway", lambda: read_json(tmp_path / "p.json"), 60, gateway.proc)
+        # the learning worker (and multiprocessing's resource tracker)
+        children = wait_for("worker", lambda: _children(gateway.proc.pid), 60, gateway.proc)
+        gateway.proc.kill()
+        gateway.proc.wait(10)
+        wait_for("children exit", lambda: not any(_alive(c) for c in children), 10)
+    finally:
+        gateway.stop()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -1,0 +1,449 @@
+"""The learning worker: a child process that makes the shadow calls, asks the judge and does every
+store write, so that the gateway's serving process only samples and hands a job over.
+
+Why a process: a shadow job is three provider calls (the other tier's model, the judge twice) plus
+a store write; in the serving event loop that cost ~4 ms of CPU per job (mostly HTTP client work),
+which a client request arriving meanwhile waits for. In a child process, at ``learning.worker_nice``
+(default 10), that CPU comes after the serving process's. The gateway keeps admission (sampling,
+budget, free slots), the metrics and feedback; the worker keeps its own provider pool, judge,
+redactor and store connection.
+
+Traffic: the gateway puts :class:`Job` objects on a ``multiprocessing`` queue (pickled by the
+queue's feeder thread, so ``submit`` never blocks the event loop); the worker sends back
+:class:`Report` objects, each gathering 50 ms of events (store outcome counts, whether the store is
+down, the day's spend in the store, records written, shadow jobs done), read by a thread of the
+gateway and applied on its loop.
+A worker that dies is restarted by the gateway; its in-flight jobs are counted as lost. The worker
+exits when told to, or when its parent is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.learning.guard import GuardedStore
+from gateway.learning.judge import Judge, Judgement
+from gateway.learning.quality import Judged
+from gateway.learning.records import Answered, Record
+from gateway.learning.redact import Redactor
+from gateway.learning.shadow import ShadowAnswer, ShadowRunner, other_tier, utc_day
+from gateway.learning.store import StoreError, open_store
+from gateway.providers import ProviderPool
+from gateway.types import DecisionSource
+
+log = logging.getLogger(__name__)
+#: How often the worker prunes (every prune_interval_s) and checks that its parent is alive.
+_TICK_S = 0.5
+#: Reports gather what happened over this long: fewer wake-ups of the gateway's threads and loop.
+_REPORT_EVERY_S = 0.05
+
+
+@dataclass(frozen=True)
+class Job:
+    """One answered request: record it (for feedback), shadow it, or both."""
+
+    answered: Answered
+    record: bool
+    shadow: bool
+    #: The budget the gateway reserved for the shadow job.
+    estimate: float = 0.0
+    #: Models of the other tier whose breaker was open when the job was admitted.
+    skip: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish in-flight jobs within ``grace_s`` (then cancel them), flush writes, exit."""
+
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class ShadowDone:
+    """A finished shadow job, for the gateway's budget and metrics."""
+
+    response_id: str
+    policy: str
+    estimate: float
+    model: str
+    status: str
+    shadow_cost_usd: float
+    judgement: Judgement | None
+    judged: Judged | None
+
+
+@dataclass
+class Report:
+    """What the worker tells the gateway (sent when something happened, batched per loop turn)."""
+
+    ops: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Seconds the store is still down for (0 = usable).
+    down_for_s: float = 0.0
+    #: (UTC day, that day's learning spend in the store: every replica's with Redis).
+    spend: tuple[str, float] | None = None
+    written: list[str] = field(default_factory=list)
+    shadows: list[ShadowDone] = field(default_factory=list)
+
+
+def score_of(answered: Answered) -> float | None:
+    decision = answered.decision
+    return decision.score if decision.source is DecisionSource.SCORED else None
+
+
+def build_record(
+    config: GatewayConfig,
+    redact: Callable[[str], str],
+    a: Answered,
+    shadow: ShadowAnswer | None = None,
+    judgement: Judgement | None = None,
+    judge_model: str = "",
+) -> Record:
+    """The record of an answer, every text redacted."""
+    tiers = config.tiers
+    served_tier = a.accounting.served_tier.value
+    other = other_tier(a.accounting.served_tier)
+    messages = [{"role": m.role, "content": redact(m.content)} for m in a.request.messages]
+    record = Record(
+        id=a.response_id,
+        created_at=a.created,
+        tenant=a.request.tenant,
+        policy=a.decision.policy,
+        messages_json=json.dumps(messages, ensure_ascii=False),
+        router=a.decision.router,
+        router_version=a.decision.router_version,
+        score=score_of(a),
+        threshold=a.decision.threshold,
+        decision_source=a.decision.source.value,
+        routed_tier=a.decision.tier.value,
+        served_model=a.accounting.served_model,
+        served_tier=served_tier,
+        served_router_model=tiers[served_tier].router_model,  # type: ignore[index]
+        served_answer=redact(a.completion.content),
+        served_cost_usd=a.accounting.cost_usd,
+        # the other tier's model: the one asked, or (not shadowed) the one that would have been
+        shadow_model=shadow.model if shadow is not None else tiers[other].models[0],
+        shadow_tier=other,
+        shadow_router_model=tiers[other].router_model,
+    )
+    if shadow is not None:
+        record.shadow_status = shadow.status
+        record.shadow_cost_usd = shadow.cost_usd
+        if shadow.completion is not None:
+            record.shadow_answer = redact(shadow.completion.content)
+    if judgement is not None:
+        record.judge_model = judge_model
+        record.judge_strong_first = judgement.strong_first
+        record.judge_weak_first = judgement.weak_first
+        record.verdict = judgement.verdict.value
+        record.judge_cost_usd = judgement.cost_usd
+    return record
+
+
+# --------------------------------------------------------------------------- the gateway's side
+
+
+class LearningWorker:
+    """Starts, feeds, watches and stops the worker process (used by ``gateway.learning.service``)."""
+
+    def __init__(self, config: GatewayConfig, environ: Mapping[str, str], on_report: Callable[[Report], None]) -> None:
+        self._config = config
+        self._environ = dict(environ)
+        self._on_report = on_report
+        self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads and a loop
+        self._process: Any = None
+        self._jobs: Queue[Job | Stop] | None = None
+        self._reports: Queue[Report | None] | None = None
+        self._reader: threading.Thread | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._jobs, self._reports = self._ctx.Queue(), self._ctx.Queue()
+        self._process = self._ctx.Process(
+            target=worker_main,
+            args=(self._config, self._environ, self._jobs, self._reports, os.getpid()),
+            name="ferryman-learning-worker",
+            daemon=True,
+        )
+        self._process.start()
+        self.starts += 1
+        reports = self._reports
+
+        def read() -> None:
+            while True:
+                try:
+                    report = reports.get()
+                except (EOFError, OSError):
+                    return
+                if report is None:
+                    return
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the gateway is gone
+                    loop.call_soon_threadsafe(self._on_report, report)
+
+        self._reader = threading.Thread(target=read, name="learning-worker-reports", daemon=True)
+        self._reader.start()
+
+    def submit(self, job: Job) -> None:
+        """Hand a job over; never blocks (the queue's feeder thread pickles and writes it)."""
+        assert self._jobs is not None
+        self._jobs.put(job)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self._process is None else self._process.exitcode
+
+    async def stop(self, grace_s: float, store_timeout_s: float) -> None:
+        """Ask the worker to finish (``grace_s`` for its jobs), wait for it, kill it if it does not exit."""
+        if self._process is None or self._jobs is None or self._reports is None:
+            return
+        if self._process.is_alive():
+            self._jobs.put(Stop(grace_s))
+            await asyncio.to_thread(self._process.join, grace_s + 2 * store_timeout_s + 5)
+        if self._process.is_alive():
+            log.warning("the learning worker did not stop in time; killing it")
+            self._process.kill()
+            await asyncio.to_thread(self._process.join, 5)
+        await self._close_queues()
+
+    async def _close_queues(self) -> None:
+        assert self._jobs is not None and self._reports is not None
+        self._reports.put(None)  # unblocks the reader when the worker could not say goodbye
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.join, 5)
+        for q in (self._jobs, self._reports):
+            q.close()
+            q.cancel_join_thread()
+
+    async def restart(self) -> None:
+        """After the worker died: new queues, a new process."""
+        await self._close_queues()
+        self.start()
+
+
+# --------------------------------------------------------------------------- the worker's side
+
+
+def worker_main(
+    config: GatewayConfig, environ: dict[str, str], jobs: Queue[Job | Stop], reports: Queue[Report | None], parent: int
+) -> None:
+    """The worker process's entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
+    with contextlib.suppress(OSError):
+        os.nice(config.learning.worker_nice)
+    try:
+        asyncio.run(_Worker(config, environ, reports, parent).run(jobs))
+    finally:
+        reports.put(None)
+        reports.close()
+        reports.join_thread()
+
+
+class _Worker:
+    def __init__(self, config: GatewayConfig, environ: dict[str, str], reports: Queue[Report | None], parent: int):
+        lc = config.learning
+        self._config = config
+        self._lc = lc
+        self._reports = reports
+        self._parent = parent
+        self._report = Report()
+        self._flush_scheduled = False
+        store = open_store(
+            (environ.get(lc.store.url_env, "").strip() if lc.store.url_env else "") or lc.store.url,
+            namespace=lc.store.namespace,
+            retention_s=lc.store.retention_days * 86_400,
+            timeout_s=lc.store.timeout_s,
+        )
+        self.store = GuardedStore(store, lc.store, self._count)
+        self._redact = Redactor(lc.redact, lc.store.max_text_chars)
+        self._pool = ProviderPool(config.models, environ, config.limits.max_response_bytes)
+        self._runner: ShadowRunner | None = None
+        if lc.shadow.sample_rate > 0:
+            judge_model = config.models[lc.judge.model]
+            judge = Judge(self._pool[judge_model.name], judge_model, lc.judge, lc.shadow.timeout_s)
+            self._runner = ShadowRunner(config, self._pool, judge)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop: asyncio.Future[Stop] | None = None
+
+    # ---------------------------------------------------------------- reports
+
+    def _count(self, op: str, outcome: str) -> None:
+        self._report.ops[(op, outcome)] += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(_REPORT_EVERY_S, self._flush)
+
+    def _flush(self) -> None:
+        if not self._flush_scheduled:
+            return  # flushed already (at stop)
+        self._flush_scheduled = False
+        report, self._report = self._report, Report()
+        report.down_for_s = self.store.down_for()
+        self._reports.put(report)
+
+    # ---------------------------------------------------------------- the loop
+
+    async def run(self, jobs: Queue[Job | Stop]) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        stop = self._stop
+
+        def read() -> None:
+            while True:
+                try:
+                    item = jobs.get()
+                except (EOFError, OSError):
+                    item = Stop(0.0)
+                try:
+                    loop.call_soon_threadsafe(self._take, item)
+                except RuntimeError:
+                    return
+                if isinstance(item, Stop):
+                    return
+
+        threading.Thread(target=read, name="learning-worker-jobs", daemon=True).start()
+        with contextlib.suppress(StoreError):
+            await self.store.call("open", self.store.store.open)
+            await self._sync_spend()
+        ticker = asyncio.create_task(self._tick())
+        done = await stop
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=done.grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self.store.flush(self._lc.store.timeout_s)
+        self._flush_scheduled = True
+        self._flush()
+        await self.store.store.close()
+        await self._pool.aclose()
+
+    def _take(self, item: Job | Stop) -> None:
+        if isinstance(item, Stop):
+            if self._stop is not None and not self._stop.done():
+                self._stop.set_result(item)
+            return
+        task = asyncio.create_task(self._handle(item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tick(self) -> None:
+        """Parent alive? Retention and size cap, and the day's spend, every ``prune_interval_s``."""
+        next_prune = time.monotonic() + self._lc.store.prune_interval_s
+        while True:
+            await asyncio.sleep(_TICK_S)
+            if os.getppid() != self._parent:  # the gateway is gone (killed): so are we
+                if self._stop is not None and not self._stop.done():
+                    self._stop.set_result(Stop(0.0))
+                return
+            if time.monotonic() < next_prune or not self.store.usable():
+                continue
+            next_prune = time.monotonic() + self._lc.store.prune_interval_s
+            with contextlib.suppress(StoreError):
+                deleted = await self.store.call("prune", self._prune)
+                if deleted:
+                    log.info("learning store: %d records past retention or the size cap deleted", deleted)
+                await self._sync_spend()
+
+    async def _prune(self) -> int:
+        cfg = self._lc.store
+        return await self.store.store.prune(time.time() - cfg.retention_days * 86_400, cfg.max_records)
+
+    async def _sync_spend(self, add: float = 0.0) -> None:
+        day = utc_day(time.time())
+        store = self.store.store
+        total = await self.store.call("spend", lambda: store.add_spend(day, add) if add else store.spend(day))
+        self._report.spend = (day, total)
+        self._changed()
+
+    # ---------------------------------------------------------------- jobs
+
+    async def _handle(self, job: Job) -> None:
+        a = job.answered
+        try:
+            if job.record:
+                self.store.write(
+                    a.response_id, lambda: build_record(self._config, self._redact, a), done=lambda: self._written(a)
+                )
+            if job.shadow:
+                await self._shadow(job)
+        except Exception:
+            log.exception("learning: a job failed")
+
+    def _written(self, a: Answered) -> None:
+        self._report.written.append(a.response_id)
+        self._changed()
+
+    async def _shadow(self, job: Job) -> None:
+        assert self._runner is not None
+        a = job.answered
+        answer: ShadowAnswer | None = None
+        judgement: Judgement | None = None
+        judged: Judged | None = None
+        try:
+            answer = await self._runner.ask_other(a.request, a.accounting.served_tier, job.skip)
+            if answer.completion is not None:
+                served, other = a.completion.content, answer.completion.content
+                strong, weak = (served, other) if answer.tier == "weak" else (other, served)
+                judgement = await self._runner.judge_pair(a.request, strong, weak)
+                shadow, verdict = answer, judgement
+                judge_model = self._runner.judge.model
+                write = self.store.write(
+                    a.response_id,
+                    lambda: build_record(self._config, self._redact, a, shadow, verdict, judge_model),
+                )
+                if write is not None:  # reported done once stored, so the gateway's view follows the store's
+                    await asyncio.wait({write})
+                if judgement.verdict.is_label:
+                    costs = (a.accounting.cost_usd, answer.cost_usd)
+                    strong_cost, weak_cost = costs if answer.tier == "weak" else costs[::-1]
+                    served_tier = a.accounting.served_tier.value
+                    judged = Judged(judgement.verdict, served_tier, score_of(a), strong_cost, weak_cost)
+            elif job.record:  # keep what happened with the answer's record
+                failed = answer
+                self.store.write(a.response_id, lambda: build_record(self._config, self._redact, a, failed))
+            status = answer.status
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        except Exception:
+            status = "error"
+            log.exception("learning: a shadow job failed")
+        finally:
+            shadow_cost = answer.cost_usd if answer is not None else 0.0
+            spent = shadow_cost + (judgement.cost_usd if judgement is not None else 0.0)
+            if spent > 0:  # first into the store's day total, then reported: the gateway sees both agree
+                with contextlib.suppress(StoreError):
+                    await self._sync_spend(spent)
+            model = answer.model if answer is not None else ""
+            self._report.shadows.append(
+                ShadowDone(
+                    a.response_id, a.decision.policy, job.estimate, model, status, shadow_cost, judgement, judged
+                )
+            )
+            self._changed()
