@@ -240,10 +240,10 @@ def test_sample_rate_is_honoured(fakes, judge, tmp_path):
         settle(gw)
         shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
         skipped = metric(gw, "ferryman_learning_requests_total", outcome="not_sampled")
-        ok = metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome="ok")
+        calls = metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai")
     assert tally.answered == 80 and shadowed + skipped == 80
     assert 8 <= shadowed <= 34  # binomial(80, 0.25): mean 20, sd 3.9; bounds at about 3 sd
-    assert ok == shadowed and fakes["weak-openai"].requests == shadowed
+    assert calls == shadowed and fakes["weak-openai"].requests == shadowed  # one call each (ok, or slow here)
 
 
 # ----------------------------------------------------------------------------- protections
