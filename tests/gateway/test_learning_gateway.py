@@ -76,7 +76,8 @@ def learning_config(
     """A gateway config over the fakes with the judge as a keyless local model and learning on."""
     section = {
         "policies": list(policies),
-        "store": {"url": store, "timeout_s": 1.0, "retry_s": 0.5} | (store_section or {}),
+        # generous: on a loaded test machine a store call may take a second; the fault tests set their own
+        "store": {"url": store, "timeout_s": 5.0, "retry_s": 0.5} | (store_section or {}),
         "shadow": {"sample_rate": rate, "daily_budget_usd": budget, "timeout_s": 10.0} | (shadow or {}),
         "judge": {"model": "judge-local"} | (judge_section or {}),
         "feedback": {"enabled": feedback},
@@ -240,9 +241,10 @@ def test_sample_rate_is_honoured(fakes, judge, tmp_path):
         settle(gw)
         shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
         skipped = metric(gw, "ferryman_learning_requests_total", outcome="not_sampled")
+        total = metric(gw, "ferryman_learning_requests_total")
         calls = metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai")
-    assert tally.answered == 80 and shadowed + skipped == 80
-    assert 8 <= shadowed <= 34  # binomial(80, 0.25): mean 20, sd 3.9; bounds at about 3 sd
+    assert tally.answered == 80 and total == 80
+    assert 8 <= total - skipped <= 34  # sampled ~ binomial(80, 0.25): mean 20, sd 3.9; bounds at about 3 sd
     assert calls == shadowed and fakes["weak-openai"].requests == shadowed  # one call each (ok, or slow here)
 
 
