@@ -55,9 +55,10 @@ setup-lab: setup $(STAMPS)/lab  ## setup plus the lab and dev extras (torch, tes
 # or single ports, e.g. `make run PORT_OFFSET=100` beside another copy (see `ferryman up --help`).
 UP_ARGS = $(if $(HOST),--host $(HOST)) $(if $(PORT_OFFSET),--port-offset $(PORT_OFFSET)) \
 	$(if $(SCORER_PORT),--scorer-port $(SCORER_PORT)) $(if $(SCORER_METRICS_PORT),--scorer-metrics-port $(SCORER_METRICS_PORT)) \
-	$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT))
+	$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
+	$(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
 
-run: setup  ## serve scorer + gateway with the default routers (HOST=, PORT_OFFSET=, SCORER_PORT=, GRPC_PORT=, HTTP_PORT=)
+run: setup  ## serve scorer + gateway with the default routers (HOST=, PORT_OFFSET=, SCORER_PORT=, GRPC_PORT=, ...)
 	$(BIN)/ferryman up $(UP_ARGS)
 
 test: setup-lab system-deps  ## set up everything and run all tests

@@ -50,7 +50,7 @@ import numpy as np
 import yaml
 
 from ferryman import paths
-from harness.processes import free_port, read_json, spawn, wait_for
+from harness.processes import Process, free_port, read_json, spawn, wait_for
 
 T = TypeVar("T")
 BODY_MESSAGES = [{"role": "user", "content": "Write a haiku about ferries crossing a river at dawn."}]
@@ -351,15 +351,42 @@ def _report(results: dict[int, dict[str, PathSamples]]) -> tuple[str, list[dict[
     return "\n".join(lines), rows
 
 
+def start_fake_provider(stack: ExitStack, tmp: Path, delay_ms: float) -> tuple[Process, int]:
+    """A fake OpenAI-compatible provider in its own process (stopped with ``stack``); its port."""
+    argv = [sys.executable, "-m", "harness.fake_provider", "--port-file", str(tmp / "fake.port")]
+    fake = spawn("fake-provider", [*argv, "--delay-ms", str(delay_ms)], tmp)
+    stack.callback(fake.stop)
+    return fake, int(wait_for("fake provider", lambda: read_json(tmp / "fake.port"), 120, fake.proc))
+
+
+def start_gateway(
+    stack: ExitStack, tmp: Path, fake_port: int, scorer_port: int, deadline_ms: float, log_level: str = "WARNING"
+) -> tuple[Process, dict[str, int]]:
+    """``ferryman gateway`` over the fake provider (auth off; both tiers on it); its ports (grpc, http, admin)."""
+    model: dict[str, Any] = {"provider": "openai", "base_url": f"http://127.0.0.1:{fake_port}/v1"}
+    model |= {"api_key_env": "BENCH_FAKE_KEY", "price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0}
+    config = {
+        "models": {"bench-strong": model, "bench-weak": model},
+        "tiers": {"strong": {"models": ["bench-strong"]}, "weak": {"models": ["bench-weak"]}},
+        "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": deadline_ms},
+        "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+        "admin": {"host": "127.0.0.1", "port": 0},
+        "auth": {"disabled": True},
+    }
+    (tmp / "gateway.yaml").write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(tmp / "gateway.yaml")]
+    argv += ["--port-file", str(tmp / "gw.json"), "--log-level", log_level]
+    gateway = spawn("gateway", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+    stack.callback(gateway.stop)
+    return gateway, wait_for("gateway", lambda: read_json(tmp / "gw.json"), 120, gateway.proc)
+
+
 def run(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-gw-") as tmp_s:
         tmp = Path(tmp_s)
         py = sys.executable
-        fake_argv = [py, "-m", "harness.fake_provider", "--port-file", str(tmp / "fake.port")]
-        fake = spawn("fake-provider", [*fake_argv, "--delay-ms", str(args.provider_delay_ms)], tmp)
-        stack.callback(fake.stop)
-        fake_port = int(wait_for("fake provider", lambda: read_json(tmp / "fake.port"), 120, fake.proc))
+        fake, fake_port = start_fake_provider(stack, tmp, args.provider_delay_ms)
         fake_url = f"http://127.0.0.1:{fake_port}/v1"
 
         scorer_port = free_port()
@@ -373,23 +400,8 @@ def run(args: argparse.Namespace) -> int:
             scorer_argv += ["--host", "127.0.0.1", "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
             scorer = spawn("scorer", scorer_argv, tmp)
             stack.callback(scorer.stop)
-
-        model: dict[str, Any] = {"provider": "openai", "base_url": fake_url, "api_key_env": "BENCH_FAKE_KEY"}
-        model |= {"price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0}
-        config = {
-            "models": {"bench-strong": model, "bench-weak": model},
-            "tiers": {"strong": {"models": ["bench-strong"]}, "weak": {"models": ["bench-weak"]}},
-            "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": 1000},
-            "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
-            "admin": {"host": "127.0.0.1", "port": 0},
-            "auth": {"disabled": True},
-        }
-        (tmp / "gateway.yaml").write_text(yaml.safe_dump(config))
-        gw_argv = [py, "-m", "ferryman", "gateway", "--config", str(tmp / "gateway.yaml")]
-        gw_argv += ["--port-file", str(tmp / "gw.json"), "--log-level", "WARNING"]
-        gateway = spawn("gateway", gw_argv, tmp, {"BENCH_FAKE_KEY": "bench"})
-        stack.callback(gateway.stop)
-        gw_port = wait_for("gateway", lambda: read_json(tmp / "gw.json"), 120, gateway.proc)["http_port"]
+        gateway, gw_ports = start_gateway(stack, tmp, fake_port, scorer_port, 1000)
+        gw_port = gw_ports["http_port"]
         gw_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
 
         paths = {

@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from bench.gateway import KeepAliveConnection
+from bench.gateway import KeepAliveConnection, _wait_scored, start_fake_provider, start_gateway
 from bench.lengths import token_counts
 from bench.prompts import BUCKETS, describe_mix, length_bucket, prompt_mix
 from ferryman import paths
-from harness.processes import free_port, read_json, scrape, spawn, wait_for
+from harness.processes import free_port, scrape, spawn
 
 FALLBACK_LINE = "routed without a score"
 
@@ -313,62 +312,19 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-steady-") as tmp_s:
         tmp = Path(tmp_s)
         py = sys.executable
-        fake = spawn(
-            "fake-provider",
-            [
-                py,
-                "-m",
-                "harness.fake_provider",
-                "--port-file",
-                str(tmp / "fake.port"),
-                "--delay-ms",
-                str(args.provider_delay_ms),
-            ],
-            tmp,
-        )
-        stack.callback(fake.stop)
-        fake_port = int(wait_for("fake provider", lambda: read_json(tmp / "fake.port"), 120, fake.proc))
-        scorer_port, scorer_metrics = free_port(), free_port()
-        scorer_argv = [
-            py,
-            "-m",
-            "ferryman",
-            "scorer",
-            "--routers-dir",
-            str(args.routers_dir),
-            "--encoder-dir",
-            str(args.encoder_dir),
-        ]
-        scorer_argv += ["--host", "127.0.0.1", "--port", str(scorer_port), "--metrics-port", str(scorer_metrics)]
-        scorer = spawn("scorer", scorer_argv, tmp)
+        _, fake_port = start_fake_provider(stack, tmp, args.provider_delay_ms)
+        scorer_port = free_port()
+        scorer_argv = [py, "-m", "ferryman", "scorer", "--routers-dir", str(args.routers_dir)]
+        scorer_argv += ["--encoder-dir", str(args.encoder_dir), "--host", "127.0.0.1", "--port", str(scorer_port)]
+        scorer = spawn("scorer", [*scorer_argv, "--metrics-port", "0"], tmp)
         stack.callback(scorer.stop)
-        model: dict[str, Any] = {
-            "provider": "openai",
-            "base_url": f"http://127.0.0.1:{fake_port}/v1",
-            "api_key_env": "BENCH_FAKE_KEY",
-        }
-        model |= {"price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0}
-        config = {
-            "models": {"bench-strong": model, "bench-weak": model},
-            "tiers": {"strong": {"models": ["bench-strong"]}, "weak": {"models": ["bench-weak"]}},
-            "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": deadline_ms},
-            "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
-            "admin": {"host": "127.0.0.1", "port": 0},
-            "auth": {"disabled": True},
-        }
-        (tmp / "gateway.yaml").write_text(yaml.safe_dump(config))
-        gw_argv = [py, "-m", "ferryman", "gateway", "--config", str(tmp / "gateway.yaml")]
-        gw_argv += ["--port-file", str(tmp / "gw.json"), "--log-level", "INFO"]
-        gateway = spawn("gateway", gw_argv, tmp, {"BENCH_FAKE_KEY": "bench"})
-        stack.callback(gateway.stop)
-        gw_port = wait_for("gateway", lambda: read_json(tmp / "gw.json"), 120, gateway.proc)["http_port"]
+        gateway, gw_ports = start_gateway(stack, tmp, fake_port, scorer_port, deadline_ms, "INFO")
+        gw_port, admin_port = gw_ports["http_port"], gw_ports["admin_port"]
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        from bench.gateway import _wait_scored
-
         for r in args.routers.split(","):
             asyncio.run(_wait_scored(url, f"router-{r.strip()}-0.5"))
         time.sleep(2)  # let the gateway's start-up self-check finish
-        before = scrape(gw_port, "ferryman_gateway_scorer_fallbacks_total") or Counter()
+        before = scrape(admin_port, "ferryman_gateway_scorer_fallbacks_total") or Counter()
         lines_before = gateway.log.read_text(errors="replace").count(FALLBACK_LINE)
         load0 = os.getloadavg()[0]
         print(
@@ -380,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         )
         result = asyncio.run(_load(args, url, f"127.0.0.1:{scorer_port}", mix, buckets, heavy))
         time.sleep(1)
-        after = scrape(gw_port, "ferryman_gateway_scorer_fallbacks_total") or Counter()
+        after = scrape(admin_port, "ferryman_gateway_scorer_fallbacks_total") or Counter()
         metric = sum(after.values()) - sum(before.values())
         log_lines = gateway.log.read_text(errors="replace").count(FALLBACK_LINE) - lines_before
         batch = result.heavy[0]

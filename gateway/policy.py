@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ferryman.calibration import CalibrationTable
 from gateway.config import GatewayConfig, TierName
 from gateway.errors import InvalidRequestError, UnknownModelError
-from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError
+from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError, last_user_turn
 from gateway.scorer_watch import FallbackWatch
 from gateway.types import ChatRequest, Decision, DecisionSource, RoutingOverrides, Tier
 
@@ -179,8 +179,7 @@ class Policy:
             raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
         except ScorerUnavailableError as exc:
             waited_ms = (time.perf_counter() - started) * 1000
-            chars = len(next((m.content for m in reversed(request.messages) if m.role == "user"), ""))
-            self.watch.fallback(spec.router, str(exc), waited_ms, chars)
+            self.watch.fallback(spec.router, str(exc), waited_ms, len(last_user_turn(request.messages)))
             tier = spec.scorer_down_tier
             chain = self._chain(tier)
             return Decision(

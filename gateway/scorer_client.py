@@ -44,6 +44,11 @@ def channel_options(cfg: ScorerClientConfig) -> list[tuple[str, int | str]]:
     ]
 
 
+def last_user_turn(messages: tuple[Message, ...]) -> str:
+    """The text the scorer scores for a chat: its last user message ("" when there is none)."""
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+
+
 class ScoreReply(NamedTuple):
     """A Score answer: the strong model's win probability and the scorer's own time on it."""
 
@@ -66,8 +71,7 @@ class ScorerClient:
         Only that turn is sent (as the prompt): the scorer reads nothing else, and a long chat
         would otherwise cost bytes and parsing on both sides and could pass the scorer's limits.
         """
-        text = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        return await self.score_text(router, text, strong_model, weak_model)
+        return await self.score_text(router, last_user_turn(messages), strong_model, weak_model)
 
     async def score_text(
         self, router: str, text: str, strong_model: str, weak_model: str, *, timeout_s: float | None = None

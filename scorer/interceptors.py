@@ -49,39 +49,37 @@ class CallInfo:
 CALL: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("scorer_call")
 
 
-def _unary(
-    service: str, details: grpc.HandlerCallDetails, handler: grpc.RpcMethodHandler | None
-) -> tuple[str, Behaviour] | None:
-    """(method name, behaviour) of a unary-unary handler of ``service``, else None (leave it alone)."""
-    prefix = f"/{service}/"
-    if handler is None or handler.unary_unary is None or not details.method.startswith(prefix):
-        return None
-    return details.method[len(prefix) :], handler.unary_unary
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the unary-unary methods of one service (``wrap``); every other handler passes through."""
 
-
-def _rewrap(handler: grpc.RpcMethodHandler, behaviour: Behaviour, deserializer: Any = ...) -> grpc.RpcMethodHandler:
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour,
-        request_deserializer=handler.request_deserializer if deserializer is ... else deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Requests by method, router and code; latency by method and router."""
-
-    def __init__(self, service: str, metrics: ScorerMetrics) -> None:
-        self._service = service
-        self._metrics = metrics
+    def __init__(self, service: str) -> None:
+        self._prefix = f"/{service}/"
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        found = _unary(self._service, handler_call_details, handler)
-        if found is None or handler is None:
+        method = handler_call_details.method
+        if handler is None or handler.unary_unary is None or not method.startswith(self._prefix):
             return handler
-        method, inner = found
+        behaviour, deserializer = self.wrap(method[len(self._prefix) :], handler.unary_unary, handler)
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=deserializer, response_serializer=handler.response_serializer
+        )
+
+    def wrap(self, method: str, inner: Behaviour, handler: grpc.RpcMethodHandler) -> tuple[Behaviour, Any]:
+        """The wrapped behaviour and the request deserializer it needs (the handler's, unless it parses)."""
+        raise NotImplementedError
+
+
+class MetricsInterceptor(_UnaryInterceptor):
+    """Requests by method, router and code; latency by method and router."""
+
+    def __init__(self, service: str, metrics: ScorerMetrics) -> None:
+        super().__init__(service)
+        self._metrics = metrics
+
+    def wrap(self, method: str, inner: Behaviour, handler: grpc.RpcMethodHandler) -> tuple[Behaviour, Any]:
         metrics = self._metrics
 
         async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -94,24 +92,13 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 metrics.requests.labels(method, info.router, info.code.name).inc()
                 metrics.latency.labels(method, info.router).observe(time.perf_counter() - started)
 
-        return _rewrap(handler, behaviour)
+        return behaviour, handler.request_deserializer
 
 
-class StatusInterceptor(grpc.aio.ServerInterceptor):
+class StatusInterceptor(_UnaryInterceptor):
     """Exceptions → status codes, in one place (see the module docstring)."""
 
-    def __init__(self, service: str) -> None:
-        self._service = service
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        found = _unary(self._service, handler_call_details, handler)
-        if found is None or handler is None:
-            return handler
-        method, inner = found
-
+    def wrap(self, method: str, inner: Behaviour, handler: grpc.RpcMethodHandler) -> tuple[Behaviour, Any]:
         async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
             info = CALL.get(None) or CallInfo(method)
             try:
@@ -128,10 +115,10 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             raise AssertionError("unreachable: context.abort raises")
 
-        return _rewrap(handler, behaviour)
+        return behaviour, handler.request_deserializer
 
 
-class SizeLimitInterceptor(grpc.aio.ServerInterceptor):
+class SizeLimitInterceptor(_UnaryInterceptor):
     """Refuse a request above its method's byte limit before parsing it; parse the others.
 
     ``label`` names the router a parsed request is for (bounded: "unknown" for names not loaded),
@@ -139,21 +126,16 @@ class SizeLimitInterceptor(grpc.aio.ServerInterceptor):
     """
 
     def __init__(self, service: str, limits: Mapping[str, int], label: Callable[[Any], str]) -> None:
-        self._service = service
+        super().__init__(service)
         self._limits = dict(limits)
         self._label = label
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        found = _unary(self._service, handler_call_details, handler)
-        if found is None or handler is None or handler.request_deserializer is None:
-            return handler
-        method, inner = found
+    def wrap(self, method: str, inner: Behaviour, handler: grpc.RpcMethodHandler) -> tuple[Behaviour, Any]:
         parse = handler.request_deserializer
         limit = self._limits.get(method)
         label = self._label
+        if parse is None:
+            return inner, None
 
         async def behaviour(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             if limit is not None and len(raw) > limit:
@@ -167,4 +149,4 @@ class SizeLimitInterceptor(grpc.aio.ServerInterceptor):
                 info.router = label(request)
             return await inner(request, context)
 
-        return _rewrap(handler, behaviour, deserializer=None)
+        return behaviour, None

@@ -10,15 +10,12 @@ Errors are the domain's (``scorer.errors``); mapping them to status codes is the
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scorer.batching import BatchingConfig, MicroBatcher
 from scorer.core import Prepared, ScoreQuery, ScorerCore, ScoreResult
-
-log = logging.getLogger(__name__)
 
 LOCAL_CALLER = "local"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -177,3 +179,23 @@ def test_a_caller_alone_uses_every_worker_but_leaves_one_when_another_is_active(
     asyncio.run(main())
     assert peak_alone[0] == 2  # alone, the heavy caller had both workers
     assert peak_shared[0] == 1  # with the light caller active, at most one
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_batch_score_work_runs_at_a_lower_cpu_priority() -> None:
+    nice: dict[str, int] = {}
+
+    def score(items: list[str]) -> np.ndarray:
+        nice[items[0]] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return np.full(len(items), 0.5)
+
+    async def main() -> None:
+        batcher: MicroBatcher[str] = MicroBatcher(score, BatchingConfig(max_batch=1, workers=1, bulk_nice=7))
+        batcher.start()
+        await batcher.submit(["batch-a", "batch-b"], caller="bulk")  # a BatchScore: bulk
+        await batcher.submit(["single"], caller="gateway")  # a Score: interactive
+        await batcher.close()
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    asyncio.run(main())
+    assert nice["batch-a"] == min(19, base + 7) and nice["single"] == base
