@@ -14,6 +14,7 @@ from ferryman import subcommands
 SUBCOMMANDS: subcommands.Table = {
     "export": ("gateway.learning.export", "write the store's judged comparisons in the Chatbot Arena 55k schema"),
     "report": ("gateway.learning.report", "what the store holds; live quality gap, PGR, savings, APGR per policy"),
+    "judge": ("gateway.learning.rejudge", "judge again the stored pairs the judge gave no label (failed or unclear)"),
     "tenant-id": ("gateway.learning.tenants", "print the tenant id of client keys read from stdin (for opt-outs)"),
 }
 

@@ -29,12 +29,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.config import parse_config
 from gateway.learning.quality import Judged, summarize
 from gateway.learning.records import Verdict
 from gateway.learning.tenants import tenant_id
 from harness.fake_judge import FakeJudge, always_a, by_question, nonsense, prefer_marker, two_verdicts
 from harness.fake_provider import FakeProvider, slow, status
-from harness.gateway import CLIENT_KEY, GatewayThread, gateway_config
+from harness.gateway import CLIENT_KEY, ENV, GatewayThread, config_dict, gateway_config
 
 POLICY = "fixed-half"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"}]
@@ -58,7 +59,12 @@ def judge(_judge_server: FakeJudge) -> FakeJudge:
     return _judge_server
 
 
-def learning_config(
+def learning_config(*args: Any, **kwargs: Any) -> Any:
+    """A validated gateway config (see ``learning_config_dict``)."""
+    return parse_config(learning_config_dict(*args, **kwargs))
+
+
+def learning_config_dict(
     fakes: dict[str, FakeProvider],
     judge: FakeJudge,
     store: str,
@@ -88,7 +94,7 @@ def learning_config(
     # process's GIL: 1 s to connect is not always enough on a loaded test machine
     slow_ok = {"connect_timeout_s": 5.0, "read_timeout_s": 10.0}
     overrides = {"judge-local": {"api_key_env": None} | slow_ok, "weak-openai": slow_ok} | (model_overrides or {})
-    return gateway_config({**fakes, "judge-local": judge}, model_overrides=overrides, learning=section)
+    return config_dict({**fakes, "judge-local": judge}, model_overrides=overrides, learning=section)
 
 
 def sdk(gw: GatewayThread, key: str = CLIENT_KEY) -> openai.OpenAI:
@@ -371,14 +377,30 @@ def test_inconsistent_verdicts_can_be_discarded(fakes, judge, tmp_path):
         assert metric(gw, "ferryman_learning_judged_total") == 0
 
 
-def test_judge_down_is_counted(fakes, judge, tmp_path):
+def test_judge_down_is_counted_and_judged_again_later(fakes, judge, tmp_path):
+    import yaml
+
     judge.reset(default=status(503))
-    with GatewayThread(learning_config(fakes, judge, sqlite_url(tmp_path))) as gw:
+    url = sqlite_url(tmp_path)
+    data = learning_config_dict(fakes, judge, url)
+    with GatewayThread(parse_config(data)) as gw:
         tally, ids = send(gw, 2)
         settle(gw)
         assert tally.answered == 2
         assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict="error") == 2
         assert record(gw, ids[0]).shadow_answer == WEAK_TEXT  # the pair is kept: it can be judged later
+    judge.reset()  # the judge is back: ferryman learn judge asks it about the stored pairs
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "ferryman", "learn", "judge", "--config", str(tmp_path / "gateway.yaml")]
+    done = subprocess.run(
+        [*cmd, "--store", url], env=os.environ | ENV, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "judged 2 pairs: {'strong': 2}" in done.stdout
+    assert judge.requests == 4  # both orders, for each pair
+    out = tmp_path / "b.csv"
+    subprocess.run([sys.executable, "-m", "ferryman", "learn", "export", "--store", url, "--out", str(out)], check=True)
+    with out.open(newline="") as f:
+        assert {r["id"]: r["winner_model_a"] for r in csv.DictReader(f)} == {ids[0]: "1", ids[1]: "1"}
 
 
 def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
