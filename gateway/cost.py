@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import ModelConfig
-from gateway.types import Message, Usage
+from gateway.types import Completion, Message, Usage
 
 
 def cost_usd(model: ModelConfig, usage: Usage) -> float:
@@ -19,3 +19,8 @@ def estimate_tokens(text: str) -> int:
 def estimate_usage(messages: tuple[Message, ...], completion: str) -> Usage:
     """Usage for a stream whose provider reported none."""
     return Usage(sum(estimate_tokens(m.content) for m in messages), estimate_tokens(completion))
+
+
+def usage_or_estimate(messages: tuple[Message, ...], completion: Completion) -> Usage:
+    """The provider's usage of a whole answer, or an estimate when it reported none."""
+    return completion.usage if completion.usage.total_tokens else estimate_usage(messages, completion.content)

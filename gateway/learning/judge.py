@@ -21,11 +21,11 @@ import re
 from dataclasses import dataclass
 
 from gateway.config import ModelConfig
-from gateway.cost import cost_usd, estimate_tokens
+from gateway.cost import cost_usd, estimate_tokens, usage_or_estimate
 from gateway.learning.config import JudgeConfig
 from gateway.learning.records import Verdict
 from gateway.providers import Provider, ProviderError
-from gateway.types import ChatRequest, Message, Usage
+from gateway.types import ChatRequest, Message
 
 SYSTEM_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants "
@@ -121,9 +121,7 @@ class Judge:
                 answer = await self._provider.complete(request)
         except (ProviderError, TimeoutError):
             return ERROR, 0.0
-        usage = answer.usage
-        if not usage.total_tokens:  # the provider reported none
-            usage = Usage(estimate_tokens(SYSTEM_PROMPT + prompt), estimate_tokens(answer.content))
+        usage = usage_or_estimate(request.messages, answer)
         letter = parse_verdict(answer.content)
         strong, weak = ("A", "B") if a_is_strong else ("B", "A")
         verdict = {strong: "strong", weak: "weak", "C": "tie"}.get(letter, INVALID)

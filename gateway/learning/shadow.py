@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from gateway.config import GatewayConfig, TierName
-from gateway.cost import cost_usd, estimate_tokens
+from gateway.cost import cost_usd, usage_or_estimate
 from gateway.learning.judge import JUDGE_TEMPLATE_TOKENS, Judge, Judgement
 from gateway.providers import ProviderError, ProviderPool
 from gateway.types import ChatRequest, Completion, Tier, Usage
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 def other_tier(served: Tier | str) -> TierName:
     """The tier a shadow asks: the one that did not serve."""
     return "weak" if Tier(served) is Tier.STRONG else "strong"
-
-
-def usage_of(request: ChatRequest, completion: Completion) -> Usage:
-    """The provider's usage, or an estimate when it reported none."""
-    if completion.usage.total_tokens:
-        return completion.usage
-    return Usage(sum(estimate_tokens(m.content) for m in request.messages), estimate_tokens(completion.content))
 
 
 def utc_day(ts: float) -> str:
@@ -105,7 +98,7 @@ class Admission:
     def estimate_usd(self, request: ChatRequest, served: Completion, served_tier: Tier) -> float:
         """A pessimistic price of one job: the dearest model of the other tier answering as long as the
         served answer did, plus both judge calls answering their ``max_tokens``."""
-        usage = usage_of(request, served)
+        usage = usage_or_estimate(request.messages, served)
         models = self._config.tiers[other_tier(served_tier)].models
         shadow = max(cost_usd(self._config.models[m], usage) for m in models)
         judge_prompt = JUDGE_TEMPLATE_TOKENS + usage.prompt_tokens + 2 * usage.completion_tokens
@@ -170,7 +163,7 @@ class ShadowRunner:
             log.debug("shadow call to %s failed: %s", model, exc)
         if completion is None:
             return ShadowAnswer(model, tier, status)
-        spent = cost_usd(self._config.models[model], usage_of(request, completion))
+        spent = cost_usd(self._config.models[model], usage_or_estimate(request.messages, completion))
         return ShadowAnswer(model, tier, status, completion, spent)
 
     async def judge_pair(self, request: ChatRequest, strong: str, weak: str) -> Judgement:

@@ -304,12 +304,13 @@ def test_tenant_opt_out(fakes, judge, tmp_path):
 @pytest.mark.parametrize("fault", ["error", "hang"])
 def test_shadow_provider_failing_or_hanging_never_touches_clients(fakes, judge, tmp_path, fault):
     fakes["weak-openai"].reset(default=status(500) if fault == "error" else slow(30))
-    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"timeout_s": 1.0, "max_concurrent": 2})
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"timeout_s": 5.0, "max_concurrent": 2})
     with GatewayThread(cfg) as gw:
         tally, ids = send(gw, 8)
-        # clients are served at once, while shadows fail or hang (and, hanging, fill their 2 slots)
+        # clients are served at once (well within the 5 s a hung shadow takes), while shadows fail or
+        # hang (and, hanging, fill their 2 slots)
         assert (tally.sent, tally.answered, tally.lost) == (8, 8, 0)
-        assert tally.slowest_s < 1.0
+        assert tally.slowest_s < 2.5
         settle(gw)
         outcome = "error" if fault == "error" else "timeout"
         calls = metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome=outcome)
@@ -317,7 +318,7 @@ def test_shadow_provider_failing_or_hanging_never_touches_clients(fakes, judge, 
         saturated = metric(gw, "ferryman_learning_requests_total", outcome="saturated")
         assert calls == shadowed and shadowed + saturated == 8
         if fault == "hang":
-            assert saturated >= 4  # 2 slots held for 1 s each while 8 requests arrived
+            assert saturated >= 4  # 2 slots held for 5 s while 8 requests arrived
         assert judge.requests == 0  # nothing to judge
         # the weak provider's failures never reached its breaker: clients may still use it
         assert gw.gateway.resilience.breakers["weak-openai"].state == "closed"
@@ -332,7 +333,7 @@ def test_hanging_shadow_does_not_take_the_clients_connections(fakes, judge, tmp_
         fakes,
         judge,
         sqlite_url(tmp_path),
-        shadow={"timeout_s": 3.0, "max_concurrent": 4},
+        shadow={"timeout_s": 10.0, "max_concurrent": 4},
         model_overrides={"weak-openai": {"max_connections": 2}},
     )
     with GatewayThread(cfg) as gw:
@@ -341,7 +342,7 @@ def test_hanging_shadow_does_not_take_the_clients_connections(fakes, judge, tmp_
         started = time.monotonic()
         answer = sdk(gw).chat.completions.create(model="weak-openai", messages=MESSAGES)
         assert answer.choices[0].message.content == WEAK_TEXT
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # not the 10 s of a hung shadow call
         settle(gw)
 
 
@@ -404,7 +405,8 @@ def test_judge_down_is_counted_and_judged_again_later(fakes, judge, tmp_path):
 
 
 def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
-    cfg = learning_config(fakes, judge, redis_server.url, store_section={"timeout_s": 1.0, "retry_s": 5})
+    # clients must stay well within the store's 4 s timeout while it hangs
+    cfg = learning_config(fakes, judge, redis_server.url, store_section={"timeout_s": 4.0, "retry_s": 8})
     with GatewayThread(cfg) as gw:
         before, ids = send(gw, 2)
         settle(gw)
@@ -421,7 +423,7 @@ def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
                 frozen.answered + while_down.answered,
                 frozen.lost + while_down.lost,
             )
-            assert max(frozen.slowest_s, while_down.slowest_s) < 1.0
+            assert max(frozen.slowest_s, while_down.slowest_s) < 2.5
             r = httpx.post(
                 gw.http_url + "/v1/feedback", json={"id": ids[0], "rating": "good"}, headers=_auth(), timeout=5
             )
@@ -442,7 +444,7 @@ def test_redis_store_killed_or_frozen(fakes, judge, redis_server):
     total = [before, frozen, killed]
     assert sum(t.sent for t in total) == sum(t.answered for t in total) == 14
     assert sum(t.lost for t in total) == 0
-    assert killed.slowest_s < 1.0 and errors >= 1
+    assert killed.slowest_s < 2.5 and errors >= 1
 
 
 def test_sqlite_store_unwritable(fakes, judge, tmp_path):
