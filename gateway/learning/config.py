@@ -73,7 +73,7 @@ class ShadowConfig:
     #: Shadow and judge spend per UTC day, in US dollars; no new shadow starts once it is reached.
     daily_budget_usd: float = 0.0
     #: Shadow jobs (other model + judge) in flight at once; a sample beyond it is dropped and counted.
-    max_concurrent: int = 4
+    max_concurrent: int = 16
     #: A shadow call (and each judge call) is abandoned after this long.
     timeout_s: float = 60.0
     #: Tenants (``ferryman learn tenant-id``) whose requests are never shadowed nor recorded.
