@@ -96,6 +96,7 @@ def decision_pb(d: Decision) -> gateway_pb2.RoutingDecision:
         policy=d.policy,
         scorer_latency_ms=d.scorer_latency_ms,
         scorer_server_time_ms=d.scorer_server_ms,
+        router_version=d.router_version,
     )
 
 

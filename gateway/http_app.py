@@ -61,6 +61,8 @@ def decision_headers(decision: Decision) -> dict[str, str]:
         headers["x-ferryman-score"] = f"{decision.score:.6g}"
         headers["x-ferryman-scorer-ms"] = f"{decision.scorer_latency_ms:.3f}"
         headers["x-ferryman-scorer-server-ms"] = f"{decision.scorer_server_ms:.3f}"
+        if decision.router_version:
+            headers["x-ferryman-router-version"] = decision.router_version
     if decision.policy:
         headers["x-ferryman-policy"] = decision.policy
     return headers

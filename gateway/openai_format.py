@@ -171,6 +171,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
         "policy": decision.policy,
         "scorer_latency_ms": decision.scorer_latency_ms,
         "scorer_server_ms": decision.scorer_server_ms,
+        "router_version": decision.router_version,
     }
 
 

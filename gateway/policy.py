@@ -105,6 +105,11 @@ class Policy:
         self._calibration: dict[str, CalibrationTable | None] = {}  # None: the router has no table
         self._calibrated = False
         self._refresher: asyncio.Task[None] | None = None
+        # The artifact version each table belongs to (RouterInfo.artifact_version): a Score answer
+        # from another version (the scorer reloaded a promoted or rolled-back one) refetches the
+        # tables at once instead of at the next period, so thresholds follow the new score scale.
+        self._table_versions: dict[str, str] = {}
+        self._version_refresh: asyncio.Task[bool] | None = None
 
     def _chain(self, tier: TierName) -> tuple[str, ...]:
         chain = self._config.tiers[tier].models
@@ -123,10 +128,11 @@ class Policy:
         self._refresher = asyncio.create_task(self._refresh_forever())
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._version_refresh):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _refresh(self) -> bool:
         try:
@@ -137,8 +143,18 @@ class Policy:
             r.name: CalibrationTable((p.strong_share, p.threshold) for p in r.calibration) if r.calibration else None
             for r in routers
         }
+        self._table_versions = {r.name: r.artifact_version for r in routers}
         self._calibrated = True
         return True
+
+    def _follow_version(self, router: str, artifact_version: str) -> None:
+        """Refetch the tables (once at a time, in the background) when ``router`` now scores with another version."""
+        known = self._table_versions.get(router, "")
+        if not artifact_version or not known or known == artifact_version:
+            return
+        if self._version_refresh is None or self._version_refresh.done():
+            log.info("router %s now scores with %s (tables are for %s): refreshing", router, artifact_version, known)
+            self._version_refresh = asyncio.create_task(self._refresh())
 
     async def _refresh_forever(self) -> None:
         period = self._config.scorer.calibration_refresh_s
@@ -193,6 +209,7 @@ class Policy:
             )
         latency_ms = (time.perf_counter() - started) * 1000
         self.watch.scored()
+        self._follow_version(spec.router, reply.artifact_version)
         score = reply.strong_win_rate
         tier = "strong" if score >= threshold else "weak"
         chain = self._chain(tier)
@@ -207,4 +224,5 @@ class Policy:
             policy=spec.policy,
             scorer_latency_ms=latency_ms,
             scorer_server_ms=reply.server_ms,
+            router_version=reply.artifact_version,
         )

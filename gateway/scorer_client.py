@@ -50,10 +50,11 @@ def last_user_turn(messages: tuple[Message, ...]) -> str:
 
 
 class ScoreReply(NamedTuple):
-    """A Score answer: the strong model's win probability and the scorer's own time on it."""
+    """A Score answer: the strong model's win probability, the scorer's own time on it, and the artifact."""
 
     strong_win_rate: float
     server_ms: float
+    artifact_version: str = ""  # "<version>@<digest>" of the router artifact that scored it
 
 
 class ScorerClient:
@@ -91,7 +92,7 @@ class ScorerClient:
             raise ScorerUnavailableError(code.name) from exc
         finally:
             self._metrics.scorer_latency.observe(time.perf_counter() - started)
-        return ScoreReply(response.strong_win_rate, response.server_time_ms)
+        return ScoreReply(response.strong_win_rate, response.server_time_ms, response.artifact_version)
 
     async def list_routers(self) -> list[scorer_pb2.RouterInfo]:
         """Every loaded router with its calibration table."""

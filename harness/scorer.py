@@ -21,7 +21,8 @@ import numpy as np
 
 from ferryman import paths
 from lab.train.jobs import ExampleInputs, trainer_for
-from scorer.artifacts import Calibration, CalibrationPoint, load_artifact, write_manifest
+from scorer import versions
+from scorer.artifacts import ArtifactFile, Calibration, CalibrationPoint, load_artifact, sha256_of, write_manifest
 from scorer.config import ScorerConfig
 from scorer.encoder import Encoder
 from scorer.routers import ROUTER_KINDS
@@ -95,6 +96,28 @@ def build_test_routers(
         trainer_for(kind).example(dest / kind, inputs)
     _calibrate(dest, encoder_dir)
     return dest
+
+
+def add_flipped_mf_version(router_dir: Path) -> str:
+    """A new version of an MF router directory whose every preference is reversed (score -> 1 - score).
+
+    Written with ``scorer.versions.new_version`` and not serving until its pointer moves; for
+    reload tests, where each answer's score tells which version produced it. Its calibration is
+    the base's mirrored (share s: 1 - the base's threshold for 1 - s), as the flipped scores need.
+    """
+    base = load_artifact(router_dir)
+    cal = base.manifest.calibration
+    if cal is not None:
+        mirrored = [CalibrationPoint(1 - p.strong_share, 1 - p.threshold) for p in reversed(cal.points)]
+        cal = Calibration(reference=f"mirrored {cal.reference}", points=tuple(mirrored))
+    with versions.new_version(router_dir) as (version, tmp), np.load(base.path("weights")) as data:
+        weights = {k: data[k] for k in data.files}
+        for key in ("classifier", "model_bias"):
+            weights[key] = -weights[key]
+        np.savez(tmp / "weights.npz", **weights)  # type: ignore[arg-type]
+        files = {"weights": ArtifactFile("weights.npz", sha256_of(tmp / "weights.npz"))}
+        write_manifest(tmp, replace(base.manifest, version=version, files=files, calibration=cal))
+    return version
 
 
 def config_for_tests(routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR, **overrides: object) -> ScorerConfig:

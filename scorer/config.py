@@ -42,6 +42,9 @@ class ScorerConfig:
     # SO_REUSEPORT lets a second server bind a port in use and the kernel split connections
     # between them; off, a second scorer on the same port fails to start instead.
     reuse_port: bool = False
+    # Seconds between checks of the routers' version pointers (scorer.reload; SIGHUP checks at
+    # once); 0: only on SIGHUP.
+    reload_interval_s: float = 2.0
 
     def __post_init__(self) -> None:
         if min(self.blas_threads, self.intra_op_threads, self.idle_intra_op_threads) < 1:
@@ -54,6 +57,8 @@ class ScorerConfig:
                 f"max request cost ({self.limits.max_request_cost}) must not exceed one caller's queue "
                 f"({self.batching.max_caller_cost}), or a request within the limits could never be admitted"
             )
+        if self.reload_interval_s < 0:
+            raise ValueError(f"reload interval must be >= 0 (0: only on SIGHUP), is {self.reload_interval_s}")
         if min(self.max_score_bytes, self.max_batch_score_bytes) < 1024:
             raise ValueError("request size limits must be at least 1024 bytes")
 

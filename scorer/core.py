@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -19,7 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from scorer.artifacts import EncoderSpec, discover_artifacts, load_artifact
+from scorer import versions
+from scorer.artifacts import Artifact, EncoderSpec, load_artifact
 from scorer.encoder import Activity, Encoder, Precision, Threads, default_idle_threads
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import LoadContext, Router, load_router
@@ -70,7 +71,12 @@ class ScoreQuery:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated query, ready for the batcher; ``cost`` is what it spends of its caller's share."""
+    """A validated query, ready for the batcher; ``cost`` is what it spends of its caller's share.
+
+    ``handle`` is the router object the query was validated against, and ``artifact_version`` its
+    version: a query scores on them even if a new version is installed while it waits
+    (``scorer.reload``), so its model indices and the version it reports always match.
+    """
 
     router: str
     text: str
@@ -78,6 +84,8 @@ class Prepared:
     weak_model: str
     strong: int
     weak: int
+    handle: Router
+    artifact_version: str
     cost: int = 1
 
 
@@ -90,6 +98,7 @@ class ScoreResult:
     router_version: str
     strong_model: str
     weak_model: str
+    artifact_version: str = ""  # versions.Resolved.artifact_version: "<version>@<manifest digest>"
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,12 @@ class ScorerCore:
         if not routers:
             raise ArtifactError("no routers loaded")
         self.routers = dict(sorted(routers.items()))
+        # Where each router was loaded from, and which version serves (scorer.versions); a reload
+        # replaces a router, its version and the encoders dict as new objects (copy on write).
+        self.sources: dict[str, versions.Resolved] = {}
+        self.artifact_versions: dict[str, str] = dict.fromkeys(self.routers, "")
+        self.load_context: LoadContext | None = None
+        self.precision: Precision = "int8"
         self.encoders = encoders
         self.limits = limits
         self.rows_per_run = 1  # see LoadContext.rows_per_run
@@ -185,39 +200,77 @@ class ScorerCore:
         """
         activity = Activity()
         plan = Threads(threads, default_idle_threads() if idle_threads is None else idle_threads, activity)
-        paths = discover_artifacts(routers_dir)
-        if not paths:
+        found = versions.discover(routers_dir)
+        if not found:
             raise ArtifactError(f"{routers_dir}: no router artifacts (subdirectories with manifest.json)")
         encoder_name = Encoder.read_meta(encoder_dir).get("name", "")
         ctx = LoadContext(encoder_dir, str(encoder_name), threads=plan, rows_per_run=rows_per_run)
         routers: dict[str, Router] = {}
-        for path in paths:
-            artifact = load_artifact(path)
+        sources: dict[str, versions.Resolved] = {}
+        for resolved in found:
+            artifact = load_artifact(resolved.path)
             name = artifact.manifest.name
             if only is not None and name not in only:
                 continue
             if name in routers:
-                raise ArtifactError(f"{path / 'manifest.json'}: duplicate router name {name!r}")
-            router = load_router(artifact, ctx)
-            spec = router.encoder_spec
-            if spec is not None and router.needs_embeddings and spec.name != ctx.encoder_name:
-                raise ArtifactError(
-                    f"{path / 'manifest.json'}: router needs encoder {spec.name!r}, "
-                    f"{encoder_dir} has {ctx.encoder_name or 'none'!r}"
-                )
-            routers[name] = router
-            log.info("loaded router %s (%s, version %s)", name, artifact.manifest.kind, artifact.manifest.version)
+                raise ArtifactError(f"{resolved.path / 'manifest.json'}: duplicate router name {name!r}")
+            routers[name] = _load_checked(artifact, ctx)
+            sources[name] = resolved
+            log.info(
+                "loaded router %s (%s, version %s, %s)",
+                name,
+                artifact.manifest.kind,
+                artifact.manifest.version,
+                resolved.artifact_version,
+            )
         missing = sorted(set(only or ()) - set(routers))
         if missing:
             raise ArtifactError(f"{routers_dir}: requested routers not found: {', '.join(missing)}")
-        encoders: dict[EncoderSpec, Encoder] = {}
-        for router in routers.values():
-            spec = router.encoder_spec
-            if router.needs_embeddings and spec is not None and spec not in encoders:
-                encoders[spec] = Encoder(encoder_dir, precision=precision, spec=spec, threads=plan)
-        core = cls(routers, encoders, limits or Limits(), activity)
+        core = cls(routers, {}, limits or Limits(), activity)
         core.rows_per_run = rows_per_run
+        core.load_context, core.precision = ctx, precision
+        core.encoders = core.encoders_for(routers.values())
+        core.sources = sources
+        core.artifact_versions = {name: r.artifact_version for name, r in sources.items()}
         return core
+
+    def encoders_for(self, routers: Iterable[Router]) -> dict[EncoderSpec, Encoder]:
+        """The loaded encoders plus one per encoder window ``routers`` need that none serves yet."""
+        ctx = self.load_context
+        out = dict(self.encoders)
+        for router in routers:
+            spec = router.encoder_spec
+            if router.needs_embeddings and spec is not None and spec not in out and ctx is not None:
+                out[spec] = Encoder(ctx.encoder_dir, precision=self.precision, spec=spec, threads=ctx.threads)
+        return out
+
+    def load_version(self, name: str, resolved: versions.Resolved) -> tuple[Router, dict[EncoderSpec, Encoder]]:
+        """Load another version of router ``name`` (any thread); ``install`` it on the serving loop.
+
+        Raises ``ArtifactError`` naming the file if it is bad or is not router ``name``.
+        """
+        if self.load_context is None:
+            raise ArtifactError(f"router {name!r}: this core was not loaded from a routers directory")
+        artifact = load_artifact(resolved.path)
+        if artifact.manifest.name != name:
+            raise ArtifactError(
+                f"{resolved.path / 'manifest.json'}: names router {artifact.manifest.name!r}, expected {name!r}"
+            )
+        router = _load_checked(artifact, self.load_context)
+        return router, self.encoders_for([router])
+
+    def install(
+        self, name: str, router: Router, resolved: versions.Resolved, encoders: dict[EncoderSpec, Encoder]
+    ) -> None:
+        """Serve ``router`` as ``name`` from now on. Call on the serving event loop, between requests.
+
+        Each mapping is replaced by a new one, never changed in place: a batch scoring in a
+        worker thread keeps the objects its items were prepared with.
+        """
+        self.encoders = encoders
+        self.routers = dict(sorted({**self.routers, name: router}.items()))
+        self.sources = {**self.sources, name: resolved}
+        self.artifact_versions = {**self.artifact_versions, name: resolved.artifact_version}
 
     def router(self, name: str) -> Router:
         """A loaded router by name; raises ``UnknownRouterError`` listing the loaded ones."""
@@ -243,7 +296,8 @@ class ScorerCore:
         si, wi = router.model_index(strong), router.model_index(weak)
         if si == wi:
             raise InvalidInputError(f"strong model {strong!r} and weak model {weak!r} are the same model")
-        return Prepared(query.router, text, strong, weak, si, wi, item_cost(text, router))
+        version = self.artifact_versions.get(query.router, "")
+        return Prepared(query.router, text, strong, weak, si, wi, router, version, item_cost(text, router))
 
     def prepare_batch(self, queries: Sequence[ScoreQuery]) -> list[Prepared]:
         """Validate a batch request; the first bad item fails the whole request, naming its index."""
@@ -276,12 +330,13 @@ class ScorerCore:
 
     def _score_prepared(self, items: Sequence[Prepared]) -> np.ndarray:
         out = np.empty(len(items), dtype=np.float64)
-        by_router: dict[str, list[int]] = defaultdict(list)
+        # Grouped by the router object each item was prepared with (two versions of one name may mix).
+        by_router: dict[int, list[int]] = defaultdict(list)
         for i, it in enumerate(items):
-            by_router[it.router].append(i)
+            by_router[id(it.handle)].append(i)
         embeddings = self._embed(items, by_router)
-        for name, idx in by_router.items():
-            router = self.routers[name]
+        for idx in by_router.values():
+            router = items[idx[0]].handle
             texts = [items[i].text for i in idx]
             emb = (
                 np.stack([embeddings[items[i].text, router.encoder_spec] for i in idx])
@@ -294,28 +349,43 @@ class ScorerCore:
         return out
 
     def _embed(
-        self, items: Sequence[Prepared], by_router: dict[str, list[int]]
+        self, items: Sequence[Prepared], by_router: dict[int, list[int]]
     ) -> dict[tuple[str, EncoderSpec | None], np.ndarray]:
         """One encoder pass per encoder window over the distinct texts of embedding routers."""
         wanted: dict[EncoderSpec, dict[str, None]] = defaultdict(dict)
-        for name, idx in by_router.items():
-            router = self.routers[name]
+        encoders = self.encoders  # one snapshot: a reload may replace the dict meanwhile
+        for idx in by_router.values():
+            router = items[idx[0]].handle
             if router.needs_embeddings and router.encoder_spec is not None:
                 for i in idx:
                     wanted[router.encoder_spec][items[i].text] = None
         found: dict[tuple[str, EncoderSpec | None], np.ndarray] = {}
         for spec, texts in wanted.items():
             unique = list(texts)
-            vecs = self.encoders[spec].encode(unique, rows_per_run=self.rows_per_run)
+            vecs = encoders[spec].encode(unique, rows_per_run=self.rows_per_run)
             found.update(((t, spec), v) for t, v in zip(unique, vecs, strict=True))
         return found
 
     def result(self, item: Prepared, rate: float) -> ScoreResult:
         """Wrap a win rate with what produced it."""
-        m = self.routers[item.router].manifest
-        return ScoreResult(float(rate), item.router, m.version, item.strong_model, item.weak_model)
+        m = item.handle.manifest
+        return ScoreResult(
+            float(rate), item.router, m.version, item.strong_model, item.weak_model, item.artifact_version
+        )
 
     def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreResult]:
         """Validate and score synchronously (the ``ferryman score`` command and tests)."""
         items = self.prepare_batch(queries)
         return [self.result(it, r) for it, r in zip(items, self.score_prepared(items), strict=True)]
+
+
+def _load_checked(artifact: Artifact, ctx: LoadContext) -> Router:
+    """The router an artifact describes, checked against the encoder the scorer serves."""
+    router = load_router(artifact, ctx)
+    spec = router.encoder_spec
+    if spec is not None and router.needs_embeddings and spec.name != ctx.encoder_name:
+        raise ArtifactError(
+            f"{artifact.root / 'manifest.json'}: router needs encoder {spec.name!r}, "
+            f"{ctx.encoder_dir} has {ctx.encoder_name or 'none'!r}"
+        )
+    return router

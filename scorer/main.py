@@ -118,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let several servers share the port (SO_REUSEPORT; default: a port in use is a start-up error) "
         f"[env {ENV_PREFIX}REUSE_PORT]",
     )
+    _flag(
+        parser,
+        "reload-interval-s",
+        float,
+        d.reload_interval_s,
+        "seconds between checks of each router's version pointer (a promoted or rolled-back version is "
+        "loaded without a restart; SIGHUP checks at once; 0: only on SIGHUP)",
+    )
     _flag(parser, "grace-s", float, d.grace_s, "seconds in-flight calls get to finish on SIGTERM")
     _flag(parser, "log-level", str.upper, "INFO", "logging level", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -155,6 +163,7 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         max_score_bytes=args.max_score_bytes,
         max_batch_score_bytes=args.max_batch_score_bytes,
         reuse_port=args.reuse_port,
+        reload_interval_s=args.reload_interval_s,
     )
 
 
@@ -177,6 +186,7 @@ async def serve(config: ScorerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_soon)
     await stop.wait()
     log.info("signal received: draining (grace %.1f s)", config.grace_s)
     await server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -50,3 +51,22 @@ class ScorerMetrics:
             ["router"],
             registry=self.registry,
         )
+        self.reloads = Counter(
+            "ferryman_scorer_reloads",
+            "Router version changes seen while serving, by outcome (reloaded, failed: the old version kept serving)",
+            ["router", "outcome"],
+            registry=self.registry,
+        )
+        self.artifact = Gauge(
+            "ferryman_scorer_artifact_info",
+            "1 for the artifact version each router serves (<version>@<manifest digest>)",
+            ["router", "artifact_version"],
+            registry=self.registry,
+        )
+
+    def serving(self, router: str, artifact_version: str, previous: str = "") -> None:
+        """Record which artifact version ``router`` serves (the previous one's series is removed)."""
+        if previous:
+            with contextlib.suppress(KeyError):
+                self.artifact.remove(router, previous)
+        self.artifact.labels(router, artifact_version).set(1)

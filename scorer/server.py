@@ -35,6 +35,7 @@ from scorer.errors import InvalidInputError, UnavailableError
 from scorer.interceptors import MetricsInterceptor, SizeLimitInterceptor, StatusInterceptor
 from scorer.metrics import ScorerMetrics
 from scorer.plane import ScoringPlane
+from scorer.reload import Reloader, ReloadEvent
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
@@ -78,6 +79,7 @@ def result_to_proto(res: ScoreResult, server_time_ms: float = 0.0) -> scorer_pb2
         strong_model=res.strong_model,
         weak_model=res.weak_model,
         server_time_ms=server_time_ms,
+        artifact_version=res.artifact_version,
     )
 
 
@@ -106,6 +108,7 @@ def routers_to_proto(core: ScorerCore) -> scorer_pb2.ListRoutersResponse:
                 calibration_reference=cal.reference if cal else "",
                 encoder=m.encoder.name if m.encoder and m.kind != "random" else "",
                 provenance=dict(m.provenance),
+                artifact_version=core.artifact_versions.get(name, ""),
             )
         )
     return out
@@ -174,6 +177,8 @@ class ScorerServer:
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._metrics_http: Any = None
+        self.reloader: Reloader | None = None
+        self._reload_tasks: set[asyncio.Task[list[ReloadEvent]]] = set()
 
     @property
     def core(self) -> ScorerCore | None:
@@ -260,12 +265,30 @@ class ScorerServer:
                 ", ".join(f"{t.router} {t.seconds * 1000:.1f} ms ({t.window} tokens)" for t in timings),
             )
         self.plane = plane
+        for name, version in core.artifact_versions.items():
+            self.metrics.serving(name, version)
+        self.reloader = Reloader(core, interval_s=cfg.reload_interval_s, on_event=self._reloaded)
+        self.reloader.start()
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def _reloaded(self, event: ReloadEvent) -> None:
+        self.metrics.reloads.labels(event.router, event.outcome).inc()
+        if event.outcome == "reloaded":
+            self.metrics.serving(event.router, event.new, event.old)
+
+    def reload_soon(self) -> None:
+        """Check the routers' version pointers now (SIGHUP), in a task on the serving loop."""
+        if self.reloader is not None:
+            task = asyncio.get_running_loop().create_task(self.reloader.check())
+            self._reload_tasks.add(task)
+            task.add_done_callback(self._reload_tasks.discard)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: health NOT_SERVING, refuse new calls, finish in-flight ones, stop workers."""
         await self.health.enter_graceful_shutdown()
+        if self.reloader is not None:
+            await self.reloader.stop()
         await self.grpc.stop(self.config.grace_s if grace is None else grace)
         if self.plane is not None:
             await self.plane.close(timeout=self.config.grace_s)

@@ -245,3 +245,46 @@ def test_scorer_that_comes_up_later_is_used_once_calibrated(fakes, test_routers)
             while stub.Route(request, metadata=AUTH).decision.source != pb.DECISION_SOURCE_SCORED:
                 assert time.monotonic() < deadline, "the gateway never picked up the scorer's calibration"
                 time.sleep(0.2)
+
+
+def test_decisions_name_the_artifact_version_and_follow_a_promoted_one(fakes, test_routers, tmp_path):
+    """The scorer reloads a promoted version; the gateway's decisions name it and its thresholds follow it."""
+    import shutil
+
+    from harness.scorer import add_flipped_mf_version, scorer_in_thread
+    from scorer import versions
+
+    routers = tmp_path / "routers"
+    routers.mkdir()
+    shutil.copytree(test_routers / "mf", routers / "mf")
+    v1 = add_flipped_mf_version(routers / "mf")
+    request = pb.RouteRequest(model="ferryman-balanced", messages=MSGS)
+    with scorer_in_thread(routers, reload_interval_s=0.05) as address:
+        # Tables refresh every hour here: only a new version in a Score answer can refresh them sooner.
+        config = gateway_config(fakes, scorer_target=f"dns:///{address}", scorer={"calibration_refresh_s": 3600})
+
+        def table() -> CalibrationTable:
+            mf = next(r for r in scorer_stub(address).ListRouters(scorer_pb2.ListRoutersRequest()).routers)
+            return CalibrationTable((p.strong_share, p.threshold) for p in mf.calibration)
+
+        with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            before = stub.Route(request, metadata=AUTH).decision
+            assert before.router_version.startswith("base@") and before.threshold == table().threshold_for(0.3)
+            versions.set_current(routers / "mf", v1, action="promote")
+            deadline = time.monotonic() + 20
+            while not (d := stub.Route(request, metadata=AUTH).decision).router_version.startswith(f"{v1}@"):
+                assert time.monotonic() < deadline, "the scorer never served the promoted version"
+                time.sleep(0.05)
+            assert d.score == pytest.approx(1 - before.score, abs=1e-9)
+            want = table().threshold_for(0.3)
+            assert want != before.threshold
+            while (d := stub.Route(request, metadata=AUTH).decision).threshold != want:
+                assert time.monotonic() < deadline, "the gateway kept the old version's calibration table"
+                time.sleep(0.05)
+            assert d.router_version.startswith(f"{v1}@")
+            body = {"model": "router-mf-0.5", "messages": [{"role": "user", "content": MSGS[0].content}]}
+            headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+            r = httpx.post(g.http_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+            assert r.headers["x-ferryman-router-version"] == d.router_version
+            assert r.json()["ferryman"]["decision"]["router_version"] == d.router_version

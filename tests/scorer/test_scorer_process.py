@@ -20,7 +20,8 @@ import pytest
 
 from ferryman.scorer.v1 import scorer_pb2 as pb
 from ferryman.scorer.v1 import scorer_pb2_grpc as pbg
-from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS
+from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, add_flipped_mf_version
+from scorer import versions
 from scorer.routers import ROUTER_KINDS
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -227,3 +228,31 @@ def test_score_command_prints_json(test_routers_dir: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "known models" in bad.stderr
+
+
+def test_sighup_reloads_a_scorer_that_does_not_poll(test_routers_dir: Path, tmp_path: Path) -> None:
+    """With polling off, a promoted version serves after SIGHUP (and not before)."""
+    routers = tmp_path / "routers"
+    routers.mkdir()
+    shutil.copytree(test_routers_dir / "mf", routers / "mf")
+    mf = routers / "mf"
+    v1 = add_flipped_mf_version(mf)
+    proc = subprocess.Popen(
+        scorer_cmd(routers, "--reload-interval-s", "0"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        port = wait_for_line(proc, r"serving routers .* on 127\.0\.0\.1:(\d+)").group(1)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pbg.ScorerServiceStub(ch)
+            ask = pb.ScoreRequest(router="mf", prompt=SAMPLE_PROMPTS[0])
+            before = stub.Score(ask, timeout=10)
+            versions.set_current(mf, v1, action="promote")
+            assert stub.Score(ask, timeout=10).artifact_version == before.artifact_version  # not polling
+            proc.send_signal(signal.SIGHUP)
+            wait_for_line(proc, rf"router mf: now serving {v1}@", timeout=30)
+            after = stub.Score(ask, timeout=10)
+        assert after.artifact_version.startswith(f"{v1}@") and before.artifact_version.startswith("base@")
+        assert after.strong_win_rate == pytest.approx(1 - before.strong_win_rate, abs=1e-9)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

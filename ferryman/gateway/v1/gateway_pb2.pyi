@@ -76,7 +76,7 @@ class RoutingOptions(_message.Message):
     def __init__(self, router: _Optional[str] = ..., threshold: _Optional[float] = ..., strong_share: _Optional[float] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
-    __slots__ = ("tier", "model", "router", "score", "threshold", "source", "policy", "scorer_latency_ms", "scorer_server_time_ms")
+    __slots__ = ("tier", "model", "router", "score", "threshold", "source", "policy", "scorer_latency_ms", "scorer_server_time_ms", "router_version")
     TIER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class RoutingDecision(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     SCORER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     SCORER_SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     tier: Tier
     model: str
     router: str
@@ -95,7 +96,8 @@ class RoutingDecision(_message.Message):
     policy: str
     scorer_latency_ms: float
     scorer_server_time_ms: float
-    def __init__(self, tier: _Optional[_Union[Tier, str]] = ..., model: _Optional[str] = ..., router: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., policy: _Optional[str] = ..., scorer_latency_ms: _Optional[float] = ..., scorer_server_time_ms: _Optional[float] = ...) -> None: ...
+    router_version: str
+    def __init__(self, tier: _Optional[_Union[Tier, str]] = ..., model: _Optional[str] = ..., router: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., policy: _Optional[str] = ..., scorer_latency_ms: _Optional[float] = ..., scorer_server_time_ms: _Optional[float] = ..., router_version: _Optional[str] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("model", "messages", "routing")

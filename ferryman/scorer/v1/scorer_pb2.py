@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x65rryman/scorer/v1/scorer.proto\x12\x12\x66\x65rryman.scorer.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"A\n\x0c\x43onversation\x12\x31\n\x08messages\x18\x01 \x03(\x0b\x32\x1f.ferryman.scorer.v1.ChatMessage\"\xd8\x01\n\x0cScoreRequest\x12\x0e\n\x06router\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x38\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32 .ferryman.scorer.v1.ConversationH\x00\x12\x14\n\x0cstrong_model\x18\x04 \x01(\t\x12\x12\n\nweak_model\x18\x05 \x01(\t\x12\x39\n\x0eturn_selection\x18\x06 \x01(\x0e\x32!.ferryman.scorer.v1.TurnSelectionB\x07\n\x05input\"\x92\x01\n\rScoreResponse\x12\x17\n\x0fstrong_win_rate\x18\x01 \x01(\x01\x12\x0e\n\x06router\x18\x02 \x01(\t\x12\x16\n\x0erouter_version\x18\x03 \x01(\t\x12\x14\n\x0cstrong_model\x18\x04 \x01(\t\x12\x12\n\nweak_model\x18\x05 \x01(\t\x12\x16\n\x0eserver_time_ms\x18\x06 \x01(\x01\"G\n\x11\x42\x61tchScoreRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .ferryman.scorer.v1.ScoreRequest\"J\n\x12\x42\x61tchScoreResponse\x12\x34\n\tresponses\x18\x01 \x03(\x0b\x32!.ferryman.scorer.v1.ScoreResponse\"\x14\n\x12ListRoutersRequest\"F\n\x13ListRoutersResponse\x12/\n\x07routers\x18\x01 \x03(\x0b\x32\x1e.ferryman.scorer.v1.RouterInfo\";\n\x10\x43\x61librationPoint\x12\x14\n\x0cstrong_share\x18\x01 \x01(\x01\x12\x11\n\tthreshold\x18\x02 \x01(\x01\"\x85\x03\n\nRouterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.ferryman.scorer.v1.RouterType\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_strong_model\x18\x05 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_weak_model\x18\x06 \x01(\t\x12\x39\n\x0b\x63\x61libration\x18\x07 \x03(\x0b\x32$.ferryman.scorer.v1.CalibrationPoint\x12\x1d\n\x15\x63\x61libration_reference\x18\x08 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\t \x01(\t\x12\x42\n\nprovenance\x18\n \x03(\x0b\x32..ferryman.scorer.v1.RouterInfo.ProvenanceEntry\x1a\x31\n\x0fProvenanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*j\n\rTurnSelection\x12\x1e\n\x1aTURN_SELECTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18TURN_SELECTION_LAST_USER\x10\x01\x12\x1b\n\x17TURN_SELECTION_ALL_USER\x10\x02*\x7f\n\nRouterType\x12\x1b\n\x17ROUTER_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROUTER_TYPE_MF\x10\x01\x12\x14\n\x10ROUTER_TYPE_BERT\x10\x02\x12\x12\n\x0eROUTER_TYPE_SW\x10\x03\x12\x16\n\x12ROUTER_TYPE_RANDOM\x10\x04\x32\x9a\x02\n\rScorerService\x12L\n\x05Score\x12 .ferryman.scorer.v1.ScoreRequest\x1a!.ferryman.scorer.v1.ScoreResponse\x12[\n\nBatchScore\x12%.ferryman.scorer.v1.BatchScoreRequest\x1a&.ferryman.scorer.v1.BatchScoreResponse\x12^\n\x0bListRouters\x12&.ferryman.scorer.v1.ListRoutersRequest\x1a\'.ferryman.scorer.v1.ListRoutersResponseB-Z+ferryman/gen/go/ferryman/scorer/v1;scorerv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x65rryman/scorer/v1/scorer.proto\x12\x12\x66\x65rryman.scorer.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"A\n\x0c\x43onversation\x12\x31\n\x08messages\x18\x01 \x03(\x0b\x32\x1f.ferryman.scorer.v1.ChatMessage\"\xd8\x01\n\x0cScoreRequest\x12\x0e\n\x06router\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x38\n\x0c\x63onversation\x18\x03 \x01(\x0b\x32 .ferryman.scorer.v1.ConversationH\x00\x12\x14\n\x0cstrong_model\x18\x04 \x01(\t\x12\x12\n\nweak_model\x18\x05 \x01(\t\x12\x39\n\x0eturn_selection\x18\x06 \x01(\x0e\x32!.ferryman.scorer.v1.TurnSelectionB\x07\n\x05input\"\xac\x01\n\rScoreResponse\x12\x17\n\x0fstrong_win_rate\x18\x01 \x01(\x01\x12\x0e\n\x06router\x18\x02 \x01(\t\x12\x16\n\x0erouter_version\x18\x03 \x01(\t\x12\x14\n\x0cstrong_model\x18\x04 \x01(\t\x12\x12\n\nweak_model\x18\x05 \x01(\t\x12\x16\n\x0eserver_time_ms\x18\x06 \x01(\x01\x12\x18\n\x10\x61rtifact_version\x18\x07 \x01(\t\"G\n\x11\x42\x61tchScoreRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .ferryman.scorer.v1.ScoreRequest\"J\n\x12\x42\x61tchScoreResponse\x12\x34\n\tresponses\x18\x01 \x03(\x0b\x32!.ferryman.scorer.v1.ScoreResponse\"\x14\n\x12ListRoutersRequest\"F\n\x13ListRoutersResponse\x12/\n\x07routers\x18\x01 \x03(\x0b\x32\x1e.ferryman.scorer.v1.RouterInfo\";\n\x10\x43\x61librationPoint\x12\x14\n\x0cstrong_share\x18\x01 \x01(\x01\x12\x11\n\tthreshold\x18\x02 \x01(\x01\"\x9f\x03\n\nRouterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.ferryman.scorer.v1.RouterType\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_strong_model\x18\x05 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_weak_model\x18\x06 \x01(\t\x12\x39\n\x0b\x63\x61libration\x18\x07 \x03(\x0b\x32$.ferryman.scorer.v1.CalibrationPoint\x12\x1d\n\x15\x63\x61libration_reference\x18\x08 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\t \x01(\t\x12\x42\n\nprovenance\x18\n \x03(\x0b\x32..ferryman.scorer.v1.RouterInfo.ProvenanceEntry\x12\x18\n\x10\x61rtifact_version\x18\x0b \x01(\t\x1a\x31\n\x0fProvenanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*j\n\rTurnSelection\x12\x1e\n\x1aTURN_SELECTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18TURN_SELECTION_LAST_USER\x10\x01\x12\x1b\n\x17TURN_SELECTION_ALL_USER\x10\x02*\x7f\n\nRouterType\x12\x1b\n\x17ROUTER_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROUTER_TYPE_MF\x10\x01\x12\x14\n\x10ROUTER_TYPE_BERT\x10\x02\x12\x12\n\x0eROUTER_TYPE_SW\x10\x03\x12\x16\n\x12ROUTER_TYPE_RANDOM\x10\x04\x32\x9a\x02\n\rScorerService\x12L\n\x05Score\x12 .ferryman.scorer.v1.ScoreRequest\x1a!.ferryman.scorer.v1.ScoreResponse\x12[\n\nBatchScore\x12%.ferryman.scorer.v1.BatchScoreRequest\x1a&.ferryman.scorer.v1.BatchScoreResponse\x12^\n\x0bListRouters\x12&.ferryman.scorer.v1.ListRoutersRequest\x1a\'.ferryman.scorer.v1.ListRoutersResponseB-Z+ferryman/gen/go/ferryman/scorer/v1;scorerv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z+ferryman/gen/go/ferryman/scorer/v1;scorerv1'
   _globals['_ROUTERINFO_PROVENANCEENTRY']._loaded_options = None
   _globals['_ROUTERINFO_PROVENANCEENTRY']._serialized_options = b'8\001'
-  _globals['_TURNSELECTION']._serialized_start=1232
-  _globals['_TURNSELECTION']._serialized_end=1338
-  _globals['_ROUTERTYPE']._serialized_start=1340
-  _globals['_ROUTERTYPE']._serialized_end=1467
+  _globals['_TURNSELECTION']._serialized_start=1284
+  _globals['_TURNSELECTION']._serialized_end=1390
+  _globals['_ROUTERTYPE']._serialized_start=1392
+  _globals['_ROUTERTYPE']._serialized_end=1519
   _globals['_CHATMESSAGE']._serialized_start=55
   _globals['_CHATMESSAGE']._serialized_end=99
   _globals['_CONVERSATION']._serialized_start=101
@@ -45,21 +45,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREREQUEST']._serialized_start=169
   _globals['_SCOREREQUEST']._serialized_end=385
   _globals['_SCORERESPONSE']._serialized_start=388
-  _globals['_SCORERESPONSE']._serialized_end=534
-  _globals['_BATCHSCOREREQUEST']._serialized_start=536
-  _globals['_BATCHSCOREREQUEST']._serialized_end=607
-  _globals['_BATCHSCORERESPONSE']._serialized_start=609
-  _globals['_BATCHSCORERESPONSE']._serialized_end=683
-  _globals['_LISTROUTERSREQUEST']._serialized_start=685
-  _globals['_LISTROUTERSREQUEST']._serialized_end=705
-  _globals['_LISTROUTERSRESPONSE']._serialized_start=707
-  _globals['_LISTROUTERSRESPONSE']._serialized_end=777
-  _globals['_CALIBRATIONPOINT']._serialized_start=779
-  _globals['_CALIBRATIONPOINT']._serialized_end=838
-  _globals['_ROUTERINFO']._serialized_start=841
-  _globals['_ROUTERINFO']._serialized_end=1230
-  _globals['_ROUTERINFO_PROVENANCEENTRY']._serialized_start=1181
-  _globals['_ROUTERINFO_PROVENANCEENTRY']._serialized_end=1230
-  _globals['_SCORERSERVICE']._serialized_start=1470
-  _globals['_SCORERSERVICE']._serialized_end=1752
+  _globals['_SCORERESPONSE']._serialized_end=560
+  _globals['_BATCHSCOREREQUEST']._serialized_start=562
+  _globals['_BATCHSCOREREQUEST']._serialized_end=633
+  _globals['_BATCHSCORERESPONSE']._serialized_start=635
+  _globals['_BATCHSCORERESPONSE']._serialized_end=709
+  _globals['_LISTROUTERSREQUEST']._serialized_start=711
+  _globals['_LISTROUTERSREQUEST']._serialized_end=731
+  _globals['_LISTROUTERSRESPONSE']._serialized_start=733
+  _globals['_LISTROUTERSRESPONSE']._serialized_end=803
+  _globals['_CALIBRATIONPOINT']._serialized_start=805
+  _globals['_CALIBRATIONPOINT']._serialized_end=864
+  _globals['_ROUTERINFO']._serialized_start=867
+  _globals['_ROUTERINFO']._serialized_end=1282
+  _globals['_ROUTERINFO_PROVENANCEENTRY']._serialized_start=1233
+  _globals['_ROUTERINFO_PROVENANCEENTRY']._serialized_end=1282
+  _globals['_SCORERSERVICE']._serialized_start=1522
+  _globals['_SCORERSERVICE']._serialized_end=1804
 # @@protoc_insertion_point(module_scope)

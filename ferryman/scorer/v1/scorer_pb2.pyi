@@ -60,20 +60,22 @@ class ScoreRequest(_message.Message):
     def __init__(self, router: _Optional[str] = ..., prompt: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., turn_selection: _Optional[_Union[TurnSelection, str]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("strong_win_rate", "router", "router_version", "strong_model", "weak_model", "server_time_ms")
+    __slots__ = ("strong_win_rate", "router", "router_version", "strong_model", "weak_model", "server_time_ms", "artifact_version")
     STRONG_WIN_RATE_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
     ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
     WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     strong_win_rate: float
     router: str
     router_version: str
     strong_model: str
     weak_model: str
     server_time_ms: float
-    def __init__(self, strong_win_rate: _Optional[float] = ..., router: _Optional[str] = ..., router_version: _Optional[str] = ..., strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., server_time_ms: _Optional[float] = ...) -> None: ...
+    artifact_version: str
+    def __init__(self, strong_win_rate: _Optional[float] = ..., router: _Optional[str] = ..., router_version: _Optional[str] = ..., strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., server_time_ms: _Optional[float] = ..., artifact_version: _Optional[str] = ...) -> None: ...
 
 class BatchScoreRequest(_message.Message):
     __slots__ = ("requests",)
@@ -106,7 +108,7 @@ class CalibrationPoint(_message.Message):
     def __init__(self, strong_share: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class RouterInfo(_message.Message):
-    __slots__ = ("name", "type", "version", "models", "default_strong_model", "default_weak_model", "calibration", "calibration_reference", "encoder", "provenance")
+    __slots__ = ("name", "type", "version", "models", "default_strong_model", "default_weak_model", "calibration", "calibration_reference", "encoder", "provenance", "artifact_version")
     class ProvenanceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +126,7 @@ class RouterInfo(_message.Message):
     CALIBRATION_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: RouterType
     version: str
@@ -134,4 +137,5 @@ class RouterInfo(_message.Message):
     calibration_reference: str
     encoder: str
     provenance: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[RouterType, str]] = ..., version: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., default_strong_model: _Optional[str] = ..., default_weak_model: _Optional[str] = ..., calibration: _Optional[_Iterable[_Union[CalibrationPoint, _Mapping]]] = ..., calibration_reference: _Optional[str] = ..., encoder: _Optional[str] = ..., provenance: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    artifact_version: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[RouterType, str]] = ..., version: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., default_strong_model: _Optional[str] = ..., default_weak_model: _Optional[str] = ..., calibration: _Optional[_Iterable[_Union[CalibrationPoint, _Mapping]]] = ..., calibration_reference: _Optional[str] = ..., encoder: _Optional[str] = ..., provenance: _Optional[_Mapping[str, str]] = ..., artifact_version: _Optional[str] = ...) -> None: ...
