@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup setup-lab run test ci lint proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local fault-table
-.PHONY: eval routers crossfit
+.PHONY: eval routers crossfit learn-curve
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
@@ -126,6 +126,45 @@ routers: $(STAMPS)/lab  ## retrain the shipped routers from their recipes (lab/r
 crossfit: $(STAMPS)/lab  ## k=5 cross-fitted artifacts of every trained recipe (prompt and subject folds) -> build/crossfit
 	$(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
 	$(BIN)/ferryman train crossfit --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+
+# Learning from traffic (docs/learning.md): the learning curve on sources the "shipped" router of the
+# simulation never trained on. Each source's shipped router is the mf recipe trained without it:
+# MMLU (trained on GSM8K only), GSM8K (on MMLU only), and each of the 5 held-out-subject folds of
+# MMLU (on everything else). Settings were chosen on gsm8k, mmlu, mmlu-fold0 and mmlu-fold1 only
+# (docs/lab-log.md). Artifacts and traffic files are kept in $(LEARN_DIR) and remade when stale.
+LEARN_DIR ?= build/learn
+LEARN_OUT ?= reports/learn
+LEARN_ARGS ?=
+LEARN_SOURCES := mmlu gsm8k $(addprefix mmlu-fold,0 1 2 3 4)
+LEARN_FOLDS := $(LEARN_DIR)/crossfit/subject/folds.json
+LEARN_TRAIN = $(BIN)/ferryman train mf --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) $(TRAIN_ARGS)
+
+.SECONDARY: $(foreach s,$(LEARN_SOURCES),$(LEARN_DIR)/$(s).csv $(LEARN_DIR)/mf-without-$(s)/manifest.json)
+
+learn-curve: setup $(foreach s,$(LEARN_SOURCES),$(LEARN_OUT)/$(s).json)  ## learning curves on held-out sources -> reports/learn/
+
+$(LEARN_OUT)/%.json: $(LEARN_DIR)/%.csv $(LEARN_DIR)/mf-without-%/manifest.json $(wildcard lab/learn/*.py)
+	$(BIN)/ferryman learn curve --traffic $< --shipped $(LEARN_DIR)/mf-without-$* --json $@ \
+	  --encoder-dir $(ENCODER_DIR) --quiet --title "$* traffic; shipped mf trained without it" $(LEARN_ARGS)
+
+$(LEARN_DIR)/mmlu.csv $(LEARN_DIR)/gsm8k.csv: $(LEARN_DIR)/%.csv:
+	$(BIN)/ferryman data arena --benchmark $* --data-dir $(DATA_DIR) --out $@
+
+$(LEARN_DIR)/mmlu-fold%.csv: $(LEARN_FOLDS)
+	$(BIN)/ferryman data arena --benchmark mmlu --data-dir $(DATA_DIR) --folds $< --fold $* --out $@
+
+$(LEARN_FOLDS):
+	HF_HUB_OFFLINE=1 $(BIN)/ferryman train crossfit --folds-only --schemes subject --routers mf \
+	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out $(LEARN_DIR)/crossfit
+
+$(LEARN_DIR)/mf-without-mmlu/manifest.json: lab/recipes/mf.toml
+	$(LEARN_TRAIN) --golden gsm8k --out $(@D)
+
+$(LEARN_DIR)/mf-without-gsm8k/manifest.json: lab/recipes/mf.toml
+	$(LEARN_TRAIN) --golden mmlu --out $(@D)
+
+$(LEARN_DIR)/mf-without-mmlu-fold%/manifest.json: lab/recipes/mf.toml $(LEARN_FOLDS)
+	$(LEARN_TRAIN) --exclude-folds $(LEARN_FOLDS) --fold $* --out $(@D)
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build

@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("lab.train.cli", "train a router (mf, bert, sw) into an artifact directory"),
     "calibrate": ("lab.eval.calibrate", "store strong-call-share thresholds in an artifact"),
     "eval": ("lab.eval.cli", "evaluate routers on the RouteLLM benchmarks (APGR, CPT, plots)"),
-    "learn": ("ferryman.learn", "learn from the user's traffic: export the store of judged comparisons, reports"),
+    "data": ("lab.data.cli", "convert public benchmark labels to the Chatbot Arena 55k schema"),
+    "learn": ("ferryman.learn", "learn from the user's traffic: export, report, retrain, promote, rollback, curve"),
     "bench": ("bench.cli", "benchmarks that print throughput/latency ratios"),
 }
 

@@ -7,7 +7,9 @@ Rules (``FakeJudge.rule``), each ``(question, answer_a, answer_b) -> reply text`
 - :func:`always_a`: ``[[A]]`` whatever is shown (pure position bias: the two orders disagree);
 - :func:`nonsense`: no verdict token at all; :func:`two_verdicts`: both ``[[A]]`` and ``[[B]]``;
 - :func:`by_question`: the verdict comes from a table keyed by the question (the strong or the weak
-  answer wins, or a tie), for tests of the quality figures.
+  answer wins, or a tie), for tests of the quality figures;
+- :func:`by_traffic_family`: the verdict is drawn from the question's family in ``harness.traffic``
+  (seeded by the text, so a question always gets the same one), for the learning loop end to end.
 ``FakeJudge.prompts`` keeps every judge prompt received, so tests can check what was asked.
 """
 
@@ -61,6 +63,20 @@ def by_question(outcomes: Mapping[str, str], strong_marker: str = "strong") -> R
             return _verdict("C")
         a_is_strong = strong_marker in a
         return _verdict("A" if (want == "strong") == a_is_strong else "B")
+
+    return rule
+
+
+def by_traffic_family(strong_marker: str = "strong") -> Rule:
+    """Verdicts of synthetic traffic (``harness.traffic.stable_verdict``); answers told apart by the marker."""
+    from harness.traffic import stable_verdict
+
+    def rule(question: str, a: str, b: str) -> str:
+        verdict = stable_verdict(question)
+        if verdict == 0:
+            return _verdict("C")
+        a_is_strong = strong_marker in a
+        return _verdict("A" if (verdict > 0) == a_is_strong else "B")
 
     return rule
 

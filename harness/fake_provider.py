@@ -333,11 +333,17 @@ def main() -> int:
     parser.add_argument("--judge", action="store_true", help="answer as a pairwise judge (harness.fake_judge)")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="answer this share of requests with HTTP 500")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random failures")
+    parser.add_argument(
+        "--judge-rule",
+        choices=("marker", "traffic"),
+        default="marker",
+        help="the judge's rule: the answer with the marker 'strong' wins, or harness.traffic's family verdicts",
+    )
     args = parser.parse_args()
     if args.judge:
-        from harness.fake_judge import FakeJudge
+        from harness.fake_judge import FakeJudge, by_traffic_family, prefer_marker
 
-        fake: FakeProvider = FakeJudge()
+        fake: FakeProvider = FakeJudge(by_traffic_family() if args.judge_rule == "traffic" else prefer_marker())
     else:
         fake = FakeProvider(reply=args.reply) if args.reply else FakeProvider()
     if args.delay_ms > 0:

@@ -1,0 +1,99 @@
+"""The learner: offset logistic regression against scikit-learn, and its fold into an MF artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.scorer import STRONG, WEAK, build_test_routers
+from lab.learn.correction import Correction, fit_correction, logit
+from lab.learn.retrain import write_candidate
+from lab.learn.scoring import Embedder, load_scoring_router
+from scorer.artifacts import load_artifact
+from scorer.routers import LoadContext, Router, load_router
+
+
+def _data(n: int = 400, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w = rng.normal(size=d)
+    p = 1 / (1 + np.exp(-(x @ w * 0.5 + 0.3)))
+    u = rng.random(n)
+    t = np.where(u < p * 0.8, 1.0, np.where(u < p * 0.8 + 0.2, 0.5, 0.0))  # ties as ½
+    return x, rng.normal(scale=0.5, size=n), t
+
+
+def test_without_offset_it_is_scikit_learns_logistic_regression() -> None:
+    """Ties as a half win each way = duplicated rows with weight ½ in sklearn; same L2 (C = 1 / l2)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, _, t = _data()
+    fit = fit_correction(x, np.zeros(len(t)), t, l2=2.0)
+    xx = np.vstack([x, x])
+    yy = np.concatenate([np.ones(len(t)), np.zeros(len(t))])
+    ww = np.concatenate([t, 1 - t])
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(xx, yy, sample_weight=ww)
+    np.testing.assert_allclose(fit.w, ref.coef_[0], atol=1e-5)
+    assert fit.b == pytest.approx(ref.intercept_[0], abs=1e-5)
+
+
+def test_offset_is_a_fixed_prior_and_its_weight_is_learnt() -> None:
+    x, o, t = _data(seed=1)
+    fixed = fit_correction(x, o, t, l2=1.0)
+    assert fixed.prior_scale == 1.0
+    # The gradient of the penalised loss vanishes at the optimum (the offset enters with weight 1).
+    z = o + x @ fixed.w + fixed.b
+    p = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(x.T @ (p - t) + 1.0 * fixed.w, 0, atol=1e-6)
+    # A prior that is pure noise gets a small learnt weight; a doubled true signal about half.
+    noise = fit_correction(x, np.random.default_rng(5).normal(scale=3, size=len(t)), t, l2=1.0, prior_l2=0.01)
+    assert abs(noise.prior_scale) < 0.2
+
+
+def test_no_samples_is_no_correction_and_bad_input_is_refused() -> None:
+    empty = fit_correction(np.zeros((0, 384)), np.zeros(0), np.zeros(0), l2=3.0, prior_l2=1.0)
+    assert empty.samples == 0 and not empty.w.any() and empty.b == 0 and empty.prior_scale == 1.0
+    with pytest.raises(ValueError, match="l2"):
+        fit_correction(np.zeros((2, 3)), np.zeros(2), np.zeros(2), l2=0)
+    with pytest.raises(ValueError, match="targets"):
+        fit_correction(np.zeros((2, 3)), np.zeros(2), np.array([0.0, 2.0]), l2=1)
+    np.testing.assert_allclose(
+        logit(np.array([0.5, 0.0, 1.0])), [0.0, logit(np.array([1e-9]))[0], -logit(np.array([1e-9]))[0]]
+    )
+
+
+def test_folded_mf_artifact_scores_exactly_the_corrected_logit(tmp_path: Path) -> None:
+    """The candidate is served by the scorer's own MF code: its score is sigmoid(c * prior + w.e + b)."""
+    routers = build_test_routers(tmp_path / "routers")
+    embedder = Embedder(Path("build/encoder"), cache_dir=None, progress=False)
+    prior = load_scoring_router(routers / "mf", embedder)
+    ctx = LoadContext(Path("build/encoder"), embedder.encoder_name())
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(50, 384))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    models = prior.artifact.manifest.models
+    n = len(emb)
+
+    def rates(router: Router, a: str, b: str) -> np.ndarray:
+        return router.score([""] * n, emb, np.full(n, models.index(a)), np.full(n, models.index(b)))
+
+    corr = Correction(w=rng.normal(scale=0.5, size=384), b=-0.4, l2=1.0, samples=10, prior_scale=0.7)
+    out = write_candidate(
+        prior,
+        corr,
+        tmp_path / "v0001",
+        version="v0001",
+        calibration_prompts=(),
+        calibration_label="",
+        embedder=embedder,
+        prov={"note": "test"},
+    )
+    folded = load_router(load_artifact(out), ctx)
+    assert folded.manifest.version == "v0001" and folded.manifest.provenance == {"note": "test"}
+    want = 1 / (1 + np.exp(-corr.logit(emb, logit(rates(prior.router, STRONG, WEAK)))))
+    np.testing.assert_allclose(rates(folded, STRONG, WEAK), want, atol=2e-6)
+    # Pairs without the strong model are only scaled by the prior's weight.
+    other = ("claude-2.1", "gpt-3.5-turbo-1106")
+    np.testing.assert_allclose(logit(rates(folded, *other)), 0.7 * logit(rates(prior.router, *other)), atol=1e-5)

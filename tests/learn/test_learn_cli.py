@@ -1,0 +1,142 @@
+"""``ferryman learn retrain | promote | rollback | versions | curve`` on synthetic judged traffic.
+
+The traffic (``harness.traffic``) has families of prompts whose judged outcome is known; the prior
+is the small untrained MF test artifact, so there is a real, known improvement to learn. The
+candidate is served by a real scorer to check that what the lab scored is what the scorer serves.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from ferryman.cli import main
+from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from harness.scorer import build_test_routers, scorer_in_thread
+from harness.traffic import judged_rows
+from lab.data.arena import write_arena_csv
+from lab.learn.scoring import Embedder, load_scoring_router
+from scorer import versions
+from scorer.artifacts import load_artifact
+
+STRONG, WEAK = "gpt-4o", "gpt-4o-mini"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("learn")
+    routers = build_test_routers(root / "src")
+    served = root / "routers"
+    served.mkdir()
+    shutil.copytree(routers / "mf", served / "mf")
+    rows = judged_rows(800, STRONG, WEAK, seed=1, other_pairs=20)
+    good = write_arena_csv(root / "traffic.csv", rows)
+    # The same prompts with verdicts shuffled between them: nothing to learn.
+    verdicts = [(r["winner_model_a"], r["winner_model_b"], r["winner_tie"]) for r in rows]
+    random.Random(0).shuffle(verdicts)
+    noise = [
+        r | dict(zip(("winner_model_a", "winner_model_b", "winner_tie"), v, strict=True))
+        for r, v in zip(rows, verdicts, strict=True)
+    ]
+    bad = write_arena_csv(root / "noise.csv", noise)
+    return {"routers": served, "mf": served / "mf", "traffic": good, "noise": bad, "cache": root / "cache"}
+
+
+def _learn(setup: dict[str, Path], *args: str) -> int:
+    return main(["learn", *args, "--cache-dir", str(setup["cache"]), "--quiet"])
+
+
+def _pair(setup: dict[str, Path], traffic: Path) -> list[str]:
+    return ["--traffic", str(traffic), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(setup["mf"])]
+
+
+def test_retrain_promote_serve_rollback(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    mf = setup["mf"]
+    assert _learn(setup, "retrain", *_pair(setup, setup["traffic"])) == 0
+    out = capsys.readouterr().out
+    assert "800 judged gpt-4o vs gpt-4o-mini" in out and "20 of 820 rows were other pairs" in out
+    assert versions.list_versions(mf) == ["base", "v0001"] and versions.current_version(mf) == "base"
+    manifest = load_artifact(mf / "versions" / "v0001").manifest
+    assert manifest.version == "v0001" and manifest.kind == "mf"
+    prov = manifest.provenance
+    assert prov["learn_prior_version"].startswith("base@") and int(prov["learn_train_samples"]) > 550
+    assert int(prov["learn_train_samples"]) + int(prov["learn_heldout_samples"]) == 800
+    assert manifest.calibration is not None and "traffic.csv" in manifest.calibration.reference
+
+    assert _learn(setup, "promote", *_pair(setup, setup["traffic"]), "--candidate", "v0001") == 0
+    out = capsys.readouterr().out
+    assert "promoted: mf now serves v0001 (was base)" in out and "excludes 0" in out
+    assert versions.current_version(mf) == "v0001"
+    evidence = versions.history(mf)[-1]["evidence"]
+    assert evidence["promote"] is True and evidence["interval_low"] > 0
+
+    # What the lab scored is what a scorer serves from the promoted pointer.
+    embedder = Embedder(Path("build/encoder"), setup["cache"], progress=False)
+    candidate = load_scoring_router(mf / "versions" / "v0001", embedder)
+    prompts = [json.loads(r)[0] for r in ('["Prove that 17 is prime."]', '["Say hi to Bob in Welsh."]')]
+    want = candidate.score(prompts, embedder)
+    with scorer_in_thread(setup["routers"]) as target, grpc.insecure_channel(target) as channel:
+        stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+        for prompt, rate in zip(prompts, want, strict=True):
+            resp = stub.Score(scorer_pb2.ScoreRequest(router="mf", prompt=prompt), timeout=30)
+            assert resp.strong_win_rate == pytest.approx(rate, abs=1e-9)
+            assert resp.router_version == "v0001"
+
+    # Verdicts shuffled across prompts: the candidate learns noise and the gate keeps v0001.
+    assert _learn(setup, "retrain", *_pair(setup, setup["noise"])) == 0
+    assert _learn(setup, "promote", *_pair(setup, setup["noise"]), "--candidate", "v0002") == 3
+    assert "not promoted: v0001 keeps serving" in capsys.readouterr().out
+    assert versions.current_version(mf) == "v0001"
+    assert _learn(setup, "promote", *_pair(setup, setup["traffic"]), "--candidate", "v0001") == 2  # already serving
+
+    assert main(["learn", "rollback", "--router-dir", str(mf)]) == 0
+    assert versions.current_version(mf) == "base"
+    assert main(["learn", "versions", "--router-dir", str(mf)]) == 0
+    out = capsys.readouterr().out
+    assert "* base" in out and "v0002" in out and "rollback v0001 -> base" in out
+    assert main(["learn", "rollback", "--router-dir", str(mf)]) == 2  # nothing earlier than base
+
+
+def test_retrain_refuses_what_it_cannot_learn_from(setup: dict[str, Path], tmp_path: Path) -> None:
+    assert (
+        _learn(
+            setup,
+            "retrain",
+            *_pair(setup, setup["traffic"])[:2],
+            "--strong",
+            "a",
+            "--weak",
+            "b",
+            "--router-dir",
+            str(setup["mf"]),
+        )
+        == 2
+    )  # no battles of that pair
+    sw = tmp_path / "sw"
+    shutil.copytree(build_test_routers(tmp_path / "src") / "sw", sw)
+    argv = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(sw)]
+    assert _learn(setup, "retrain", *argv) == 2  # the prior must be MF
+    assert not (sw / "versions").exists() or not list((sw / "versions").iterdir())
+
+
+def test_curve_writes_json_and_plot(setup: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "curve.json"
+    argv = ["curve", "--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK]
+    argv += ["--shipped", str(setup["mf"]), "--samples", "0,60,300", "--splits", "2", "--test-size", "300"]
+    assert _learn(setup, *argv, "--json", str(out), "--resamples", "200") == 0
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert [p["samples"] for p in result["curve"]] == [0, 60, 300]
+    first, last = result["curve"][0], result["curve"][-1]
+    assert first["apgr"] == pytest.approx(result["shipped_apgr"], abs=1e-9)  # nothing judged: the shipped router
+    assert last["apgr"] > result["shipped_apgr"] + 0.1  # the families are learnable; the prior is untrained
+    assert 0.4 < result["random_apgr"] < 0.6 and result["test_size"] == 300
+    for point in result["curve"]:
+        assert point["promoted_not_better"] == 0 and len(point["per_split"]) == 2
+        assert np.isfinite([point["sd"], point["served_apgr"], point["judged_only_apgr"]]).all()
