@@ -31,6 +31,10 @@ BENCHMARKS: subcommands.Table = {
         "bench.learning",
         "client latency with shadow sampling (20 %) on vs off, side by side with an identical off twin (noise floor)",
     ),
+    "learning-loop": (
+        "bench.learning_loop",
+        "the learning loop end to end: shadowing, export, retrain, promote and roll back under load (0 failed calls)",
+    ),
 }
 
 

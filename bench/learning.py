@@ -87,15 +87,22 @@ def load_prompts(path: Path) -> list[str]:
     return prompts or FALLBACK_PROMPTS
 
 
-def _reply(tier: str) -> str:
+def reply_text(tier: str) -> str:
     words = f"This is the {tier} model's answer.".split()
     filler = ["The", "answer", "continues", "with", "a", "careful", "explanation", "of", "each", "step"]
     return " ".join(words + [filler[i % len(filler)] for i in range(REPLY_WORDS - len(words))]) + "."
 
 
-def _gateway_config(
-    tmp: Path, name: str, urls: dict[str, str], scorer_port: int, learning: dict[str, Any] | None
+def gateway_config(
+    tmp: Path,
+    name: str,
+    urls: dict[str, str],
+    scorer_port: int,
+    learning: dict[str, Any] | None,
+    policy: dict[str, Any] | None = None,
 ) -> Path:
+    """A gateway over the fake strong/weak/judge models; ``policy`` is ``POLICY``'s routing (default: random at 0.5)."""
+
     def model(url: str, price_in: float, price_out: float, key: bool = True) -> dict[str, Any]:
         m: dict[str, Any] = {"provider": "openai", "base_url": url, "price_in_per_mtok": price_in}
         m |= {"price_out_per_mtok": price_out, "read_timeout_s": 30}
@@ -108,7 +115,7 @@ def _gateway_config(
             "bench-judge": model(urls["judge"], 0.5, 1.5, key=False),
         },
         "tiers": {"strong": {"models": ["bench-strong"]}, "weak": {"models": ["bench-weak"]}},
-        "policies": {POLICY: {"router": "random", "threshold": 0.5}},
+        "policies": {POLICY: policy or {"router": "random", "threshold": 0.5}},
         "scorer": {"target": f"dns:///127.0.0.1:{scorer_port}", "deadline_ms": 1000},
         "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
         "admin": {"host": "127.0.0.1", "port": 0},
@@ -121,7 +128,7 @@ def _gateway_config(
     return path
 
 
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -130,22 +137,22 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     return sum(
         v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == w for k, w in labels.items())
     )
 
 
-async def _wait_idle(port: int, timeout_s: float = 60.0) -> None:
+async def wait_idle(port: int, timeout_s: float = 60.0) -> None:
     """Until the shadow gateway has no shadow job in flight."""
     deadline = time.monotonic() + timeout_s
-    while _total(await asyncio.to_thread(_scrape, port), "ferryman_learning_shadow_inflight") > 0:
+    while total(await asyncio.to_thread(scrape, port), "ferryman_learning_shadow_inflight") > 0:
         if time.monotonic() > deadline:
             raise RuntimeError("shadow jobs did not finish")
         await asyncio.sleep(0.05)
 
 
-async def _wait_scored(url: str, body: bytes, timeout_s: float = 120) -> None:
+async def wait_scored(url: str, body: bytes, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     conn = KeepAliveConnection(url)
     try:
@@ -213,7 +220,7 @@ async def _run_path(
     return latencies
 
 
-async def _measure(
+async def measure(
     urls: dict[str, str],
     pids: dict[str, int],
     bodies: list[bytes],
@@ -227,7 +234,7 @@ async def _measure(
     try:
         for p in PATHS:
             await _run_path(conns[p], bodies, 0, args.warmup, Counts())
-        await _wait_idle(shadow_port)
+        await wait_idle(shadow_port)
         per_round = max(1, args.requests // args.rounds)
         for r in range(args.rounds):
             order = PATHS[r % 3 :] + PATHS[: r % 3]
@@ -235,7 +242,7 @@ async def _measure(
                 # every path gets the same prompts in the same round
                 cpu0, worker0 = _tree_cpu_s(pids[p])
                 lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
-                await _wait_idle(shadow_port)
+                await wait_idle(shadow_port)
                 cpu1, worker1 = _tree_cpu_s(pids[p])
                 counts[p].cpu_s += cpu1 - cpu0
                 counts[p].worker_cpu_s += worker1 - worker0
@@ -255,7 +262,7 @@ def _boot_diff(a: np.ndarray, b: np.ndarray, q: float, n: int, rng: np.random.Ge
     return point, float(lo), float(hi)
 
 
-def _report(
+def report(
     results: dict[int, tuple[dict[str, list[float]], dict[str, Counts]]], shadow: dict[str, float], n_boot: int
 ) -> tuple[str, list[dict[str, Any]]]:
     rng = np.random.default_rng(0)
@@ -325,7 +332,7 @@ def _report(
     return "\n".join(lines), rows
 
 
-def _spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
+def spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
     port_file = tmp / f"{name}.port"
     argv = [sys.executable, "-m", "harness.fake_provider", "--port-file", str(port_file), "--delay-ms", str(delay_ms)]
     proc = spawn(name, argv + extra, tmp)
@@ -341,9 +348,9 @@ def run(args: argparse.Namespace) -> int:
         tmp = Path(tmp_s)
         urls: dict[str, str] = {}
         fakes: list[int] = []
-        for name, extra in (("strong", ["--reply", _reply("strong")]), ("weak", ["--reply", _reply("weak")]),
+        for name, extra in (("strong", ["--reply", reply_text("strong")]), ("weak", ["--reply", reply_text("weak")]),
                             ("judge", ["--judge"])):  # fmt: skip
-            proc, urls[name] = _spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
+            proc, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
             stack.callback(proc.stop)
             fakes.append(proc.proc.pid)
         routers = args.routers_dir
@@ -373,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
         admin_ports: dict[str, int] = {}  # /metrics is on each gateway's admin listener
         pids: dict[str, int] = {}
         for path in PATHS:
-            config = _gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None)
+            config = gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None)
             argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
             argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
             gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
@@ -383,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
             ports[path], admin_ports[path] = int(written["http_port"]), int(written["admin_port"])
         gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
         for url in gw_urls.values():
-            asyncio.run(_wait_scored(url, bodies[0]))
+            asyncio.run(wait_scored(url, bodies[0]))
         print(
             f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
             f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"
@@ -391,18 +398,16 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         shadow_admin = admin_ports["shadow"]
-        before = _scrape(shadow_admin)
+        before = scrape(shadow_admin)
         all_pids = [os.getpid(), scorer.proc.pid, *pids.values(), *fakes]
         results = _cpu_note(
             all_pids,
-            lambda: {
-                level: asyncio.run(_measure(gw_urls, pids, bodies, args, level, shadow_admin)) for level in levels
-            },
+            lambda: {level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admin)) for level in levels},
         )
-        after = _scrape(shadow_admin)
+        after = scrape(shadow_admin)
 
         def delta(name: str, **labels: str) -> float:
-            return _total(after, name, **labels) - _total(before, name, **labels)
+            return total(after, name, **labels) - total(before, name, **labels)
 
         verdict_names = ("strong", "weak", "tie", "inconsistent", "invalid", "error")
         shadow = {
@@ -417,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
         }
         verdicts = {v: int(delta("ferryman_learning_judge_verdicts_total", verdict=v)) for v in verdict_names}
         shadow_print: dict[str, Any] = shadow | {"verdicts": {k: v for k, v in verdicts.items() if v}}
-        table, rows = _report(results, shadow_print, args.bootstrap)
+        table, rows = report(results, shadow_print, args.bootstrap)
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.json:

@@ -1,0 +1,408 @@
+"""The learning loop end to end, with real processes on loopback (issue #17's demonstration).
+
+Processes: a fake strong and a fake weak provider, a fake judge whose verdicts depend on the
+prompt's family (``harness.traffic``: proofs and code need the strong model, greetings never do),
+a scorer serving a copy of the mf router (``--routers-dir``, default the shipped ``routers/``)
+and watching its version pointer, and three gateways over them (``bench.learning``): ``off`` and
+``off-twin`` (learning off) and ``shadow`` (shadow sampling at ``--rate``, 20 % by default, the
+judge, a SQLite store), all routing the policy ``bench-policy`` with the mf router at a 50 %
+strong-call share. The traffic is synthetic user traffic: distinct prompts of the families, which
+no shipped router was trained on.
+
+1. **Latency**: the same requests through the three gateways, interleaved in rounds; the client's
+   p50/p90/p99 with shadowing on minus off, beside the twin's difference (the noise floor).
+   The shadow gateway's store fills with judged comparisons meanwhile.
+2. **Export** (``ferryman learn export``), **retrain** (``ferryman learn retrain``: a candidate
+   version of the mf router), all as the commands an operator runs.
+3. **Promote under load**: clients keep calling the shadow gateway while ``ferryman learn
+   promote`` runs the gate and moves the pointer; the scorer reloads; every request's decision
+   names the version that scored it. Counted: sent, answered, failed (anything but a 200 with a
+   scored decision), decisions per version.
+4. **After**: fresh prompts (never judged before) through the shadow gateway, now decided by the
+   new version; their judged comparisons give the router APGR the user gets, beside the base
+   version's on the same prompts.
+5. **Rollback under load** (``ferryman learn rollback``): decisions name the base again; failures counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.gateway import KeepAliveConnection
+from bench.learning import (
+    PATHS,
+    POLICY,
+    gateway_config,
+    measure,
+    reply_text,
+    report,
+    scrape,
+    spawn_fake,
+    total,
+    wait_idle,
+    wait_scored,
+)
+from ferryman import paths
+from harness.processes import free_port, read_json, spawn, wait_for
+from harness.traffic import prompts as traffic_prompts
+from lab.learn.gate import verdict_apgr
+from lab.learn.scoring import Embedder, load_scoring_router
+
+STRONG_MODEL, WEAK_MODEL = "bench-strong", "bench-weak"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--requests", type=int, default=4000, help="measured requests per gateway in step 1")
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests per gateway first")
+    parser.add_argument("--concurrency", default="8", help="client concurrency (comma-separated levels in step 1)")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaving rounds in step 1")
+    parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
+    parser.add_argument("--after", type=int, default=2000, help="requests with fresh prompts after the promotion")
+    parser.add_argument("--provider-delay-ms", type=float, default=20.0, help="the fake providers' and judge's delay")
+    parser.add_argument("--reload-interval-s", type=float, default=1.0, help="the scorer's pointer check interval")
+    parser.add_argument("--hold-s", type=float, default=3.0, help="load kept up after each pointer move is seen")
+    parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="its mf router is the base")
+    parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
+    parser.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="embedding cache of the lab steps")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the latency intervals")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def _body(prompt: str) -> bytes:
+    return json.dumps({"model": POLICY, "messages": [{"role": "user", "content": prompt}]}).encode()
+
+
+class LoadResult:
+    """What clients saw while a pointer moved."""
+
+    def __init__(self) -> None:
+        self.sent = self.answered = 0
+        self.failed: Counter[str] = Counter()
+        self.versions: list[str] = []  # x-ferryman-router-version of each scored answer, in order
+
+    def as_dict(self) -> dict[str, Any]:
+        order = [v.split("@")[0] for v in self.versions]
+        changes = [v for i, v in enumerate(order) if i == 0 or v != order[i - 1]]
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "failed": sum(self.failed.values()),
+            "failures": dict(self.failed),
+            "decisions_per_version": dict(Counter(self.versions)),
+            "version_sequence": changes,
+        }
+
+
+async def _load_while(
+    url: str, bodies: list[bytes], level: int, action: Any, want_prefix: str, hold_s: float, result: LoadResult
+) -> Any:
+    """Clients call ``url`` without pause; ``action`` (a blocking callable) runs in a thread meanwhile.
+
+    Load continues until answers name ``want_prefix`` for ``hold_s`` seconds (or 60 s pass).
+    """
+    stop = asyncio.Event()
+    seen_at: list[float] = []
+    next_i = 0
+
+    async def client() -> None:
+        nonlocal next_i
+        conn = KeepAliveConnection(url)
+        try:
+            while not stop.is_set():
+                body = bodies[next_i % len(bodies)]
+                next_i += 1
+                result.sent += 1
+                try:
+                    status, headers, _ = await conn.post(body)
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    result.failed[type(exc).__name__] += 1
+                    continue
+                if status != 200:
+                    result.failed[f"http {status}"] += 1
+                elif headers.get("x-ferryman-decision-source") != "scored":
+                    result.failed[f"not scored: {headers.get('x-ferryman-decision-source')}"] += 1
+                else:
+                    result.answered += 1
+                    version = headers.get("x-ferryman-router-version", "")
+                    result.versions.append(version)
+                    if version.startswith(want_prefix) and not seen_at:
+                        seen_at.append(time.monotonic())
+        finally:
+            await conn.close()
+
+    tasks = [asyncio.create_task(client()) for _ in range(level)]
+    await asyncio.sleep(1.0)
+    outcome = await asyncio.to_thread(action)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (seen_at and time.monotonic() - seen_at[0] >= hold_s):
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return outcome
+
+
+def _ferryman(tmp: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferryman", *argv], capture_output=True, text=True, cwd=tmp, timeout=1800, check=False
+    )
+    shown = (proc.stdout + proc.stderr).strip().splitlines()
+    print(f"$ ferryman {' '.join(argv[:2])} ... -> exit {proc.returncode}", flush=True)
+    for line in shown[-6:]:
+        print(f"    {line}", flush=True)
+    return proc
+
+
+def _judged_rows(export: Path, prompts: set[str]) -> tuple[list[str], list[float], list[int], list[str]]:
+    """(prompt, score, strong-side verdict, router_version) of the exported judged rows of ``prompts``."""
+    out: tuple[list[str], list[float], list[int], list[str]] = ([], [], [], [])
+    with export.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            prompt = json.loads(row["prompt"])[-1]
+            if prompt not in prompts or row.get("label_source") != "judge" or not row.get("score"):
+                continue
+            a_strong = row["model_a"] == STRONG_MODEL
+            verdict = 0 if row["winner_tie"] == "1" else (1 if (row["winner_model_a"] == "1") == a_strong else -1)
+            out[0].append(prompt)
+            out[1].append(float(row["score"]))
+            out[2].append(verdict)
+            out[3].append(row.get("router_version", ""))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    n_before = max(100, (args.requests + args.warmup) // 2)
+    pool = [p for p, _ in traffic_prompts(min(3750, n_before + args.after), seed=0)]
+    before_prompts, after_prompts = pool[: len(pool) - args.after], pool[len(pool) - args.after :]
+    bodies = [_body(p) for p in before_prompts]
+    results: dict[str, Any] = {}
+    t_start = time.perf_counter()
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-learning-loop-") as tmp_s:
+        tmp = Path(tmp_s)
+        routers = tmp / "routers"
+        shutil.copytree(args.routers_dir / "mf", routers / "mf", ignore=shutil.ignore_patterns("versions", "CURRENT"))
+        router_dir = routers / "mf"
+        urls: dict[str, str] = {}
+        fakes = {
+            "strong": ["--reply", reply_text("strong")],
+            "weak": ["--reply", reply_text("weak")],
+            "judge": ["--judge", "--judge-rule", "traffic"],
+        }
+        for name, extra in fakes.items():
+            proc, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
+            stack.callback(proc.stop)
+        scorer_port = free_port()
+        scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--host", "127.0.0.1"]
+        scorer_argv += ["--port", str(scorer_port), "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
+        scorer_argv += ["--reload-interval-s", str(args.reload_interval_s)]
+        scorer = spawn("scorer", scorer_argv, tmp)
+        stack.callback(scorer.stop)
+        store = tmp / "learning.db"
+        learning = {
+            "policies": [POLICY],
+            "store": {"url": f"sqlite://{store}"},
+            "shadow": {"sample_rate": args.rate, "daily_budget_usd": 1000.0, "max_concurrent": 16, "timeout_s": 30},
+            "judge": {"model": "bench-judge"},
+        }
+        policy = {"router": "mf", "strong_share": 0.5}
+        ports: dict[str, int] = {}
+        pids: dict[str, int] = {}
+        admin = 0  # the shadow gateway's admin listener (/metrics)
+        for path in PATHS:
+            config = gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None, policy)
+            argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
+            argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
+            gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+            stack.callback(gw.stop)
+            pids[path] = gw.proc.pid
+            written = wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)
+            ports[path] = int(written["http_port"])
+            admin = int(written["admin_port"]) if path == "shadow" else admin
+        gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
+        for url in gw_urls.values():
+            asyncio.run(wait_scored(url, bodies[0]))
+        print(
+            f"learning loop: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+            f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; shadow rate {args.rate:g}; "
+            f"provider/judge delay {args.provider_delay_ms:g} ms; base router {args.routers_dir / 'mf'}",
+            flush=True,
+        )
+
+        # 1. Latency with shadowing on vs off (and the twin), while the store fills.
+        print("\n1. client latency, shadow sampling on vs off (interleaved rounds)", flush=True)
+        before = scrape(admin)
+        lat = {level: asyncio.run(measure(gw_urls, pids, bodies, args, level, admin)) for level in levels}
+        asyncio.run(wait_idle(admin))
+        after = scrape(admin)
+        verdict_names = ("strong", "weak", "tie", "inconsistent", "invalid", "error")
+        verdicts = {
+            v: int(
+                total(after, "ferryman_learning_judge_verdicts_total", verdict=v)
+                - total(before, "ferryman_learning_judge_verdicts_total", verdict=v)
+            )
+            for v in verdict_names
+        }
+
+        def delta(name: str, **labels: str) -> float:
+            return total(after, name, **labels) - total(before, name, **labels)
+
+        shadow = {
+            "shadowed": delta("ferryman_learning_requests_total", outcome="shadowed"),
+            "eligible": delta("ferryman_learning_requests_total"),
+            "saturated": delta("ferryman_learning_requests_total", outcome="saturated"),
+            "writes_ok": delta("ferryman_learning_store_ops_total", op="put", outcome="ok"),
+            "writes_failed": sum(
+                delta("ferryman_learning_store_ops_total", op="put", outcome=o) for o in ("error", "timeout", "dropped")
+            ),
+            "spend": delta("ferryman_learning_spend_usd_total"),
+            "verdicts": {k: v for k, v in verdicts.items() if v},
+        }
+        table, rows = report(lat, shadow, args.bootstrap)
+        print(table, flush=True)
+        results["latency"] = {"rows": rows, "shadow": shadow}
+
+        # 2. Export, retrain.
+        print("\n2. export the store, retrain", flush=True)
+        export = tmp / "export.csv"
+        proc = _ferryman(tmp, "learn", "export", "--store", f"sqlite://{store}", "--out", str(export))
+        if proc.returncode != 0:
+            raise RuntimeError("export failed")
+        pair = ["--strong", STRONG_MODEL, "--weak", WEAK_MODEL, "--router-dir", str(router_dir)]
+        lab = ["--encoder-dir", str(args.encoder_dir.resolve()), "--cache-dir", str(args.cache_dir.resolve())]
+        proc = _ferryman(tmp, "learn", "retrain", "--traffic", str(export), *pair, *lab, "--quiet")
+        if proc.returncode != 0:
+            raise RuntimeError("retrain failed")
+        candidate = sorted(p.name for p in (router_dir / "versions").iterdir() if p.name.startswith("v"))[-1]
+        results["export_rows"] = sum(1 for _ in export.open(encoding="utf-8")) - 1
+        results["candidate"] = candidate
+
+        # 3. Promote under load.
+        print(f"\n3. promote {candidate} while clients call the shadow gateway", flush=True)
+        promote_load = LoadResult()
+        level = levels[-1]
+        promote = asyncio.run(
+            _load_while(
+                gw_urls["shadow"],
+                bodies,
+                level,
+                lambda: _ferryman(
+                    tmp, "learn", "promote", "--traffic", str(export), "--candidate", candidate, *pair, *lab, "--quiet"
+                ),
+                f"{candidate}@",
+                args.hold_s,
+                promote_load,
+            )
+        )
+        results["promoted"] = promote.returncode == 0
+        results["promote_load"] = promote_load.as_dict()
+        print(f"   clients: {promote_load.as_dict()}", flush=True)
+
+        # 4. Fresh prompts, decided by the serving version, judged.
+        print(f"\n4. {len(after_prompts)} fresh prompts through the shadow gateway", flush=True)
+        fresh_load = LoadResult()
+        asyncio.run(_send_all(gw_urls["shadow"], [_body(p) for p in after_prompts], level, fresh_load))
+        asyncio.run(wait_idle(admin))
+        export2 = tmp / "export-after.csv"
+        _ferryman(tmp, "learn", "export", "--store", f"sqlite://{store}", "--out", str(export2))
+        prompts_j, scores, verdicts_j, versions = _judged_rows(export2, set(after_prompts))
+        embedder = Embedder(args.encoder_dir, args.cache_dir, progress=False)
+        base = load_scoring_router(router_dir, embedder)
+        base_scores = base.score(prompts_j, embedder) if prompts_j else np.zeros(0)
+        v = np.array(verdicts_j)
+        results["after"] = {
+            "judged": len(prompts_j),
+            "versions": dict(Counter(x.split("@")[0] for x in versions)),
+            "router_apgr_live": round(verdict_apgr(np.array(scores), v), 4) if prompts_j else None,
+            "router_apgr_base_same_prompts": round(verdict_apgr(base_scores, v), 4) if prompts_j else None,
+            "load": fresh_load.as_dict(),
+        }
+        print(f"   {results['after']}", flush=True)
+
+        # 5. Roll back under load.
+        print("\n5. roll back while clients call the shadow gateway", flush=True)
+        rollback_load = LoadResult()
+        rollback = asyncio.run(
+            _load_while(
+                gw_urls["shadow"],
+                bodies,
+                level,
+                lambda: _ferryman(tmp, "learn", "rollback", "--router-dir", str(router_dir)),
+                "base@",
+                args.hold_s,
+                rollback_load,
+            )
+        )
+        results["rolled_back"] = rollback.returncode == 0
+        results["rollback_load"] = rollback_load.as_dict()
+        print(f"   clients: {rollback_load.as_dict()}", flush=True)
+    results["wall_s"] = round(time.perf_counter() - t_start, 1)
+    _summary(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    ok = (
+        results["promoted"]
+        and results["rolled_back"]
+        and results["promote_load"]["failed"] == 0
+        and results["rollback_load"]["failed"] == 0
+        and candidate in results["promote_load"]["version_sequence"]
+    )
+    return 0 if ok else 1
+
+
+async def _send_all(url: str, bodies: list[bytes], level: int, result: LoadResult) -> None:
+    queue = list(reversed(bodies))
+
+    async def client() -> None:
+        conn = KeepAliveConnection(url)
+        try:
+            while queue:
+                body = queue.pop()
+                result.sent += 1
+                try:
+                    status, headers, _ = await conn.post(body)
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    result.failed[type(exc).__name__] += 1
+                    continue
+                if status == 200:
+                    result.answered += 1
+                    result.versions.append(headers.get("x-ferryman-router-version", ""))
+                else:
+                    result.failed[f"http {status}"] += 1
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(client() for _ in range(level)))
+
+
+def _summary(results: dict[str, Any]) -> None:
+    p, r, a = results["promote_load"], results["rollback_load"], results["after"]
+    print("\nsummary", flush=True)
+    print(f"  store export: {results['export_rows']} judged comparisons; candidate {results['candidate']}")
+    print(
+        f"  promotion: {'promoted' if results['promoted'] else 'NOT promoted'}; under load {p['sent']} sent, "
+        f"{p['answered']} answered, {p['failed']} failed; decisions by version {p['version_sequence']}"
+    )
+    print(
+        f"  after: {a['judged']} judged fresh prompts decided by {a['versions']}: router APGR {a['router_apgr_live']} "
+        f"(the base version on the same prompts: {a['router_apgr_base_same_prompts']})"
+    )
+    print(
+        f"  rollback: {'done' if results['rolled_back'] else 'FAILED'}; under load {r['sent']} sent, "
+        f"{r['answered']} answered, {r['failed']} failed; decisions by version {r['version_sequence']}"
+    )
+    print(f"  wall time {results['wall_s']} s, load average {os.getloadavg()[0]:.2f}", flush=True)
