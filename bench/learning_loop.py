@@ -59,6 +59,7 @@ from bench.learning import (
 )
 from ferryman import paths
 from harness.processes import free_port, read_json, spawn, wait_for
+from harness.traffic import capacity as traffic_capacity
 from harness.traffic import prompts as traffic_prompts
 from lab.learn.gate import verdict_apgr
 from lab.learn.scoring import Embedder, load_scoring_router
@@ -186,8 +187,9 @@ def _judged_rows(export: Path, prompts: set[str]) -> tuple[list[str], list[float
 
 def run(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    n_before = max(100, (args.requests + args.warmup) // 2)
-    pool = [p for p, _ in traffic_prompts(min(3750, n_before + args.after), seed=0)]
+    # Distinct prompts for step 1 (as many as its requests: no prompt judged twice), then fresh ones.
+    n_before = min(args.requests + args.warmup, traffic_capacity() - args.after)
+    pool = [p for p, _ in traffic_prompts(n_before + args.after, seed=0)]
     before_prompts, after_prompts = pool[: len(pool) - args.after], pool[len(pool) - args.after :]
     bodies = [_body(p) for p in before_prompts]
     results: dict[str, Any] = {}

@@ -107,8 +107,13 @@ FAMILIES: tuple[Family, ...] = (
 _TAILS = ("", "Thanks!", "Be concise.", "Take your time.", "This is urgent.", "Use simple words.")
 
 
+def capacity() -> int:
+    """How many distinct prompts :func:`prompts` can make."""
+    return sum(len(list(itertools.product(*f.fills))) for f in FAMILIES) * len(_TAILS)
+
+
 def prompts(n: int, seed: int = 0) -> list[tuple[str, Family]]:
-    """``n`` distinct prompts (at most 750 per family), families interleaved in a seeded order."""
+    """``n`` distinct prompts (at most :func:`capacity`), families interleaved in a seeded order."""
     pools = [
         [
             (f"{f.template.format(*words)} {tail}".rstrip(), f)
@@ -117,9 +122,8 @@ def prompts(n: int, seed: int = 0) -> list[tuple[str, Family]]:
         ]
         for f in FAMILIES
     ]
-    capacity = sum(len(p) for p in pools)
-    if n > capacity:
-        raise ValueError(f"at most {capacity} distinct synthetic prompts, asked for {n}")
+    if n > capacity():
+        raise ValueError(f"at most {capacity()} distinct synthetic prompts, asked for {n}")
     rng = np.random.default_rng(seed)
     for pool in pools:
         rng.shuffle(pool)  # type: ignore[arg-type]

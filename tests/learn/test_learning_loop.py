@@ -1,0 +1,35 @@
+"""The learning loop end to end on loopback (a short ``ferryman bench learning-loop``).
+
+Real processes: fake strong, weak and judge providers, a scorer watching its routers' version
+pointer, three gateways (learning off, its twin, shadowing into SQLite). The store fills, is
+exported, a candidate is retrained and promoted while clients call the gateway, fresh prompts are
+decided by the new version, and a rollback follows, again under load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ferryman import paths
+from ferryman.cli import main
+
+
+def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> None:
+    out = tmp_path / "loop.json"
+    argv = ["bench", "learning-loop", "--requests", "600", "--warmup", "20", "--rounds", "2", "--concurrency", "4"]
+    argv += ["--rate", "1.0", "--after", "150", "--provider-delay-ms", "5", "--reload-interval-s", "0.2"]
+    argv += ["--hold-s", "1", "--bootstrap", "200", "--routers-dir", str(paths.routers_dir())]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["export_rows"] >= 600 and result["candidate"] == "v0001" and result["promoted"]
+    for step, sequence in (("promote_load", ["base", "v0001"]), ("rollback_load", ["v0001", "base"])):
+        load = result[step]
+        assert load["failed"] == 0 and load["answered"] == load["sent"] > 0, load  # no call failed
+        assert load["version_sequence"] == sequence  # decisions name the version that scored them
+    after = result["after"]
+    assert after["judged"] > 100 and set(after["versions"]) == {"v0001"}
+    assert after["router_apgr_live"] > after["router_apgr_base_same_prompts"]  # fresh prompts, never trained on
+    clients = [row for row in result["latency"]["rows"] if "path" in row]
+    assert {row["path"] for row in clients} == {"off", "off-twin", "shadow"} and all(r["n"] == 600 for r in clients)
