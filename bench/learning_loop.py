@@ -97,15 +97,15 @@ class LoadResult:
         self.versions: list[str] = []  # x-ferryman-router-version of each scored answer, in order
 
     def as_dict(self) -> dict[str, Any]:
-        order = [v.split("@")[0] for v in self.versions]
-        changes = [v for i, v in enumerate(order) if i == 0 or v != order[i - 1]]
+        # Versions in the order they were first seen (answers complete out of order around a swap).
+        first_seen = list(dict.fromkeys(v.split("@")[0] for v in self.versions))
         return {
             "sent": self.sent,
             "answered": self.answered,
             "failed": sum(self.failed.values()),
             "failures": dict(self.failed),
             "decisions_per_version": dict(Counter(self.versions)),
-            "version_sequence": changes,
+            "version_sequence": first_seen,
         }
 
 

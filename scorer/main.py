@@ -168,7 +168,7 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
 
 
 async def serve(config: ScorerConfig) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully."""
+    """Serve until SIGTERM/SIGINT, then stop gracefully; SIGHUP reloads changed router versions."""
     from scorer.server import ScorerServer
 
     server = ScorerServer(config)
@@ -180,13 +180,15 @@ async def serve(config: ScorerConfig) -> None:
         await server.stop(0)
         raise
     assert server.core is not None
-    names = ", ".join(server.core.routers)
-    print(f"ferryman scorer: serving routers {names} on {config.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP: check the routers' version pointers now (installed before "serving" is announced,
+    # so a SIGHUP right after it reloads instead of ending the process).
     loop.add_signal_handler(signal.SIGHUP, server.reload_soon)
+    names = ", ".join(server.core.routers)
+    print(f"ferryman scorer: serving routers {names} on {config.host}:{port}", flush=True)
     await stop.wait()
     log.info("signal received: draining (grace %.1f s)", config.grace_s)
     await server.stop()

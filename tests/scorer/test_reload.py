@@ -85,9 +85,9 @@ async def _reload_under_load(routers: Path) -> None:
         outcomes = sum((await asyncio.gather(*clients)), Counter())
         listed = (await stub.ListRouters(pb.ListRoutersRequest())).routers
     assert outcomes["OK"] > 50 and set(outcomes) == {"OK"}, outcomes  # zero failed calls
-    order = [v.split("@")[0] for v, _, _ in seen]
-    changes = [v for i, v in enumerate(order) if i == 0 or v != order[i - 1]]
-    assert changes == ["base", v1, "base"] and v2 not in order  # the broken version never served
+    order = [v.split("@")[0] for v, _, _ in seen]  # in completion order: around a swap, calls validated
+    # before it may finish after calls validated after it, so only the first and last are fixed
+    assert order[0] == order[-1] == "base" and set(order) == {"base", v1}  # the broken v2 never served
     for version, prompt, rate in seen:  # every answer is exactly its version's score
         want = base_rate[prompt] if version.startswith("base@") else 1.0 - base_rate[prompt]
         assert rate == pytest.approx(want, abs=1e-9)

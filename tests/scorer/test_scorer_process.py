@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
-import selectors
+import select
 import shutil
 import signal
 import socket
@@ -48,21 +49,36 @@ def scorer_cmd(routers_dir: Path, *extra: str) -> list[str]:
     )
 
 
+_PENDING: dict[int, str] = {}  # per stdout descriptor: text read past the last line returned
+
+
 def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 60) -> re.Match[str]:
-    """Read the process's stdout until a line matches ``pattern``."""
+    """Read the process's stdout until a line matches ``pattern``.
+
+    Reads the descriptor itself: a text wrapper's ``readline`` pulls whatever is available into
+    its own buffer, where ``select`` cannot see it, so a second line that arrived with the first
+    was never found.
+    """
     assert proc.stdout is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    fd = proc.stdout.fileno()
+    buf = _PENDING.pop(fd, "")
     end = time.monotonic() + timeout
     seen = []
-    while time.monotonic() < end:
-        if sel.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if not line:
-                break
+    while True:
+        while "\n" in buf:
+            line, buf = buf.split("\n", 1)
             seen.append(line)
             if m := re.search(pattern, line):
+                _PENDING[fd] = buf
                 return m
+        if time.monotonic() >= end:
+            break
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:  # the process closed its output
+            break
+        buf += chunk.decode("utf-8", errors="replace")
     raise AssertionError(f"no line matching {pattern!r}; got {seen}")
 
 
@@ -241,7 +257,7 @@ def test_sighup_reloads_a_scorer_that_does_not_poll(test_routers_dir: Path, tmp_
         scorer_cmd(routers, "--reload-interval-s", "0"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        port = wait_for_line(proc, r"serving routers .* on 127\.0\.0\.1:(\d+)").group(1)
+        port = wait_for_line(proc, r"serving routers .* on 127\.0\.0\.1:(\d+)", timeout=180).group(1)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = pbg.ScorerServiceStub(ch)
             ask = pb.ScoreRequest(router="mf", prompt=SAMPLE_PROMPTS[0])
@@ -249,7 +265,7 @@ def test_sighup_reloads_a_scorer_that_does_not_poll(test_routers_dir: Path, tmp_
             versions.set_current(mf, v1, action="promote")
             assert stub.Score(ask, timeout=10).artifact_version == before.artifact_version  # not polling
             proc.send_signal(signal.SIGHUP)
-            wait_for_line(proc, rf"router mf: now serving {v1}@", timeout=30)
+            wait_for_line(proc, rf"router mf: now serving {v1}@", timeout=120)
             after = stub.Score(ask, timeout=10)
         assert after.artifact_version.startswith(f"{v1}@") and before.artifact_version.startswith("base@")
         assert after.strong_win_rate == pytest.approx(1 - before.strong_win_rate, abs=1e-9)
