@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=6, help="interleaving rounds in step 1")
     parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
     parser.add_argument("--after", type=int, default=2000, help="requests with fresh prompts after the promotion")
+    parser.add_argument(
+        "--min-judged",
+        type=int,
+        default=600,
+        help="judged comparisons the store must hold before retraining: more fresh prompts are sent to the shadow "
+        "gateway at concurrency 2 until it does (samples the learning worker drops under load are counted, not queued)",
+    )
     parser.add_argument("--provider-delay-ms", type=float, default=20.0, help="the fake providers' and judge's delay")
     parser.add_argument("--reload-interval-s", type=float, default=1.0, help="the scorer's pointer check interval")
     parser.add_argument("--hold-s", type=float, default=3.0, help="load kept up after each pointer move is seen")
@@ -189,8 +196,9 @@ def run(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     # Distinct prompts for step 1 (as many as its requests: no prompt judged twice), then fresh ones.
     n_before = min(args.requests + args.warmup, traffic_capacity() - args.after)
-    pool = [p for p, _ in traffic_prompts(n_before + args.after, seed=0)]
-    before_prompts, after_prompts = pool[: len(pool) - args.after], pool[len(pool) - args.after :]
+    pool = [p for p, _ in traffic_prompts(traffic_capacity(), seed=0)]
+    before_prompts, after_prompts = pool[:n_before], pool[n_before : n_before + args.after]
+    spare = pool[n_before + args.after :]  # to fill the store up to --min-judged
     bodies = [_body(p) for p in before_prompts]
     results: dict[str, Any] = {}
     t_start = time.perf_counter()
@@ -277,6 +285,23 @@ def run(args: argparse.Namespace) -> int:
         table, rows = report(lat, shadow, args.bootstrap)
         print(table, flush=True)
         results["latency"] = {"rows": rows, "shadow": shadow}
+        judged, fill = sum(verdicts[v] for v in ("strong", "weak", "tie")), LoadResult()
+        while judged < args.min_judged and spare:
+            batch, spare = spare[:100], spare[100:]
+            asyncio.run(_send_all(gw_urls["shadow"], [_body(p) for p in batch], 2, fill))
+            asyncio.run(wait_idle(admin))
+            judged = sum(
+                int(
+                    total(scrape(admin), "ferryman_learning_judge_verdicts_total", verdict=v)
+                    - total(before, "ferryman_learning_judge_verdicts_total", verdict=v)
+                )
+                for v in ("strong", "weak", "tie")
+            )
+        if fill.sent:
+            print(
+                f"   filled the store: {fill.sent} more fresh prompts, {judged} judged comparisons in all", flush=True
+            )
+        results["fill_requests"] = fill.sent
 
         # 2. Export, retrain.
         print("\n2. export the store, retrain", flush=True)
