@@ -252,6 +252,30 @@ async def measure(
     return lat, counts
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+VERDICTS = ("strong", "weak", "tie", "inconsistent", "invalid", "error")
+
+
+def shadow_summary(before: Samples, after: Samples) -> dict[str, Any]:
+    """What the shadow gateway did between two scrapes: shadowed share, saturation, store writes, spend, verdicts."""
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    verdicts = {v: int(delta("ferryman_learning_judge_verdicts_total", verdict=v)) for v in VERDICTS}
+    return {
+        "shadowed": delta("ferryman_learning_requests_total", outcome="shadowed"),
+        "eligible": delta("ferryman_learning_requests_total"),
+        "saturated": delta("ferryman_learning_requests_total", outcome="saturated"),
+        "writes_ok": delta("ferryman_learning_store_ops_total", op="put", outcome="ok"),
+        "writes_failed": sum(
+            delta("ferryman_learning_store_ops_total", op="put", outcome=o) for o in ("error", "timeout", "dropped")
+        ),
+        "spend": delta("ferryman_learning_spend_usd_total"),
+        "verdicts": {k: v for k, v in verdicts.items() if v},
+    }
+
+
 def _boot_diff(a: np.ndarray, b: np.ndarray, q: float, n: int, rng: np.random.Generator) -> tuple[float, float, float]:
     """Percentile ``q`` of b minus that of a, and a bootstrap 95 % interval."""
     point = float(np.percentile(b, q) - np.percentile(a, q))
@@ -332,6 +356,25 @@ def report(
     return "\n".join(lines), rows
 
 
+def start_gateway(
+    stack: ExitStack,
+    tmp: Path,
+    name: str,
+    urls: dict[str, str],
+    scorer_port: int,
+    learning: dict[str, Any] | None,
+    policy: dict[str, Any] | None = None,
+) -> tuple[int, int, int]:
+    """A ``ferryman gateway`` process (``gateway_config``), stopped by ``stack``: (HTTP port, admin port, pid)."""
+    config = gateway_config(tmp, name, urls, scorer_port, learning, policy)
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
+    argv += ["--port-file", str(tmp / f"{name}.json"), "--log-level", "WARNING"]
+    gw = spawn(f"gateway-{name}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+    stack.callback(gw.stop)
+    written = wait_for(name, lambda: read_json(tmp / f"{name}.json"), 120, gw.proc)
+    return int(written["http_port"]), int(written["admin_port"]), gw.proc.pid
+
+
 def spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
     port_file = tmp / f"{name}.port"
     argv = [sys.executable, "-m", "harness.fake_provider", "--port-file", str(port_file), "--delay-ms", str(delay_ms)]
@@ -380,14 +423,8 @@ def run(args: argparse.Namespace) -> int:
         admin_ports: dict[str, int] = {}  # /metrics is on each gateway's admin listener
         pids: dict[str, int] = {}
         for path in PATHS:
-            config = gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None)
-            argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
-            argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
-            gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
-            stack.callback(gw.stop)
-            pids[path] = gw.proc.pid
-            written = wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)
-            ports[path], admin_ports[path] = int(written["http_port"]), int(written["admin_port"])
+            started = start_gateway(stack, tmp, path, urls, scorer_port, learning if path == "shadow" else None)
+            ports[path], admin_ports[path], pids[path] = started
         gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
         for url in gw_urls.values():
             asyncio.run(wait_scored(url, bodies[0]))
@@ -406,22 +443,7 @@ def run(args: argparse.Namespace) -> int:
         )
         after = scrape(shadow_admin)
 
-        def delta(name: str, **labels: str) -> float:
-            return total(after, name, **labels) - total(before, name, **labels)
-
-        verdict_names = ("strong", "weak", "tie", "inconsistent", "invalid", "error")
-        shadow = {
-            "shadowed": delta("ferryman_learning_requests_total", outcome="shadowed"),
-            "eligible": delta("ferryman_learning_requests_total"),
-            "saturated": delta("ferryman_learning_requests_total", outcome="saturated"),
-            "writes_ok": delta("ferryman_learning_store_ops_total", op="put", outcome="ok"),
-            "writes_failed": sum(
-                delta("ferryman_learning_store_ops_total", op="put", outcome=o) for o in ("error", "timeout", "dropped")
-            ),
-            "spend": delta("ferryman_learning_spend_usd_total"),
-        }
-        verdicts = {v: int(delta("ferryman_learning_judge_verdicts_total", verdict=v)) for v in verdict_names}
-        shadow_print: dict[str, Any] = shadow | {"verdicts": {k: v for k, v in verdicts.items() if v}}
+        shadow_print = shadow_summary(before, after)
         table, rows = report(results, shadow_print, args.bootstrap)
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -47,18 +47,18 @@ from bench.gateway import KeepAliveConnection
 from bench.learning import (
     PATHS,
     POLICY,
-    gateway_config,
     measure,
     reply_text,
     report,
     scrape,
+    shadow_summary,
     spawn_fake,
-    total,
+    start_gateway,
     wait_idle,
     wait_scored,
 )
 from ferryman import paths
-from harness.processes import free_port, read_json, spawn, wait_for
+from harness.processes import free_port, spawn
 from harness.traffic import capacity as traffic_capacity
 from harness.traffic import prompts as traffic_prompts
 from lab.learn.gate import verdict_apgr
@@ -103,6 +103,25 @@ class LoadResult:
         self.failed: Counter[str] = Counter()
         self.versions: list[str] = []  # x-ferryman-router-version of each scored answer, in order
 
+    async def call(self, conn: KeepAliveConnection, body: bytes) -> str:
+        """One request, counted; returns the decision's artifact version ("" unless answered and scored)."""
+        self.sent += 1
+        try:
+            status, headers, _ = await conn.post(body)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            self.failed[type(exc).__name__] += 1
+            return ""
+        if status != 200:
+            self.failed[f"http {status}"] += 1
+            return ""
+        if headers.get("x-ferryman-decision-source") != "scored":
+            self.failed[f"not scored: {headers.get('x-ferryman-decision-source')}"] += 1
+            return ""
+        self.answered += 1
+        version = headers.get("x-ferryman-router-version", "")
+        self.versions.append(version)
+        return version
+
     def as_dict(self) -> dict[str, Any]:
         # Versions in the order they were first seen (answers complete out of order around a swap).
         first_seen = list(dict.fromkeys(v.split("@")[0] for v in self.versions))
@@ -132,24 +151,10 @@ async def _load_while(
         conn = KeepAliveConnection(url)
         try:
             while not stop.is_set():
-                body = bodies[next_i % len(bodies)]
                 next_i += 1
-                result.sent += 1
-                try:
-                    status, headers, _ = await conn.post(body)
-                except (OSError, asyncio.IncompleteReadError) as exc:
-                    result.failed[type(exc).__name__] += 1
-                    continue
-                if status != 200:
-                    result.failed[f"http {status}"] += 1
-                elif headers.get("x-ferryman-decision-source") != "scored":
-                    result.failed[f"not scored: {headers.get('x-ferryman-decision-source')}"] += 1
-                else:
-                    result.answered += 1
-                    version = headers.get("x-ferryman-router-version", "")
-                    result.versions.append(version)
-                    if version.startswith(want_prefix) and not seen_at:
-                        seen_at.append(time.monotonic())
+                version = await result.call(conn, bodies[(next_i - 1) % len(bodies)])
+                if version.startswith(want_prefix) and not seen_at:
+                    seen_at.append(time.monotonic())
         finally:
             await conn.close()
 
@@ -162,6 +167,11 @@ async def _load_while(
     stop.set()
     await asyncio.gather(*tasks)
     return outcome
+
+
+def _labelled(summary: dict[str, Any]) -> int:
+    """Judged comparisons that became labels (strong, weak or tie)."""
+    return sum(summary["verdicts"].get(v, 0) for v in ("strong", "weak", "tie"))
 
 
 def _ferryman(tmp: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -234,15 +244,9 @@ def run(args: argparse.Namespace) -> int:
         pids: dict[str, int] = {}
         admin = 0  # the shadow gateway's admin listener (/metrics)
         for path in PATHS:
-            config = gateway_config(tmp, path, urls, scorer_port, learning if path == "shadow" else None, policy)
-            argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
-            argv += ["--port-file", str(tmp / f"{path}.json"), "--log-level", "WARNING"]
-            gw = spawn(f"gateway-{path}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
-            stack.callback(gw.stop)
-            pids[path] = gw.proc.pid
-            written = wait_for(path, lambda p=path: read_json(tmp / f"{p}.json"), 120, gw.proc)
-            ports[path] = int(written["http_port"])
-            admin = int(written["admin_port"]) if path == "shadow" else admin
+            on = learning if path == "shadow" else None
+            ports[path], admin_port, pids[path] = start_gateway(stack, tmp, path, urls, scorer_port, on, policy)
+            admin = admin_port if path == "shadow" else admin
         gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
         for url in gw_urls.values():
             asyncio.run(wait_scored(url, bodies[0]))
@@ -259,44 +263,16 @@ def run(args: argparse.Namespace) -> int:
         lat = {level: asyncio.run(measure(gw_urls, pids, bodies, args, level, admin)) for level in levels}
         asyncio.run(wait_idle(admin))
         after = scrape(admin)
-        verdict_names = ("strong", "weak", "tie", "inconsistent", "invalid", "error")
-        verdicts = {
-            v: int(
-                total(after, "ferryman_learning_judge_verdicts_total", verdict=v)
-                - total(before, "ferryman_learning_judge_verdicts_total", verdict=v)
-            )
-            for v in verdict_names
-        }
-
-        def delta(name: str, **labels: str) -> float:
-            return total(after, name, **labels) - total(before, name, **labels)
-
-        shadow = {
-            "shadowed": delta("ferryman_learning_requests_total", outcome="shadowed"),
-            "eligible": delta("ferryman_learning_requests_total"),
-            "saturated": delta("ferryman_learning_requests_total", outcome="saturated"),
-            "writes_ok": delta("ferryman_learning_store_ops_total", op="put", outcome="ok"),
-            "writes_failed": sum(
-                delta("ferryman_learning_store_ops_total", op="put", outcome=o) for o in ("error", "timeout", "dropped")
-            ),
-            "spend": delta("ferryman_learning_spend_usd_total"),
-            "verdicts": {k: v for k, v in verdicts.items() if v},
-        }
+        shadow = shadow_summary(before, after)
         table, rows = report(lat, shadow, args.bootstrap)
         print(table, flush=True)
         results["latency"] = {"rows": rows, "shadow": shadow}
-        judged, fill = sum(verdicts[v] for v in ("strong", "weak", "tie")), LoadResult()
+        judged, fill = _labelled(shadow), LoadResult()
         while judged < args.min_judged and spare:
             batch, spare = spare[:100], spare[100:]
             asyncio.run(_send_all(gw_urls["shadow"], [_body(p) for p in batch], 2, fill))
             asyncio.run(wait_idle(admin))
-            judged = sum(
-                int(
-                    total(scrape(admin), "ferryman_learning_judge_verdicts_total", verdict=v)
-                    - total(before, "ferryman_learning_judge_verdicts_total", verdict=v)
-                )
-                for v in ("strong", "weak", "tie")
-            )
+            judged = _labelled(shadow_summary(before, scrape(admin)))
         if fill.sent:
             print(
                 f"   filled the store: {fill.sent} more fresh prompts, {judged} judged comparisons in all", flush=True
@@ -398,18 +374,7 @@ async def _send_all(url: str, bodies: list[bytes], level: int, result: LoadResul
         conn = KeepAliveConnection(url)
         try:
             while queue:
-                body = queue.pop()
-                result.sent += 1
-                try:
-                    status, headers, _ = await conn.post(body)
-                except (OSError, asyncio.IncompleteReadError) as exc:
-                    result.failed[type(exc).__name__] += 1
-                    continue
-                if status == 200:
-                    result.answered += 1
-                    result.versions.append(headers.get("x-ferryman-router-version", ""))
-                else:
-                    result.failed[f"http {status}"] += 1
+                await result.call(conn, queue.pop())
         finally:
             await conn.close()
 

@@ -23,21 +23,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from ferryman.arena import ARENA_COLUMNS
 from gateway.errors import ConfigError
 from gateway.learning.records import Rating, Record, Verdict
 from gateway.learning.store import Store, StoreError, open_store
 
-ARENA_COLUMNS = (
-    "id",
-    "model_a",
-    "model_b",
-    "prompt",
-    "response_a",
-    "response_b",
-    "winner_model_a",
-    "winner_model_b",
-    "winner_tie",
-)
 EXTRA_COLUMNS = (
     "label_source",
     "served",

@@ -20,19 +20,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from ferryman.arena import ARENA_COLUMNS
 from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt
 
-ARENA_COLUMNS = (
-    "id",
-    "model_a",
-    "model_b",
-    "prompt",
-    "response_a",
-    "response_b",
-    "winner_model_a",
-    "winner_model_b",
-    "winner_tie",
-)
 EXTRA_COLUMNS = ("source",)
 
 
