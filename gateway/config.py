@@ -79,6 +79,8 @@ class ModelConfig:
     default_max_tokens: int = 1024
     #: The largest max_tokens a request may ask of this model (None: only ``limits.max_tokens``).
     max_tokens_cap: int | None = None
+    #: Request features this model honours (None: all its provider kind can: ``gateway.capabilities``).
+    features: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,12 @@ class LimitsConfig:
     max_tokens: int = 131_072
     #: A provider answer (a whole body, or all of a stream) larger than this is a provider fault.
     max_response_bytes: int = 8_388_608
+    #: Tools one request may offer, the size (as compact JSON) and nesting depth of one tool's
+    #: parameters or response_format schema, and choices one request may ask (``n``).
+    max_tools: int = 128
+    max_schema_bytes: int = 65_536
+    max_schema_depth: int = 32
+    max_n: int = 8
 
 
 @dataclass(frozen=True)
@@ -363,11 +371,30 @@ def _model(name: str, data: Any) -> ModelConfig:
         pool_timeout_s=r.positive("pool_timeout_s", float, ModelConfig.pool_timeout_s),
         default_max_tokens=r.positive("default_max_tokens", int, 1024),
         max_tokens_cap=r.get("max_tokens_cap", int),
+        features=_features(r, provider),
     )
     if cfg.max_tokens_cap is not None and cfg.max_tokens_cap < 1:
         raise ConfigError(f"models.{name}.max_tokens_cap: must be > 0, got {cfg.max_tokens_cap}")
     r.finish()
     return cfg
+
+
+def _features(r: _Reader, provider: str) -> frozenset[str] | None:
+    from gateway.capabilities import PROVIDER_FEATURES  # the one list of features per provider kind
+
+    value = r.raw("features")
+    if value is None:
+        return None
+    possible = PROVIDER_FEATURES[provider]
+    if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
+        raise ConfigError(f"{r.path}.features: a list of feature names is required")
+    unknown = sorted(set(value) - possible)
+    if unknown:
+        raise ConfigError(
+            f"{r.path}.features: {', '.join(unknown)} not among what provider {provider!r} can do "
+            f"({', '.join(sorted(possible))})"
+        )
+    return frozenset(value)
 
 
 def parse_config(data: Any) -> GatewayConfig:
@@ -514,6 +541,10 @@ def _limits(r: _Reader) -> LimitsConfig:
         max_stop=r.positive("max_stop", int, d.max_stop),
         max_tokens=r.positive("max_tokens", int, d.max_tokens),
         max_response_bytes=r.positive("max_response_bytes", int, d.max_response_bytes),
+        max_tools=r.positive("max_tools", int, d.max_tools),
+        max_schema_bytes=r.positive("max_schema_bytes", int, d.max_schema_bytes),
+        max_schema_depth=r.positive("max_schema_depth", int, d.max_schema_depth),
+        max_n=r.positive("max_n", int, d.max_n),
     )
     r.finish()
     return limits

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,6 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.formats import grpc as grpc_format
 from gateway.grpc_interceptors import HEALTH_SERVICE, current_tenant, interceptors
 from gateway.learning.records import Rating
 from gateway.service import Gateway
@@ -26,7 +28,6 @@ from gateway.types import (
     ChatRequest,
     Decision,
     DecisionSource,
-    Message,
     RoutingOverrides,
     Tier,
     Usage,
@@ -70,7 +71,7 @@ def _routing(options: gateway_pb2.RoutingOptions) -> RoutingOverrides:
 def to_chat_request(
     msg: gateway_pb2.ChatCompletionRequest | gateway_pb2.StreamChatCompletionRequest | gateway_pb2.RouteRequest,
 ) -> ChatRequest:
-    messages = tuple(Message(m.role, m.content, m.name) for m in msg.messages)
+    messages = tuple(grpc_format.message(m) for m in msg.messages)
     if isinstance(msg, gateway_pb2.RouteRequest):
         return ChatRequest(model=msg.model, messages=messages, routing=_routing(msg.routing))
     return ChatRequest(
@@ -82,6 +83,7 @@ def to_chat_request(
         stop=tuple(msg.stop),
         user=msg.user,
         routing=_routing(msg.routing),
+        **grpc_format.request_features(msg),
     )
 
 
@@ -148,12 +150,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.ChatCompletionResponse(
             id=result.id,
             model=result.accounting.served_model,
-            message=gateway_pb2.ChatMessage(role="assistant", content=c.content),
+            message=grpc_format.assistant(c.choices[0]),
             finish_reason=c.finish_reason,
             usage=usage_pb(c.usage),
             decision=decision_pb(result.decision),
             accounting=accounting_pb(result.accounting),
             created=result.created,
+            choices=grpc_format.choices(c.choices),
         )
 
     async def StreamChatCompletion(
@@ -161,19 +164,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> AsyncIterator[gateway_pb2.StreamChatCompletionResponse]:
         chat = replace(to_chat_request(request), tenant=current_tenant())
         started = await self._gateway.start_stream(chat, context.time_remaining())
-        yield gateway_pb2.StreamChatCompletionResponse(id=started.id, decision=decision_pb(started.decision))
-        async for text in self._gateway.stream_events(started):
-            yield gateway_pb2.StreamChatCompletionResponse(id=started.id, delta=text)
+        # every event names the served model and its tier
+        served: dict[str, Any] = {
+            "id": started.id,
+            "served_model": started.accounting.served_model,
+            "served_tier": started.accounting.served_tier.value,
+        }
+        yield gateway_pb2.StreamChatCompletionResponse(decision=decision_pb(started.decision), **served)
+        async for event in self._gateway.stream_events(started):
+            yield gateway_pb2.StreamChatCompletionResponse(**grpc_format.stream_event(event), **served)
         done = started.completion
         assert done is not None, "stream_events ends with a completion or raises"
         yield gateway_pb2.StreamChatCompletionResponse(
-            id=started.id,
             summary=gateway_pb2.StreamSummary(
                 model=started.accounting.served_model,
                 finish_reason=done.finish_reason,
                 usage=usage_pb(done.usage),
                 accounting=accounting_pb(started.accounting),
+                finish_reasons=[c.finish_reason for c in done.choices],
             ),
+            **served,
         )
 
     async def SubmitFeedback(

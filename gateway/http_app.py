@@ -1,6 +1,7 @@
 """OpenAI-compatible HTTP API (Starlette ASGI apps, served by ``gateway.http_server``).
 
-The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/feedback`` (rate an
+The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/messages``
+(Anthropic-compatible: ``gateway.anthropic_app``), ``POST /v1/feedback`` (rate an
 answer by its id: ``{"id", "rating": "good"|"bad"}``), ``GET /v1/models``, ``GET /healthz``
 (process alive, says nothing else). The admin listener (``admin.port``, for operators and
 Prometheus, not for API clients): ``GET /metrics``, ``GET /readyz`` (serving, with breaker
@@ -33,9 +34,17 @@ from gateway.errors import (
     RequestTimeoutError,
     openai_error_body,
 )
-from gateway.openai_format import chunk_json, completion_json, decode_body, parse_chat_request
+from gateway.formats.openai import ChunkWriter
+from gateway.openai_format import (
+    accounting_json,
+    completion_json,
+    decision_json,
+    decode_body,
+    parse_chat_request,
+    served_json,
+)
 from gateway.service import Gateway, StreamResult
-from gateway.types import Accounting, Decision, DecisionSource
+from gateway.types import Accounting, Decision, DecisionSource, StreamEnd
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +120,13 @@ class HTTPApp:
     """The API routes, bound to one :class:`Gateway`."""
 
     def __init__(self, gateway: Gateway) -> None:
+        from gateway.anthropic_app import MessagesAPI  # it builds on this module's helpers
+
         self.gateway = gateway
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/messages", MessagesAPI(gateway).messages, methods=["POST"]),
                 Route("/v1/feedback", self.feedback, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),
@@ -166,16 +178,18 @@ class HTTPApp:
         )
 
     async def _sse_events(self, started: StreamResult, include_usage: bool) -> AsyncIterator[bytes]:
-        """The stream's chunks, then ``[DONE]``; or, whatever goes wrong, an error event last."""
-        model = started.accounting.served_model
+        """The stream's chunks, then ``[DONE]``; or, whatever goes wrong, an error event last.
 
-        def chunk(delta: dict[str, str], **kw: Any) -> bytes:
-            return _sse(chunk_json(started.id, started.created, model, delta, **kw))
-
+        Every chunk names the model that serves it and its tier (``model``, ``ferryman``); the
+        first also carries the decision, the last the accounting (attempts, cost).
+        """
+        served = served_json(started.accounting)
+        out = ChunkWriter(started.id, started.created, started.accounting.served_model, {"ferryman": served})
         try:
-            yield chunk({"role": "assistant", "content": ""})
-            async for text in self.gateway.stream_events(started):
-                yield chunk({"content": text})
+            first = out.start(started.request.n)
+            yield _sse(first | {"ferryman": served | {"decision": decision_json(started.decision)}})
+            async for event in self.gateway.stream_events(started):
+                yield _sse(out.event(event))
         except GatewayError as exc:
             # after the first token there is no fallback: end with an explicit error event
             yield _sse(exc.openai_body())
@@ -186,9 +200,11 @@ class HTTPApp:
             return
         done = started.completion
         assert done is not None, "stream_events ends with a completion or raises"
-        yield chunk({}, finish_reason=done.finish_reason)
+        reasons = tuple(c.finish_reason for c in done.choices)
+        last = out.finish(StreamEnd(reasons[0], done.usage, reasons[1:]))
+        yield _sse(last | {"ferryman": served | accounting_json(started.accounting)})
         if include_usage:
-            yield chunk({}, usage=done.usage)
+            yield _sse(out.usage(done.usage))
         yield _sse("[DONE]")
 
     async def models(self, request: Request) -> Response:
@@ -198,8 +214,17 @@ class HTTPApp:
             return _error_response(exc)
         config = self.gateway.config
         created = int(time.time())
-        names = list(config.policies) + list(config.models)
-        data = [{"id": n, "object": "model", "created": created, "owned_by": "ferryman"} for n in names]
+
+        def entry(name: str, kind: str, **more: Any) -> dict[str, Any]:
+            info = {"type": kind} | more
+            return {"id": name, "object": "model", "created": created, "owned_by": "ferryman", "ferryman": info}
+
+        data = [entry(n, "policy", router=p.router) for n, p in config.policies.items()]
+        data += [entry(n, "model", provider=m.provider) for n, m in config.models.items()]
+        # RouteLLM-style names: one family per router the scorer serves (its id alone is not a model name)
+        for router, calibrated in self.gateway.routers().items():
+            forms = [f"router-{router}-<threshold>"] + ([f"router-{router}-s<share>"] if calibrated else [])
+            data.append(entry(f"router-{router}", "router_family", router=router, calibrated=calibrated, forms=forms))
         return JSONResponse({"object": "list", "data": data})
 
 

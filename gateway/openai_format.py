@@ -4,7 +4,10 @@ This module checks the JSON *shape* only (types, unsupported features); the valu
 by :mod:`gateway.validation`, the one validator every transport shares. Errors name the
 offending field (``param``) in OpenAI's error shape. Routing options may be sent in a
 ``routing`` object (``extra_body={"routing": {...}}`` with the OpenAI SDK) with the fields of
-the proto's ``RoutingOptions``.
+the proto's ``RoutingOptions``. Tools, tool calls, response format and log-probabilities are
+read and written by :mod:`gateway.formats.openai` (the same shapes the providers speak).
+Every answer and every stream chunk carries a ``ferryman`` object naming the model that served
+it and its tier (:func:`served_json`); a whole answer's also has the decision and accounting.
 """
 
 from __future__ import annotations
@@ -14,23 +17,19 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import InvalidRequestError, UnsupportedParameterError
-from gateway.types import ChatRequest, ChatResult, Decision, Message, RoutingOverrides, Usage
+from gateway.formats import openai as fmt
+from gateway.formats.shape import client_error, flag, integer
+from gateway.types import Accounting, ChatRequest, ChatResult, Decision, Message, RoutingOverrides
 from gateway.validation import check_message_count
 
 #: OpenAI parameters the gateway does not implement and whose loss would change the answer's
-#: shape (tool calls, several choices, JSON mode, log-probabilities, audio), each with the values
-#: that mean "feature off". Any other value is refused with a 400 naming the parameter instead of
-#: being dropped silently. Pure sampling hints the providers may ignore anyway (seed,
+#: shape (the legacy functions API, audio, predicted outputs), each with the values that mean
+#: "feature off". Any other value is refused with a 400 naming the parameter instead of being
+#: dropped silently. Pure sampling hints the providers may ignore anyway (seed,
 #: presence_penalty, logit_bias, ...) are not listed and are not forwarded.
 UNSUPPORTED_PARAMS: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []),
     "functions": (None, []),
-    "tool_choice": (None, "none"),
     "function_call": (None, "none"),
-    "n": (None, 1),
-    "response_format": (None, {"type": "text"}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "audio": (None,),
     "modalities": (None, ["text"]),
     "prediction": (None,),
@@ -41,8 +40,9 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
     for key, off in UNSUPPORTED_PARAMS.items():
         value = data.get(key)
         if not any(value == v and type(value) is type(v) for v in off):
+            hint = "; use tools and tool_choice" if key.startswith("function") else ""
             raise UnsupportedParameterError(
-                f"parameter {key!r} is not supported by this gateway (got {value!r}); remove it", param=key
+                f"parameter {key!r} is not supported by this gateway (got {value!r}){hint}; remove it"[:300], param=key
             )
 
 
@@ -100,11 +100,18 @@ def _messages(value: Any, config: GatewayConfig) -> tuple[Message, ...]:
         name = m.get("name") or ""
         if not isinstance(name, str):
             raise InvalidRequestError(f"messages[{i}].name must be a string", param=f"messages[{i}].name")
-        out.append(Message(role, _content(m.get("content"), i), name))
+        calls = fmt.read_tool_calls(m.get("tool_calls"), f"messages[{i}]", client_error)
+        call_id = m.get("tool_call_id") or ""
+        if not isinstance(call_id, str):
+            raise InvalidRequestError(
+                f"messages[{i}].tool_call_id must be a string", param=f"messages[{i}].tool_call_id"
+            )
+        out.append(Message(role, _content(m.get("content"), i), name, calls, call_id))
     return tuple(out)
 
 
-def _routing(value: Any) -> RoutingOverrides:
+def read_routing(value: Any) -> RoutingOverrides:
+    """The ``routing`` object (shared by ``/v1/chat/completions`` and ``/v1/messages``)."""
     if value is None:
         return RoutingOverrides()
     if not isinstance(value, dict):
@@ -121,6 +128,11 @@ def _routing(value: Any) -> RoutingOverrides:
         strong_share=_number(value, "strong_share"),
         policy=value.get("policy") or "",
     )
+
+
+def _n(data: dict[str, Any]) -> int:
+    n = integer(data, "n", "", client_error)
+    return 1 if n is None else n
 
 
 def parse_chat_request(data: Any, config: GatewayConfig) -> tuple[ChatRequest, bool, bool]:
@@ -154,7 +166,14 @@ def parse_chat_request(data: Any, config: GatewayConfig) -> tuple[ChatRequest, b
         top_p=_number(data, "top_p"),
         stop=tuple(stop or ()),
         user=user,
-        routing=_routing(data.get("routing")),
+        routing=read_routing(data.get("routing")),
+        tools=fmt.read_tools(data.get("tools"), client_error),
+        tool_choice=fmt.read_tool_choice(data.get("tool_choice"), client_error),
+        parallel_tool_calls=flag(data, "parallel_tool_calls", "", client_error),
+        response_format=fmt.read_response_format(data.get("response_format"), client_error),
+        logprobs=bool(flag(data, "logprobs", "", client_error)),
+        top_logprobs=integer(data, "top_logprobs", "", client_error),
+        n=_n(data),
     )
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     return request, stream, include_usage
@@ -175,12 +194,9 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+def served_json(acc: Accounting) -> dict[str, str]:
+    """The model that served an answer and its tier: in every answer and every stream chunk."""
+    return {"model": acc.served_model, "tier": acc.served_tier.value}
 
 
 def completion_json(result: ChatResult) -> dict[str, Any]:
@@ -191,51 +207,28 @@ def completion_json(result: ChatResult) -> dict[str, Any]:
         "object": "chat.completion",
         "created": result.created,
         "model": acc.served_model,
-        "choices": [
+        "choices": [fmt.choice_json(i, c) for i, c in enumerate(result.completion.choices)],
+        "usage": fmt.usage_json(result.completion.usage),
+        "ferryman": served_json(acc) | {"decision": decision_json(result.decision)} | accounting_json(acc),
+    }
+
+
+def accounting_json(acc: Accounting) -> dict[str, Any]:
+    """What happened: the served tier, attempts and cost (a whole answer's, a stream's last chunk)."""
+    return {
+        "served_tier": acc.served_tier.value,
+        "degraded": acc.degraded,
+        "attempts": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.completion.content},
-                "finish_reason": result.completion.finish_reason,
+                "model": a.model,
+                "tier": a.tier.value,
+                "outcome": a.outcome.value,
+                "error": a.error,
+                "retries": a.retries,
+                "latency_ms": round(a.latency_ms, 3),
             }
+            for a in acc.attempts
         ],
-        "usage": usage_json(result.completion.usage),
-        "ferryman": {
-            "decision": decision_json(result.decision),
-            "served_tier": acc.served_tier.value,
-            "degraded": acc.degraded,
-            "attempts": [
-                {
-                    "model": a.model,
-                    "tier": a.tier.value,
-                    "outcome": a.outcome.value,
-                    "error": a.error,
-                    "retries": a.retries,
-                    "latency_ms": round(a.latency_ms, 3),
-                }
-                for a in acc.attempts
-            ],
-            "cost_usd": acc.cost_usd,
-            "strong_cost_usd": acc.strong_cost_usd,
-        },
+        "cost_usd": acc.cost_usd,
+        "strong_cost_usd": acc.strong_cost_usd,
     }
-
-
-def chunk_json(
-    completion_id: str,
-    created: int,
-    model: str,
-    delta: dict[str, str],
-    finish_reason: str | None = None,
-    usage: Usage | None = None,
-) -> dict[str, Any]:
-    """One ``chat.completion.chunk``; a usage-only chunk has no choices."""
-    chunk: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [] if usage is not None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-    }
-    if usage is not None:
-        chunk["usage"] = usage_json(usage)
-    return chunk

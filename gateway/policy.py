@@ -1,7 +1,9 @@
 """Cost policy: which tier a request goes to.
 
 A request's ``model`` is one of
-- ``router-<router>-<threshold>`` (RouteLLM's naming, e.g. ``router-mf-0.116``),
+- ``router-<router>-<threshold>`` (RouteLLM's naming, e.g. ``router-mf-0.116``; a threshold means
+  something only for the artifact it was calibrated on: docs/gateway.md),
+- ``router-<router>-s<share>``: that router at a target strong-call share (``router-mf-s0.30``),
 - a named policy from the configuration (e.g. ``ferryman-balanced``: target 30 % strong),
 - a configured model name, passed straight through (no routing, no fallback to other models).
 Routing options in the request override the router, threshold or strong-call share. A
@@ -63,13 +65,15 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
             raise UnknownModelError(f"unknown policy {policy_name!r}", param="routing.policy")
         spec = RouteSpec(policy.router, policy.threshold, policy.strong_share, policy.name, policy.scorer_down_tier)
     elif match := _ROUTER_MODEL.match(model):
+        value = match.group(2)
+        share = value.startswith("s")
         try:
-            threshold = float(match.group(2))
+            number = float(value[1:] if share else value)
         except ValueError:
-            raise InvalidRequestError(
-                f"model {model!r}: threshold {match.group(2)!r} is not a number", param="model"
-            ) from None
-        spec = RouteSpec(match.group(1), _unit(threshold, "threshold"), None, "", config.routing.scorer_down_tier)
+            what = "share" if share else "threshold"
+            raise InvalidRequestError(f"model {model!r}: {what} {value!r} is not a number", param="model") from None
+        threshold, strong_share = (None, _unit(number, "strong_share")) if share else (_unit(number, "threshold"), None)
+        spec = RouteSpec(match.group(1), threshold, strong_share, "", config.routing.scorer_down_tier)
     elif model in config.models:
         if routing_options:
             raise InvalidRequestError(f"routing options need a routed model, not the plain model {model!r}")
@@ -80,7 +84,8 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
         raise InvalidRequestError("model is required", param="model")
     else:
         raise UnknownModelError(
-            f"unknown model {model!r}: use a configured model, a policy, or router-<router>-<threshold>",
+            f"unknown model {model!r}: use a configured model, a policy, router-<router>-s<share> or "
+            "router-<router>-<threshold>",
             param="model",
         )
     # (override values were range-checked by gateway.validation)
@@ -163,6 +168,10 @@ class Policy:
             ok = await self._refresh()
             if not ok:
                 log.warning("scorer ListRouters failed; keeping the previous calibration tables")
+
+    def routers(self) -> dict[str, bool]:
+        """The scorer's routers (as last fetched), each with whether it has a calibration table."""
+        return {name: table is not None for name, table in sorted(self._calibration.items())}
 
     def _threshold_for_share(self, router: str, share: float) -> float:
         if not self._calibrated:

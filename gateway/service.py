@@ -17,19 +17,28 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from gateway.breaker_sync import BreakerSync
+from gateway.capabilities import narrow
 from gateway.config import GatewayConfig
 from gateway.cost import cost_usd, estimate_usage
-from gateway.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError, UnauthenticatedError
+from gateway.errors import (
+    ConfigError,
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    StreamInterruptedError,
+    UnauthenticatedError,
+)
 from gateway.learning.records import Answered, Rating
 from gateway.learning.service import Learning
 from gateway.learning.tenants import ANONYMOUS, tenant_id
 from gateway.lifecycle import Lifecycle, now
 from gateway.metrics import Metrics
 from gateway.policy import Policy
-from gateway.providers import ProviderPool
+from gateway.providers import MalformedAnswerError, ProviderPool
 from gateway.resilience import Resilience, StreamHandle
 from gateway.scorer_client import ScorerClient
 from gateway.scorer_watch import FallbackWatch, routers_in_use, self_check
+from gateway.streams import Assembler
 from gateway.types import (
     Accounting,
     ChatRequest,
@@ -38,6 +47,7 @@ from gateway.types import (
     Decision,
     StreamDelta,
     StreamEnd,
+    ToolCallDelta,
     Usage,
 )
 from gateway.validation import checked_request
@@ -54,8 +64,9 @@ class Runtime:
     environ: Mapping[str, str] | None = None
 
 
-def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+def new_completion_id(prefix: str = "chatcmpl-") -> str:
+    """A response id: ``chatcmpl-`` (chat completions) or ``msg_`` (``/v1/messages``) and 24 hex digits."""
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
 
 
 @dataclass
@@ -159,6 +170,10 @@ class Gateway:
             budget = min(budget, client_timeout_s)
         return now() + budget
 
+    def routers(self) -> dict[str, bool]:
+        """The scorer's routers (name → has a calibration table), for ``/v1/models``."""
+        return self._policy.routers() if self._policy is not None else {}
+
     async def route(self, request: ChatRequest) -> Decision:
         """The decision only; no provider is called."""
         return await self._route(checked_request(request, self.config))
@@ -190,24 +205,28 @@ class Gateway:
         outcome = "rejected" if isinstance(exc, InvalidRequestError | UnauthenticatedError) else "failed"
         self.metrics.requests.labels(tier, model, outcome).inc()
 
-    async def chat(self, request: ChatRequest, client_timeout_s: float | None = None) -> ChatResult:
+    async def chat(
+        self, request: ChatRequest, client_timeout_s: float | None = None, id_prefix: str = "chatcmpl-"
+    ) -> ChatResult:
         """Route and serve a whole chat completion."""
         deadline = self._deadline(client_timeout_s)
         decision: Decision | None = None
         try:
             request = checked_request(request, self.config)
             async with self.lifecycle.bound(deadline):
-                decision = await self._route(request)
+                decision = narrow(await self._route(request), request, self.config)
                 completion, accounting = await self.resilience.complete(request, decision, deadline)
         except Exception as exc:
             self.record_failure(decision, exc)
             raise
         self._account(decision, accounting, completion.usage)
-        result = ChatResult(new_completion_id(), int(time.time()), completion, decision, accounting)
+        result = ChatResult(new_completion_id(id_prefix), int(time.time()), completion, decision, accounting)
         self._learn(request, result.id, decision, accounting, completion)
         return result
 
-    async def start_stream(self, request: ChatRequest, client_timeout_s: float | None = None) -> StreamResult:
+    async def start_stream(
+        self, request: ChatRequest, client_timeout_s: float | None = None, id_prefix: str = "chatcmpl-"
+    ) -> StreamResult:
         """Route and start a stream; returns once a provider has produced its first event.
 
         The result's events stay within the same deadline (see :class:`StreamHandle`).
@@ -217,27 +236,29 @@ class Gateway:
         try:
             request = checked_request(request, self.config)
             async with self.lifecycle.bound(deadline):
-                decision = await self._route(request)
+                decision = narrow(await self._route(request), request, self.config)
                 handle = await self.resilience.open_stream(request, decision, deadline)
         except Exception as exc:
             self.record_failure(decision, exc)
             raise
-        return StreamResult(new_completion_id(), int(time.time()), decision, handle, request)
+        return StreamResult(new_completion_id(id_prefix), int(time.time()), decision, handle, request)
 
-    async def stream_events(self, result: StreamResult) -> AsyncIterator[str]:
-        """Text deltas of a started stream; fills ``result.completion`` and accounting at the end."""
+    async def stream_events(self, result: StreamResult) -> AsyncIterator[StreamDelta | ToolCallDelta]:
+        """Text and tool-call deltas of a started stream; fills ``result.completion`` and accounting at the end."""
         request = result.request
-        parts: list[str] = []
+        parts = Assembler()
         try:
             async for event in result.handle.events():
-                if isinstance(event, StreamDelta):
-                    parts.append(event.text)
-                    yield event.text
-                elif isinstance(event, StreamEnd):
-                    text = "".join(parts)
-                    usage = event.usage or estimate_usage(request.messages, text)
-                    result.completion = Completion(text, event.finish_reason, usage)
+                if isinstance(event, StreamEnd):
+                    usage = event.usage or estimate_usage(request.messages, parts.text)
+                    try:
+                        result.completion = parts.completion(event, usage)
+                    except MalformedAnswerError as exc:
+                        raise StreamInterruptedError(f"{result.accounting.served_model}: {exc}") from exc
                     self._account(result.decision, result.accounting, usage)
+                else:
+                    parts.add(event)
+                    yield event
         except GatewayError as exc:
             self.record_failure(result.decision, exc)
             raise

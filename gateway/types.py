@@ -7,7 +7,9 @@ They are independent of protobuf and of the OpenAI JSON shape; ``gateway.grpc_se
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Tier(enum.Enum):
@@ -38,12 +40,63 @@ class AttemptOutcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for (OpenAI's shape: ``arguments`` is JSON text of an object)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; ``parameters`` is its JSON schema (None: takes no arguments)."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] | None = None
+    #: OpenAI's strict schema adherence (None: the provider's default; not forwarded to Anthropic).
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """Whether and which tool the model must call: ``mode`` auto, none, required, or function (``name``)."""
+
+    mode: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """Structured output: ``type`` text, json_object, or json_schema (with ``name`` and ``schema``)."""
+
+    type: str
+    name: str = ""
+    schema: Mapping[str, Any] | None = None
+    strict: bool | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability, and the most likely alternatives (``top``)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    top: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat turn."""
+    """One chat turn; an assistant turn may carry tool calls, a ``tool`` turn answers one (``tool_call_id``)."""
 
     role: str
     content: str
     name: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,8 +121,22 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     user: str = ""
     routing: RoutingOverrides = field(default_factory=RoutingOverrides)
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    #: Whether the model may call several tools in one turn (None: the provider's default).
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    #: Choices to generate (all from the one model that serves the request).
+    n: int = 1
     #: Who sent it: the client key's tenant id (``gateway.learning.tenants``); never sent to providers.
     tenant: str = ""
+
+    @property
+    def uses_tools(self) -> bool:
+        """Tools are offered, or the conversation has tool calls or results."""
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
 
 
 @dataclass(frozen=True)
@@ -105,27 +172,65 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One generated answer: text and/or tool calls."""
+
+    content: str
+    finish_reason: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Completion:
-    """A provider's whole answer, translated."""
+    """A provider's whole answer, translated: the first choice, usage, and any further choices (n > 1)."""
 
     content: str
     finish_reason: str
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    more_choices: tuple[Choice, ...] = ()
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        return (Choice(self.content, self.finish_reason, self.tool_calls, self.logprobs), *self.more_choices)
+
+    @staticmethod
+    def of(choices: list[Choice], usage: Usage) -> Completion:
+        first, *more = choices
+        return Completion(first.content, first.finish_reason, usage, first.tool_calls, first.logprobs, tuple(more))
 
 
 @dataclass(frozen=True)
 class StreamDelta:
-    """A piece of streamed text."""
+    """A piece of streamed text of choice ``choice`` (with its tokens' log-probabilities, when asked)."""
 
     text: str
+    choice: int = 0
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of call ``index`` has its id and name, later
+    ones more of its JSON arguments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+    choice: int = 0
 
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """The end of a provider stream (usage is None when the provider sent none)."""
+    """The end of a provider stream (usage is None when the provider sent none); the finish reason
+    of choice 0, then of any further choices."""
 
     finish_reason: str
     usage: Usage | None
+    more_finish_reasons: tuple[str, ...] = ()
 
 
 @dataclass

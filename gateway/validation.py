@@ -5,24 +5,34 @@ refuse wrong JSON *types*); every rule about *values* is here and runs in the co
 (``Gateway``) before routing, so no transport can skip it: message count, roles, strings that
 cannot be encoded (lone UTF-16 surrogates, e.g. ``"\\ud800"`` in JSON), temperature/top_p that
 are NaN, infinite or out of range, max_tokens ≤ 0 or above the cap, too many stop sequences,
-routing overrides outside [0, 1]. Each error is an :class:`~gateway.errors.InvalidRequestError`
-naming the field (``param``).
+routing overrides outside [0, 1]; tools (how many, names, unique, schema size and depth), a
+tool_choice naming no offered tool, tool calls naming unknown tools or with arguments that are
+not a JSON object, tool results answering no earlier call, response_format schemas, logprobs /
+top_logprobs and n. Each error is an :class:`~gateway.errors.InvalidRequestError` naming the
+field (``param``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import InvalidRequestError, PayloadTooLargeError
-from gateway.types import ChatRequest, Message
+from gateway.formats.openai import parse_arguments
+from gateway.types import ChatRequest, Message, Tool
 
 #: Roles a request may use; "developer" (OpenAI's newer name) is read as "system".
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _USER_MAX = 256
+#: Tool and schema names, as both OpenAI and Anthropic require them.
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOP_LOGPROBS_MAX = 20
 
 
 def check_message_count(count: int, config: GatewayConfig) -> None:
@@ -51,6 +61,104 @@ def _unit_range(value: float | None, param: str, hi: float) -> None:
         raise InvalidRequestError(f"{param} must be a number in [0, {hi:g}], got {value!r}", param=param)
 
 
+def _name(value: str, param: str) -> None:
+    if not _NAME.match(value):
+        raise InvalidRequestError(f"{param} must be 1-64 letters, digits, '_' or '-', got {value[:80]!r}", param=param)
+
+
+def _schema(schema: Mapping[str, Any] | None, param: str, config: GatewayConfig) -> None:
+    """A JSON schema no larger than ``limits.max_schema_bytes`` and no deeper than ``max_schema_depth``."""
+    if schema is None:
+        return
+    size = len(json.dumps(schema, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > config.limits.max_schema_bytes:
+        raise InvalidRequestError(
+            f"{param} is {size} bytes as JSON; at most {config.limits.max_schema_bytes} are accepted", param=param
+        )
+    limit = config.limits.max_schema_depth
+    level: list[Any] = [schema]
+    for depth in range(1, limit + 2):
+        if depth > limit:
+            raise InvalidRequestError(f"{param} is nested deeper than {limit} levels", param=param)
+        level = [v for node in level for v in (node.values() if isinstance(node, dict) else node)]
+        level = [v for v in level if isinstance(v, dict | list)]
+        if not level:
+            return
+
+
+def _tools(tools: tuple[Tool, ...], config: GatewayConfig) -> None:
+    if len(tools) > config.limits.max_tools:
+        raise InvalidRequestError(f"tools has {len(tools)} entries; at most {config.limits.max_tools}", param="tools")
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        _name(tool.name, f"tools[{i}].name")
+        if tool.name in seen:
+            raise InvalidRequestError(f"tools[{i}].name {tool.name!r} is offered twice", param=f"tools[{i}].name")
+        seen.add(tool.name)
+        _text(tool.description, f"tools[{i}].description")
+        _schema(tool.parameters, f"tools[{i}].parameters", config)
+
+
+def _tool_turns(messages: tuple[Message, ...], tools: frozenset[str]) -> None:
+    """Tool calls name offered tools with JSON-object arguments; each tool result answers an earlier call."""
+    called: set[str] = set()
+    for i, m in enumerate(messages):
+        if m.tool_calls and m.role != "assistant":
+            raise InvalidRequestError(f"messages[{i}]: only assistant turns carry tool calls", param=f"messages[{i}]")
+        for j, call in enumerate(m.tool_calls):
+            param = f"messages[{i}].tool_calls[{j}]"
+            if not call.id:
+                raise InvalidRequestError(f"{param}.id is required", param=f"{param}.id")
+            if call.name not in tools:
+                raise InvalidRequestError(
+                    f"{param} calls {call.name[:80]!r}, which is not in tools", param=f"{param}.function.name"
+                )
+            if parse_arguments(call.arguments) is None:
+                raise InvalidRequestError(
+                    f"{param}.function.arguments must be a JSON object", param=f"{param}.function.arguments"
+                )
+            _text(call.arguments, f"{param}.function.arguments")
+            called.add(call.id)
+        if m.role == "tool" and m.tool_call_id not in called:
+            raise InvalidRequestError(
+                f"messages[{i}] (role tool) answers tool_call_id {m.tool_call_id[:80]!r}, which no earlier "
+                "assistant turn called",
+                param=f"messages[{i}].tool_call_id",
+            )
+        if m.role != "tool" and m.tool_call_id:
+            raise InvalidRequestError(f"messages[{i}]: only tool turns carry tool_call_id", param=f"messages[{i}]")
+
+
+def _features(request: ChatRequest, config: GatewayConfig) -> None:
+    """Tools, tool choice, response format, logprobs and n."""
+    _tools(request.tools, config)
+    names = frozenset(t.name for t in request.tools)
+    _tool_turns(request.messages, names)
+    choice = request.tool_choice
+    if choice is not None and choice.mode not in ("auto", "none", "required", "function"):
+        raise InvalidRequestError(
+            f"tool_choice {choice.mode!r} is not auto, none, required or a function", param="tool_choice"
+        )
+    if choice is not None and choice.mode in ("required", "function") and not request.tools:
+        raise InvalidRequestError(f"tool_choice {choice.mode!r} needs tools", param="tool_choice")
+    if choice is not None and choice.mode == "function" and choice.name not in names:
+        raise InvalidRequestError(f"tool_choice names {choice.name[:80]!r}, which is not in tools", param="tool_choice")
+    fmt = request.response_format
+    if fmt is not None:
+        if fmt.type not in ("text", "json_object", "json_schema"):
+            raise InvalidRequestError(f"response_format.type {fmt.type!r} is unknown", param="response_format.type")
+        if fmt.type == "json_schema":
+            _name(fmt.name, "response_format.json_schema.name")
+            _schema(fmt.schema, "response_format.json_schema.schema", config)
+    if request.top_logprobs is not None:
+        if not 0 <= request.top_logprobs <= _TOP_LOGPROBS_MAX:
+            raise InvalidRequestError(f"top_logprobs must be in [0, {_TOP_LOGPROBS_MAX}]", param="top_logprobs")
+        if not request.logprobs and request.top_logprobs > 0:
+            raise InvalidRequestError("top_logprobs needs logprobs: true", param="top_logprobs")
+    if not 1 <= request.n <= config.limits.max_n:
+        raise InvalidRequestError(f"n must be between 1 and {config.limits.max_n}, got {request.n}", param="n")
+
+
 def _messages(messages: tuple[Message, ...], config: GatewayConfig) -> tuple[Message, ...]:
     if not messages:
         raise InvalidRequestError("messages must contain at least one message", param="messages")
@@ -63,6 +171,7 @@ def _messages(messages: tuple[Message, ...], config: GatewayConfig) -> tuple[Mes
             )
         _text(m.content, f"messages[{i}].content")
         _text(m.name, f"messages[{i}].name")
+        _text(m.tool_call_id, f"messages[{i}].tool_call_id")
         if m.role == "developer":
             out = (*out[:i], replace(m, role="system"), *out[i + 1 :])
     return out
@@ -95,4 +204,5 @@ def checked_request(request: ChatRequest, config: GatewayConfig) -> ChatRequest:
     _unit_range(routing.strong_share, "strong_share", 1.0)
     _text(routing.router, "routing.router")
     _text(routing.policy, "routing.policy")
+    _features(request, config)
     return request if messages is request.messages else replace(request, messages=messages)

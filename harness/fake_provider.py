@@ -1,6 +1,10 @@
 """A fake LLM provider: a real HTTP server on loopback speaking the OpenAI chat-completions
 and Anthropic Messages APIs, with faults a test programs per request.
 
+It answers like :class:`gateway.demo.LocalProvider` (tool calls when tools are offered, the tool
+result quoted after one, JSON, ``n`` choices, log-probabilities; streamed tool-call arguments in
+pieces), written with the gateway's own wire-format writers (``gateway.formats``).
+
 Faults (:class:`Fault`): HTTP 500, 429 with Retry-After, any other status (400, 401), an HTML
 error page, slow answers, malformed JSON, answers of the wrong shape (``shape``: a JSON patch
 merged into the answer or into each stream event), huge answers, a connection dropped
@@ -33,6 +37,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from gateway.demo import LocalProvider, asked
 
 
 @dataclass(frozen=True)
@@ -99,11 +105,13 @@ class _Dropped(Exception):
     """Raised inside a streaming body to drop the connection mid-stream."""
 
 
-class FakeProvider:
-    """One fake endpoint serving both APIs under ``/v1`` (``/v1/chat/completions``, ``/v1/messages``)."""
+class FakeProvider(LocalProvider):
+    """One fake endpoint serving both APIs under ``/v1`` (``/v1/chat/completions``, ``/v1/messages``);
+    how it answers tools, JSON, ``n`` and log-probabilities: :class:`gateway.demo.LocalProvider`
+    (``tool_arguments`` is what its tool calls and JSON answers carry)."""
 
     def __init__(self, reply: str = "The quick brown fox jumps over the lazy dog.", name: str = "fake") -> None:
-        self.reply = reply
+        super().__init__(reply)
         self.name = name
         self.default = OK
         self.rules: list[Rule] = []
@@ -215,34 +223,31 @@ class FakeProvider:
             return Response(page, status_code=fault.status, media_type="text/html")
         return None
 
-    async def _begin(self, request: Request) -> tuple[dict[str, Any], Fault, Response | None, int]:
-        """Both APIs: parse the body, apply the next programmed fault, count prompt tokens (words)."""
+    async def _begin(self, request: Request) -> tuple[dict[str, Any], Fault, Response | None]:
+        """Both APIs: parse the body, apply the next programmed fault."""
         body = json.loads(await request.body())
         fault = self._next(request, body)
-        early = await self._fault_response(fault)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        return body, fault, early, prompt_tokens
+        return body, fault, await self._fault_response(fault)
 
-    def reply_for(self, body: dict[str, Any]) -> str:
-        """The answer to a request (subclasses answer by content: ``harness.fake_judge``)."""
-        return self.reply
-
-    def _words(self, reply: str, fault: Fault) -> list[str]:
+    def _words(self, reply: str, fault: Fault) -> list[str] | None:
+        """A huge answer's stream pieces (``fault.chunks`` of them); None: the reply, word by word."""
         if fault.kind == "huge":
             return ["x" * (fault.size // fault.chunks)] * fault.chunks
-        words = reply.split(" ")
-        return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+        return None
 
     @staticmethod
     def _patched(answer: dict[str, Any], fault: Fault) -> dict[str, Any]:
         return answer | json.loads(fault.patch) if fault.kind == "shape" else answer
 
     async def _sse(self, fault: Fault, events: list[str]) -> AsyncIterator[bytes]:
+        # the opening events (the role chunk; message_start and the first content_block_start) are never
+        # faulted; ``after_chunks`` counts the content events after them
+        lead = 2 if len(events) > 1 and events[1].startswith("event: content_block_start") else 1
         for i, event in enumerate(events):
-            content = i >= fault.after_chunks + 1  # the first event (role / message_start) is never faulted
+            content = i >= fault.after_chunks + lead if fault.after_chunks >= 0 else True  # -1: every event
             if fault.kind == "disconnect" and content:
                 raise _Dropped("dropped mid-stream by the test")
-            if fault.kind == "stall" and i == fault.after_chunks + 1:
+            if fault.kind == "stall" and i == fault.after_chunks + lead:
                 # SSE comments only, as some providers send to keep a connection open: the socket is
                 # never idle for long, so only a timeout between *events* notices the stall
                 stalled_until = time.monotonic() + fault.delay_s
@@ -256,71 +261,26 @@ class FakeProvider:
                 event = f"{head}data: {json.dumps(self._patched(json.loads(data), fault))}\n\n"
             yield event.encode()
 
-    async def _openai(self, request: Request) -> Response:
-        body, fault, early, prompt_tokens = await self._begin(request)
+    async def _serve(self, api: str, request: Request) -> Response:
+        """Both APIs: the programmed fault, else the answer (``gateway.demo.LocalProvider``) in ``api``'s format."""
+        body, fault, early = await self._begin(request)
         if early is not None:
             return early
-        words = self._words(self.reply_for(body), fault)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
-        }
-        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model", "")}
-        if not body.get("stream"):
-            message = {"role": "assistant", "content": "".join(words)}
-            answer = base | {
-                "object": "chat.completion",
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                "usage": usage,
-            }
-            return JSONResponse(self._patched(answer, fault))
-        chunk = base | {"object": "chat.completion.chunk"}
-        events = [f"data: {json.dumps(chunk | {'choices': [{'index': 0, 'delta': {'role': 'assistant'}}]})}\n\n"]
-        for w in words:
-            delta = {"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
-            events.append(f"data: {json.dumps(chunk | delta)}\n\n")
-        events.append(
-            f"data: {json.dumps(chunk | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
-        )
-        if (body.get("stream_options") or {}).get("include_usage"):
-            events.append(f"data: {json.dumps(chunk | {'choices': [], 'usage': usage})}\n\n")
-        events.append("data: [DONE]\n\n")
+        ask = asked(api, body)
+        reply = self.reply_for(body)  # once: a fake judge records each prompt it answers
+        pieces = self._words(reply, fault)
+        text = "".join(pieces) if pieces is not None else reply
+        choices = self.choices(ask, text)
+        if not ask.stream:
+            return JSONResponse(self._patched(self.answer_json(ask, choices), fault))
+        events = self.stream_events(ask, choices, pieces if not choices[0].tool_calls else None)
         return StreamingResponse(self._sse(fault, events), media_type="text/event-stream")
+
+    async def _openai(self, request: Request) -> Response:
+        return await self._serve("openai", request)
 
     async def _anthropic(self, request: Request) -> Response:
-        body, fault, early, prompt_tokens = await self._begin(request)
-        if early is not None:
-            return early
-        words = self._words(self.reply_for(body), fault)
-        if not body.get("stream"):
-            answer = {
-                "id": "msg_fake",
-                "type": "message",
-                "role": "assistant",
-                "model": body.get("model", ""),
-                "content": [{"type": "text", "text": "".join(words)}],
-                "stop_reason": "end_turn",
-                "usage": {"input_tokens": prompt_tokens, "output_tokens": len(words)},
-            }
-            return JSONResponse(self._patched(answer, fault))
-
-        def ev(name: str, data: dict[str, Any]) -> str:
-            return f"event: {name}\ndata: {json.dumps(data | {'type': name})}\n\n"
-
-        start_msg = {
-            "id": "msg_fake",
-            "role": "assistant",
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": 1},
-        }
-        events = [ev("message_start", {"message": start_msg})]
-        for w in words:
-            events.append(ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}))
-        events.append(
-            ev("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(words)}})
-        )
-        events.append(ev("message_stop", {}))
-        return StreamingResponse(self._sse(fault, events), media_type="text/event-stream")
+        return await self._serve("anthropic", request)
 
 
 def main() -> int:

@@ -166,7 +166,8 @@ class Learning:
         if a.request.tenant in self._lc.shadow.opt_out_tenants:
             samples.labels(policy, "opted_out").inc()
             return
-        if a.accounting.served_tier not in (Tier.STRONG, Tier.WEAK):
+        # tool-calling turns are not judged: the judge compares text answers (docs/learning.md)
+        if a.accounting.served_tier not in (Tier.STRONG, Tier.WEAK) or a.request.uses_tools:
             samples.labels(policy, "unsuitable").inc()
             return
         usable = self.store.usable()

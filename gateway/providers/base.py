@@ -2,9 +2,10 @@
 
 Every answer is checked at this edge before the core sees it: a body or an SSE event that is
 not the documented shape (a field of the wrong type, a count that is not a non-negative
-integer, more bytes than ``limits.max_response_bytes``) raises :class:`MalformedAnswerError`,
-a provider fault like a 5xx: retried, then the next model. Only provider faults (429, 5xx,
-connect errors, provider timeouts, malformed or oversized answers) are retried and count
+integer, more bytes than ``limits.max_response_bytes``, a tool call naming a tool the request
+did not offer or whose arguments are not a JSON object, more choices or tool calls than asked)
+raises :class:`MalformedAnswerError`, a provider fault like a 5xx: retried, then the next model.
+Only provider faults (429, 5xx, connect errors, provider timeouts, malformed or oversized answers) are retried and count
 against a circuit breaker; a full local connection pool is :class:`LocalSaturationError` (the
 next model, no breaker); any other 4xx is the caller's problem and is returned as such. Error
 texts are short and secret-free: provider bodies are echoed only for 400-class request errors,
@@ -23,9 +24,10 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from gateway.config import ModelConfig
-from gateway.types import ChatRequest, Completion, StreamDelta, StreamEnd, Usage
+from gateway.formats.openai import parse_arguments
+from gateway.types import ChatRequest, Completion, StreamDelta, StreamEnd, ToolCall, ToolCallDelta, Usage
 
-StreamEvent = StreamDelta | StreamEnd
+StreamEvent = StreamDelta | ToolCallDelta | StreamEnd
 T = TypeVar("T")
 
 
@@ -78,7 +80,7 @@ class Provider(Protocol):
         ...
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """Deltas, then exactly one :class:`StreamEnd`; anything else raises."""
+        """Text and tool-call deltas, then exactly one :class:`StreamEnd`; anything else raises."""
         ...
 
 
@@ -209,6 +211,17 @@ def count(data: dict[str, Any], key: str, where: str) -> int:
     if value is not None and value < 0:
         raise malformed(f"{where}.{key}", "is negative")
     return value or 0
+
+
+def check_tool_calls(calls: tuple[ToolCall, ...], request: ChatRequest) -> None:
+    """A whole answer's tool calls: each names a tool the request offered, with a JSON object as
+    arguments (a model calling an unknown tool, or with broken arguments, is a malformed answer)."""
+    names = {t.name for t in request.tools}
+    for call in calls:
+        if call.name not in names:
+            raise malformed("answer tool call", f"names unknown tool {call.name!r}")
+        if parse_arguments(call.arguments) is None:
+            raise malformed(f"answer tool call {call.name!r}", "has arguments that are not a JSON object")
 
 
 def usage(data: dict[str, Any], key: str, where: str, prompt_key: str, completion_key: str) -> Usage | None:

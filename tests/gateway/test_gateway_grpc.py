@@ -75,6 +75,30 @@ def test_http_answer_splits_scorer_time_into_round_trip_and_server(gw):
     assert decision["scorer_server_ms"] == pytest.approx(server, abs=1e-3)
 
 
+def test_share_named_router_models_and_router_families(gw, stub, scorer_address):
+    """``router-<router>-s<share>`` routes at a target strong-call share through the router's calibration
+    table (as a policy does); ``/v1/models`` lists each router the scorer serves as a family."""
+    routers = scorer_stub(scorer_address).ListRouters(scorer_pb2.ListRoutersRequest()).routers
+    for name, share in (("mf", 0.3), ("sw", 0.75)):
+        table = CalibrationTable(
+            (p.strong_share, p.threshold) for p in next(r for r in routers if r.name == name).calibration
+        )
+        d = stub.Route(pb.RouteRequest(model=f"router-{name}-s{share}", messages=MSGS), metadata=AUTH).decision
+        assert d.router == name and d.source == pb.DECISION_SOURCE_SCORED
+        assert d.threshold == table.threshold_for(share)
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    models = httpx.get(gw.http_url + "/v1/models", headers=headers, timeout=10).json()["data"]
+    families = {m["id"]: m["ferryman"] for m in models if m["ferryman"]["type"] == "router_family"}
+    assert set(families) == {f"router-{r.name}" for r in routers}
+    assert families["router-mf"]["forms"] == ["router-mf-<threshold>", "router-mf-s<share>"]
+    assert {m["ferryman"]["type"] for m in models} == {"policy", "model", "router_family"}
+    for bad, code in (("router-mf-s1.5", 400), ("router-mf-sx", 400), ("router-mf-s", 400), ("router-mf", 404)):
+        body = {"model": bad, "messages": [{"role": "user", "content": "hi"}]}
+        r = httpx.post(gw.http_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        assert r.status_code == code, (bad, r.text)
+    assert "router-<router>-s<share>" in r.json()["error"]["message"]
+
+
 def test_policy_threshold_comes_from_the_calibration_table(stub, scorer_address):
     routers = scorer_stub(scorer_address).ListRouters(scorer_pb2.ListRoutersRequest()).routers
     table = CalibrationTable(

@@ -62,10 +62,10 @@ def test_sdk_streaming(gw, model):
 
 def test_sdk_unsupported_features_are_refused_not_dropped(gw, fakes):
     client = sdk(gw)
-    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+    function = {"name": "lookup", "parameters": {"type": "object", "properties": {}}}
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="weak-openai", messages=MESSAGES, tools=[tool])
-    assert err.value.code == "unsupported_parameter" and err.value.param == "tools"
+        client.chat.completions.create(model="weak-openai", messages=MESSAGES, functions=[function])
+    assert err.value.code == "unsupported_parameter" and err.value.param == "functions"
     assert fakes["weak-openai"].requests == 0
     # The values that mean "feature off" are accepted.
     ok = client.chat.completions.create(model="weak-openai", messages=MESSAGES, n=1, tool_choice="none", logprobs=False)
@@ -120,20 +120,15 @@ BAD_INPUTS = {
         400,
         "strong_share",
     ),
-    "tools (unsupported)": (
-        json.dumps(
-            {"model": "weak-openai", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]}
-        ).encode(),
+    "legacy functions (unsupported)": (
+        json.dumps({"model": "weak-openai", "messages": MESSAGES, "functions": [{"name": "f"}]}).encode(),
         400,
-        "tools",
+        "functions",
     ),
-    "n above 1 (unsupported)": (json.dumps({"model": "weak-openai", "messages": MESSAGES, "n": 2}).encode(), 400, "n"),
-    "JSON mode (unsupported)": (
-        json.dumps(
-            {"model": "router-mf-0.5", "messages": MESSAGES, "response_format": {"type": "json_object"}}
-        ).encode(),
+    "audio output (unsupported)": (
+        json.dumps({"model": "weak-openai", "messages": MESSAGES, "audio": {"voice": "alloy"}}).encode(),
         400,
-        "response_format",
+        "audio",
     ),
     "temperature out of range": (
         json.dumps({"model": "weak-openai", "messages": MESSAGES, "temperature": 9}).encode(),

@@ -7,10 +7,10 @@ from email.utils import formatdate
 from time import time
 
 from gateway.config import RetryConfig
-from gateway.providers.anthropic import to_anthropic
+from gateway.formats.anthropic import request_json
 from gateway.providers.base import parse_retry_after
 from gateway.resilience import backoff_delay
-from gateway.types import ChatRequest, Message
+from gateway.types import ChatRequest, Message, Tool, ToolCall
 
 
 def test_backoff_grows_is_capped_jittered_and_honours_retry_after():
@@ -36,18 +36,30 @@ def test_anthropic_translation():
             Message("system", "Be brief."),
             Message("user", "a"),
             Message("user", "b"),
-            Message("assistant", "c"),
-            Message("tool", "d"),
+            Message("assistant", "c", tool_calls=(ToolCall("t1", "look", '{"q": 1}'),)),
+            Message("tool", "d", tool_call_id="t1"),
+            Message("user", "e"),
         ),
         stop=("END",),
         temperature=0.2,
+        tools=(Tool("look"),),
     )
-    body = to_anthropic("claude-x", request, default_max_tokens=256, stream=True)
+    body = request_json("claude-x", request, default_max_tokens=256, stream=True)
     assert body["system"] == "Be brief."
     assert body["messages"] == [
         {"role": "user", "content": "a\n\nb"},
-        {"role": "assistant", "content": "c"},
-        {"role": "user", "content": "d"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "c"},
+                {"type": "tool_use", "id": "t1", "name": "look", "input": {"q": 1}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "d"}, {"type": "text", "text": "e"}],
+        },
     ]
+    assert body["tools"] == [{"name": "look", "input_schema": {"type": "object", "properties": {}}}]
     assert body["max_tokens"] == 256 and body["stop_sequences"] == ["END"] and body["stream"] is True
     assert body["temperature"] == 0.2 and "top_p" not in body

@@ -78,8 +78,9 @@ class GatewayServiceServicer:
 
     def StreamChatCompletion(self, request, context):
         """StreamChatCompletion routes a chat completion and streams the answer.
-        The first message carries the decision, then content deltas follow, and
-        the last carries usage and cost. A provider failure after the first
+        The first message carries the decision, then content and tool-call deltas
+        follow, and the last carries usage and cost; every message names the
+        served model and tier. A provider failure after the first
         delta ends the stream with an error status (never a silent truncation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

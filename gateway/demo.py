@@ -1,0 +1,277 @@
+"""A local stand-in LLM provider speaking both wire formats, and ``ferryman demo-provider``.
+
+``ferryman up --demo`` (``make demo``) runs it beside the scorer and the gateway, with
+``config/gateway.demo.yaml``: two keyless models on loopback, ``demo-strong`` (the OpenAI
+chat-completions format) and ``demo-weak`` (Anthropic's Messages API), so that a fresh clone
+without provider keys gets real routed completions — whole, streamed, with tool calls — through
+the same code paths as real providers. Every answer is labelled: its model is ``demo-...`` and
+its text starts with ``[Ferryman demo]``. No LLM is called; the answer is canned.
+
+How it answers (:class:`LocalProvider`; the test harness's fake provider is one too, with
+faults): when tools are offered (and ``tool_choice`` is not none) and the conversation does not
+end with a tool result, it calls the forced tool or the first one with ``tool_arguments``;
+after a tool result it answers in text and quotes the result; asked for JSON
+(``response_format``) it answers ``tool_arguments``; ``n`` choices, log-probabilities per word.
+Streams send the text word by word and tool-call arguments in pieces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.formats import anthropic as anthropic_format
+from gateway.formats import openai as openai_format
+from gateway.types import (
+    Choice,
+    Completion,
+    StreamDelta,
+    StreamEnd,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+#: The demo's default port (``ferryman up --demo`` adds its port offset).
+DEMO_PORT = 8089
+_ARGUMENT_PIECE = 8
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a provider request asks for, read from either wire format."""
+
+    api: str
+    model: str
+    tools: tuple[str, ...]
+    forced: str | None
+    tools_off: bool
+    tool_result: str | None
+    json_output: bool
+    n: int
+    logprobs: bool
+    top_logprobs: int
+    stream: bool
+    include_usage: bool
+    prompt_tokens: int
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(_text_of(b.get("text") or b.get("content")) for b in content if isinstance(b, dict))
+    return ""
+
+
+def asked(api: str, body: dict[str, Any]) -> Asked:
+    """Read a chat-completions (``api="openai"``) or Messages (``"anthropic"``) request body."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    last = messages[-1] if messages else {}
+    prompt_tokens = sum(len(_text_of(m.get("content")).split()) for m in messages)
+    choice = body.get("tool_choice")
+    if api == "openai":
+        tools = tuple(t["function"]["name"] for t in body.get("tools") or [])
+        forced = choice["function"]["name"] if isinstance(choice, dict) else None
+        off = choice == "none"
+        result = _text_of(last.get("content")) if last.get("role") == "tool" else None
+        json_output = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+    else:
+        tools = tuple(t["name"] for t in body.get("tools") or [])
+        forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
+        off = isinstance(choice, dict) and choice.get("type") == "none"
+        content = last.get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        results = [_text_of(b.get("content")) for b in blocks if b.get("type") == "tool_result"]
+        result = " ".join(results) if results and last.get("role") == "user" else None
+        json_output = False  # Anthropic has no JSON mode: the gateway sends a forced tool
+    return Asked(
+        api,
+        str(body.get("model", "")),
+        tools,
+        forced,
+        off,
+        result,
+        json_output,
+        int(body.get("n") or 1),
+        bool(body.get("logprobs")),
+        int(body.get("top_logprobs") or 0),
+        bool(body.get("stream")),
+        bool((body.get("stream_options") or {}).get("include_usage")),
+        prompt_tokens,
+    )
+
+
+def words(text: str) -> list[str]:
+    """``text`` in word-sized stream pieces (spaces kept)."""
+    parts = text.split(" ")
+    return [w + (" " if i < len(parts) - 1 else "") for i, w in enumerate(parts)]
+
+
+def _logprobs(pieces: list[str], top: int) -> tuple[TokenLogprob, ...]:
+    out = []
+    for piece in pieces:
+        alternatives = (TokenLogprob(piece, -0.25), TokenLogprob("maybe", -2.5), TokenLogprob("perhaps", -3.5))
+        out.append(TokenLogprob(piece, -0.25, tuple(piece.encode()), alternatives[:top]))
+    return tuple(out)
+
+
+class LocalProvider:
+    """Answers provider requests in either wire format (subclasses choose the text: ``reply_for``)."""
+
+    def __init__(self, reply: str, tool_arguments: str = '{"query": "fake"}') -> None:
+        self.reply = reply
+        self.tool_arguments = tool_arguments
+        self._ids = itertools.count(1)
+
+    def reply_for(self, body: dict[str, Any]) -> str:
+        """The answer's text (before a quoted tool result, and per choice)."""
+        return self.reply
+
+    def choices(self, ask: Asked, text: str) -> list[Choice]:
+        """The answer: a tool call, JSON, or ``text`` (quoting a tool result), ``ask.n`` times."""
+        if ask.tools and not ask.tools_off and ask.tool_result is None:
+            prefix = "call_" if ask.api == "openai" else "toolu_"
+            call = ToolCall(f"{prefix}{next(self._ids):06d}", ask.forced or ask.tools[0], self.tool_arguments)
+            return [Choice("", "tool_calls", (call,)) for _ in range(ask.n)]
+        if ask.json_output:
+            text = self.tool_arguments
+        elif ask.tool_result is not None:
+            text = f"{text} Tool result: {ask.tool_result}"
+        out = []
+        for i in range(ask.n):
+            content = text if i == 0 else f"{text} (choice {i + 1})"
+            logprobs = _logprobs(words(content), ask.top_logprobs) if ask.logprobs else None
+            out.append(Choice(content, "stop", (), logprobs))
+        return out
+
+    def usage(self, ask: Asked, choices: list[Choice]) -> Usage:
+        generated = sum(len(words(c.content)) if c.content else 1 for c in choices)
+        return Usage(ask.prompt_tokens, generated)
+
+    # ------------------------------------------------------------ whole answers
+
+    def answer_json(self, ask: Asked, choices: list[Choice]) -> dict[str, Any]:
+        usage = self.usage(ask, choices)
+        if ask.api == "anthropic":
+            completion = Completion.of(choices, usage)
+            return anthropic_format.message_json(f"msg_{next(self._ids):06d}", ask.model, completion)
+        return {
+            "id": f"chatcmpl-local{next(self._ids):06d}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": ask.model,
+            "choices": [openai_format.choice_json(i, c) for i, c in enumerate(choices)],
+            "usage": openai_format.usage_json(usage),
+        }
+
+    # ------------------------------------------------------------ streams
+
+    @staticmethod
+    def deltas(choices: list[Choice], pieces: list[str] | None = None) -> list[StreamDelta | ToolCallDelta]:
+        """Each choice's text word by word (or as ``pieces``), then its tool calls in pieces."""
+        out: list[StreamDelta | ToolCallDelta] = []
+        for i, choice in enumerate(choices):
+            chunks = pieces if pieces is not None and i == 0 else words(choice.content) if choice.content else []
+            logprobs = list(choice.logprobs or ())
+            for j, chunk in enumerate(chunks):
+                out.append(StreamDelta(chunk, i, (logprobs[j],) if j < len(logprobs) else None))
+            for k, call in enumerate(choice.tool_calls):
+                out.append(ToolCallDelta(k, call.id, call.name, "", i))
+                for start in range(0, len(call.arguments), _ARGUMENT_PIECE):
+                    out.append(ToolCallDelta(k, arguments=call.arguments[start : start + _ARGUMENT_PIECE], choice=i))
+        return out
+
+    def stream_events(self, ask: Asked, choices: list[Choice], pieces: list[str] | None = None) -> list[str]:
+        """The whole stream as SSE event texts, in the request's wire format."""
+        usage = self.usage(ask, choices)
+        end = StreamEnd(choices[0].finish_reason, usage, tuple(c.finish_reason for c in choices[1:]))
+        deltas = self.deltas(choices, pieces)
+        if ask.api == "anthropic":
+            writer = anthropic_format.StreamWriter(f"msg_{next(self._ids):06d}", ask.model)
+            events = writer.start(ask.prompt_tokens)
+            for delta in deltas:
+                events += writer.event(delta)
+            return events + writer.finish(end, usage)
+        out = openai_format.ChunkWriter(f"chatcmpl-local{next(self._ids):06d}", int(time.time()), ask.model)
+        chunks = [out.start(len(choices)), *(out.event(d) for d in deltas), out.finish(end)]
+        if ask.include_usage:
+            chunks.append(out.usage(usage))
+        return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+
+
+class DemoProvider(LocalProvider):
+    """The demo's canned answers, labelled as such."""
+
+    def __init__(self) -> None:
+        super().__init__("", tool_arguments='{"query": "demo"}')
+
+    def reply_for(self, body: dict[str, Any]) -> str:
+        model = str(body.get("model", "demo"))
+        return (
+            f"[Ferryman demo] This is a canned answer from {model}, a built-in local stand-in model: no LLM was "
+            "called. The router chose this tier for your prompt; set OPENAI_API_KEY / ANTHROPIC_API_KEY and run "
+            "`make run` for real answers."
+        )
+
+    async def handle(self, request: Request) -> Response:
+        api = "anthropic" if request.url.path.endswith("/messages") else "openai"
+        body = json.loads(await request.body())
+        ask = asked(api, body)
+        choices = self.choices(ask, self.reply_for(body))
+        if not ask.stream:
+            return JSONResponse(self.answer_json(ask, choices))
+
+        async def events() -> Any:
+            for event in self.stream_events(ask, choices):
+                yield event.encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    def app(self) -> Starlette:
+        routes = [Route(p, self.handle, methods=["POST"]) for p in ("/v1/chat/completions", "/v1/messages")]
+        return Starlette(routes=routes)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=int, default=DEMO_PORT, help="port (0: any free port)")
+    parser.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the demo provider until SIGINT/SIGTERM."""
+    import asyncio
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(DemoProvider().app(), host=args.host, port=args.port, log_level="warning", lifespan="off")
+    )
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+                return
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(f"ferryman demo-provider: serving canned answers on http://{args.host}:{port}/v1", flush=True)
+        if args.port_file is not None:
+            args.port_file.write_text(str(port))
+        await task
+
+    asyncio.run(serve())
+    return 0
