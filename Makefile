@@ -10,7 +10,7 @@ BUF := tools/node_modules/.bin/buf
 PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-lab run test ci lint proto proto-check buf-lint system-deps clean
+.PHONY: help setup setup-lab run demo test ci lint proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local fault-table
 .PHONY: eval routers crossfit learn-curve
 
@@ -56,10 +56,13 @@ setup-lab: setup $(STAMPS)/lab  ## setup plus the lab and dev extras (torch, tes
 UP_ARGS = $(if $(HOST),--host $(HOST)) $(if $(PORT_OFFSET),--port-offset $(PORT_OFFSET)) \
 	$(if $(SCORER_PORT),--scorer-port $(SCORER_PORT)) $(if $(SCORER_METRICS_PORT),--scorer-metrics-port $(SCORER_METRICS_PORT)) \
 	$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
-	$(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
+	$(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT)) $(if $(filter-out 0,$(DEMO)),--demo)
 
-run: setup  ## serve scorer + gateway with the default routers (HOST=, PORT_OFFSET=, SCORER_PORT=, GRPC_PORT=, ...)
+run: setup  ## serve scorer + gateway with the default routers (HOST=, PORT_OFFSET=, SCORER_PORT=, GRPC_PORT=, ..., DEMO=1)
 	$(BIN)/ferryman up $(UP_ARGS)
+
+demo: setup  ## `make run` without provider keys: a built-in demo provider answers (canned, labelled), client key "demo"
+	$(BIN)/ferryman up --demo $(UP_ARGS)
 
 test: setup-lab system-deps  ## set up everything and run all tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,11 @@ on the default ports (scorer 50051, its metrics 9090, gateway gRPC 50061 and HTT
 last two from the config) plus ``--port-offset``, or the ports given one by one, so a second copy
 runs beside the first with ``--port-offset 100`` (``make run PORT_OFFSET=100``). A port in use
 stops start-up with an error naming it. Once both answer, ``up`` prints where everything listens.
+
+``--demo`` (``make demo``) needs no provider keys: a third child serves the built-in demo provider
+(``ferryman demo-provider``, :mod:`gateway.demo`: canned answers labelled ``[Ferryman demo]``) on
+``--demo-port`` (8089 + offset), and the gateway uses ``config/gateway.demo.yaml``, whose two
+keyless models point at it; the client key is ``demo`` unless one is configured.
 """
 
 from __future__ import annotations
@@ -25,14 +30,18 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import yaml
+
 from ferryman import paths
 from gateway.config import GatewayConfig, add_config_argument, load_config
+from gateway.demo import DEMO_PORT
 
 STOP_TIMEOUT_S = 20.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -40,6 +49,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 SCORER_PORT, SCORER_METRICS_PORT = 50051, 9090
 ENV = "FERRYMAN_UP_"
+DEMO_CONFIG = Path("config/gateway.demo.yaml")
+DEMO_KEY = "demo"
 
 
 def _env_int(name: str) -> int | None:
@@ -82,6 +93,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_env_int(ENV + "HTTP_PORT"),
         help="gateway HTTP port (the config's server.http_port, 8080 in config/gateway.yaml)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=os.environ.get(ENV + "DEMO", "") not in ("", "0"),
+        help=f"no provider keys needed: serve the built-in demo provider (canned answers labelled as a demo) "
+        f"and use {DEMO_CONFIG} instead of --config; client key {DEMO_KEY!r} unless one is set [env {ENV}DEMO]",
+    )
+    parser.add_argument(
+        "--demo-port", type=int, default=_env_int(ENV + "DEMO_PORT"), help=f"demo provider port ({DEMO_PORT})"
     )
     parser.add_argument(
         "--admin-port",
@@ -154,13 +175,18 @@ def _ready(addr: Addresses) -> bool:
         return False
 
 
-def _gateway_env(config: GatewayConfig) -> dict[str, str]:
-    """The environment for the gateway, with a generated client key when none is configured."""
+def _gateway_env(config: GatewayConfig, demo: bool = False) -> dict[str, str]:
+    """The environment for the gateway, with a client key for this run when none is configured
+    (generated; ``demo`` in demo mode, where no provider key is spent)."""
     env = dict(os.environ)
     auth = config.auth
     if not auth.disabled and not auth.load_keys(env):
         if auth.keys_env is None:
             raise SystemExit("ferryman up: auth is enabled but no client keys are configured")
+        if demo:
+            env[auth.keys_env] = DEMO_KEY
+            print(f"ferryman up: demo mode; client API key {DEMO_KEY!r} (set {auth.keys_env} to choose)", flush=True)
+            return env
         key = "fm-" + secrets.token_urlsafe(24)
         env[auth.keys_env] = key
         print(f"ferryman up: no client API key configured; generated one for this run: {key}", flush=True)
@@ -200,9 +226,29 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _demo_config(port: int, workdir: Path) -> Path:
+    """The demo configuration, its models pointed at the demo provider's ``port``."""
+    if port == DEMO_PORT:
+        return DEMO_CONFIG
+    data = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    for model in data["models"].values():
+        model["base_url"] = model["base_url"].replace(f":{DEMO_PORT}/", f":{port}/")
+    path = workdir / "gateway.demo.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="ferryman-up-") as workdir:
+        return _run(args, Path(workdir))
+
+
+def _run(args: argparse.Namespace, workdir: Path) -> int:
+    demo_port = DEMO_PORT + args.port_offset if args.demo_port is None else args.demo_port
+    if args.demo:
+        args.config = _demo_config(demo_port, workdir)
     config = load_config(args.config)  # fail here, with the config's own message, before starting anything
-    gateway_env = _gateway_env(config)
+    gateway_env = _gateway_env(config, demo=args.demo)
     addr = addresses(args, config.server.grpc_port, config.server.http_port, config.admin.port)
     ferryman = [sys.executable, "-m", "ferryman"]
     scorer_cmd = [*ferryman, "scorer", "--routers-dir", str(args.routers_dir), "--encoder-dir", str(args.encoder_dir)]
@@ -224,11 +270,16 @@ def run(args: argparse.Namespace) -> int:
     parent = os.getppid()
     hook = _die_with_parent_hook()
     print(f"ferryman up: starting on {addr.host}: " + "; ".join(addr.describe()), flush=True)
-    children = [
+    names = ["scorer", "gateway"]
+    children = []
+    if args.demo:  # first, so that the gateway's first requests find it
+        demo_cmd = [*ferryman, "demo-provider", "--host", addr.dial_host, "--port", str(demo_port)]
+        children.append(subprocess.Popen(demo_cmd, preexec_fn=hook))
+        names.insert(0, "demo provider")
+    children += [
         subprocess.Popen(scorer_cmd, preexec_fn=hook),
         subprocess.Popen(gateway_cmd, env=gateway_env, preexec_fn=hook),
     ]
-    names = ("scorer", "gateway")
     status = 0
     ready = False
     try:
@@ -243,7 +294,10 @@ def run(args: argparse.Namespace) -> int:
                 break
             if not ready and _ready(addr):
                 ready = True
-                print("ferryman up: ready", *(f"  {line}" for line in addr.describe()), sep="\n", flush=True)
+                lines = addr.describe()
+                if args.demo:
+                    lines.append(f"demo provider http://{addr.dial_host}:{demo_port}/v1 (canned answers, no keys)")
+                print("ferryman up: ready", *(f"  {line}" for line in lines), sep="\n", flush=True)
             time.sleep(0.2)
     finally:
         _stop(children)

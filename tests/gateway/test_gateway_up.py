@@ -189,3 +189,58 @@ def test_up_ports_default_plus_offset_unless_given(tmp_path):
     )
     assert addr.admin_port == 9191
     assert up.addresses(parser.parse_args(["--host", "0.0.0.0"]), 50061, 8080).dial_host == "127.0.0.1"
+
+
+def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_factory):
+    """``ferryman up --demo`` (``make demo``): no provider key and no client key set; the README's request
+    gets a routed completion from the built-in demo provider, whole and streamed, labelled as a demo."""
+    import anthropic
+    import openai
+
+    from harness.scorer import build_test_routers
+
+    routers = build_test_routers(tmp_path_factory.mktemp("demo-routers"))
+    ports = {name: free_port() for name in ("scorer", "grpc", "http", "admin", "demo")}
+    cmd = [sys.executable, "-m", "ferryman", "up", "--demo", "--routers-dir", str(routers)]
+    for name, port in ports.items():
+        cmd += [f"--{name}-port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "FERRYMAN_API_KEYS"}
+    env["FERRYMAN_SCORER_METRICS_PORT"] = "0"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = "".join(_read_until(proc, "demo provider http"))
+        assert "ferryman up: ready" in out and "client API key 'demo'" in out
+        assert f"demo provider http://127.0.0.1:{ports['demo']}/v1" in out
+        base = f"http://127.0.0.1:{ports['http']}"
+        readme = {
+            "model": "ferryman-balanced",
+            "messages": [{"role": "user", "content": "Prove there are infinitely many primes."}],
+        }
+        deadline = time.monotonic() + 120
+        while True:  # the scorer may still be loading: wait until the README's request is scored
+            answer = httpx.post(
+                base + "/v1/chat/completions", json=readme, headers={"authorization": "Bearer demo"}, timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+            if answer.headers["x-ferryman-decision-source"] == "scored":
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        body = answer.json()
+        assert body["model"] in ("demo-strong", "demo-weak") and body["model"] == answer.headers["x-ferryman-model"]
+        assert body["choices"][0]["message"]["content"].startswith("[Ferryman demo]")
+        assert body["ferryman"]["tier"] == {"demo-strong": "strong", "demo-weak": "weak"}[body["model"]]
+        client = openai.OpenAI(base_url=base + "/v1", api_key="demo", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(model="ferryman-balanced", messages=readme["messages"], stream=True)
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("[Ferryman demo]")
+        assert {c.model for c in chunks} <= {"demo-strong", "demo-weak"} and len({c.model for c in chunks}) == 1
+        message = anthropic.Anthropic(base_url=base, api_key="demo", max_retries=0).messages.create(
+            model="ferryman-economy", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.model.startswith("demo-") and message.content[0].text.startswith("[Ferryman demo]")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert not any(_listening(p) for p in ports.values())
