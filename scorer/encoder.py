@@ -88,12 +88,23 @@ def _prev_cut(text: str, end: int) -> int:
     return last
 
 
+#: Session option that makes int8 results independent of the x86 CPU (see ``make_session``).
+EXACT_INT8_OPTION = "session.x64quantprecision"
+
+
 def make_session(path: Path, threads: int) -> ort.InferenceSession:
     """An onnxruntime CPU session with a fixed intra-op thread count.
 
     With more than one thread the pool's threads do not spin waiting for work: on a machine whose
     cores are shared, spinning threads took cores from the very thread they waited for (a 256-token
     run 62 vs 92 ms p50 at load average 7.6 on 2 vCPUs, measured interleaved).
+
+    Int8 graphs give the same results on every x86 CPU: without VNNI (AVX2, AVX-512 without
+    VNNI, e.g. AMD EPYC Milan, Intel Skylake) onnxruntime's fast uint8 x int8 kernel adds
+    pairs of products in saturating 16-bit arithmetic, so embeddings moved by up to 0.034
+    (cosine 0.989) against a VNNI machine and MT-Bench APGR by 0.005-0.014 with byte-identical
+    files. ``EXACT_INT8_OPTION`` makes such CPUs use the exact uint8 x uint8 kernel instead
+    (slower there, no effect on VNNI CPUs); docs/lab-log.md has the measurement.
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -101,6 +112,7 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 1:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry(EXACT_INT8_OPTION, "1")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for bad files

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import Activity, Encoder, LoneRunChooser, Threads, truncate_ids
+from scorer.encoder import EXACT_INT8_OPTION, Activity, Encoder, LoneRunChooser, Threads, truncate_ids
 from scorer.errors import ArtifactError
 
 ENCODER_DIR = Path("build/encoder")
@@ -163,3 +163,15 @@ def test_lone_run_chooser_prefers_the_cheaper_session_and_keeps_checking_the_oth
     for _ in range(20):
         chooser.record(True, 0.020, 100)  # the machine went quiet: wide got cheaper
     assert chooser.pick_wide() is True
+
+
+def test_int8_sessions_use_the_exact_kernels(encoders: dict[str, Encoder]) -> None:
+    """Every session asks for exact uint8 x int8 products, so int8 results do not depend on the CPU.
+
+    Without it, x86 CPUs without VNNI saturate pairs of products to 16 bits (docs/lab-log.md:
+    embeddings off by up to 0.034, MT-Bench APGR by up to 0.014 with byte-identical files).
+    """
+    graphs = encoders["int8"]._graphs
+    for session in (graphs.session, graphs.unpadded):
+        assert session is not None
+        assert session.get_session_options().get_session_config_entry(EXACT_INT8_OPTION) == "1"
