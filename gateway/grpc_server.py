@@ -73,7 +73,9 @@ def to_chat_request(
 ) -> ChatRequest:
     messages = tuple(grpc_format.message(m) for m in msg.messages)
     if isinstance(msg, gateway_pb2.RouteRequest):
-        return ChatRequest(model=msg.model, messages=messages, routing=_routing(msg.routing))
+        return ChatRequest(
+            model=msg.model, messages=messages, routing=_routing(msg.routing), **grpc_format.route_features(msg)
+        )
     return ChatRequest(
         model=msg.model,
         messages=messages,

@@ -175,8 +175,11 @@ class Gateway:
         return self._policy.routers() if self._policy is not None else {}
 
     async def route(self, request: ChatRequest) -> Decision:
-        """The decision only; no provider is called."""
-        return await self._route(checked_request(request, self.config))
+        """The decision only; no provider is called. The request's features (tools, response format,
+        logprobs, n) narrow the decision's chain as for a completion, so its model is the one that
+        would be tried first."""
+        request = checked_request(request, self.config)
+        return narrow(await self._route(request), request, self.config)
 
     async def _route(self, request: ChatRequest) -> Decision:
         assert self._policy is not None, "Gateway.start() was not called"

@@ -58,9 +58,8 @@ def message(m: pb.ChatMessage) -> Message:
     return Message(m.role, m.content, m.name, calls, m.tool_call_id)
 
 
-def request_features(msg: Request) -> dict[str, Any]:
-    """The ChatRequest fields for tools, tool choice, response format, logprobs and n."""
-    tools = tuple(
+def _tools(msg: Request | pb.RouteRequest) -> tuple[Tool, ...]:
+    return tuple(
         Tool(
             t.name,
             t.description,
@@ -69,31 +68,44 @@ def request_features(msg: Request) -> dict[str, Any]:
         )
         for i, t in enumerate(msg.tools)
     )
+
+
+def _response_format(msg: Request | pb.RouteRequest) -> ResponseFormat | None:
+    f = msg.response_format
+    if not msg.HasField("response_format") or f.type in (
+        pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED,
+        pb.RESPONSE_FORMAT_TYPE_TEXT,
+    ):
+        return None
+    return ResponseFormat(
+        _FORMATS.get(f.type, f"type {f.type}"),  # unknown: refused by validation
+        f.name,
+        _json_object(f.schema_json, "response_format.schema_json"),
+        f.strict if f.HasField("strict") else None,
+        f.description,
+    )
+
+
+def route_features(msg: Request | pb.RouteRequest) -> dict[str, Any]:
+    """The ChatRequest fields that can change a decision's model: tools, response format, logprobs, n."""
+    return {
+        "tools": _tools(msg),
+        "response_format": _response_format(msg),
+        "logprobs": msg.logprobs,
+        "n": msg.n if msg.HasField("n") else 1,
+    }
+
+
+def request_features(msg: Request) -> dict[str, Any]:
+    """The ChatRequest fields for tools, tool choice, response format, logprobs and n."""
     choice = None
     if msg.HasField("tool_choice") and msg.tool_choice.mode != pb.TOOL_CHOICE_MODE_UNSPECIFIED:
         mode = _MODES.get(msg.tool_choice.mode, f"mode {msg.tool_choice.mode}")  # unknown: refused by validation
         choice = ToolChoice(mode, msg.tool_choice.name)
-    fmt = None
-    if msg.HasField("response_format") and msg.response_format.type not in (
-        pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED,
-        pb.RESPONSE_FORMAT_TYPE_TEXT,
-    ):
-        f = msg.response_format
-        fmt = ResponseFormat(
-            _FORMATS.get(f.type, f"type {f.type}"),
-            f.name,
-            _json_object(f.schema_json, "response_format.schema_json"),
-            f.strict if f.HasField("strict") else None,
-            f.description,
-        )
-    return {
-        "tools": tools,
+    return route_features(msg) | {
         "tool_choice": choice,
         "parallel_tool_calls": msg.parallel_tool_calls if msg.HasField("parallel_tool_calls") else None,
-        "response_format": fmt,
-        "logprobs": msg.logprobs,
         "top_logprobs": msg.top_logprobs if msg.HasField("top_logprobs") else None,
-        "n": msg.n if msg.HasField("n") else 1,
     }
 
 

@@ -159,3 +159,69 @@ def test_grpc_bad_agent_fields_are_invalid_argument(stub, fakes, case):
         stub.ChatCompletion(pb.ChatCompletionRequest(model="weak-openai", **fields), metadata=AUTH)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert sum(f.requests for f in fakes.values()) == 0
+
+
+# ---------------------------------------------------------------- Route: the decision for a request with features
+
+CALLED = pb.ChatMessage(role="assistant", tool_calls=[pb.ToolCall(id="c1", name="get_weather", arguments=ARGUMENTS)])
+HISTORY = [QUESTION, CALLED, pb.ChatMessage(role="tool", tool_call_id="c1", content=RESULT)]
+
+
+def _route(stub, model: str, messages: list[pb.ChatMessage], **fields) -> pb.RoutingDecision:
+    return stub.Route(pb.RouteRequest(model=model, messages=messages, **fields), metadata=AUTH).decision
+
+
+def test_grpc_route_takes_a_tool_conversation_and_names_the_model_that_serves_it(stub, fakes):
+    decision = _route(stub, ROUTED, HISTORY, tools=[TOOL])
+    assert decision.tier == pb.TIER_STRONG and decision.model == "strong-openai"
+    assert sum(f.requests for f in fakes.values()) == 0, "Route calls no provider"
+    served = _ask(stub, ROUTED, HISTORY, False, tools=[TOOL])
+    assert served["model"] == decision.model and served["content"].endswith(f"Tool result: {RESULT}")
+    # without the tools its calls name, the conversation is refused, as ChatCompletion refuses it
+    with pytest.raises(grpc.RpcError) as err:
+        _route(stub, ROUTED, HISTORY)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not in tools" in err.value.details()
+
+
+JSON_FORMAT = pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"logprobs": True}, {"n": 2}, {"tools": [TOOL], "response_format": JSON_FORMAT}],
+    ids=["logprobs", "n", "json with tools"],
+)
+def test_grpc_route_narrows_the_decision_to_a_model_that_can_serve_the_features(fakes, fields):
+    # the strong tier starts on an Anthropic model, which cannot serve these: Route names the next one
+    config = gateway_config(fakes, strong=("strong-anthropic", "strong-openai"))
+    with GatewayThread(config) as gw, grpc.insecure_channel(gw.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        assert _route(stub, ROUTED, [QUESTION]).model == "strong-anthropic"
+        assert _route(stub, ROUTED, [QUESTION], **fields).model == "strong-openai"
+        assert _ask(stub, ROUTED, [QUESTION], False, **fields)["model"] == "strong-openai"
+        with pytest.raises(grpc.RpcError) as err:  # a plain model that cannot: refused, naming its provider
+            _route(stub, "strong-anthropic", [QUESTION], **fields)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "provider anthropic" in err.value.details()
+
+
+ROUTE_BAD = {
+    "parameters_json not JSON": {"tools": [pb.Tool(name="t", parameters_json="{")]},
+    "tool name with spaces": {"tools": [pb.Tool(name="get weather")]},
+    "duplicate tool names": {"tools": [TOOL, TOOL]},
+    "oversized schema": {"tools": [pb.Tool(name="t", parameters_json=json.dumps({"d": "x" * 70_000}))]},
+    "tool call names an unknown tool": {"tools": [pb.Tool(name="other")], "messages": HISTORY},
+    "schema_json not an object": {
+        "response_format": pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name="p", schema_json="[1]")
+    },
+    "response format type out of range": {"response_format": pb.ResponseFormat(type=7)},
+    "n zero": {"n": 0},
+    "n above the limit": {"n": 50},
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUTE_BAD))
+def test_grpc_route_bad_features_are_invalid_argument(stub, fakes, case):
+    fields = {"messages": [QUESTION]} | ROUTE_BAD[case]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Route(pb.RouteRequest(model=ROUTED, **fields), metadata=AUTH)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()

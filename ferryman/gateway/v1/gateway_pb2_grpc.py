@@ -63,7 +63,9 @@ class GatewayServiceServicer:
 
     def Route(self, request, context):
         """Route returns the routing decision only; no provider is called, so it
-        works without any provider keys.
+        works without any provider keys. Given the features the completion will
+        use (tools, response format, logprobs, n), the decision names the model
+        that would serve it first, as ChatCompletion would choose it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
