@@ -14,6 +14,9 @@ Translation to and from the chat-completions model the core uses:
   its closest equivalent is a forced tool whose input schema is the requested schema
   (``{"type": "object"}`` for json_object): the answer's ``tool_use`` input becomes the text
   content, as JSON, and ``tool_use`` the finish reason ``stop``.
+- Structured output asked of ``/v1/messages`` (``output_config.format``, or the beta's
+  ``output_format``: ``{"type": "json_schema", "schema": ...}``) is ``response_format`` json_schema
+  named ``output``; the answer is one text block holding the JSON.
 - ``stop_reason`` ↔ ``finish_reason``: end_turn / stop_sequence → stop, max_tokens → length,
   tool_use → tool_calls, refusal → content_filter.
 """
@@ -31,6 +34,7 @@ from gateway.types import (
     ChatRequest,
     Completion,
     Message,
+    ResponseFormat,
     StreamDelta,
     StreamEnd,
     Tool,
@@ -252,7 +256,33 @@ def _tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
 
 
 #: Messages API fields that would change the answer and that the gateway does not implement.
-UNSUPPORTED = ("output_format", "container", "mcp_servers", "context_management")
+UNSUPPORTED = ("container", "mcp_servers", "context_management")
+#: The json_schema name structured output from ``/v1/messages`` gets (the Messages API names none).
+OUTPUT_NAME = "output"
+
+
+def _output_format(body: dict[str, Any]) -> ResponseFormat | None:
+    """``output_config.format`` (or the beta's top-level ``output_format``): a JSON schema the answer's
+    text must match, as ``response_format`` json_schema; ``output_config.effort`` is a hint, not forwarded."""
+    config = member(body, "output_config", "", client_error)
+    unknown = sorted(set(config) - {"format", "effort"})
+    if unknown:
+        raise UnsupportedParameterError(
+            f"output_config.{unknown[0][:40]} is not supported by this gateway; remove it",
+            param=f"output_config.{unknown[0][:40]}",
+        )
+    where, value = "output_config.format", config.get("format")
+    if body.get("output_format") is not None:
+        if value is not None:
+            raise InvalidRequestError("set output_config.format or output_format, not both", param="output_format")
+        where, value = "output_format", body["output_format"]
+    if value is None:
+        return None
+    fmt = obj(value, where, client_error)
+    if fmt.get("type") != "json_schema":
+        raise InvalidRequestError(f"{where}.type must be 'json_schema'", param=f"{where}.type")
+    schema = obj(fmt.get("schema"), f"{where}.schema", client_error)
+    return ResponseFormat("json_schema", OUTPUT_NAME, schema)
 
 
 def read_request(data: Any) -> tuple[ChatRequest, bool]:
@@ -300,6 +330,7 @@ def read_request(data: Any) -> tuple[ChatRequest, bool]:
         tools=_tools(body.get("tools") or []),
         tool_choice=choice,
         parallel_tool_calls=parallel,
+        response_format=_output_format(body),
     )
     return request, stream
 

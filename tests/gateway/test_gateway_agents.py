@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+import pydantic
 import pytest
 
 from harness.fake_provider import shape, status
@@ -271,6 +272,45 @@ def test_json_object_output_through_anthropic(gw, fakes):
     assert fakes["weak-anthropic"].last_body["tools"][0]["input_schema"] == {"type": "object"}
 
 
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+@pytest.mark.parametrize("model", ["weak-openai", "weak-anthropic"])
+def test_anthropic_sdk_structured_output(gw, fakes, model):
+    # output_config.format, as messages.parse / messages.stream send it for a pydantic type
+    fakes[model].tool_arguments = PERSON_JSON
+    client = claude(gw)
+    parsed = client.messages.parse(model=model, max_tokens=100, messages=QUESTION, output_format=Person)
+    assert parsed.parsed_output == Person(name="Ada", age=36) and parsed.stop_reason == "end_turn"
+    sent = fakes[model].last_body
+    if "anthropic" in model:  # the closest equivalent: a forced tool
+        schema = sent["tools"][0]["input_schema"]
+        assert sent["tool_choice"] == {"type": "tool", "name": "output"} and len(sent["tools"]) == 1
+    else:
+        assert sent["response_format"]["type"] == "json_schema" and sent["response_format"]["json_schema"]["name"]
+        schema = sent["response_format"]["json_schema"]["schema"]
+    assert set(schema["properties"]) == {"name", "age"}
+    with client.messages.stream(model=model, max_tokens=100, messages=QUESTION, output_format=Person) as events:
+        text = "".join(events.text_stream)
+        final = events.get_final_message()
+    assert json.loads(text) == json.loads(PERSON_JSON) and final.parsed_output == Person(name="Ada", age=36)
+    # the beta's top-level output_format, with a plain schema
+    r = httpx.post(
+        gw.http_url + "/v1/messages",
+        json={
+            "model": model,
+            "max_tokens": 100,
+            "messages": QUESTION,
+            "output_format": {"type": "json_schema", "schema": PERSON},
+        },
+        headers={"x-api-key": CLIENT_KEY},
+        timeout=10,
+    )
+    assert r.status_code == 200 and json.loads(r.json()["content"][0]["text"]) == json.loads(PERSON_JSON)
+
+
 def test_json_with_tools_is_refused_for_anthropic_naming_the_provider(gw, fakes):
     fmt = {"type": "json_object"}
     with pytest.raises(openai.BadRequestError) as err:
@@ -525,6 +565,36 @@ MESSAGES_BAD = {
         "messages[0].tool_call_id",
     ),
     "thinking": ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, 400, "thinking"),
+    "output_config not an object": ({"output_config": "json"}, 400, "output_config"),
+    "output_config unknown key": ({"output_config": {"verbosity": "low"}}, 400, "output_config.verbosity"),
+    "output format not json_schema": (
+        {"output_config": {"format": {"type": "yaml"}}},
+        400,
+        "output_config.format.type",
+    ),
+    "output format without a schema": (
+        {"output_config": {"format": {"type": "json_schema"}}},
+        400,
+        "output_config.format.schema",
+    ),
+    "output format twice": (
+        {
+            "output_config": {"format": {"type": "json_schema", "schema": PERSON}},
+            "output_format": {"type": "json_schema", "schema": PERSON},
+        },
+        400,
+        "output_format",
+    ),
+    "output schema oversized": (
+        {"output_format": {"type": "json_schema", "schema": {"type": "object", "description": "x" * 70_000}}},
+        400,
+        "response_format.json_schema.schema",
+    ),
+    "output format with tools, Anthropic model": (
+        {"tools": [CLAUDE_TOOL], "output_format": {"type": "json_schema", "schema": PERSON}},
+        400,
+        "response_format",
+    ),
     "stream not a boolean": ({"stream": "yes"}, 400, "stream"),
     "unknown model": ({"model": "gpt-9"}, 404, "model"),
 }
