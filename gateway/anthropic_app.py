@@ -1,4 +1,5 @@
-"""Anthropic-compatible HTTP endpoint: ``POST /v1/messages``, whole or streamed, tools included.
+"""Anthropic-compatible HTTP endpoint: ``POST /v1/messages``, whole or streamed, tools included, and
+``POST /v1/messages/count_tokens`` (an estimate of the input tokens).
 
 Clients built on Anthropic's SDK point their base URL at the gateway (``anthropic.Anthropic(
 base_url="http://gateway:8080", api_key=FERRYMAN_KEY)``); the request is translated into the
@@ -28,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from gateway.cost import estimate_tokens
+from gateway.cost import estimate_prompt_tokens
 from gateway.errors import INTERNAL_MESSAGE, GatewayError
 from gateway.formats import anthropic as fmt
 from gateway.http_app import _read_body, accounting_headers, decision_headers
@@ -102,6 +103,24 @@ class MessagesAPI:
         body["ferryman"] = served_json(acc) | {"decision": decision_json(result.decision)} | accounting_json(acc)
         return JSONResponse(body, headers=decision_headers(result.decision) | accounting_headers(acc, with_cost=True))
 
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``, an estimate (about four characters
+        a token over the turns, tool calls, tools and output schema; no provider is asked, and the
+        model that would serve the request may count differently), checked like ``/v1/messages``."""
+        try:
+            tenant = self.gateway.authenticate(authorization(request.headers))
+            raw = await _read_body(request, self.gateway.config.limits)
+        except GatewayError as exc:
+            return _error_response(exc, close=True)
+        try:
+            data = decode_body(raw)
+            chat, _ = fmt.read_request(data, count_only=True)
+            chat = replace(chat, routing=read_routing(data.get("routing")), tenant=tenant)
+            tokens = self.gateway.count_tokens(chat)
+        except Exception as exc:
+            return _error_response(exc)
+        return JSONResponse({"input_tokens": tokens, "ferryman": {"estimated": True}})
+
     def _stream_response(self, started: StreamResult) -> StreamingResponse:
         headers = decision_headers(started.decision) | accounting_headers(started.accounting, with_cost=False)
         return StreamingResponse(
@@ -113,7 +132,7 @@ class MessagesAPI:
         served = served_json(started.accounting)
         decided = served | {"decision": decision_json(started.decision)}
         out = fmt.StreamWriter(started.id, started.accounting.served_model, {"ferryman": decided})
-        prompt_tokens = sum(estimate_tokens(m.content) for m in started.request.messages)
+        prompt_tokens = estimate_prompt_tokens(started.request)
         try:
             for text in out.start(prompt_tokens):
                 yield text.encode()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from gateway.config import ModelConfig
-from gateway.types import Completion, Message, Usage
+from gateway.types import ChatRequest, Completion, Message, Usage
 
 
 def cost_usd(model: ModelConfig, usage: Usage) -> float:
@@ -14,6 +16,17 @@ def cost_usd(model: ModelConfig, usage: Usage) -> float:
 def estimate_tokens(text: str) -> int:
     """About four characters per token, the usual rule of thumb for English BPE vocabularies."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """A request's input tokens, estimated: every turn's text and tool calls, the tools and the output schema."""
+    texts = [m.content for m in request.messages]
+    texts += [c.name + c.arguments for m in request.messages for c in m.tool_calls]
+    texts += [t.name + t.description + json.dumps(t.parameters or {}) for t in request.tools]
+    fmt = request.response_format
+    if fmt is not None and fmt.schema is not None:
+        texts.append(json.dumps(fmt.schema))
+    return sum(estimate_tokens(t) for t in texts)
 
 
 def estimate_usage(messages: tuple[Message, ...], completion: str) -> Usage:

@@ -1,8 +1,9 @@
 """OpenAI-compatible HTTP API (Starlette ASGI apps, served by ``gateway.http_server``).
 
-The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/messages``
-(Anthropic-compatible: ``gateway.anthropic_app``), ``POST /v1/feedback`` (rate an
-answer by its id: ``{"id", "rating": "good"|"bad"}``), ``GET /v1/models``, ``GET /healthz``
+The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/messages`` and
+``/v1/messages/count_tokens`` (Anthropic-compatible: ``gateway.anthropic_app``), ``POST
+/v1/feedback`` (rate an answer by its id: ``{"id", "rating": "good"|"bad"}``), ``GET
+/v1/models``, ``GET /healthz``
 (process alive, says nothing else). The admin listener (``admin.port``, for operators and
 Prometheus, not for API clients): ``GET /metrics``, ``GET /readyz`` (serving, with breaker
 states), ``GET /healthz``. Every routed answer carries ``x-ferryman-*`` headers. Errors use
@@ -123,10 +124,12 @@ class HTTPApp:
         from gateway.anthropic_app import MessagesAPI  # it builds on this module's helpers
 
         self.gateway = gateway
+        messages = MessagesAPI(gateway)
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-                Route("/v1/messages", MessagesAPI(gateway).messages, methods=["POST"]),
+                Route("/v1/messages", messages.messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
                 Route("/v1/feedback", self.feedback, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from gateway.breaker_sync import BreakerSync
 from gateway.capabilities import narrow
 from gateway.config import GatewayConfig
-from gateway.cost import cost_usd, estimate_usage
+from gateway.cost import cost_usd, estimate_prompt_tokens, estimate_usage
 from gateway.errors import (
     ConfigError,
     GatewayError,
@@ -33,7 +33,7 @@ from gateway.learning.service import Learning
 from gateway.learning.tenants import ANONYMOUS, tenant_id
 from gateway.lifecycle import Lifecycle, now
 from gateway.metrics import Metrics
-from gateway.policy import Policy
+from gateway.policy import Policy, parse_spec
 from gateway.providers import MalformedAnswerError, ProviderPool
 from gateway.resilience import Resilience, StreamHandle
 from gateway.scorer_client import ScorerClient
@@ -180,6 +180,13 @@ class Gateway:
         would be tried first."""
         request = checked_request(request, self.config)
         return narrow(await self._route(request), request, self.config)
+
+    def count_tokens(self, request: ChatRequest) -> int:
+        """The request's input tokens, estimated (``/v1/messages/count_tokens``): checked as a completion
+        would be (an unknown model or policy too); nothing is routed and no provider is called."""
+        request = checked_request(request, self.config)
+        parse_spec(request.model, request.routing, self.config)
+        return estimate_prompt_tokens(request)
 
     async def _route(self, request: ChatRequest) -> Decision:
         assert self._policy is not None, "Gateway.start() was not called"

@@ -285,9 +285,10 @@ def _output_format(body: dict[str, Any]) -> ResponseFormat | None:
     return ResponseFormat("json_schema", OUTPUT_NAME, schema)
 
 
-def read_request(data: Any) -> tuple[ChatRequest, bool]:
+def read_request(data: Any, *, count_only: bool = False) -> tuple[ChatRequest, bool]:
     """``(request, stream)`` from a decoded ``/v1/messages`` body (values are checked by the core;
-    ``routing`` is read by the caller, as for chat completions)."""
+    ``routing`` is read by the caller, as for chat completions). ``count_only``: a
+    ``/v1/messages/count_tokens`` body, which has no ``max_tokens``."""
     body = obj(data, "request body", lambda where, what: InvalidRequestError(f"{where} {what}"))
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -299,7 +300,7 @@ def read_request(data: Any) -> tuple[ChatRequest, bool]:
     if thinking is not None and thinking != {"type": "disabled"}:
         raise UnsupportedParameterError("extended thinking is not supported by this gateway", param="thinking")
     max_tokens = integer(body, "max_tokens", "", client_error)
-    if max_tokens is None:
+    if max_tokens is None and not count_only:
         raise InvalidRequestError("max_tokens is required", param="max_tokens")
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:

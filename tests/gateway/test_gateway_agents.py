@@ -613,6 +613,32 @@ def test_bad_messages_requests_are_anthropic_shaped_4xx(gw, fakes, case):
     assert sum(f.requests for f in fakes.values()) == 0
 
 
+def test_anthropic_sdk_count_tokens_estimates_without_calling_a_provider(gw, fakes):
+    client = claude(gw)
+    plain = client.messages.count_tokens(model="weak-anthropic", messages=QUESTION)
+    assert plain.input_tokens == 8  # 29 characters, about 4 a token
+    routed = client.messages.count_tokens(model="ferryman-balanced", messages=QUESTION, tools=[CLAUDE_TOOL])
+    assert routed.input_tokens > plain.input_tokens and routed.model_extra["ferryman"] == {"estimated": True}
+    system = client.messages.count_tokens(model=ROUTED, system="Answer briefly. " * 10, messages=QUESTION)
+    assert system.input_tokens == plain.input_tokens + 40
+    # a stream's message_start gives the same estimate
+    with client.messages.stream(model="weak-openai", max_tokens=50, messages=QUESTION, tools=[CLAUDE_TOOL]) as events:
+        started = next(e for e in events if e.type == "message_start")
+        list(events)
+    assert started.message.usage.input_tokens == routed.input_tokens
+    calls = fakes["weak-openai"].requests
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="gpt-9", messages=QUESTION)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.count_tokens(model="weak-openai", messages=QUESTION, tools=[CLAUDE_TOOL | {"name": "a b"}])
+    assert "tools[0].name" in str(err.value)
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=gw.http_url, api_key="wrong", max_retries=0).messages.count_tokens(
+            model="weak-openai", messages=QUESTION
+        )
+    assert fakes["weak-openai"].requests == calls and sum(f.requests for f in fakes.values()) == calls == 1
+
+
 def test_messages_errors_through_the_anthropic_sdk(gw, fakes):
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gw.http_url, api_key="wrong", max_retries=0).messages.create(
