@@ -25,14 +25,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.cost import estimate_prompt_tokens
 from gateway.errors import INTERNAL_MESSAGE, GatewayError
 from gateway.formats import anthropic as fmt
-from gateway.http_app import _read_body, accounting_headers, decision_headers
+from gateway.http_app import _read_body, accounting_headers, authorization, decision_headers
 from gateway.openai_format import accounting_json, decision_json, decode_body, read_routing, served_json
 from gateway.service import Gateway, StreamResult
 from gateway.types import StreamEnd
@@ -67,14 +66,6 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
 def _error_response(exc: BaseException, *, close: bool = False) -> JSONResponse:
     status, body = error_body(exc)
     return JSONResponse(body, status_code=status, headers={"connection": "close"} if close else None)
-
-
-def authorization(headers: Headers) -> str | None:
-    """The client key as an ``Authorization`` value: ``x-api-key`` (Anthropic's SDK) or the header itself."""
-    key = headers.get("x-api-key")
-    if key and not headers.get("authorization"):
-        return f"Bearer {key.strip()}"
-    return headers.get("authorization")
 
 
 class MessagesAPI:

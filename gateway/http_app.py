@@ -3,7 +3,7 @@
 The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/messages`` and
 ``/v1/messages/count_tokens`` (Anthropic-compatible: ``gateway.anthropic_app``), ``POST
 /v1/feedback`` (rate an answer by its id: ``{"id", "rating": "good"|"bad"}``), ``GET
-/v1/models``, ``GET /healthz``
+/v1/models`` (in the OpenAI and the Anthropic SDK's list shapes at once), ``GET /healthz``
 (process alive, says nothing else). The admin listener (``admin.port``, for operators and
 Prometheus, not for API clients): ``GET /metrics``, ``GET /readyz`` (serving, with breaker
 states), ``GET /healthz``. Every routed answer carries ``x-ferryman-*`` headers. Errors use
@@ -19,9 +19,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -92,6 +94,14 @@ def accounting_headers(acc: Accounting, with_cost: bool) -> dict[str, str]:
     return headers
 
 
+def authorization(headers: Headers) -> str | None:
+    """The client key as an ``Authorization`` value: that header, or ``x-api-key`` (what Anthropic's SDK sends)."""
+    key = headers.get("x-api-key")
+    if key and not headers.get("authorization"):
+        return f"Bearer {key.strip()}"
+    return headers.get("authorization")
+
+
 async def _read_body(request: Request, limits: LimitsConfig) -> bytes:
     """The whole body: at most ``max_body_bytes`` (413), within ``body_timeout_s`` (408)."""
     limit = limits.max_body_bytes
@@ -138,7 +148,7 @@ class HTTPApp:
 
     async def chat_completions(self, request: Request) -> Response:
         try:
-            tenant = self.gateway.authenticate(request.headers.get("authorization"))
+            tenant = self.gateway.authenticate(authorization(request.headers))
             body = await _read_body(request, self.gateway.config.limits)
         except GatewayError as exc:
             return _error_response(exc, close=True)
@@ -156,7 +166,7 @@ class HTTPApp:
     async def feedback(self, request: Request) -> Response:
         """``{"id": "<completion id>", "rating": "good" | "bad"}`` → 200, or 400 / 401 / 404 / 503."""
         try:
-            tenant = self.gateway.authenticate(request.headers.get("authorization"))
+            tenant = self.gateway.authenticate(authorization(request.headers))
             body = await _read_body(request, self.gateway.config.limits)
         except GatewayError as exc:
             return _error_response(exc, close=True)
@@ -212,15 +222,19 @@ class HTTPApp:
 
     async def models(self, request: Request) -> Response:
         try:
-            self.gateway.authenticate(request.headers.get("authorization"))
+            self.gateway.authenticate(authorization(request.headers))
         except GatewayError as exc:
             return _error_response(exc)
         config = self.gateway.config
         created = int(time.time())
 
+        stamp = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+
         def entry(name: str, kind: str, **more: Any) -> dict[str, Any]:
             info = {"type": kind} | more
-            return {"id": name, "object": "model", "created": created, "owned_by": "ferryman", "ferryman": info}
+            openai_shape = {"id": name, "object": "model", "created": created, "owned_by": "ferryman"}
+            anthropic_shape = {"type": "model", "display_name": name, "created_at": stamp}
+            return openai_shape | anthropic_shape | {"ferryman": info}
 
         data = [entry(n, "policy", router=p.router) for n, p in config.policies.items()]
         data += [entry(n, "model", provider=m.provider) for n, m in config.models.items()]
@@ -228,7 +242,13 @@ class HTTPApp:
         for router, calibrated in self.gateway.routers().items():
             forms = [f"router-{router}-<threshold>"] + ([f"router-{router}-s<share>"] if calibrated else [])
             data.append(entry(f"router-{router}", "router_family", router=router, calibrated=calibrated, forms=forms))
-        return JSONResponse({"object": "list", "data": data})
+        # one list in both SDKs' shapes: OpenAI's (object, created, owned_by) and Anthropic's (a page)
+        page = {
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+        return JSONResponse({"object": "list", "data": data} | page)
 
 
 async def healthz(request: Request) -> Response:

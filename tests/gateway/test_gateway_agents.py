@@ -639,6 +639,16 @@ def test_anthropic_sdk_count_tokens_estimates_without_calling_a_provider(gw, fak
     assert fakes["weak-openai"].requests == calls and sum(f.requests for f in fakes.values()) == calls == 1
 
 
+def test_both_sdks_list_the_same_models(gw, fakes):
+    listed = list(claude(gw).models.list())  # x-api-key, Anthropic's page shape
+    ids = [m.id for m in oai(gw).models.list()]
+    assert [m.id for m in listed] == ids and {"ferryman-balanced", "weak-anthropic", "strong-openai"} <= set(ids)
+    assert all(m.type == "model" and m.display_name == m.id and m.created_at.year >= 2024 for m in listed)
+    assert listed[0].model_extra["ferryman"]["type"] == "policy"
+    with pytest.raises(anthropic.AuthenticationError):
+        list(anthropic.Anthropic(base_url=gw.http_url, api_key="wrong", max_retries=0).models.list())
+
+
 def test_messages_errors_through_the_anthropic_sdk(gw, fakes):
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gw.http_url, api_key="wrong", max_retries=0).messages.create(
