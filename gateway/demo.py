@@ -12,6 +12,9 @@ faults): when tools are offered (and ``tool_choice`` is not none) and the conver
 end with a tool result, it calls the forced tool or the first one with ``tool_arguments``;
 after a tool result it answers in text and quotes the result; asked for JSON
 (``response_format``) it answers ``tool_arguments``; ``n`` choices, log-probabilities per word.
+The demo's tool arguments and JSON answers are small values that fit the request's schemas
+(:func:`example`), so an SDK that parses them (``messages.parse(output_format=Model)``,
+``chat.completions.parse``) gets a valid object.
 Streams send the text word by word and tool-call arguments in pieces.
 """
 
@@ -21,7 +24,7 @@ import argparse
 import itertools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,10 @@ class Asked:
     stream: bool
     include_usage: bool
     prompt_tokens: int
+    #: Each offered tool's parameter schema, and the JSON schema asked of the answer (OpenAI's
+    #: response_format; Anthropic's structured output is a forced tool), for answers that fit them.
+    schemas: dict[str, Any] = field(default_factory=dict)
+    output_schema: Any = None
 
 
 def _text_of(content: Any) -> str:
@@ -83,12 +90,17 @@ def asked(api: str, body: dict[str, Any]) -> Asked:
     choice = body.get("tool_choice")
     if api == "openai":
         tools = tuple(t["function"]["name"] for t in body.get("tools") or [])
+        schemas = {t["function"]["name"]: t["function"].get("parameters") for t in body.get("tools") or []}
         forced = choice["function"]["name"] if isinstance(choice, dict) else None
         off = choice == "none"
         result = _text_of(last.get("content")) if last.get("role") == "tool" else None
-        json_output = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        fmt = body.get("response_format") or {}
+        json_output = fmt.get("type") in ("json_object", "json_schema")
+        output_schema = (fmt.get("json_schema") or {}).get("schema") if json_output else None
     else:
         tools = tuple(t["name"] for t in body.get("tools") or [])
+        schemas = {t["name"]: t.get("input_schema") for t in body.get("tools") or []}
+        output_schema = None
         forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
         off = isinstance(choice, dict) and choice.get("type") == "none"
         content = last.get("content")
@@ -110,7 +122,56 @@ def asked(api: str, body: dict[str, Any]) -> Asked:
         bool(body.get("stream")),
         bool((body.get("stream_options") or {}).get("include_usage")),
         prompt_tokens,
+        schemas,
+        output_schema,
     )
+
+
+def example(schema: Any, root: Any = None, depth: int = 0) -> Any:
+    """A small JSON value that fits ``schema`` (its ``const``, first ``enum`` value or ``default``; an
+    object's required properties, or all when none are; one array item; ``"demo"``, the minimum or 1, true).
+    Local ``$ref`` s (``#/$defs/...``, what pydantic writes) are followed; unknown shapes give null."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 16:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return example(target, root, depth + 1)
+    for key in ("const", "default"):
+        if key in schema:
+            return schema[key]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return example(options[0], root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind == "object" or (kind is None and isinstance(schema.get("properties"), dict)):
+        found = schema.get("properties")
+        properties: dict[str, Any] = found if isinstance(found, dict) else {}
+        required = [k for k in schema.get("required") or [] if k in properties] or list(properties)
+        return {k: example(properties[k], root, depth + 1) for k in required}
+    if kind == "array":
+        return [example(schema.get("items"), root, depth + 1)] if isinstance(schema.get("items"), dict) else []
+    if kind == "string":
+        return "demo"
+    if kind in ("integer", "number"):
+        # the minimum (just above an exclusive one), else 1: a count or size that is valid where a
+        # constraint was moved into the description (as Anthropic's SDK does with exclusiveMinimum)
+        low, above = schema.get("minimum"), False
+        if low is None and "exclusiveMinimum" in schema:
+            low, above = schema["exclusiveMinimum"], True
+        low = low if isinstance(low, int | float) and not isinstance(low, bool) else 1
+        return int(low) + above if kind == "integer" else float(low) + 0.5 * above
+    if kind == "boolean":
+        return True
+    return None
 
 
 def words(text: str) -> list[str]:
@@ -139,14 +200,19 @@ class LocalProvider:
         """The answer's text (before a quoted tool result, and per choice)."""
         return self.reply
 
+    def arguments(self, ask: Asked, schema: Any) -> str:
+        """The JSON text of a tool call's arguments or of a JSON answer (``schema``: what it should fit)."""
+        return self.tool_arguments
+
     def choices(self, ask: Asked, text: str) -> list[Choice]:
         """The answer: a tool call, JSON, or ``text`` (quoting a tool result), ``ask.n`` times."""
         if ask.tools and not ask.tools_off and ask.tool_result is None:
             prefix = "call_" if ask.api == "openai" else "toolu_"
-            call = ToolCall(f"{prefix}{next(self._ids):06d}", ask.forced or ask.tools[0], self.tool_arguments)
+            name = ask.forced or ask.tools[0]
+            call = ToolCall(f"{prefix}{next(self._ids):06d}", name, self.arguments(ask, ask.schemas.get(name)))
             return [Choice("", "tool_calls", (call,)) for _ in range(ask.n)]
         if ask.json_output:
-            text = self.tool_arguments
+            text = self.arguments(ask, ask.output_schema)
         elif ask.tool_result is not None:
             text = f"{text} Tool result: {ask.tool_result}"
         out = []
@@ -212,10 +278,16 @@ class LocalProvider:
 
 
 class DemoProvider(LocalProvider):
-    """The demo's canned answers, labelled as such."""
+    """The demo's canned answers, labelled as such; tool arguments and JSON answers fit the request's schemas."""
 
     def __init__(self) -> None:
         super().__init__("", tool_arguments='{"query": "demo"}')
+
+    def arguments(self, ask: Asked, schema: Any) -> str:
+        value = example(schema) if isinstance(schema, dict) else None
+        if isinstance(value, dict) and value:
+            return json.dumps(value)
+        return json.dumps({"demo": "[Ferryman demo] a canned JSON answer"}) if ask.json_output else "{}"
 
     def reply_for(self, body: dict[str, Any]) -> str:
         model = str(body.get("model", "demo"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pydantic
 import yaml
 
 from ferryman.gateway.v1 import gateway_pb2 as pb
@@ -191,6 +192,13 @@ def test_up_ports_default_plus_offset_unless_given(tmp_path):
     assert up.addresses(parser.parse_args(["--host", "0.0.0.0"]), 50061, 8080).dial_host == "127.0.0.1"
 
 
+class City(pydantic.BaseModel):
+    city: str
+    population: int = pydantic.Field(gt=0)
+    tags: list[str]
+    country: str = "unknown"
+
+
 def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_factory):
     """``ferryman up --demo`` (``make demo``): no provider key and no client key set; the README's request
     gets a routed completion from the built-in demo provider, whole and streamed, labelled as a demo."""
@@ -240,6 +248,16 @@ def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_fac
             model="ferryman-economy", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
         )
         assert message.model.startswith("demo-") and message.content[0].text.startswith("[Ferryman demo]")
+        # tool arguments and JSON answers fit the request's schemas, so the SDKs' parsers accept them
+        claude = anthropic.Anthropic(base_url=base, api_key="demo", max_retries=0)
+        for model in ("demo-strong", "demo-weak"):
+            parsed = claude.messages.parse(model=model, max_tokens=100, messages=readme["messages"], output_format=City)
+            assert parsed.parsed_output == City(city="demo", population=1, tags=["demo"])
+            typed = client.chat.completions.parse(model=model, messages=readme["messages"], response_format=City)
+            assert typed.choices[0].message.parsed == City(city="demo", population=1, tags=["demo"])
+            tool = {"type": "function", "function": {"name": "weather", "parameters": City.model_json_schema()}}
+            called = client.chat.completions.create(model=model, messages=readme["messages"], tools=[tool])
+            assert City.model_validate_json(called.choices[0].message.tool_calls[0].function.arguments)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
