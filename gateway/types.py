@@ -90,13 +90,15 @@ class TokenLogprob:
 
 @dataclass(frozen=True)
 class Message:
-    """One chat turn; an assistant turn may carry tool calls, a ``tool`` turn answers one (``tool_call_id``)."""
+    """One chat turn; an assistant turn may carry tool calls, a ``tool`` turn answers one (``tool_call_id``;
+    ``tool_error``: the tool failed, Anthropic's ``tool_result.is_error``, which chat completions cannot say)."""
 
     role: str
     content: str
     name: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""
+    tool_error: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ Translation to and from the chat-completions model the core uses:
 
 - ``system`` (a string or text blocks) is a leading system turn; system turns go back to ``system``.
 - An assistant turn's ``tool_use`` blocks are its tool calls (``input`` ↔ JSON text ``arguments``);
-  a user turn's ``tool_result`` blocks are ``tool`` turns (``tool_use_id`` ↔ ``tool_call_id``),
-  placed before the turn's text. Consecutive turns of one role are merged (Anthropic requires
+  a user turn's ``tool_result`` blocks are ``tool`` turns (``tool_use_id`` ↔ ``tool_call_id``,
+  ``is_error`` ↔ ``tool_error``, which chat completions have no field for), placed before the
+  turn's text. Consecutive turns of one role are merged (Anthropic requires
   alternating turns); a turn of text blocks only is sent as one string.
 - ``tool_choice`` ``auto`` / ``any`` / ``tool`` / ``none`` ↔ ``auto`` / ``required`` / a function /
   ``none``; ``disable_parallel_tool_use`` ↔ ``parallel_tool_calls: false``.
@@ -80,7 +81,8 @@ def json_tool(request: ChatRequest) -> str | None:
 
 def _blocks(m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+        result = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+        return [result | {"is_error": True}] if m.tool_error else [result]
     blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content or not m.tool_calls else []
     for call in m.tool_calls:
         args = parse_arguments(call.arguments) or {}
@@ -209,11 +211,10 @@ def _turn(m: dict[str, Any], i: int) -> list[Message]:
                 )
             )
         elif kind == "tool_result" and role == "user":
-            flag(block, "is_error", at, client_error)  # accepted; the chat-completions model has no error flag
+            failed = bool(flag(block, "is_error", at, client_error))
             result = _text_blocks(block.get("content") or "", f"{at}.content")
-            results.append(
-                Message("tool", result, tool_call_id=text(block, "tool_use_id", at, client_error, required=True))
-            )
+            call_id = text(block, "tool_use_id", at, client_error, required=True)
+            results.append(Message("tool", result, tool_call_id=call_id, tool_error=failed))
         else:
             raise UnsupportedParameterError(
                 f"{at}: content blocks of type {kind!r} are not supported in {role} turns", param=f"{at}.type"

@@ -210,6 +210,20 @@ def test_anthropic_sdk_two_step_tool_conversation(gw, fakes, model, stream):
         assert sent["messages"][2] == {"role": "tool", "content": RESULT, "tool_call_id": first.content[0].id}
 
 
+@pytest.mark.parametrize("model", ["strong-anthropic", "weak-openai"])
+def test_anthropic_tool_result_errors_reach_anthropic_models(gw, fakes, model):
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    failed = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "timeout", "is_error": True}
+    messages = [*QUESTION, {"role": "assistant", "content": [call]}, {"role": "user", "content": [failed]}]
+    answer = claude(gw).messages.create(model=model, max_tokens=100, messages=messages, tools=[CLAUDE_TOOL])
+    assert answer.content[0].text.endswith("Tool result: timeout")
+    sent = fakes[model].last_body["messages"][2]
+    if "anthropic" in model:
+        assert sent["content"] == [failed]
+    else:  # chat completions have no error flag: the result's text
+        assert sent == {"role": "tool", "content": "timeout", "tool_call_id": "toolu_1"}
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_anthropic_sdk_tool_conversation_across_a_fallback(gw, fakes, stream):
     fakes["strong-openai"].reset(default=status(500))
