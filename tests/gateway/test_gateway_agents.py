@@ -243,6 +243,18 @@ def test_anthropic_sdk_stream_events_carry_model_and_tier(gw, fakes):
     assert text == "Answer from weak-openai." and events[-2].usage.output_tokens == 3
 
 
+def test_keyless_local_models_get_no_key_and_serve_tool_conversations(fakes):
+    # local servers (Ollama, vLLM, llama.cpp) declare no key: the gateway starts without any and sends none
+    keyless = {name: {"api_key_env": None} for name in fakes}
+    with GatewayThread(gateway_config(fakes, model_overrides=keyless)) as running:
+        for model in ("weak-openai", "weak-anthropic"):
+            fakes[model].tool_arguments = ARGUMENTS
+            _, second = _oai_conversation(oai(running), model, stream=True)
+            assert second["model"] == model
+            headers = fakes[model].last_headers
+            assert "authorization" not in headers and "x-api-key" not in headers, headers
+
+
 # ---------------------------------------------------------------- structured output
 
 PERSON = {
