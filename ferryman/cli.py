@@ -13,11 +13,14 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
+from ferryman import signals
+
 # name -> (module, one-line help). Modules are imported only when chosen.
 COMMANDS: dict[str, tuple[str, str]] = {
     "scorer": ("scorer.main", "serve the scorer gRPC service (routers as ONNX models)"),
     "score": ("scorer.score_cli", "score prompts locally, without a server, and print JSON"),
     "gateway": ("gateway.main", "serve the gateway (gRPC + OpenAI-compatible HTTP)"),
+    "health": ("ferryman.health", "ask a server's grpc.health.v1 status; exit 0 when SERVING (images' HEALTHCHECK)"),
     "up": ("ferryman.up", "run scorer and gateway together (what `make run` uses; --demo: no keys needed)"),
     "demo-provider": ("gateway.demo", "serve the built-in demo LLM provider (canned answers; `ferryman up --demo`)"),
     "build": ("scorer.graphs.cli", "build serving files: the ONNX encoder and trained router graphs (no torch)"),
@@ -44,6 +47,9 @@ def _overview() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ferryman`` console script."""
+    # SIGTERM ends any command at once with status 143, also as a container's PID 1 (which has no
+    # default action for it); the servers then hand it to their event loop to drain (ferryman.signals).
+    signals.exit_on_term()
     args = list(sys.argv[1:] if argv is None else argv)
     top = argparse.ArgumentParser(
         prog="ferryman",

@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
+from ferryman import signals
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
@@ -191,6 +191,7 @@ def _apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> Gateway
 
 
 async def _serve(config: GatewayConfig, runtime: Runtime, port_file: Path | None) -> None:
+    stop = signals.stop_event()  # a signal during start-up drains as soon as both servers are up
     running = await start_gateway(config, runtime)
     log.info(
         "gateway serving: gRPC on %s:%d, HTTP on %s:%d, admin on %s:%d, scorer %s, open breakers %s",
@@ -208,10 +209,6 @@ async def _serve(config: GatewayConfig, runtime: Runtime, port_file: Path | None
         ports = {"grpc_port": running.grpc_port, "http_port": running.http_port, "admin_port": running.admin_port}
         tmp.write_text(json.dumps(ports))
         tmp.replace(port_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await running.stop()

@@ -286,6 +286,7 @@ class FakeProvider(LocalProvider):
 def main() -> int:
     """Serve a fake provider until killed (benchmarks run it in its own process)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every request after this delay")
@@ -311,7 +312,7 @@ def main() -> int:
     if args.fail_rate > 0:
         fake.fail_at_random(args.fail_rate, seed=args.seed)
     config = uvicorn.Config(
-        fake.app, host="127.0.0.1", port=args.port, lifespan="off", log_level="error", access_log=False
+        fake.app, host=args.host, port=args.port, lifespan="off", log_level="error", access_log=False
     )
     server = uvicorn.Server(config)
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+
+from ferryman import health
 
 
 def free_port() -> int:
@@ -44,12 +44,7 @@ def wait_for(what: str, check: Any, timeout_s: float, proc: subprocess.Popen[byt
 
 def grpc_serving(target: str, timeout_s: float = 1.0) -> bool:
     """Whether ``target`` answers grpc.health.v1 Check ("") with SERVING."""
-    with grpc.insecure_channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    return health.status(target, timeout_s=timeout_s) == "SERVING"
 
 
 @dataclass

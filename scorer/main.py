@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from ferryman import paths
+from ferryman import paths, signals
 from scorer.batching import BatchingConfig
 from scorer.config import ScorerConfig
 from scorer.core import Limits
@@ -168,28 +169,38 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
 
 
 async def serve(config: ScorerConfig) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully; SIGHUP reloads changed router versions."""
+    """Serve until SIGTERM/SIGINT, then stop gracefully (a signal while loading stops without serving);
+    SIGHUP reloads changed router versions."""
     from scorer.server import ScorerServer
 
+    stop = signals.stop_event()
     server = ScorerServer(config)
     port = await server.start()
     print(f"ferryman scorer: listening on {config.host}:{port} (loading routers)", flush=True)
+    loading = asyncio.create_task(server.load())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await server.load()
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not loading.done():
+            log.info("signal received while loading: stopping without serving")
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            await server.stop(0)
+            print("ferryman scorer: stopped (before serving)", flush=True)
+            return
+        loading.result()  # a bad artifact raises here
     except BaseException:
+        stopping.cancel()
         await server.stop(0)
         raise
     assert server.core is not None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     # SIGHUP: check the routers' version pointers now (installed before "serving" is announced,
     # so a SIGHUP right after it reloads instead of ending the process).
-    loop.add_signal_handler(signal.SIGHUP, server.reload_soon)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.reload_soon)
     names = ", ".join(server.core.routers)
     print(f"ferryman scorer: serving routers {names} on {config.host}:{port}", flush=True)
-    await stop.wait()
+    await stopping
     log.info("signal received: draining (grace %.1f s)", config.grace_s)
     await server.stop()
     print("ferryman scorer: stopped", flush=True)

@@ -123,6 +123,37 @@ def test_sigterm_during_load_completes_in_flight_calls(served: tuple[subprocess.
     assert proc.stdout is not None and "stopped" in proc.stdout.read()
 
 
+def test_sigterm_while_loading_stops_cleanly(test_routers_dir: Path) -> None:
+    """SIGTERM before SERVING (ferryman.signals): a clean stop with status 0, also as a container's PID 1
+    (where an unhandled SIGTERM would be ignored); without the handler the default action gave -15."""
+    proc = subprocess.Popen(scorer_cmd(test_routers_dir), stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, r"listening on .*\(loading routers\)")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert proc.stdout is not None and "ferryman scorer: stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def test_health_command_exit_codes(served: tuple[subprocess.Popen[str], str]) -> None:
+    """`ferryman health` (the images' HEALTHCHECK): 0 when SERVING, 1 for an unknown service or no server."""
+    _, address = served
+    ok = subprocess.run(ferryman("health", address), capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"{address}: SERVING"
+    unknown = subprocess.run(
+        ferryman("health", address, "--service", "nope"), capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    down = subprocess.run(ferryman("health", closed, "--timeout", "1"), capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+
+
 def test_grpcurl_lists_services_and_health(served: tuple[subprocess.Popen[str], str]) -> None:
     _, address = served
     listed = subprocess.run([str(GRPCURL), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30)
