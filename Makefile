@@ -11,7 +11,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
 .PHONY: help setup setup-lab run demo test ci lint proto proto-check buf-lint system-deps clean
-.PHONY: clients k8s-validate cluster-local fault-table
+.PHONY: clients k8s-validate cluster-local fault-table image-deps images image-smoke
 .PHONY: eval routers crossfit learn-curve
 
 help:  ## list targets
@@ -67,7 +67,7 @@ demo: setup  ## `make run` without provider keys: a built-in demo provider answe
 test: setup-lab system-deps  ## set up everything and run all tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-ci: lint proto-check buf-lint test  ## what .ci/run runs
+ci: lint proto-check buf-lint image-smoke test  ## what .ci/run runs
 
 lint: $(STAMPS)/lab  ## ruff + mypy + import contracts (pyproject [tool.importlinter])
 	$(BIN)/ruff check .
@@ -103,6 +103,24 @@ k8s-validate: $(STAMPS)/lab  ## render each k8s overlay (kustomize) and validate
 fault-table: setup-lab system-deps  ## run the gateway fault suite and write its table into docs/gateway.md
 	$(BIN)/python -m pytest -q tests/gateway/test_gateway_faults.py tests/gateway/test_gateway_breakers.py \
 		tests/gateway/test_gateway_limits.py tests/gateway/test_gateway_shutdown.py --fault-table docs/gateway.md
+
+# Container images (docker/, docs/deploy.md). IMAGE_BASE is the Dockerfiles' PYTHON_IMAGE: by default a
+# local Debian bookworm + python3 image that scripts/image-base.sh makes (no registry needed); where a
+# registry is reachable, `make images IMAGE_BASE=python:3.11.7-slim-bookworm` builds on the public base.
+# pip inside the builds trusts CA_BUNDLE (a build secret, never stored in a layer).
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_BASE ?= localhost/ferryman/python:3.11-bookworm
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+export CONTAINERS_CONF ?= $(CURDIR)/docker/containers.conf
+
+image-deps:  ## install podman (runc, netavark, aardvark-dns) and mmdebstrap, if missing
+	@bash scripts/image-deps.sh
+
+images: image-deps  ## build ferryman/scorer and ferryman/gateway (+ the smoke test's fake provider) with podman
+	@bash scripts/build-images.sh $(IMAGE_VERSION) $(IMAGE_BASE) $(CA_BUNDLE)
+
+image-smoke: images setup-lab  ## run the images as containers: routing, streaming, SIGTERM drains, non-root, read-only
+	FERRYMAN_IMAGE_SMOKE=1 $(BIN)/python -m pytest tests/deploy/test_images.py -v -p no:cacheprovider
 
 cluster-local: setup-lab  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
 	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)

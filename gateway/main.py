@@ -191,7 +191,7 @@ def _apply_overrides(config: GatewayConfig, args: argparse.Namespace) -> Gateway
 
 
 async def _serve(config: GatewayConfig, runtime: Runtime, port_file: Path | None) -> None:
-    stop = signals.stop_event()  # a signal during start-up drains as soon as both servers are up
+    stop = signals.stop_event()  # a signal during start-up drains as soon as the servers are up
     running = await start_gateway(config, runtime)
     log.info(
         "gateway serving: gRPC on %s:%d, HTTP on %s:%d, admin on %s:%d, scorer %s, open breakers %s",

@@ -24,3 +24,13 @@ def one_of_each(test_routers: Path) -> Iterator[LocalCluster]:
     # A generous scorer deadline: the tests compare decisions, which must not depend on load.
     with LocalCluster(scorers=1, gateways=1, routers_dir=test_routers, scorer_overrides={"deadline_ms": 5000}) as c:
         yield c
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The image smoke test's figures (sizes, start and drain times), after the run."""
+    from .podman import REPORT
+
+    if REPORT:
+        terminalreporter.section("image smoke")
+        for line in REPORT:
+            terminalreporter.write_line(line)

@@ -1,4 +1,4 @@
-"""A small Dockerfile reader for static checks (no Docker engine runs on the CI machines).
+"""A small Dockerfile reader for static checks (`make image-smoke` builds and runs the images).
 
 Handles comments, backslash continuations, ``ARG`` defaults in ``FROM`` and exec-form (JSON)
 ``ENTRYPOINT``/``CMD``; enough for this repository's Dockerfiles, not a full parser.
