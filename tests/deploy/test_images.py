@@ -57,9 +57,10 @@ CLIENT_KEY = "image-smoke-client-key"
 PROVIDER_DELAY_MS = 1000  # every fake answer takes this long: the drain tests need a request in flight
 PROMPT = "Prove that the square root of 2 is irrational, and explain each step."
 PREFIX = f"ferryman-smoke-{os.getpid()}"
-# Long prompts in one BatchScore: in flight when SIGTERM comes 0.3 s later, answered well inside the
-# scorer's 10 s grace on a loaded 2-core machine (about 0.1 s each there).
-BATCH = 24
+# Long prompts (past the 256-token window) in one BatchScore: still in flight when SIGTERM comes
+# 0.15 s later on a machine several times faster than the 2-core VM, answered well inside the
+# scorer's 10 s grace on that VM loaded (0.06-0.2 s each there, two workers).
+BATCH = 32
 
 
 def local_image(name: str) -> str:
@@ -384,7 +385,7 @@ def test_scorer_sigterm_drains_in_flight_batch(scorer: Container, specs: dict[st
 
     worker = threading.Thread(target=call)
     worker.start()
-    time.sleep(0.3)
+    time.sleep(0.15)
     sent = scorer.kill("TERM")
     status = scorer.wait(timeout_s=grace_s + 15)
     stopped = time.monotonic() - sent
