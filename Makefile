@@ -125,10 +125,16 @@ image-smoke: images setup-lab  ## run the images as containers: routing, streami
 cluster-local: setup-lab  ## two scorers + two gateways on loopback under load: balancing, scorer kill, gateway SIGTERM
 	$(BIN)/python -m bench.cluster_local $(CLUSTER_ARGS)
 
-EVAL_ARGS ?= --benchmark all --baselines --crossfit-dir build/crossfit/prompt --crossfit-dir build/crossfit/subject
+EVAL_ARGS ?= --benchmark all --benchmark loso --benchmark commonsense --baselines \
+  --crossfit-dir build/crossfit/subject --loso-dir build/loso
 
-eval: setup-lab  ## routing evaluation (APGR/CPT, plots) -> reports/; needs the cross-fitted artifacts in build/crossfit
+eval: setup-lab  ## routing evaluation -> reports/ (eval, loso, commonsense); needs build/crossfit/subject and build/loso
 	$(BIN)/ferryman eval $(EVAL_ARGS) --out reports
+
+figures: setup-lab  ## every quality figure in docs/ from the shipped recipes and routers: cross-fit, LOSO, then make eval
+	$(BIN)/ferryman train crossfit --schemes subject --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+	$(BIN)/ferryman train loso --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/loso $(TRAIN_ARGS)
+	$(MAKE) eval
 
 # Training: each shipped router's recipe (data, encoder window, settings) is lab/recipes/<name>.toml,
 # read by both targets below; the data is the public files in $(DATA_DIR) (docs/training.md).
@@ -149,7 +155,8 @@ crossfit: $(STAMPS)/lab  ## k=5 cross-fitted artifacts of every trained recipe (
 	$(BIN)/ferryman train crossfit --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 
 # Learning from traffic (docs/learning.md): the learning curve on sources the "shipped" router of the
-# simulation never trained on. Each source's shipped router is the mf recipe trained without it:
+# simulation never trained on. Each source's shipped router is the mf recipe trained without it, on the
+# golden labels only (--arena "": as when the settings below were chosen):
 # MMLU (trained on GSM8K only), GSM8K (on MMLU only), and each of the 5 held-out-subject folds of
 # MMLU (on everything else). Settings were chosen on gsm8k, mmlu, mmlu-fold0 and mmlu-fold1 only
 # (docs/lab-log.md). Artifacts and traffic files are kept in $(LEARN_DIR) and remade when stale.
@@ -158,7 +165,7 @@ LEARN_OUT ?= reports/learn
 LEARN_ARGS ?=
 LEARN_SOURCES := mmlu gsm8k $(addprefix mmlu-fold,0 1 2 3 4)
 LEARN_FOLDS := $(LEARN_DIR)/crossfit/subject/folds.json
-LEARN_TRAIN = $(BIN)/ferryman train mf --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) $(TRAIN_ARGS)
+LEARN_TRAIN = $(BIN)/ferryman train mf --arena "" --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) $(TRAIN_ARGS)
 
 .SECONDARY: $(foreach s,$(LEARN_SOURCES),$(LEARN_DIR)/$(s).csv $(LEARN_DIR)/mf-without-$(s)/manifest.json)
 

@@ -76,8 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmark",
         action="append",
-        choices=[*BENCHMARKS, "all"],
-        help="benchmark to evaluate (repeatable; default: all)",
+        choices=[*BENCHMARKS, "all", "loso", "commonsense"],
+        help="benchmark to evaluate (repeatable; default: all = mmlu, gsm8k, mt-bench); loso: every public source "
+        "scored by the routers trained without it (--loso-dir), written to <out>/loso.{md,json,png}; commonsense: "
+        "the easy/hard pairs of tests/quality/commonsense_pairs.py scored by --routers-dir, written to "
+        "<out>/commonsense.{md,json}",
     )
     parser.add_argument(
         "--routers",
@@ -91,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="cross-fitted artifacts DIR/<router>/fold-<i> with DIR/folds.json (repeatable; MMLU and GSM8K)",
+    )
+    parser.add_argument(
+        "--loso-dir",
+        type=Path,
+        default=Path("build/loso"),
+        help="leave-one-source-out artifacts DIR/<source>/<router> (`ferryman train loso`; --benchmark loso)",
     )
     parser.add_argument("--data-dir", type=Path, help="public data (default: $FERRYMAN_DATA or ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where plots, table and JSON go")
@@ -482,24 +491,83 @@ def run(args: argparse.Namespace) -> int:
         args.limits = parse_limits(args.limit)
         args.routers = args.routers or default_routers(args.routers_dir)
         data_dir = args.data_dir or default_data_dir()
-        benchmarks = list(BENCHMARKS) if not args.benchmark or "all" in args.benchmark else args.benchmark
+        chosen = args.benchmark or ["all"]
+        loso = "loso" in chosen
+        commonsense = "commonsense" in chosen
+        benchmarks = list(BENCHMARKS) if "all" in chosen else [b for b in chosen if b in BENCHMARKS]
         benchmarks = list(dict.fromkeys(benchmarks))
         sets = build_sets(args, data_dir, benchmarks)
     except (DataError, ValueError) as exc:
         print(f"ferryman eval: {exc}", file=sys.stderr)
         return 2
     load_at_start = os.getloadavg()[0]
+    written: list[Path] = []
     try:
-        results = _evaluate(args, data_dir, sets)
-    except (ArtifactError, DataError) as exc:
+        if sets:
+            results = _evaluate(args, data_dir, sets)
+            meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
+            meta["load average (1 min) at start / end"] = f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
+            written += write_reports(results, args.out, meta, name=args.name)
+            print(markdown_table(results))
+        if loso:
+            written += _evaluate_loso(args, data_dir, started, load_at_start)
+        if commonsense:
+            written += _evaluate_commonsense(args, data_dir, started)
+    except (ArtifactError, DataError, ValueError, FileNotFoundError) as exc:
         print(f"ferryman eval: {exc}", file=sys.stderr)
         return 2
-    meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
-    meta["load average (1 min) at start / end"] = f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
-    paths = write_reports(results, args.out, meta, name=args.name)
-    print(markdown_table(results))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _evaluate_loso(args: argparse.Namespace, data_dir: Path, started: float, load_at_start: float) -> list[Path]:
+    """``--benchmark loso``: every source scored by the routers trained without it (lab.eval.loso)."""
+    from lab.data.sources import SOURCES
+    from lab.eval import loso
+
+    routers = [r for r in dict.fromkeys(args.routers) if r != "random"]
+    seeds = args.random_seeds if "random" in args.routers else 0
+    score_cache = None if args.no_cache else args.score_cache
+    encoder = loso.default_encoder(args.encoder_dir, args.threads) if args.baselines else None
+    with tempfile.TemporaryDirectory(prefix="ferryman-random-") as tmp:
+        results = loso.evaluate_loso(
+            routers=routers,
+            loso_root=args.loso_dir,
+            data_dir=data_dir,
+            sources=list(SOURCES),
+            client_for=lambda artifacts: _client(args, artifacts, score_cache),
+            random_artifacts=random_artifacts(Path(tmp), seeds),
+            encoder=encoder,
+            cache_dir=None if args.no_cache else args.cache_dir,
+            log=lambda msg: _log(args, msg),
+            progress=not args.quiet,
+        )
+    meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
+    meta["command"] += f" --loso-dir {args.loso_dir}"
+    meta["load average (1 min) at start / end"] = f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
+    print(loso.markdown(results))
+    return loso.write(results, args.out, meta)
+
+
+def _evaluate_commonsense(args: argparse.Namespace, data_dir: Path, started: float) -> list[Path]:
+    """``--benchmark commonsense``: the shipped routers (``--routers-dir``) on the common-sense pairs."""
+    from lab.eval import commonsense
+
+    pairs = commonsense.load_pairs()
+    routers = [r for r in dict.fromkeys(args.routers) if r != "random"]
+    artifacts = {r: args.routers_dir / r for r in routers}
+    with _client(args, artifacts, None) as client:
+        assert client is not None
+
+        def score(router: str, prompts: list[str]) -> np.ndarray:
+            jobs = [(router, f"commonsense-{i}", p) for i, p in enumerate(prompts)]
+            return client.score(jobs, label=f"commonsense {router}", progress=not args.quiet)
+
+        results = commonsense.evaluate(routers, pairs, score)
+    meta = _meta(args, data_dir, started, args.scorer or "in-process (BatchScore over loopback gRPC)")
+    meta["pairs"] = f"{len(pairs)} ({commonsense.PAIRS_FILE}; the easy prompt is the longer one in half)"
+    print(commonsense.markdown(results))
+    return commonsense.write(results, args.out, meta)
 
 
 def _evaluate(args: argparse.Namespace, data_dir: Path, sets: list[EvalSet]) -> list[SetResult]:

@@ -220,3 +220,77 @@ def decile_curve(
         quality.append(np.where(go_strong, s, w).mean())
     order = np.argsort(shares, kind="stable")
     return Curve(np.asarray(shares)[order], np.asarray(quality)[order])
+
+
+@dataclass(frozen=True)
+class OrientedBattles:
+    """Decisive battles, each oriented stronger-vs-weaker model, for :func:`battle_auc`.
+
+    ``prompt[i]`` indexes the scored prompts; ``stronger_won[i]`` is 1 when the model rated
+    stronger won battle ``i``. Ties (``tie`` and ``tie (bothbad)``) say nothing about which
+    side a prompt favours and are left out (counted in ``ties``).
+    """
+
+    prompt: np.ndarray
+    stronger_won: np.ndarray
+    ties: int
+    models: int
+
+
+def orient_battles(
+    prompt_index: Sequence[int], model_a: Sequence[str], model_b: Sequence[str], winner: Sequence[str]
+) -> OrientedBattles:
+    """Orient each decisive battle by leave-one-battle-out Bradley-Terry ratings of its own source.
+
+    A battle's two models are ordered by ratings fitted to every *other* battle of the set (plus
+    a tie of weight 1/M against every other model, so a model seen once stays finite), so no
+    battle decides its own orientation. ``winner`` holds ``model_a``, ``model_b`` or ``tie``.
+    """
+    from scorer.routers.sw import fit_bradley_terry  # the scorer's BT fit (SW's)
+
+    names = sorted(set(model_a) | set(model_b))
+    index = {m: i for i, m in enumerate(names)}
+    m = len(names)
+    a = np.array([index[x] for x in model_a])
+    b = np.array([index[x] for x in model_b])
+    w = np.asarray(winner)
+    cells = np.zeros((len(a), m, m))
+    rows = np.arange(len(a))
+    cells[rows[w == "model_a"], a[w == "model_a"], b[w == "model_a"]] = 1.0
+    cells[rows[w == "model_b"], b[w == "model_b"], a[w == "model_b"]] = 1.0
+    tie = w == "tie"
+    cells[rows[tie], a[tie], b[tie]] = 0.5
+    cells[rows[tie], b[tie], a[tie]] = 0.5
+    prior = 0.5 * (np.ones((m, m)) - np.eye(m)) / m
+    theta = fit_bradley_terry(cells.sum(axis=0)[None] - cells + prior)
+    decisive = ~tie & (theta[rows, a] != theta[rows, b])
+    a_stronger = theta[rows, a] > theta[rows, b]
+    won = np.where(w == "model_a", a_stronger, ~a_stronger)
+    return OrientedBattles(np.asarray(prompt_index)[decisive], won[decisive].astype(np.int64), int(tie.sum()), m)
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney; equal scores count half)."""
+    sc = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUC needs both outcomes among the labels")
+    values, inverse = np.unique(sc, return_inverse=True)
+    order = np.argsort(sc, kind="stable")
+    rank = np.empty(len(sc))
+    rank[order] = np.arange(1, len(sc) + 1, dtype=np.float64)
+    mean_rank = np.bincount(inverse, weights=rank, minlength=len(values)) / np.bincount(inverse)
+    return float((mean_rank[inverse][y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def battle_auc(scores: Sequence[float] | np.ndarray, battles: OrientedBattles) -> float:
+    """AUC of per-prompt router scores for "the stronger model won" over decisive battles.
+
+    A router's score for a prompt is its strong-win rate for the default pair (GPT-4-1106 vs
+    Mixtral): how much the prompt needs a strong model. On a prompt that needs one, the stronger
+    model of any pair should win more often, so the score should rank the battles the stronger
+    model won above those it lost (AUC 0.5: no better than chance). Every router kind is scored
+    the same way, single-pair BERT included.
+    """
+    return roc_auc(np.asarray(scores, dtype=np.float64)[battles.prompt], battles.stronger_won)

@@ -35,6 +35,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--battles", type=Path, help="pairwise battles, Chatbot Arena 55k schema (replaces the recipe's)")
     p.add_argument("--golden", help="benchmark labels to train on, e.g. mmlu,gsm8k (replaces the recipe's; '' = none)")
+    p.add_argument(
+        "--arena",
+        help="arena sources to train on, e.g. arena-bench-v1,arena-human-1k (replaces the recipe's; '' = none)",
+    )
     p.add_argument("--strong", default=STRONG, help="default strong model of the artifact")
     p.add_argument("--weak", default=WEAK, help="default weak model of the artifact")
     p.add_argument(
@@ -56,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "`crossfit` writes k fold artifacts per recipe that each leave one fold of the golden prompts out. "
         "Run `ferryman train KIND --help` for a kind's settings."
     )
-    sub = parser.add_subparsers(dest="router", required=True, metavar="{" + ",".join([*ROUTER_KINDS, "crossfit"]) + "}")
+    sub = parser.add_subparsers(
+        dest="router", required=True, metavar="{" + ",".join([*ROUTER_KINDS, "crossfit", "loso"]) + "}"
+    )
     for kind in ROUTER_KINDS:
         from lab.train.jobs import trainer_for
 
@@ -92,6 +98,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     p.add_argument("--folds-only", action="store_true", help="only (re)make the folds.json files")
     _run_args(p)
+    p = sub.add_parser(
+        "loso",
+        help="train every recipe once per public source, without that source (leave-one-source-out)",
+        description=(
+            "For each source (mmlu, gsm8k, arena-bench-v1, arena-human-1k) train every recipe without that "
+            "source's prompts and their near copies into OUT/<source>/<router>/, for `ferryman eval --benchmark loso`."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--routers",
+        help="recipes to train, comma-separated: shipped names or .toml files (default: each one that trains)",
+    )
+    p.add_argument("--sources", help="sources to leave out, comma-separated (default: every public source)")
+    _data_args(p)
+    p.add_argument("--out", type=Path, default=Path("build/loso"), help="writes <source>/<router>/ artifacts")
+    _run_args(p)
 
 
 def _split(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
@@ -113,7 +136,7 @@ def _recipes(names: list[str], args: argparse.Namespace) -> list[Recipe]:
     """Recipes with ``--set`` applied and the data flags replacing their data."""
     from dataclasses import replace
 
-    from lab.train.data import parse_golden
+    from lab.train.data import parse_arena, parse_golden
 
     recipes = [load_recipe(n, args.overrides) for n in names]
     prefixes = {o.partition("=")[0].rpartition(".")[0] for o in args.overrides} - {""}
@@ -124,6 +147,8 @@ def _recipes(names: list[str], args: argparse.Namespace) -> list[Recipe]:
     for r in recipes:
         if args.golden is not None:
             r = replace(r, golden=tuple(parse_golden(args.golden)))
+        if args.arena is not None:
+            r = replace(r, arena=tuple(parse_arena(args.arena)))
         if args.battles is not None:
             r = replace(r, battles=str(args.battles.resolve()))
         out.append(r)
@@ -133,7 +158,7 @@ def _recipes(names: list[str], args: argparse.Namespace) -> list[Recipe]:
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
-        if args.router == "crossfit":
+        if args.router in ("crossfit", "loso"):
             names = _split(args.routers, None, "routers") if args.routers else _trained_shipped()
             recipes = _recipes(names, args)
         else:
@@ -180,6 +205,14 @@ def _train(args: argparse.Namespace, recipes: list[Recipe]) -> None:
             )
             run_crossfit(plan, ctx)
             return
+        if args.router == "loso":
+            from lab.data.sources import SOURCES
+            from lab.train.loso import LosoPlan, run_loso
+
+            sources = _split(args.sources, SOURCES, "sources") if args.sources else list(SOURCES)
+            loso = LosoPlan(args.out, sources, recipes, args.data_dir or default_data_dir(), args.strong, args.weak)
+            run_loso(loso, ctx)
+            return
         (recipe,) = recipes
         if recipe.kind != args.router:
             raise ValueError(f"{recipe.source} trains a {recipe.kind} router, not {args.router}")
@@ -191,11 +224,13 @@ def _train(args: argparse.Namespace, recipes: list[Recipe]) -> None:
             from lab.data.folds import FoldAssignment
             from lab.train.data import load_training_data
 
-            data_dir = args.data_dir or (default_data_dir() if recipe.golden or recipe.battles else None)
+            named = recipe.golden or recipe.arena or recipe.battles
+            data_dir = args.data_dir or (default_data_dir() if named else None)
             exclude = FoldAssignment.load(args.exclude_folds) if args.exclude_folds else None
             data = load_training_data(
                 battles=recipe.battles_path(data_dir),
                 golden=list(recipe.golden),
+                arena=list(recipe.arena),
                 data_dir=data_dir,
                 exclude=exclude,
                 fold=args.fold,

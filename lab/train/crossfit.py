@@ -5,7 +5,8 @@ a fold (``prompt``: random folds with near-duplicates kept together;
 ``subject``: whole MMLU subjects per fold, for the held-out-subject number).
 ``<scheme>/<router>/fold-<i>/`` (``<router>``: the recipe's name) is a complete artifact named
 ``<router>-fold<i>``, trained on everything except fold ``i``'s prompts (the
-recipe's battles are always included; MT-Bench never). ``ferryman eval --crossfit-dir``
+recipe's arena sources and battles are always included, but a battle on a held-out prompt's
+text is left out with it; MT-Bench never). ``ferryman eval --crossfit-dir``
 scores each prompt with its own fold's artifact. An existing ``folds.json``
 is reused (so runs on other machines train on the same folds); ``--folds-only``
 remakes it.
@@ -70,14 +71,17 @@ def run_crossfit(plan: CrossfitPlan, ctx: TrainContext) -> None:
             raise ValueError(f"{recipe.source}: a {recipe.kind} router is not trained; nothing to cross-fit")
     t0 = time.perf_counter()
     items = [it for name in golden for it in load_benchmark(name, plan.data_dir)]
-    full: dict[str | None, TrainingData] = {}  # per battles file
+    full: dict[tuple[str | None, tuple[str, ...]], TrainingData] = {}  # per (battles file, arena sources)
     for recipe in plan.recipes:
-        if recipe.battles not in full:
+        if (recipe.battles, recipe.arena) not in full:
             battles = recipe.battles_path(plan.data_dir)
-            full[recipe.battles] = load_training_data(battles=battles, golden=list(golden), data_dir=plan.data_dir)
-            print(f"cross-fitting on {full[recipe.battles].provenance()}", flush=True)
+            data = load_training_data(
+                battles=battles, golden=list(golden), arena=list(recipe.arena), data_dir=plan.data_dir
+            )
+            full[(recipe.battles, recipe.arena)] = data
+            print(f"cross-fitting on {data.provenance()}", flush=True)
     # One context per recipe: a trainer may prepare work once for all folds (ctx.pool = its full data).
-    contexts = {r.name: _context(ctx, full[r.battles]) for r in plan.recipes}
+    contexts = {r.name: ctx.with_pool(full[(r.battles, r.arena)]) for r in plan.recipes}
     for scheme in plan.schemes:
         folds_path = plan.out / scheme / "folds.json"
         if folds_path.is_file() and not plan.folds_only:
@@ -93,23 +97,11 @@ def run_crossfit(plan: CrossfitPlan, ctx: TrainContext) -> None:
         for fold in range(plan.k):
             held_out = heldout_keys(folds, fold)
             for recipe in plan.recipes:
-                data = full[recipe.battles].without(held_out)
+                data = full[(recipe.battles, recipe.arena)].without(held_out)
                 out_dir = fold_dir(plan.out, scheme, recipe.name, fold)
                 target = Target(out_dir, f"{recipe.name}-fold{fold}", plan.strong, plan.weak, recipe.seed)
                 trainer_for(recipe.kind).train(data, target, recipe.encoder, recipe.settings, contexts[recipe.name])
     print(f"cross-fitting done in {time.perf_counter() - t0:.1f} s", flush=True)
-
-
-def _context(ctx: TrainContext, pool: TrainingData) -> TrainContext:
-    return TrainContext(
-        encoder_dir=ctx.encoder_dir,
-        cache_dir=ctx.cache_dir,
-        threads=ctx.threads,
-        device=ctx.device,
-        build_onnx=ctx.build_onnx,
-        pool=pool,
-        _encoders=ctx._encoders,
-    )
 
 
 def _check_folds(folds: FoldAssignment, items: list[LabeledPrompt], k: int, path: Path) -> None:

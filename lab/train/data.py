@@ -1,16 +1,20 @@
-"""Training data for every trainer: pairwise comparisons from battles and golden labels.
+"""Training data for every trainer: pairwise comparisons, and what is known about each prompt.
 
-Two sources become one list of :class:`Pair` (prompt, model_a, model_b,
-outcome):
+Three kinds of data become one list of :class:`Pair` (prompt, model_a, model_b, outcome,
+source), plus per-prompt facts (:class:`lab.data.sources.SourcePrompt`: the default pair's
+quality and a difficulty, where a source knows them):
 
-- pairwise battles in the Chatbot Arena 55k schema (``--battles FILE``);
 - benchmark correctness labels (``--golden mmlu,gsm8k``): each prompt gives one
   comparison of the benchmark's strong and weak model — strong wins when only
   the strong model was right, weak wins when only the weak one was, a tie when
-  both were right or both wrong (most of the data, so trainers must model ties).
+  both were right or both wrong (most of the data, so trainers must model ties);
+- the named Arena sources (``--arena arena-bench-v1,arena-human-1k``): every pair of the 16
+  GPT-4-graded models per prompt, and human-voted battles between 2023 models;
+- any battles file in the Chatbot Arena 55k schema (``--battles FILE``).
 
-Cross-fitting drops the prompts that a fold file assigns to the held-out fold.
-MT-Bench is evaluation-only and refused here.
+Every pair carries its prompt's key, so held-out prompts (a cross-fitting fold, a held-out
+source and its near copies) leave training wherever they occur. MT-Bench is evaluation-only
+and refused here.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.data.battles import Battle, load_battles
-from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, load_benchmark
+from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt
 from lab.data.folds import FoldAssignment
+from lab.data.keys import prompt_key
+from lab.data.sources import ARENA_SOURCES, SourcePrompt, load_source
 
 A_WINS, B_WINS, TIE = 0, 1, 2
 _WINNER_OUTCOME = {"model_a": A_WINS, "model_b": B_WINS, "tie": TIE}
@@ -37,17 +43,18 @@ class Pair:
     model_b: str
     outcome: int  # A_WINS, B_WINS or TIE
     source: str  # "arena-bench-v1", "mmlu", ...
-    key: str = ""  # benchmark prompt key (cross-fitting excludes by key); empty for battles
+    key: str = ""  # prompt key (lab.data.keys.prompt_key): held-out prompts are excluded by key
 
 
 @dataclass
 class TrainingData:
-    """Pairs plus the provenance a manifest records."""
+    """Pairs, per-prompt facts (by prompt text) and the provenance a manifest records."""
 
     pairs: list[Pair]
     sources: list[str]
     excluded: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    info: dict[str, SourcePrompt] = field(default_factory=dict)
 
     @property
     def trained_on(self) -> str:
@@ -62,12 +69,27 @@ class TrainingData:
         return head + sorted(seen - set(head))
 
     def without(self, keys: set[str]) -> TrainingData:
-        """A copy without the golden pairs whose prompt key is in ``keys`` (a held-out fold)."""
+        """A copy without the pairs (and prompt facts) whose prompt key is in ``keys`` (held-out prompts)."""
         kept = [p for p in self.pairs if not (p.key and p.key in keys)]
         if not kept:
             raise ValueError("training data is empty after exclusions")
         counts = Counter(p.source for p in kept)
-        return TrainingData(kept, list(self.sources), self.excluded + len(self.pairs) - len(kept), dict(counts))
+        prompts = {p.prompt for p in kept}
+        info = {text: fact for text, fact in self.info.items() if text in prompts}
+        sources = [s for s in self.sources if s in counts]
+        return TrainingData(kept, sources, self.excluded + len(self.pairs) - len(kept), dict(counts), info)
+
+    def pair_weights(self, balance: float) -> list[float]:
+        """Loss weight per pair: ``n_s ** -balance`` for a pair of source ``s`` (``n_s`` its pairs), mean 1.
+
+        ``balance`` 0: every pair counts the same (14k MMLU rows drown 1.3k GSM8K prompts and a few
+        hundred chat prompts); 1: every source weighs the same in total; 0.5 between.
+        """
+        if not 0.0 <= balance <= 1.0:
+            raise ValueError(f"balance must be in [0, 1], got {balance}")
+        raw = [self.counts[p.source] ** -balance for p in self.pairs]
+        scale = len(raw) / sum(raw)
+        return [w * scale for w in raw]
 
     def prompts(self) -> list[str]:
         """Distinct prompts in first-seen order."""
@@ -84,7 +106,9 @@ class TrainingData:
 
 def battle_pairs(battles: Sequence[Battle], source: str) -> list[Pair]:
     """Battles as pairs, scored by their last user turn (what the scorer sees)."""
-    return [Pair(b.prompt, b.model_a, b.model_b, _WINNER_OUTCOME[b.winner], source) for b in battles]
+    return [
+        Pair(b.prompt, b.model_a, b.model_b, _WINNER_OUTCOME[b.winner], source, prompt_key(b.prompt)) for b in battles
+    ]
 
 
 def golden_outcome(item: LabeledPrompt) -> int:
@@ -121,36 +145,53 @@ def heldout_keys(folds: FoldAssignment, fold: int) -> set[str]:
     return {key for key, f in folds.assignments.items() if f == fold}
 
 
+def parse_arena(spec: str | Sequence[str]) -> list[str]:
+    """``"arena-bench-v1,arena-human-1k"`` (or a list) -> names; unknown names are errors."""
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    for name in names:
+        if name not in ARENA_SOURCES:
+            raise ValueError(f"unknown arena source {name!r}; expected some of {', '.join(ARENA_SOURCES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"arena source listed twice in {spec!r}")
+    return names
+
+
 def load_training_data(
     *,
     battles: Path | None,
     golden: Sequence[str],
     data_dir: Path | None,
+    arena: Sequence[str] = (),
     exclude: FoldAssignment | None = None,
     fold: int | None = None,
 ) -> TrainingData:
-    """Gather pairs from the given sources, leaving out fold ``fold`` of ``exclude``."""
-    if battles is None and not golden:
-        raise ValueError("no training data: give --battles FILE and/or --golden mmlu,gsm8k")
+    """Gather pairs and prompt facts from the given sources, leaving out fold ``fold`` of ``exclude``."""
+    if battles is None and not golden and not arena:
+        raise ValueError("no training data: give --golden mmlu,gsm8k, --arena SOURCES and/or --battles FILE")
     if (exclude is None) != (fold is None):
         raise ValueError("--exclude-folds and --fold go together")
     pairs: list[Pair] = []
     sources: list[str] = []
+    info: dict[str, SourcePrompt] = {}
     if battles is not None:
         loaded, report = load_battles(battles)
         print(report.summary(), flush=True)
         source = battles.parent.name if battles.stem == "battles" else battles.stem
         pairs += battle_pairs(loaded, source)
         sources.append(source)
-    if golden:
-        if data_dir is None:
-            raise ValueError("--golden needs the benchmark data directory (--data-dir or $FERRYMAN_DATA)")
-        for name in golden:
-            pairs += golden_pairs(load_benchmark(name, data_dir))
-            sources.append(name)
+    named = [*golden, *arena]
+    if named and data_dir is None:
+        raise ValueError("--golden and --arena need the data directory (--data-dir or $FERRYMAN_DATA)")
+    for name in named:
+        assert data_dir is not None
+        src = load_source(name, data_dir)
+        pairs += battle_pairs(src.battles, name) if name in ARENA_SOURCES else golden_pairs(src.graded())
+        for fact in src.prompts:
+            info.setdefault(fact.prompt, fact)
+        sources.append(name)
     if not pairs:
         raise ValueError("training data is empty")
-    data = TrainingData(pairs=pairs, sources=sources, counts=dict(Counter(p.source for p in pairs)))
+    data = TrainingData(pairs=pairs, sources=sources, counts=dict(Counter(p.source for p in pairs)), info=info)
     if exclude is not None and fold is not None:
         data = data.without(heldout_keys(exclude, fold))
     return data

@@ -9,6 +9,7 @@ cross-fitting and the harness's test routers all find trainers through :func:`tr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Callable
@@ -57,6 +58,10 @@ class TrainContext:
         if spec not in self._encoders:
             self._encoders[spec] = Encoder(self.encoder_dir, precision="int8", spec=spec, threads=self.threads)
         return self._encoders[spec]
+
+    def with_pool(self, pool: TrainingData) -> TrainContext:
+        """This context for a series of runs over subsets of ``pool`` (its own ``shared``, the same encoders)."""
+        return dataclasses.replace(self, pool=pool, shared={})
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.data.benchmarks import GOLDEN_BENCHMARKS
 from lab.train.data import A_WINS, B_WINS, TrainingData
 
 _TARGET = {A_WINS: 1.0, B_WINS: 0.0}
@@ -34,7 +35,7 @@ class MFConfig:
     lr: float = 1e-2
     weight_decay: float = 1e-4
     dropout: float = 0.1
-    battle_weight: float = 1.0  # loss weight of battle pairs relative to golden-label pairs
+    battle_weight: float = 1.0  # loss weight of arena/battle pairs relative to golden-label pairs
 
 
 def pair_arrays(data: TrainingData, models: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -52,6 +53,11 @@ def pair_arrays(data: TrainingData, models: list[str]) -> tuple[np.ndarray, np.n
     return pi, ai, bi, target
 
 
+def pair_loss_weights(data: TrainingData, config: MFConfig) -> list[float]:
+    """Loss weight per pair: ``battle_weight`` for battle pairs (any source but the golden labels), else 1."""
+    return [1.0 if p.source in GOLDEN_BENCHMARKS else config.battle_weight for p in data.pairs]
+
+
 def train_mf(
     data: TrainingData, embeddings: np.ndarray, config: MFConfig, *, seed: int, progress: bool = True
 ) -> dict[str, np.ndarray]:
@@ -66,7 +72,7 @@ def train_mf(
     gen = torch.Generator().manual_seed(seed)
     models = data.models
     pi, ai, bi, target = (torch.from_numpy(a) for a in pair_arrays(data, models))
-    weight = torch.tensor([1.0 if p.key else config.battle_weight for p in data.pairs], dtype=torch.float32)
+    weight = torch.tensor(pair_loss_weights(data, config), dtype=torch.float32)
     emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     dim_in = emb.shape[1]
     text_proj = torch.nn.Linear(dim_in, config.dim, bias=False)

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lab.train.data import parse_golden
+from lab.train.data import parse_arena, parse_golden
 from lab.train.jobs import trainer_for
 from scorer.artifacts import EncoderSpec
 from scorer.routers import ROUTER_KINDS
@@ -40,6 +40,7 @@ class Recipe:
     encoder: EncoderSpec
     settings: Any  # the kind's settings dataclass
     source: str
+    arena: tuple[str, ...] = ()  # named Arena sources (lab.data.sources)
 
     def battles_path(self, data_dir: Path | None) -> Path | None:
         """The battles file: an absolute path as it is, a relative one under the data directory."""
@@ -102,7 +103,7 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
     for table, what in ((data, "data"), (encoder, "encoder"), (settings, "settings")):
         if not isinstance(table, dict):
             raise ValueError(f"{source}: [{what}] must be a table")
-    _known(data, {"golden", "battles"}, source, "data.")
+    _known(data, {"golden", "arena", "battles"}, source, "data.")
     _known(encoder, _ENCODER, source, "encoder.")
     values: dict[str, Any] = {"seed": raw.get("seed", 0), **encoder, **settings}
     for item in overrides:
@@ -126,6 +127,9 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
     golden = data.get("golden", [])
     if not isinstance(golden, list) or not all(isinstance(g, str) for g in golden):
         raise ValueError(f"{source}: data.golden must be a list of benchmark names")
+    arena = data.get("arena", [])
+    if not isinstance(arena, list) or not all(isinstance(a, str) for a in arena):
+        raise ValueError(f"{source}: data.arena must be a list of arena source names")
     battles = data.get("battles", "")
     if not isinstance(battles, str):
         raise ValueError(f'{source}: data.battles must be a path under the data directory (or "")')
@@ -136,6 +140,7 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
             seed=seed,
             golden=tuple(parse_golden(",".join(golden))),
             battles=battles or None,
+            arena=tuple(parse_arena(arena)),
             encoder=EncoderSpec(**{k: int(v) for k, v in encoder.items()}),  # type: ignore[arg-type]
             settings=trainer.settings(**chosen),
             source=source,
@@ -146,7 +151,8 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
 
 def describe(recipe: Recipe) -> str:
     """One line: where a recipe comes from and every value it sets (for ``--help`` and logs)."""
-    data = ",".join(recipe.golden) + (f" + {recipe.battles}" if recipe.battles else "") or "none"
+    named = ",".join([*recipe.golden, *recipe.arena])
+    data = named + (f" + {recipe.battles}" if recipe.battles else "") or "none"
     values = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe.settings).items())
     window = f"max_tokens={recipe.encoder.max_tokens}, head_tokens={recipe.encoder.head_tokens}"
     return f"{recipe.source}: seed={recipe.seed}, data {data}, {window}" + (f", {values}" if values else "")

@@ -116,3 +116,15 @@ def test_eval_bad_inputs_are_clear_errors(routers: Path, tmp_path: Path, capsys:
     assert "gsm8k prompts have no fold" in capsys.readouterr().err
     assert main(["eval", "--data-dir", str(tmp_path / "nowhere"), "--benchmark", "mmlu", "--quiet"]) == 2
     assert "benchmark folder not found" in capsys.readouterr().err
+
+
+def test_eval_commonsense_writes_shares_beside_the_length_baseline(routers: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    argv = ["eval", "--benchmark", "commonsense", "--routers", "mf", "sw", "--routers-dir", str(routers)]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    rows = {r["name"]: r for r in json.loads((out / "commonsense.json").read_text())["rows"]}
+    assert set(rows) == {"mf", "sw", "baseline: length"}
+    assert rows["baseline: length"]["share"] == 0.5  # the suite is length-balanced
+    for row in rows.values():
+        assert row["total"] >= 40 and row["ordered"] + len(row["wrong"]) == row["total"]
+    assert "| baseline: length | 25/50 | 50% |" in (out / "commonsense.md").read_text()

@@ -34,7 +34,7 @@ def test_shipped_recipe_matches_the_shipped_router(name: str) -> None:
     prov = manifest.provenance
     assert manifest.kind == recipe.kind
     assert prov["seed"] == str(recipe.seed)
-    sources = ([Path(recipe.battles).parent.name] if recipe.battles else []) + list(recipe.golden)
+    sources = ([Path(recipe.battles).parent.name] if recipe.battles else []) + [*recipe.golden, *recipe.arena]
     assert prov["trained_on"] == (",".join(sources) or "none")
     settings = {f"cfg_{k}": str(v) for k, v in dataclasses.asdict(recipe.settings).items()}
     assert settings == {k: v for k, v in prov.items() if k.startswith("cfg_")}
