@@ -99,6 +99,34 @@ def test_share_named_router_models_and_router_families(gw, stub, scorer_address)
     assert "router-<router>-s<share>" in r.json()["error"]["message"]
 
 
+def test_every_step_of_a_tool_conversation_is_scored_on_the_last_user_turn(gw, stub, scorer_address):
+    """The documented rule (docs/gateway.md): tool calls and results are not scored, so each step of a
+    tool loop gets the question's score and tier, over gRPC and over Anthropic's /v1/messages alike."""
+    question = MSGS[0].content
+    expected = scorer_stub(scorer_address).Score(scorer_pb2.ScoreRequest(router="mf", prompt=question))
+    tool = pb.Tool(name="lookup", parameters_json='{"type": "object"}')
+    call = pb.ChatMessage(role="assistant", tool_calls=[pb.ToolCall(id="c1", name="lookup", arguments="{}")])
+    result = pb.ChatMessage(role="tool", tool_call_id="c1", content="row 1: 0x3f 0x2a ... " * 200)
+    for messages in ([MSGS[0]], [MSGS[0], call, result]):
+        d = stub.Route(pb.RouteRequest(model="router-mf-0.5", messages=messages, tools=[tool]), metadata=AUTH)
+        assert d.decision.source == pb.DECISION_SOURCE_SCORED
+        assert d.decision.score == pytest.approx(expected.strong_win_rate, abs=1e-6)
+    use = {"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}
+    body = {
+        "model": "router-mf-0.5",
+        "max_tokens": 50,
+        "tools": [{"name": "lookup", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": [use]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": result.content}]},
+        ],
+    }
+    r = httpx.post(gw.http_url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert float(r.headers["x-ferryman-score"]) == pytest.approx(expected.strong_win_rate, abs=1e-5)
+
+
 def test_policy_threshold_comes_from_the_calibration_table(stub, scorer_address):
     routers = scorer_stub(scorer_address).ListRouters(scorer_pb2.ListRoutersRequest()).routers
     table = CalibrationTable(
