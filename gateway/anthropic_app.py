@@ -34,7 +34,7 @@ from gateway.formats import anthropic as fmt
 from gateway.http_app import _read_body, accounting_headers, authorization, decision_headers
 from gateway.openai_format import accounting_json, decision_json, decode_body, read_routing, served_json
 from gateway.service import Gateway, StreamResult
-from gateway.types import StreamEnd
+from gateway.types import ChatRequest, StreamEnd
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class MessagesAPI:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def messages(self, request: Request) -> Response:
+    async def _read(self, request: Request, *, count_only: bool = False) -> tuple[ChatRequest, bool] | Response:
+        """The body as a chat request and whether to stream it, or the error response to send."""
         try:
             tenant = self.gateway.authenticate(authorization(request.headers))
             raw = await _read_body(request, self.gateway.config.limits)
@@ -82,8 +83,17 @@ class MessagesAPI:
             return _error_response(exc, close=True)
         try:
             data = decode_body(raw)
-            chat, stream = fmt.read_request(data)
-            chat = replace(chat, routing=read_routing(data.get("routing")), tenant=tenant)
+            chat, stream = fmt.read_request(data, count_only=count_only)
+            return replace(chat, routing=read_routing(data.get("routing")), tenant=tenant), stream
+        except Exception as exc:
+            return _error_response(exc)
+
+    async def messages(self, request: Request) -> Response:
+        read = await self._read(request)
+        if isinstance(read, Response):
+            return read
+        chat, stream = read
+        try:
             if stream:
                 return self._stream_response(await self.gateway.start_stream(chat, id_prefix=ID_PREFIX))
             result = await self.gateway.chat(chat, id_prefix=ID_PREFIX)
@@ -98,16 +108,11 @@ class MessagesAPI:
         """``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``, an estimate (about four characters
         a token over the turns, tool calls, tools and output schema; no provider is asked, and the
         model that would serve the request may count differently), checked like ``/v1/messages``."""
+        read = await self._read(request, count_only=True)
+        if isinstance(read, Response):
+            return read
         try:
-            tenant = self.gateway.authenticate(authorization(request.headers))
-            raw = await _read_body(request, self.gateway.config.limits)
-        except GatewayError as exc:
-            return _error_response(exc, close=True)
-        try:
-            data = decode_body(raw)
-            chat, _ = fmt.read_request(data, count_only=True)
-            chat = replace(chat, routing=read_routing(data.get("routing")), tenant=tenant)
-            tokens = self.gateway.count_tokens(chat)
+            tokens = self.gateway.count_tokens(read[0])
         except Exception as exc:
             return _error_response(exc)
         return JSONResponse({"input_tokens": tokens, "ferryman": {"estimated": True}})
