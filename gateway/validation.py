@@ -125,8 +125,9 @@ def _tool_turns(messages: tuple[Message, ...], tools: frozenset[str]) -> None:
                 "assistant turn called",
                 param=f"messages[{i}].tool_call_id",
             )
-        if m.role != "tool" and m.tool_call_id:
-            raise InvalidRequestError(f"messages[{i}]: only tool turns carry tool_call_id", param=f"messages[{i}]")
+        if m.role != "tool" and (m.tool_call_id or m.tool_error):
+            what = "tool_call_id" if m.tool_call_id else "tool_error"
+            raise InvalidRequestError(f"messages[{i}]: only tool turns carry {what}", param=f"messages[{i}]")
 
 
 def _features(request: ChatRequest, config: GatewayConfig) -> None:

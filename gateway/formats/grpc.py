@@ -55,7 +55,7 @@ def _json_object(text: str, param: str) -> dict[str, Any] | None:
 
 def message(m: pb.ChatMessage) -> Message:
     calls = tuple(ToolCall(c.id, c.name, c.arguments or "{}") for c in m.tool_calls)
-    return Message(m.role, m.content, m.name, calls, m.tool_call_id)
+    return Message(m.role, m.content, m.name, calls, m.tool_call_id, m.tool_error)
 
 
 def _tools(msg: Request | pb.RouteRequest) -> tuple[Tool, ...]:

@@ -146,6 +146,7 @@ BAD = {
     "schema_json not JSON": {
         "response_format": pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name="p", schema_json="{")
     },
+    "tool_error on a user turn": {"messages": [pb.ChatMessage(role="user", content="x", tool_error=True)]},
     "top_logprobs above 20": {"logprobs": True, "top_logprobs": 21},
     "n zero": {"n": 0},
     "n above the limit": {"n": 50},
@@ -159,6 +160,19 @@ def test_grpc_bad_agent_fields_are_invalid_argument(stub, fakes, case):
         stub.ChatCompletion(pb.ChatCompletionRequest(model="weak-openai", **fields), metadata=AUTH)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert sum(f.requests for f in fakes.values()) == 0
+
+
+@pytest.mark.parametrize("model", ["weak-anthropic", "weak-openai"])
+def test_grpc_tool_error_reaches_anthropic_models(stub, fakes, model):
+    failed = pb.ChatMessage(role="tool", tool_call_id="c1", content="timeout", tool_error=True)
+    call = pb.ChatMessage(role="assistant", tool_calls=[pb.ToolCall(id="c1", name="get_weather", arguments="{}")])
+    answer = _ask(stub, model, [QUESTION, call, failed], False, tools=[TOOL])
+    assert answer["content"].endswith("Tool result: timeout")
+    sent = fakes[model].last_body["messages"][-1]
+    if "anthropic" in model:
+        assert sent["content"] == [{"type": "tool_result", "tool_use_id": "c1", "content": "timeout", "is_error": True}]
+    else:  # chat completions have no error flag: the result's text
+        assert sent == {"role": "tool", "content": "timeout", "tool_call_id": "c1"}
 
 
 # ---------------------------------------------------------------- Route: the decision for a request with features
