@@ -287,7 +287,11 @@ class DemoProvider(LocalProvider):
         value = example(schema) if isinstance(schema, dict) else None
         if isinstance(value, dict) and value:
             return json.dumps(value)
-        return json.dumps({"demo": "[Ferryman demo] a canned JSON answer"}) if ask.json_output else "{}"
+        # JSON mode (OpenAI's json_object; for Anthropic a forced tool taking any object): labelled
+        closed = isinstance(schema, dict) and schema.get("additionalProperties") is False
+        if (ask.json_output or ask.forced) and not closed:
+            return json.dumps({"demo": "[Ferryman demo] a canned JSON answer"})
+        return "{}"
 
     def reply_for(self, body: dict[str, Any]) -> str:
         model = str(body.get("model", "demo"))

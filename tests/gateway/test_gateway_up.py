@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -255,6 +256,10 @@ def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_fac
             assert parsed.parsed_output == City(city="demo", population=1, tags=["demo"])
             typed = client.chat.completions.parse(model=model, messages=readme["messages"], response_format=City)
             assert typed.choices[0].message.parsed == City(city="demo", population=1, tags=["demo"])
+            loose = client.chat.completions.create(
+                model=model, messages=readme["messages"], response_format={"type": "json_object"}
+            )
+            assert json.loads(loose.choices[0].message.content)["demo"].startswith("[Ferryman demo]")
             tool = {"type": "function", "function": {"name": "weather", "parameters": City.model_json_schema()}}
             called = client.chat.completions.create(model=model, messages=readme["messages"], tools=[tool])
             assert City.model_validate_json(called.choices[0].message.tool_calls[0].function.arguments)
