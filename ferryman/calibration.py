@@ -18,15 +18,36 @@ The rule (stated in docs/artifacts.md, checked on shared vectors in tests/test_c
    ``s0 < share < s1``: ``t0 + (t1 - t0) * (share - s0) / (s1 - s0)``.
 
 The share must be a number in [0, 1] and the table must not be empty (``ValueError``).
+
+How a table is made from scores (:func:`share_threshold`, used by ``ferryman calibrate`` on reference
+prompts and by the gateway's online calibration on live traffic): with ``N`` scores sorted high to
+low and ``n = round(share * N)``, the threshold is above every score for ``n = 0``, the lowest score
+for ``n = N``, and otherwise midway between the ``n``-th and ``(n+1)``-th highest score, so that
+exactly ``n`` scores are at or above it (fewer only where scores tie).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-__all__ = ["CalibrationTable"]
+__all__ = ["CalibrationTable", "share_threshold"]
+
+
+def share_threshold(ranked: Sequence[float], share: float) -> float:
+    """The threshold that puts ``share`` of ``ranked`` (scores sorted high to low, at least one) at or above it."""
+    if math.isnan(share) or not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    total = len(ranked)
+    if total == 0:
+        raise ValueError("no scores")
+    n = round(share * total)
+    if n == 0:
+        return math.nextafter(float(ranked[0]), math.inf)
+    if n == total:
+        return float(ranked[-1])
+    return float((ranked[n - 1] + ranked[n]) / 2)
 
 
 class CalibrationTable:

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from gateway.cost import estimate_prompt_tokens
 from gateway.errors import INTERNAL_MESSAGE, GatewayError
 from gateway.formats import anthropic as fmt
-from gateway.http_app import _read_body, accounting_headers, authorization, decision_headers
+from gateway.http_app import _read_body, accounting_headers, authorization, decision_headers, with_conversation
 from gateway.openai_format import accounting_json, decision_json, decode_body, read_routing, served_json
 from gateway.service import Gateway, StreamResult
 from gateway.types import ChatRequest, StreamEnd
@@ -84,7 +84,8 @@ class MessagesAPI:
         try:
             data = decode_body(raw)
             chat, stream = fmt.read_request(data, count_only=count_only)
-            return replace(chat, routing=read_routing(data.get("routing")), tenant=tenant), stream
+            chat = replace(chat, routing=read_routing(data.get("routing")), tenant=tenant)
+            return with_conversation(chat, request.headers), stream
         except Exception as exc:
             return _error_response(exc)
 

@@ -19,12 +19,19 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from gateway.calibration_online import CalibrationConfig, parse_calibration
 from gateway.errors import ConfigError
 from gateway.learning.config import LearningConfig, parse_learning
+from gateway.policy_config import PolicyConfig, parse_policies, rule_field, tier_field
+from gateway.routers.llm_config import LLMRouterConfig, parse_llm_routers
+from gateway.sticky import StickyConfig, parse_sticky
+from gateway.tiers import RuleKind, TierConfig, TierRule, Tiers, parse_tiers, relative_costs
+
+__all__ = ["GatewayConfig", "PolicyConfig", "TierConfig", "TierName", "Tiers", "load_config", "parse_config"]
 
 ProviderKind = Literal["openai", "anthropic"]
-TierName = Literal["strong", "weak"]
-TIERS: tuple[TierName, TierName] = ("strong", "weak")
+#: A configured tier's name ("strong" / "weak" in the two-tier form).
+TierName = str
 
 T = TypeVar("T")
 
@@ -81,28 +88,6 @@ class ModelConfig:
     max_tokens_cap: int | None = None
     #: Request features this model honours (None: all its provider kind can: ``gateway.capabilities``).
     features: frozenset[str] | None = None
-
-
-@dataclass(frozen=True)
-class TierConfig:
-    """An ordered fallback chain of models and the router model identity it stands for."""
-
-    name: TierName
-    models: tuple[str, ...]
-    #: The scorer's strong_model / weak_model this tier stands for ("" = router default).
-    router_model: str = ""
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """A named policy: which router, and a threshold or a target strong-call share."""
-
-    name: str
-    router: str
-    threshold: float | None = None
-    strong_share: float | None = None
-    #: Tier used when the scorer is unreachable or too slow.
-    scorer_down_tier: TierName = "strong"
 
 
 @dataclass(frozen=True)
@@ -165,9 +150,12 @@ class RoutingConfig:
     """Defaults for routed requests."""
 
     default_router: str = "mf"
-    #: After the chosen tier's chain is exhausted, try the other tier's chain.
+    #: After the chosen tier's chain is exhausted, try the other tiers' chains (more capable ones first).
     fallback_to_other_tier: bool = True
+    #: A tier name ("strong" / "weak": the top / cheapest tier).
     scorer_down_tier: TierName = "strong"
+    #: How a threshold picks one of more than two tiers: cost_aware or cheapest (``gateway.tiers``).
+    tier_rule: RuleKind = "cost_aware"
 
 
 @dataclass(frozen=True)
@@ -252,7 +240,7 @@ class GatewayConfig:
     """The whole, validated gateway configuration."""
 
     models: Mapping[str, ModelConfig]
-    tiers: Mapping[TierName, TierConfig]
+    tiers: Tiers
     policies: Mapping[str, PolicyConfig]
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     scorer: ScorerClientConfig = field(default_factory=ScorerClientConfig)
@@ -263,13 +251,17 @@ class GatewayConfig:
     learning: LearningConfig = field(default_factory=LearningConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    sticky: StickyConfig = field(default_factory=StickyConfig)
+    llm_routers: Mapping[str, LLMRouterConfig] = field(default_factory=dict)
 
     def tier_of(self, model: str) -> TierName | None:
         """The tier whose chain contains ``model``, if any."""
-        for name, tier in self.tiers.items():
-            if model in tier.models:
-                return name
-        return None
+        return self.tiers.of_model(model)
+
+    def tier_rule(self) -> TierRule:
+        """How a threshold picks a tier (``routing.tier_rule`` over the tiers' prices)."""
+        return TierRule.build(self.routing.tier_rule, relative_costs(self.tiers, self.models))
 
 
 # ---------------------------------------------------------------- parsing helpers
@@ -325,12 +317,6 @@ class _Reader:
         if value is not None and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{self._p(key)}: must be in [0, 1], got {value}")
         return value
-
-    def tier(self, key: str, default: TierName) -> TierName:
-        value = self.get(key, str, default)
-        if value not in TIERS:
-            raise ConfigError(f"{self._p(key)}: must be 'strong' or 'weak', got {value!r}")
-        return value  # type: ignore[return-value]
 
     def path_(self, key: str) -> Path | None:
         value = self.get(key, str)
@@ -405,53 +391,29 @@ def parse_config(data: Any) -> GatewayConfig:
         raise ConfigError("models: at least one model is required")
     models = {str(n): _model(str(n), d) for n, d in models_raw.items()}
 
-    tiers_r = _Reader(top.raw("tiers"), "tiers")
-    tiers: dict[TierName, TierConfig] = {}
-    for tier_name in TIERS:
-        tr = _Reader(tiers_r.raw(tier_name), f"tiers.{tier_name}")
-        chain = tr.raw("models")
-        if not isinstance(chain, list) or not chain or not all(isinstance(m, str) for m in chain):
-            raise ConfigError(f"tiers.{tier_name}.models: a non-empty list of model names is required")
-        for m in chain:
-            if m not in models:
-                raise ConfigError(f"tiers.{tier_name}.models: {m!r} is not defined under models")
-        if len(set(chain)) != len(chain):
-            raise ConfigError(f"tiers.{tier_name}.models: duplicate model names")
-        tiers[tier_name] = TierConfig(tier_name, tuple(chain), tr.get("router_model", str, ""))
-        tr.finish()
-    tiers_r.finish()
-    overlap = set(tiers["strong"].models) & set(tiers["weak"].models)
-    if overlap:
-        raise ConfigError(f"tiers: model(s) {', '.join(sorted(overlap))} are in both tiers")
+    tiers = parse_tiers(top.raw("tiers"), models)
 
     rr = _Reader(top.raw("routing"), "routing")
     routing = RoutingConfig(
         default_router=rr.get("default_router", str, "mf"),
         fallback_to_other_tier=rr.get("fallback_to_other_tier", bool, True),
-        scorer_down_tier=rr.tier("scorer_down_tier", "strong"),
+        scorer_down_tier=tier_field(rr, "scorer_down_tier", "strong", tiers),
+        tier_rule=rule_field(rr, tiers, models),
     )
     rr.finish()
-
-    policies: dict[str, PolicyConfig] = {}
-    pol_raw = top.raw("policies") or {}
-    if not isinstance(pol_raw, Mapping):
-        raise ConfigError("policies: expected a mapping of policy name to settings")
-    for pname, pdata in pol_raw.items():
-        pname = str(pname)
-        if pname in models or pname.startswith("router-"):
-            raise ConfigError(f"policies.{pname}: name clashes with a model name or the router-<r>-<t> form")
-        pr = _Reader(pdata, f"policies.{pname}")
-        pol = PolicyConfig(
-            name=pname,
-            router=pr.get("router", str, routing.default_router),
-            threshold=pr.unit("threshold"),
-            strong_share=pr.unit("strong_share"),
-            scorer_down_tier=pr.tier("scorer_down_tier", routing.scorer_down_tier),
-        )
-        if (pol.threshold is None) == (pol.strong_share is None):
-            raise ConfigError(f"policies.{pname}: set exactly one of threshold or strong_share")
-        pr.finish()
-        policies[pname] = pol
+    calibration = parse_calibration(_Reader(top.raw("calibration"), "calibration"))
+    sticky = parse_sticky(_Reader(top.raw("sticky"), "sticky"))
+    llm_routers = parse_llm_routers(top.raw("llm_routers"), top, models)
+    policies = parse_policies(
+        top.raw("policies"),
+        top,
+        tiers=tiers,
+        models=models,
+        default_router=routing.default_router,
+        default_down_tier=routing.scorer_down_tier,
+        online_calibration=calibration.online,
+        tier_rule=routing.tier_rule,
+    )
 
     sr = _Reader(top.raw("scorer"), "scorer")
     d = ScorerClientConfig
@@ -524,7 +486,21 @@ def parse_config(data: Any) -> GatewayConfig:
     ad.finish()
     top.finish()
     return GatewayConfig(
-        models, tiers, policies, routing, scorer, retry, breaker, server, auth, learning, limits=limits, admin=admin
+        models,
+        tiers,
+        policies,
+        routing,
+        scorer,
+        retry,
+        breaker,
+        server,
+        auth,
+        learning,
+        limits=limits,
+        admin=admin,
+        calibration=calibration,
+        sticky=sticky,
+        llm_routers=llm_routers,
     )
 
 

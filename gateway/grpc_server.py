@@ -8,7 +8,7 @@ core (``gateway.validation``), the same validator as over HTTP.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +28,7 @@ from gateway.types import (
     ChatRequest,
     Decision,
     DecisionSource,
+    LLMRating,
     RoutingOverrides,
     Tier,
     Usage,
@@ -38,12 +39,19 @@ SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_na
 _TIER = {
     Tier.STRONG: gateway_pb2.TIER_STRONG,
     Tier.WEAK: gateway_pb2.TIER_WEAK,
+    Tier.INTERMEDIATE: gateway_pb2.TIER_INTERMEDIATE,
     Tier.PASSTHROUGH: gateway_pb2.TIER_PASSTHROUGH,
 }
 _SOURCE = {
     DecisionSource.SCORED: gateway_pb2.DECISION_SOURCE_SCORED,
     DecisionSource.SCORER_UNAVAILABLE: gateway_pb2.DECISION_SOURCE_SCORER_UNAVAILABLE,
     DecisionSource.PASSTHROUGH: gateway_pb2.DECISION_SOURCE_PASSTHROUGH,
+    DecisionSource.STICKY: gateway_pb2.DECISION_SOURCE_STICKY,
+}
+_THRESHOLD_SOURCE = {
+    "fixed": gateway_pb2.THRESHOLD_SOURCE_FIXED,
+    "artifact": gateway_pb2.THRESHOLD_SOURCE_ARTIFACT,
+    "online": gateway_pb2.THRESHOLD_SOURCE_ONLINE,
 }
 _RATING = {
     gateway_pb2.FEEDBACK_RATING_GOOD: Rating.GOOD.value,
@@ -65,6 +73,7 @@ def _routing(options: gateway_pb2.RoutingOptions) -> RoutingOverrides:
         threshold=options.threshold if options.HasField("threshold") else None,
         strong_share=options.strong_share if options.HasField("strong_share") else None,
         policy=options.policy,
+        conversation_id=options.conversation_id,
     )
 
 
@@ -101,13 +110,34 @@ def decision_pb(d: Decision) -> gateway_pb2.RoutingDecision:
         scorer_latency_ms=d.scorer_latency_ms,
         scorer_server_time_ms=d.scorer_server_ms,
         router_version=d.router_version,
+        tier_name=d.tier_name,
+        tier_scores=[
+            gateway_pb2.TierScore(tier=t.tier, router_model=t.router_model, score=t.score, threshold=t.threshold)
+            for t in d.tier_scores
+        ],
+        threshold_source=_THRESHOLD_SOURCE.get(d.threshold_source, gateway_pb2.THRESHOLD_SOURCE_UNSPECIFIED),
+        llm=llm_pb(d.llm) if d.llm is not None else None,
     )
 
 
-def accounting_pb(a: Accounting) -> gateway_pb2.Accounting:
+def llm_pb(r: LLMRating) -> gateway_pb2.LlmRating:
+    return gateway_pb2.LlmRating(
+        router=r.router,
+        model=r.model,
+        rating=r.rating or 0,
+        reason=r.reason,
+        cached=r.cached,
+        latency_ms=r.latency_ms,
+        fallback_reason=r.fallback_reason,
+    )
+
+
+def accounting_pb(a: Accounting, tier_of: Callable[[str], str | None]) -> gateway_pb2.Accounting:
+    """``tier_of``: a model's configured tier name (``GatewayConfig.tier_of``)."""
     return gateway_pb2.Accounting(
         served_model=a.served_model,
         served_tier=_TIER[a.served_tier],
+        served_tier_name=a.served_tier_name,
         attempts=[
             gateway_pb2.Attempt(
                 model=x.model,
@@ -116,6 +146,7 @@ def accounting_pb(a: Accounting) -> gateway_pb2.Accounting:
                 error=x.error,
                 retries=x.retries,
                 latency_ms=x.latency_ms,
+                tier_name=(tier_of(x.model) or "") if x.tier is not Tier.PASSTHROUGH else "",
             )
             for x in a.attempts
         ],
@@ -140,7 +171,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def Route(
         self, request: gateway_pb2.RouteRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RouteResponse:
-        decision = await self._gateway.route(to_chat_request(request))
+        decision = await self._gateway.route(replace(to_chat_request(request), tenant=current_tenant()))
         return gateway_pb2.RouteResponse(decision=decision_pb(decision))
 
     async def ChatCompletion(
@@ -156,7 +187,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             finish_reason=c.finish_reason,
             usage=usage_pb(c.usage),
             decision=decision_pb(result.decision),
-            accounting=accounting_pb(result.accounting),
+            accounting=accounting_pb(result.accounting, self._gateway.config.tier_of),
             created=result.created,
             choices=grpc_format.choices(c.choices),
         )
@@ -170,7 +201,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         served: dict[str, Any] = {
             "id": started.id,
             "served_model": started.accounting.served_model,
-            "served_tier": started.accounting.served_tier.value,
+            "served_tier": started.accounting.served_tier_label,
         }
         yield gateway_pb2.StreamChatCompletionResponse(decision=decision_pb(started.decision), **served)
         async for event in self._gateway.stream_events(started):
@@ -182,7 +213,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 model=started.accounting.served_model,
                 finish_reason=done.finish_reason,
                 usage=usage_pb(done.usage),
-                accounting=accounting_pb(started.accounting),
+                accounting=accounting_pb(started.accounting, self._gateway.config.tier_of),
                 finish_reasons=[c.finish_reason for c in done.choices],
             ),
             **served,

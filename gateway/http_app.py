@@ -47,9 +47,20 @@ from gateway.openai_format import (
     served_json,
 )
 from gateway.service import Gateway, StreamResult
-from gateway.types import Accounting, Decision, DecisionSource, StreamEnd
+from gateway.types import Accounting, ChatRequest, Decision, DecisionSource, StreamEnd
 
 log = logging.getLogger(__name__)
+
+#: Conversation key for sticky policies (as ``routing.conversation_id``; see ``gateway.sticky``).
+CONVERSATION_HEADER = "x-ferryman-conversation-id"
+
+
+def with_conversation(chat: ChatRequest, headers: Headers) -> ChatRequest:
+    """``chat`` with the conversation header as its ``routing.conversation_id`` (the body's wins)."""
+    conversation = headers.get(CONVERSATION_HEADER, "").strip()
+    if conversation and not chat.routing.conversation_id:
+        return replace(chat, routing=replace(chat.routing, conversation_id=conversation))
+    return chat
 
 
 def _error_response(exc: BaseException, *, close: bool = False) -> JSONResponse:
@@ -63,27 +74,41 @@ def _error_response(exc: BaseException, *, close: bool = False) -> JSONResponse:
 def decision_headers(decision: Decision) -> dict[str, str]:
     """``x-ferryman-*`` headers known as soon as the request is routed."""
     headers = {
-        "x-ferryman-tier": decision.tier.value,
+        "x-ferryman-tier": decision.tier_name or decision.tier.value,
         "x-ferryman-decision-source": decision.source.value,
     }
     if decision.router:
         headers["x-ferryman-router"] = decision.router
-        headers["x-ferryman-threshold"] = f"{decision.threshold:.6g}"
+        if decision.source is not DecisionSource.STICKY:
+            headers["x-ferryman-threshold"] = f"{decision.threshold:.6g}"
     if decision.source is DecisionSource.SCORED:
         headers["x-ferryman-score"] = f"{decision.score:.6g}"
         headers["x-ferryman-scorer-ms"] = f"{decision.scorer_latency_ms:.3f}"
         headers["x-ferryman-scorer-server-ms"] = f"{decision.scorer_server_ms:.3f}"
         if decision.router_version:
             headers["x-ferryman-router-version"] = decision.router_version
+        # every score used: "<tier>=<score>" and "<tier>=<threshold>" per lower tier, cheapest first
+        headers["x-ferryman-scores"] = ",".join(f"{t.tier}={t.score:.6g}" for t in decision.tier_scores)
+        headers["x-ferryman-thresholds"] = ",".join(f"{t.tier}={t.threshold:.6g}" for t in decision.tier_scores)
+        headers["x-ferryman-threshold-source"] = decision.threshold_source
     if decision.policy:
         headers["x-ferryman-policy"] = decision.policy
+    if decision.llm is not None:
+        llm = decision.llm
+        headers["x-ferryman-llm-router"] = llm.router
+        if llm.rating is not None:
+            headers["x-ferryman-llm-rating"] = str(llm.rating)
+            headers["x-ferryman-llm-reason"] = llm.reason.encode("ascii", "replace").decode()
+            headers["x-ferryman-llm-cached"] = "true" if llm.cached else "false"
+        if llm.fallback_reason:
+            headers["x-ferryman-llm-fallback"] = llm.fallback_reason
     return headers
 
 
 def accounting_headers(acc: Accounting, with_cost: bool) -> dict[str, str]:
     headers = {
         "x-ferryman-model": acc.served_model,
-        "x-ferryman-served-tier": acc.served_tier.value,
+        "x-ferryman-served-tier": acc.served_tier_label,
         "x-ferryman-attempts": str(len(acc.attempts) + acc.retries),
         "x-ferryman-fallbacks": str(acc.fallbacks),
         "x-ferryman-degraded": "true" if acc.degraded else "false",
@@ -154,7 +179,7 @@ class HTTPApp:
             return _error_response(exc, close=True)
         try:
             chat, stream, include_usage = parse_chat_request(decode_body(body), self.gateway.config)
-            chat = replace(chat, tenant=tenant)
+            chat = with_conversation(replace(chat, tenant=tenant), request.headers)
             if stream:
                 return self._stream_response(await self.gateway.start_stream(chat), include_usage)
             result = await self.gateway.chat(chat)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gateway.types import Decision
+
 BREAKER_STATE_VALUE = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
 
 
@@ -21,6 +23,19 @@ class Metrics:
         )
         self.decisions = Counter(
             "ferryman_gateway_decisions", "Routing decisions by tier and source.", ["tier", "source"], registry=r
+        )
+        self.routed = Counter(
+            "ferryman_gateway_routed",
+            "Routed decisions by policy, tier, the tier's first model and source (scored, scorer_unavailable, sticky).",
+            ["policy", "tier", "model", "source"],
+            registry=r,
+        )
+        self.route_scores = Histogram(
+            "ferryman_gateway_route_scores",
+            "Every score a routing decision used: the top tier's predicted win rate over each lower tier.",
+            ["router", "tier"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            registry=r,
         )
         self.breaker_state = Gauge(
             "ferryman_gateway_breaker_state",
@@ -74,6 +89,15 @@ class Metrics:
             "Estimated saving against sending every request to the first strong model.",
             registry=r,
         )
+
+    def decided(self, decision: Decision) -> None:
+        """Count a routing decision: its tier, model and every score it used."""
+        tier = decision.tier_name or decision.tier.value
+        self.decisions.labels(tier, decision.source.value).inc()
+        if decision.tier_name:
+            self.routed.labels(decision.policy, tier, decision.model, decision.source.value).inc()
+        for ts in decision.tier_scores:
+            self.route_scores.labels(decision.router, ts.tier).observe(ts.score)
 
     def render(self) -> bytes:
         """The text exposition format."""

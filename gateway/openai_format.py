@@ -116,10 +116,10 @@ def read_routing(value: Any) -> RoutingOverrides:
         return RoutingOverrides()
     if not isinstance(value, dict):
         raise InvalidRequestError("routing must be an object", param="routing")
-    unknown = set(value) - {"router", "threshold", "strong_share", "policy"}
+    unknown = set(value) - {"router", "threshold", "strong_share", "policy", "conversation_id"}
     if unknown:
         raise InvalidRequestError(f"routing: unknown field(s) {', '.join(sorted(unknown))}", param="routing")
-    for key in ("router", "policy"):
+    for key in ("router", "policy", "conversation_id"):
         if not isinstance(value.get(key) or "", str):
             raise InvalidRequestError(f"routing.{key} must be a string", param=f"routing.{key}")
     return RoutingOverrides(
@@ -127,6 +127,7 @@ def read_routing(value: Any) -> RoutingOverrides:
         threshold=_number(value, "threshold"),
         strong_share=_number(value, "strong_share"),
         policy=value.get("policy") or "",
+        conversation_id=value.get("conversation_id") or "",
     )
 
 
@@ -191,12 +192,28 @@ def decision_json(decision: Decision) -> dict[str, Any]:
         "scorer_latency_ms": decision.scorer_latency_ms,
         "scorer_server_ms": decision.scorer_server_ms,
         "router_version": decision.router_version,
+        "tier_name": decision.tier_name,
+        "tier_scores": [
+            {"tier": t.tier, "router_model": t.router_model, "score": t.score, "threshold": t.threshold}
+            for t in decision.tier_scores
+        ],
+        "threshold_source": decision.threshold_source,
+        "llm": None
+        if decision.llm is None
+        else {
+            "router": decision.llm.router,
+            "model": decision.llm.model,
+            "rating": decision.llm.rating,
+            "reason": decision.llm.reason,
+            "cached": decision.llm.cached,
+            "fallback_reason": decision.llm.fallback_reason,
+        },
     }
 
 
 def served_json(acc: Accounting) -> dict[str, str]:
     """The model that served an answer and its tier: in every answer and every stream chunk."""
-    return {"model": acc.served_model, "tier": acc.served_tier.value}
+    return {"model": acc.served_model, "tier": acc.served_tier_label}
 
 
 def completion_json(result: ChatResult) -> dict[str, Any]:
@@ -217,6 +234,7 @@ def accounting_json(acc: Accounting) -> dict[str, Any]:
     """What happened: the served tier, attempts and cost (a whole answer's, a stream's last chunk)."""
     return {
         "served_tier": acc.served_tier.value,
+        "served_tier_name": acc.served_tier_name,
         "degraded": acc.degraded,
         "attempts": [
             {

@@ -1,16 +1,24 @@
-"""Cost policy: which tier a request goes to.
+"""Cost policy: which tier a request goes to, and why.
 
 A request's ``model`` is one of
 - ``router-<router>-<threshold>`` (RouteLLM's naming, e.g. ``router-mf-0.116``; a threshold means
   something only for the artifact it was calibrated on: docs/gateway.md),
-- ``router-<router>-s<share>``: that router at a target strong-call share (``router-mf-s0.30``),
-- a named policy from the configuration (e.g. ``ferryman-balanced``: target 30 % strong),
+- ``router-<router>-s<share>``: that router at a target top-tier share (``router-mf-s0.30``),
+- a named policy from the configuration (e.g. ``ferryman-balanced``: target 30 % top-tier calls),
 - a configured model name, passed straight through (no routing, no fallback to other models).
-Routing options in the request override the router, threshold or strong-call share. A
-target share becomes a threshold through the router's calibration table (ListRouters,
-fetched at start and refreshed in the background; requests never wait for it). When the
-scorer cannot answer in time, the policy's default tier is used and the request is still served;
-each such request is logged and counted (``gateway.scorer_watch.FallbackWatch``).
+Routing options in the request override the router, threshold or strong-call share.
+
+Routing (``gateway.tiers``): the router gives, for every tier below the top one, the probability
+that the top tier's model beats it (one ``Score`` with two tiers, one ``BatchScore`` with more);
+the request goes to the cheapest tier whose score is below its threshold, else to the top tier.
+Thresholds come from the request or policy (``fixed``), from the router's calibration table
+(``artifact``: ListRouters, fetched at start and refreshed in the background; requests never
+wait for it) or from live traffic (``online``: ``gateway.calibration_online``). The router may
+be one of the scorer's or a causal-LLM router (``gateway.routers.llm_judge``), which falls back
+to a scorer router. ``sticky`` policies keep a conversation's later turns on its tier
+(``gateway.sticky``). When no score can be had in time, the policy's scorer-down tier is used and
+the request is still served; each such request is logged and counted (``gateway.scorer_watch``).
+Every decision carries its provenance: the tier's name, each score and threshold, their source.
 """
 
 from __future__ import annotations
@@ -22,28 +30,50 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ferryman.calibration import CalibrationTable
-from gateway.config import GatewayConfig, TierName
-from gateway.errors import InvalidRequestError, UnknownModelError
+from ferryman.scorer.v1 import scorer_pb2
+from gateway.calibration_online import OnlineCalibration, Target
+from gateway.config import GatewayConfig
+from gateway.errors import ConfigError, InvalidRequestError, UnknownModelError
+from gateway.routers.llm_judge import LLMRouter, LLMRouters, win_rates
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError, last_user_turn
-from gateway.scorer_watch import FallbackWatch
-from gateway.types import ChatRequest, Decision, DecisionSource, RoutingOverrides, Tier
+from gateway.scorer_watch import FallbackWatch, routers_in_use
+from gateway.sticky import ConversationTiers, conversation_key, is_follow_up
+from gateway.types import ChatRequest, Decision, DecisionSource, LLMRating, RoutingOverrides, Tier, TierScore
 
 log = logging.getLogger(__name__)
 
 _ROUTER_MODEL = re.compile(r"^router-([A-Za-z0-9_]+)-(.+)$")
+#: Warm-up threshold of causal-LLM routers (no calibration table): a rating of 3 or more goes up.
+LLM_WARMUP_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """How to route: a router plus a threshold or a target strong-call share."""
+    """How to route: a router plus one target (a threshold, a top-tier share, per-tier shares, a cost)."""
 
     router: str
     threshold: float | None
     strong_share: float | None
     policy: str
-    scorer_down_tier: TierName
+    scorer_down_tier: str
+    tier_shares: tuple[float, ...] | None = None
+    cost_share: float | None = None
+    cost_weights: tuple[float, ...] = ()
+    sticky: bool = False
+    #: The target is the policy's own (online calibration keeps state for it); False for request overrides.
+    own_target: bool = True
+
+    def target(self) -> Target | None:
+        if self.strong_share is not None:
+            return Target("strong_share", (self.strong_share,))
+        if self.tier_shares is not None:
+            return Target("tier_shares", self.tier_shares)
+        if self.cost_share is not None:
+            return Target("cost_share", (self.cost_share,), self.cost_weights)
+        return None
 
 
 def _unit(value: float, what: str) -> float:
@@ -59,11 +89,23 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
         raise InvalidRequestError("set either routing.threshold or routing.strong_share, not both", param="routing")
     spec: RouteSpec
     policy_name = overrides.policy or (model if model in config.policies else "")
+    down = config.routing.scorer_down_tier
     if policy_name:
-        policy = config.policies.get(policy_name)
-        if policy is None:
+        p = config.policies.get(policy_name)
+        if p is None:
             raise UnknownModelError(f"unknown policy {policy_name!r}", param="routing.policy")
-        spec = RouteSpec(policy.router, policy.threshold, policy.strong_share, policy.name, policy.scorer_down_tier)
+        shares = tuple(p.tier_shares.values()) if p.tier_shares is not None else None
+        spec = RouteSpec(
+            p.router,
+            p.threshold,
+            p.strong_share,
+            p.name,
+            p.scorer_down_tier,
+            shares,
+            p.cost_share,
+            p.cost_weights,
+            p.sticky,
+        )
     elif match := _ROUTER_MODEL.match(model):
         value = match.group(2)
         share = value.startswith("s")
@@ -72,14 +114,16 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
         except ValueError:
             what = "share" if share else "threshold"
             raise InvalidRequestError(f"model {model!r}: {what} {value!r} is not a number", param="model") from None
-        threshold, strong_share = (None, _unit(number, "strong_share")) if share else (_unit(number, "threshold"), None)
-        spec = RouteSpec(match.group(1), threshold, strong_share, "", config.routing.scorer_down_tier)
+        if share:  # like a request's routing.strong_share: not a policy's own target
+            spec = RouteSpec(match.group(1), None, _unit(number, "strong_share"), "", down, own_target=False)
+        else:
+            spec = RouteSpec(match.group(1), _unit(number, "threshold"), None, "", down)
     elif model in config.models:
         if routing_options:
             raise InvalidRequestError(f"routing options need a routed model, not the plain model {model!r}")
         return None
     elif not model and routing_options:
-        spec = RouteSpec(config.routing.default_router, None, None, "", config.routing.scorer_down_tier)
+        spec = RouteSpec(config.routing.default_router, None, None, "", down)
     elif not model:
         raise InvalidRequestError("model is required", param="model")
     else:
@@ -90,24 +134,67 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
         )
     # (override values were range-checked by gateway.validation)
     if overrides.threshold is not None:
-        spec = RouteSpec(spec.router, overrides.threshold, None, spec.policy, spec.scorer_down_tier)
+        spec = RouteSpec(
+            spec.router, overrides.threshold, None, spec.policy, spec.scorer_down_tier,
+            sticky=spec.sticky, own_target=False,
+        )  # fmt: skip
     elif overrides.strong_share is not None:
-        spec = RouteSpec(spec.router, None, overrides.strong_share, spec.policy, spec.scorer_down_tier)
+        spec = RouteSpec(
+            spec.router, None, overrides.strong_share, spec.policy, spec.scorer_down_tier,
+            sticky=spec.sticky, own_target=False,
+        )  # fmt: skip
     if overrides.router:
-        spec = RouteSpec(overrides.router, spec.threshold, spec.strong_share, spec.policy, spec.scorer_down_tier)
-    if spec.threshold is None and spec.strong_share is None:
+        spec = RouteSpec(
+            overrides.router, spec.threshold, spec.strong_share, spec.policy, spec.scorer_down_tier,
+            spec.tier_shares, spec.cost_share, spec.cost_weights, spec.sticky, spec.own_target,
+        )  # fmt: skip
+    if spec.threshold is None and spec.target() is None:
         raise InvalidRequestError("a routed request needs a threshold or a strong_share", param="routing")
     return spec
 
 
-class Policy:
-    """Turns a request into a :class:`Decision`, asking the scorer when routing."""
+class RouterFacts(NamedTuple):
+    """What ListRouters says about one scorer router."""
 
-    def __init__(self, config: GatewayConfig, scorer: ScorerClient, watch: FallbackWatch) -> None:
+    table: CalibrationTable | None
+    type: int
+    models: tuple[str, ...]
+    default_strong: str
+    default_weak: str
+
+
+class _Scored(NamedTuple):
+    router: str
+    rates: tuple[float, ...]
+    latency_ms: float
+    server_ms: float
+    version: str = ""  # the scorer's artifact version ("" for a causal-LLM rating)
+
+
+class Policy:
+    """Turns a request into a :class:`Decision`, asking the scorer (or a causal-LLM router) when routing."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        scorer: ScorerClient,
+        watch: FallbackWatch,
+        *,
+        calibration: OnlineCalibration | None = None,
+        sticky: ConversationTiers | None = None,
+        llm: LLMRouters | None = None,
+    ) -> None:
         self._config = config
+        self._tiers = config.tiers
+        self._pairs = config.tiers.pairs()
+        self.rule = config.tier_rule()
         self._scorer = scorer
         self.watch = watch
-        self._calibration: dict[str, CalibrationTable | None] = {}  # None: the router has no table
+        self.calibration = calibration
+        self.sticky = sticky
+        self._llm = llm
+        self._routers: dict[str, RouterFacts] = {}
+        self._unsuitable: dict[str, str] = {}  # router -> why it cannot route the configured tiers
         self._calibrated = False
         self._refresher: asyncio.Task[None] | None = None
         # The artifact version each table belongs to (RouterInfo.artifact_version): a Score answer
@@ -116,20 +203,21 @@ class Policy:
         self._table_versions: dict[str, str] = {}
         self._version_refresh: asyncio.Task[bool] | None = None
 
-    def _chain(self, tier: TierName) -> tuple[str, ...]:
-        chain = self._config.tiers[tier].models
-        if self._config.routing.fallback_to_other_tier:
-            other: TierName = "weak" if tier == "strong" else "strong"
-            chain = chain + self._config.tiers[other].models
-        return chain
+    def _chain(self, tier: str) -> tuple[str, ...]:
+        return self._tiers.chain(tier, self._config.routing.fallback_to_other_tier)
 
     async def start(self) -> None:
-        """Fetch the calibration tables once (bounded by ``list_routers_deadline_ms``), then keep them fresh.
+        """Fetch the routers (bounded by ``list_routers_deadline_ms``), then keep them fresh.
 
         Requests never wait for ``ListRouters``: until a table has been fetched, share-based
-        policies use their scorer-down tier, exactly as when the scorer cannot score.
+        policies use their scorer-down tier, exactly as when the scorer cannot score. When the
+        scorer answers at start and a policy's router cannot route the configured tiers (a BERT
+        router, which knows one pair, with more than two tiers), start-up fails with a ConfigError.
         """
-        await self._refresh()
+        if await self._refresh():
+            problems = self.policy_problems()
+            if problems:
+                raise ConfigError("; ".join(problems))
         self._refresher = asyncio.create_task(self._refresh_forever())
 
     async def close(self) -> None:
@@ -139,18 +227,56 @@ class Policy:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    def policy_problems(self) -> list[str]:
+        """Why configured policies cannot route (after ListRouters), one line each."""
+        out = []
+        for name in routers_in_use(self._config):
+            if name in self._unsuitable:
+                out.append(self._unsuitable[name])
+        return out
+
     async def _refresh(self) -> bool:
         try:
             routers = await self._scorer.list_routers()
         except ScorerUnavailableError:
             return False
-        self._calibration = {
-            r.name: CalibrationTable((p.strong_share, p.threshold) for p in r.calibration) if r.calibration else None
+        self._routers = {
+            r.name: RouterFacts(
+                CalibrationTable((p.strong_share, p.threshold) for p in r.calibration) if r.calibration else None,
+                r.type,
+                tuple(r.models),
+                r.default_strong_model,
+                r.default_weak_model,
+            )
             for r in routers
         }
         self._table_versions = {r.name: r.artifact_version for r in routers}
+        unsuitable = {name: why for name, facts in self._routers.items() if (why := self._check(name, facts))}
+        for name in routers_in_use(self._config):
+            if name in unsuitable and self._unsuitable.get(name) != unsuitable[name]:
+                log.error("configuration error: %s", unsuitable[name])
+        self._unsuitable = unsuitable
         self._calibrated = True
         return True
+
+    def _check(self, name: str, facts: RouterFacts) -> str | None:
+        """Why router ``name`` cannot route the configured tiers (None when it can)."""
+        n = len(self._tiers)
+        if n <= 2:
+            return None  # two tiers: whatever the scorer accepts, as always
+        if facts.type == scorer_pb2.ROUTER_TYPE_BERT or len(set(facts.models)) < n:
+            return (
+                f"router {name!r} ({scorer_pb2.RouterType.Name(facts.type)}) knows only one model pair "
+                f"({facts.default_strong} vs {facts.default_weak}); a configuration with {n} tiers needs a router "
+                "that scores any pair of its models (mf, sw) — use one of those for these policies"
+            )
+        missing = [f"{t.name} ({t.router_model})" for t in self._tiers.ordered if t.router_model not in facts.models]
+        if missing:
+            return (
+                f"router {name!r} does not know the router_model of tier(s) {', '.join(missing)}; "
+                f"it knows {', '.join(facts.models)}"
+            )
+        return None
 
     def _follow_version(self, router: str, artifact_version: str) -> None:
         """Refetch the tables (once at a time, in the background) when ``router`` now scores with another version."""
@@ -171,17 +297,62 @@ class Policy:
 
     def routers(self) -> dict[str, bool]:
         """The scorer's routers (as last fetched), each with whether it has a calibration table."""
-        return {name: table is not None for name, table in sorted(self._calibration.items())}
+        return {name: facts.table is not None for name, facts in sorted(self._routers.items())}
 
-    def _threshold_for_share(self, router: str, share: float) -> float:
+    # ------------------------------------------------------------ thresholds
+
+    def _table(self, router: str) -> CalibrationTable | None:
+        """The router's calibration table; raises when none can be had (see ``_warmup``)."""
         if not self._calibrated:
             raise ScorerUnavailableError("NO_CALIBRATION")  # no table fetched yet
-        if router not in self._calibration:
+        if router not in self._routers:
             raise UnknownModelError(f"unknown router {router!r}", param="model")
-        table = self._calibration[router]
+        return self._routers[router].table
+
+    def _warmup(self, spec: RouteSpec, router: str, *, llm: bool) -> tuple[float, ...] | None:
+        """Thresholds from the router's table for ``spec``'s target (None: no table); raises like ``_table``.
+
+        The table is for the router's default pair on reference prompts; with other tiers or targets
+        other than ``strong_share`` it is an approximation that online calibration then corrects.
+        """
+        if llm:
+            return self.rule.thresholds(LLM_WARMUP_THRESHOLD)
+        table = self._table(router)
         if table is None:
+            return None
+        if spec.strong_share is not None:
+            return self.rule.thresholds(table.threshold_for(spec.strong_share))
+        if spec.tier_shares is not None:
+            cumulative, out = 0.0, []
+            for share in spec.tier_shares[:-1]:
+                cumulative += share
+                out.append(table.threshold_for(min(1.0, max(0.0, 1.0 - cumulative))))
+            return tuple(out)
+        assert spec.cost_share is not None
+        return self.rule.thresholds(table.threshold_for(spec.cost_share))
+
+    def _thresholds(
+        self, spec: RouteSpec, router: str, warm: tuple[float, ...] | None
+    ) -> tuple[tuple[float, ...], str]:
+        if spec.threshold is not None:
+            return self.rule.thresholds(spec.threshold), "fixed"
+        target = spec.target()
+        assert target is not None
+        if self.calibration is not None:
+            got = self.calibration.thresholds(spec.policy, router, target, warm, own_target=spec.own_target)
+            if got is None:
+                raise ScorerUnavailableError("NO_CALIBRATION")
+            return got
+        if warm is None:
             raise InvalidRequestError(f"router {router!r} has no calibration table; use an explicit threshold")
-        return table.threshold_for(share)
+        return warm, "artifact"
+
+    def _check_router(self, router: str) -> None:
+        why = self._unsuitable.get(router)
+        if why is not None:
+            raise InvalidRequestError(why, param="model")
+
+    # ------------------------------------------------------------ deciding
 
     async def decide(self, request: ChatRequest) -> Decision:
         spec = parse_spec(request.model, request.routing, self._config)
@@ -189,49 +360,121 @@ class Policy:
             return Decision(Tier.PASSTHROUGH, request.model, (request.model,), DecisionSource.PASSTHROUGH)
         if not any(m.role == "user" for m in request.messages):
             raise InvalidRequestError("a routed request needs at least one user message", param="messages")
-        threshold = spec.threshold if spec.threshold is not None else math.nan
+        key: str | None = None
+        if spec.sticky and self.sticky is not None:
+            key = conversation_key(request, spec.policy)
+            if is_follow_up(request):
+                kept = await self.sticky.get(key)
+                if kept is not None and kept in self._tiers:
+                    chain = self._chain(kept)
+                    return Decision(
+                        self._tiers.kind(kept), chain[0], chain, DecisionSource.STICKY,
+                        router=spec.router, policy=spec.policy, tier_name=kept,
+                    )  # fmt: skip
+        llm_router = self._llm.get(spec.router) if self._llm is not None else None
+        router = llm_router.cfg.fallback_router if llm_router is not None else spec.router
+        rating: LLMRating | None = None
+        warm: tuple[float, ...] | None = None
         started = time.perf_counter()
         try:
-            if spec.strong_share is not None:
-                threshold = self._threshold_for_share(spec.router, spec.strong_share)
-            reply = await self._scorer.score(
-                spec.router,
-                request.messages,
-                self._config.tiers["strong"].router_model,
-                self._config.tiers["weak"].router_model,
-            )
+            scored: _Scored | None = None
+            if llm_router is not None:
+                rating, scored = await self._rate(llm_router, request, started)
+                if scored is not None:
+                    warm = self._warmup(spec, llm_router.cfg.name, llm=True) if spec.threshold is None else None
+            if scored is None:
+                self._check_router(router)
+                if spec.threshold is None:
+                    warm = self._warmup(spec, router, llm=False)
+                reply = await self._scorer.score_pairs(router, request.messages, self._pairs)
+                latency_ms = (time.perf_counter() - started) * 1000
+                scored = _Scored(router, reply.rates, latency_ms, reply.server_ms, reply.artifact_version)
+                self._follow_version(router, reply.artifact_version)
         except ScorerRejectedError as exc:
             raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
         except ScorerUnavailableError as exc:
-            waited_ms = (time.perf_counter() - started) * 1000
-            self.watch.fallback(spec.router, str(exc), waited_ms, len(last_user_turn(request.messages)))
-            tier = spec.scorer_down_tier
-            chain = self._chain(tier)
-            return Decision(
-                Tier(tier),
-                chain[0],
-                chain,
-                DecisionSource.SCORER_UNAVAILABLE,
-                router=spec.router,
-                threshold=0.0 if math.isnan(threshold) else threshold,
-                policy=spec.policy,
-            )
-        latency_ms = (time.perf_counter() - started) * 1000
+            return self._scorer_down(spec, request, exc, started, warm, rating)
+        observe = self.calibration is not None and spec.threshold is None
+        try:
+            thresholds, source = self._thresholds(spec, scored.router, warm)
+        except ScorerUnavailableError as exc:  # no table and too few live scores yet: keep learning them
+            if observe and self.calibration is not None:
+                down = self._tiers[spec.scorer_down_tier].index
+                self.calibration.observe(spec.policy, scored.router, scored.rates, down)
+            return self._scorer_down(spec, request, exc, started, warm, rating)
         self.watch.scored()
-        self._follow_version(spec.router, reply.artifact_version)
-        score = reply.strong_win_rate
-        tier = "strong" if score >= threshold else "weak"
-        chain = self._chain(tier)
+        index = self.rule.choose(scored.rates, thresholds)
+        if observe and self.calibration is not None:
+            self.calibration.observe(spec.policy, scored.router, scored.rates, index)
+        tier = self._tiers.ordered[index]
+        if key is not None and self.sticky is not None:
+            await self.sticky.put(key, tier.name)
+        decisive = index if index < len(scored.rates) else _closest(scored.rates, thresholds)
+        chain = self._chain(tier.name)
         return Decision(
-            Tier(tier),
+            self._tiers.kind(tier.name),
             chain[0],
             chain,
             DecisionSource.SCORED,
+            router=scored.router,
+            score=scored.rates[decisive],
+            threshold=thresholds[decisive],
+            policy=spec.policy,
+            scorer_latency_ms=scored.latency_ms,
+            scorer_server_ms=scored.server_ms,
+            router_version=scored.version,
+            tier_name=tier.name,
+            tier_scores=tuple(
+                TierScore(t.name, t.router_model, rate, th)
+                for t, rate, th in zip(self._tiers.lower, scored.rates, thresholds, strict=True)
+            ),
+            threshold_source=source,
+            llm=rating,
+        )
+
+    async def _rate(
+        self, llm_router: LLMRouter, request: ChatRequest, started: float
+    ) -> tuple[LLMRating, _Scored | None]:
+        rating = await llm_router.rate(last_user_turn(request.messages))
+        if rating.rating is None:
+            log.info(
+                "llm router %s gave no rating (%s); router %s decides",
+                llm_router.cfg.name,
+                rating.fallback_reason,
+                llm_router.cfg.fallback_router,
+            )
+            return rating, None
+        rates = win_rates(rating.rating, len(self._tiers))
+        return rating, _Scored(llm_router.cfg.name, rates, (time.perf_counter() - started) * 1000, 0.0)
+
+    def _scorer_down(
+        self,
+        spec: RouteSpec,
+        request: ChatRequest,
+        exc: ScorerUnavailableError,
+        started: float,
+        warm: tuple[float, ...] | None,
+        rating: LLMRating | None,
+    ) -> Decision:
+        waited_ms = (time.perf_counter() - started) * 1000
+        chars = len(last_user_turn(request.messages))
+        self.watch.fallback(spec.router, str(exc), waited_ms, chars)
+        tier = spec.scorer_down_tier
+        chain = self._chain(tier)
+        threshold = spec.threshold if spec.threshold is not None else (warm[0] if warm else 0.0)
+        return Decision(
+            self._tiers.kind(tier),
+            chain[0],
+            chain,
+            DecisionSource.SCORER_UNAVAILABLE,
             router=spec.router,
-            score=score,
             threshold=threshold,
             policy=spec.policy,
-            scorer_latency_ms=latency_ms,
-            scorer_server_ms=reply.server_ms,
-            router_version=reply.artifact_version,
+            tier_name=tier,
+            llm=rating,
         )
+
+
+def _closest(rates: tuple[float, ...], thresholds: tuple[float, ...]) -> int:
+    """The lower tier that came closest to being chosen (its score nearest above its threshold)."""
+    return min(range(len(rates)), key=lambda i: rates[i] - thresholds[i])

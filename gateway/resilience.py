@@ -215,7 +215,7 @@ class Resilience:
         if decision.tier is Tier.PASSTHROUGH:
             return Tier.PASSTHROUGH
         tier = self._config.tier_of(model)
-        return Tier(tier) if tier else Tier.PASSTHROUGH
+        return self._config.tiers.kind(tier) if tier else Tier.PASSTHROUGH
 
     async def _with_retries(
         self, model: str, tier: Tier, call: Callable[[Provider], Awaitable[T]], deadline: float, probe: bool
@@ -309,6 +309,7 @@ class Resilience:
                 continue
             accounting.attempts.append(attempt)
             accounting.served_model, accounting.served_tier = model, tier
+            accounting.served_tier_name = (self._config.tier_of(model) or "") if tier is not Tier.PASSTHROUGH else ""
             accounting.degraded = model != decision.chain[0]
             blame.served()
             return model, result

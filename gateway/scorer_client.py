@@ -9,7 +9,7 @@ connections are noticed between requests.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -57,6 +57,14 @@ class ScoreReply(NamedTuple):
     artifact_version: str = ""  # "<version>@<digest>" of the router artifact that scored it
 
 
+class PairScores(NamedTuple):
+    """Win rates for several (strong, weak) pairs of one prompt, in order, the scorer's time and artifact."""
+
+    rates: tuple[float, ...]
+    server_ms: float
+    artifact_version: str = ""
+
+
 class ScorerClient:
     """Thin async wrapper around ``ScorerServiceStub``; create it inside the running event loop."""
 
@@ -79,11 +87,15 @@ class ScorerClient:
     ) -> ScoreReply:
         """Score one prompt; ``timeout_s`` defaults to ``deadline_ms``."""
         request = scorer_pb2.ScoreRequest(router=router, prompt=text, strong_model=strong_model, weak_model=weak_model)
+        timeout = self._cfg.deadline_ms / 1000 if timeout_s is None else timeout_s
+        response = await self._call(self._stub.Score, request, timeout)
+        return ScoreReply(response.strong_win_rate, response.server_time_ms, response.artifact_version)
+
+    async def _call(self, rpc: Any, request: Any, timeout: float) -> Any:
+        """One scoring RPC: client mistakes raise ScorerRejectedError, anything else ScorerUnavailableError."""
         started = time.perf_counter()
         try:
-            response = await self._stub.Score(
-                request, timeout=self._cfg.deadline_ms / 1000 if timeout_s is None else timeout_s
-            )
+            return await rpc(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code in _CLIENT_CODES:
@@ -92,7 +104,26 @@ class ScorerClient:
             raise ScorerUnavailableError(code.name) from exc
         finally:
             self._metrics.scorer_latency.observe(time.perf_counter() - started)
-        return ScoreReply(response.strong_win_rate, response.server_time_ms, response.artifact_version)
+
+    async def score_pairs(
+        self, router: str, messages: tuple[Message, ...], pairs: tuple[tuple[str, str], ...]
+    ) -> PairScores:
+        """The last user turn's win rate for every (strong, weak) pair: one Score for one pair, else one
+        BatchScore (the scorer embeds the prompt once for all of them)."""
+        text = last_user_turn(messages)
+        if len(pairs) == 1:
+            reply = await self.score_text(router, text, *pairs[0])
+            return PairScores((reply.strong_win_rate,), reply.server_ms, reply.artifact_version)
+        request = scorer_pb2.BatchScoreRequest(
+            requests=[
+                scorer_pb2.ScoreRequest(router=router, prompt=text, strong_model=strong, weak_model=weak)
+                for strong, weak in pairs
+            ]
+        )
+        response = await self._call(self._stub.BatchScore, request, self._cfg.deadline_ms / 1000)
+        first = response.responses[0] if response.responses else scorer_pb2.ScoreResponse()
+        rates = tuple(r.strong_win_rate for r in response.responses)
+        return PairScores(rates, first.server_time_ms, first.artifact_version)
 
     async def list_routers(self) -> list[scorer_pb2.RouterInfo]:
         """Every loaded router with its calibration table."""

@@ -104,8 +104,11 @@ class FallbackWatch:
 
 
 def routers_in_use(config: GatewayConfig) -> list[str]:
-    """The default router, then every policy's, without repeats."""
-    return list(dict.fromkeys([config.routing.default_router, *(p.router for p in config.policies.values())]))
+    """The scorer routers in use: the default router, then every policy's (a causal-LLM router's
+    fallback in its place), without repeats."""
+    names = [config.routing.default_router, *(p.router for p in config.policies.values())]
+    llm = config.llm_routers
+    return list(dict.fromkeys(llm[n].fallback_router if n in llm else n for n in names))
 
 
 async def self_check(

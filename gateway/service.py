@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from gateway.breaker_sync import BreakerSync
+from gateway.calibration_online import OnlineCalibration
 from gateway.capabilities import narrow
 from gateway.config import GatewayConfig
 from gateway.cost import cost_usd, estimate_prompt_tokens, estimate_usage
@@ -36,8 +37,10 @@ from gateway.metrics import Metrics
 from gateway.policy import Policy, parse_spec
 from gateway.providers import MalformedAnswerError, ProviderPool
 from gateway.resilience import Resilience, StreamHandle
+from gateway.routers.llm_judge import LLMRouters
 from gateway.scorer_client import ScorerClient
 from gateway.scorer_watch import FallbackWatch, routers_in_use, self_check
+from gateway.sticky import ConversationTiers
 from gateway.streams import Assembler
 from gateway.types import (
     Accounting,
@@ -108,19 +111,58 @@ class Gateway:
             self.resilience.on_breaker_change(self.breaker_sync.opened)
         self._scorer: ScorerClient | None = None
         self._policy: Policy | None = None
+        registry = self.metrics.registry
+        # routing capabilities (each its own module and config section; gateway.policy composes them)
+        self.calibration = (
+            OnlineCalibration(
+                config.calibration,
+                config.tiers,
+                config.tier_rule(),
+                registry,
+                runtime.redis_url,
+            )
+            if config.calibration.online
+            else None
+        )
+        self.sticky = (
+            ConversationTiers(config.sticky, registry, runtime.redis_url)
+            if any(p.sticky for p in config.policies.values())
+            else None
+        )
+        self.llm_routers = (
+            LLMRouters(config.llm_routers, config.models, self.providers.__getitem__, self._breaker_open, registry)
+            if config.llm_routers
+            else None
+        )
         self._self_check: asyncio.Task[dict[str, float]] | None = None
         self.learning = Learning.create(
             config,
             self.metrics.registry,
             runtime.environ if runtime.environ is not None else os.environ,
-            lambda model: self.resilience.breakers[model].state == "open",
+            self._breaker_open,
         )
+
+    def _breaker_open(self, model: str) -> bool:
+        return bool(self.resilience.breakers[model].state == "open")
 
     async def start(self) -> None:
         """Open the scorer channel and start background tasks (inside the event loop that will serve)."""
         self._scorer = ScorerClient(self.config.scorer, self.metrics)
-        self._policy = Policy(self.config, self._scorer, FallbackWatch(self.config.scorer, self.metrics))
-        await self._policy.start()
+        self._policy = Policy(
+            self.config,
+            self._scorer,
+            FallbackWatch(self.config.scorer, self.metrics),
+            calibration=self.calibration,
+            sticky=self.sticky,
+            llm=self.llm_routers,
+        )
+        try:
+            await self._policy.start()
+        except ConfigError:  # a policy's router cannot route these tiers: release what is open, then fail
+            await self.close()
+            raise
+        if self.calibration is not None:
+            await self.calibration.start()
         if self.config.scorer.self_check:
             routers = routers_in_use(self.config)
             self._self_check = asyncio.create_task(self_check(self._scorer, routers, self.config.scorer))
@@ -140,6 +182,10 @@ class Gateway:
             await self.learning.close(grace_s=min(5.0, self.config.server.drain_s))
         if self._policy is not None:
             await self._policy.close()
+        if self.calibration is not None:
+            await self.calibration.close()
+        if self.sticky is not None:
+            await self.sticky.close()
         if self._scorer is not None:
             await self._scorer.close()
         if self.breaker_sync is not None:
@@ -191,18 +237,19 @@ class Gateway:
     async def _route(self, request: ChatRequest) -> Decision:
         assert self._policy is not None, "Gateway.start() was not called"
         decision = await self._policy.decide(request)
-        self.metrics.decisions.labels(decision.tier.value, decision.source.value).inc()
+        self.metrics.decided(decision)
         if self.config.server.log_prompts:
             log.info("route model=%s prompt=%r", request.model, request.messages[-1].content)
         return decision
 
     def _account(self, decision: Decision, accounting: Accounting, usage: Usage) -> None:
         served = self.config.models[accounting.served_model]
-        strong = self.config.models[self.config.tiers["strong"].models[0]]
+        strong = self.config.models[self.config.tiers.top.models[0]]
         accounting.cost_usd = cost_usd(served, usage)
         accounting.strong_cost_usd = cost_usd(strong, usage)
         outcome = "degraded" if accounting.degraded else "ok"
-        self.metrics.requests.labels(accounting.served_tier.value, accounting.served_model, outcome).inc()
+        tier = accounting.served_tier_label
+        self.metrics.requests.labels(tier, accounting.served_model, outcome).inc()
         self.metrics.cost.labels(accounting.served_model).inc(accounting.cost_usd)
         saved = accounting.strong_cost_usd - accounting.cost_usd
         if saved > 0:
@@ -210,7 +257,7 @@ class Gateway:
 
     def record_failure(self, decision: Decision | None, exc: BaseException) -> None:
         """Count a request that got no answer (metrics only; never logs secrets or prompts)."""
-        tier = decision.tier.value if decision else "none"
+        tier = (decision.tier_name or decision.tier.value) if decision else "none"
         model = decision.model if decision else "none"
         outcome = "rejected" if isinstance(exc, InvalidRequestError | UnauthenticatedError) else "failed"
         self.metrics.requests.labels(tier, model, outcome).inc()

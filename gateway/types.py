@@ -13,10 +13,14 @@ from typing import Any
 
 
 class Tier(enum.Enum):
-    """Price/quality class a request is sent to."""
+    """Price/quality class a request is sent to (the tier's own name is in ``Decision.tier_name``)."""
 
+    #: The top (most capable) tier.
     STRONG = "strong"
+    #: The cheapest tier.
     WEAK = "weak"
+    #: A tier between the cheapest and the top one (configs with more than two tiers).
+    INTERMEDIATE = "intermediate"
     PASSTHROUGH = "passthrough"
 
 
@@ -26,6 +30,8 @@ class DecisionSource(enum.Enum):
     SCORED = "scored"
     SCORER_UNAVAILABLE = "scorer_unavailable"
     PASSTHROUGH = "passthrough"
+    #: A follow-up turn kept on the tier its conversation already had (``gateway.sticky``).
+    STICKY = "sticky"
 
 
 class AttemptOutcome(enum.Enum):
@@ -109,6 +115,8 @@ class RoutingOverrides:
     threshold: float | None = None
     strong_share: float | None = None
     policy: str = ""
+    #: Conversation key for sticky policies ("" = derived from the conversation: ``gateway.sticky``).
+    conversation_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,32 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class TierScore:
+    """One score a routing decision used: the top tier's predicted win rate over ``tier``, and its threshold."""
+
+    tier: str
+    #: The router model identity ``tier`` stands for ("" = the router's default weak model).
+    router_model: str
+    score: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class LLMRating:
+    """What the causal-LLM router said (``gateway.routers.llm_judge``), or why it was not used."""
+
+    router: str
+    model: str
+    #: 1 (any model will do) .. 5 (needs the strongest); None when no usable rating came back.
+    rating: int | None = None
+    reason: str = ""
+    cached: bool = False
+    latency_ms: float = 0.0
+    #: Why the scorer's router decided instead ("" = the rating was used): timeout, error, unparseable, breaker_open.
+    fallback_reason: str = ""
+
+
+@dataclass(frozen=True)
 class Decision:
     """Where a request goes and why; ``chain`` is every model to try, in order."""
 
@@ -159,6 +193,15 @@ class Decision:
     scorer_server_ms: float = 0.0
     #: The router artifact version that scored the request ("" = unknown; recorded with learning data).
     router_version: str = ""
+    #: The configured name of the chosen tier ("" for passthrough).
+    tier_name: str = ""
+    #: Every score used, one per tier below the top (empty when not scored).
+    tier_scores: tuple[TierScore, ...] = ()
+    #: Where the thresholds came from: fixed (the request or policy gave one), artifact (the router's
+    #: calibration table), online (calibrated on live traffic: ``gateway.calibration_online``).
+    threshold_source: str = ""
+    #: The causal-LLM router's rating, when the policy's router is one.
+    llm: LLMRating | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +296,8 @@ class Accounting:
 
     served_model: str = ""
     served_tier: Tier = Tier.PASSTHROUGH
+    #: The configured name of the served model's tier ("" for passthrough).
+    served_tier_name: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     degraded: bool = False
     cost_usd: float = 0.0
@@ -266,6 +311,12 @@ class Accounting:
     @property
     def retries(self) -> int:
         return sum(a.retries for a in self.attempts)
+
+    @property
+    def served_tier_label(self) -> str:
+        """The served tier as every transport names it: the configured tier name ("strong" or
+        "weak" in a two-tier configuration, any name with more), "passthrough" for a named model."""
+        return self.served_tier_name or self.served_tier.value
 
 
 @dataclass(frozen=True)

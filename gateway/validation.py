@@ -5,11 +5,11 @@ refuse wrong JSON *types*); every rule about *values* is here and runs in the co
 (``Gateway``) before routing, so no transport can skip it: message count, roles, strings that
 cannot be encoded (lone UTF-16 surrogates, e.g. ``"\\ud800"`` in JSON), temperature/top_p that
 are NaN, infinite or out of range, max_tokens ≤ 0 or above the cap, too many stop sequences,
-routing overrides outside [0, 1]; tools (how many, names, unique, schema size and depth), a
-tool_choice naming no offered tool, tool calls naming unknown tools or with arguments that are
-not a JSON object, tool results answering no earlier call, response_format schemas, logprobs /
-top_logprobs and n. Each error is an :class:`~gateway.errors.InvalidRequestError` naming the
-field (``param``).
+routing overrides outside [0, 1], a conversation id past 256 characters; tools (how many, names,
+unique, schema size and depth), a tool_choice naming no offered tool, tool calls naming unknown
+tools or with arguments that are not a JSON object, tool results answering no earlier call,
+response_format schemas, logprobs / top_logprobs and n. Each error is an
+:class:`~gateway.errors.InvalidRequestError` naming the field (``param``).
 """
 
 from __future__ import annotations
@@ -205,5 +205,10 @@ def checked_request(request: ChatRequest, config: GatewayConfig) -> ChatRequest:
     _unit_range(routing.strong_share, "strong_share", 1.0)
     _text(routing.router, "routing.router")
     _text(routing.policy, "routing.policy")
+    if len(routing.conversation_id) > _USER_MAX:
+        raise InvalidRequestError(
+            f"routing.conversation_id is longer than {_USER_MAX} characters", param="routing.conversation_id"
+        )
+    _text(routing.conversation_id, "routing.conversation_id")
     _features(request, config)
     return request if messages is request.messages else replace(request, messages=messages)

@@ -46,6 +46,8 @@ class LocalCluster:
     provider_delay_s: float = 0.2
     #: Overrides merged into the gateway config's ``scorer`` section (e.g. deadline_ms).
     scorer_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Top-level sections of the gateway config replaced whole (e.g. ``tiers`` and ``policies``).
+    gateway_overrides: dict[str, Any] = field(default_factory=dict)
     workdir: Path | None = None
     start_timeout_s: float = 180.0
     scorer_procs: list[Process] = field(default_factory=list)
@@ -79,6 +81,7 @@ class LocalCluster:
 
         config = cluster_config(provider.base_url)
         config["scorer"] = {**config.get("scorer", {}), **self.scorer_overrides}
+        config.update(self.gateway_overrides)
         config_path = workdir / "gateway.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         scorer_target = "ipv4:" + ",".join(p.target for p in self.scorer_procs)

@@ -62,9 +62,14 @@ function unary(client, method, request, apiKey, timeoutMs) {
   });
 }
 
+// scores lists every score used as tier:score/threshold, cheapest tier first (as the Go and Python clients).
 function formatDecision(d) {
   const f = (x) => Number(x ?? 0).toFixed(6);
-  return `tier=${d.tier} model=${d.model} router=${d.router} score=${f(d.score)} threshold=${f(d.threshold)} source=${d.source} policy=${d.policy}`;
+  const scores = (d.tier_scores ?? []).map((t) => `${t.tier}:${f(t.score)}/${f(t.threshold)}`).join(",");
+  return (
+    `tier=${d.tier} model=${d.model} router=${d.router} score=${f(d.score)} threshold=${f(d.threshold)} ` +
+    `source=${d.source} policy=${d.policy} tier_name=${d.tier_name} scores=${scores}`
+  );
 }
 
 async function main() {

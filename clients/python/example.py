@@ -28,10 +28,13 @@ except ImportError:  # running from a checkout without installing: the repo root
 
 
 def format_decision(d: gateway_pb2.RoutingDecision) -> str:
-    """The decision as key=value pairs (enum values by name)."""
+    """The decision as key=value pairs (enum values by name); ``scores`` lists every score used as
+    ``tier:score/threshold``, cheapest tier first."""
+    scores = ",".join(f"{t.tier}:{t.score:.6f}/{t.threshold:.6f}" for t in d.tier_scores)
     return (
         f"tier={gateway_pb2.Tier.Name(d.tier)} model={d.model} router={d.router} score={d.score:.6f} "
-        f"threshold={d.threshold:.6f} source={gateway_pb2.DecisionSource.Name(d.source)} policy={d.policy}"
+        f"threshold={d.threshold:.6f} source={gateway_pb2.DecisionSource.Name(d.source)} policy={d.policy} "
+        f"tier_name={d.tier_name} scores={scores}"
     )
 
 

@@ -30,7 +30,7 @@ from gateway.learning.guard import GuardedStore
 from gateway.learning.metrics import LearningMetrics
 from gateway.learning.records import Answered, Rating, Verdict
 from gateway.learning.redact import Redactor
-from gateway.learning.shadow import Admission, other_tier
+from gateway.learning.shadow import Admission, partner_tier
 from gateway.learning.store import StoreError, open_store
 from gateway.learning.worker import Job, LearningWorker, Report, ShadowDone
 from gateway.types import Tier
@@ -167,7 +167,7 @@ class Learning:
             samples.labels(policy, "opted_out").inc()
             return
         # tool-calling turns are not judged: the judge compares text answers (docs/learning.md)
-        if a.accounting.served_tier not in (Tier.STRONG, Tier.WEAK) or a.request.uses_tools:
+        if a.accounting.served_tier is Tier.PASSTHROUGH or not a.accounting.served_tier_name or a.request.uses_tools:
             samples.labels(policy, "unsuitable").inc()
             return
         usable = self.store.usable()
@@ -181,7 +181,7 @@ class Learning:
                 record = True
         shadow, estimate = False, 0.0
         if self.admission is not None:
-            estimate = self.admission.estimate_usd(a.request, a.completion, a.accounting.served_tier)
+            estimate = self.admission.estimate_usd(a.request, a.completion, a.accounting.served_tier_name)
             outcome = self.admission.admit(estimate, usable)
             samples.labels(policy, outcome).inc()
             shadow = outcome == "shadowed"
@@ -189,7 +189,7 @@ class Learning:
             return
         skip: frozenset[str] = frozenset()
         if shadow:
-            chain = self._config.tiers[other_tier(a.accounting.served_tier)].models
+            chain = self._config.tiers[partner_tier(self._config, a.accounting.served_tier_name)[0]].models
             skip = frozenset(m for m in chain if self._breaker_open(m))
             self._shadows[a.response_id] = estimate
             self.metrics.shadow_inflight.set(len(self._shadows))

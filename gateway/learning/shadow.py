@@ -4,8 +4,9 @@ In the gateway, :class:`Admission` decides at once, without I/O, whether an answ
 shadowed: sampled at ``shadow.sample_rate``, then refused when the store is down, when
 ``shadow.max_concurrent`` jobs are already in flight (dropped, never queued) or when the job's
 pessimistic price would pass the day's budget (:class:`Budget`). In the learning worker process
-(``gateway.learning.worker``), :class:`ShadowRunner` then calls the first model of the *other* tier
-(the one that did not serve) whose breaker was not open, once, with ``shadow.timeout_s``, through
+(``gateway.learning.worker``), :class:`ShadowRunner` then calls the first model of the *partner*
+tier (with two tiers the one that did not serve; with more, :func:`partner_tier`) whose breaker was
+not open, once, with ``shadow.timeout_s``, through
 the worker's own provider pool (its own connections, in its own process: a hanging shadow
 provider cannot hold the connections client requests need, and shadow failures never touch the
 breakers), and has the judge compare the two answers.
@@ -25,14 +26,21 @@ from gateway.config import GatewayConfig, TierName
 from gateway.cost import cost_usd, usage_or_estimate
 from gateway.learning.judge import JUDGE_TEMPLATE_TOKENS, Judge, Judgement
 from gateway.providers import ProviderError, ProviderPool
-from gateway.types import ChatRequest, Completion, Tier, Usage
+from gateway.types import ChatRequest, Completion, Usage
 
 log = logging.getLogger(__name__)
 
 
-def other_tier(served: Tier | str) -> TierName:
-    """The tier a shadow asks: the one that did not serve."""
-    return "weak" if Tier(served) is Tier.STRONG else "strong"
+def partner_tier(config: GatewayConfig, served_tier: TierName) -> tuple[TierName, bool]:
+    """(the tier a shadow asks, whether it is the more capable of the two).
+
+    With two tiers: the other one. With more: the top tier when a cheaper tier served (the
+    question every routing decision asks: would the top tier have done better?), the tier just
+    below the top when the top served (the closest call): ``gateway.tiers.Tiers.partner``. The more
+    capable tier's answer is the comparison's "strong" side.
+    """
+    tier, served_is_stronger = config.tiers.partner(served_tier)
+    return tier, not served_is_stronger
 
 
 def utc_day(ts: float) -> str:
@@ -95,11 +103,11 @@ class Admission:
         self.budget = Budget(self._shadow.daily_budget_usd)
         self.inflight = 0
 
-    def estimate_usd(self, request: ChatRequest, served: Completion, served_tier: Tier) -> float:
-        """A pessimistic price of one job: the dearest model of the other tier answering as long as the
+    def estimate_usd(self, request: ChatRequest, served: Completion, served_tier: TierName) -> float:
+        """A pessimistic price of one job: the dearest model of the partner tier answering as long as the
         served answer did, plus both judge calls answering their ``max_tokens``."""
         usage = usage_or_estimate(request.messages, served)
-        models = self._config.tiers[other_tier(served_tier)].models
+        models = self._config.tiers[partner_tier(self._config, served_tier)[0]].models
         shadow = max(cost_usd(self._config.models[m], usage) for m in models)
         judge_prompt = JUDGE_TEMPLATE_TOKENS + usage.prompt_tokens + 2 * usage.completion_tokens
         return shadow + 2 * cost_usd(self._judge, Usage(judge_prompt, self._judge_max_tokens))
@@ -125,13 +133,15 @@ class Admission:
 
 @dataclass(frozen=True)
 class ShadowAnswer:
-    """What the other tier's model said (``status`` ok, error, timeout or breaker_open)."""
+    """What the partner tier's model said (``status`` ok, error, timeout or breaker_open)."""
 
     model: str
     tier: TierName
     status: str
     completion: Completion | None = None
     cost_usd: float = 0.0
+    #: The partner tier is the more capable of the two (its answer is the comparison's "strong" side).
+    stronger: bool = True
 
 
 class ShadowRunner:
@@ -143,14 +153,14 @@ class ShadowRunner:
         self._pool = pool
         self.judge = judge
 
-    async def ask_other(self, request: ChatRequest, served_tier: Tier, skip: frozenset[str]) -> ShadowAnswer:
-        """The other tier's answer from its first model not in ``skip`` (open breakers); never raises
+    async def ask_other(self, request: ChatRequest, served_tier: TierName, skip: frozenset[str]) -> ShadowAnswer:
+        """The partner tier's answer from its first model not in ``skip`` (open breakers); never raises
         for a provider failure or a hang."""
-        tier = other_tier(served_tier)
+        tier, stronger = partner_tier(self._config, served_tier)
         chain = self._config.tiers[tier].models
         model = next((m for m in chain if m not in skip), None)
         if model is None:
-            return ShadowAnswer(chain[0], tier, "breaker_open")
+            return ShadowAnswer(chain[0], tier, "breaker_open", stronger=stronger)
         status = "ok"
         completion: Completion | None = None
         try:
@@ -162,9 +172,9 @@ class ShadowRunner:
             status = "error"
             log.debug("shadow call to %s failed: %s", model, exc)
         if completion is None:
-            return ShadowAnswer(model, tier, status)
+            return ShadowAnswer(model, tier, status, stronger=stronger)
         spent = cost_usd(self._config.models[model], usage_or_estimate(request.messages, completion))
-        return ShadowAnswer(model, tier, status, completion, spent)
+        return ShadowAnswer(model, tier, status, completion, spent, stronger)
 
     async def judge_pair(self, request: ChatRequest, strong: str, weak: str) -> Judgement:
         return await self.judge.compare(request.messages, strong, weak)

@@ -39,7 +39,7 @@ from gateway.learning.judge import Judge, Judgement
 from gateway.learning.quality import Judged
 from gateway.learning.records import Answered, Record
 from gateway.learning.redact import Redactor
-from gateway.learning.shadow import ShadowAnswer, ShadowRunner, other_tier, utc_day
+from gateway.learning.shadow import ShadowAnswer, ShadowRunner, partner_tier, utc_day
 from gateway.learning.store import StoreError, open_store
 from gateway.providers import ProviderPool
 from gateway.types import DecisionSource
@@ -98,6 +98,11 @@ class Report:
     shadows: list[ShadowDone] = field(default_factory=list)
 
 
+def role(stronger: bool) -> str:
+    """An answer's side in a comparison: the more capable tier's is "strong" (with two tiers: its tier's name)."""
+    return "strong" if stronger else "weak"
+
+
 def score_of(answered: Answered) -> float | None:
     decision = answered.decision
     return decision.score if decision.source is DecisionSource.SCORED else None
@@ -113,8 +118,8 @@ def build_record(
 ) -> Record:
     """The record of an answer, every text redacted."""
     tiers = config.tiers
-    served_tier = a.accounting.served_tier.value
-    other = other_tier(a.accounting.served_tier)
+    served = a.accounting.served_tier_name
+    other, other_is_stronger = partner_tier(config, served)
     messages = [{"role": m.role, "content": redact(m.content)} for m in a.request.messages]
     record = Record(
         id=a.response_id,
@@ -127,15 +132,16 @@ def build_record(
         score=score_of(a),
         threshold=a.decision.threshold,
         decision_source=a.decision.source.value,
-        routed_tier=a.decision.tier.value,
+        routed_tier=a.decision.tier_name or a.decision.tier.value,
         served_model=a.accounting.served_model,
-        served_tier=served_tier,
-        served_router_model=tiers[served_tier].router_model,  # type: ignore[index]
+        # the answers' roles in the comparison: "strong" for the more capable tier of the two
+        served_tier=role(not other_is_stronger),
+        served_router_model=tiers[served].router_model,
         served_answer=redact(a.completion.content),
         served_cost_usd=a.accounting.cost_usd,
         # the other tier's model: the one asked, or (not shadowed) the one that would have been
         shadow_model=shadow.model if shadow is not None else tiers[other].models[0],
-        shadow_tier=other,
+        shadow_tier=role(other_is_stronger),
         shadow_router_model=tiers[other].router_model,
     )
     if shadow is not None:
@@ -406,10 +412,10 @@ class _Worker:
         judgement: Judgement | None = None
         judged: Judged | None = None
         try:
-            answer = await self._runner.ask_other(a.request, a.accounting.served_tier, job.skip)
+            answer = await self._runner.ask_other(a.request, a.accounting.served_tier_name, job.skip)
             if answer.completion is not None:
                 served, other = a.completion.content, answer.completion.content
-                strong, weak = (served, other) if answer.tier == "weak" else (other, served)
+                strong, weak = (other, served) if answer.stronger else (served, other)
                 judgement = await self._runner.judge_pair(a.request, strong, weak)
                 shadow, verdict = answer, judgement
                 judge_model = self._runner.judge.model
@@ -421,9 +427,8 @@ class _Worker:
                     await asyncio.wait({write})
                 if judgement.verdict.is_label:
                     costs = (a.accounting.cost_usd, answer.cost_usd)
-                    strong_cost, weak_cost = costs if answer.tier == "weak" else costs[::-1]
-                    served_tier = a.accounting.served_tier.value
-                    judged = Judged(judgement.verdict, served_tier, score_of(a), strong_cost, weak_cost)
+                    strong_cost, weak_cost = costs[::-1] if answer.stronger else costs
+                    judged = Judged(judgement.verdict, role(not answer.stronger), score_of(a), strong_cost, weak_cost)
             elif job.record:  # keep what happened with the answer's record
                 failed = answer
                 self.store.write(a.response_id, lambda: build_record(self._config, self._redact, a, failed))

@@ -65,15 +65,25 @@ def reference_decision(cluster: LocalCluster) -> gateway_pb2.RoutingDecision:
     return reply.decision
 
 
-@pytest.mark.parametrize("language", ["go", "node", "python"])
-def test_client_prints_the_gateways_routing_decision(
-    language: str, built_clients: None, one_of_each: LocalCluster
-) -> None:
-    expected = reference_decision(one_of_each)
-    assert expected.source == gateway_pb2.DECISION_SOURCE_SCORED, "the scorer must have scored the prompt"
+def expected_fields(d: gateway_pb2.RoutingDecision) -> dict[str, str]:
+    """What every client must print for decision ``d``."""
+    return {
+        "tier": gateway_pb2.Tier.Name(d.tier),
+        "model": d.model,
+        "router": d.router,
+        "score": f"{d.score:.6f}",
+        "threshold": f"{d.threshold:.6f}",
+        "source": gateway_pb2.DecisionSource.Name(d.source),
+        "policy": d.policy,
+        "tier_name": d.tier_name,
+        "scores": ",".join(f"{t.tier}:{t.score:.6f}/{t.threshold:.6f}" for t in d.tier_scores),
+    }
+
+
+def run_client(language: str, cluster: LocalCluster) -> dict[str, dict[str, str]]:
     env = {**os.environ, "FERRYMAN_API_KEY": CLIENT_KEY}
     out = subprocess.run(
-        client_command(language, one_of_each.gateway_procs[0].target),
+        client_command(language, cluster.gateway_procs[0].target),
         capture_output=True,
         text=True,
         timeout=120,
@@ -83,16 +93,33 @@ def test_client_prints_the_gateways_routing_decision(
     )
     assert out.returncode == 0, out.stderr
     print(out.stdout)
-    got = parse_output(out.stdout)
-    want = {
-        "tier": gateway_pb2.Tier.Name(expected.tier),
-        "model": expected.model,
-        "router": expected.router,
-        "score": f"{expected.score:.6f}",
-        "threshold": f"{expected.threshold:.6f}",
-        "source": gateway_pb2.DecisionSource.Name(expected.source),
-        "policy": expected.policy,
-    }
+    return parse_output(out.stdout)
+
+
+@pytest.mark.parametrize("language", ["go", "node", "python"])
+def test_client_prints_a_three_tier_decision(language: str, built_clients: None, three_tiers: LocalCluster) -> None:
+    """A three-tier gateway process: every client shows the tier's name and both scores it used."""
+    expected = reference_decision(three_tiers)
+    assert expected.source == gateway_pb2.DECISION_SOURCE_SCORED, "the scorer must have scored the prompt"
+    assert [t.tier for t in expected.tier_scores] == ["small", "medium"]
+    assert expected.tier_name in ("small", "medium", "large")
+    got = run_client(language, three_tiers)
+    want = expected_fields(expected)
+    assert {k: got["route"][k] for k in want} == want
+    assert {k: got["chat"][k] for k in want} == want
+    assert got["chat"]["reply"] == '"A local answer."'
+    assert got["chat"]["served_model"] == expected.model
+
+
+@pytest.mark.parametrize("language", ["go", "node", "python"])
+def test_client_prints_the_gateways_routing_decision(
+    language: str, built_clients: None, one_of_each: LocalCluster
+) -> None:
+    expected = reference_decision(one_of_each)
+    assert expected.source == gateway_pb2.DECISION_SOURCE_SCORED, "the scorer must have scored the prompt"
+    assert expected.tier_name in ("strong", "weak") and [t.tier for t in expected.tier_scores] == ["weak"]
+    got = run_client(language, one_of_each)
+    want = expected_fields(expected)
     assert {k: got["route"][k] for k in want} == want
     assert {k: got["chat"][k] for k in want} == want
     assert got["chat"]["reply"] == '"A local answer."'

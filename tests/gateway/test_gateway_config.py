@@ -108,3 +108,21 @@ def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": ""}
     proc = subprocess.run([*run, str(good)], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and "no client API keys" in proc.stderr and "FERRYMAN_API_KEYS" in proc.stderr
+
+
+def test_the_shipped_configs_commented_n_tier_examples_are_valid():
+    """The commented tiers / calibration / sticky / llm_routers / policy examples of config/gateway.yaml load."""
+    import re
+
+    text = (REPO / "config" / "gateway.yaml").read_text()
+    data = yaml.safe_load(text)
+    for key in ("tiers", "calibration", "sticky", "llm_routers"):
+        block = re.search(rf"^# {key}:.*(?:\n#   .*)*", text, re.M)
+        assert block is not None, key
+        data.update(yaml.safe_load("\n".join(line[2:] for line in block.group(0).splitlines())))
+    examples = [line.replace("# ", "", 1) for line in text.splitlines() if line.startswith("  # ferryman-")]
+    data["policies"].update(yaml.safe_load("\n".join(examples)))
+    config = parse_config(data)
+    assert config.tiers.names == ("small", "medium", "large") and config.calibration.online
+    assert set(config.policies) >= {"ferryman-chat", "ferryman-budget", "ferryman-explained"}
+    assert config.llm_routers["rater"].fallback_router == "mf" and config.policies["ferryman-chat"].sticky

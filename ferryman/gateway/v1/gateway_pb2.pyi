@@ -28,6 +28,7 @@ class Tier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIER_STRONG: _ClassVar[Tier]
     TIER_WEAK: _ClassVar[Tier]
     TIER_PASSTHROUGH: _ClassVar[Tier]
+    TIER_INTERMEDIATE: _ClassVar[Tier]
 
 class DecisionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +36,14 @@ class DecisionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_SOURCE_SCORED: _ClassVar[DecisionSource]
     DECISION_SOURCE_SCORER_UNAVAILABLE: _ClassVar[DecisionSource]
     DECISION_SOURCE_PASSTHROUGH: _ClassVar[DecisionSource]
+    DECISION_SOURCE_STICKY: _ClassVar[DecisionSource]
+
+class ThresholdSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    THRESHOLD_SOURCE_UNSPECIFIED: _ClassVar[ThresholdSource]
+    THRESHOLD_SOURCE_FIXED: _ClassVar[ThresholdSource]
+    THRESHOLD_SOURCE_ARTIFACT: _ClassVar[ThresholdSource]
+    THRESHOLD_SOURCE_ONLINE: _ClassVar[ThresholdSource]
 
 class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,10 +72,16 @@ TIER_UNSPECIFIED: Tier
 TIER_STRONG: Tier
 TIER_WEAK: Tier
 TIER_PASSTHROUGH: Tier
+TIER_INTERMEDIATE: Tier
 DECISION_SOURCE_UNSPECIFIED: DecisionSource
 DECISION_SOURCE_SCORED: DecisionSource
 DECISION_SOURCE_SCORER_UNAVAILABLE: DecisionSource
 DECISION_SOURCE_PASSTHROUGH: DecisionSource
+DECISION_SOURCE_STICKY: DecisionSource
+THRESHOLD_SOURCE_UNSPECIFIED: ThresholdSource
+THRESHOLD_SOURCE_FIXED: ThresholdSource
+THRESHOLD_SOURCE_ARTIFACT: ThresholdSource
+THRESHOLD_SOURCE_ONLINE: ThresholdSource
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCESS: AttemptOutcome
 ATTEMPT_OUTCOME_TRANSIENT_ERROR: AttemptOutcome
@@ -173,20 +188,52 @@ class ToolCallDelta(_message.Message):
     arguments: str
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
+class TierScore(_message.Message):
+    __slots__ = ("tier", "router_model", "score", "threshold")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    router_model: str
+    score: float
+    threshold: float
+    def __init__(self, tier: _Optional[str] = ..., router_model: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class LlmRating(_message.Message):
+    __slots__ = ("router", "model", "rating", "reason", "cached", "latency_ms", "fallback_reason")
+    ROUTER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    router: str
+    model: str
+    rating: int
+    reason: str
+    cached: bool
+    latency_ms: float
+    fallback_reason: str
+    def __init__(self, router: _Optional[str] = ..., model: _Optional[str] = ..., rating: _Optional[int] = ..., reason: _Optional[str] = ..., cached: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
+
 class RoutingOptions(_message.Message):
-    __slots__ = ("router", "threshold", "strong_share", "policy")
+    __slots__ = ("router", "threshold", "strong_share", "policy", "conversation_id")
     ROUTER_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     STRONG_SHARE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     router: str
     threshold: float
     strong_share: float
     policy: str
-    def __init__(self, router: _Optional[str] = ..., threshold: _Optional[float] = ..., strong_share: _Optional[float] = ..., policy: _Optional[str] = ...) -> None: ...
+    conversation_id: str
+    def __init__(self, router: _Optional[str] = ..., threshold: _Optional[float] = ..., strong_share: _Optional[float] = ..., policy: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
-    __slots__ = ("tier", "model", "router", "score", "threshold", "source", "policy", "scorer_latency_ms", "scorer_server_time_ms", "router_version")
+    __slots__ = ("tier", "model", "router", "score", "threshold", "source", "policy", "scorer_latency_ms", "scorer_server_time_ms", "router_version", "tier_name", "tier_scores", "threshold_source", "llm")
     TIER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +244,10 @@ class RoutingDecision(_message.Message):
     SCORER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     SCORER_SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIER_NAME_FIELD_NUMBER: _ClassVar[int]
+    TIER_SCORES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
     tier: Tier
     model: str
     router: str
@@ -207,7 +258,11 @@ class RoutingDecision(_message.Message):
     scorer_latency_ms: float
     scorer_server_time_ms: float
     router_version: str
-    def __init__(self, tier: _Optional[_Union[Tier, str]] = ..., model: _Optional[str] = ..., router: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., policy: _Optional[str] = ..., scorer_latency_ms: _Optional[float] = ..., scorer_server_time_ms: _Optional[float] = ..., router_version: _Optional[str] = ...) -> None: ...
+    tier_name: str
+    tier_scores: _containers.RepeatedCompositeFieldContainer[TierScore]
+    threshold_source: ThresholdSource
+    llm: LlmRating
+    def __init__(self, tier: _Optional[_Union[Tier, str]] = ..., model: _Optional[str] = ..., router: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., policy: _Optional[str] = ..., scorer_latency_ms: _Optional[float] = ..., scorer_server_time_ms: _Optional[float] = ..., router_version: _Optional[str] = ..., tier_name: _Optional[str] = ..., tier_scores: _Optional[_Iterable[_Union[TierScore, _Mapping]]] = ..., threshold_source: _Optional[_Union[ThresholdSource, str]] = ..., llm: _Optional[_Union[LlmRating, _Mapping]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("model", "messages", "routing", "tools", "response_format", "logprobs", "n")
@@ -278,36 +333,40 @@ class Usage(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("model", "tier", "outcome", "error", "retries", "latency_ms")
+    __slots__ = ("model", "tier", "outcome", "error", "retries", "latency_ms", "tier_name")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TIER_NAME_FIELD_NUMBER: _ClassVar[int]
     model: str
     tier: Tier
     outcome: AttemptOutcome
     error: str
     retries: int
     latency_ms: float
-    def __init__(self, model: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., error: _Optional[str] = ..., retries: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    tier_name: str
+    def __init__(self, model: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., error: _Optional[str] = ..., retries: _Optional[int] = ..., latency_ms: _Optional[float] = ..., tier_name: _Optional[str] = ...) -> None: ...
 
 class Accounting(_message.Message):
-    __slots__ = ("served_model", "served_tier", "attempts", "degraded", "cost_usd", "strong_cost_usd")
+    __slots__ = ("served_model", "served_tier", "attempts", "degraded", "cost_usd", "strong_cost_usd", "served_tier_name")
     SERVED_MODEL_FIELD_NUMBER: _ClassVar[int]
     SERVED_TIER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     STRONG_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    SERVED_TIER_NAME_FIELD_NUMBER: _ClassVar[int]
     served_model: str
     served_tier: Tier
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     degraded: bool
     cost_usd: float
     strong_cost_usd: float
-    def __init__(self, served_model: _Optional[str] = ..., served_tier: _Optional[_Union[Tier, str]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., degraded: _Optional[bool] = ..., cost_usd: _Optional[float] = ..., strong_cost_usd: _Optional[float] = ...) -> None: ...
+    served_tier_name: str
+    def __init__(self, served_model: _Optional[str] = ..., served_tier: _Optional[_Union[Tier, str]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., degraded: _Optional[bool] = ..., cost_usd: _Optional[float] = ..., strong_cost_usd: _Optional[float] = ..., served_tier_name: _Optional[str] = ...) -> None: ...
 
 class ChatCompletionResponse(_message.Message):
     __slots__ = ("id", "model", "message", "finish_reason", "usage", "decision", "accounting", "created", "choices")

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class GatewayServiceStub:
-    """GatewayService routes chat completions between a strong and a weak tier.
+    """GatewayService routes chat completions across the configured tiers (two,
+    strong and weak, or more, from the cheapest to the most capable).
     """
 
     def __init__(self, channel):
@@ -58,7 +59,8 @@ class GatewayServiceStub:
 
 
 class GatewayServiceServicer:
-    """GatewayService routes chat completions between a strong and a weak tier.
+    """GatewayService routes chat completions across the configured tiers (two,
+    strong and weak, or more, from the cheapest to the most capable).
     """
 
     def Route(self, request, context):
@@ -132,7 +134,8 @@ def add_GatewayServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GatewayService:
-    """GatewayService routes chat completions between a strong and a weak tier.
+    """GatewayService routes chat completions across the configured tiers (two,
+    strong and weak, or more, from the cheapest to the most capable).
     """
 
     @staticmethod

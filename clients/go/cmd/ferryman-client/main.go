@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	gatewayv1 "ferryman/gen/go/ferryman/gateway/v1"
@@ -82,8 +83,13 @@ func callContext(apiKey string, timeout time.Duration) (context.Context, context
 }
 
 // formatDecision prints a decision as key=value pairs, the same line format as the Node and
-// Python clients.
+// Python clients; scores lists every score used as tier:score/threshold, cheapest tier first.
 func formatDecision(d *gatewayv1.RoutingDecision) string {
-	return fmt.Sprintf("tier=%s model=%s router=%s score=%.6f threshold=%.6f source=%s policy=%s",
-		d.GetTier(), d.GetModel(), d.GetRouter(), d.GetScore(), d.GetThreshold(), d.GetSource(), d.GetPolicy())
+	scores := make([]string, 0, len(d.GetTierScores()))
+	for _, t := range d.GetTierScores() {
+		scores = append(scores, fmt.Sprintf("%s:%.6f/%.6f", t.GetTier(), t.GetScore(), t.GetThreshold()))
+	}
+	return fmt.Sprintf("tier=%s model=%s router=%s score=%.6f threshold=%.6f source=%s policy=%s tier_name=%s scores=%s",
+		d.GetTier(), d.GetModel(), d.GetRouter(), d.GetScore(), d.GetThreshold(), d.GetSource(), d.GetPolicy(),
+		d.GetTierName(), strings.Join(scores, ","))
 }

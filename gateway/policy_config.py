@@ -1,0 +1,167 @@
+"""The ``policies:`` section: named policies, each a router plus one target (frozen, validated at start).
+
+A policy names a router and exactly one of:
+
+- ``threshold``: a fixed score threshold (every tier below the top uses it: ``gateway.tiers.choose``);
+- ``strong_share``: the target share of requests sent to the top tier;
+- ``tier_shares``: a target share per tier (``{name: share}``, every tier, summing to 1; needs
+  ``calibration.online``);
+- ``cost_share``: the target cost per request as a share of the top tier's (0.3 = on average 30 %
+  of what sending every request to the top tier would cost, by the tiers' first models' prices;
+  needs ``calibration.online``).
+
+``sticky: true`` keeps the follow-up turns of a conversation on the tier its first turn got
+(``gateway.sticky``). ``scorer_down_tier`` is where requests go when no score can be had.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import ConfigError
+from gateway.tiers import RULES, STRONG, WEAK, RuleKind, Tiers, relative_costs
+
+if TYPE_CHECKING:
+    from gateway.config import _Reader
+
+#: Tolerance on the sum of ``tier_shares``.
+SHARE_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """A named policy: which router, and one target (a threshold, a top-tier share, per-tier shares, a cost)."""
+
+    name: str
+    router: str
+    threshold: float | None = None
+    strong_share: float | None = None
+    #: Target share per tier name, every tier, summing to 1.
+    tier_shares: Mapping[str, float] | None = None
+    #: Target cost per request as a share of the top tier's cost.
+    cost_share: float | None = None
+    #: Tier used when the scorer is unreachable or too slow (a tier name).
+    scorer_down_tier: str = STRONG
+    #: Keep a conversation's follow-up turns on the tier of its first turn.
+    sticky: bool = False
+    #: Per-tier weights of ``cost_share`` (price of the tier's first model relative to the top's), cheapest first.
+    cost_weights: tuple[float, ...] = field(default=(), compare=False)
+
+    @property
+    def targets(self) -> int:
+        return sum(x is not None for x in (self.threshold, self.strong_share, self.tier_shares, self.cost_share))
+
+
+def tier_field(r: _Reader, key: str, default: str, tiers: Tiers) -> str:
+    """A tier name (``strong`` / ``weak`` stand for the top / cheapest tier), resolved to the configured name."""
+    value = r.get(key, str, default)
+    resolved = tiers.resolve(value)
+    if resolved is None:
+        if tiers.names == (WEAK, STRONG):
+            raise ConfigError(f"{r._p(key)}: must be 'strong' or 'weak', got {value!r}")
+        raise ConfigError(
+            f"{r._p(key)}: must be a tier name ({', '.join(tiers.names)}), 'strong' (the top tier) "
+            f"or 'weak' (the cheapest), got {value!r}"
+        )
+    return resolved
+
+
+def rule_field(r: _Reader, tiers: Tiers, models: Mapping[str, Any]) -> RuleKind:
+    """``routing.tier_rule``; cost_aware with more than two tiers needs prices rising towards the top."""
+    value = r.get("tier_rule", str, "cost_aware")
+    if value not in RULES:
+        raise ConfigError(f"{r._p('tier_rule')}: must be one of {', '.join(RULES)}, got {value!r}")
+    costs = relative_costs(tiers, models)
+    if value == "cost_aware" and len(tiers) > 2 and any(b <= a for a, b in itertools.pairwise(costs)):
+        raise ConfigError(
+            f"{r._p('tier_rule')}: cost_aware needs each tier's first model to cost more than the tier below's "
+            "(price in + out); order the tiers cheapest first or use tier_rule: cheapest"
+        )
+    return value  # type: ignore[return-value]
+
+
+def _tier_shares(r: _Reader, tiers: Tiers) -> dict[str, float] | None:
+    raw = r.raw("tier_shares")
+    if raw is None:
+        return None
+    path = r._p("tier_shares")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of tier name to share")
+    shares: dict[str, float] = {}
+    for name, value in raw.items():
+        resolved = tiers.resolve(str(name))
+        if resolved is None:
+            raise ConfigError(f"{path}: {name!r} is not a tier ({', '.join(tiers.names)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ConfigError(f"{path}.{name}: must be a number in [0, 1], got {value!r}")
+        shares[resolved] = float(value)
+    missing = [n for n in tiers.names if n not in shares]
+    if missing:
+        raise ConfigError(f"{path}: every tier needs a share; missing {', '.join(missing)}")
+    total = sum(shares.values())
+    if not math.isclose(total, 1.0, abs_tol=SHARE_SUM_TOLERANCE):
+        raise ConfigError(f"{path}: shares must sum to 1, got {total:.6g}")
+    return {n: shares[n] for n in tiers.names}
+
+
+def parse_policies(
+    raw: Any,
+    top: _Reader,
+    *,
+    tiers: Tiers,
+    models: Mapping[str, Any],
+    default_router: str,
+    default_down_tier: str,
+    online_calibration: bool,
+    tier_rule: RuleKind = "cost_aware",
+) -> dict[str, PolicyConfig]:
+    """Validate the ``policies:`` mapping (``top`` is the top-level reader, used to make section readers)."""
+    reader = type(top)
+    pol_raw = raw or {}
+    if not isinstance(pol_raw, Mapping):
+        raise ConfigError("policies: expected a mapping of policy name to settings")
+    weights = relative_costs(tiers, models)
+    policies: dict[str, PolicyConfig] = {}
+    for pname, pdata in pol_raw.items():
+        pname = str(pname)
+        if pname in models or pname.startswith("router-"):
+            raise ConfigError(f"policies.{pname}: name clashes with a model name or the router-<r>-<t> form")
+        pr = reader(pdata, f"policies.{pname}")
+        pol = PolicyConfig(
+            name=pname,
+            router=pr.get("router", str, default_router),
+            threshold=pr.unit("threshold"),
+            strong_share=pr.unit("strong_share"),
+            tier_shares=_tier_shares(pr, tiers),
+            cost_share=pr.unit("cost_share"),
+            scorer_down_tier=tier_field(pr, "scorer_down_tier", default_down_tier, tiers),
+            sticky=pr.get("sticky", bool, False),
+            cost_weights=weights,
+        )
+        if pol.targets != 1:
+            raise ConfigError(
+                f"policies.{pname}: set exactly one of threshold or strong_share "
+                "(or, with calibration.online, tier_shares or cost_share)"
+            )
+        if pol.tier_shares is not None and len(tiers) > 2 and tier_rule != "cheapest":
+            raise ConfigError(
+                f"policies.{pname}.tier_shares: per-tier shares need routing.tier_rule: cheapest "
+                "(one threshold per tier); with cost_aware use strong_share or cost_share"
+            )
+        if (pol.tier_shares is not None or pol.cost_share is not None) and not online_calibration:
+            raise ConfigError(
+                f"policies.{pname}: tier_shares and cost_share are calibrated on live traffic; "
+                "set calibration.online: true"
+            )
+        if pol.cost_share is not None and pol.cost_share < weights[0]:
+            raise ConfigError(
+                f"policies.{pname}.cost_share: {pol.cost_share} is below the cheapest tier's own cost share "
+                f"({weights[0]:.4g} of the top tier's, by the tiers' first models' prices)"
+            )
+        pr.finish()
+        policies[pname] = pol
+    return policies
