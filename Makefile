@@ -9,10 +9,11 @@ ROUTERS_DIR ?= routers
 BUF := tools/node_modules/.bin/buf
 PROTOS := $(shell find proto -name '*.proto' | sort)
 PYTEST_ARGS ?=
+comma := ,
 
 .PHONY: help setup setup-lab run demo test ci lint proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local fault-table image-deps images image-smoke
-.PHONY: eval routers crossfit learn-curve
+.PHONY: eval eval-tiers routers crossfit learn-curve
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
@@ -135,6 +136,15 @@ figures: setup-lab  ## every quality figure in docs/ from the shipped recipes an
 	$(BIN)/ferryman train crossfit --schemes subject --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
 	$(BIN)/ferryman train loso --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out build/loso $(TRAIN_ARGS)
 	$(MAKE) eval
+
+ARENA_ROUTERS ?= mf,sw
+
+eval-tiers: $(STAMPS)/lab  ## N-tier curve and transfer table on arena-bench-v1, cross-fitted -> reports/tiers.*, reports/transfer.*
+	$(BIN)/ferryman build encoder --encoder-dir $(ENCODER_DIR)
+	$(BIN)/ferryman train crossfit --schemes arena --routers $(ARENA_ROUTERS) --data-dir $(DATA_DIR) \
+	  --encoder-dir $(ENCODER_DIR) --out build/crossfit $(TRAIN_ARGS)
+	$(BIN)/ferryman eval --suite tiers --routers $(subst $(comma), ,$(ARENA_ROUTERS)) --data-dir $(DATA_DIR) --out reports
+	$(BIN)/ferryman eval --suite transfer --routers $(subst $(comma), ,$(ARENA_ROUTERS)) --data-dir $(DATA_DIR) --out reports
 
 # Training: each shipped router's recipe (data, encoder window, settings) is lab/recipes/<name>.toml,
 # read by both targets below; the data is the public files in $(DATA_DIR) (docs/training.md).

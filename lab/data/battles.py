@@ -199,17 +199,14 @@ def _grade(row: dict[str, Any], questions: dict[str, tuple[str, ...]]) -> tuple[
     return qid, model, value
 
 
-def battles_from_grades(
+def load_grades(
     questions: Path, scores: Path, *, max_bad_fraction: float = 0.5
-) -> tuple[list[Battle], LoadReport]:
-    """Pairwise battles from single-answer grades: higher grade wins, equal grades tie.
+) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, float]], LoadReport]:
+    """``(question_id -> turns, question_id -> model -> grade, report)`` from single-answer grades.
 
     ``questions``: JSONL ``{"question_id", "turns": [...]}``; ``scores``: JSONL
-    ``{"question_id", "model", "score"}``. For each question (sorted by id), every
-    pair of graded models (in sorted name order) is one battle with id
-    ``<question_id>-<n>`` (``n`` counts battles from 1 over the whole file),
-    which is exactly how ``arena-bench-v1/battles.csv`` was made. The report counts the
-    scores file's rows; the questions file's report is in ``report.related``.
+    ``{"question_id", "model", "score"}``. The report counts the scores file's rows; the
+    questions file's report is in ``report.related``.
     """
     turns_of, questions_report = load_questions(questions, max_bad_fraction)
     report = LoadReport(path=scores, related=[questions_report])
@@ -227,6 +224,19 @@ def battles_from_grades(
         grades[qid][model] = value
         report.kept += 1
     report.check(max_bad_fraction)
+    return turns_of, dict(grades), report
+
+
+def battles_from_grades(
+    questions: Path, scores: Path, *, max_bad_fraction: float = 0.5
+) -> tuple[list[Battle], LoadReport]:
+    """Pairwise battles from single-answer grades (:func:`load_grades`): higher grade wins, equal grades tie.
+
+    For each question (sorted by id), every pair of graded models (in sorted name order) is one
+    battle with id ``<question_id>-<n>`` (``n`` counts battles from 1 over the whole file), which
+    is exactly how ``arena-bench-v1/battles.csv`` was made.
+    """
+    turns_of, grades, report = load_grades(questions, scores, max_bad_fraction=max_bad_fraction)
     battles: list[Battle] = []
     for qid in sorted(turns_of):
         per_model = grades.get(qid, {})

@@ -7,11 +7,9 @@ the MMLU/GSM8K/MT-Bench evaluation prompts) — through the scorer's BatchScore
 RPC, and writes the threshold for every share 0, 1, ..., 100 % into the
 artifact's ``manifest.json`` (``calibration``), with the reference it used.
 
-Threshold for share ``s`` of ``N`` reference prompts (scores sorted high to
-low, ``n = round(s N)``): above every score for ``n = 0``, the lowest score for
-``n = N``, otherwise midway between the ``n``-th and ``(n+1)``-th highest
-score, so that exactly ``n`` reference prompts score at or above it (fewer
-only where scores tie). Thresholds never increase with the share.
+Threshold for share ``s`` of the reference prompts: ``ferryman.calibration.share_threshold``
+(the rule the gateway's online calibration also uses on live traffic). Thresholds never
+increase with the share.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ferryman import paths
+from ferryman.calibration import share_threshold
 from lab.data.battles import load_battles, load_questions
 from lab.data.benchmarks import default_data_dir
 from lab.data.keys import prompt_key
@@ -97,20 +96,8 @@ def thresholds(scores: Sequence[float] | np.ndarray, shares: Sequence[float] = S
     ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     if len(ranked) < 2 or not np.isfinite(ranked).all():
         raise ValueError("need at least 2 finite scores")
-    n_total = len(ranked)
-    points = []
-    for share in shares:
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"share must be in [0, 1], got {share}")
-        n = round(share * n_total)
-        if n == 0:
-            value = float(np.nextafter(ranked[0], np.inf))
-        elif n == n_total:
-            value = float(ranked[-1])
-        else:
-            value = float((ranked[n - 1] + ranked[n]) / 2)
-        points.append(CalibrationPoint(strong_share=float(share), threshold=value))
-    return tuple(points)
+    ranked_list = ranked.tolist()
+    return tuple(CalibrationPoint(strong_share=float(s), threshold=share_threshold(ranked_list, s)) for s in shares)
 
 
 def _reference_label(path: Path, prompts: Sequence[str]) -> str:

@@ -42,6 +42,7 @@ from lab.data.benchmarks import (
 )
 from lab.data.folds import SCHEMES, FoldAssignment, assign_folds
 from lab.data.report import DataError, LoadReport
+from lab.eval.arena import ARENA_ROUTERS, add_arena_arguments, run_suite
 from lab.eval.metrics import (
     apgr,
     average_curves,
@@ -126,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="ONNX threads of the in-process scorer")
     parser.add_argument("--batch-size", type=int, default=128, help="items per BatchScore request")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_arena_arguments(parser)
 
 
 @contextlib.contextmanager
@@ -488,6 +490,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.random_seeds < 0 or args.batch_size < 1:
             raise ValueError("--random-seeds must be >= 0 and --batch-size >= 1")
+        if args.suite != "routellm":  # arena-bench-v1: N tiers or transfer (lab.eval.arena)
+            args.routers = args.routers or list(ARENA_ROUTERS)
+            return run_suite(args, _suite_meta(args))
         args.limits = parse_limits(args.limit)
         args.routers = args.routers or default_routers(args.routers_dir)
         data_dir = args.data_dir or default_data_dir()
@@ -568,6 +573,14 @@ def _evaluate_commonsense(args: argparse.Namespace, data_dir: Path, started: flo
     meta["pairs"] = f"{len(pairs)} ({commonsense.PAIRS_FILE}; the easy prompt is the longer one in half)"
     print(commonsense.markdown(results))
     return commonsense.write(results, args.out, meta)
+
+
+def _suite_meta(args: argparse.Namespace) -> dict[str, str]:
+    meta = _meta(args, Path("."), time.perf_counter(), args.scorer or "in-process (BatchScore over loopback gRPC)")
+    meta["command"] = f"ferryman eval --suite {args.suite} --routers {' '.join(args.routers)}"
+    for key in ("data", "strong / weak", "wall time"):
+        meta.pop(key, None)
+    return meta
 
 
 def _evaluate(args: argparse.Namespace, data_dir: Path, sets: list[EvalSet]) -> list[SetResult]:

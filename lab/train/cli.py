@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ferryman import paths
+from lab.data.arena_grades import TRANSFER_PAIRS, parse_pair
 from lab.data.benchmarks import STRONG, WEAK, default_data_dir
 from lab.train.recipe import Recipe, describe, load_recipe, shipped_names
 from scorer.routers import ROUTER_KINDS
@@ -93,7 +94,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _data_args(p)
     p.add_argument("--out", type=Path, default=Path("build/crossfit"), help="writes <scheme>/folds.json + artifacts")
-    p.add_argument("--schemes", default="prompt,subject", help="fold schemes (prompt, subject)")
+    p.add_argument(
+        "--schemes",
+        default="prompt,subject",
+        help="fold schemes: prompt, subject (MMLU/GSM8K folds), arena (arena-bench-v1 folds for `ferryman eval "
+        "--suite tiers|transfer`: each recipe plus every model's arena battles, and in-pair routers for --pairs)",
+    )
+    p.add_argument(
+        "--pairs",
+        default=",".join(f"{s}:{w}" for s, w in TRANSFER_PAIRS),
+        help="arena scheme: STRONG:WEAK pairs, comma-separated, to train in-pair routers for (the transfer reference)",
+    )
     p.add_argument("--k", type=int, default=5, help="number of folds")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     p.add_argument("--folds-only", action="store_true", help="only (re)make the folds.json files")
@@ -192,9 +203,10 @@ def _train(args: argparse.Namespace, recipes: list[Recipe]) -> None:
             from lab.train.crossfit import CrossfitPlan, run_crossfit
 
             data_dir = args.data_dir or default_data_dir()
+            schemes = _split(args.schemes, ("prompt", "subject", "arena"), "schemes")
             plan = CrossfitPlan(
                 out=args.out,
-                schemes=_split(args.schemes, ("prompt", "subject"), "schemes"),
+                schemes=[s for s in schemes if s != "arena"],
                 recipes=recipes,
                 k=args.k,
                 seed=args.seed,
@@ -203,7 +215,16 @@ def _train(args: argparse.Namespace, recipes: list[Recipe]) -> None:
                 weak=args.weak,
                 folds_only=args.folds_only,
             )
-            run_crossfit(plan, ctx)
+            if "arena" in schemes:
+                from lab.train.arena_crossfit import ArenaCrossfitPlan, run_arena_crossfit
+
+                pairs = [parse_pair(p) for p in _split(args.pairs, None, "pairs")] if args.pairs else []
+                arena = ArenaCrossfitPlan(
+                    args.out, recipes, args.k, args.seed, data_dir, pairs, args.strong, args.weak, args.folds_only
+                )
+                run_arena_crossfit(arena, ctx)
+            if plan.schemes:
+                run_crossfit(plan, ctx)
             return
         if args.router == "loso":
             from lab.data.sources import SOURCES

@@ -1,0 +1,109 @@
+"""N-tier curves and their baselines (lab.eval.tier_metrics), and the transfer figure (lab.eval.arena)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.tiers import TierRule
+from lab.eval.arena import bootstrap_kept, kept_share
+from lab.eval.tier_metrics import (
+    margin_over,
+    mixing_hull,
+    oracle_curve,
+    policy_curve,
+    random_at_shares,
+    ratios,
+    tiers_of,
+    upper_hull,
+)
+
+COST = np.array([0.01, 0.1, 1.0])
+
+
+def _data(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    quality = np.clip(rng.normal([4, 6.5, 8.5], 2.0, size=(n, 3)), 1, 10)
+    scores = rng.random((n, 2))
+    return scores, quality
+
+
+@pytest.mark.parametrize("kind", ["cheapest", "cost_aware"])
+def test_the_rules_are_the_gateways(kind):
+    scores, _ = _data()
+    rule = TierRule.build(kind, tuple(COST))
+    r = ratios(COST, kind)
+    assert r.tolist() == pytest.approx(list(rule.ratios))
+    for threshold in (-0.5, 0.0, 0.2, 0.5, 0.6, 0.8, 1.1, 3.0):
+        want = [rule.choose(tuple(row), rule.thresholds(threshold)) for row in scores]
+        assert tiers_of(scores, threshold, r, kind).tolist() == want
+
+
+@pytest.mark.parametrize("kind", ["cheapest", "cost_aware"])
+def test_policy_curve_spans_all_top_to_all_cheapest(kind):
+    scores, quality = _data()
+    curve = policy_curve(scores, quality, COST, kind)
+    assert curve.cost[0] == pytest.approx(COST[0]) and curve.quality[0] == pytest.approx(quality[:, 0].mean())
+    assert curve.cost[-1] == pytest.approx(COST[2]) and curve.quality[-1] == pytest.approx(quality[:, 2].mean())
+    assert np.all(np.diff(curve.cost) > 0)
+    assert np.allclose(curve.shares.sum(axis=1), 1.0)
+    # the cost of a point is its tier shares times the tier costs
+    assert np.allclose(curve.shares @ COST, curve.cost)
+
+
+def test_mixing_hull_and_oracle():
+    _, quality = _data()
+    hull = mixing_hull(quality, COST)
+    means = quality.mean(axis=0)
+    assert hull.at(COST[1]) == pytest.approx(means[1])  # the middle model is on the hull here
+    oracle = oracle_curve(quality, COST)
+    for c in (0.02, 0.1, 0.5, 1.0):
+        assert oracle.at(c) >= hull.at(c) - 1e-9
+    assert oracle.at(1.0) == pytest.approx(quality.max(axis=1).mean())  # unlimited budget: best model per prompt
+
+
+def test_upper_hull_drops_points_below_the_chord():
+    x, y = upper_hull(np.array([0.0, 0.5, 1.0, 0.4]), np.array([0.0, 0.2, 1.0, 0.9]))
+    assert x.tolist() == [0.0, 0.4, 1.0] and y.tolist() == [0.0, 0.9, 1.0]
+
+
+def test_a_router_that_knows_each_prompts_need_reaches_the_oracle_point():
+    """Scores that know the cheapest good-enough tier: some threshold routes every prompt there."""
+    rng = np.random.default_rng(1)
+    n = 300
+    need = rng.integers(0, 3, n)  # the cheapest tier that answers well
+    quality = np.where(np.arange(3)[None, :] >= need[:, None], 8.0, 3.0)
+    u = rng.random((n, 2)) * 0.4  # spread within "good enough" (< 0.4) and "not good enough" (>= 0.6)
+    over_mid = np.where(need > 1, 0.6, 0.0) + u[:, 1]
+    # consistent: the top tier beats the cheapest tier at least as surely as it beats the middle one
+    over_cheap = np.maximum(np.where(need > 0, 0.6, 0.0) + u[:, 0], over_mid)
+    curve = policy_curve(np.stack([over_cheap, over_mid], axis=1), quality, COST)
+    ideal = COST[need].mean()
+    assert curve.at(ideal) == pytest.approx(8.0) and oracle_curve(quality, COST).at(ideal) == pytest.approx(8.0)
+    margin, _ = margin_over(curve, mixing_hull(quality, COST), ideal, COST[-1])
+    assert margin > 0  # from that point up, above any random mixing
+    assert np.all(curve.quality[1:-1] > random_at_shares(curve, quality)[1:-1])
+
+
+def test_margin_over_finds_the_smallest_gap_at_a_breakpoint():
+    from lab.eval.tier_metrics import CostCurve
+
+    def line(xs: list[float], ys: list[float]) -> CostCurve:
+        return CostCurve(np.array(xs), np.array(ys), np.empty((len(xs), 0)), np.empty(len(xs)))
+
+    router = line([0.0, 0.5, 1.0], [1.0, 3.0, 4.0])
+    base = line([0.0, 0.2, 1.0], [1.0, 2.9, 4.0])
+    margin, where = margin_over(router, base, 0.0, 1.0)
+    assert where == pytest.approx(0.2) and margin == pytest.approx(1.0 + 0.2 * 4 - 2.9)
+
+
+def test_kept_share():
+    rng = np.random.default_rng(2)
+    s, w = rng.integers(1, 11, 300).astype(float), rng.integers(1, 11, 300).astype(float)
+    good = (s - w) + rng.normal(0, 1, 300)
+    assert kept_share(good, good, s, w) == pytest.approx(1.0)
+    assert kept_share(-good, good, s, w) < 0
+    half = kept_share((s - w) + rng.normal(0, 6, 300), good, s, w)
+    assert 0 < half < 1
+    lo, hi, undefined = bootstrap_kept(good, good, s, w, n=200)
+    assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0) and undefined == 0
