@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
 import grpc
 import openai
 import pytest
@@ -270,3 +271,47 @@ def test_weak_and_strong_name_the_cheapest_and_top_tiers(fakes):
     config = parse_config(data)
     assert config.policies["p"].scorer_down_tier == "small"
     assert config.routing.scorer_down_tier == "large"
+
+
+def test_every_answer_surface_names_the_served_tier(gw, fakes, scorer_address):
+    """The served tier by its name in every answer: the ``ferryman`` object of whole answers and of
+    every stream chunk (OpenAI and Anthropic SDKs), gRPC stream events, and the headers."""
+    kind = {"small": "weak", "medium": "intermediate", "large": "strong"}
+    client = openai.OpenAI(base_url=gw.http_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10)
+    claude = anthropic.Anthropic(base_url=gw.http_url, api_key=CLIENT_KEY, max_retries=0, timeout=10)
+    with grpc.insecure_channel(gw.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        for prompt, threshold, tier in thresholds_covering_every_tier(scorer_address, list(SAMPLE_PROMPTS)):
+            model, model_name = f"router-mf-{threshold}", TIER_OF[tier]
+            messages = [{"role": "user", "content": prompt}]
+            body: Any = client.chat.completions.create(model=model, messages=messages).model_extra["ferryman"]
+            assert (body["model"], body["tier"]) == (model_name, tier)
+            assert (body["served_tier"], body["served_tier_name"]) == (kind[tier], tier)
+            chunks = [
+                c.model_extra["ferryman"]
+                for c in client.chat.completions.create(model=model, messages=messages, stream=True)
+            ]
+            assert chunks and all((c["model"], c["tier"]) == (model_name, tier) for c in chunks)
+            events = list(
+                stub.StreamChatCompletion(
+                    pb.StreamChatCompletionRequest(model=model, messages=[pb.ChatMessage(role="user", content=prompt)]),
+                    metadata=AUTH,
+                )
+            )
+            assert events[0].decision.tier_name == tier
+            assert {(e.served_model, e.served_tier) for e in events} == {(model_name, tier)}
+            assert events[-1].summary.accounting.served_tier_name == tier
+            raw = claude.messages.with_raw_response.create(model=model, max_tokens=50, messages=messages)
+            assert raw.headers["x-ferryman-tier"] == tier and raw.headers["x-ferryman-served-tier"] == tier
+            assert list(dict(kv.split("=") for kv in raw.headers["x-ferryman-scores"].split(","))) == [
+                "small",
+                "medium",
+            ]
+            answer: Any = raw.parse()
+            assert answer.model == model_name and answer.content[0].text == f"Answer from {model_name}."
+            assert answer.model_extra["ferryman"]["tier"] == tier
+            assert answer.model_extra["ferryman"]["decision"]["tier_name"] == tier
+            streamed = list(claude.messages.create(model=model, max_tokens=50, messages=messages, stream=True))
+            assert {(e.model_extra["ferryman"]["model"], e.model_extra["ferryman"]["tier"]) for e in streamed} == {
+                (model_name, tier)
+            }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import anthropic
 import grpc
 import openai
 import pytest
@@ -106,6 +107,16 @@ def test_explicit_conversation_id_over_http_and_grpc(fakes, scorer_address, redi
         )
         assert raw.headers["x-ferryman-tier"] == "strong" and raw.headers["x-ferryman-decision-source"] == "sticky"
         assert raw.parse().choices[0].message.content == "Answer from strong-openai."
+        # and over /v1/messages (Anthropic SDK) with the id in the header
+        claude = anthropic.Anthropic(base_url=b.http_url, api_key=CLIENT_KEY, max_retries=0, timeout=10)
+        raw_message = claude.messages.with_raw_response.create(
+            model="chat",
+            max_tokens=50,
+            messages=[{"role": r, "content": c} for r, c in later],
+            extra_headers={"x-ferryman-conversation-id": "c-42"},
+        )
+        assert raw_message.headers["x-ferryman-tier"] == "strong"
+        assert raw_message.headers["x-ferryman-decision-source"] == "sticky"
 
 
 def test_time_to_live(fakes, scorer_address, redis_server, prompts):
