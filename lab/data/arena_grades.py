@@ -18,8 +18,8 @@ from lab.data.battles import load_grades
 from lab.data.benchmarks import LabeledPrompt
 from lab.data.keys import prompt_key
 from lab.data.report import DataError
+from lab.data.sources import ARENA_BENCH as ARENA
 
-ARENA = "arena-bench-v1"
 BATTLES = f"{ARENA}/battles.csv"
 
 
