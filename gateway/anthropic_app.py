@@ -144,5 +144,5 @@ class MessagesAPI:
         done = started.completion
         assert done is not None, "stream_events ends with a completion or raises"
         out.extra = {"ferryman": served | accounting_json(started.accounting)}
-        for text in out.finish(StreamEnd(done.finish_reason, done.usage), done.usage):
+        for text in out.finish(StreamEnd(done.finish_reason, done.usage, stop_sequence=done.stop_sequence), done.usage):
             yield text.encode()

@@ -11,7 +11,8 @@ How it answers (:class:`LocalProvider`; the test harness's fake provider is one 
 faults): when tools are offered (and ``tool_choice`` is not none) and the conversation does not
 end with a tool result, it calls the forced tool or the first one with ``tool_arguments``;
 after a tool result it answers in text and quotes the result; asked for JSON
-(``response_format``) it answers ``tool_arguments``; ``n`` choices, log-probabilities per word.
+(``response_format``) it answers ``tool_arguments``; ``n`` choices, log-probabilities per word;
+a text answer ends before the first stop sequence in it (Anthropic's ``stop_sequence`` says which).
 The demo's tool arguments and JSON answers are small values that fit the request's schemas
 (:func:`example`), so an SDK that parses them (``messages.parse(output_format=Model)``,
 ``chat.completions.parse``) gets a valid object.
@@ -72,6 +73,8 @@ class Asked:
     #: response_format; Anthropic's structured output is a forced tool), for answers that fit them.
     schemas: dict[str, Any] = field(default_factory=dict)
     output_schema: Any = None
+    #: Stop sequences (``stop`` / ``stop_sequences``): a text answer ends before the first one found.
+    stop: tuple[str, ...] = ()
 
 
 def _text_of(content: Any) -> str:
@@ -124,7 +127,22 @@ def asked(api: str, body: dict[str, Any]) -> Asked:
         prompt_tokens,
         schemas,
         output_schema,
+        _stops(body.get("stop") if api == "openai" else body.get("stop_sequences")),
     )
+
+
+def _stops(value: Any) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(v for v in values if isinstance(v, str) and v)
+
+
+def _cut(text: str, stops: tuple[str, ...]) -> tuple[str, str]:
+    """``text`` up to the first stop sequence in it, and that sequence ("" when none is)."""
+    found = [(text.find(s), s) for s in stops if s in text]
+    if not found:
+        return text, ""
+    at, stop = min(found)
+    return text[:at], stop
 
 
 def example(schema: Any, root: Any = None, depth: int = 0) -> Any:
@@ -218,8 +236,9 @@ class LocalProvider:
         out = []
         for i in range(ask.n):
             content = text if i == 0 else f"{text} (choice {i + 1})"
+            content, stop = _cut(content, ask.stop) if not ask.json_output else (content, "")
             logprobs = _logprobs(words(content), ask.top_logprobs) if ask.logprobs else None
-            out.append(Choice(content, "stop", (), logprobs))
+            out.append(Choice(content, "stop", (), logprobs, stop))
         return out
 
     def usage(self, ask: Asked, choices: list[Choice]) -> Usage:
@@ -262,7 +281,8 @@ class LocalProvider:
     def stream_events(self, ask: Asked, choices: list[Choice], pieces: list[str] | None = None) -> list[str]:
         """The whole stream as SSE event texts, in the request's wire format."""
         usage = self.usage(ask, choices)
-        end = StreamEnd(choices[0].finish_reason, usage, tuple(c.finish_reason for c in choices[1:]))
+        more = tuple(c.finish_reason for c in choices[1:])
+        end = StreamEnd(choices[0].finish_reason, usage, more, choices[0].stop_sequence)
         deltas = self.deltas(choices, pieces)
         if ask.api == "anthropic":
             writer = anthropic_format.StreamWriter(f"msg_{next(self._ids):06d}", ask.model)

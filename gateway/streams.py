@@ -70,5 +70,6 @@ class Assembler:
                     )
                 calls.append(ToolCall(call.id, call.name, arguments))
             logprobs = None if got.logprobs is None else tuple(got.logprobs)
-            choices.append(Choice("".join(got.text), reason, tuple(calls), logprobs))
+            stop_sequence = end.stop_sequence if i == 0 else ""
+            choices.append(Choice("".join(got.text), reason, tuple(calls), logprobs, stop_sequence))
         return Completion.of(choices, usage)

@@ -224,6 +224,8 @@ class Choice:
     finish_reason: str
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: tuple[TokenLogprob, ...] | None = None
+    #: The stop sequence that ended it, when the provider says (Anthropic's ``stop_sequence``).
+    stop_sequence: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,15 +238,25 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: tuple[TokenLogprob, ...] | None = None
     more_choices: tuple[Choice, ...] = ()
+    stop_sequence: str = ""
 
     @property
     def choices(self) -> tuple[Choice, ...]:
-        return (Choice(self.content, self.finish_reason, self.tool_calls, self.logprobs), *self.more_choices)
+        first = Choice(self.content, self.finish_reason, self.tool_calls, self.logprobs, self.stop_sequence)
+        return (first, *self.more_choices)
 
     @staticmethod
     def of(choices: list[Choice], usage: Usage) -> Completion:
         first, *more = choices
-        return Completion(first.content, first.finish_reason, usage, first.tool_calls, first.logprobs, tuple(more))
+        return Completion(
+            first.content,
+            first.finish_reason,
+            usage,
+            first.tool_calls,
+            first.logprobs,
+            tuple(more),
+            first.stop_sequence,
+        )
 
 
 @dataclass(frozen=True)
@@ -276,6 +288,8 @@ class StreamEnd:
     finish_reason: str
     usage: Usage | None
     more_finish_reasons: tuple[str, ...] = ()
+    #: The stop sequence that ended choice 0, when the provider says (Anthropic's ``stop_sequence``).
+    stop_sequence: str = ""
 
 
 @dataclass

@@ -19,7 +19,9 @@ Translation to and from the chat-completions model the core uses:
   ``output_format``: ``{"type": "json_schema", "schema": ...}``) is ``response_format`` json_schema
   named ``output``; the answer is one text block holding the JSON.
 - ``stop_reason`` ↔ ``finish_reason``: end_turn / stop_sequence → stop, max_tokens → length,
-  tool_use → tool_calls, refusal → content_filter.
+  tool_use → tool_calls, refusal → content_filter; the matched ``stop_sequence`` is kept, so a
+  Messages API client gets ``stop_sequence`` back from an Anthropic model (chat completions do
+  not say which sequence stopped them: ``end_turn``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ JSON_TOOL = "json_response"
 _JSON_TOOL_DESCRIPTION = "Give your whole answer as this tool's input, a JSON value matching its schema."
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
 _TOOL_CHOICE_BACK = {v: k for k, v in _TOOL_CHOICE.items()}
+
+
+def stop_reason(finish: str, stop_sequence: str = "") -> str:
+    """The Messages API ``stop_reason`` of a finish reason (``stop_sequence`` when one matched)."""
+    return "stop_sequence" if stop_sequence and finish == "stop" else FROM_FINISH.get(finish, "end_turn")
 
 
 def finish_reason(stop_reason: str | None, json_tool: str | None = None) -> str:
@@ -363,7 +370,9 @@ def read_answer(data: dict[str, Any], request: ChatRequest, bad: Bad) -> tuple[C
         raise bad("answer.stop_reason", "must be a string")
     finish = finish_reason(stop, forced)
     usage = read_usage(data.get("usage"), "answer.usage", bad)
-    return Completion("".join(texts), finish, usage or Usage(), tuple(calls)), usage
+    matched = text(data, "stop_sequence", "answer", bad) if stop == "stop_sequence" else ""
+    completion = Completion("".join(texts), finish, usage or Usage(), tuple(calls), stop_sequence=matched)
+    return completion, usage
 
 
 def read_usage(value: Any, where: str, bad: Bad) -> Usage | None:
@@ -394,8 +403,8 @@ def message_json(message_id: str, model: str, completion: Completion) -> dict[st
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": FROM_FINISH.get(completion.finish_reason, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(completion.finish_reason, completion.stop_sequence),
+        "stop_sequence": completion.stop_sequence or None,
         "usage": {"input_tokens": completion.usage.prompt_tokens, "output_tokens": completion.usage.completion_tokens},
     }
 
@@ -472,7 +481,10 @@ class StreamWriter:
 
     def finish(self, end: StreamEnd, usage: Usage) -> list[str]:
         out = self._close()
-        delta = {"stop_reason": FROM_FINISH.get(end.finish_reason, "end_turn"), "stop_sequence": None}
+        delta = {
+            "stop_reason": stop_reason(end.finish_reason, end.stop_sequence),
+            "stop_sequence": end.stop_sequence or None,
+        }
         counts = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
         return [*out, self._sse("message_delta", {"delta": delta, "usage": counts}), self._sse("message_stop", {})]
 
@@ -485,6 +497,7 @@ class StreamReader:
     bad: Bad
     finish: str = "stop"
     usage: Usage | None = None
+    stop_sequence: str = ""
     _prompt_tokens: int = 0
     _tools: dict[int, int] = field(default_factory=dict)
     _json_blocks: set[int] = field(default_factory=set)
@@ -528,13 +541,16 @@ class StreamReader:
             chunk = text(delta, "text", f"{kind}.delta", bad)
             return [StreamDelta(chunk)] if chunk else []
         elif kind == "message_delta":
-            reason = member(payload, "delta", "message_delta", bad).get("stop_reason")
+            delta = member(payload, "delta", "message_delta", bad)
+            reason = delta.get("stop_reason")
             if reason is not None and not isinstance(reason, str):
                 raise bad("message_delta.delta.stop_reason", "must be a string")
             self.finish = finish_reason(reason, self.forced)
+            if reason == "stop_sequence":
+                self.stop_sequence = text(delta, "stop_sequence", "message_delta.delta", bad)
             counted = read_usage(payload.get("usage"), "message_delta.usage", bad)
             if counted is not None:
                 self.usage = Usage(counted.prompt_tokens or self._prompt_tokens, counted.completion_tokens)
         elif kind == "message_stop":
-            return [StreamEnd(self.finish, self.usage)]
+            return [StreamEnd(self.finish, self.usage, stop_sequence=self.stop_sequence)]
         return []

@@ -231,6 +231,26 @@ def test_anthropic_sdk_tool_conversation_across_a_fallback(gw, fakes, stream):
     assert first.model == "strong-anthropic" and second.model == "strong-openai"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("model", ["weak-anthropic", "weak-openai"])
+def test_stop_sequences_through_the_anthropic_sdk(gw, fakes, model, stream):
+    kwargs = {"model": model, "max_tokens": 50, "messages": QUESTION, "stop_sequences": ["from", "xyz"]}
+    if stream:
+        with claude(gw).messages.stream(**kwargs) as events:
+            answer = events.get_final_message()
+    else:
+        answer = claude(gw).messages.create(**kwargs)
+    assert answer.content[0].text == "Answer "
+    if "anthropic" in model:  # the provider says which sequence matched: the client gets it back
+        assert (answer.stop_reason, answer.stop_sequence) == ("stop_sequence", "from")
+        assert fakes[model].last_body["stop_sequences"] == ["from", "xyz"]
+    else:  # chat completions do not say which: a plain end of turn
+        assert (answer.stop_reason, answer.stop_sequence) == ("end_turn", None)
+        assert fakes[model].last_body["stop"] == ["from", "xyz"]
+    whole = oai(gw).chat.completions.create(model=model, messages=QUESTION, stop=["from"])
+    assert whole.choices[0].message.content == "Answer " and whole.choices[0].finish_reason == "stop"
+
+
 def test_anthropic_sdk_stream_events_carry_model_and_tier(gw, fakes):
     events = list(claude(gw).messages.create(model="weak-openai", max_tokens=50, messages=QUESTION, stream=True))
     kinds = [e.type for e in events]
