@@ -153,6 +153,10 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
     return spec
 
 
+#: The docs section on routers for more than two tiers (named in config errors).
+_THREE_TIERS = '"Which routers can serve three tiers"'
+
+
 class RouterFacts(NamedTuple):
     """What ListRouters says about one scorer router."""
 
@@ -264,18 +268,22 @@ class Policy:
         n = len(self._tiers)
         if n <= 2:
             return None  # two tiers: whatever the scorer accepts, as always
-        if facts.type == scorer_pb2.ROUTER_TYPE_BERT or len(set(facts.models)) < n:
+        if facts.type == scorer_pb2.ROUTER_TYPE_BERT:
             return (
                 f"router {name!r} ({scorer_pb2.RouterType.Name(facts.type)}) knows only one model pair "
                 f"({facts.default_strong} vs {facts.default_weak}); a configuration with {n} tiers needs a router "
                 "that scores any pair of its models (mf, sw) — use one of those for these policies"
             )
+        known = ", ".join(dict.fromkeys(facts.models))
+        if len(set(facts.models)) < n:
+            return (
+                f"router {name!r} ({scorer_pb2.RouterType.Name(facts.type)}) was trained on {len(set(facts.models))} "
+                f"models ({known}) and cannot tell {n} tiers apart; train one on battles between the models the "
+                f"tiers stand for (e.g. `ferryman train mf --arena arena-bench-v1`: docs/gateway.md, {_THREE_TIERS})"
+            )
         missing = [f"{t.name} ({t.router_model})" for t in self._tiers.ordered if t.router_model not in facts.models]
         if missing:
-            return (
-                f"router {name!r} does not know the router_model of tier(s) {', '.join(missing)}; "
-                f"it knows {', '.join(facts.models)}"
-            )
+            return f"router {name!r} does not know the router_model of tier(s) {', '.join(missing)}; it knows {known}"
         return None
 
     def _follow_version(self, router: str, artifact_version: str) -> None:

@@ -202,6 +202,38 @@ def test_bert_is_refused_for_three_tiers(fakes, scorer_address):
         gateway.__enter__()
 
 
+def test_a_router_that_cannot_tell_the_tiers_apart_is_a_clear_config_error(fakes, scorer_address):
+    """Like the shipped two-model routers with three tiers: the error says why and what to train."""
+    target = f"dns:///{scorer_address}"
+    policies = {"p": {"router": "mf", "threshold": 0.5}}
+    data = three_tier_dict(fakes, scorer_target=target, policies=policies)
+    data["tiers"][1]["router_model"] = "mistralai/Mistral-7B-Instruct-v0.1"
+    with pytest.raises(
+        ConfigError,
+        match=r"router 'mf' does not know the router_model of tier\(s\) medium \(mistralai/Mistral-7B-Instruct-v0.1\);"
+        r" it knows gpt-4-1106-preview, ",
+    ):
+        GatewayThread(parse_config(data)).__enter__()
+    # five tiers: one more than the four models the test router was trained on
+    data = three_tier_dict(fakes, scorer_target=target, policies=policies)
+    for name, price in (("extra-1", 0.5), ("extra-2", 3.0)):
+        data["models"][name] = data["models"]["weak-openai"] | {"price_in_per_mtok": price, "price_out_per_mtok": price}
+    small, medium, large = data["tiers"]
+    data["tiers"] = [
+        small,
+        {"name": "t2", "models": ["extra-1"], "router_model": "claude-2.1"},
+        medium,
+        {"name": "t4", "models": ["extra-2"], "router_model": "some/other-model"},
+        large,
+    ]
+    with pytest.raises(
+        ConfigError,
+        match=r"router 'mf' \(ROUTER_TYPE_MF\) was trained on 4 models \(.*\) and cannot tell 5 tiers apart; train "
+        r"one on battles between the models the tiers stand for \(e.g. `ferryman train mf --arena arena-bench-v1`",
+    ):
+        GatewayThread(parse_config(data)).__enter__()
+
+
 def test_bert_asked_for_by_a_request_is_a_clear_400(gw):
     client = openai.OpenAI(base_url=gw.http_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10)
     with pytest.raises(openai.BadRequestError, match="knows only one model pair"):
