@@ -17,6 +17,7 @@ A policy names a router and exactly one of:
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from gateway.tiers import RULES, STRONG, WEAK, RuleKind, Tiers, relative_costs
 
 if TYPE_CHECKING:
     from gateway.config import _Reader
+
+log = logging.getLogger(__name__)
 
 #: Tolerance on the sum of ``tier_shares``.
 SHARE_SUM_TOLERANCE = 1e-6
@@ -161,6 +164,16 @@ def parse_policies(
             raise ConfigError(
                 f"policies.{pname}.cost_share: {pol.cost_share} is below the cheapest tier's own cost share "
                 f"({weights[0]:.4g} of the top tier's, by the tiers' first models' prices)"
+            )
+        if pol.strong_share is not None and len(tiers) > 2 and not online_calibration:
+            log.warning(
+                "policies.%s: strong_share %.2f with %d tiers and calibration.online off: the router's table maps "
+                "shares to thresholds for its default pair on reference prompts, not for this rule over %d pairs, "
+                "so the realised top-tier share may be far from the target (set calibration.online: true)",
+                pname,
+                pol.strong_share,
+                len(tiers),
+                len(tiers) - 1,
             )
         pr.finish()
         policies[pname] = pol

@@ -23,7 +23,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.tiers import TierRule
 from harness.fake_provider import status
-from harness.gateway import CLIENT_KEY, GatewayThread
+from harness.gateway import CLIENT_KEY, GatewayThread, config_dict
 from harness.scorer import SAMPLE_PROMPTS, STRONG, WEAK
 from harness.tiers import SMALL, THREE_TIERS, three_tier_dict
 
@@ -303,6 +303,20 @@ def test_weak_and_strong_name_the_cheapest_and_top_tiers(fakes):
     config = parse_config(data)
     assert config.policies["p"].scorer_down_tier == "small"
     assert config.routing.scorer_down_tier == "large"
+
+
+def test_a_top_share_over_three_tiers_without_online_calibration_is_logged(fakes, caplog):
+    """The artifact's table is for the router's default pair: with three tiers the share is approximate."""
+    policies = {"approx": {"router": "mf", "strong_share": 0.3}, "fixed": {"router": "mf", "threshold": 0.5}}
+    with caplog.at_level("WARNING", logger="gateway.policy_config"):
+        parse_config(three_tier_dict(fakes, policies=policies))
+    warned = [r.getMessage() for r in caplog.records if r.name == "gateway.policy_config"]
+    assert len(warned) == 1 and warned[0].startswith("policies.approx: strong_share 0.30 with 3 tiers")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gateway.policy_config"):
+        parse_config(three_tier_dict(fakes, policies=policies, calibration={"online": True}))
+        parse_config(config_dict(fakes))  # two tiers: the table is the rule's
+    assert not [r for r in caplog.records if r.name == "gateway.policy_config"]
 
 
 def test_every_answer_surface_names_the_served_tier(gw, fakes, scorer_address):
