@@ -46,7 +46,9 @@ def config(fakes, scorer_address, threshold, **sticky):
             "chat": {"router": "mf", "threshold": threshold, "sticky": True},
             "plain": {"router": "mf", "threshold": threshold},
         },
-        sticky={"ttl_s": 60} | sticky,
+        # This test proves sharing, not latency: the product's 50 ms Redis timeout falls back to
+        # per-replica state when a loaded CI machine answers late, which the test would read as a bug.
+        sticky={"ttl_s": 60, "redis_timeout_s": 2.0} | sticky,
     )
     return parse_config(data)
 
