@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", default="8", help="client concurrency (comma-separated levels in step 1)")
     parser.add_argument("--rounds", type=int, default=6, help="interleaving rounds in step 1")
     parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
-    parser.add_argument("--after", type=int, default=2000, help="requests with fresh prompts after the promotion")
+    parser.add_argument("--after", type=int, default=2000, help="fresh prompts after the promotion, sent one at a time")
     parser.add_argument(
         "--min-judged",
         type=int,
@@ -318,7 +318,9 @@ def run(args: argparse.Namespace) -> int:
         # 4. Fresh prompts, decided by the serving version, judged.
         print(f"\n4. {len(after_prompts)} fresh prompts through the shadow gateway", flush=True)
         fresh_load = LoadResult()
-        asyncio.run(_send_all(gw_urls["shadow"], [_body(p) for p in after_prompts], level, fresh_load))
+        # One at a time: this step measures the new version's decisions, not load, and a loaded machine's
+        # learning worker drops shadow samples that arrive faster than it can judge (too few judged to score).
+        asyncio.run(_send_all(gw_urls["shadow"], [_body(p) for p in after_prompts], 1, fresh_load))
         asyncio.run(wait_idle(admin))
         export2 = tmp / "export-after.csv"
         _ferryman(tmp, "learn", "export", "--store", f"sqlite://{store}", "--out", str(export2))
