@@ -190,8 +190,10 @@ def test_when_every_breaker_is_open_the_first_model_is_still_tried(fakes, fault_
 def test_local_pool_saturation_opens_no_breaker(fakes, fault_table):
     """The issue: 25 concurrent requests on a healthy, slow provider with a 5-connection pool → 15 × 503
     'circuit breaker open' and the breaker open for 30 s. The wait for a connection is local saturation."""
-    fakes["strong-openai"].reset(default=slow(0.5))
-    overrides = {"strong-openai": {"max_connections": 5, "pool_timeout_s": 0.2, "read_timeout_s": 2.0}}
+    # each answer holds its connection 2 s, so all 25 requests meet a full pool even when a loaded
+    # machine spreads their arrival over a second (with 0.5 s, late arrivals got a freed connection)
+    fakes["strong-openai"].reset(default=slow(2.0))
+    overrides = {"strong-openai": {"max_connections": 5, "pool_timeout_s": 0.2, "read_timeout_s": 5.0}}
     # the fallbacks share this process's CPU with 25 client threads: give them room, so that a slow
     # answer from a loaded machine is not mistaken for a provider fault there
     overrides |= {name: {"read_timeout_s": 15.0} for name in ("strong-anthropic", "weak-openai", "weak-anthropic")}
