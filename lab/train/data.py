@@ -79,18 +79,6 @@ class TrainingData:
         sources = [s for s in self.sources if s in counts]
         return TrainingData(kept, sources, self.excluded + len(self.pairs) - len(kept), dict(counts), info)
 
-    def pair_weights(self, balance: float) -> list[float]:
-        """Loss weight per pair: ``n_s ** -balance`` for a pair of source ``s`` (``n_s`` its pairs), mean 1.
-
-        ``balance`` 0: every pair counts the same (14k MMLU rows drown 1.3k GSM8K prompts and a few
-        hundred chat prompts); 1: every source weighs the same in total; 0.5 between.
-        """
-        if not 0.0 <= balance <= 1.0:
-            raise ValueError(f"balance must be in [0, 1], got {balance}")
-        raw = [self.counts[p.source] ** -balance for p in self.pairs]
-        scale = len(raw) / sum(raw)
-        return [w * scale for w in raw]
-
     def prompts(self) -> list[str]:
         """Distinct prompts in first-seen order."""
         return list(dict.fromkeys(p.prompt for p in self.pairs))

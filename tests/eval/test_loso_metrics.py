@@ -1,4 +1,4 @@
-"""Leave-one-source-out metrics: ROC AUC with ties, battle orientation, source balance (hand-checked)."""
+"""Leave-one-source-out metrics: ROC AUC with ties, battle orientation (hand-checked); source names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from lab.data.sources import parse_sources
 from lab.eval.metrics import battle_auc, orient_battles, roc_auc
-from lab.train.data import Pair, TrainingData
 
 
 def test_roc_auc_counts_equal_scores_half() -> None:
@@ -33,16 +32,6 @@ def test_battles_are_oriented_by_the_other_battles_and_ties_left_out() -> None:
     # a score that is higher where the stronger model won ranks perfectly
     assert battle_auc(np.array([0.9, 0.8, 0.7, 0.1, 0.5]), oriented) == 1.0
     assert battle_auc(np.array([0.1, 0.2, 0.3, 0.9, 0.5]), oriented) == 0.0
-
-
-def test_source_balance_weights() -> None:
-    pairs = [Pair("p", "a", "b", 0, "big") for _ in range(3)] + [Pair("q", "a", "b", 1, "small")]
-    data = TrainingData(pairs, ["big", "small"], counts={"big": 3, "small": 1})
-    assert data.pair_weights(0.0) == [1.0] * 4
-    w = data.pair_weights(1.0)  # each source the same total weight, mean 1
-    assert sum(w[:3]) == pytest.approx(w[3]) and sum(w) == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="balance"):
-        data.pair_weights(1.5)
 
 
 def test_sources_refuse_mt_bench_and_unknown_names() -> None:
