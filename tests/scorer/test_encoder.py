@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import EXACT_INT8_OPTION, Activity, Encoder, LoneRunChooser, Threads, truncate_ids
+from scorer.encoder import EXACT_INT8_OPTION, Activity, Encoder, LoneRunChooser, Threads, has_vnni, truncate_ids
 from scorer.errors import ArtifactError
 
 ENCODER_DIR = Path("build/encoder")
@@ -165,13 +165,28 @@ def test_lone_run_chooser_prefers_the_cheaper_session_and_keeps_checking_the_oth
     assert chooser.pick_wide() is True
 
 
-def test_int8_sessions_use_the_exact_kernels(encoders: dict[str, Encoder]) -> None:
-    """Every session asks for exact uint8 x int8 products, so int8 results do not depend on the CPU.
+def test_int8_sessions_use_the_exact_kernels_where_vnni_is_missing(encoders: dict[str, Encoder]) -> None:
+    """Without VNNI every session asks for exact uint8 products, so int8 results do not depend on the CPU.
 
-    Without it, x86 CPUs without VNNI saturate pairs of products to 16 bits (docs/lab-log.md:
-    embeddings off by up to 0.034, MT-Bench APGR by up to 0.014 with byte-identical files).
+    x86 CPUs without VNNI saturate pairs of products to 16 bits (docs/lab-log.md: embeddings off by
+    up to 0.034, MT-Bench APGR by up to 0.014 with byte-identical files); with VNNI the products
+    are exact and the option would only cost time.
     """
     graphs = encoders["int8"]._graphs
     for session in (graphs.session, graphs.unpadded):
         assert session is not None
-        assert session.get_session_options().get_session_config_entry(EXACT_INT8_OPTION) == "1"
+        options = session.get_session_options()
+        if has_vnni():
+            with pytest.raises(RuntimeError):  # onnxruntime: the entry was never set
+                options.get_session_config_entry(EXACT_INT8_OPTION)
+        else:
+            assert options.get_session_config_entry(EXACT_INT8_OPTION) == "1"
+
+
+def test_vnni_is_read_from_the_cpu_flags() -> None:
+    haswell = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma bmi2\n"
+    icelake = "flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
+    alder_lake = "flags\t\t: fpu avx2 avx_vnni\n"
+    assert not has_vnni(haswell)
+    assert has_vnni(icelake) and has_vnni(alder_lake)
+    assert not has_vnni("no flags here")
