@@ -21,6 +21,7 @@ the battles of the ``top_k`` most similar training prompts.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,9 +143,13 @@ def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12, *, is_connected: boo
         grad = (w - n * p).sum(axis=2)
         a = n * p * (1.0 - p)
         lap = a.sum(axis=2)[:, :, None] * np.eye(m) - a
+        step: np.ndarray | None = None
         if is_connected:
-            step = np.linalg.solve(lap + ones, grad[:, :, None])[:, :, 0]
-        else:
+            # Connected by the training data need not mean connected for this query (weights that round
+            # to nothing can cut a model or a group off): a singular solve falls back to the pseudo-inverse.
+            with contextlib.suppress(np.linalg.LinAlgError):
+                step = np.linalg.solve(lap + ones, grad[:, :, None])[:, :, 0]
+        if step is None:
             step = np.einsum("bij,bj->bi", np.linalg.pinv(lap, hermitian=True), grad)
         step -= step.mean(axis=1, keepdims=True)
         step[~active] = 0.0

@@ -150,6 +150,11 @@ def test_bradley_terry_recovers_known_strengths() -> None:
     theta = fit_bradley_terry(wins5)
     assert np.isfinite(theta).all()
     np.testing.assert_allclose(np.diff(theta[:4]), np.diff(truth), atol=1e-8)
+    # Declared connected (as the training data is) but two groups for this query, which makes the fast
+    # path's matrix singular: the pseudo-inverse's finite answer, no error.
+    split = np.zeros((4, 4))
+    split[0, 1], split[1, 0], split[2, 3], split[3, 2] = 3.0, 1.0, 2.0, 1.0
+    np.testing.assert_allclose(fit_bradley_terry(split, is_connected=True), fit_bradley_terry(split), atol=1e-12)
 
 
 def test_similarity_weights_follow_routellm() -> None:
