@@ -375,6 +375,31 @@ def start_gateway(
     return int(written["http_port"]), int(written["admin_port"]), gw.proc.pid
 
 
+def start_gateways(
+    stack: ExitStack,
+    tmp: Path,
+    urls: dict[str, str],
+    scorer_port: int,
+    learning: dict[str, Any],
+    probe: bytes,
+    policy: dict[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, int], dict[str, int]]:
+    """One gateway per path in ``PATHS`` (``learning`` on "shadow" only), each answering ``probe`` scored.
+
+    Returns the chat-completions URL, admin port (/metrics) and pid per path.
+    """
+    ports: dict[str, int] = {}
+    admin_ports: dict[str, int] = {}
+    pids: dict[str, int] = {}
+    for path in PATHS:
+        on = learning if path == "shadow" else None
+        ports[path], admin_ports[path], pids[path] = start_gateway(stack, tmp, path, urls, scorer_port, on, policy)
+    gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
+    for url in gw_urls.values():
+        asyncio.run(wait_scored(url, probe))
+    return gw_urls, admin_ports, pids
+
+
 def spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
     port_file = tmp / f"{name}.port"
     argv = [sys.executable, "-m", "harness.fake_provider", "--port-file", str(port_file), "--delay-ms", str(delay_ms)]
@@ -419,15 +444,7 @@ def run(args: argparse.Namespace) -> int:
             "judge": {"model": "bench-judge"},
             "feedback": {"enabled": args.feedback},
         }
-        ports: dict[str, int] = {}
-        admin_ports: dict[str, int] = {}  # /metrics is on each gateway's admin listener
-        pids: dict[str, int] = {}
-        for path in PATHS:
-            started = start_gateway(stack, tmp, path, urls, scorer_port, learning if path == "shadow" else None)
-            ports[path], admin_ports[path], pids[path] = started
-        gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
-        for url in gw_urls.values():
-            asyncio.run(wait_scored(url, bodies[0]))
+        gw_urls, admin_ports, pids = start_gateways(stack, tmp, urls, scorer_port, learning, bodies[0])
         print(
             f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
             f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"

@@ -45,7 +45,6 @@ import numpy as np
 
 from bench.gateway import KeepAliveConnection
 from bench.learning import (
-    PATHS,
     POLICY,
     measure,
     reply_text,
@@ -53,9 +52,8 @@ from bench.learning import (
     scrape,
     shadow_summary,
     spawn_fake,
-    start_gateway,
+    start_gateways,
     wait_idle,
-    wait_scored,
 )
 from ferryman import paths
 from harness.processes import free_port, spawn
@@ -240,16 +238,8 @@ def run(args: argparse.Namespace) -> int:
             "judge": {"model": "bench-judge"},
         }
         policy = {"router": "mf", "strong_share": 0.5}
-        ports: dict[str, int] = {}
-        pids: dict[str, int] = {}
-        admin = 0  # the shadow gateway's admin listener (/metrics)
-        for path in PATHS:
-            on = learning if path == "shadow" else None
-            ports[path], admin_port, pids[path] = start_gateway(stack, tmp, path, urls, scorer_port, on, policy)
-            admin = admin_port if path == "shadow" else admin
-        gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
-        for url in gw_urls.values():
-            asyncio.run(wait_scored(url, bodies[0]))
+        gw_urls, admin_ports, pids = start_gateways(stack, tmp, urls, scorer_port, learning, bodies[0], policy)
+        admin = admin_ports["shadow"]  # the shadow gateway's admin listener (/metrics)
         print(
             f"learning loop: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
             f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; shadow rate {args.rate:g}; "
