@@ -20,6 +20,7 @@ from the end (see ``truncate_ids``).
 
 from __future__ import annotations
 
+import collections
 import functools
 import mmap
 import os
@@ -199,37 +200,49 @@ class LoneRunChooser:
 
     On an idle 2-vCPU machine two threads cut a 256-token run by ~1.4-1.8x; on one whose cores
     other processes keep busy, the second thread waits for a core at every operator and the run
-    can take twice as long (both measured on the development VM). So the choice is measured: an
-    exponential average of milliseconds per token for each session, the cheaper one used, the
-    other tried on one run in ``EXPLORE_EVERY`` so that a change of load is noticed. Runs that
-    started while another call was running are not counted.
+    can take twice as long (both measured on the development VM). So the choice is measured: each
+    session's cost is the median milliseconds per token of its last ``RECENT`` lone runs, the
+    cheaper one is used, and the other is tried on one run in ``EXPLORE_EVERY`` so that a change
+    of load is noticed within two such tries (``2 * EXPLORE_EVERY`` lone runs); one slow run moves
+    no median. Runs that started while another call was running are not counted.
+
+    Was an exponential average (weight 0.25) with a try every 64 runs: a scorer that started on a
+    busy machine kept the one-thread session for ~200 full-window calls after its cores went idle
+    (docs/lab-log.md, 2026-12-04). Trying the dearer session on 1 run in 16 costs at most 1/16 of
+    its extra cost (a 2-thread run was 1.25x a 1-thread one at load 7.6: +1.6 %).
     """
 
-    EXPLORE_EVERY = 64
-    ALPHA = 0.25
+    EXPLORE_EVERY = 16
+    RECENT = 3
 
     def __init__(self) -> None:
-        self._cost: dict[bool, float] = {}
+        self._recent: dict[bool, collections.deque[float]] = {
+            wide: collections.deque(maxlen=self.RECENT) for wide in (True, False)
+        }
         self._runs = 0
         self._lock = threading.Lock()
+
+    def cost(self, wide: bool) -> float | None:
+        """Seconds per token of the session's recent lone runs (their median); None before any."""
+        with self._lock:
+            recent = self._recent[wide]
+            return float(np.median(recent)) if recent else None
 
     def pick_wide(self) -> bool:
         """True: run on the wide session this time."""
         with self._lock:
             self._runs += 1
-            if True not in self._cost:
+            if not self._recent[True]:
                 return True
-            if False not in self._cost:
+            if not self._recent[False]:
                 return False
-            cheaper = self._cost[True] <= self._cost[False]
-            return (not cheaper) if self._runs % self.EXPLORE_EVERY == 0 else cheaper
+            cheaper = np.median(self._recent[True]) <= np.median(self._recent[False])
+            return bool((not cheaper) if self._runs % self.EXPLORE_EVERY == 0 else cheaper)
 
     def record(self, wide: bool, seconds: float, tokens: int) -> None:
-        """Fold one lone run's time into its session's average cost per token."""
-        per_token = seconds / max(tokens, 1)
+        """Add one lone run's cost per token to its session's recent runs."""
         with self._lock:
-            old = self._cost.get(wide)
-            self._cost[wide] = per_token if old is None else old + self.ALPHA * (per_token - old)
+            self._recent[wide].append(seconds / max(tokens, 1))
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,8 @@ def test_lone_call_on_more_threads_gives_identical_embeddings() -> None:
         assert activity.alone()
         # The chooser tries the wide session first, then the one-thread one, then the cheaper.
         runs = [wide.encode(texts, rows_per_run=1) for _ in range(3)]
-    assert set(wide._graphs.chooser._cost) == {True, False}  # both sessions ran alone
+    chooser = wide._graphs.chooser
+    assert chooser.cost(True) is not None and chooser.cost(False) is not None  # both sessions ran alone
     with activity.running(), activity.running():
         assert not activity.alone()  # a second call running: always the one-thread session
         runs.append(wide.encode(texts, rows_per_run=1))
@@ -163,6 +164,45 @@ def test_lone_run_chooser_prefers_the_cheaper_session_and_keeps_checking_the_oth
     for _ in range(20):
         chooser.record(True, 0.020, 100)  # the machine went quiet: wide got cheaper
     assert chooser.pick_wide() is True
+
+
+def _lone_runs(chooser: LoneRunChooser, cost: dict[bool, float], runs: int, slow_run: int = -1) -> list[bool]:
+    """``runs`` lone runs of 256 tokens, each session costing ``cost[wide]`` s per token (run ``slow_run`` 3x)."""
+    picks = []
+    for i in range(runs):
+        wide = chooser.pick_wide()
+        chooser.record(wide, cost[wide] * 256 * (3 if i == slow_run else 1), 256)
+        picks.append(wide)
+    return picks
+
+
+@pytest.mark.parametrize("started_busy", [True, False])
+def test_lone_run_chooser_follows_a_change_of_load_within_two_tries(started_busy: bool) -> None:
+    """A scorer that started on a busy machine uses the idle cores soon after they free up, and back.
+
+    Costs as measured on the 2-vCPU VM (ms per 256-token run): idle, 1 thread 15.7 and 2 threads
+    10.7; busy, 2 threads 1.25x the one-thread run. Under the former exponential average the
+    switch took ~200 full-window calls in a real scorer (docs/lab-log.md).
+    """
+    idle = {False: 15.7e-3 / 256, True: 10.7e-3 / 256}
+    busy = {False: 16.0e-3 / 256, True: 20.0e-3 / 256}
+    first, then = (busy, idle) if started_busy else (idle, busy)
+    chooser = LoneRunChooser()
+    settled = _lone_runs(chooser, first, 200)[-3 * LoneRunChooser.EXPLORE_EVERY :]
+    better_first = first[True] < first[False]
+    assert settled.count(not better_first) == 3  # the dearer session: only its tries
+    picks = _lone_runs(chooser, then, 200)
+    late = 2 * LoneRunChooser.EXPLORE_EVERY + 1
+    # after two tries of the other session, it is used; the former one only on its tries
+    assert picks[late:].count(better_first) <= len(picks[late:]) // LoneRunChooser.EXPLORE_EVERY + 1
+
+
+def test_lone_run_chooser_is_not_moved_by_one_slow_run() -> None:
+    chooser = LoneRunChooser()
+    idle = {False: 15.7e-3 / 256, True: 10.7e-3 / 256}
+    _lone_runs(chooser, idle, 50)
+    picks = _lone_runs(chooser, idle, 10, slow_run=0)  # one wide run took 3x (a burst of other work)
+    assert picks.count(False) <= 1  # the one-thread session at most on its try, as before the slow run
 
 
 def test_int8_sessions_use_the_exact_kernels_where_vnni_is_missing(encoders: dict[str, Encoder]) -> None:
