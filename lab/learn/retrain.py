@@ -36,7 +36,8 @@ from lab.learn.correction import Correction, fit_correction, logit
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, in_holdout, targets
 from lab.train.output import provenance
-from scorer.artifacts import ArtifactFile, Calibration, load_artifact, sha256_of, write_manifest
+from scorer.artifacts import MANIFEST_NAME, ArtifactFile, Calibration, load_artifact, sha256_of, write_manifest
+from scorer.routers import length_head
 
 WEIGHTS_FILE = "weights.npz"
 
@@ -114,12 +115,17 @@ def write_candidate(
     folded = fold_into_mf(weights, correction, m.models.index(prior.strong))
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / WEIGHTS_FILE, **folded)  # type: ignore[arg-type]
+    params = dict(m.params)
+    head = length_head.parse(m.params, prior.artifact.root / MANIFEST_NAME)
+    if head is not None:  # part of the prior's logit, which the correction scales as a whole
+        params[length_head.PARAM] = head.scaled(correction.prior_scale).to_params()
     manifest = replace(
         m,
         version=version,
         files={"weights": ArtifactFile(path=WEIGHTS_FILE, sha256=sha256_of(out_dir / WEIGHTS_FILE))},
         calibration=None,
         provenance=dict(prov),
+        params=params,
     )
     write_manifest(out_dir, manifest)
     distinct = list(dict.fromkeys(calibration_prompts))

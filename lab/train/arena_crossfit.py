@@ -33,7 +33,7 @@ from lab.data.keys import prompt_key
 from lab.train.crossfit import make_folds
 from lab.train.data import Pair, TrainingData, battle_pairs, heldout_keys, load_training_data
 from lab.train.jobs import Target, TrainContext, trainer_for
-from lab.train.recipe import Recipe
+from lab.train.recipe import Recipe, train_recipe
 from scorer.artifacts import EncoderSpec
 
 #: Training prompts at least this similar to a held-out prompt are left out with it.
@@ -137,7 +137,7 @@ def run_arena_crossfit(plan: ArenaCrossfitPlan, ctx: TrainContext) -> None:
             target = Target(
                 all_models_dir(root, recipe.name, fold), f"{recipe.name}-arena-fold{fold}", plan.strong, plan.weak
             )
-            trainer_for(recipe.kind).train(data, _seeded(target, recipe), recipe.encoder, recipe.settings, context)
+            train_recipe(recipe, data, _seeded(target, recipe), context)
         for strong, weak in plan.pairs:
             pair = [p for p in arena if {p.model_a, p.model_b} == {strong, weak}]
             if not pair:
@@ -151,9 +151,7 @@ def run_arena_crossfit(plan: ArenaCrossfitPlan, ctx: TrainContext) -> None:
                 out_dir = in_pair_dir(root, strong, weak, recipe.name, fold)
                 name = f"{recipe.name}-{pair_slug(strong, weak)}-fold{fold}"
                 target = Target(out_dir, name, strong, weak)
-                trainer_for(recipe.kind).train(
-                    data, _seeded(target, recipe), recipe.encoder, recipe.settings, ctx.with_pool(in_pair)
-                )
+                train_recipe(recipe, data, _seeded(target, recipe), ctx.with_pool(in_pair))
     print(f"arena cross-fitting done in {time.perf_counter() - t0:.1f} s", flush=True)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from ferryman import paths
 from lab.data.arena_grades import TRANSFER_PAIRS, parse_pair
 from lab.data.benchmarks import STRONG, WEAK, default_data_dir
-from lab.train.recipe import Recipe, describe, load_recipe, shipped_names
+from lab.train.recipe import Recipe, describe, load_recipe, shipped_names, train_recipe
 from scorer.routers import ROUTER_KINDS
 
 
@@ -257,6 +257,6 @@ def _train(args: argparse.Namespace, recipes: list[Recipe]) -> None:
                 fold=args.fold,
             )
             print(f"training data: {data.provenance()}", flush=True)
-        trainer.train(data, target, recipe.encoder, recipe.settings, ctx)
+        train_recipe(recipe, data, target, ctx)
     except DataError as exc:
         raise ValueError(str(exc)) from exc

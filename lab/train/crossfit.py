@@ -23,7 +23,7 @@ from lab.data.embed_cache import embed_cached
 from lab.data.folds import FoldAssignment, Scheme, assign_folds
 from lab.train.data import TrainingData, heldout_keys, load_training_data
 from lab.train.jobs import Target, TrainContext, trainer_for
-from lab.train.recipe import Recipe
+from lab.train.recipe import Recipe, train_recipe
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
 
@@ -100,7 +100,7 @@ def run_crossfit(plan: CrossfitPlan, ctx: TrainContext) -> None:
                 data = full[(recipe.battles, recipe.arena)].without(held_out)
                 out_dir = fold_dir(plan.out, scheme, recipe.name, fold)
                 target = Target(out_dir, f"{recipe.name}-fold{fold}", plan.strong, plan.weak, recipe.seed)
-                trainer_for(recipe.kind).train(data, target, recipe.encoder, recipe.settings, contexts[recipe.name])
+                train_recipe(recipe, data, target, contexts[recipe.name])
     print(f"cross-fitting done in {time.perf_counter() - t0:.1f} s", flush=True)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lab.data.sources import SOURCES, artifact_name, held_out_keys, loso_dir
 from lab.train.data import TrainingData, load_training_data
 from lab.train.jobs import Target, TrainContext, trainer_for
-from lab.train.recipe import Recipe
+from lab.train.recipe import Recipe, train_recipe
 from scorer.artifacts import EncoderSpec
 
 
@@ -61,7 +61,7 @@ def run_loso(plan: LosoPlan, ctx: TrainContext) -> list[Path]:
             print(f"{recipe.name} without {source}: {data.provenance()}", flush=True)
             out_dir = loso_dir(plan.out, source, recipe.name)
             target = Target(out_dir, artifact_name(recipe.name, source), plan.strong, plan.weak, recipe.seed)
-            written.append(trainer_for(recipe.kind).train(data, target, recipe.encoder, recipe.settings, rctx))
+            written.append(train_recipe(recipe, data, target, rctx))
     print(f"leave-one-source-out training done in {time.perf_counter() - t0:.1f} s", flush=True)
     return written
 

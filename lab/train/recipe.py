@@ -5,12 +5,18 @@ battles file under the data directory), encoder window and the kind's settings (
 trainer's settings dataclass; a field a recipe leaves out keeps the dataclass default). Both
 ``make routers`` (``ferryman train KIND``) and ``make crossfit`` (``ferryman train crossfit``)
 read them, so the shipped recipe lives in one place. ``--set [NAME.]KEY=VALUE`` overrides one
-value (KEY: a settings field, ``seed``, ``max_tokens`` or ``head_tokens``).
+value (KEY: a settings field, ``seed``, ``length_beta``, ``max_tokens`` or ``head_tokens``).
+
+``length_beta`` (any kind that trains on data; default 0 = none): the artifact gets a length head
+(``scorer.routers.length_head``), its logit plus ``length_beta`` times the standardised
+log-length of the prompt, standardised on the prompts it trained on. :func:`train_recipe` trains
+every recipe artifact (``ferryman train``, cross-fitting, leave-one-source-out) and adds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,12 +25,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lab.train.data import parse_arena, parse_golden
-from lab.train.jobs import trainer_for
-from scorer.artifacts import EncoderSpec
+from lab.train.data import TrainingData, parse_arena, parse_golden
+from lab.train.jobs import Target, TrainContext, trainer_for
+from scorer.artifacts import MANIFEST_NAME, EncoderSpec, parse_manifest, read_json_file, write_manifest
 from scorer.routers import ROUTER_KINDS
+from scorer.routers.length_head import PARAM as LENGTH_HEAD
+from scorer.routers.length_head import LengthHead
 
-_TOP = {"kind", "seed", "data", "encoder", "settings"}
+_TOP = {"kind", "seed", "length_beta", "data", "encoder", "settings"}
 _ENCODER = {"max_tokens", "head_tokens"}
 
 
@@ -41,6 +49,7 @@ class Recipe:
     settings: Any  # the kind's settings dataclass
     source: str
     arena: tuple[str, ...] = ()  # named Arena sources (lab.data.sources)
+    length_beta: float = 0.0  # weight of the length head (scorer.routers.length_head); 0 = none
 
     def battles_path(self, data_dir: Path | None) -> Path | None:
         """The battles file: an absolute path as it is, a relative one under the data directory."""
@@ -105,7 +114,12 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
             raise ValueError(f"{source}: [{what}] must be a table")
     _known(data, {"golden", "arena", "battles"}, source, "data.")
     _known(encoder, _ENCODER, source, "encoder.")
-    values: dict[str, Any] = {"seed": raw.get("seed", 0), **encoder, **settings}
+    values: dict[str, Any] = {
+        "seed": raw.get("seed", 0),
+        "length_beta": raw.get("length_beta", 0.0),
+        **encoder,
+        **settings,
+    }
     for item in overrides:
         key, value = _override(item, name)
         if key is not None:
@@ -114,15 +128,18 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
     hints = typing.get_type_hints(trainer.settings)
     chosen: dict[str, Any] = {}
     seed = 0
+    length_beta = 0.0
     for key, value in values.items():
         if key == "seed":
             seed = _coerce(value, int, source, key)
+        elif key == "length_beta":
+            length_beta = _coerce(value, float, source, key)
         elif key in _ENCODER:
             encoder = {**encoder, key: _coerce(value, int, source, f"encoder.{key}")}
         elif key in fields:
             chosen[key] = _coerce(value, hints[key], source, key)
         else:
-            known = ", ".join(["seed", *_ENCODER, *fields])
+            known = ", ".join(["seed", "length_beta", *_ENCODER, *fields])
             raise ValueError(f"{source}: {kind} has no setting {key!r}; known: {known}")
     golden = data.get("golden", [])
     if not isinstance(golden, list) or not all(isinstance(g, str) for g in golden):
@@ -133,6 +150,10 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
     battles = data.get("battles", "")
     if not isinstance(battles, str):
         raise ValueError(f'{source}: data.battles must be a path under the data directory (or "")')
+    if not (math.isfinite(length_beta) and length_beta >= 0):
+        raise ValueError(f"{source}: length_beta must be a number >= 0 (0 = no length head), is {length_beta}")
+    if length_beta and not trainer.needs_data:
+        raise ValueError(f"{source}: a {kind} router has no training prompts to standardise a length head on")
     try:
         return Recipe(
             name=name,
@@ -144,6 +165,7 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
             encoder=EncoderSpec(**{k: int(v) for k, v in encoder.items()}),  # type: ignore[arg-type]
             settings=trainer.settings(**chosen),
             source=source,
+            length_beta=length_beta,
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: {exc}") from exc
@@ -155,7 +177,27 @@ def describe(recipe: Recipe) -> str:
     data = named + (f" + {recipe.battles}" if recipe.battles else "") or "none"
     values = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe.settings).items())
     window = f"max_tokens={recipe.encoder.max_tokens}, head_tokens={recipe.encoder.head_tokens}"
-    return f"{recipe.source}: seed={recipe.seed}, data {data}, {window}" + (f", {values}" if values else "")
+    head = f", length_beta={recipe.length_beta:g}" if recipe.length_beta else ""
+    return f"{recipe.source}: seed={recipe.seed}, data {data}, {window}{head}" + (f", {values}" if values else "")
+
+
+def train_recipe(recipe: Recipe, data: TrainingData | None, target: Target, ctx: TrainContext) -> Path:
+    """Train one artifact of ``recipe`` with its kind's trainer, then add its length head (if any)."""
+    out = trainer_for(recipe.kind).train(data, target, recipe.encoder, recipe.settings, ctx)
+    if recipe.length_beta:
+        if data is None:
+            raise ValueError(f"{recipe.source}: a length head needs the training prompts")
+        add_length_head(out, LengthHead.of_lengths(recipe.length_beta, data.prompts()))
+    return out
+
+
+def add_length_head(out_dir: Path, head: LengthHead) -> None:
+    """Record ``head`` in an artifact's manifest (``params.length_head``, and in its provenance)."""
+    path = out_dir / MANIFEST_NAME
+    manifest = parse_manifest(read_json_file(path, missing="manifest not found"), path)
+    params = {**manifest.params, LENGTH_HEAD: head.to_params()}
+    prov = {**manifest.provenance, "length_beta": f"{head.beta:g}"}
+    write_manifest(out_dir, dataclasses.replace(manifest, params=params, provenance=prov))
 
 
 def _known(table: Mapping[str, Any], allowed: set[str], source: str, prefix: str) -> None:

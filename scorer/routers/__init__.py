@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from scorer.artifacts import MANIFEST_NAME, Artifact
 from scorer.errors import ArtifactError
+from scorer.routers import length_head
 from scorer.routers.base import LoadContext, Router
 from scorer.routers.bert import BertRouter
 from scorer.routers.mf import MFRouter
@@ -33,10 +34,16 @@ ROUTER_KINDS: tuple[str, ...] = tuple(ROUTERS)
 
 
 def load_router(artifact: Artifact, ctx: LoadContext) -> Router:
-    """Build the router an artifact describes; raises ``ArtifactError`` naming the bad file."""
+    """Build the router an artifact describes; raises ``ArtifactError`` naming the bad file.
+
+    An artifact with ``params.length_head`` gets its length term here, whatever its kind
+    (``scorer.routers.length_head``).
+    """
     kind = artifact.manifest.kind
+    where = artifact.root / MANIFEST_NAME
     loader = ROUTERS.get(kind)
     if loader is None:
-        where = artifact.root / MANIFEST_NAME
         raise ArtifactError(f"{where}: unknown kind {kind!r}; this scorer serves {', '.join(ROUTER_KINDS)}")
-    return loader(artifact, ctx)
+    head = length_head.parse(artifact.manifest.params, where)
+    router = loader(artifact, ctx)
+    return router if head is None else length_head.LengthHeaded(router, head)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from harness.scorer import STRONG, WEAK, build_test_routers
 from lab.learn.correction import Correction, fit_correction, logit
 from lab.learn.retrain import write_candidate
 from lab.learn.scoring import Embedder, load_scoring_router
-from scorer.artifacts import load_artifact
+from scorer.artifacts import load_artifact, write_manifest
 from scorer.routers import LoadContext, Router, load_router
 
 
@@ -64,9 +65,17 @@ def test_no_samples_is_no_correction_and_bad_input_is_refused() -> None:
     )
 
 
-def test_folded_mf_artifact_scores_exactly_the_corrected_logit(tmp_path: Path) -> None:
-    """The candidate is served by the scorer's own MF code: its score is sigmoid(c * prior + w.e + b)."""
+@pytest.mark.parametrize("headed", [False, True])
+def test_folded_mf_artifact_scores_exactly_the_corrected_logit(tmp_path: Path, headed: bool) -> None:
+    """The candidate is served by the scorer's own MF code: its score is sigmoid(c * prior + w.e + b).
+
+    A prior with a length head (scorer.routers.length_head) keeps it, scaled by c like the rest of its logit.
+    """
     routers = build_test_routers(tmp_path / "routers")
+    if headed:
+        m = load_artifact(routers / "mf").manifest
+        head = {"beta": 0.8, "mean": 2.0, "std": 0.6}
+        write_manifest(routers / "mf", replace(m, params={**m.params, "length_head": head}))
     embedder = Embedder(Path("build/encoder"), cache_dir=None, progress=False)
     prior = load_scoring_router(routers / "mf", embedder)
     ctx = LoadContext(Path("build/encoder"), embedder.encoder_name())
@@ -77,7 +86,8 @@ def test_folded_mf_artifact_scores_exactly_the_corrected_logit(tmp_path: Path) -
     n = len(emb)
 
     def rates(router: Router, a: str, b: str) -> np.ndarray:
-        return router.score([""] * n, emb, np.full(n, models.index(a)), np.full(n, models.index(b)))
+        texts = ["x" * (3 * i) for i in range(n)]  # lengths matter to a length head
+        return router.score(texts, emb, np.full(n, models.index(a)), np.full(n, models.index(b)))
 
     corr = Correction(w=rng.normal(scale=0.5, size=384), b=-0.4, l2=1.0, samples=10, prior_scale=0.7)
     out = write_candidate(

@@ -331,6 +331,64 @@ def test_empty_routers_dir_fails(tmp_path: Path) -> None:
         ScorerCore.load(tmp_path, DEFAULT_ENCODER_DIR)
 
 
+def _with_manifest_params(src: Path, dest: Path, **params: object) -> Path:
+    """A copy of an artifact directory with ``params`` set in its manifest."""
+    _copy(src, dest)
+    raw = json.loads((dest / "manifest.json").read_text())
+    raw.setdefault("params", {}).update(params)
+    (dest / "manifest.json").write_text(json.dumps(raw))
+    return dest
+
+
+@pytest.mark.parametrize("router", ["mf", "sw", "bert"])
+def test_length_head_adds_its_term_to_any_routers_logit(test_routers_dir: Path, tmp_path: Path, router: str) -> None:
+    """params.length_head: served logit = the router's logit + beta * (log1p(chars) - mean) / std, every pair alike."""
+    head = {"beta": 0.7, "mean": 3.0, "std": 0.5}
+    root = tmp_path / "routers"
+    _copy(test_routers_dir / router, root / "plain")
+    _with_manifest_params(test_routers_dir / router, root / "headed", length_head=head)
+    for name in ("plain", "headed"):  # the copies keep their artifact's name: rename so both load side by side
+        raw = json.loads((root / name / "manifest.json").read_text())
+        (root / name / "manifest.json").write_text(json.dumps(raw | {"name": name}))
+    core = ScorerCore.load(root, DEFAULT_ENCODER_DIR)
+    prompts = [*PROMPTS, "word " * 400]
+    for strong, weak in ((STRONG, WEAK), (WEAK, STRONG)):
+        plain, headed = (
+            np.array(
+                [r.strong_win_rate for r in core.score([ScoreQuery(name, p, None, strong, weak) for p in prompts])]
+            )
+            for name in ("plain", "headed")
+        )
+        shift = head["beta"] * (np.log1p([len(p) for p in prompts]) - head["mean"]) / head["std"]
+        expected = 1.0 / (1.0 + np.exp(-(np.log(plain / (1.0 - plain)) + shift)))
+        np.testing.assert_allclose(headed, expected, rtol=0, atol=1e-12)
+    assert not np.allclose(headed, plain)
+    if router == "sw":  # kind-specific attributes stay reachable through the wrapper
+        spec = core.routers["plain"].encoder_spec
+        assert spec is not None
+        emb = core.encoders[spec].encode(prompts)
+        wrapped, inner = core.routers["headed"], core.routers["plain"]
+        np.testing.assert_array_equal(wrapped.win_matrices(emb), inner.win_matrices(emb))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"beta": 1.0, "mean": 3.0},
+        {"beta": 1.0, "mean": 3.0, "std": 0.0},
+        {"beta": "1", "mean": 3.0, "std": 1.0},
+        {"beta": float("nan"), "mean": 3.0, "std": 1.0},
+        [1.0, 3.0, 1.0],
+    ],
+)
+def test_bad_length_head_is_a_load_error_naming_the_manifest(
+    test_routers_dir: Path, tmp_path: Path, bad: object
+) -> None:
+    dest = _with_manifest_params(test_routers_dir / "mf", tmp_path / "routers" / "mf", length_head=bad)
+    with pytest.raises(ArtifactError, match=r"mf/manifest\.json: params\.length_head"):
+        ScorerCore.load(dest.parent, DEFAULT_ENCODER_DIR)
+
+
 SHIPPED = Path(__file__).resolve().parents[2] / "routers"
 
 
