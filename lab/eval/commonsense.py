@@ -23,7 +23,7 @@ import numpy as np
 #: The share of pairs issue #10 asks every shipped router to order.
 TARGET_SHARE = 0.9
 #: The share each shipped router reaches today (``make figures`` prints them; the test asserts them).
-SHIPPED_SHARES = {"mf": 0.52, "sw": 0.60, "bert": 0.62}
+SHIPPED_SHARES = {"mf": 0.54, "sw": 0.50, "bert": 0.60}
 PAIRS_FILE = Path("tests/quality/commonsense_pairs.py")
 
 
