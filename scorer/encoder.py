@@ -204,12 +204,9 @@ class LoneRunChooser:
     session's cost is the median milliseconds per token of its last ``RECENT`` lone runs, the
     cheaper one is used, and the other is tried on one run in ``EXPLORE_EVERY`` so that a change
     of load is noticed within two such tries (``2 * EXPLORE_EVERY`` lone runs); one slow run moves
-    no median. Runs that started while another call was running are not counted.
-
-    Was an exponential average (weight 0.25) with a try every 64 runs: a scorer that started on a
-    busy machine kept the one-thread session for ~200 full-window calls after its cores went idle
-    (docs/lab-log.md, 2026-12-04). Trying the dearer session on 1 run in 16 costs at most 1/16 of
-    its extra cost (a 2-thread run was 1.25x a 1-thread one at load 7.6: +1.6 %).
+    no median. Runs that started while another call was running are not counted. Trying the
+    dearer session on 1 run in 16 costs at most 1/16 of its extra cost (a 2-thread run was 1.25x
+    a 1-thread one at load 7.6: +1.6 %; docs/lab-log.md, 2026-12-04).
     """
 
     EXPLORE_EVERY = 16
