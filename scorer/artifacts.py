@@ -30,7 +30,21 @@ from ferryman.calibration import CalibrationTable
 from scorer.errors import ArtifactError
 
 MANIFEST_NAME = "manifest.json"
+# The manifest's ``format_version`` says what a reader must understand to score the artifact as
+# it was calibrated: 1, the base format; 2, an artifact with ``params.length_head`` (its term
+# clamped at +-3 training standard deviations, scorer/routers/length_head.py). The writer picks
+# the lowest version that holds the manifest, so an artifact without a head stays 1 and loads in
+# every scorer, and a scorer that does not know the head refuses a headed artifact
+# ("unsupported format_version 2") instead of serving it with different win rates.
 FORMAT_VERSION = 1
+LENGTH_HEAD_FORMAT_VERSION = 2
+FORMAT_VERSIONS = (FORMAT_VERSION, LENGTH_HEAD_FORMAT_VERSION)
+LENGTH_HEAD_PARAM = "length_head"  # the params key (parsed by scorer.routers.length_head)
+
+
+def format_version_for(params: Mapping[str, Any]) -> int:
+    """The ``format_version`` a manifest with these ``params`` is written with."""
+    return LENGTH_HEAD_FORMAT_VERSION if LENGTH_HEAD_PARAM in params else FORMAT_VERSION
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,11 @@ class Manifest:
     calibration: Calibration | None = None
     provenance: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+
+    @property
+    def format_version(self) -> int:
+        """Written to ``manifest.json``: follows from the content (:func:`format_version_for`)."""
+        return format_version_for(self.params)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, as written to ``manifest.json``."""
@@ -100,6 +118,7 @@ class Manifest:
         out["files"] = {k: asdict(v) for k, v in self.files.items()}
         out["provenance"] = dict(self.provenance)
         out["params"] = dict(self.params)
+        out["format_version"] = self.format_version
         if self.calibration is not None:
             out["calibration"] = {
                 "reference": self.calibration.reference,
@@ -145,7 +164,22 @@ def parse_manifest(raw: Any, where: Path) -> Manifest:
     """Validate a decoded manifest; ``where`` names the file in errors."""
     _require(isinstance(raw, dict), where, "manifest must be a JSON object")
     fmt = raw.get("format_version")
-    _require(fmt == FORMAT_VERSION, where, f"unsupported format_version {fmt!r} (expected {FORMAT_VERSION})")
+    known = " or ".join(map(str, FORMAT_VERSIONS))
+    _require(
+        type(fmt) is int and fmt in FORMAT_VERSIONS, where, f"unsupported format_version {fmt!r} (expected {known})"
+    )
+    params = raw.get("params") or {}
+    _require(isinstance(params, dict), where, "params must be an object")
+    need = format_version_for(params)
+    _require(
+        fmt == need,
+        where,
+        f"params.{LENGTH_HEAD_PARAM} needs format_version {LENGTH_HEAD_FORMAT_VERSION}, is {fmt} (written before the "
+        "head's clamp at +-3 training sd, so its calibration may not match: retrain or recalibrate it)"
+        if need == LENGTH_HEAD_FORMAT_VERSION
+        else f"format_version {fmt} is for an artifact with params.{LENGTH_HEAD_PARAM}, which this one lacks "
+        f"(expected format_version {need})",
+    )
     for key in ("name", "kind", "version", "default_strong", "default_weak"):
         _require(isinstance(raw.get(key), str) and raw[key], where, f"missing or empty field {key!r}")
     models = raw.get("models")
@@ -187,7 +221,7 @@ def parse_manifest(raw: Any, where: Path) -> Manifest:
         encoder=encoder,
         calibration=_parse_calibration(raw.get("calibration"), where),
         provenance={str(k): str(v) for k, v in (raw.get("provenance") or {}).items()},
-        params=dict(raw.get("params") or {}),
+        params=dict(params),
     )
 
 

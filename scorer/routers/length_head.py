@@ -3,12 +3,16 @@
 Prompt length is the one signal in the public data that carries over to sources a router never
 saw (docs/training.md, "What was tried"), so an artifact may add it to whatever the router learnt:
 
-    served logit = the router's logit + beta * (log(1 + characters) - mean) / std
+    served logit = the router's logit + beta * clamp((log(1 + characters) - mean) / std, -3, +3)
 
 ``characters``: of the text the router scores (the scorer tokenizes only a long prompt's head and
 tail, so characters, not tokens, are what it knows exactly). ``mean`` and ``std``: of
 ``log(1 + characters)`` over the router's training prompts, so ``beta`` is in logit units per
-standard deviation of the training lengths. It changes the strong model's win rate against the
+standard deviation of the training lengths. The standardised length is clamped at
+:data:`Z_LIMIT` = 3 training standard deviations: the head was fitted on the lengths of its
+training prompts and is not extrapolated beyond them (a 96,000-character RAG prompt is z ~ 7.5 on
+the shipped routers' lengths; unclamped it would add 2.25 logits and go strong by length alone,
+clamped it adds at most 3 * beta). The constant is fixed, not tuned. It changes the strong model's win rate against the
 weak one for every pair alike. The term is applied here, in one place for every router kind:
 ``scorer.routers.load_router`` wraps the kind's router, so the scorer, calibration, evaluation
 and the learning loop all see the same win rates.
@@ -24,18 +28,19 @@ from typing import Any
 
 import numpy as np
 
-from scorer.artifacts import EncoderSpec, Manifest
+from scorer.artifacts import LENGTH_HEAD_PARAM, EncoderSpec, Manifest
 from scorer.errors import ArtifactError
 from scorer.routers.base import Router, sigmoid
 
-PARAM = "length_head"
+PARAM = LENGTH_HEAD_PARAM
+Z_LIMIT = 3.0  # the standardised length is clamped to [-Z_LIMIT, +Z_LIMIT]: three training sd, fixed
 _FIELDS = ("beta", "mean", "std")
 _EPS = 1e-12  # win rates are clipped to [eps, 1 - eps] before taking their logit
 
 
 @dataclass(frozen=True)
 class LengthHead:
-    """``beta * (log1p(len(text)) - mean) / std``, added to a router's logit."""
+    """``beta * clamp((log1p(len(text)) - mean) / std, -Z_LIMIT, Z_LIMIT)``, added to a router's logit."""
 
     beta: float
     mean: float
@@ -54,9 +59,13 @@ class LengthHead:
             raise ValueError("a length head needs at least two training prompts of different lengths")
         return cls(float(beta), float(z.mean()), float(z.std()))
 
+    def z(self, texts: Sequence[str]) -> np.ndarray:
+        """The standardised log-length ``[B]`` of each text, unclamped."""
+        return np.asarray((log_chars(texts) - self.mean) / self.std)
+
     def shift(self, texts: Sequence[str]) -> np.ndarray:
-        """The logit term ``[B]`` of each text."""
-        return np.asarray(self.beta * (log_chars(texts) - self.mean) / self.std)
+        """The logit term ``[B]`` of each text (its z clamped to +-:data:`Z_LIMIT`)."""
+        return np.asarray(self.beta * np.clip(self.z(texts), -Z_LIMIT, Z_LIMIT))
 
     def apply(self, rates: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """Win rates with the term added to their logit."""

@@ -64,3 +64,35 @@ def test_not_json(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{nope")
     with pytest.raises(ArtifactError, match=r"manifest\.json: not valid JSON"):
         load_artifact(tmp_path)
+
+
+HEAD = {"beta": 0.3, "mean": 5.78, "std": 0.76}
+
+
+def test_format_version_follows_the_length_head(tmp_path: Path) -> None:
+    """A headed artifact is written as format_version 2 (older scorers refuse it); one without stays 1."""
+    plain, headed = tmp_path / "plain", tmp_path / "headed"
+    write_manifest(plain, _manifest())
+    write_manifest(headed, _manifest(params={"length_head": HEAD, "k": 1}))
+    assert json.loads((plain / "manifest.json").read_text())["format_version"] == 1
+    assert json.loads((headed / "manifest.json").read_text())["format_version"] == 2
+    assert load_artifact(plain).manifest.format_version == 1
+    loaded = load_artifact(headed).manifest
+    assert loaded.format_version == 2 and loaded.params["length_head"] == HEAD
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params", "message"),
+    [
+        (1, {"length_head": HEAD}, r"manifest\.json: params\.length_head needs format_version 2, is 1"),
+        (2, {}, r"manifest\.json: format_version 2 is for an artifact with params\.length_head"),
+        (3, {"length_head": HEAD}, r"unsupported format_version 3 \(expected 1 or 2\)"),
+        ("2", {"length_head": HEAD}, r"unsupported format_version '2'"),
+        (True, {}, r"unsupported format_version True"),
+    ],
+)
+def test_format_version_must_match_the_content(tmp_path: Path, fmt: object, params: object, message: str) -> None:
+    raw = _manifest().to_json() | {"format_version": fmt, "params": params}
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(tmp_path)

@@ -13,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, STRONG, TEST_MODELS, WEAK
-from scorer.artifacts import ArtifactFile, load_artifact, sha256_of, write_manifest
+from scorer.artifacts import ArtifactFile, format_version_for, load_artifact, sha256_of, write_manifest
 from scorer.core import Message, ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError, InvalidInputError, UnknownModelError, UnknownRouterError
 from scorer.routers import ROUTER_KINDS, LoadContext
@@ -336,13 +336,17 @@ def _with_manifest_params(src: Path, dest: Path, **params: object) -> Path:
     _copy(src, dest)
     raw = json.loads((dest / "manifest.json").read_text())
     raw.setdefault("params", {}).update(params)
+    raw["format_version"] = format_version_for(raw["params"])
     (dest / "manifest.json").write_text(json.dumps(raw))
     return dest
 
 
 @pytest.mark.parametrize("router", ["mf", "sw", "bert"])
 def test_length_head_adds_its_term_to_any_routers_logit(test_routers_dir: Path, tmp_path: Path, router: str) -> None:
-    """params.length_head: served logit = the router's logit + beta * (log1p(chars) - mean) / std, every pair alike."""
+    """params.length_head: served logit = the router's logit + beta * clamp(z, -3, 3), every pair alike.
+
+    z = (log1p(chars) - mean) / std; with mean 3, std 0.5 "hi" is below -3 and the
+    2,000-character one above +3, so both clamped ends go through the real scorer."""
     head = {"beta": 0.7, "mean": 3.0, "std": 0.5}
     root = tmp_path / "routers"
     _copy(test_routers_dir / router, root / "plain")
@@ -351,7 +355,7 @@ def test_length_head_adds_its_term_to_any_routers_logit(test_routers_dir: Path, 
         raw = json.loads((root / name / "manifest.json").read_text())
         (root / name / "manifest.json").write_text(json.dumps(raw | {"name": name}))
     core = ScorerCore.load(root, DEFAULT_ENCODER_DIR)
-    prompts = [*PROMPTS, "word " * 400]
+    prompts = ["hi", *PROMPTS, "word " * 400]
     for strong, weak in ((STRONG, WEAK), (WEAK, STRONG)):
         plain, headed = (
             np.array(
@@ -359,7 +363,9 @@ def test_length_head_adds_its_term_to_any_routers_logit(test_routers_dir: Path, 
             )
             for name in ("plain", "headed")
         )
-        shift = head["beta"] * (np.log1p([len(p) for p in prompts]) - head["mean"]) / head["std"]
+        z = (np.log1p([len(p) for p in prompts]) - head["mean"]) / head["std"]
+        assert z.min() < -3 < 3 < z.max()
+        shift = head["beta"] * np.clip(z, -3.0, 3.0)
         expected = 1.0 / (1.0 + np.exp(-(np.log(plain / (1.0 - plain)) + shift)))
         np.testing.assert_allclose(headed, expected, rtol=0, atol=1e-12)
     assert not np.allclose(headed, plain)
