@@ -11,9 +11,9 @@ tail, so characters, not tokens, are what it knows exactly). ``mean`` and ``std`
 standard deviation of the training lengths. The standardised length is clamped at
 :data:`Z_LIMIT` = 3 training standard deviations: the head was fitted on the lengths of its
 training prompts and is not extrapolated beyond them (a 96,000-character RAG prompt is z ~ 7.5 on
-the shipped routers' lengths; unclamped it would add 2.25 logits and go strong by length alone,
-clamped it adds at most 3 * beta). The constant is fixed, not tuned. It changes the strong model's win rate against the
-weak one for every pair alike. The term is applied here, in one place for every router kind:
+the shipped routers' lengths: unclamped that would add 2.25 logits; clamped the term is at most
+3 * beta). The constant is fixed, not tuned on any score. The term changes the strong model's
+win rate against the weak one for every pair alike. The term is applied here, in one place for every router kind:
 ``scorer.routers.load_router`` wraps the kind's router, so the scorer, calibration, evaluation
 and the learning loop all see the same win rates.
 """
