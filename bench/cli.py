@@ -31,6 +31,11 @@ BENCHMARKS: subcommands.Table = {
         "bench.learning",
         "client latency with shadow sampling (20 %) on vs off, side by side with an identical off twin (noise floor)",
     ),
+    "long-context": (
+        "bench.long_context",
+        "the length head's clamp on the mix's long-context prompts: win rates no head / unclamped / clamped, and how"
+        " many go strong at the calibrated 10 % / 30 % thresholds",
+    ),
     "learning-loop": (
         "bench.learning_loop",
         "the learning loop end to end: shadowing, export, retrain, promote and roll back under load (0 failed calls)",
