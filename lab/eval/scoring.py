@@ -7,9 +7,9 @@ send BatchScore requests over a real channel. Items for several routers on the
 same prompt are sent next to each other so the scorer's shared encoder pass
 serves them all.
 
-Scores are cached on disk per router fingerprint (name, version, provenance and
-the model pair compared, as ListRouters reports them), so re-running an
-evaluation only scores what changed.
+Scores are cached on disk per router fingerprint (name, version, provenance, the
+artifact's content digest and the model pair compared, as ListRouters reports
+them), so re-running an evaluation only scores what changed.
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ class RouterRef:
     provenance: Mapping[str, str]
     strong: str
     weak: str
+    artifact_version: str = ""  # "<version>@<manifest sha256 prefix>": changes with any file or manifest field
 
     @property
     def fingerprint(self) -> str:
         """Stable id of what produced a score: changes when the artifact or the pair changes."""
         parts = [self.name, self.version, self.kind, list(self.models), dict(sorted(self.provenance.items()))]
+        parts.append(self.artifact_version)
         raw = json.dumps([*parts, self.strong, self.weak], sort_keys=True)
         return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:16]
 
@@ -90,7 +92,14 @@ class ScorerClient:
             strong, weak = choose_pair(info, self._strong, self._weak)
             kind = scorer_pb2.RouterType.Name(info.type).removeprefix("ROUTER_TYPE_").lower()
             out[info.name] = RouterRef(
-                info.name, info.version, kind, tuple(info.models), dict(info.provenance), strong, weak
+                info.name,
+                info.version,
+                kind,
+                tuple(info.models),
+                dict(info.provenance),
+                strong,
+                weak,
+                artifact_version=info.artifact_version,
             )
         return out
 
