@@ -31,7 +31,6 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,8 @@ from lab.data.arena_grades import (
 from lab.data.benchmarks import default_data_dir
 from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr, auc, endpoints, oracle_curve, routing_curve
+from lab.eval.plans import Plan, read_manifest, trained_on
+from lab.eval.plans import crossfitted as crossfitted_plan
 from lab.eval.scoring import ScorerClient, local_scorer
 from lab.eval.tier_metrics import (
     CostCurve,
@@ -58,7 +59,6 @@ from lab.eval.tier_metrics import (
     random_at_shares,
 )
 from lab.eval.tier_metrics import oracle_curve as tier_oracle
-from scorer.artifacts import MANIFEST_NAME, Manifest, load_artifact
 
 SUITES = ("routellm", "tiers", "transfer")
 #: The gateway's tier rules (``routing.tier_rule``), both evaluated; cost_aware is the gateway's default.
@@ -120,64 +120,38 @@ def add_arena_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- which artifact scores which prompt
 
 
-@dataclass
-class Scored:
-    """One router's artifact per prompt (a fold artifact, or one shipped artifact for all)."""
-
-    label: str
-    names: list[str] = field(default_factory=list)
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    source: str = ""
-    note: str = ""
-
-
-def _manifest(path: Path) -> Manifest | None:
-    return load_artifact(path, verify_hashes=False).manifest if (path / MANIFEST_NAME).is_file() else None
-
-
-def _trained_on(manifest: Manifest) -> list[str]:
-    raw = manifest.provenance.get("trained_on", "")
-    return [t.strip().lower() for t in raw.split(",") if t.strip()]
-
-
-def shipped(label: str, path: Path, prompts: Sequence[ArenaPrompt], models: Sequence[str]) -> Scored | None:
+def shipped(label: str, path: Path, prompts: Sequence[ArenaPrompt], models: Sequence[str]) -> Plan | None:
     """The shipped artifact, when it knows ``models`` (or none are needed) and never saw arena-bench-v1."""
-    m = _manifest(path)
-    if m is None or ARENA in _trained_on(m) or not set(models) <= set(m.models):
+    m = read_manifest(path)
+    if m is None or ARENA in trained_on(m) or not set(models) <= set(m.models):
         return None
-    return Scored(
+    return Plan(
         label,
         [m.name] * len(prompts),
         {m.name: path},
-        f"`{path}` ({m.name} v{m.version}) as shipped: trained on {', '.join(_trained_on(m)) or '?'}, never on {ARENA}",
+        f"`{path}` ({m.name} v{m.version}) as shipped: trained on {', '.join(trained_on(m)) or '?'}, never on {ARENA}",
     )
 
 
-def crossfitted(label: str, folder: Path, folds: FoldAssignment, prompts: Sequence[ArenaPrompt], what: str) -> Scored:
+def crossfitted(label: str, folder: Path, folds: FoldAssignment, prompts: Sequence[ArenaPrompt], what: str) -> Plan:
     """Each prompt scored by ``folder/fold-<i>`` of its own fold ``i``."""
-    out = Scored(label)
-    names: dict[int, str] = {}
-    first: Manifest | None = None
-    for fold in range(folds.k):
-        path = folder / f"fold-{fold}"
-        m = _manifest(path)
-        if m is None:
-            out.note = f"missing: {path} (run `make eval-tiers`, or `ferryman train crossfit --schemes arena`)"
-            return out
-        first = first or m
-        names[fold] = m.name
-        out.artifacts[m.name] = path
-    out.names = [names[folds.fold_of(p.key)] for p in prompts]
-    data = first.provenance.get("trained_on", "?") if first else "?"
-    out.source = f"`{folder}/fold-0..{folds.k - 1}`: {what}, trained on {data}, each without its own fold's prompts"
-    return out
+    return crossfitted_plan(
+        label,
+        folder,
+        folds,
+        [p.key for p in prompts],
+        missing="run `make eval-tiers`, or `ferryman train crossfit --schemes arena`",
+        source=lambda data: (
+            f"`{folder}/fold-0..{folds.k - 1}`: {what}, trained on {data}, each without its own fold's prompts"
+        ),
+    )
 
 
 # ---------------------------------------------------------------- scoring
 
 
 @contextlib.contextmanager
-def scoring(args: argparse.Namespace, plans: Sequence[Scored]) -> Iterator[str]:
+def scoring(args: argparse.Namespace, plans: Sequence[Plan]) -> Iterator[str]:
     """An in-process scorer over every artifact the plans need."""
     artifacts: dict[str, Path] = {}
     for plan in plans:
@@ -187,7 +161,7 @@ def scoring(args: argparse.Namespace, plans: Sequence[Scored]) -> Iterator[str]:
 
 
 def score(
-    target: str, args: argparse.Namespace, plan: Scored, prompts: Sequence[ArenaPrompt], strong: str, weak: str
+    target: str, args: argparse.Namespace, plan: Plan, prompts: Sequence[ArenaPrompt], strong: str, weak: str
 ) -> np.ndarray:
     """Win rates of ``strong`` over ``weak`` ("" = each artifact's default pair) for every prompt."""
     cache = None if args.no_cache else args.score_cache
@@ -251,7 +225,7 @@ def run_tiers(args: argparse.Namespace, grades: ArenaGrades) -> dict[str, Any]:
         plan = shipped(router, args.routers_dir / router, prompts, tiers)
         if plan is None:
             if folds is None:
-                plan = Scored(router, note=f"missing: {args.arena_crossfit_dir}/folds.json (run `make eval-tiers`)")
+                plan = Plan(router, note=f"missing: {args.arena_crossfit_dir}/folds.json (run `make eval-tiers`)")
             else:
                 what = f"the {router} recipe plus every model's {ARENA} battles"
                 plan = crossfitted(router, args.arena_crossfit_dir / router, folds, prompts, what)
@@ -405,7 +379,7 @@ def run_transfer(args: argparse.Namespace, grades: ArenaGrades) -> dict[str, Any
                 transferred = crossfitted(
                     f"{router} transferred", args.arena_crossfit_dir / router, folds, prompts, what
                 )
-            plans: dict[str, Scored] = {}
+            plans: dict[str, Plan] = {}
             if transferred is not None:
                 plans["transferred"] = transferred
             if folds is not None:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,9 +53,10 @@ from lab.eval.metrics import (
     routing_curve,
     summarize,
 )
+from lab.eval.plans import Plan, crossfitted, read_manifest, trained_on
 from lab.eval.report import Row, SetResult, markdown_table, write_reports
 from lab.eval.scoring import ScorerClient, local_scorer
-from scorer.artifacts import MANIFEST_NAME, Manifest, load_artifact, write_manifest
+from scorer.artifacts import MANIFEST_NAME, Manifest, write_manifest
 from scorer.errors import ArtifactError
 from scorer.routers import ROUTER_KINDS
 
@@ -155,17 +156,6 @@ class EvalSet:
     folds: FoldAssignment | None = None
 
 
-@dataclass
-class Plan:
-    """How one router scores one set: the scorer router name per item, or why it cannot."""
-
-    router: str
-    names: list[str] = field(default_factory=list)
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    source: str = ""
-    note: str = ""
-
-
 def _log(args: argparse.Namespace, msg: str) -> None:
     if not args.quiet:
         print(f"[eval] {msg}", file=sys.stderr, flush=True)
@@ -238,39 +228,28 @@ def build_sets(args: argparse.Namespace, data_dir: Path, benchmarks: Sequence[st
     return sets
 
 
-def _trained_on(manifest: Manifest) -> list[str]:
-    raw = manifest.provenance.get("trained_on", "")
-    return [t.strip().lower().replace("_", "-") for t in raw.split(",") if t.strip()]
-
-
 def plan_router(router: str, eval_set: EvalSet, routers_dir: Path) -> Plan:
     """Which artifact scores each prompt of ``eval_set`` for ``router``."""
-    plan = Plan(router)
     if eval_set.crossfit is not None and eval_set.folds is not None:
-        fold_names: dict[int, str] = {}
-        first: Manifest | None = None
-        for fold in range(eval_set.folds.k):
-            path = eval_set.crossfit / router / f"fold-{fold}"
-            if not (path / "manifest.json").is_file():
-                plan.note = f"missing: {path} (cross-fitted artifacts not built)"
-                return plan
-            manifest = load_artifact(path, verify_hashes=False).manifest
-            first = first or manifest
-            fold_names[fold] = manifest.name
-            plan.artifacts[manifest.name] = path
-        plan.names = [fold_names[eval_set.folds.fold_of(it.key)] for it in eval_set.items]
-        data = first.provenance.get("trained_on", "?") if first else "?"
-        plan.source = (
-            f"`{eval_set.crossfit}/{router}/fold-0..{eval_set.folds.k - 1}`: each trained on {data} "
-            f"without its own fold ({eval_set.folds.scheme} folds, k={eval_set.folds.k})"
+        folds, crossfit = eval_set.folds, eval_set.crossfit
+        return crossfitted(
+            router,
+            crossfit / router,
+            folds,
+            [it.key for it in eval_set.items],
+            missing="cross-fitted artifacts not built",
+            source=lambda data: (
+                f"`{crossfit}/{router}/fold-0..{folds.k - 1}`: each trained on {data} "
+                f"without its own fold ({folds.scheme} folds, k={folds.k})"
+            ),
         )
-        return plan
+    plan = Plan(router)
     path = routers_dir / router
-    if not (path / "manifest.json").is_file():
+    manifest = read_manifest(path)
+    if manifest is None:
         plan.note = f"missing: {path}"
         return plan
-    manifest = load_artifact(path, verify_hashes=False).manifest
-    trained = _trained_on(manifest)
+    trained = trained_on(manifest)
     if eval_set.benchmark in trained:
         plan.note = (
             f"refused: `{path}` was trained on {eval_set.benchmark} (provenance trained_on="
@@ -314,8 +293,8 @@ def _score_set(
         for plan in plans:
             jobs.append((plan.names[it_idx], item.key, item.prompt))
     n_items = len(eval_set.items)
-    routed = client.score(jobs, label=f"{eval_set.key}: {', '.join(p.router for p in plans)}", progress=not args.quiet)
-    by_router = {p.router: routed[i :: len(plans)] for i, p in enumerate(plans)} if plans else {}
+    routed = client.score(jobs, label=f"{eval_set.key}: {', '.join(p.label for p in plans)}", progress=not args.quiet)
+    by_router = {p.label: routed[i :: len(plans)] for i, p in enumerate(plans)} if plans else {}
     rjobs = [(name, item.key, item.prompt) for name in random_names for item in eval_set.items]
     rscores = client.score(rjobs, label=f"{eval_set.key}: random x{len(random_names)}", progress=not args.quiet)
     randoms = [rscores[i * n_items : (i + 1) * n_items] for i in range(len(random_names))]
@@ -359,9 +338,9 @@ def evaluate_set(
     scores, randoms = _score_set(args, client, eval_set, ready, random_names)
     for plan in plans:
         if plan.note:
-            result.rows.append(Row(plan.router, "router", plan.source, note=plan.note))
+            result.rows.append(Row(plan.label, "router", plan.source, note=plan.note))
         else:
-            result.rows.append(_row(plan.router, "router", plan.source, scores[plan.router], s, w, plan.names))
+            result.rows.append(_row(plan.label, "router", plan.source, scores[plan.label], s, w, plan.names))
     if randoms:
         curve = average_curves([routing_curve(r, s, w) for r in randoms])
         source = f"random router through the scorer, curve averaged over {len(randoms)} seeds"
