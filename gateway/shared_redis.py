@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError
+from gateway.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,7 @@ class SharedRedis:
     def __init__(self, url: str | None, *, what: str, timeout_s: float, retry_s: float) -> None:
         self.what = what
         self._timeout_s = timeout_s
-        self._retry_s = retry_s
-        self._down_until = 0.0
-        self._was_down = False
+        self._outage = Outage(retry_s)
         self.failures = 0
         self.client: aioredis.Redis | None = None
         if url:
@@ -47,7 +45,7 @@ class SharedRedis:
 
     def usable(self) -> bool:
         """Configured and not in a down period."""
-        return self.client is not None and time.monotonic() >= self._down_until
+        return self.client is not None and self._outage.usable()
 
     async def run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T | None:
         """``op(client)``'s result, or None (not configured, down, or it failed: now down for ``retry_s``)."""
@@ -58,19 +56,16 @@ class SharedRedis:
                 result = await op(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
-            self._down_until = time.monotonic() + self._retry_s
-            if not self._was_down:
+            if self._outage.failed():
                 log.warning(
                     "%s: Redis unreachable (%s); each replica uses its own state, retrying in %.0f s",
                     self.what,
                     type(exc).__name__,
-                    self._retry_s,
+                    self._outage.retry_s,
                 )
-            self._was_down = True
             return None
-        if self._was_down:
+        if self._outage.succeeded():
             log.info("%s: Redis answers again; state is shared across replicas", self.what)
-            self._was_down = False
         return result
 
     async def close(self) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from gateway.learning.config import StoreConfig
 from gateway.learning.records import Record
 from gateway.learning.store import Store, StoreError
+from gateway.outage import Outage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -32,8 +32,7 @@ class GuardedStore:
         self.store = store
         self._config = config
         self._count = count
-        self._down_until = 0.0
-        self._down = False
+        self._outage = Outage(config.retry_s)
         self.pending: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -41,15 +40,15 @@ class GuardedStore:
         return self._config.timeout_s
 
     def usable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self._outage.usable()
 
     def down_for(self) -> float:
         """Seconds the store is still considered down (0 when usable)."""
-        return max(0.0, self._down_until - time.monotonic())
+        return self._outage.remaining()
 
     def adopt_down(self, seconds: float) -> None:
         """Another user of the same store (the worker) found it down for ``seconds`` more."""
-        self._down_until = max(self._down_until, time.monotonic() + seconds)
+        self._outage.extend(seconds)
 
     async def call(self, op: str, make: Callable[[], Awaitable[T]]) -> T:
         """``await make()`` within the timeout; raises StoreError (already counted and logged)."""
@@ -59,9 +58,7 @@ class GuardedStore:
         except (StoreError, TimeoutError) as exc:
             outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
             self._count(op, outcome)
-            self._down_until = time.monotonic() + self._config.retry_s
-            if not self._down:
-                self._down = True
+            if self._outage.failed():
                 reason = "timed out" if outcome == "timeout" else str(exc)
                 log.warning(
                     "learning store (%s) unavailable: %s; no shadowing or recording until it answers (retry: %gs)",
@@ -71,8 +68,7 @@ class GuardedStore:
                 )
             raise StoreError(f"store {op} {outcome}") from exc
         self._count(op, "ok")
-        if self._down:
-            self._down = False
+        if self._outage.succeeded():
             log.warning("learning store (%s) answers again; shadowing and recording resume", self.store.kind)
         return result
 
