@@ -28,11 +28,10 @@ from lab.data.benchmarks import STRONG, WEAK, DataError, default_data_dir
 from lab.eval.scoring import ScorerClient, local_scorer
 from scorer.artifacts import MANIFEST_NAME, load_artifact
 from scorer.routers import length_head
-from scorer.routers.base import sigmoid
+from scorer.routers.base import logit, sigmoid
 from scorer.routers.length_head import Z_LIMIT, LengthHead
 
 DEFAULT_ROUTERS = ("mf", "sw", "bert")
-_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _EPS, 1.0 - _EPS)
-    return np.asarray(np.log(q) - np.log1p(-q))
-
-
 def router_row(
     router: str,
     head: LengthHead | None,
@@ -93,7 +87,7 @@ def router_row(
         no_head = unclamped = served
     else:
         z = head.z(texts)
-        base = _logit(served) - head.shift(texts)
+        base = logit(served) - head.shift(texts)
         no_head, unclamped = sigmoid(base), sigmoid(base + head.beta * z)
     touched = np.abs(z) > Z_LIMIT
     change = np.abs(unclamped - served)

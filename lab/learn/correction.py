@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scorer.routers.base import logit as base_logit
+from scorer.routers.base import sigmoid
+
 _MAX_STEPS = 50
 _TOL = 1e-9
 
@@ -41,13 +44,8 @@ class Correction:
 
 
 def logit(p: np.ndarray, eps: float = 1e-9) -> np.ndarray:
-    """``log(p / (1 - p))`` with ``p`` clipped away from 0 and 1."""
-    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
-    return np.asarray(np.log(q) - np.log1p(-q), dtype=np.float64)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)), dtype=np.float64)
+    """``log(p / (1 - p))`` with ``p`` clipped to ``[1e-9, 1 - 1e-9]`` (a prior's win rates)."""
+    return base_logit(p, eps)
 
 
 def fit_correction(
@@ -100,7 +98,7 @@ def fit_correction(
 
     loss = objective(theta)
     for _ in range(_MAX_STEPS):
-        p = _sigmoid(o + xb @ theta)
+        p = sigmoid(o + xb @ theta)
         grad = xb.T @ (v * (p - t)) + ridge * theta
         hess = (xb * (v * p * (1.0 - p))[:, None]).T @ xb + np.diag(ridge)
         step = np.linalg.solve(hess, grad)

@@ -121,6 +121,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64))))
 
 
+def logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """``log(p / (1 - p))``, the inverse of :func:`sigmoid`, with ``p`` clipped to ``[eps, 1 - eps]``."""
+    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
+    return np.asarray(np.log(q) - np.log1p(-q), dtype=np.float64)
+
+
 def load_arrays(artifact: Artifact, role: str, required: Mapping[str, int]) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` file; ``required`` maps array name to its number of dimensions."""
     path = artifact.path(role)

@@ -30,12 +30,11 @@ import numpy as np
 
 from scorer.artifacts import LENGTH_HEAD_PARAM, EncoderSpec, Manifest
 from scorer.errors import ArtifactError
-from scorer.routers.base import Router, sigmoid
+from scorer.routers.base import Router, logit, sigmoid
 
 PARAM = LENGTH_HEAD_PARAM
 Z_LIMIT = 3.0  # the standardised length is clamped to [-Z_LIMIT, +Z_LIMIT]: three training sd, fixed
 _FIELDS = ("beta", "mean", "std")
-_EPS = 1e-12  # win rates are clipped to [eps, 1 - eps] before taking their logit
 
 
 @dataclass(frozen=True)
@@ -69,8 +68,7 @@ class LengthHead:
 
     def apply(self, rates: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """Win rates with the term added to their logit."""
-        p = np.clip(np.asarray(rates, dtype=np.float64), _EPS, 1.0 - _EPS)
-        return sigmoid(np.log(p) - np.log1p(-p) + self.shift(texts))
+        return sigmoid(logit(rates) + self.shift(texts))
 
     def scaled(self, factor: float) -> LengthHead:
         """The same head with ``beta * factor`` (a correction that scales the whole prior logit)."""
