@@ -6,8 +6,9 @@ checkout's scorer and (with ``--baseline-dir``) the baseline scorer, alternating
 prompt by prompt; the ``server_time_ms`` each reports is grouped by the prompt's token count (the
 whole prompt, before the window's truncation). After each prompt, raw onnxruntime runs the same
 router's graph on it, pre-tokenized and truncated to the router's window (``session.run`` only),
-once with one intra-op thread (the server's session while other calls run) and once with the
-idle-call thread count (``scorer.encoder.default_idle_threads``). The win rates of both scorers are compared
+once with one intra-op thread (the server's session while other calls run) and twice with the
+idle-call thread count (``scorer.encoder.default_idle_threads``), threads sleeping between operators
+and spinning: the server's sessions for a call that runs alone. The win rates of both scorers are compared
 prompt by prompt: a cost change must not move a score (``max |delta|``).
 """
 
@@ -126,8 +127,9 @@ def raw_graph(routers_dir: Path, router: str, encoder_dir: Path, texts: Sequence
     batches = [tok.pad([ids]) for ids in tok.ids(texts)]
     idle = default_idle_threads()
     sessions: dict[str, object] = {"1 thread": make_session(path, 1)}
-    if idle > 1:
+    if idle > 1:  # the lone-call sessions of the server (scorer.encoder.GraphPair): threads sleeping, spinning
         sessions[f"{idle} threads"] = make_session(path, idle)
+        sessions[f"{idle} spinning"] = make_session(path, idle, spin=True)
     first = next(iter(sessions.values()))
     inputs = {i.name for i in first.get_inputs()}  # type: ignore[attr-defined]
     return RawGraph(f"{path.parent.name}/{path.name}, window {spec.max_tokens}", batches, sessions, inputs)

@@ -104,6 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a second scorer to compare with, run from this directory (e.g. `git archive REV scorer ferryman "
         "gateway | tar -x -C DIR`): its Score calls are interleaved with this checkout's, side by side",
     )
+    parser.add_argument(
+        "--baseline-routers-dir",
+        type=Path,
+        help="router artifacts the baseline scorer loads (default: the same as this checkout's); for a baseline "
+        "that refuses today's manifests (e.g. format_version 2, a length head), a copy it can read: its costs "
+        "are comparable, its win rates are not (the table's max |delta| then measures the difference)",
+    )
 
 
 def load_prompts(args: argparse.Namespace) -> tuple[list[str], str]:
@@ -325,10 +332,11 @@ def run(args: argparse.Namespace) -> int:
         ours = [*served, *variants]
         proc, address = start_server(args, routers_dir, [*ours, "random"] if overhead else ours)
         servers = [("", address)]
-        if args.baseline_dir is not None:
-            base_proc, base_address = start_server(args, routers_dir, served, cwd=args.baseline_dir)
-            servers.append((" baseline", base_address))
         try:
+            if args.baseline_dir is not None:
+                base_routers = args.baseline_routers_dir or routers_dir
+                base_proc, base_address = start_server(args, base_routers, served, cwd=args.baseline_dir)
+                servers.append((" baseline", base_address))
             length_lines = []
             if length_routers:
                 length_lines = length_table(
@@ -355,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             proc.terminate()
             proc.wait(60)
-            if args.baseline_dir is not None:
+            if len(servers) > 1:
                 base_proc.terminate()
                 base_proc.wait(60)
     results = summarise(tallies)

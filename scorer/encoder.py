@@ -117,12 +117,14 @@ def _exact_int8_needed() -> bool:
     return not has_vnni()
 
 
-def make_session(path: Path, threads: int) -> ort.InferenceSession:
+def make_session(path: Path, threads: int, *, spin: bool = False) -> ort.InferenceSession:
     """An onnxruntime CPU session with a fixed intra-op thread count.
 
-    With more than one thread the pool's threads do not spin waiting for work: on a machine whose
-    cores are shared, spinning threads took cores from the very thread they waited for (a 256-token
-    run 62 vs 92 ms p50 at load average 7.6 on 2 vCPUs, measured interleaved).
+    With more than one thread the pool's threads do not spin waiting for work unless ``spin``: on a
+    machine whose cores are shared, spinning threads took cores from the very thread they waited
+    for (a 256-token run 62 vs 92 ms p50 at load average 7.6 on 2 vCPUs, measured interleaved),
+    while on free cores spinning saves the wake-up at each of the graph's ~160 operators (7.9 vs
+    9.7 ms, docs/lab-log.md 2026-12-05). ``GraphPair`` keeps both and measures which pays.
 
     Int8 graphs give the same results on every x86 CPU: without VNNI (AVX2, AVX-512 without
     VNNI, e.g. AMD EPYC Milan, Intel Skylake) onnxruntime's fast uint8 x int8 kernel adds
@@ -138,7 +140,7 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 1:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if _exact_int8_needed():
         opts.add_session_config_entry(EXACT_INT8_OPTION, "1")
     try:
@@ -196,50 +198,64 @@ class Activity:
 
 
 class LoneRunChooser:
-    """For a lone run: the one-thread session or the wide one, whichever costs less per token lately.
+    """For a lone run: whichever of a graph's sessions costs least per token lately.
 
-    On an idle 2-vCPU machine two threads cut a 256-token run by ~1.4-1.8x; on one whose cores
-    other processes keep busy, the second thread waits for a core at every operator and the run
-    can take twice as long (both measured on the development VM). So the choice is measured: each
+    The sessions (``GraphPair``) are the one-thread session, a wide one whose threads sleep
+    between operators and a wide one whose threads spin. On an idle 2-vCPU machine two threads cut
+    a 256-token run by ~1.5x, spinning ones by ~1.9x; on one whose cores other processes keep busy,
+    a second thread waits for a core at every operator and the run can take twice as long, and
+    spinning makes that worse (all measured on the development VM). So the choice is measured: each
     session's cost is the median milliseconds per token of its last ``RECENT`` lone runs, the
-    cheaper one is used, and the other is tried on one run in ``EXPLORE_EVERY`` so that a change
-    of load is noticed within two such tries (``2 * EXPLORE_EVERY`` lone runs); one slow run moves
-    no median. Runs that started while another call was running are not counted. Trying the
-    dearer session on 1 run in 16 costs at most 1/16 of its extra cost (a 2-thread run was 1.25x
-    a 1-thread one at load 7.6: +1.6 %; docs/lab-log.md, 2026-12-04).
+    cheapest one is used, and one run in ``EXPLORE_EVERY`` tries one of the others, in turn, so that
+    a change of load is noticed within two tries of a session (``2 * EXPLORE_EVERY * (options - 1)``
+    lone runs); one slow run moves no median. Sessions never measured are tried first, in order.
+    Runs that started while another call was running are not counted. With three sessions each
+    dearer one is tried on 1 run in 32, which costs 1/32 of its extra cost: at load 7.6 a sleeping
+    2-thread run was 1.25x a one-thread one and a spinning one 1.48x that (docs/lab-log.md,
+    2026-12-04, and ``make_session``), together about +3.4 %.
     """
 
     EXPLORE_EVERY = 16
     RECENT = 3
 
-    def __init__(self) -> None:
-        self._recent: dict[bool, collections.deque[float]] = {
-            wide: collections.deque(maxlen=self.RECENT) for wide in (True, False)
-        }
+    def __init__(self, options: int = 2) -> None:
+        if options < 1:
+            raise ValueError(f"a chooser needs at least one option, got {options}")
+        self._recent = [collections.deque[float](maxlen=self.RECENT) for _ in range(options)]
         self._runs = 0
+        self._tries = 0
         self._lock = threading.Lock()
 
-    def cost(self, wide: bool) -> float | None:
+    @property
+    def options(self) -> int:
+        """How many sessions the chooser picks from."""
+        return len(self._recent)
+
+    def cost(self, option: int) -> float | None:
         """Seconds per token of the session's recent lone runs (their median); None before any."""
         with self._lock:
-            recent = self._recent[wide]
+            recent = self._recent[option]
             return float(np.median(recent)) if recent else None
 
-    def pick_wide(self) -> bool:
-        """True: run on the wide session this time."""
+    def pick(self) -> int:
+        """The session (an index into the options) to run on this time."""
         with self._lock:
             self._runs += 1
-            if not self._recent[True]:
-                return True
-            if not self._recent[False]:
-                return False
-            cheaper = np.median(self._recent[True]) <= np.median(self._recent[False])
-            return bool((not cheaper) if self._runs % self.EXPLORE_EVERY == 0 else cheaper)
+            for option, recent in enumerate(self._recent):
+                if not recent:
+                    return option
+            medians = [float(np.median(r)) for r in self._recent]
+            best = min(range(len(medians)), key=medians.__getitem__)
+            if len(medians) == 1 or self._runs % self.EXPLORE_EVERY:
+                return best
+            others = [o for o in range(len(medians)) if o != best]
+            self._tries += 1
+            return others[self._tries % len(others)]
 
-    def record(self, wide: bool, seconds: float, tokens: int) -> None:
+    def record(self, option: int, seconds: float, tokens: int) -> None:
         """Add one lone run's cost per token to its session's recent runs."""
         with self._lock:
-            self._recent[wide].append(seconds / max(tokens, 1))
+            self._recent[option].append(seconds / max(tokens, 1))
 
 
 @dataclass(frozen=True)
@@ -410,9 +426,11 @@ class GraphPair:
     The masked graph takes ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` if it
     declares it); the unpadded one takes ``input_ids`` and no mask. ``run`` picks the unpadded
     graph whenever the batch has no padding (see the module docstring for why). With
-    ``threads.idle`` above ``threads.busy``, the graph that runs unpadded batches gets a second
-    session with that many intra-op threads, which a long run may use while no other scoring call
-    runs (``Activity``) and it is measured to be faster (``LoneRunChooser``).
+    ``threads.idle`` above ``threads.busy``, the graph that runs unpadded batches gets two more
+    sessions with that many intra-op threads, one whose threads sleep between operators and one
+    whose threads spin (``make_session``), which a long run may use while no other scoring call
+    runs (``Activity``) and it is measured to be faster (``LoneRunChooser``). Every session
+    computes bit-identical results (``tests/scorer/test_encoder.py``).
     """
 
     def __init__(self, path: Path, unpadded_path: Path | None, threads: Threads | int) -> None:
@@ -429,12 +447,15 @@ class GraphPair:
             self.unpadded_inputs = {i.name for i in self.unpadded.get_inputs()}
             if not {"input_ids"} <= self.unpadded_inputs <= {"input_ids", "token_type_ids"}:
                 raise ArtifactError(f"{unpadded_path}: must take input_ids and no attention_mask")
-        # The graph unpadded batches run on, again with more threads for a lone call (see ``Activity``).
-        self.wide: ort.InferenceSession | None = None
+        # The sessions a lone call may run unpadded batches on besides the one-thread one (see
+        # ``Activity``): threads sleeping between operators, then spinning. Chooser option 0 is the
+        # one-thread session, option i the wide session i - 1.
+        self.wide: list[ort.InferenceSession] = []
         self.wide_inputs = self.unpadded_inputs if self.unpadded is not None else self.inputs
         if self.threads.idle > busy and self.threads.activity is not None:
-            self.wide = make_session(unpadded_path or path, self.threads.idle)
-        self.chooser = LoneRunChooser()
+            graph = unpadded_path or path
+            self.wide = [make_session(graph, self.threads.idle, spin=spin) for spin in (False, True)]
+        self.chooser = LoneRunChooser(1 + len(self.wide))
 
     def run(self, batch: Batch) -> np.ndarray:
         """The first output for a prepared batch, on the unpadded graph when the batch has no padding."""
@@ -445,12 +466,15 @@ class GraphPair:
         )
         activity = self.threads.activity
         tokens = batch.input_ids.size
-        if self.wide is None or activity is None or tokens < WIDE_MIN_TOKENS or not activity.alone():
+        if not self.wide or activity is None or tokens < WIDE_MIN_TOKENS or not activity.alone():
             return self._run(narrow, narrow_inputs, batch)
-        wide = self.chooser.pick_wide()
+        option = self.chooser.pick()
         started = time.perf_counter()
-        out = self._run(self.wide, self.wide_inputs, batch) if wide else self._run(narrow, narrow_inputs, batch)
-        self.chooser.record(wide, time.perf_counter() - started, tokens)
+        if option == 0:
+            out = self._run(narrow, narrow_inputs, batch)
+        else:
+            out = self._run(self.wide[option - 1], self.wide_inputs, batch)
+        self.chooser.record(option, time.perf_counter() - started, tokens)
         return out
 
     @staticmethod

@@ -133,19 +133,19 @@ def test_long_text_cut_gives_the_ids_of_the_whole_text(max_tokens: int, head_tok
 
 
 def test_lone_call_on_more_threads_gives_identical_embeddings() -> None:
-    """A lone call may run on the wide session (2 intra-op threads); its embeddings must be bit-identical."""
+    """A lone call may run on a wide session (2 threads, sleeping or spinning); its embeddings must be bit-identical."""
     activity = Activity()
     wide = Encoder(ENCODER_DIR, precision="int8", threads=Threads(1, 2, activity))
     narrow = Encoder(ENCODER_DIR, precision="int8", threads=1)
-    assert wide._graphs.wide is not None and narrow._graphs.wide is None
+    assert len(wide._graphs.wide) == 2 and not narrow._graphs.wide
     texts = [" ".join(["token"] * n) + " end?" for n in (3, 30, 60, 120, 250, 2000)]
     expected = narrow.encode(texts, rows_per_run=1)
     with activity.running():
         assert activity.alone()
-        # The chooser tries the wide session first, then the one-thread one, then the cheaper.
-        runs = [wide.encode(texts, rows_per_run=1) for _ in range(3)]
+        # The chooser tries each session once (one-thread, wide, wide spinning), then the cheapest.
+        runs = [wide.encode(texts, rows_per_run=1) for _ in range(4)]
     chooser = wide._graphs.chooser
-    assert chooser.cost(True) is not None and chooser.cost(False) is not None  # both sessions ran alone
+    assert all(chooser.cost(o) is not None for o in range(3))  # every session ran alone
     with activity.running(), activity.running():
         assert not activity.alone()  # a second call running: always the one-thread session
         runs.append(wide.encode(texts, rows_per_run=1))
@@ -153,56 +153,73 @@ def test_lone_call_on_more_threads_gives_identical_embeddings() -> None:
         assert np.array_equal(got, expected)
 
 
-def test_lone_run_chooser_prefers_the_cheaper_session_and_keeps_checking_the_other() -> None:
-    chooser = LoneRunChooser()
-    assert chooser.pick_wide() is True  # nothing measured: try the wide session
-    chooser.record(True, 0.100, 100)  # wide: 1 ms per token (a loaded machine)
-    assert chooser.pick_wide() is False  # then the one-thread session
-    chooser.record(False, 0.050, 100)
-    picks = [chooser.pick_wide() for _ in range(LoneRunChooser.EXPLORE_EVERY * 2)]
-    assert picks.count(True) == 2  # the dearer one, once per EXPLORE_EVERY runs
+NARROW, WIDE, SPIN = 0, 1, 2
+
+
+def test_lone_run_chooser_prefers_the_cheapest_session_and_keeps_checking_the_others() -> None:
+    chooser = LoneRunChooser(3)
+    assert [chooser.pick() for _ in range(1)] == [NARROW]  # nothing measured: try each in order
+    chooser.record(NARROW, 0.050, 100)
+    assert chooser.pick() == WIDE
+    chooser.record(WIDE, 0.100, 100)  # wide: 1 ms per token (a loaded machine)
+    assert chooser.pick() == SPIN
+    chooser.record(SPIN, 0.200, 100)
+    picks = [chooser.pick() for _ in range(LoneRunChooser.EXPLORE_EVERY * 4)]
+    # the dearer ones, in turn, once per EXPLORE_EVERY runs
+    assert picks.count(WIDE) == 2 and picks.count(SPIN) == 2
     for _ in range(20):
-        chooser.record(True, 0.020, 100)  # the machine went quiet: wide got cheaper
-    assert chooser.pick_wide() is True
+        chooser.record(SPIN, 0.020, 100)  # the machine went quiet: spinning got cheapest
+    assert chooser.pick() == SPIN
 
 
-def _lone_runs(chooser: LoneRunChooser, cost: dict[bool, float], runs: int, slow_run: int = -1) -> list[bool]:
-    """``runs`` lone runs of 256 tokens, each session costing ``cost[wide]`` s per token (run ``slow_run`` 3x)."""
+def test_lone_run_chooser_with_one_session_always_picks_it() -> None:
+    chooser = LoneRunChooser(1)
+    for _ in range(3 * LoneRunChooser.EXPLORE_EVERY):
+        assert chooser.pick() == NARROW
+        chooser.record(NARROW, 0.01, 100)
+
+
+def _lone_runs(chooser: LoneRunChooser, cost: dict[int, float], runs: int, slow_run: int = -1) -> list[int]:
+    """``runs`` lone runs of 256 tokens, each session costing ``cost[option]`` s per token (run ``slow_run`` 3x)."""
     picks = []
     for i in range(runs):
-        wide = chooser.pick_wide()
-        chooser.record(wide, cost[wide] * 256 * (3 if i == slow_run else 1), 256)
-        picks.append(wide)
+        option = chooser.pick()
+        chooser.record(option, cost[option] * 256 * (3 if i == slow_run else 1), 256)
+        picks.append(option)
     return picks
+
+
+# ms per 256-token run, measured on the 2-vCPU VM (docs/lab-log.md): free cores, 1 thread 15.0, 2 threads
+# 9.7, 2 spinning threads 7.9; busy, 2 threads 1.25x the one-thread run and spinning ones 2x.
+IDLE = {NARROW: 15.0e-3 / 256, WIDE: 9.7e-3 / 256, SPIN: 7.9e-3 / 256}
+BUSY = {NARROW: 16.0e-3 / 256, WIDE: 20.0e-3 / 256, SPIN: 32.0e-3 / 256}
 
 
 @pytest.mark.parametrize("started_busy", [True, False])
 def test_lone_run_chooser_follows_a_change_of_load_within_two_tries(started_busy: bool) -> None:
     """A scorer that started on a busy machine uses the idle cores soon after they free up, and back.
 
-    Costs as measured on the 2-vCPU VM (ms per 256-token run): idle, 1 thread 15.7 and 2 threads
-    10.7; busy, 2 threads 1.25x the one-thread run. Under the former exponential average the
-    switch took ~200 full-window calls in a real scorer (docs/lab-log.md).
+    Under the former exponential average the switch took ~200 full-window calls in a real
+    scorer (docs/lab-log.md).
     """
-    idle = {False: 15.7e-3 / 256, True: 10.7e-3 / 256}
-    busy = {False: 16.0e-3 / 256, True: 20.0e-3 / 256}
-    first, then = (busy, idle) if started_busy else (idle, busy)
-    chooser = LoneRunChooser()
-    settled = _lone_runs(chooser, first, 200)[-3 * LoneRunChooser.EXPLORE_EVERY :]
-    better_first = first[True] < first[False]
-    assert settled.count(not better_first) == 3  # the dearer session: only its tries
-    picks = _lone_runs(chooser, then, 200)
-    late = 2 * LoneRunChooser.EXPLORE_EVERY + 1
-    # after two tries of the other session, it is used; the former one only on its tries
-    assert picks[late:].count(better_first) <= len(picks[late:]) // LoneRunChooser.EXPLORE_EVERY + 1
+    first, then = (BUSY, IDLE) if started_busy else (IDLE, BUSY)
+    chooser = LoneRunChooser(3)
+    every = LoneRunChooser.EXPLORE_EVERY
+    settled = _lone_runs(chooser, first, 300)[-4 * every :]
+    best_first = min(first, key=first.__getitem__)
+    assert len(settled) - settled.count(best_first) == 4  # the dearer sessions: only their tries
+    picks = _lone_runs(chooser, then, 300)
+    best_then = min(then, key=then.__getitem__)
+    late = 2 * every * (chooser.options - 1) + 1
+    # after two tries of the now cheapest session, it is used; the others only on their tries
+    assert len(picks[late:]) - picks[late:].count(best_then) <= len(picks[late:]) // every + 1
 
 
 def test_lone_run_chooser_is_not_moved_by_one_slow_run() -> None:
-    chooser = LoneRunChooser()
-    idle = {False: 15.7e-3 / 256, True: 10.7e-3 / 256}
-    _lone_runs(chooser, idle, 50)
-    picks = _lone_runs(chooser, idle, 10, slow_run=0)  # one wide run took 3x (a burst of other work)
-    assert picks.count(False) <= 1  # the one-thread session at most on its try, as before the slow run
+    chooser = LoneRunChooser(3)
+    _lone_runs(chooser, IDLE, 50)
+    picks = _lone_runs(chooser, IDLE, 10, slow_run=0)  # one spinning run took 3x (a burst of other work)
+    assert len(picks) - picks.count(SPIN) <= 1  # the others at most on a try, as before the slow run
 
 
 def test_int8_sessions_use_the_exact_kernels_where_vnni_is_missing(encoders: dict[str, Encoder]) -> None:
