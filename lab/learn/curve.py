@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from lab.eval.metrics import apgr, endpoints, random_curve
 from lab.learn.correction import fit_correction
-from lab.learn.gate import paired_bootstrap_gate, verdict_apgr
+from lab.learn.gate import GateRule, paired_bootstrap_gate, verdict_apgr
 from lab.learn.retrain import LearnConfig, check_prior, fit_on_samples, split_holdout, write_candidate
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, Traffic, targets
@@ -52,12 +52,10 @@ class CurvePlan:
     splits: int = 10
     test_size: int = 0  # 0: min(3000, prompts - max(samples))
     seed: int = 0
-    gate_resamples: int = 1000
-    gate_level: float = 0.95
-    gate_min_decisive: int = 30
+    gate: GateRule = field(default_factory=GateRule)  # the product's promotion rule
 
 
-def _split(traffic: Traffic, test_size: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+def split_traffic(traffic: Traffic, test_size: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
     """(test sample indices, pool sample indices in judging order), split by prompt key."""
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(traffic.samples):
@@ -118,7 +116,7 @@ def simulate(
     with tempfile.TemporaryDirectory(prefix="ferryman-curve-") as tmp:
         for split in range(plan.splits):
             rng = np.random.default_rng(plan.seed + split)
-            test, pool = _split(traffic, test_size, rng)
+            test, pool = split_traffic(traffic, test_size, rng)
             t_idx = np.array(test)
             base = verdict_apgr(shipped[t_idx], verdicts[t_idx])
             shipped_apgr.append(base)
@@ -169,7 +167,7 @@ def simulate(
         "shipped": str(shipped_dir),
         "shipped_trained_on": prior.artifact.manifest.provenance.get("trained_on", ""),
         "learn_config": {k: getattr(config, k) for k in ("l2", "prior_l2", "holdout", "salt")},
-        "gate": {"resamples": plan.gate_resamples, "level": plan.gate_level, "min_decisive": plan.gate_min_decisive},
+        "gate": asdict(plan.gate),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
 
@@ -209,9 +207,7 @@ def _one_retrain(
         candidate.score(held_prompts, embedder),
         prior.score(held_prompts, embedder),
         held_verdicts,
-        resamples=plan.gate_resamples,
-        level=plan.gate_level,
-        min_decisive=plan.gate_min_decisive,
+        plan.gate,
     )
     return score, gate.promote
 

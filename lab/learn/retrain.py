@@ -67,18 +67,28 @@ def split_holdout(samples: Sequence[Judged], config: LearnConfig) -> tuple[list[
     return train, held
 
 
-def fit_on_samples(
-    prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder, config: LearnConfig
-) -> Correction:
-    """The correction of ``prior`` learnt from judged ``samples`` (zero for none)."""
+def features(prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings ``[N, D]``, the prior's logits ``[N]``) of ``samples``: what the correction is fitted on."""
     prompts = [s.prompt for s in samples]
     spec = prior.router.encoder_spec
     if spec is None or not prior.router.needs_embeddings:
         raise ValueError(f"router {prior.artifact.manifest.name!r} does not embed prompts; cannot learn a correction")
     emb = embedder.embed(prompts, spec)
     prior_logit = logit(prior.score(prompts, embedder)) if prompts else np.zeros(0)
-    verdicts = np.array([s.verdict for s in samples], dtype=np.float64)
+    return emb, prior_logit
+
+
+def fit_features(emb: np.ndarray, prior_logit: np.ndarray, verdicts: np.ndarray, config: LearnConfig) -> Correction:
+    """The correction fitted on precomputed :func:`features` and verdicts (+1 / 0 / -1)."""
     return fit_correction(emb, prior_logit, targets(verdicts), l2=config.l2, prior_l2=config.prior_l2)
+
+
+def fit_on_samples(
+    prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder, config: LearnConfig
+) -> Correction:
+    """The correction of ``prior`` learnt from judged ``samples`` (zero for none)."""
+    emb, prior_logit = features(prior, samples, embedder)
+    return fit_features(emb, prior_logit, np.array([s.verdict for s in samples], dtype=np.float64), config)
 
 
 def check_prior(prior: ScoringRouter) -> None:

@@ -92,9 +92,20 @@ def load_traffic(path: Path, strong: str, weak: str) -> Traffic:
     return Traffic(tuple(samples), strong, weak, report.kept, other)
 
 
+def _unit(key: str, salt: str) -> float:
+    """A salted hash of a prompt key as a number in [0, 1): stable across exports and runs."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:8], "big") / 2**64
+
+
 def in_holdout(key: str, fraction: float, salt: str) -> bool:
     """Whether a prompt key falls in the held-back slice: a salted hash, stable across exports and runs."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"hold-out fraction must be in [0, 1), is {fraction}")
-    h = int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:8], "big")
-    return h / 2**64 < fraction
+    return _unit(key, salt) < fraction
+
+
+def fold_of(key: str, folds: int, salt: str) -> int:
+    """Which of ``folds`` cross-fitting folds a prompt key falls in (the same salted hash: copies share a fold)."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, is {folds}")
+    return min(int(_unit(key, salt) * folds), folds - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from lab.data.arena import check_benchmark, write_arena_csv
 from lab.data.battles import load_battles
 from lab.data.benchmarks import STRONG, WEAK, default_data_dir, load_benchmark
 from lab.data.report import DataError
-from lab.learn.gate import paired_bootstrap_gate, verdict_apgr, verdict_area
+from lab.learn import cli
+from lab.learn.curve import CurvePlan
+from lab.learn.gate import GateRule, paired_bootstrap_gate, verdict_apgr, verdict_area
 from lab.learn.traffic import STRONG_BETTER, TIE, WEAK_BETTER, in_holdout, load_traffic
 
 
@@ -64,22 +67,26 @@ def test_benchmark_converter_writes_the_arena_schema(tmp_path: Path) -> None:
         check_benchmark("mt-bench")
 
 
+def _slice(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Verdicts of a held-back slice (30 % strong better, 15 % weak better) and a serving router's scores."""
+    rng = np.random.default_rng(seed)
+    return rng.choice([1, 0, -1], p=[0.3, 0.55, 0.15], size=n), rng.random(n)
+
+
 def test_gate_promotes_a_clearly_better_candidate_only() -> None:
+    verdicts, serving = _slice()
     rng = np.random.default_rng(0)
-    verdicts = rng.choice([1, 0, -1], p=[0.3, 0.55, 0.15], size=400)
-    serving = rng.random(400)
     better = verdicts + rng.normal(scale=0.8, size=400)  # knows the verdicts, with noise
-    good = paired_bootstrap_gate(better, serving, verdicts, resamples=500)
+    quick = GateRule(resamples=500)
+    good = paired_bootstrap_gate(better, serving, verdicts, quick)
     assert good.promote and good.low > 0 and good.apgr_candidate > good.apgr_serving
-    assert "excludes 0" in good.reason and good.as_dict()["promote"] is True
-    same = paired_bootstrap_gate(serving, serving, verdicts, resamples=500)
+    assert "99% interval" in good.reason and "excludes 0" in good.reason and good.as_dict()["promote"] is True
+    same = paired_bootstrap_gate(serving, serving, verdicts, quick)
     assert not same.promote and same.low <= 0 <= same.high
-    worse = paired_bootstrap_gate(-better, serving, verdicts, resamples=500)
+    worse = paired_bootstrap_gate(-better, serving, verdicts, quick)
     assert not worse.promote and worse.high < 0
-    few = paired_bootstrap_gate(better[:40], serving[:40], verdicts[:40], resamples=500, min_decisive=30)
-    assert not few.promote and "judge more traffic" in few.reason
     # The strong model never better: APGR is undefined, the area difference still decides.
-    flat = paired_bootstrap_gate(better, serving, -np.abs(verdicts), resamples=500)
+    flat = paired_bootstrap_gate(better, serving, -np.abs(verdicts), quick)
     assert "APGR undefined" in flat.reason and np.isnan(flat.low)
     assert verdict_apgr(verdicts.astype(float), verdicts) > 1.0  # the oracle beats the area ratio's 1
     # The gate's interval in APGR units is the area interval over the slice's gap.
@@ -87,3 +94,47 @@ def test_gate_promotes_a_clearly_better_candidate_only() -> None:
     assert good.diff == pytest.approx(
         (verdict_area(better, verdicts) - verdict_area(serving, verdicts)) / gap, rel=1e-9
     )
+
+
+def test_gate_refuses_candidates_no_better_than_the_serving_router() -> None:
+    verdicts, serving = _slice()
+    rng = np.random.default_rng(1)
+    # The serving router's own ranking (a monotone transform, then with a little noise): no gain.
+    assert not paired_bootstrap_gate(np.exp(3 * serving), serving, verdicts).promote
+    assert not paired_bootstrap_gate(serving + rng.normal(scale=0.05, size=400), serving, verdicts).promote
+    # Routers that know nothing about the verdicts, 20 of them: none promoted.
+    blind = [paired_bootstrap_gate(rng.random(400), serving, verdicts, GateRule(resamples=500)) for _ in range(20)]
+    assert not any(g.promote for g in blind) and all(g.low <= 0 for g in blind)
+
+
+def test_gate_rule_is_a_99_percent_interval_not_95() -> None:
+    # A real but marginal gain on 400 held-back verdicts: a 95 % interval excludes 0, the rule's
+    # 99 % interval does not (the 95 % gate promoted candidates that were worse on fresh traffic in
+    # the learning-curve simulation; docs/lab-log.md, 2026-12-05).
+    verdicts, serving = _slice()
+    marginal = verdicts + np.random.default_rng(1).normal(scale=5.0, size=400)
+    assert paired_bootstrap_gate(marginal, serving, verdicts, GateRule(level=0.95)).promote
+    kept = paired_bootstrap_gate(marginal, serving, verdicts)
+    assert not kept.promote and kept.diff > 0 and kept.low < 0 < kept.high and kept.level == 0.99
+    # One rule: the simulation and the promote command's defaults are GateRule's.
+    assert CurvePlan().gate == GateRule() == GateRule(resamples=2000, level=0.99, min_decisive=30)
+    parser = argparse.ArgumentParser()
+    cli.gate_args(parser)
+    assert cli.gate_rule(parser.parse_args([])) == GateRule()
+
+
+def test_gate_refuses_too_few_verdicts_and_bad_settings() -> None:
+    verdicts, serving = _slice()
+    better = verdicts + np.random.default_rng(0).normal(scale=0.8, size=400)
+    assert paired_bootstrap_gate(better[:200], serving[:200], verdicts[:200]).promote  # enough evidence
+    decisive = np.flatnonzero(verdicts)
+    few = np.concatenate([decisive[:29], np.flatnonzero(verdicts == 0)])  # 29 non-tie verdicts and many ties
+    result = paired_bootstrap_gate(better[few], serving[few], verdicts[few])
+    assert not result.promote and result.decisive == 29 and "need 30" in result.reason
+    assert "judge more traffic" in result.reason and result.resamples == 0
+    assert not paired_bootstrap_gate(np.zeros(0), np.zeros(0), np.zeros(0)).promote
+    for bad in ({"level": 0.5}, {"level": 1.0}, {"resamples": 50}, {"min_decisive": 0}):
+        with pytest.raises(ValueError, match="gate"):
+            GateRule(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap_gate(better, serving[:10], verdicts)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ferryman import paths
 from lab.data.benchmarks import STRONG, WEAK
+from lab.learn.gate import GateRule
 from lab.learn.retrain import LearnConfig
 from lab.learn.scoring import Embedder
 
@@ -61,11 +62,24 @@ def learn_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=float, default=d.holdout, help="share of prompts held back for the gate")
 
 
-def gate_args(p: argparse.ArgumentParser, resamples: int = 2000) -> None:
-    """The promotion rule's settings (lab.learn.gate)."""
-    p.add_argument("--resamples", type=int, default=resamples, help="paired bootstrap resamples of the gate")
-    p.add_argument("--level", type=float, default=0.95, help="interval level of the bootstrap")
-    p.add_argument("--min-decisive", type=int, default=30, help="fewest non-tie held-back verdicts to decide on")
+def gate_args(p: argparse.ArgumentParser) -> None:
+    """The promotion rule's settings (lab.learn.gate.GateRule); the defaults are the rule."""
+    d = GateRule()
+    p.add_argument("--resamples", type=int, default=d.resamples, help="paired bootstrap resamples of the gate")
+    p.add_argument(
+        "--level",
+        type=float,
+        default=d.level,
+        help="interval level: promote only if the whole central interval of the gain is above 0",
+    )
+    p.add_argument(
+        "--min-decisive", type=int, default=d.min_decisive, help="fewest non-tie held-back verdicts to decide on"
+    )
+
+
+def gate_rule(args: argparse.Namespace) -> GateRule:
+    """The promotion rule the flags describe."""
+    return GateRule(resamples=args.resamples, level=args.level, min_decisive=args.min_decisive)
 
 
 def embedder(args: argparse.Namespace) -> Embedder:

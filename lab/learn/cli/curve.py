@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first split")
     parser.add_argument("--title", default="", help="plot title (default: the traffic file's name)")
     cli.learn_args(parser)
-    cli.gate_args(parser, resamples=1000)
+    cli.gate_args(parser)
     cli.embedder_args(parser)
 
 
@@ -55,9 +55,7 @@ def _curve(args: argparse.Namespace) -> int:
         splits=args.splits,
         test_size=args.test_size,
         seed=args.seed,
-        gate_resamples=args.resamples,
-        gate_level=args.level,
-        gate_min_decisive=args.min_decisive,
+        gate=cli.gate_rule(args),
     )
     traffic = load_traffic(args.traffic, args.strong, args.weak)
     print(traffic.summary(), file=sys.stderr, flush=True)

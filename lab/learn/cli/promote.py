@@ -2,7 +2,10 @@
 
 Both versions score the held-back slice of the judged traffic (the prompts ``retrain`` never
 trained on, by the salted hash recorded in the candidate); the promotion rule of
-``lab.learn.gate`` decides (a paired bootstrap interval of ΔAPGR that must exclude 0). Exit 0:
+``lab.learn.gate`` decides: a paired bootstrap 99 % interval of the routing-curve gain on the slice must
+lie wholly above 0, with at least 30 non-tie verdicts there. In the learning-curve simulation it
+promoted 2 of 210 candidates, none of them not better on fresh traffic: it needs ~1,000 judged samples
+and a large gain (docs/learning.md, "Held-back slice and the promotion rule"). Exit 0:
 promoted (the router's ``CURRENT`` now names the candidate, the move is in ``history.jsonl`` with
 its evidence); 3: the gate kept the serving version; 2: bad input.
 """
@@ -56,9 +59,7 @@ def _promote(args: argparse.Namespace) -> int:
         candidate.score(prompts, embedder),
         served.score(prompts, embedder),
         np.array([s.verdict for s in held]),
-        resamples=args.resamples,
-        level=args.level,
-        min_decisive=args.min_decisive,
+        cli.gate_rule(args),
     )
     print(
         f"serving {serving.artifact_version}: APGR {result.apgr_serving:.4f}; candidate {args.candidate}: "

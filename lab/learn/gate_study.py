@@ -1,0 +1,252 @@
+"""Which promotion gate? The candidates of docs/lab-log.md (2026-12-05), measured in one pass.
+
+For every row of ``make learn-curve`` (a traffic file and the mf router trained without it), the
+same random splits and judged-sample counts as the learning curve (:mod:`lab.learn.curve`), and two
+kinds of evidence:
+
+- **held-back** (the gate before 2026-12-05): the candidate is fitted on the 80 % of the judged
+  prompts outside the salted 20 % slice, and the gate compares it with the shipped router on the slice;
+- **cross-fitted**: the candidate is fitted on all judged prompts, and the gate compares the
+  out-of-fold scores (:func:`out_of_fold_scores`) with the shipped router's on all
+  of them.
+
+Each kind's paired bootstrap draws (:func:`lab.learn.gate.area_differences`) are computed once and
+every design of that kind (level, minimum effect) decides on them. A promotion is *not better* when
+the candidate's APGR on the split's test part is <= the shipped router's. Writes every decision and
+the summary per design to ``--json``; the selection rule is applied by the reader (docs/lab-log.md).
+
+    python -m lab.learn.gate_study --json reports/learn/gate-study.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ferryman import paths
+from lab.data.benchmarks import STRONG, WEAK
+from lab.learn.correction import Correction
+from lab.learn.curve import CurvePlan, split_traffic, test_size_for
+from lab.learn.gate import area_differences, verdict_apgr
+from lab.learn.retrain import LearnConfig, features, fit_features, fit_on_samples, split_holdout
+from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
+from lab.learn.traffic import Judged, fold_of, load_traffic
+from scorer.routers.base import sigmoid
+
+TUNING = ("mmlu", "gsm8k", "mmlu-fold0", "mmlu-fold1")
+HELD_OUT = ("mmlu-fold2", "mmlu-fold3", "mmlu-fold4")
+
+
+@dataclass(frozen=True)
+class Design:
+    """A gate: which evidence, the bootstrap quantile that must be above 0, a minimum point ΔAPGR."""
+
+    name: str
+    evidence: str  # "held" or "cross"
+    tail: float  # lower quantile of the area difference that must be > 0
+    min_effect: float = 0.0
+
+
+DESIGNS = (
+    Design("H95", "held", 0.025),
+    Design("H99", "held", 0.005),
+    Design("H95+d", "held", 0.025, 0.02),
+    Design("C90", "cross", 0.05),
+    Design("C95", "cross", 0.025),
+    Design("C99", "cross", 0.005),
+    Design("C95+d", "cross", 0.025, 0.02),
+)
+
+
+def out_of_fold_scores(
+    prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder, config: LearnConfig, folds: int
+) -> np.ndarray:
+    """Cross-fitted candidate scores: each sample scored by the correction fitted without its fold.
+
+    Folds by :func:`lab.learn.traffic.fold_of` (the salted prompt hash, so copies of a prompt share a
+    fold). Each fold's candidate is retrain's candidate — the same prior, settings and fit — on the
+    other folds' samples: the scores estimate how the candidate fitted on *all* samples does on
+    prompts it has not seen, from every judged sample rather than a held-back share.
+    """
+    emb, prior_logit = features(prior, samples, embedder)
+    verdicts = np.array([s.verdict for s in samples], dtype=np.float64)
+    fold = np.array([fold_of(s.key, folds, config.salt) for s in samples], dtype=np.int64)
+    out = np.empty(len(samples))
+    for k in range(folds):
+        mine = fold == k
+        if not mine.any():
+            continue
+        rest = ~mine
+        correction = fit_features(emb[rest], prior_logit[rest], verdicts[rest], config)
+        out[mine] = sigmoid(correction.logit(emb[mine], prior_logit[mine]))
+    return out
+
+
+def _scores(correction: Correction, prior: ScoringRouter, samples: list[Judged], embedder: Embedder) -> np.ndarray:
+    emb, prior_logit = features(prior, samples, embedder)
+    return sigmoid(correction.logit(emb, prior_logit))
+
+
+def _evidence(cand: np.ndarray, serving: np.ndarray, verdicts: np.ndarray, resamples: int) -> dict[str, Any]:
+    decisive = int(np.count_nonzero(verdicts))
+    if decisive < 30:
+        return {"decisive": decisive, "quantiles": {}, "delta_apgr": None}
+    diffs = area_differences(cand, serving, verdicts, resamples=resamples)
+    tails = sorted({d.tail for d in DESIGNS})
+    delta = verdict_apgr(cand, verdicts) - verdict_apgr(serving, verdicts)
+    return {
+        "decisive": decisive,
+        "quantiles": {str(t): float(np.quantile(diffs, t)) for t in tails},
+        "delta_apgr": None if not np.isfinite(delta) else float(delta),
+    }
+
+
+def _decide(design: Design, ev: dict[str, Any]) -> bool:
+    if not ev["quantiles"] or ev["quantiles"][str(design.tail)] <= 0:
+        return False
+    if design.min_effect > 0:
+        return ev["delta_apgr"] is not None and ev["delta_apgr"] >= design.min_effect
+    return True
+
+
+def study_row(
+    name: str, learn_dir: Path, embedder: Embedder, plan: CurvePlan, config: LearnConfig, folds: int, resamples: int
+) -> list[dict[str, Any]]:
+    """Every (split, judged count) of one row: test APGRs of both candidates and each design's decision."""
+    traffic = load_traffic(learn_dir / f"{name}.csv", STRONG, WEAK)
+    prior = load_scoring_router(learn_dir / f"mf-without-{name}", embedder)
+    verdicts = traffic.verdicts()
+    shipped = prior.score(traffic.prompts, embedder)
+    all_emb, all_logit = features(prior, list(traffic.samples), embedder)
+    size = test_size_for(traffic, plan)
+    out = []
+    for split in range(plan.splits):
+        test, pool = split_traffic(traffic, size, np.random.default_rng(plan.seed + split))
+        t = np.array(test)
+        base = verdict_apgr(shipped[t], verdicts[t])
+
+        def test_apgr(c: Correction, t: np.ndarray = t) -> float:
+            return verdict_apgr(sigmoid(c.logit(all_emb[t], all_logit[t])), verdicts[t])
+
+        for n in plan.samples:
+            if n == 0:
+                continue
+            judged = [traffic.samples[i] for i in pool[:n]]
+            train, held = split_holdout(judged, config)
+            held_c = fit_on_samples(prior, train, embedder, config)
+            all_c = fit_on_samples(prior, judged, embedder, config)
+            hv = np.array([s.verdict for s in held], dtype=np.float64)
+            jv = np.array([s.verdict for s in judged], dtype=np.float64)
+            ev = {
+                "held": _evidence(
+                    _scores(held_c, prior, held, embedder),
+                    prior.score([s.prompt for s in held], embedder),
+                    hv,
+                    resamples,
+                ),
+                "cross": _evidence(
+                    out_of_fold_scores(prior, judged, embedder, config, folds),
+                    prior.score([s.prompt for s in judged], embedder),
+                    jv,
+                    resamples,
+                ),
+            }
+            cand = {"held": test_apgr(held_c), "cross": test_apgr(all_c)}
+            out.append(
+                {
+                    "row": name,
+                    "split": split,
+                    "samples": n,
+                    "shipped": base,
+                    "candidate_held": cand["held"],
+                    "candidate_cross": cand["cross"],
+                    "evidence": ev,
+                    "promote": {d.name: _decide(d, ev[d.evidence]) for d in DESIGNS},
+                }
+            )
+        print(f"{name}: split {split + 1}/{plan.splits}", file=sys.stderr, flush=True)
+    return out
+
+
+def summarise(records: list[dict[str, Any]], rows: tuple[str, ...]) -> dict[str, Any]:
+    """Per design: promotions, not-better promotions, mean served APGR, per row and sample count."""
+    result: dict[str, Any] = {}
+    for d in DESIGNS:
+        per: dict[str, Any] = {}
+        total_p = total_bad = 0
+        served_all = []
+        for r in [x for x in records if x["row"] in rows]:
+            cand = r[f"candidate_{d.evidence}"]
+            ok = r["promote"][d.name]
+            bad = ok and cand <= r["shipped"]
+            key = f"{r['row']}@{r['samples']}"
+            cell = per.setdefault(key, {"promoted": 0, "not_better": 0, "served": [], "candidate": []})
+            cell["promoted"] += int(ok)
+            cell["not_better"] += int(bad)
+            cell["served"].append(cand if ok else r["shipped"])
+            cell["candidate"].append(cand - r["shipped"])
+            served_all.append(cand if ok else r["shipped"])
+            total_p += int(ok)
+            total_bad += int(bad)
+        for cell in per.values():
+            cell["served"] = round(float(np.mean(cell["served"])), 4)
+            cell["candidate_gain"] = round(float(np.mean(cell.pop("candidate"))), 4)
+        result[d.name] = {
+            "promoted": total_p,
+            "not_better": total_bad,
+            "mean_served": round(float(np.mean(served_all)), 5) if served_all else None,
+            "cells": per,
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", type=Path, required=True, help="write the decisions and summaries here")
+    p.add_argument("--learn-dir", type=Path, default=Path("build/learn"), help="make learn-curve's traffic and priors")
+    p.add_argument("--rows", default=",".join(TUNING + HELD_OUT), help="rows to run (comma-separated)")
+    p.add_argument("--splits", type=int, default=10)
+    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds")
+    p.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples per decision")
+    p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
+    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir())
+    args = p.parse_args(argv)
+    plan = CurvePlan(splits=args.splits)
+    config = LearnConfig()
+    embedder = Embedder(args.encoder_dir, args.cache_dir, progress=False)
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    rows = tuple(r for r in args.rows.split(",") if r)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for row in rows:
+            records.extend(study_row(row, args.learn_dir, embedder, plan, config, args.folds, args.resamples))
+    tuning = tuple(r for r in rows if r in TUNING)
+    held_out = tuple(r for r in rows if r in HELD_OUT)
+    summaries = {"tuning": summarise(records, tuning), "held_out": summarise(records, held_out)}
+    result = {
+        "designs": [asdict(d) for d in DESIGNS],
+        **summaries,
+        "records": records,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    for part, summary in summaries.items():
+        for name, s in summary.items():
+            counts = f"promoted {s['promoted']:3}  not better {s['not_better']:2}"
+            print(f"{part:8} {name:6} {counts}  served {s['mean_served']}")
+    print(f"wrote {args.json} in {result['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
