@@ -11,19 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ferryman import paths
 from ferryman.cli import main
+from harness.scorer import build_test_routers
 
 
 def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> None:
+    # The base is the small untrained MF test artifact: the judged traffic has a clear improvement to
+    # teach it, so the 99 % promotion gate passes on a short run. The shipped mf's length head already
+    # ranks this traffic well; its candidate clears the gate on some short runs only (docs/learning.md).
+    routers = build_test_routers(tmp_path / "routers")
     out = tmp_path / "loop.json"
-    argv = ["bench", "learning-loop", "--requests", "400", "--warmup", "20", "--rounds", "2", "--concurrency", "2"]
+    argv = ["bench", "learning-loop", "--requests", "600", "--warmup", "20", "--rounds", "2", "--concurrency", "4"]
     argv += ["--rate", "1.0", "--after", "150", "--provider-delay-ms", "5", "--reload-interval-s", "0.2"]
-    argv += ["--hold-s", "1", "--bootstrap", "200", "--routers-dir", str(paths.routers_dir()), "--min-judged", "1500"]
+    argv += ["--hold-s", "1", "--bootstrap", "200", "--routers-dir", str(routers), "--min-judged", "1000"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
-    assert result["export_rows"] >= 1500 and result["candidate"] == "v0001" and result["promoted"]
+    assert result["export_rows"] >= 1000 and result["candidate"] == "v0001" and result["promoted"]
     for step, sequence in (("promote_load", ["base", "v0001"]), ("rollback_load", ["v0001", "base"])):
         load = result[step]
         assert load["failed"] == 0 and load["answered"] == load["sent"] > 0, load  # no call failed
@@ -32,4 +36,4 @@ def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> No
     assert after["judged"] >= 50 and set(after["versions"]) == {"v0001"}
     assert after["router_apgr_live"] > after["router_apgr_base_same_prompts"]  # fresh prompts, never trained on
     clients = [row for row in result["latency"]["rows"] if "path" in row]
-    assert {row["path"] for row in clients} == {"off", "off-twin", "shadow"} and all(r["n"] == 400 for r in clients)
+    assert {row["path"] for row in clients} == {"off", "off-twin", "shadow"} and all(r["n"] == 600 for r in clients)
