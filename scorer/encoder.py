@@ -95,6 +95,8 @@ def _prev_cut(text: str, end: int) -> int:
 
 #: Session option that makes int8 results independent of the x86 CPU (see ``make_session``).
 EXACT_INT8_OPTION = "session.x64quantprecision"
+#: How long a spinning intra-op thread waits for work before it sleeps (``make_session``).
+SPIN_US = 200
 #: CPU flags (``/proc/cpuinfo``) of the instructions whose int8 products are exact already.
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 
@@ -127,7 +129,10 @@ def make_session(path: Path, threads: int, *, spin: bool = False) -> ort.Inferen
     machine whose cores are shared, spinning threads took cores from the very thread they waited
     for (a 256-token run 62 vs 92 ms p50 at load average 7.6 on 2 vCPUs, measured interleaved),
     while on free cores spinning saves the wake-up at each of the graph's ~160 operators (7.9 vs
-    9.7 ms, docs/lab-log.md 2026-12-05). ``GraphPair`` keeps both and measures which pays.
+    9.7 ms, docs/lab-log.md 2026-12-05). ``GraphPair`` keeps both and measures which pays. A
+    spinning thread gives up after ``SPIN_US`` without work: onnxruntime's default kept one core
+    busy for ~20 ms after every run (CPU time of the process in the 20 ms after a 256-token run:
+    20.0 ms; with 200 us 2.2 ms, and the run as fast: 8.14 vs 8.16 ms p50).
 
     Int8 graphs give the same results on every x86 CPU: without VNNI (AVX2, AVX-512 without
     VNNI, e.g. AMD EPYC Milan, Intel Skylake) onnxruntime's fast uint8 x int8 kernel adds
@@ -144,6 +149,8 @@ def make_session(path: Path, threads: int, *, spin: bool = False) -> ort.Inferen
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 1:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if spin:
+            opts.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_US))
     if _exact_int8_needed():
         opts.add_session_config_entry(EXACT_INT8_OPTION, "1")
     try:
