@@ -11,7 +11,8 @@ Routing options in the request override the router, threshold or strong-call sha
 Routing (``gateway.tiers``): the router gives, for every tier below the top one, the probability
 that the top tier's model beats it (one ``Score`` with two tiers, one ``BatchScore`` with more);
 the request goes to the cheapest tier whose score is below its threshold, else to the top tier.
-Thresholds come from the request or policy (``fixed``), from the router's calibration table
+Thresholds come from the request or policy (``fixed``; a policy's ``operating_points``: one of
+the two calibrated points around its ``cost_share``, drawn at random per request), from the router's calibration table
 (``artifact``: ListRouters, fetched at start and refreshed in the background; requests never
 wait for it) or from live traffic (``online``: ``gateway.calibration_online``). The router may
 be one of the scorer's or a causal-LLM router (``gateway.routers.llm_judge``), which falls back
@@ -27,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from gateway.routers.llm_judge import LLMRouter, LLMRouters, win_rates
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError, last_user_turn
 from gateway.scorer_watch import FallbackWatch, routers_in_use
 from gateway.sticky import ConversationTiers, conversation_key, is_follow_up
+from gateway.tiers import OperatingPoint, mix
 from gateway.types import ChatRequest, Decision, DecisionSource, LLMRating, RoutingOverrides, Tier, TierScore
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,13 @@ class RouteSpec:
     sticky: bool = False
     #: The target is the policy's own (online calibration keeps state for it); False for request overrides.
     own_target: bool = True
+    #: Calibrated operating points mixed at random to meet ``cost_share`` (``gateway.tiers.mix``).
+    operating_points: tuple[OperatingPoint, ...] = ()
+
+    @property
+    def fixed(self) -> bool:
+        """Its thresholds are given (a threshold or operating points), not calibrated."""
+        return self.threshold is not None or bool(self.operating_points)
 
     def target(self) -> Target | None:
         if self.strong_share is not None:
@@ -105,6 +115,7 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
             p.cost_share,
             p.cost_weights,
             p.sticky,
+            operating_points=p.operating_points,
         )
     elif match := _ROUTER_MODEL.match(model):
         value = match.group(2)
@@ -147,6 +158,7 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
         spec = RouteSpec(
             overrides.router, spec.threshold, spec.strong_share, spec.policy, spec.scorer_down_tier,
             spec.tier_shares, spec.cost_share, spec.cost_weights, spec.sticky, spec.own_target,
+            spec.operating_points,
         )  # fmt: skip
     if spec.threshold is None and spec.target() is None:
         raise InvalidRequestError("a routed request needs a threshold or a strong_share", param="routing")
@@ -192,6 +204,8 @@ class Policy:
         self._tiers = config.tiers
         self._pairs = config.tiers.pairs()
         self.rule = config.tier_rule()
+        #: Draws between a policy's two operating points (``operating_points``).
+        self._draw = random.Random()
         self._scorer = scorer
         self.watch = watch
         self.calibration = calibration
@@ -344,6 +358,11 @@ class Policy:
     ) -> tuple[tuple[float, ...], str]:
         if spec.threshold is not None:
             return self.rule.thresholds(spec.threshold), "fixed"
+        if spec.operating_points:
+            assert spec.cost_share is not None
+            low, high, weight = mix(spec.operating_points, spec.cost_share)
+            point = high if self._draw.random() < weight else low
+            return point.thresholds(self.rule), "fixed"
         target = spec.target()
         assert target is not None
         if self.calibration is not None:
@@ -389,10 +408,10 @@ class Policy:
             if llm_router is not None:
                 rating, scored = await self._rate(llm_router, request, started)
                 if scored is not None:
-                    warm = self._warmup(spec, llm_router.cfg.name, llm=True) if spec.threshold is None else None
+                    warm = self._warmup(spec, llm_router.cfg.name, llm=True) if not spec.fixed else None
             if scored is None:
                 self._check_router(router)
-                if spec.threshold is None:
+                if not spec.fixed:
                     warm = self._warmup(spec, router, llm=False)
                 reply = await self._scorer.score_pairs(router, request.messages, self._pairs)
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -402,7 +421,7 @@ class Policy:
             raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
         except ScorerUnavailableError as exc:
             return self._scorer_down(spec, request, exc, started, warm, rating)
-        observe = self.calibration is not None and spec.threshold is None
+        observe = self.calibration is not None and not spec.fixed
         try:
             thresholds, source = self._thresholds(spec, scored.router, warm)
         except ScorerUnavailableError as exc:  # no table and too few live scores yet: keep learning them

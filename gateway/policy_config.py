@@ -8,7 +8,15 @@ A policy names a router and exactly one of:
   ``calibration.online``);
 - ``cost_share``: the target cost per request as a share of the top tier's (0.3 = on average 30 %
   of what sending every request to the top tier would cost, by the tiers' first models' prices;
-  needs ``calibration.online``).
+  needs ``calibration.online``, unless the policy gives ``operating_points``).
+
+``operating_points`` (with ``cost_share``): a router's calibrated operating points, cheapest
+first, each ``{cost, threshold}`` (a policy threshold of ``routing.tier_rule``) or ``{cost, tier}``
+(every request to that tier); ``cost`` is the point's mean cost per request relative to the top
+tier's on graded calibration prompts. Each request goes to one of the two points around
+``cost_share``, at random with the weights that average to it (``gateway.tiers.mix``): the upper
+concave hull of a router's curve, which ``ferryman eval --suite tiers`` prints
+(docs/gateway.md, "Operating points").
 
 ``sticky: true`` keeps the follow-up turns of a conversation on the tier its first turn got
 (``gateway.sticky``). ``scorer_down_tier`` is where requests go when no score can be had.
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
-from gateway.tiers import RULES, STRONG, WEAK, RuleKind, Tiers, relative_costs
+from gateway.tiers import RULES, STRONG, WEAK, OperatingPoint, RuleKind, Tiers, relative_costs
 
 if TYPE_CHECKING:
     from gateway.config import _Reader
@@ -53,6 +61,8 @@ class PolicyConfig:
     sticky: bool = False
     #: Per-tier weights of ``cost_share`` (price of the tier's first model relative to the top's), cheapest first.
     cost_weights: tuple[float, ...] = field(default=(), compare=False)
+    #: Calibrated operating points mixed at random to meet ``cost_share`` (empty: online calibration).
+    operating_points: tuple[OperatingPoint, ...] = ()
 
     @property
     def targets(self) -> int:
@@ -111,6 +121,36 @@ def _tier_shares(r: _Reader, tiers: Tiers) -> dict[str, float] | None:
     return {n: shares[n] for n in tiers.names}
 
 
+def _operating_points(r: _Reader, tiers: Tiers) -> tuple[OperatingPoint, ...]:
+    raw = r.raw("operating_points")
+    if raw is None:
+        return ()
+    path = r._p("operating_points")
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise ConfigError(f"{path}: expected a list of at least two points, cheapest first")
+    points: list[OperatingPoint] = []
+    for i, item in enumerate(raw):
+        pr = type(r)(item, f"{path}[{i}]")
+        cost = pr.unit("cost")
+        if cost is None:
+            raise ConfigError(f"{path}[{i}].cost: required (the point's cost relative to the top tier's, in [0, 1])")
+        threshold = pr.get("threshold", float)
+        tier_name = pr.get("tier", str)
+        if (threshold is None) == (tier_name is None):
+            raise ConfigError(f"{path}[{i}]: set exactly one of threshold or tier")
+        tier: int | None = None
+        if tier_name is not None:
+            resolved = tiers.resolve(tier_name)
+            if resolved is None:
+                raise ConfigError(f"{path}[{i}].tier: {tier_name!r} is not a tier ({', '.join(tiers.names)})")
+            tier = tiers[resolved].index
+        pr.finish()
+        if points and cost <= points[-1].cost:
+            raise ConfigError(f"{path}[{i}].cost: costs must rise strictly, cheapest point first")
+        points.append(OperatingPoint(cost, threshold, tier))
+    return tuple(points)
+
+
 def parse_policies(
     raw: Any,
     top: _Reader,
@@ -144,6 +184,7 @@ def parse_policies(
             scorer_down_tier=tier_field(pr, "scorer_down_tier", default_down_tier, tiers),
             sticky=pr.get("sticky", bool, False),
             cost_weights=weights,
+            operating_points=_operating_points(pr, tiers),
         )
         if pol.targets != 1:
             raise ConfigError(
@@ -155,10 +196,18 @@ def parse_policies(
                 f"policies.{pname}.tier_shares: per-tier shares need routing.tier_rule: cheapest "
                 "(one threshold per tier); with cost_aware use strong_share or cost_share"
             )
-        if (pol.tier_shares is not None or pol.cost_share is not None) and not online_calibration:
+        points = pol.operating_points
+        if points and pol.cost_share is None:
+            raise ConfigError(f"policies.{pname}.operating_points: need a cost_share target to mix them for")
+        if points and pol.cost_share is not None and not points[0].cost <= pol.cost_share <= points[-1].cost:
+            raise ConfigError(
+                f"policies.{pname}.cost_share: {pol.cost_share} is outside the operating points' costs "
+                f"({points[0].cost:.4g} to {points[-1].cost:.4g})"
+            )
+        if (pol.tier_shares is not None or (pol.cost_share is not None and not points)) and not online_calibration:
             raise ConfigError(
                 f"policies.{pname}: tier_shares and cost_share are calibrated on live traffic; "
-                "set calibration.online: true"
+                "set calibration.online: true (or give cost_share calibrated operating_points)"
             )
         if pol.cost_share is not None and pol.cost_share < weights[0]:
             raise ConfigError(

@@ -24,10 +24,18 @@ The routing rule (:class:`TierRule`): for every tier ``i`` below the top one the
   the top one, which with list prices (the top tier ~10x the middle) buys far more quality.
 
 With two tiers both rules are the original one (``score >= θ`` goes strong): ``r_0 = 1``.
+
+Operating points (:class:`OperatingPoint`, a policy's ``operating_points``): instead of one
+threshold, a list of calibrated points, each a policy threshold or a single tier, with its mean
+cost on graded calibration prompts; a ``cost_share`` target is met by sending each request to
+one of the two points around it at random (:func:`mix`). On the upper concave hull of a router's
+curve (single tiers included) that is never below random mixing of the tiers on the calibration
+prompts; ``ferryman eval --suite tiers`` measures it on prompts the points were not fitted on.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -185,6 +193,46 @@ class TierRule:
     def top_cut(self, scores: Sequence[float]) -> float:
         """The largest ``theta`` that still sends these scores to the top tier (both rules: every ``p_i >= t_i``)."""
         return 0.5 + min((p - 0.5) / r for p, r in zip(scores, self.ratios, strict=True))
+
+
+#: The thresholds of a tier point: every lower tier's is below any score (never chosen) but the
+#: point's tier's, above any score (always chosen); scores are probabilities, so both rules agree.
+NEVER, ALWAYS = -1.0, 2.0
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """One calibrated operating point of a policy: a policy threshold of the rule, or one tier for every request.
+
+    ``cost`` is its mean cost per request relative to the top tier's, measured offline on graded
+    calibration prompts (``ferryman eval --suite tiers`` prints the points of a router's curve).
+    """
+
+    cost: float
+    threshold: float | None = None
+    #: Index of the tier every request goes to (cheapest 0), instead of a threshold.
+    tier: int | None = None
+
+    def thresholds(self, rule: TierRule) -> tuple[float, ...]:
+        """The per-tier thresholds this point routes with (a tier point: :data:`NEVER` / :data:`ALWAYS`)."""
+        if self.tier is None:
+            assert self.threshold is not None
+            return rule.thresholds(self.threshold)
+        return tuple(ALWAYS if i == self.tier else NEVER for i in range(len(rule.ratios)))
+
+
+def mix(points: Sequence[OperatingPoint], cost_share: float) -> tuple[OperatingPoint, OperatingPoint, float]:
+    """The two neighbouring points around ``cost_share`` and the probability of the costlier one.
+
+    Sending each request to the costlier point with that probability and to the cheaper one
+    otherwise costs ``cost_share`` on average (on the calibration prompts): the points of the
+    upper concave hull of a router's curve, mixed at random, reach every cost in between.
+    ``points`` are sorted by strictly rising cost; ``cost_share`` lies within their range.
+    """
+    for low, high in itertools.pairwise(points):
+        if cost_share <= high.cost:
+            return low, high, max(0.0, (cost_share - low.cost) / (high.cost - low.cost))
+    return points[-2], points[-1], 1.0
 
 
 def relative_costs(tiers: Tiers, models: Mapping[str, ModelConfig]) -> tuple[float, ...]:

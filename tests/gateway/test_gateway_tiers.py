@@ -287,6 +287,34 @@ BAD_POLICIES = [
     ({"threshold": 0.5, "scorer_down_tier": "huge"}, "must be a tier name .small, medium, large."),
     ({"threshold": 0.5, "strong_share": 0.2}, "set exactly one of"),
     ({"tier_shares": {"small": 0.5, "medium": 0.3, "large": 0.2}}, "per-tier shares need routing.tier_rule: cheapest"),
+    (
+        {"threshold": 0.5, "operating_points": [{"cost": 0.1, "tier": "small"}, {"cost": 1, "tier": "large"}]},
+        "operating_points: need a cost_share target",
+    ),
+    ({"cost_share": 0.5, "operating_points": [{"cost": 0.1, "tier": "small"}]}, "at least two points"),
+    (
+        {"cost_share": 0.5, "operating_points": [{"cost": 0.6, "tier": "small"}, {"cost": 0.2, "tier": "large"}]},
+        r"operating_points\[1\].cost: costs must rise strictly",
+    ),
+    (
+        {"cost_share": 0.5, "operating_points": [{"cost": 0.1, "tier": "tiny"}, {"cost": 1, "tier": "large"}]},
+        r"operating_points\[0\].tier: 'tiny' is not a tier",
+    ),
+    (
+        {
+            "cost_share": 0.5,
+            "operating_points": [{"cost": 0.1, "tier": "small", "threshold": 0.3}, {"cost": 1, "tier": "large"}],
+        },
+        r"operating_points\[0\]: set exactly one of threshold or tier",
+    ),
+    (
+        {"cost_share": 0.5, "operating_points": [{"cost": 0.1, "threshold": 0.3}, {"cost": 1.5, "tier": "large"}]},
+        r"operating_points\[1\].cost: must be in \[0, 1\]",
+    ),
+    (
+        {"cost_share": 0.05, "operating_points": [{"cost": 0.1, "threshold": 0.3}, {"cost": 1, "tier": "large"}]},
+        "cost_share: 0.05 is outside the operating points' costs",
+    ),
 ]
 
 
@@ -361,3 +389,53 @@ def test_every_answer_surface_names_the_served_tier(gw, fakes, scorer_address):
             assert {(e.model_extra["ferryman"]["model"], e.model_extra["ferryman"]["tier"]) for e in streamed} == {
                 (model_name, tier)
             }
+
+
+def _medium_cost() -> float:
+    return _PRICES[1] / _PRICES[-1]
+
+
+def test_operating_points_mix_two_neighbouring_points_at_random(fakes, scorer_address):
+    """A cost_share policy with calibrated operating points: each request goes to one of the two points around
+    the target, drawn with the weights that average to it; a tier point sends it there, a threshold point
+    routes by the rule; no online calibration is needed."""
+    mid = _medium_cost()
+    points = [{"cost": 0.01, "tier": "small"}, {"cost": mid, "tier": "medium"}, {"cost": 1.0, "tier": "large"}]
+    target = mid + 0.25 * (1.0 - mid)  # a quarter of the way from the medium point to the large one
+    policies = {
+        "budget": {"router": "mf", "cost_share": target, "operating_points": points},
+        "by-rule": {"router": "mf", "cost_share": 0.5,
+                    "operating_points": [{"cost": 0.0, "threshold": 0.3}, {"cost": 1.0, "threshold": 0.3}]},
+    }  # fmt: skip
+    config = parse_config(three_tier_dict(fakes, scorer_target=f"dns:///{scorer_address}", policies=policies))
+    assert config.policies["budget"].operating_points[1].tier == 1
+    with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+        assert g.gateway._policy is not None
+        g.gateway._policy._draw.seed(7)  # a fixed draw: the test does not flake
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        tiers: dict[str, int] = {}
+        n = 200
+        for i in range(n):
+            msgs = [pb.ChatMessage(role="user", content=SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)])]
+            d = stub.Route(pb.RouteRequest(model="budget", messages=msgs), metadata=AUTH).decision
+            assert d.source == pb.DECISION_SOURCE_SCORED and d.threshold_source == pb.THRESHOLD_SOURCE_FIXED
+            assert len(d.tier_scores) == 2  # still scored: the provenance names every score
+            tiers[d.tier_name] = tiers.get(d.tier_name, 0) + 1
+        assert set(tiers) == {"medium", "large"}  # never the small tier: not a neighbour of the target
+        assert 0.15 <= tiers["large"] / n <= 0.35  # 0.25 expected (binomial sd 0.03)
+        # a threshold point routes by the rule, with that threshold
+        for prompt in SAMPLE_PROMPTS[:4]:
+            d = stub.Route(
+                pb.RouteRequest(model="by-rule", messages=[pb.ChatMessage(role="user", content=prompt)]),
+                metadata=AUTH,
+            ).decision
+            assert d.tier_name == expected_tier(scores(scorer_address, prompt), 0.3)
+            assert [t.threshold for t in d.tier_scores] == pytest.approx(list(RULE.thresholds(0.3)))
+        # over HTTP with the openai SDK: the chosen tier's model answers
+        client = openai.OpenAI(base_url=g.http_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10)
+        raw = client.chat.completions.with_raw_response.create(
+            model="budget", messages=[{"role": "user", "content": SAMPLE_PROMPTS[0]}]
+        )
+        tier = raw.headers["x-ferryman-tier"]
+        assert tier in ("medium", "large") and raw.headers["x-ferryman-threshold-source"] == "fixed"
+        assert raw.parse().choices[0].message.content == f"Answer from {TIER_OF[tier]}."
