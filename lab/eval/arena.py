@@ -11,7 +11,11 @@ GPT-3.5-class and a GPT-4-class model), each request's cost its tier's list pric
 output price per 1M tokens: the same token count each way), quality its grade. The router's
 quality-vs-cost curve under the gateway's rule (the cheapest tier whose predicted loss to the top
 tier is below the threshold), against every single model, the best random mixing of them at the
-same cost, random assignment with the router's own tier shares, and the oracle.
+same cost, random assignment with the router's own tier shares, and the oracle; each rule also
+with calibrated operating points (the gateway's ``operating_points``: the hull of the rule's curve
+and the single tiers, mixed at random for a cost target), fitted on one half of the prompts (a
+fixed hash) and used on the other. Every margin over random mixing comes with a 90 % paired
+bootstrap interval over prompts; the report half is also tabled alone (lab log, 2026-12-04).
 
 ``--suite transfer``: for other pairs of arena-bench-v1 models, RouteLLM's transfer question: a
 router used through ``router_model`` mapping (its default pair, GPT-4-1106 vs Mixtral, stands for
@@ -53,9 +57,15 @@ from lab.eval.plans import crossfitted as crossfitted_plan
 from lab.eval.scoring import ScorerClient, local_scorer
 from lab.eval.tier_metrics import (
     CostCurve,
+    HullPoint,
+    PromptCurve,
+    bootstrap_margins,
+    crossfit_points_curve,
+    half_of,
+    hull_points,
     margin_over,
     mixing_hull,
-    policy_curve,
+    policy_prompt_curve,
     random_at_shares,
 )
 from lab.eval.tier_metrics import oracle_curve as tier_oracle
@@ -241,16 +251,28 @@ def run_tiers(args: argparse.Namespace, grades: ArenaGrades) -> dict[str, Any]:
     hull = mixing_hull(quality, cost)
     oracle = tier_oracle(quality, cost)
     single = {m: (float(cost[i]), float(quality[:, i].mean())) for i, m in enumerate(tiers)}
-    rows = []
+    half = half_of([p.key for p in prompts])
+    rows, halves = [], []
     for plan in plans:
         for kind in RULES:
-            label = f"{plan.label}, {kind} rule"
-            row: dict[str, Any] = {"router": label, "rule": kind, "source": plan.source, "note": plan.note}
-            if not plan.note:
-                curves[label] = policy_curve(scores[plan.label], quality, cost, kind)
-                row |= _tier_row(curves[label], quality, hull, oracle, cost, tiers)
-                row["scores"] = scores[plan.label].tolist()
-            rows.append(row)
+            for points in (False, True):
+                label = f"{plan.label}, {kind} rule" + (" + operating points" if points else "")
+                row: dict[str, Any] = {
+                    "router": label, "rule": kind, "operating_points": points, "source": plan.source, "note": plan.note
+                }  # fmt: skip
+                if not plan.note:
+                    s = scores[plan.label]
+                    if points:
+                        pc, fitted = crossfit_points_curve(s, quality, cost, kind, half)
+                        row["fitted_points"] = {str(g): _points(pts, tiers) for g, pts in fitted.items()}
+                        row["points_on_all_prompts"] = _points(hull_points(s, quality, cost, kind), tiers)
+                    else:
+                        pc = policy_prompt_curve(s, quality, cost, kind)
+                        halves.append(_report_half(label, s, quality, cost, kind, half, tiers))
+                    curves[label] = pc.curve()
+                    row |= _tier_row(pc, quality, hull, oracle, cost, tiers)
+                    row["scores"] = s.tolist()
+                rows.append(row)
     return {
         "tiers": tiers,
         "prices_per_mtok": {m: list(prices[m]) for m in tiers},
@@ -261,28 +283,72 @@ def run_tiers(args: argparse.Namespace, grades: ArenaGrades) -> dict[str, Any]:
         "mixing_hull": {"cost": hull.cost.tolist(), "quality": hull.quality.tolist()},
         "oracle": {"cost": oracle.cost.tolist(), "quality": oracle.quality.tolist()},
         "rows": rows,
+        "halves": halves,
         "curves": {k: {"cost": v.cost.tolist(), "quality": v.quality.tolist()} for k, v in curves.items()},
     }
 
 
-def _tier_row(
-    curve: CostCurve, quality: np.ndarray, hull: CostCurve, oracle: CostCurve, cost: np.ndarray, tiers: list[str]
+def _points(points: Sequence[HullPoint], tiers: list[str]) -> list[dict[str, Any]]:
+    """Operating points as the gateway's ``operating_points`` entries (plus their calibration quality)."""
+    return [
+        {"cost": p.cost, "quality": p.quality}
+        | ({"tier": tiers[p.tier]} if p.tier is not None else {"threshold": p.threshold})
+        for p in points
+    ]
+
+
+def _report_half(
+    label: str, s: np.ndarray, quality: np.ndarray, cost: np.ndarray, kind: str, half: np.ndarray, tiers: list[str]
 ) -> dict[str, Any]:
+    """The rule and its operating points fitted on the selection half (0), both on the report half (1)."""
+    rep = half == 1
+    hull = mixing_hull(quality[rep], cost)
+    oracle = tier_oracle(quality[rep], cost)
+    # the report half's columns of the halves' cross-fit: routed by the points fitted on the selection half
+    both, _ = crossfit_points_curve(s, quality, cost, kind, half)
+    used = PromptCurve(both.cost[:, rep], both.quality[:, rep], both.shares, both.thresholds)
+    out: dict[str, Any] = {"router": label, "prompts": int(rep.sum())}
+    for key, curve in (("rule", policy_prompt_curve(s[rep], quality[rep], cost, kind)), ("operating_points", used)):
+        row = _tier_row(curve, quality[rep], hull, oracle, cost, tiers)
+        out[key] = {k: row[k] for k in ("quality_at_middle_cost", "middle_model_quality", "min_margin_over_mixing",
+                                        "min_margin_at_cost", "min_margin_interval")}  # fmt: skip
+    return out
+
+
+def _tier_row(
+    prompt_curve: PromptCurve,
+    quality: np.ndarray,
+    hull: CostCurve,
+    oracle: CostCurve,
+    cost: np.ndarray,
+    tiers: list[str],
+) -> dict[str, Any]:
+    curve = prompt_curve.curve()
     mid = float(cost[len(tiers) // 2]) if len(tiers) > 2 else float(cost[0])
     mid_model = tiers[len(tiers) // 2] if len(tiers) > 2 else tiers[0]
     at_mid = curve.at(mid)
     margin, where = margin_over(curve, hull, float(cost[0]), float(cost[-1]))
     shares_q = random_at_shares(curve, quality)
     shares_margin = float((curve.quality - shares_q)[1:-1].min()) if len(curve.cost) > 2 else float("nan")
+    at_costs = (*COST_POINTS, mid)
+    where_ok = not np.isnan(where)
+    intervals = bootstrap_margins(prompt_curve, quality, cost, [*at_costs, where if where_ok else mid])
     return {
         "middle_model": mid_model,
         "quality_at_middle_cost": at_mid,
         "middle_model_quality": float(quality[:, tiers.index(mid_model)].mean()),
         "min_margin_over_mixing": margin,
         "min_margin_at_cost": where,
+        "min_margin_interval": intervals[:, -1].tolist() if where_ok else [float("nan")] * 2,
         "min_margin_over_random_shares": shares_margin,
         "at": {
-            f"{c:g}": {"router": curve.at(c), "mixing": hull.at(c), "oracle": oracle.at(c)} for c in (*COST_POINTS, mid)
+            f"{c:g}": {
+                "router": curve.at(c),
+                "mixing": hull.at(c),
+                "oracle": oracle.at(c),
+                "margin_interval": intervals[:, i].tolist(),
+            }
+            for i, c in enumerate(at_costs)
         },
         "shares_at_middle_cost": _shares_at(curve, mid, tiers),
     }
@@ -435,6 +501,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _interval(pair: Sequence[float]) -> str:
+    lo, hi = pair
+    return "[—]" if np.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
 def tiers_markdown(res: dict[str, Any], meta: dict[str, str]) -> str:
     tiers = res["tiers"]
     lines = [
@@ -447,7 +518,11 @@ def tiers_markdown(res: dict[str, Any], meta: dict[str, str]) -> str:
         "`cost_aware` (each tier's threshold grows with its saving; the tier furthest below its threshold). "
         "Random mixing: the best random mix of the single models at the same mean cost (their upper hull); random "
         "shares: the router's own tier shares assigned at random. Margins are in grade points, the smallest over "
-        "every cost strictly between the cheapest and the top model.",
+        "every cost strictly between the cheapest and the top model; [90 % paired bootstrap interval over prompts, "
+        "2,000 resamples, at that cost]. `+ operating points`: the policy's `operating_points` "
+        "(docs/gateway.md): the upper concave hull of the rule's curve and the single tiers on calibration "
+        "prompts, a cost target met by mixing the two points around it at random; the prompts are split in two "
+        "halves by a fixed hash and each half is routed by the points fitted on the other (never on itself).",
         "",
         "| model | price in/out per 1M tokens | relative cost | mean grade |",
         "| --- | ---: | ---: | ---: |",
@@ -459,7 +534,12 @@ def tiers_markdown(res: dict[str, Any], meta: dict[str, str]) -> str:
         )
     mid = res["rows"][0].get("middle_model") if res["rows"] else None
     points = [f"{c:g}" for c in COST_POINTS]
-    header = ["router", f"at the cost of `{mid}`", "min margin over random mixing (at cost)", "over random shares"]
+    header = [
+        "router",
+        f"at the cost of `{mid}`",
+        "min margin over random mixing [90 %] (at cost)",
+        "over random shares",
+    ]
     header += [f"at {float(c):.0%} of top cost" for c in points]
     lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in res["rows"]:
@@ -469,7 +549,8 @@ def tiers_markdown(res: dict[str, Any], meta: dict[str, str]) -> str:
         cells = [
             row["router"],
             f"{row['quality_at_middle_cost']:.3f} (alone {row['middle_model_quality']:.3f})",
-            f"{row['min_margin_over_mixing']:+.3f} (at {row['min_margin_at_cost']:.4f})",
+            f"{row['min_margin_over_mixing']:+.3f} {_interval(row['min_margin_interval'])} "
+            f"(at {row['min_margin_at_cost']:.4f})",
             f"{row['min_margin_over_random_shares']:+.3f}",
         ]
         cells += [f"{row['at'][c]['router']:.3f}" for c in points]
@@ -482,6 +563,42 @@ def tiers_markdown(res: dict[str, Any], meta: dict[str, str]) -> str:
         orc = ["oracle", "", "", ""] + [f"{first['at'][c]['oracle']:.3f}" for c in points]
         lines.append("| " + " | ".join(mix) + " |")
         lines.append("| " + " | ".join(orc) + " |")
+    if res.get("halves"):
+        lines += [
+            "",
+            "On the report half only (the prompts the choice of operating points was not made on, lab log "
+            "2026-12-04): the rule as it is, and its operating points fitted on the selection half.",
+            "",
+            "| router | prompts | rule: at the middle cost | rule: min margin [90 %] (at cost) "
+            "| + points: at the middle cost | + points: min margin [90 %] (at cost) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for h in res["halves"]:
+            cells = [h["router"], str(h["prompts"])]
+            for key in ("rule", "operating_points"):
+                r = h[key]
+                cells += [
+                    f"{r['quality_at_middle_cost']:.3f} (alone {r['middle_model_quality']:.3f})",
+                    f"{r['min_margin_over_mixing']:+.3f} {_interval(r['min_margin_interval'])} "
+                    f"(at {r['min_margin_at_cost']:.4f})",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+    fitted = [r for r in res["rows"] if r.get("points_on_all_prompts")]
+    if fitted:
+        lines += [
+            "",
+            f"Operating points fitted on all {res['prompts']} prompts, as a policy's `operating_points` "
+            "(docs/gateway.md; thresholds of the cross-fitted artifacts, cost relative to the top tier's; a tier point "
+            "names the model, a configuration names the tier standing for it):",
+            "",
+        ]
+        for r in fitted:
+            entries = ", ".join(
+                f"{{cost: {p['cost']:.4g}, "
+                + (f"tier: {p['tier']}}}" if "tier" in p else f"threshold: {p['threshold']:.6g}}}")
+                for p in r["points_on_all_prompts"]
+            )
+            lines.append(f"- {r['router']}: `[{entries}]`")
     lines += ["", "Sources:", ""]
     lines += [f"- {r['router']}: {r['source'] or r['note']}" for r in res["rows"]]
     lines += ["", "Tier shares at the middle model's cost:", ""]
@@ -553,8 +670,14 @@ def plot_tiers(res: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
+    colours: dict[str, Any] = {}
     for name, curve in res["curves"].items():
-        ax.plot(curve["cost"], curve["quality"], marker=".", markersize=3, label=f"{name} (cross-fitted)")
+        base = name.removesuffix(" + operating points")
+        line = ax.plot(
+            curve["cost"], curve["quality"], "--" if base != name else "-", marker="." if base == name else None,
+            markersize=3, color=colours.get(base), label=f"{name} (cross-fitted)",
+        )  # fmt: skip
+        colours[base] = line[0].get_color()
     hull = res["mixing_hull"]
     ax.plot(hull["cost"], hull["quality"], "--", color="gray", label="random mixing (best mix)")
     oracle = res["oracle"]

@@ -17,14 +17,25 @@ Baselines at the same mean cost:
 - **random with the router's shares**: the router's own tier shares at each θ, assigned at random.
 - **oracle**: knows every tier's quality on every prompt; the upper hull of the Lagrangian choices
   ``argmax_t quality[j, t] - λ cost[t]`` (:func:`oracle_curve`).
+
+Calibrated operating points (the gateway's ``operating_points``): :func:`hull_points` fits the
+upper concave hull of the rule's points and the single tiers on calibration prompts;
+:func:`crossfit_points_curve` routes each group of prompts by the points fitted on the others (a
+cost target: the two points around it mixed at random). Curves are kept per prompt
+(:class:`PromptCurve`), so :func:`bootstrap_margins` gives paired bootstrap intervals over prompts
+of the margin over random mixing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+#: Tier costs relative to the top tier's, cheapest first.
+Costs = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,7 @@ class CostCurve:
         return float(np.interp(cost, self.cost, self.quality))
 
 
-def ratios(cost: Sequence[float] | np.ndarray, kind: str) -> np.ndarray:
+def ratios(cost: Costs, kind: str) -> np.ndarray:
     """Each lower tier's saving against the top relative to the cheapest tier's (``cost_aware``), or ones."""
     c = np.asarray(cost, dtype=np.float64)
     if kind == "cheapest" or len(c) == 2:
@@ -63,7 +74,7 @@ def tiers_of(scores: np.ndarray, threshold: float, r: np.ndarray | None = None, 
     return np.where(margins[np.arange(len(s)), best] < 0, best, s.shape[1])
 
 
-def _check(scores: np.ndarray, quality: np.ndarray, cost: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check(scores: np.ndarray, quality: np.ndarray, cost: Costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64)
     q = np.asarray(quality, dtype=np.float64)
     c = np.asarray(cost, dtype=np.float64)
@@ -86,30 +97,170 @@ def _breakpoints(s: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([p.ravel() for p in points]))
 
 
-def policy_curve(scores: np.ndarray, quality: np.ndarray, cost: Sequence[float], kind: str = "cheapest") -> CostCurve:
-    """The router's curve under rule ``kind``: one point per distinct decision set over all thresholds."""
-    s, q, c = _check(scores, quality, cost)
-    r = ratios(c, kind)
+@dataclass(frozen=True)
+class PromptCurve:
+    """A curve kept per prompt: vertex ``k`` costs ``cost[k] @ w``, worth ``quality[k] @ w`` (prompt weights ``w``).
+
+    With equal weights it is the curve on the prompts; with resampled weights, a bootstrap replicate.
+    ``shares[k]`` are vertex k's tier shares and ``thresholds[k]`` its policy threshold (NaN: none).
+    """
+
+    cost: np.ndarray
+    quality: np.ndarray
+    shares: np.ndarray
+    thresholds: np.ndarray
+
+    def curve(self, weights: np.ndarray | None = None) -> CostCurve:
+        """The (cost, quality) curve, sorted by cost, the best quality at each cost kept."""
+        if weights is None:
+            cost, quality = self.cost.mean(axis=1), self.quality.mean(axis=1)
+        else:
+            cost, quality = self.cost @ weights, self.quality @ weights
+        order = np.lexsort((-quality, cost))
+        keep = np.concatenate([[True], np.diff(cost[order]) > 0])
+        idx = order[keep]
+        return CostCurve(cost[idx], quality[idx], self.shares[idx], self.thresholds[idx])
+
+
+def _per_prompt(chosen: np.ndarray, quality: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt cost and quality of tier choices ``chosen`` (K x n)."""
+    return cost[chosen], quality[np.arange(quality.shape[0])[None, :], chosen]
+
+
+def sweep(scores: np.ndarray, cost: Costs, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct decision set of the rule over all policy thresholds: (thresholds, chosen tiers K x n)."""
+    s = np.asarray(scores, dtype=np.float64)
+    r = ratios(cost, kind)
     cuts = _breakpoints(s, r)
     mids = (cuts[:-1] + cuts[1:]) / 2
     thresholds = np.concatenate([[cuts[0] - 1.0], cuts, mids, [cuts[-1] + 1.0]])
-    n, tiers = q.shape
-    rows = np.arange(n)
+    return thresholds, np.stack([tiers_of(s, float(t), r, kind) for t in thresholds])
+
+
+def policy_prompt_curve(scores: np.ndarray, quality: np.ndarray, cost: Costs, kind: str) -> PromptCurve:
+    """The rule's operating points over all thresholds, kept per prompt."""
+    s, q, c = _check(scores, quality, cost)
+    thresholds, chosen = sweep(s, c, kind)
+    pc, pq = _per_prompt(chosen, q, c)
+    shares = np.stack([np.bincount(row, minlength=q.shape[1]) for row in chosen]) / q.shape[0]
+    return PromptCurve(pc, pq, shares, thresholds)
+
+
+def policy_curve(scores: np.ndarray, quality: np.ndarray, cost: Costs, kind: str = "cheapest") -> CostCurve:
+    """The router's curve under rule ``kind``: one point per distinct decision set over all thresholds."""
+    return policy_prompt_curve(scores, quality, cost, kind).curve()
+
+
+# ---------------------------------------------------------------- calibrated operating points
+
+
+@dataclass(frozen=True)
+class HullPoint:
+    """A vertex of a router's upper hull on calibration prompts: the gateway's ``OperatingPoint``
+    (``gateway.tiers``; a policy's ``operating_points`` entry) plus its quality on those prompts."""
+
+    cost: float
+    quality: float
+    threshold: float | None = None
+    tier: int | None = None
+
+    def chosen(self, scores: np.ndarray, cost: Costs, kind: str) -> np.ndarray:
+        """The tier of every prompt at this point."""
+        s = np.asarray(scores, dtype=np.float64)
+        if self.tier is not None:
+            return np.full(len(s), self.tier)
+        assert self.threshold is not None
+        return tiers_of(s, self.threshold, ratios(cost, kind), kind)
+
+
+def hull_points(scores: np.ndarray, quality: np.ndarray, cost: Costs, kind: str) -> list[HullPoint]:
+    """The upper concave hull of the rule's operating points and the single tiers on these (calibration) prompts.
+
+    Cheapest first; at equal cost and quality a single tier is preferred. Ends at the top tier
+    (beyond the hull's best point more cost buys nothing on these prompts, but a target up to the
+    top tier's cost stays reachable).
+    """
+    s, q, c = _check(scores, quality, cost)
+    thresholds, chosen = sweep(s, c, kind)
+    pc, pq = _per_prompt(chosen, q, c)
+    candidates = [HullPoint(float(c[t]), float(q[:, t].mean()), tier=t) for t in range(len(c))]
+    candidates += [
+        HullPoint(float(x), float(y), threshold=float(th))
+        for x, y, th in zip(pc.mean(axis=1), pq.mean(axis=1), thresholds, strict=True)
+    ]
+    hx, hy = upper_hull(np.array([p.cost for p in candidates]), np.array([p.quality for p in candidates]))
     points = []
-    for t in thresholds:
-        chosen = tiers_of(s, float(t), r, kind)
-        shares = np.bincount(chosen, minlength=tiers) / n
-        points.append((float(c[chosen].mean()), float(q[rows, chosen].mean()), shares, float(t)))
-    points.sort(key=lambda p: (p[0], -p[1]))
-    cost_arr = np.array([p[0] for p in points])
-    # one point per cost (the best quality reached at it)
-    keep = np.concatenate([[True], np.diff(cost_arr) > 0])
-    return CostCurve(
-        cost_arr[keep],
-        np.array([p[1] for p in points])[keep],
-        np.stack([p[2] for p in points])[keep],
-        np.array([p[3] for p in points])[keep],
-    )
+    for x, y in zip(hx.tolist(), hy.tolist(), strict=True):
+        points.append(next(p for p in candidates if p.cost == x and p.quality == y))
+    if points[-1].cost < c[-1]:
+        points.append(candidates[len(c) - 1])
+    return points
+
+
+def _mix_weights(points: Sequence[HullPoint], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per target cost: the cheaper neighbouring point's index and the costlier one's weight (``gateway.tiers.mix``)."""
+    xs = np.array([p.cost for p in points])
+    t = np.clip(targets, xs[0], xs[-1])
+    low = np.clip(np.searchsorted(xs, t, side="left") - 1, 0, len(xs) - 2)
+    return low, (t - xs[low]) / (xs[low + 1] - xs[low])
+
+
+def crossfit_points_curve(
+    scores: np.ndarray, quality: np.ndarray, cost: Costs, kind: str, groups: np.ndarray
+) -> tuple[PromptCurve, dict[int, list[HullPoint]]]:
+    """Operating points fitted on every group but ``g`` and used on ``g``, for every group, kept per prompt.
+
+    Vertex k targets one calibrated cost (every group's points' costs are targets); each prompt
+    takes its own group's mix of the two points around it, so with one group it is that group's
+    points used on itself, and with two halves each half is routed by the other half's points.
+    """
+    s, q, c = _check(scores, quality, cost)
+    fitted: dict[int, list[HullPoint]] = {}
+    for g in np.unique(groups).tolist():
+        train = groups != g if len(np.unique(groups)) > 1 else groups == g
+        fitted[g] = hull_points(s[train], q[train], c, kind)
+    targets = np.unique(np.concatenate([[p.cost for p in pts] for pts in fitted.values()]))
+    pc = np.zeros((len(targets), len(q)))
+    pq = np.zeros_like(pc)
+    shares = np.zeros((len(targets), q.shape[1]))
+    for g, pts in fitted.items():
+        rows = np.flatnonzero(groups == g)
+        per_point = [p.chosen(s[rows], c, kind) for p in pts]
+        low, w = _mix_weights(pts, targets)
+        for k, (i, wk) in enumerate(zip(low.tolist(), w.tolist(), strict=True)):
+            for j, weight in ((i, 1.0 - wk), (i + 1, wk)):
+                ch = per_point[j]
+                pc[k, rows] += weight * c[ch]
+                pq[k, rows] += weight * q[rows, ch]
+                shares[k] += weight * np.bincount(ch, minlength=q.shape[1]) / len(q)
+    return PromptCurve(pc, pq, shares, np.full(len(targets), np.nan)), fitted
+
+
+def half_of(keys: Sequence[str], salt: str = "tiers-select:") -> np.ndarray:
+    """0 (the selection half) or 1 (the report half) for each prompt key, by a fixed hash (lab log, 2026-12-04)."""
+    return np.array([int(hashlib.sha256((salt + k).encode()).hexdigest(), 16) % 2 for k in keys])
+
+
+def bootstrap_margins(
+    curve: PromptCurve, quality: np.ndarray, cost: Costs, at: Sequence[float], n: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """Paired bootstrap over prompts of the margin over random mixing at each cost of ``at``: (5th, 95th) x len(at).
+
+    Each resample recomputes the curve (same thresholds / points) and the mixing hull from its own
+    prompt weights.
+    """
+    q = np.asarray(quality, dtype=np.float64)
+    c = np.asarray(cost, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    x = np.asarray(at, dtype=np.float64)
+    out = np.empty((n, len(x)))
+    m = q.shape[0]
+    for b in range(n):
+        w = rng.multinomial(m, np.full(m, 1.0 / m)) / m
+        cur = curve.curve(w)
+        hx, hy = upper_hull(c, w @ q)
+        out[b] = np.interp(x, cur.cost, cur.quality) - np.interp(x, hx, hy)
+    return np.percentile(out, [5, 95], axis=0)
 
 
 def upper_hull(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +283,7 @@ def upper_hull(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.array([x for x, _ in hull]), np.array([y for _, y in hull])
 
 
-def mixing_hull(quality: np.ndarray, cost: Sequence[float]) -> CostCurve:
+def mixing_hull(quality: np.ndarray, cost: Costs) -> CostCurve:
     """Best random mixing of the single models at each cost (upper hull of their mean-quality points)."""
     q = np.asarray(quality, dtype=np.float64)
     c = np.asarray(cost, dtype=np.float64)
@@ -145,7 +296,7 @@ def random_at_shares(curve: CostCurve, quality: np.ndarray) -> np.ndarray:
     return np.asarray(curve.shares @ np.asarray(quality, dtype=np.float64).mean(axis=0))
 
 
-def oracle_curve(quality: np.ndarray, cost: Sequence[float]) -> CostCurve:
+def oracle_curve(quality: np.ndarray, cost: Costs) -> CostCurve:
     """Best achievable cost/quality: each prompt takes ``argmax_t q[j, t] - λ c[t]`` for every λ (upper hull)."""
     q = np.asarray(quality, dtype=np.float64)
     c = np.asarray(cost, dtype=np.float64)

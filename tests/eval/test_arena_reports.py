@@ -31,7 +31,15 @@ def _grades(keys: list[str], models: list[str]) -> np.ndarray:
 
 
 def test_tiers_table_follows_from_the_stored_scores():
-    from lab.eval.tier_metrics import mixing_hull, oracle_curve, policy_curve
+    from lab.eval.tier_metrics import (
+        bootstrap_margins,
+        crossfit_points_curve,
+        half_of,
+        margin_over,
+        mixing_hull,
+        oracle_curve,
+        policy_prompt_curve,
+    )
 
     res = json.loads((REPORTS / "tiers.json").read_text())
     tiers = res["tiers"]
@@ -39,15 +47,28 @@ def test_tiers_table_follows_from_the_stored_scores():
     cost = np.array([res["relative_cost"][m] for m in tiers])
     assert [res["single"][m]["quality"] for m in tiers] == pytest.approx(quality.mean(axis=0).tolist())
     hull, oracle = mixing_hull(quality, cost), oracle_curve(quality, cost)
+    half = half_of(res["prompt_keys"])
     rows = [r for r in res["rows"] if "scores" in r]
     assert rows, "the committed report has no scored rows"
+    assert any(r["operating_points"] for r in rows) and any(not r["operating_points"] for r in rows)
     for row in rows:
-        curve = policy_curve(np.array(row["scores"]), quality, cost, row["rule"])
+        scores = np.array(row["scores"])
+        if row["operating_points"]:  # each half routed by the points fitted on the other
+            pc, _ = crossfit_points_curve(scores, quality, cost, row["rule"], half)
+        else:
+            pc = policy_prompt_curve(scores, quality, cost, row["rule"])
+        curve = pc.curve()
         assert row["quality_at_middle_cost"] == pytest.approx(curve.at(cost[1]), abs=1e-9)
+        margin, where = margin_over(curve, hull, cost[0], cost[-1])
+        assert (row["min_margin_over_mixing"], row["min_margin_at_cost"]) == pytest.approx((margin, where), abs=1e-9)
         for c, got in row["at"].items():
             assert got["router"] == pytest.approx(curve.at(float(c)), abs=1e-9)
             assert got["mixing"] == pytest.approx(hull.at(float(c)), abs=1e-9)
             assert got["oracle"] == pytest.approx(oracle.at(float(c)), abs=1e-9)
+        if row is rows[0] or row["operating_points"]:  # the intervals (seeded bootstrap) of a few rows
+            lo, hi = bootstrap_margins(pc, quality, cost, [where])
+            assert row["min_margin_interval"] == pytest.approx([lo[0], hi[0]], abs=1e-9)
+    assert [h["router"] for h in res["halves"]] == [r["router"] for r in rows if not r["operating_points"]]
 
 
 def test_transfer_table_follows_from_the_stored_scores():

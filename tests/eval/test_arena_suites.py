@@ -53,10 +53,22 @@ def test_tiers_suite(routers: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     cost = np.array([res["relative_cost"][m] for m in tiers])
     assert cost.tolist() == pytest.approx([1.2 / 40, 3.0 / 40, 1.0])
     labels = [r["router"] for r in res["rows"]]
-    assert labels == ["mf, cost_aware rule", "mf, cheapest rule", "sw, cost_aware rule", "sw, cheapest rule"]
+    rules = [
+        f"{r}, {k} rule{p}"
+        for r in ("mf", "sw")
+        for k in ("cost_aware", "cheapest")
+        for p in ("", " + operating points")
+    ]
+    assert labels == rules
     hull = mixing_hull(quality, cost)
     for row in res["rows"]:
         assert "as shipped" in row["source"] and "never on arena-bench-v1" in row["source"]
+        lo, hi = row["min_margin_interval"]
+        assert lo <= hi
+        if row["operating_points"]:  # each half's points, cheapest first, from the cheapest tier to the top one
+            for points in row["fitted_points"].values():
+                assert points[0]["tier"] == tiers[0] and points[-1]["tier"] == tiers[-1]
+            continue
         curve = policy_curve(np.array(row["scores"]), quality, cost, row["rule"])
         assert row["quality_at_middle_cost"] == pytest.approx(curve.at(cost[1]), abs=1e-12)
         assert row["at"]["0.1"]["mixing"] == pytest.approx(hull.at(0.1))

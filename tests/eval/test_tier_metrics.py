@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,80 @@ def test_kept_share():
     assert 0 < half < 1
     lo, hi, undefined = bootstrap_kept(good, good, s, w, n=200)
     assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0) and undefined == 0
+
+
+@pytest.mark.parametrize("kind", ["cheapest", "cost_aware"])
+def test_hull_points_span_cheapest_to_top_and_dominate_mixing_where_fitted(kind):
+    from lab.eval.tier_metrics import crossfit_points_curve, hull_points
+
+    scores, quality = _data()
+    points = hull_points(scores, quality, COST, kind)
+    costs = [p.cost for p in points]
+    assert costs[0] == pytest.approx(COST[0]) and costs[-1] == pytest.approx(COST[-1])
+    assert all(b > a for a, b in itertools.pairwise(costs))
+    assert all((p.tier is None) != (p.threshold is None) for p in points)
+    # each point is what it says on these prompts
+    for p in points:
+        chosen = p.chosen(scores, COST, kind)
+        assert COST[chosen].mean() == pytest.approx(p.cost)
+        assert quality[np.arange(len(quality)), chosen].mean() == pytest.approx(p.quality)
+    # used on the prompts they were fitted on (one group), never below random mixing: single tiers are points
+    own, _ = crossfit_points_curve(scores, quality, COST, kind, np.zeros(len(quality), dtype=int))
+    margin, _ = margin_over(own.curve(), mixing_hull(quality, COST), COST[0], COST[-1])
+    assert margin >= -1e-12
+
+
+def test_halves_are_routed_by_the_other_halfs_points():
+    from lab.eval.tier_metrics import crossfit_points_curve, half_of, hull_points
+
+    scores, quality = _data(n=300)
+    keys = [f"prompt-{i}" for i in range(300)]
+    half = half_of(keys)
+    assert half.tolist() == half_of(keys).tolist() and 100 < half.sum() < 200  # fixed and roughly balanced
+    curve, fitted = crossfit_points_curve(scores, quality, COST, "cost_aware", half)
+    on_other = hull_points(scores[half == 1], quality[half == 1], COST, "cost_aware")
+    assert [(p.cost, p.threshold, p.tier) for p in fitted[0]] == [(p.cost, p.threshold, p.tier) for p in on_other]
+    # at a target equal to one of half 1's point costs, half 0's prompts are routed by exactly that point
+    k = next(i for i, p in enumerate(on_other) if p.threshold is not None)
+    targets = np.unique(np.concatenate([[p.cost for p in pts] for pts in fitted.values()]))
+    row = int(np.flatnonzero(np.isclose(targets, on_other[k].cost))[0])
+    rows = np.flatnonzero(half == 0)
+    chosen = on_other[k].chosen(scores[rows], COST, "cost_aware")
+    assert curve.cost[row, rows] == pytest.approx(COST[chosen])
+
+
+def test_bootstrap_interval_brackets_the_margin():
+    from lab.eval.tier_metrics import bootstrap_margins, policy_prompt_curve
+
+    scores, quality = _data()
+    pc = policy_prompt_curve(scores, quality, COST, "cost_aware")
+    at = [0.05, 0.3, 0.9]
+    lo, hi = bootstrap_margins(pc, quality, COST, at, n=300)
+    hull = mixing_hull(quality, COST)
+    point = np.array([pc.curve().at(x) - hull.at(x) for x in at])
+    assert np.all(lo <= point + 1e-9) and np.all(point <= hi + 1e-9) and np.all(hi > lo)
+    assert bootstrap_margins(pc, quality, COST, at, n=300).tolist() == [lo.tolist(), hi.tolist()]  # seeded
+
+
+def test_the_mix_and_tier_points_are_the_gateways():
+    """The eval's point mixing and tier points route as gateway.tiers.mix / OperatingPoint do."""
+    from gateway.tiers import OperatingPoint, mix
+    from lab.eval.tier_metrics import HullPoint, _mix_weights
+
+    pts = [HullPoint(0.01, 3.0, tier=0), HullPoint(0.05, 5.0, threshold=0.7), HullPoint(0.2, 6.0, tier=1)]
+    pts.append(HullPoint(1.0, 8.0, tier=2))
+    gw = [OperatingPoint(p.cost, p.threshold, p.tier) for p in pts]
+    targets = np.array([0.01, 0.03, 0.05, 0.1, 0.2, 0.6, 1.0])
+    low, weight = _mix_weights(pts, targets)
+    for t, i, w in zip(targets.tolist(), low.tolist(), weight.tolist(), strict=True):
+        a, b, wg = mix(gw, t)
+        assert (gw.index(a), gw.index(b)) == (i, i + 1) and wg == pytest.approx(w)
+    scores, _ = _data()
+    for kind in ("cheapest", "cost_aware"):
+        rule = TierRule.build(kind, tuple(COST))
+        for point in (OperatingPoint(0.5, tier=t) for t in range(3)):  # a tier point: that tier, whatever the scores
+            assert {rule.choose(tuple(row), point.thresholds(rule)) for row in scores} == {point.tier}
+        extremes = [(0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)]
+        for t in range(3):
+            th = OperatingPoint(0.5, tier=t).thresholds(rule)
+            assert {rule.choose(row, th) for row in extremes} == {t}
