@@ -12,18 +12,16 @@ import json
 from pathlib import Path
 
 from ferryman.cli import main
-from harness.scorer import build_test_routers
 
 
 def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> None:
     # The base is the small untrained MF test artifact: the judged traffic has a clear improvement to
     # teach it, so the 99 % promotion gate passes on a short run. The shipped mf's length head already
     # ranks this traffic well; its candidate clears the gate on some short runs only (docs/learning.md).
-    routers = build_test_routers(tmp_path / "routers")
     out = tmp_path / "loop.json"
     argv = ["bench", "learning-loop", "--requests", "600", "--warmup", "20", "--rounds", "2", "--concurrency", "4"]
     argv += ["--rate", "1.0", "--after", "150", "--provider-delay-ms", "5", "--reload-interval-s", "0.2"]
-    argv += ["--hold-s", "1", "--bootstrap", "200", "--routers-dir", str(routers), "--min-judged", "1000"]
+    argv += ["--hold-s", "1", "--bootstrap", "200", "--base", "untrained", "--min-judged", "1000"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
