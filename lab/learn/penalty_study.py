@@ -30,17 +30,33 @@ from lab.learn.gate_study import HELD_OUT, TUNING
 from lab.learn.retrain import LearnConfig, features, fit_features
 from lab.learn.scoring import Embedder, load_scoring_router
 from lab.learn.traffic import in_holdout, load_traffic
+from scorer.routers import length_head
 from scorer.routers.base import sigmoid
 
 
 def study_row(
-    name: str, learn_dir: Path, embedder: Embedder, plan: CurvePlan, configs: list[LearnConfig]
+    name: str,
+    learn_dir: Path,
+    embedder: Embedder,
+    plan: CurvePlan,
+    configs: list[LearnConfig],
+    length_feature: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """``{"l2/prior_l2": {"<n>": mean gain over the shipped router}}`` for one row."""
+    """``{"l2/prior_l2": {"<n>": mean gain over the shipped router}}`` for one row.
+
+    ``length_feature``: the prior's length-head feature (clamped standardised log-length) is one
+    more column of the correction.
+    """
     traffic = load_traffic(learn_dir / f"{name}.csv", STRONG, WEAK)
     prior = load_scoring_router(learn_dir / f"mf-without-{name}", embedder)
     verdicts = traffic.verdicts()
     emb, prior_logit = features(prior, list(traffic.samples), embedder)
+    if length_feature:
+        head = length_head.parse(prior.artifact.manifest.params, prior.artifact.root)
+        if head is None:
+            raise ValueError(f"{prior.artifact.root} has no length head")
+        z = np.clip(head.z(traffic.prompts), -length_head.Z_LIMIT, length_head.Z_LIMIT)
+        emb = np.hstack([emb, z[:, None]])
     shipped = sigmoid(prior_logit)
     size = test_size_for(traffic, plan)
     gains: dict[str, dict[str, list[float]]] = {}
@@ -71,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default=",".join(TUNING), help=f"rows (comma-separated; held out: {','.join(HELD_OUT)})")
     p.add_argument("--l2", default="1,3,10,30", help="penalties on the embedding weights")
     p.add_argument("--prior-l2", default="0.3,1,3", help="penalties pulling the prior's weight to 1")
+    p.add_argument("--length-feature", action="store_true", help="the length-head feature as a correction column")
     p.add_argument("--splits", type=int, default=10)
     p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
     p.add_argument("--cache-dir", type=Path, default=paths.cache_dir())
@@ -82,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = [r for r in args.rows.split(",") if r]
     with threadpool_limits(limits=1, user_api="blas"):
-        per_row = {row: study_row(row, args.learn_dir, embedder, plan, configs) for row in rows}
+        per_row = {row: study_row(row, args.learn_dir, embedder, plan, configs, args.length_feature) for row in rows}
     summary = {}
     for config in configs:
         key = f"{config.l2:g}/{config.prior_l2:g}"
@@ -90,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         summary[key] = round(float(np.mean(cells)), 5)
         at_max = " ".join(f"{per_row[row][key][str(max(plan.samples))]:+.3f}" for row in rows)
         print(f"l2/prior_l2 {key:8} mean gain {summary[key]:+.4f}   at {max(plan.samples)}: {at_max}")
-    result: dict[str, Any] = {"rows": rows, "mean_gain": summary, "per_row": per_row}
+    result: dict[str, Any] = {"rows": rows, "length_feature": args.length_feature, "mean_gain": summary}
+    result["per_row"] = per_row
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
