@@ -22,8 +22,9 @@ class ScorerConfig:
     port: int = 50051
     metrics_port: int = 9090  # 0 disables the Prometheus endpoint
     intra_op_threads: int = 1  # per ONNX run while other scoring calls run (each worker its own core)
-    # per ONNX run for a call that runs alone, on otherwise idle cores (bit-identical results;
-    # a 256-token window ~1.4-1.8x faster on 2 vCPUs, see docs/scorer.md)
+    # per ONNX run for a call that runs alone, on otherwise idle cores, threads sleeping or spinning
+    # between operators, whichever is measured cheaper (bit-identical results; a 256-token window
+    # ~1.5x / ~1.9x faster on 2 free vCPUs, see docs/scorer.md)
     idle_intra_op_threads: int = field(default_factory=default_idle_threads)
     # NumPy BLAS threads (router heads, SW similarities). The inference workers already use the
     # cores; a second OpenBLAS thread spins after each multi-row product and takes a core from them
