@@ -5,17 +5,25 @@ they embed with :class:`scorer.encoder.Encoder` (same precision and
 :class:`~scorer.artifacts.EncoderSpec` as the manifest). Encoding ~15k prompts
 takes minutes on two cores, so vectors are cached under ``build/cache/`` keyed
 by the SHA-1 of the exact text, in one file per encoder precision and spec.
+
+Each file also stores the encoder's :attr:`~scorer.encoder.Encoder.fingerprint` (a digest of
+its embeddings of fixed probe texts). A file whose fingerprint is missing or differs from the
+encoder's is stale: a different graph file, session option or CPU kernel path produced it. It
+is recomputed, with a log line saying why, rather than trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from scorer.encoder import Encoder
+
+log = logging.getLogger(__name__)
 
 
 def text_hash(text: str) -> str:
@@ -29,13 +37,22 @@ def cache_path(cache_dir: Path, encoder: Encoder) -> Path:
     return cache_dir / f"emb-{spec.name}-{encoder.precision}-{spec.max_tokens}-{spec.head_tokens}.npz"
 
 
-def _load(path: Path, dim: int) -> dict[str, np.ndarray]:
+def _load(path: Path, encoder: Encoder) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     with np.load(path) as data:
         keys, vecs = data["keys"], data["vectors"]
-    if vecs.ndim != 2 or vecs.shape[1] != dim or len(keys) != len(vecs):
+        stored = str(data["fingerprint"]) if "fingerprint" in data.files else None
+    if vecs.ndim != 2 or vecs.shape[1] != encoder.dim or len(keys) != len(vecs):
         return {}  # stale or foreign file: recompute rather than trust it
+    if stored != encoder.fingerprint:
+        why = (
+            "has no encoder fingerprint (written before caches stored one)"
+            if stored is None
+            else f"was written by encoder {stored}, this encoder is {encoder.fingerprint} (other numerics)"
+        )
+        log.warning("embedding cache %s %s: dropping its %d vectors and recomputing", path, why, len(keys))
+        return {}
     return {str(k): v for k, v in zip(keys, vecs, strict=True)}
 
 
@@ -53,7 +70,7 @@ def embed_cached(
     """
     hashes = [text_hash(t) for t in texts]
     path = cache_path(cache_dir, encoder) if cache_dir is not None else None
-    known = _load(path, encoder.dim) if path is not None else {}
+    known = _load(path, encoder) if path is not None else {}
     missing: dict[str, str] = {}
     for h, t in zip(hashes, texts, strict=True):
         if h not in known and h not in missing:
@@ -68,7 +85,7 @@ def embed_cached(
             known.update({h: v for (h, _), v in zip(part, vecs, strict=True)})
             bar.update(len(part))
             if path is not None:  # save as we go so an interrupted run keeps its work
-                _save(path, known)
+                _save(path, known, encoder.fingerprint)
         bar.close()
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     for i, h in enumerate(hashes):
@@ -76,11 +93,12 @@ def embed_cached(
     return out
 
 
-def _save(path: Path, known: dict[str, np.ndarray]) -> None:
+def _save(path: Path, known: dict[str, np.ndarray], fingerprint: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     keys = np.array(list(known), dtype="U40")
-    np.savez(tmp, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
+    vectors = np.stack(list(known.values())).astype(np.float32)
+    np.savez(tmp, keys=keys, vectors=vectors, fingerprint=np.array(fingerprint))
     tmp.replace(path)
 
 

@@ -247,3 +247,29 @@ def test_vnni_is_read_from_the_cpu_flags() -> None:
     assert not has_vnni(haswell)
     assert has_vnni(icelake) and has_vnni(alder_lake)
     assert not has_vnni("no flags here")
+
+
+def _without_skip_layer_norm_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions made from now on leave SkipLayerNormalization unfused (moves embeddings by up to 0.0165)."""
+    import functools
+
+    import scorer.encoder
+
+    session = functools.partial(scorer.encoder.ort.InferenceSession, disabled_optimizers=["SkipLayerNormFusion"])
+    monkeypatch.setattr(scorer.encoder.ort, "InferenceSession", session)
+
+
+def test_fingerprint_is_the_same_for_the_same_numerics_and_new_for_other_ones(
+    encoders: dict[str, Encoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    int8 = encoders["int8"].fingerprint
+    assert len(int8) == 16
+    # Another instance, and more threads for a lone call (bit-identical results): the same numbers.
+    assert Encoder(ENCODER_DIR).fingerprint == int8
+    assert Encoder(ENCODER_DIR, threads=Threads(1, 2, Activity())).fingerprint == int8
+    # Other precision, other window, other session options: other numbers.
+    assert encoders["fp32"].fingerprint != int8
+    window = EncoderSpec(name=encoders["int8"].spec.name, max_tokens=128, head_tokens=32)
+    assert Encoder(ENCODER_DIR, spec=window).fingerprint != int8
+    _without_skip_layer_norm_fusion(monkeypatch)
+    assert Encoder(ENCODER_DIR).fingerprint != int8
