@@ -9,7 +9,11 @@ serves them all.
 
 Scores are cached on disk per router fingerprint (name, version, provenance, the
 artifact's content digest and the model pair compared, as ListRouters reports
-them), so re-running an evaluation only scores what changed.
+them, and the scorer's encoder fingerprint), so re-running an evaluation only
+scores what changed. The encoder fingerprint (:attr:`scorer.encoder.Encoder.fingerprint`)
+is known for a scorer this process starts (:func:`local_scorer` computes it on the
+same encoder directory and precision); ListRouters does not report it, so scores
+from a scorer at ``--scorer ADDRESS`` are cached without it (a warning says so).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -29,8 +34,12 @@ import numpy as np
 
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from scorer.artifacts import MANIFEST_NAME
+from scorer.encoder import Encoder, Precision
 
 _RETRY_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+# Encoder fingerprint of each scorer ``local_scorer`` runs, by address, while it runs.
+_LOCAL_ENCODERS: dict[str, str] = {}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,12 +54,13 @@ class RouterRef:
     strong: str
     weak: str
     artifact_version: str = ""  # "<version>@<manifest sha256 prefix>": changes with any file or manifest field
+    encoder_fingerprint: str = ""  # the scorer's Encoder.fingerprint ("" = unknown): changes with its numerics
 
     @property
     def fingerprint(self) -> str:
-        """Stable id of what produced a score: changes when the artifact or the pair changes."""
+        """Stable id of what produced a score: changes when the artifact, the encoder or the pair changes."""
         parts = [self.name, self.version, self.kind, list(self.models), dict(sorted(self.provenance.items()))]
-        parts.append(self.artifact_version)
+        parts += [self.artifact_version, self.encoder_fingerprint]
         raw = json.dumps([*parts, self.strong, self.weak], sort_keys=True)
         return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:16]
 
@@ -74,7 +84,20 @@ class ScorerClient:
         batch_size: int = 64,
         timeout_s: float = 300.0,
         cache_dir: Path | None = None,
+        encoder_fingerprint: str | None = None,
     ) -> None:
+        """``encoder_fingerprint``: the scorer's ``Encoder.fingerprint``; None: the one ``local_scorer``
+        computed for ``target``, else unknown ("")."""
+        self.encoder_fingerprint = (
+            _LOCAL_ENCODERS.get(target, "") if encoder_fingerprint is None else encoder_fingerprint
+        )
+        if cache_dir is not None and not self.encoder_fingerprint:
+            log.warning(
+                "scores from the scorer at %s are cached in %s without its encoder's fingerprint (it does not "
+                "report one): after an encoder change, clear that cache or pass --no-cache",
+                target,
+                cache_dir,
+            )
         self._channel = grpc.insecure_channel(target)
         self._stub = scorer_pb2_grpc.ScorerServiceStub(self._channel)
         self._batch = batch_size
@@ -100,6 +123,7 @@ class ScorerClient:
                 strong,
                 weak,
                 artifact_version=info.artifact_version,
+                encoder_fingerprint=self.encoder_fingerprint if info.encoder else "",  # random embeds nothing
             )
         return out
 
@@ -245,8 +269,14 @@ def link_routers(dest: Path, artifacts: Mapping[str, Path]) -> Path:
 
 
 @contextlib.contextmanager
-def local_scorer(artifacts: Mapping[str, Path], encoder_dir: Path, *, threads: int = 2) -> Iterator[str]:
-    """Run a real scorer in-process on 127.0.0.1 (port 0) over ``artifacts``; yields its address."""
+def local_scorer(
+    artifacts: Mapping[str, Path], encoder_dir: Path, *, threads: int = 2, precision: Precision = "int8"
+) -> Iterator[str]:
+    """Run a real scorer in-process on 127.0.0.1 (port 0) over ``artifacts``; yields its address.
+
+    A ``ScorerClient`` on that address keys its score cache by the encoder's fingerprint, computed
+    here on an encoder of the same directory and precision (the same code, sessions and CPU).
+    """
     from scorer.config import ScorerConfig
     from scorer.server import serving_in_thread  # the scorer's own embedded server runner
 
@@ -260,6 +290,12 @@ def local_scorer(artifacts: Mapping[str, Path], encoder_dir: Path, *, threads: i
             metrics_port=0,
             grace_s=5.0,
             intra_op_threads=threads,
+            encoder_precision=precision,
         )
+        fingerprint = Encoder(encoder_dir, precision=precision).fingerprint
         with serving_in_thread(config) as target:
-            yield target
+            _LOCAL_ENCODERS[target] = fingerprint
+            try:
+                yield target
+            finally:
+                _LOCAL_ENCODERS.pop(target, None)

@@ -1,4 +1,4 @@
-"""``ferryman eval``'s score cache: a changed artifact never reuses another artifact's scores."""
+"""``ferryman eval``'s score cache: a changed artifact or encoder never reuses another one's scores."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from harness.scorer import SAMPLE_PROMPTS, build_test_routers, scorer_in_thread
-from lab.eval.scoring import ScorerClient
+from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, build_test_routers, scorer_in_thread
+from lab.eval.scoring import ScorerClient, local_scorer
 from scorer.artifacts import MANIFEST_NAME
+from scorer.encoder import Encoder, Precision
 
 
 def _fingerprint_and_scores(routers: Path, cache: Path) -> tuple[str, list[float]]:
@@ -37,3 +38,30 @@ def test_a_manifest_edit_is_a_new_fingerprint_and_is_scored_again(tmp_path: Path
     assert changed != first
     long_prompts = [i for i, p in enumerate(SAMPLE_PROMPTS) if len(p.split()) > 6]
     assert long_prompts and any(rescored[i] != scores[i] for i in long_prompts)
+
+
+def _local_scores(artifacts: dict[str, Path], cache: Path, precision: Precision) -> tuple[str, str, list[float]]:
+    with (
+        local_scorer(artifacts, DEFAULT_ENCODER_DIR, threads=1, precision=precision) as address,
+        ScorerClient(address, strong="", weak="", cache_dir=cache) as client,
+    ):
+        scores = client.score([("mf", str(i), p) for i, p in enumerate(SAMPLE_PROMPTS)], progress=False)
+        return client.encoder_fingerprint, client.ref("mf").fingerprint, [float(s) for s in scores]
+
+
+def test_a_scorer_with_other_encoder_numerics_does_not_reuse_the_scores(tmp_path: Path) -> None:
+    routers = build_test_routers(tmp_path / "routers")
+    artifacts = {"mf": routers / "mf"}
+    cache = tmp_path / "cache"
+    encoder, first, scores = _local_scores(artifacts, cache, "int8")
+    assert encoder == Encoder(DEFAULT_ENCODER_DIR, precision="int8").fingerprint
+    # Mark the cached scores (no win rate is negative) to tell a reused score from a recomputed one.
+    (path,) = cache.glob(f"mf-{first}.json")
+    path.write_text(json.dumps({str(i): -1.0 for i in range(len(SAMPLE_PROMPTS))}), encoding="utf-8")
+    _, again, reused = _local_scores(artifacts, cache, "int8")
+    assert again == first and reused == [-1.0] * len(SAMPLE_PROMPTS)
+
+    # The same artifact (manifest and all) served by the fp32 graph: other numbers, scored again.
+    fp32, other, rescored = _local_scores(artifacts, cache, "fp32")
+    assert fp32 != encoder and other != first
+    assert min(rescored) >= 0.0 and rescored != scores
