@@ -176,6 +176,10 @@ LEARN_ARGS ?=
 LEARN_SOURCES := mmlu gsm8k $(addprefix mmlu-fold,0 1 2 3 4)
 LEARN_FOLDS := $(LEARN_DIR)/crossfit/subject/folds.json
 LEARN_TRAIN = $(BIN)/ferryman train mf --arena "" --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) $(TRAIN_ARGS)
+# What trains those priors: the mf recipe, the training code, the data loaders and the artifact
+# writers (scorer/routers: the length head, the manifest); a change to any of them retrains them.
+LEARN_TRAIN_DEPS := lab/recipes/mf.toml $(wildcard lab/train/*.py lab/train/routers/*.py lab/data/*.py) \
+  $(wildcard scorer/routers/*.py) scorer/artifacts.py
 
 .SECONDARY: $(foreach s,$(LEARN_SOURCES),$(LEARN_DIR)/$(s).csv $(LEARN_DIR)/mf-without-$(s)/manifest.json)
 
@@ -199,13 +203,13 @@ $(LEARN_FOLDS):
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman train crossfit --folds-only --schemes subject --routers mf \
 	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out $(LEARN_DIR)/crossfit
 
-$(LEARN_DIR)/mf-without-mmlu/manifest.json: lab/recipes/mf.toml
+$(LEARN_DIR)/mf-without-mmlu/manifest.json: $(LEARN_TRAIN_DEPS)
 	$(LEARN_TRAIN) --golden gsm8k --out $(@D)
 
-$(LEARN_DIR)/mf-without-gsm8k/manifest.json: lab/recipes/mf.toml
+$(LEARN_DIR)/mf-without-gsm8k/manifest.json: $(LEARN_TRAIN_DEPS)
 	$(LEARN_TRAIN) --golden mmlu --out $(@D)
 
-$(LEARN_DIR)/mf-without-mmlu-fold%/manifest.json: lab/recipes/mf.toml $(LEARN_FOLDS)
+$(LEARN_DIR)/mf-without-mmlu-fold%/manifest.json: $(LEARN_TRAIN_DEPS) $(LEARN_FOLDS)
 	$(LEARN_TRAIN) --exclude-folds $(LEARN_FOLDS) --fold $* --out $(@D)
 
 clean:  ## remove build outputs (keeps the virtualenv)
