@@ -187,6 +187,9 @@ class Counts:
         #: The path's gateway process CPU time over its rounds, and its children's (the learning worker).
         self.cpu_s = 0.0
         self.worker_cpu_s = 0.0
+        #: The shared processes' (fake providers, judge, scorer) CPU time over the path's rounds: what
+        #: the path's requests, and its shadow and judge calls, cost the processes every path uses.
+        self.shared_cpu_s = 0.0
 
 
 async def _run_path(
@@ -227,7 +230,12 @@ async def measure(
     args: argparse.Namespace,
     level: int,
     shadow_port: int,
+    shared: list[int],
 ) -> tuple[dict[str, list[float]], dict[str, Counts]]:
+    """``level`` clients per path, the paths interleaved in ``args.rounds`` rounds in a rotating order.
+
+    ``shared``: the pids every path uses (fake providers, judge, scorer), their CPU time counted per path.
+    """
     conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in PATHS}
     lat: dict[str, list[float]] = {p: [] for p in PATHS}
     counts = {p: Counts() for p in PATHS}
@@ -241,11 +249,13 @@ async def measure(
             for p in order:
                 # every path gets the same prompts in the same round
                 cpu0, worker0 = _tree_cpu_s(pids[p])
+                shared0 = sum(_cpu_s(s) for s in shared)
                 lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
                 await wait_idle(shadow_port)
                 cpu1, worker1 = _tree_cpu_s(pids[p])
                 counts[p].cpu_s += cpu1 - cpu0
                 counts[p].worker_cpu_s += worker1 - worker0
+                counts[p].shared_cpu_s += sum(_cpu_s(s) for s in shared) - shared0
     finally:
         for c in (c for cs in conns.values() for c in cs):
             await c.close()
@@ -291,7 +301,7 @@ def report(
 ) -> tuple[str, list[dict[str, Any]]]:
     rng = np.random.default_rng(0)
     head = f"{'conc':>4}  {'path':<9} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
-    lines = [head + f"  {'gw CPU/req':>10} {'worker CPU/req':>14}"]
+    lines = [head + f"  {'gw CPU/req':>10} {'worker CPU/req':>14} {'shared CPU/req':>14}"]
     rows: list[dict[str, Any]] = []
     verdicts = []
     for level, (lat, counts) in results.items():
@@ -301,9 +311,10 @@ def report(
             pct = [float(np.percentile(a, q)) for q in (50, 90, 99)]
             cpu_ms = counts[p].cpu_s * 1000 / max(1, counts[p].answered)
             worker_ms = counts[p].worker_cpu_s * 1000 / max(1, counts[p].answered)
+            shared_ms = counts[p].shared_cpu_s * 1000 / max(1, counts[p].answered)
             lines.append(
                 f"{level:>4}  {p:<9} {len(a):>5}  {pct[0]:>8.2f} {pct[1]:>8.2f} {pct[2]:>8.2f} {a.mean():>8.2f}"
-                f"  {cpu_ms:>10.2f} {worker_ms:>14.2f}"
+                f"  {cpu_ms:>10.2f} {worker_ms:>14.2f} {shared_ms:>14.2f}"
             )
             rows.append(
                 {"concurrency": level, "path": p, "n": len(a), "p50": pct[0], "p90": pct[1], "p99": pct[2]}
@@ -311,6 +322,7 @@ def report(
                     "mean": float(a.mean()),
                     "gateway_cpu_ms_per_request": cpu_ms,
                     "worker_cpu_ms_per_request": worker_ms,
+                    "shared_cpu_ms_per_request": shared_ms,
                 }
             )
         for q in (50, 90, 99):
@@ -335,7 +347,8 @@ def report(
     lines.append("intervals: bootstrap 95 % over requests; twin = a second learning-off gateway (the noise floor)")
     lines.append(
         "gw CPU/req: the gateway process's CPU time per answered request; worker CPU/req: its learning worker's"
-        " (shadow calls, judge, store writes; at nice 10)"
+        " (shadow calls, judge, store writes; at nice 10); shared CPU/req: the fake providers', judge's and"
+        " scorer's (the shadow path's includes its shadow and judge calls)"
     )
     answered = {p: sum(c[p].answered for _, c in results.values()) for p in PATHS}
     sent = {p: sum(c[p].sent for _, c in results.values()) for p in PATHS}
@@ -453,11 +466,16 @@ def run(args: argparse.Namespace) -> int:
         )
         shadow_admin = admin_ports["shadow"]
         before = scrape(shadow_admin)
-        all_pids = [os.getpid(), scorer.proc.pid, *pids.values(), *fakes]
-        results = _cpu_note(
-            all_pids,
-            lambda: {level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admin)) for level in levels},
-        )
+        shared = [scorer.proc.pid, *fakes]
+        all_pids = [os.getpid(), *shared, *pids.values()]
+
+        def run_levels() -> dict[int, tuple[dict[str, list[float]], dict[str, Counts]]]:
+            return {
+                level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admin, shared))
+                for level in levels
+            }
+
+        results = _cpu_note(all_pids, run_levels)
         after = scrape(shadow_admin)
 
         shadow_print = shadow_summary(before, after)

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.gateway import KeepAliveConnection
+from bench.gateway import KeepAliveConnection, _cpu_note
 from bench.learning import (
     POLICY,
     measure,
@@ -240,15 +240,18 @@ def run(args: argparse.Namespace) -> int:
             "weak": ["--reply", reply_text("weak")],
             "judge": ["--judge", "--judge-rule", "traffic"],
         }
+        shared: list[int] = []  # the pids every gateway uses: fakes, judge, scorer
         for name, extra in fakes.items():
-            proc, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
-            stack.callback(proc.stop)
+            fake, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
+            stack.callback(fake.stop)
+            shared.append(fake.proc.pid)
         scorer_port = free_port()
         scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--host", "127.0.0.1"]
         scorer_argv += ["--port", str(scorer_port), "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
         scorer_argv += ["--reload-interval-s", str(args.reload_interval_s)]
         scorer = spawn("scorer", scorer_argv, tmp)
         stack.callback(scorer.stop)
+        shared.append(scorer.proc.pid)
         store = tmp / "learning.db"
         learning = {
             "policies": [POLICY],
@@ -268,8 +271,13 @@ def run(args: argparse.Namespace) -> int:
 
         # 1. Latency with shadowing on vs off (and the twin), while the store fills.
         print("\n1. client latency, shadow sampling on vs off (interleaved rounds)", flush=True)
+        print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         before = scrape(admin)
-        lat = {level: asyncio.run(measure(gw_urls, pids, bodies, args, level, admin)) for level in levels}
+        ours = [os.getpid(), *shared, *pids.values()]
+        lat = _cpu_note(
+            ours, lambda: {lv: asyncio.run(measure(gw_urls, pids, bodies, args, lv, admin, shared)) for lv in levels}
+        )
+        print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
         asyncio.run(wait_idle(admin))
         after = scrape(admin)
         shadow = shadow_summary(before, after)

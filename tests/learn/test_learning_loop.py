@@ -35,3 +35,6 @@ def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> No
     assert after["router_apgr_live"] > after["router_apgr_base_same_prompts"]  # fresh prompts, never trained on
     clients = [row for row in result["latency"]["rows"] if "path" in row]
     assert {row["path"] for row in clients} == {"off", "off-twin", "shadow"} and all(r["n"] == 600 for r in clients)
+    # The shared processes' CPU is counted per path: the shadow path's includes its shadow and judge calls.
+    shared = {row["path"]: row["shared_cpu_ms_per_request"] for row in clients}
+    assert shared["shadow"] > shared["off"] > 0, shared
