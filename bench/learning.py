@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite", help="the shadow gateway's store")
     parser.add_argument("--feedback", action="store_true", help="also record every answer for feedback")
     parser.add_argument(
+        "--worker-sched-idle", action="store_true", help="its learning worker under SCHED_IDLE (worker_sched_idle)"
+    )
+    parser.add_argument(
         "--provider-delay-ms", type=float, default=50.0, help="the fake providers and judge answer after this delay"
     )
     parser.add_argument(
@@ -347,8 +350,8 @@ def report(
     lines.append("intervals: bootstrap 95 % over requests; twin = a second learning-off gateway (the noise floor)")
     lines.append(
         "gw CPU/req: the gateway process's CPU time per answered request; worker CPU/req: its learning worker's"
-        " (shadow calls, judge, store writes; at nice 10); shared CPU/req: the fake providers', judge's and"
-        " scorer's (the shadow path's includes its shadow and judge calls)"
+        " (shadow calls, judge, store writes; at nice 10, or SCHED_IDLE); shared CPU/req: the fake providers',"
+        " judge's and scorer's (the shadow path's includes its shadow and judge calls)"
     )
     answered = {p: sum(c[p].answered for _, c in results.values()) for p in PATHS}
     sent = {p: sum(c[p].sent for _, c in results.values()) for p in PATHS}
@@ -456,12 +459,14 @@ def run(args: argparse.Namespace) -> int:
             "shadow": {"sample_rate": args.rate, "daily_budget_usd": 1000.0, "max_concurrent": 16, "timeout_s": 30},
             "judge": {"model": "bench-judge"},
             "feedback": {"enabled": args.feedback},
+            "worker_sched_idle": args.worker_sched_idle,
         }
         gw_urls, admin_ports, pids = start_gateways(stack, tmp, urls, scorer_port, learning, bodies[0])
         print(
             f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
             f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"
-            f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''})",
+            f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''});"
+            f" learning worker at nice 10{' and SCHED_IDLE' if args.worker_sched_idle else ''}",
             flush=True,
         )
         shadow_admin = admin_ports["shadow"]

@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", default="8", help="client concurrency (comma-separated levels in step 1)")
     parser.add_argument("--rounds", type=int, default=6, help="interleaving rounds in step 1")
     parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
+    parser.add_argument(
+        "--worker-sched-idle", action="store_true", help="its learning worker under SCHED_IDLE (worker_sched_idle)"
+    )
     parser.add_argument("--after", type=int, default=2000, help="fresh prompts after the promotion, sent one at a time")
     parser.add_argument(
         "--min-judged",
@@ -258,13 +261,15 @@ def run(args: argparse.Namespace) -> int:
             "store": {"url": f"sqlite://{store}"},
             "shadow": {"sample_rate": args.rate, "daily_budget_usd": 1000.0, "max_concurrent": 16, "timeout_s": 30},
             "judge": {"model": "bench-judge"},
+            "worker_sched_idle": args.worker_sched_idle,
         }
         policy = {"router": "mf", "strong_share": 0.5}
         gw_urls, admin_ports, pids = start_gateways(stack, tmp, urls, scorer_port, learning, bodies[0], policy)
         admin = admin_ports["shadow"]  # the shadow gateway's admin listener (/metrics)
         print(
             f"learning loop: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-            f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; shadow rate {args.rate:g}; "
+            f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; shadow rate {args.rate:g}"
+            f"{' (learning worker under SCHED_IDLE)' if args.worker_sched_idle else ''}; "
             f"provider/judge delay {args.provider_delay_ms:g} ms; base router {base_dir} ({args.base})",
             flush=True,
         )

@@ -113,6 +113,9 @@ class LearningConfig:
     metrics_window: int = 1000
     #: The learning worker process's niceness (0-19): its CPU comes after the serving process's.
     worker_nice: int = 10
+    #: Run the worker under SCHED_IDLE (Linux): it gets only CPU no other process wants, so a client's
+    #: latency is untouched even on a saturated host, but there it sheds samples (counted as saturated).
+    worker_sched_idle: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -214,6 +217,7 @@ def parse_learning(
         feedback=feedback,
         metrics_window=r.positive("metrics_window", int, LearningConfig.metrics_window),
         worker_nice=r.non_negative("worker_nice", int, LearningConfig.worker_nice),
+        worker_sched_idle=r.get("worker_sched_idle", bool, LearningConfig.worker_sched_idle),
     )
     r.finish()
     if cfg.worker_nice > 19:

@@ -256,12 +256,27 @@ def worker_main(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
     with contextlib.suppress(OSError):
         os.nice(config.learning.worker_nice)
+    if config.learning.worker_sched_idle:
+        sched_idle()
     try:
         asyncio.run(_Worker(config, environ, reports, parent).run(jobs))
     finally:
         reports.put(None)
         reports.close()
         reports.join_thread()
+
+
+def sched_idle() -> None:
+    """This process under SCHED_IDLE where the OS has it (Linux): any other process that wakes preempts it at
+    once, where under niceness alone the kernel may first let it finish its time slice."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is None or not hasattr(os, "sched_setscheduler"):
+        log.warning("learning.worker_sched_idle: SCHED_IDLE is not available here; the worker runs at its niceness")
+        return
+    try:
+        os.sched_setscheduler(0, idle, os.sched_param(0))
+    except OSError as e:
+        log.warning("learning.worker_sched_idle: could not set SCHED_IDLE (%s); the worker runs at its niceness", e)
 
 
 class _Worker:

@@ -711,6 +711,28 @@ def test_worker_killed_mid_run_is_restarted(fakes, judge, tmp_path):
     assert done == shadowed == 8  # every shadow job ends reported (ok or timeout) or counted lost
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize("idle", [True, False])
+def test_worker_priority(fakes, judge, tmp_path, idle):
+    # niceness 10 by default; learning.worker_sched_idle: SCHED_IDLE as well (docs/learning.md)
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), worker_nice=10, worker_sched_idle=idle)
+    with GatewayThread(cfg) as gw:
+        pid = gw.gateway.learning.worker.pid
+        assert pid is not None
+        want = (os.SCHED_IDLE if idle else os.SCHED_OTHER, min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
+
+        def priority() -> tuple[int, int]:
+            return os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
+
+        deadline = time.monotonic() + 30  # the worker sets its own priority as it starts
+        while priority() != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert priority() == want
+        tally, ids = send(gw, 2)  # and it still shadows and stores
+        settle(gw)
+        assert tally.answered == 2 and all(record(gw, rid).verdict == "strong" for rid in ids)
+
+
 def test_worker_exits_when_its_gateway_is_killed(fakes, judge, tmp_path):
     import yaml
 
