@@ -5,9 +5,9 @@ Why a process: a shadow job is three provider calls (the other tier's model, the
 a store write; in the serving event loop that cost ~4 ms of CPU per job (mostly HTTP client work),
 which a client request arriving meanwhile waits for. In a child process, at ``learning.worker_nice``
 (default 10), that CPU comes after the serving process's; with ``learning.worker_sched_idle`` the
-worker also runs under SCHED_IDLE (Linux), so a serving process that wakes takes the core at once. The gateway keeps admission (sampling,
-budget, free slots), the metrics and feedback; the worker keeps its own provider pool, judge,
-redactor and store connection.
+worker also runs under SCHED_IDLE (Linux), so a serving process that wakes takes the core at once.
+The gateway keeps admission (sampling, budget, free slots), the metrics and feedback; the worker
+keeps its own provider pool, judge, redactor and store connection.
 
 Traffic: the gateway puts :class:`Job` objects on a ``multiprocessing`` queue (pickled by the
 queue's feeder thread, so ``submit`` never blocks the event loop); the worker sends back
