@@ -153,8 +153,8 @@ class ScorerClient:
         cache = {name: _ScoreCache(self._cache_dir, ref) for name, ref in refs.items()}
         out = np.full(len(items), np.nan)
         todo: list[int] = []
-        for i, (router, key, _) in enumerate(items):
-            hit = cache[router].get(key)
+        for i, (router, key, prompt) in enumerate(items):
+            hit = cache[router].get(cache_key(key, prompt))
             if hit is None:
                 todo.append(i)
             else:
@@ -174,8 +174,8 @@ class ScorerClient:
             responses = self._batch_score(requests)
             for i, resp in zip(chunk, responses, strict=True):
                 out[i] = resp.strong_win_rate
-                router, key, _ = items[i]
-                cache[router].put(key, resp.strong_win_rate)
+                router, key, prompt = items[i]
+                cache[router].put(cache_key(key, prompt), resp.strong_win_rate)
             meter.advance(len(chunk))
         for c in cache.values():
             c.save()
@@ -194,6 +194,15 @@ class ScorerClient:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
+
+
+def cache_key(key: str, prompt: str) -> str:
+    """A prompt's score-cache entry: its key and a digest of its exact text.
+
+    Prompt keys are of whitespace-normalised text, and routers may score two spellings of one
+    prompt differently (the random router hashes the exact text, the length head counts characters).
+    """
+    return f"{key}:{hashlib.sha1(prompt.encode('utf-8')).hexdigest()[:16]}"
 
 
 class _ScoreCache:

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 from harness.scorer import DEFAULT_ENCODER_DIR, SAMPLE_PROMPTS, build_test_routers, scorer_in_thread
-from lab.eval.scoring import ScorerClient, local_scorer
+from lab.data.keys import prompt_key
+from lab.eval.cli import random_artifacts
+from lab.eval.scoring import ScorerClient, cache_key, local_scorer
 from scorer.artifacts import MANIFEST_NAME
 from scorer.encoder import Encoder, Precision
 
@@ -57,7 +59,7 @@ def test_a_scorer_with_other_encoder_numerics_does_not_reuse_the_scores(tmp_path
     assert encoder == Encoder(DEFAULT_ENCODER_DIR, precision="int8").fingerprint
     # Mark the cached scores (no win rate is negative) to tell a reused score from a recomputed one.
     (path,) = cache.glob(f"mf-{first}.json")
-    path.write_text(json.dumps({str(i): -1.0 for i in range(len(SAMPLE_PROMPTS))}), encoding="utf-8")
+    path.write_text(json.dumps({cache_key(str(i), p): -1.0 for i, p in enumerate(SAMPLE_PROMPTS)}), encoding="utf-8")
     _, again, reused = _local_scores(artifacts, cache, "int8")
     assert again == first and reused == [-1.0] * len(SAMPLE_PROMPTS)
 
@@ -65,3 +67,21 @@ def test_a_scorer_with_other_encoder_numerics_does_not_reuse_the_scores(tmp_path
     fp32, other, rescored = _local_scores(artifacts, cache, "fp32")
     assert fp32 != encoder and other != first
     assert min(rescored) >= 0.0 and rescored != scores
+
+
+def test_two_spellings_of_one_prompt_key_keep_their_own_scores(tmp_path: Path) -> None:
+    # One prompt key (whitespace-normalised text), two texts the random router scores apart.
+    texts = ["Prove that  sqrt(2) is irrational.", "Prove that sqrt(2) is irrational."]
+    assert prompt_key(texts[0]) == prompt_key(texts[1])
+    artifacts = random_artifacts(tmp_path / "random", 1)
+    cache = tmp_path / "cache"
+    runs = []
+    for _ in range(2):  # fresh, then from the cache
+        with (
+            local_scorer(artifacts, DEFAULT_ENCODER_DIR, threads=1) as address,
+            ScorerClient(address, strong="", weak="", cache_dir=cache) as client,
+        ):
+            items = [("random-s0", prompt_key(t), t) for t in texts]
+            runs.append([float(s) for s in client.score(items, progress=False)])
+    assert runs[0][0] != runs[0][1]
+    assert runs[1] == runs[0]
