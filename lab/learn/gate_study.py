@@ -36,7 +36,7 @@ from ferryman import paths
 from lab.data.benchmarks import STRONG, WEAK
 from lab.learn.correction import Correction
 from lab.learn.curve import CurvePlan, split_traffic, test_size_for
-from lab.learn.gate import area_differences, verdict_apgr
+from lab.learn.gate import GateRule, area_differences, verdict_apgr
 from lab.learn.retrain import LearnConfig, features, fit_features, fit_on_samples, split_holdout
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, fold_of, load_traffic
@@ -98,7 +98,7 @@ def _scores(correction: Correction, prior: ScoringRouter, samples: list[Judged],
 
 def _evidence(cand: np.ndarray, serving: np.ndarray, verdicts: np.ndarray, resamples: int) -> dict[str, Any]:
     decisive = int(np.count_nonzero(verdicts))
-    if decisive < 30:
+    if decisive < GateRule().min_decisive:
         return {"decisive": decisive, "quantiles": {}, "delta_apgr": None}
     diffs = area_differences(cand, serving, verdicts, resamples=resamples)
     tails = sorted({d.tail for d in DESIGNS})

@@ -55,8 +55,7 @@ def study_row(
         head = length_head.parse(prior.artifact.manifest.params, prior.artifact.root)
         if head is None:
             raise ValueError(f"{prior.artifact.root} has no length head")
-        z = np.clip(head.z(traffic.prompts), -length_head.Z_LIMIT, length_head.Z_LIMIT)
-        emb = np.hstack([emb, z[:, None]])
+        emb = np.hstack([emb, head.clamped_z(traffic.prompts)[:, None]])
     shipped = sigmoid(prior_logit)
     size = test_size_for(traffic, plan)
     gains: dict[str, dict[str, list[float]]] = {}

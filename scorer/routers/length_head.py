@@ -62,9 +62,13 @@ class LengthHead:
         """The standardised log-length ``[B]`` of each text, unclamped."""
         return np.asarray((log_chars(texts) - self.mean) / self.std)
 
+    def clamped_z(self, texts: Sequence[str]) -> np.ndarray:
+        """The standardised log-length ``[B]`` of each text, clamped to +-:data:`Z_LIMIT`."""
+        return np.asarray(np.clip(self.z(texts), -Z_LIMIT, Z_LIMIT))
+
     def shift(self, texts: Sequence[str]) -> np.ndarray:
-        """The logit term ``[B]`` of each text (its z clamped to +-:data:`Z_LIMIT`)."""
-        return np.asarray(self.beta * np.clip(self.z(texts), -Z_LIMIT, Z_LIMIT))
+        """The logit term ``[B]`` of each text (beta times its clamped z)."""
+        return np.asarray(self.beta * self.clamped_z(texts))
 
     def apply(self, rates: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """Win rates with the term added to their logit."""
