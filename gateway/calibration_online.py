@@ -18,7 +18,12 @@ Warm-up: until the window holds ``min_samples`` scores the artifact's calibratio
 (source ``artifact``; the table is for the router's default pair on reference prompts, so with
 other tiers it is only a starting point). Then, every ``update_every`` new scores (and after each
 exchange with Redis), the applied thresholds move towards the window's by at most ``max_step``:
-one odd burst cannot swing routing. With Redis (the ``REDIS_URL`` the breakers use) every replica
+one odd burst cannot swing routing. Each artifact version of a router (``artifact_version`` in the
+Score answer) has its own window: when the scorer starts serving a promoted or rolled-back version,
+whose scores are on another scale, that version warms up from its own table again instead of being
+routed by thresholds learnt on the previous version's scores (the states of the last
+``_VERSIONS_KEPT`` versions per policy and router are kept, so a rollout that mixes two versions
+calibrates each on its own scores). With Redis (the ``REDIS_URL`` the breakers use) every replica
 pushes its scores into one shared list per policy and router (trimmed to ``window``) every
 ``sync_s`` and reads it back, so all replicas calibrate on all traffic; while Redis is away each
 replica keeps calibrating on its own window (logged once; nothing fails). Requests never wait
@@ -54,6 +59,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TargetKind = Literal["strong_share", "tier_shares", "cost_share"]
+
+#: Artifact versions whose windows are kept per policy and router (the current one and the one before).
+_VERSIONS_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -234,8 +242,10 @@ class _Metrics:
 class _State:
     """The window, the applied thresholds and the realised shares of one policy and router."""
 
-    def __init__(self, policy: str, router: str, target: Target | None, tiers: Tiers, cfg: CalibrationConfig) -> None:
-        self.policy, self.router, self.target = policy, router, target
+    def __init__(
+        self, policy: str, router: str, version: str, target: Target | None, tiers: Tiers, cfg: CalibrationConfig
+    ) -> None:
+        self.policy, self.router, self.version, self.target = policy, router, version, target
         self.tiers = tiers
         self.lower = len(tiers) - 1
         self.window: deque[tuple[float, ...]] = deque(maxlen=cfg.window)
@@ -263,7 +273,8 @@ class OnlineCalibration:
         )
         signature = "|".join(f"{s}>{w}" for s, w in tiers.pairs())
         self._sig = hashlib.sha256(signature.encode()).hexdigest()[:10]
-        self._states: dict[tuple[str, str], _State] = {}
+        #: (policy, router, artifact version) -> state; insertion order = order of first use.
+        self._states: dict[tuple[str, str, str], _State] = {}
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -282,23 +293,44 @@ class OnlineCalibration:
 
     # ------------------------------------------------------------ the request path (no I/O)
 
-    def _state(self, policy: str, router: str, target: Target | None) -> _State:
-        key = (policy, router)
+    def _state(self, policy: str, router: str, version: str, target: Target | None) -> _State:
+        key = (policy, router, version)
         st = self._states.get(key)
         if st is None:
-            st = self._states[key] = _State(policy, router, target, self.tiers, self.cfg)
+            older = [k for k in self._states if k[:2] == (policy, router)]
+            if older:
+                log.info(
+                    "online calibration: policy %s router %s now scores with version %s: it warms up from its own "
+                    "calibration table and calibrates on its own window (the previous version's %d scores are not "
+                    "on its scale)",
+                    policy or "-",
+                    router,
+                    version or "(unversioned)",
+                    len(self._states[older[-1]].window),
+                )
+            for stale in older[: max(0, len(older) - _VERSIONS_KEPT + 1)]:
+                del self._states[stale]
+            st = self._states[key] = _State(policy, router, version, target, self.tiers, self.cfg)
             self._publish_target(st)
         return st
 
     def thresholds(
-        self, policy: str, router: str, target: Target, warmup: tuple[float, ...] | None, *, own_target: bool
+        self,
+        policy: str,
+        router: str,
+        target: Target,
+        warmup: tuple[float, ...] | None,
+        *,
+        own_target: bool,
+        version: str = "",
     ) -> tuple[tuple[float, ...], str] | None:
         """(thresholds, source "online" or "artifact") for a request, or None (no table and no window yet).
 
         ``own_target``: ``target`` is the policy's configured one (bounded steps apply); a target a
-        request overrides is computed from the window directly.
+        request overrides is computed from the window directly. ``version``: the artifact version
+        that scored the request (each version calibrates on its own window).
         """
-        st = self._state(policy, router, target if own_target else None)
+        st = self._state(policy, router, version, target if own_target else None)
         if not own_target:
             if len(st.window) >= self.cfg.min_samples:
                 return target_thresholds(st.window, target, self.rule), "online"
@@ -308,17 +340,17 @@ class OnlineCalibration:
             self._publish_target(st)
         if st.online and st.applied is not None:
             return st.applied, "online"
-        if st.applied is None and warmup is not None:
-            st.applied = warmup
         if len(st.window) >= self.cfg.min_samples:
+            if st.applied is None and warmup is not None:
+                st.applied = warmup  # bounded steps start from the table current when the window fills
             self._update(st)
             assert st.applied is not None
             return st.applied, "online"
         return (warmup, "artifact") if warmup is not None else None
 
-    def observe(self, policy: str, router: str, scores: Sequence[float], chosen: int) -> None:
-        """A routed request's scores (one per lower tier) and the tier index it went to."""
-        st = self._state(policy, router, None)
+    def observe(self, policy: str, router: str, scores: Sequence[float], chosen: int, version: str = "") -> None:
+        """A routed request's scores (one per lower tier), the tier index it went to, the version that scored it."""
+        st = self._state(policy, router, version, None)
         row = tuple(float(s) for s in scores)
         if len(row) != st.lower:
             return
@@ -376,16 +408,21 @@ class OnlineCalibration:
             self.metrics.realised_cost.labels(st.policy, st.router).set(cost)
         self.metrics.window.labels(st.policy, st.router).set(len(st.window))
 
+    def _latest(self, policy: str, router: str) -> _State | None:
+        """The state of the version of ``router`` that scored for ``policy`` most recently first."""
+        keys = [k for k in self._states if k[:2] == (policy, router)]
+        return self._states[keys[-1]] if keys else None
+
     def realised_shares(self, policy: str, router: str) -> dict[str, float]:
-        """This replica's share of recent decisions per tier (tests, the metrics)."""
-        st = self._states.get((policy, router))
+        """This replica's share of recent decisions per tier, for the router's newest version (tests, metrics)."""
+        st = self._latest(policy, router)
         if st is None or not st.realised:
             return {}
         return {name: c / len(st.realised) for name, c in zip(self.tiers.names, st.counts, strict=True)}
 
     def applied(self, policy: str, router: str) -> tuple[tuple[float, ...] | None, bool, int]:
-        """(applied thresholds, window shared through Redis, window size) — for tests and debugging."""
-        st = self._states.get((policy, router))
+        """(applied thresholds, window shared through Redis, window size) of the newest version — tests, debugging."""
+        st = self._latest(policy, router)
         if st is None:
             return None, False, 0
         return st.applied, st.shared, len(st.window)
@@ -393,7 +430,7 @@ class OnlineCalibration:
     # ------------------------------------------------------------ sharing through Redis
 
     def _key(self, st: _State) -> str:
-        return f"{self.cfg.namespace}:calib:{self._sig}:{st.policy or '-'}:{st.router}"
+        return f"{self.cfg.namespace}:calib:{self._sig}:{st.policy or '-'}:{st.router}:{st.version or '-'}"
 
     async def _sync_forever(self) -> None:
         while True:

@@ -354,7 +354,7 @@ class Policy:
         return self.rule.thresholds(table.threshold_for(spec.cost_share))
 
     def _thresholds(
-        self, spec: RouteSpec, router: str, warm: tuple[float, ...] | None
+        self, spec: RouteSpec, router: str, warm: tuple[float, ...] | None, version: str
     ) -> tuple[tuple[float, ...], str]:
         if spec.threshold is not None:
             return self.rule.thresholds(spec.threshold), "fixed"
@@ -366,7 +366,9 @@ class Policy:
         target = spec.target()
         assert target is not None
         if self.calibration is not None:
-            got = self.calibration.thresholds(spec.policy, router, target, warm, own_target=spec.own_target)
+            got = self.calibration.thresholds(
+                spec.policy, router, target, warm, own_target=spec.own_target, version=version
+            )
             if got is None:
                 raise ScorerUnavailableError("NO_CALIBRATION")
             return got
@@ -423,16 +425,16 @@ class Policy:
             return self._scorer_down(spec, request, exc, started, warm, rating)
         observe = self.calibration is not None and not spec.fixed
         try:
-            thresholds, source = self._thresholds(spec, scored.router, warm)
+            thresholds, source = self._thresholds(spec, scored.router, warm, scored.version)
         except ScorerUnavailableError as exc:  # no table and too few live scores yet: keep learning them
             if observe and self.calibration is not None:
                 down = self._tiers[spec.scorer_down_tier].index
-                self.calibration.observe(spec.policy, scored.router, scored.rates, down)
+                self.calibration.observe(spec.policy, scored.router, scored.rates, down, scored.version)
             return self._scorer_down(spec, request, exc, started, warm, rating)
         self.watch.scored()
         index = self.rule.choose(scored.rates, thresholds)
         if observe and self.calibration is not None:
-            self.calibration.observe(spec.policy, scored.router, scored.rates, index)
+            self.calibration.observe(spec.policy, scored.router, scored.rates, index, scored.version)
         tier = self._tiers.ordered[index]
         if key is not None and self.sticky is not None:
             await self.sticky.put(key, tier.name)

@@ -340,3 +340,59 @@ def test_decisions_name_the_artifact_version_and_follow_a_promoted_one(fakes, te
             r = httpx.post(g.http_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
             assert r.headers["x-ferryman-router-version"] == d.router_version
             assert r.json()["ferryman"]["decision"]["router_version"] == d.router_version
+
+
+def test_online_calibration_starts_again_for_a_promoted_version(fakes, test_routers, tmp_path):
+    """Live thresholds learnt on one version's scores are not applied to a promoted version's scores.
+
+    The promoted version reverses every preference (score -> 1 - score): thresholds learnt on the base
+    version's window would send the wrong prompts, and the wrong share, to the top tier. The promoted
+    version warms up from its own calibration table, then calibrates on a window of its own scores.
+    """
+    import shutil
+
+    from harness.scorer import add_flipped_mf_version, scorer_in_thread
+    from scorer import versions
+
+    routers = tmp_path / "routers"
+    routers.mkdir()
+    shutil.copytree(test_routers / "mf", routers / "mf")
+    v1 = add_flipped_mf_version(routers / "mf")
+    calibration = {"online": True, "window": 40, "min_samples": 20, "update_every": 5, "max_step": 1.0}
+    prompts = [pb.ChatMessage(role="user", content=p) for p in SAMPLE_PROMPTS]
+
+    def route(stub, i: int) -> pb.RoutingDecision:
+        request = pb.RouteRequest(model="ferryman-balanced", messages=[prompts[i % len(prompts)]])
+        return stub.Route(request, metadata=AUTH).decision
+
+    with scorer_in_thread(routers, reload_interval_s=0.05) as address:
+        config = gateway_config(
+            fakes, scorer_target=f"dns:///{address}", scorer={"calibration_refresh_s": 3600}, calibration=calibration
+        )
+        with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            base = [route(stub, i) for i in range(30)]
+            assert base[0].threshold_source == pb.THRESHOLD_SOURCE_ARTIFACT
+            assert base[-1].threshold_source == pb.THRESHOLD_SOURCE_ONLINE
+            assert all(d.router_version.startswith("base@") for d in base)
+            versions.set_current(routers / "mf", v1, action="promote")
+            deadline, i = time.monotonic() + 20, 30
+            after: list[pb.RoutingDecision] = []
+            while len(after) < 30:
+                assert time.monotonic() < deadline, "the scorer never served the promoted version"
+                d = route(stub, i)
+                i += 1
+                if d.router_version.startswith(f"{v1}@"):
+                    after.append(d)
+            # Its first decisions use the promoted version's own table (the table refreshes on the first
+            # answer from it, so the very first may still read the base table), never the base's window.
+            assert after[0].threshold_source == pb.THRESHOLD_SOURCE_ARTIFACT
+            mirrored = next(
+                r for r in scorer_stub(address).ListRouters(scorer_pb2.ListRoutersRequest()).routers if r.name == "mf"
+            )
+            want = CalibrationTable((p.strong_share, p.threshold) for p in mirrored.calibration).threshold_for(0.3)
+            warm = [d for d in after[:19] if d.threshold_source == pb.THRESHOLD_SOURCE_ARTIFACT]
+            assert len(warm) == 19 and warm[-1].threshold == pytest.approx(want)
+            assert after[-1].threshold_source == pb.THRESHOLD_SOURCE_ONLINE
+            _, _, size = g.gateway.calibration.applied("ferryman-balanced", "mf")
+            assert size == len(after)  # the window holds the promoted version's scores only

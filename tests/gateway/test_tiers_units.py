@@ -8,6 +8,8 @@ import random
 import pytest
 
 from gateway.calibration_online import (
+    CalibrationConfig,
+    OnlineCalibration,
     Target,
     cost_thresholds,
     mean_cost,
@@ -88,6 +90,36 @@ def test_top_share_thresholds_send_exactly_that_share_to_the_top(share, kind):
     window = _window(1000, 2)
     thresholds = top_share_thresholds(window, share, RULES[kind])
     assert _shares(window, thresholds, 3, RULES[kind])[2] == pytest.approx(share, abs=1e-9)
+
+
+def test_each_artifact_version_calibrates_on_its_own_window():
+    """A version's thresholds come from its own scores; only the two newest versions' windows are kept."""
+    from prometheus_client import CollectorRegistry
+
+    rule = TierRule.build("cost_aware", (0.2, 1.0))
+    two = Tiers([TierConfig("weak", ("w",), "W", 0), TierConfig("strong", ("s",), "S", 1)])
+    cfg = CalibrationConfig(online=True, window=200, min_samples=50, update_every=10, max_step=1.0)
+    cal = OnlineCalibration(cfg, two, rule, CollectorRegistry(), None)
+    target = Target("strong_share", (0.3,))
+    table = (0.5,)
+
+    def feed(version: str, scores: list[float]) -> tuple[tuple[float, ...], str] | None:
+        got = None
+        for s in scores:
+            got = cal.thresholds("p", "mf", target, table, own_target=True, version=version)
+            cal.observe("p", "mf", (s,), 0, version)
+        return got
+
+    low = [i / 1000 for i in range(100)]  # v1 scores in [0, 0.1)
+    high = [0.9 + i / 1000 for i in range(100)]  # v2 scores in [0.9, 1.0)
+    assert feed("v1", low)[1] == "online"
+    v2_first = cal.thresholds("p", "mf", target, table, own_target=True, version="v2")
+    assert v2_first == (table, "artifact")  # not v1's learnt threshold (~0.07)
+    thresholds, source = feed("v2", high)
+    assert source == "online" and 0.9 <= thresholds[0] < 1.0
+    assert cal.thresholds("p", "mf", target, table, own_target=True, version="v1")[0][0] < 0.1  # v1 kept
+    feed("v3", high[:5])
+    assert [k[2] for k in cal._states] == ["v2", "v3"]  # v1's window dropped
 
 
 def test_top_share_with_two_tiers_is_the_offline_rule():
