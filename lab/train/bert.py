@@ -16,6 +16,8 @@ the manifest's :class:`~scorer.artifacts.EncoderSpec`).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,10 +30,16 @@ from lab.data.embed_cache import text_hash
 from lab.train.data import A_WINS, B_WINS, TIE, TrainingData
 from lab.train.export import base_model_path, load_base_encoder
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import TOKENIZER_FILE, WordpieceTokenizer
+from scorer.encoder import PROBE_TEXTS, TOKENIZER_FILE, WordpieceTokenizer
 from scorer.routers.bert import LABELS
 
+log = logging.getLogger(__name__)
+
 HEAD_PREFIX = "head."
+#: Prompts of a cache without a base fingerprint recomputed to check it before it is adopted.
+_CHECKED = 4
+#: How far cached fp16 states may differ from a fresh computation (fp16 rounding, batch padding).
+_STATE_TOLERANCE = 2e-2
 
 
 @dataclass(frozen=True)
@@ -261,15 +269,57 @@ class BertTrainer:
         self.index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
         texts = list(self.index)
         path = hidden_cache_path(cache_dir, spec, self.first_layer) if cache_dir is not None else None
-        known = _load_hidden(path) if path is not None else {}
+        fingerprint = base_fingerprint(base, spec)
+        known, stored = _load_hidden(path) if path is not None else ({}, None)
+        adopted = False
+        if known and stored != fingerprint:
+            known, adopted = self._check_stale(base, spec, path, known, stored, fingerprint, texts)
         todo = [t for t in texts if text_hash(t) not in known]
         if todo:
             known.update(self._lower_states(base, todo, spec))
-            if path is not None:
-                _save_hidden(path, known)
+        if path is not None and (todo or adopted):
+            _save_hidden(path, known, fingerprint)
         self.hidden: list[Any] = [torch.from_numpy(known[text_hash(t)]) for t in texts]
         self.lengths = [h.shape[0] for h in self.hidden]
         self._features: np.ndarray | None = None
+
+    def _check_stale(
+        self,
+        base: Any,
+        spec: EncoderSpec,
+        path: Path | None,
+        known: dict[str, np.ndarray],
+        stored: str | None,
+        fingerprint: str,
+        texts: Sequence[str],
+    ) -> tuple[dict[str, np.ndarray], bool]:
+        """(states to keep, adopted) for a cache written by another base encoder or before fingerprints.
+
+        A file from another base (a different fingerprint) is dropped. A file without one (written
+        before caches stored it) is adopted only when its states of up to ``_CHECKED`` of the
+        requested prompts equal a fresh computation up to fp16 rounding and batch padding.
+        """
+        if stored is not None:
+            log.warning(
+                "hidden-state cache %s was written by base encoder %s, this one is %s: dropping its %d prompts",
+                path, stored, fingerprint, len(known),
+            )  # fmt: skip
+            return {}, False
+        sample = [t for t in texts if text_hash(t) in known][:_CHECKED]
+        fresh = self._lower_states(base, sample, spec) if sample else {}
+        if sample and all(
+            known[h].shape == v.shape and np.allclose(known[h], v, atol=_STATE_TOLERANCE) for h, v in fresh.items()
+        ):
+            log.info("hidden-state cache %s has no base fingerprint; %d prompts recomputed agree: adopted", path,
+                     len(sample))  # fmt: skip
+            return known, True
+        log.warning(
+            "hidden-state cache %s has no base fingerprint and %s: dropping its %d prompts",
+            path,
+            "differs from a fresh computation" if sample else "none of its prompts can be checked",
+            len(known),
+        )
+        return {}, False
 
     def _lower_states(self, base: Any, texts: Sequence[str], spec: EncoderSpec) -> dict[str, np.ndarray]:
         """Hidden states entering layer ``first_layer`` (fp16, unpadded) per text hash."""
@@ -433,24 +483,43 @@ def hidden_cache_path(cache_dir: Path, spec: EncoderSpec, first_layer: int) -> P
     return cache_dir / f"bert-hidden-{spec.name}-{spec.max_tokens}-{spec.head_tokens}-L{first_layer}.npz"
 
 
-def _load_hidden(path: Path) -> dict[str, np.ndarray]:
-    """Text hash -> [tokens, hidden] fp16 states (views into one array); empty if absent or unreadable."""
+def base_fingerprint(base: Any, spec: EncoderSpec) -> str:
+    """What cached hidden states depend on, as 16 hex digits: the SHA-256 of the torch base encoder's
+    weights (every tensor, by name) and of the token ids the serving tokenizer gives ``PROBE_TEXTS``
+    under ``spec``. A digest of weights and ids, not of computed states: torch's CPU results move with
+    batch padding and thread count, which must not invalidate a cache."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(base.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for ids in tokenizer_for(spec).ids(PROBE_TEXTS):
+        digest.update(np.asarray(ids, dtype="<i8").tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _load_hidden(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
+    """(text hash -> [tokens, hidden] fp16 states, views into one array; the base fingerprint stored or None).
+
+    Empty if absent or unreadable.
+    """
     if not path.is_file():
-        return {}
+        return {}, None
     try:
         with np.load(path) as data:
             keys, offsets, states = data["keys"], data["offsets"], data["states"]
+            stored = str(data["fingerprint"]) if "fingerprint" in data.files else None
     except (OSError, KeyError, ValueError):
-        return {}  # stale or foreign file: recompute rather than trust it
+        return {}, None  # stale or foreign file: recompute rather than trust it
     if len(offsets) != len(keys) + 1 or offsets[-1] != len(states):
-        return {}
-    return {str(k): states[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
+        return {}, None
+    return {str(k): states[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}, stored
 
 
-def _save_hidden(path: Path, known: dict[str, np.ndarray]) -> None:
+def _save_hidden(path: Path, known: dict[str, np.ndarray], fingerprint: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = np.array(list(known), dtype="U40")
     offsets = np.concatenate([[0], np.cumsum([len(v) for v in known.values()])]).astype(np.int64)
+    states = np.concatenate(list(known.values())).astype(np.float16)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, keys=keys, offsets=offsets, states=np.concatenate(list(known.values())).astype(np.float16))
+    np.savez(tmp, keys=keys, offsets=offsets, states=states, fingerprint=np.array(fingerprint))
     tmp.replace(path)

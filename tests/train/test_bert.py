@@ -13,6 +13,9 @@ from lab.select.bert import probe_scores
 from lab.train.bert import (
     BertConfig,
     BertTrainer,
+    _load_hidden,
+    _save_hidden,
+    base_fingerprint,
     bert_weights,
     changed_layers,
     fit_probe,
@@ -85,6 +88,56 @@ def test_hidden_states_are_cached_on_disk_and_reused(trainer: tuple[BertTrainer,
     fresh = BertTrainer(PROMPTS[:2], SPEC, 1, cache_dir=cache, progress=False)
     recomputed = fresh.hidden[0].float().numpy()  # padding differs by batch: equal up to fp16 rounding
     np.testing.assert_allclose(recomputed, first.hidden[first.index[PROMPTS[0]]].float().numpy(), atol=2e-2)
+
+
+def test_hidden_state_cache_is_keyed_by_the_base_encoder(
+    trainer: tuple[BertTrainer, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """States cached by another base encoder are recomputed; a fingerprint-less file is checked, then adopted or not."""
+    import torch
+
+    from lab.train.export import load_base_encoder
+
+    first, _ = trainer
+    base = load_base_encoder()
+    fingerprint = base_fingerprint(base, SPEC)
+    assert fingerprint == base_fingerprint(load_base_encoder(), SPEC)  # a second load: the same digest
+    assert base_fingerprint(base, EncoderSpec(max_tokens=8, head_tokens=2)) != fingerprint  # other token ids
+    with torch.no_grad():
+        base.encoder.layer[0].output.dense.bias[0] += 1e-3
+    assert base_fingerprint(base, SPEC) != fingerprint  # other weights
+
+    good = {h: first.hidden[i].numpy() for h, i in ((_h(p), first.index[p]) for p in PROMPTS)}
+    garbage = {h: np.full_like(v, 7.0) for h, v in good.items()}
+    path = hidden_cache_path(tmp_path, SPEC, first.first_layer)
+
+    _save_hidden(path, garbage, "0" * 16)  # another base encoder's states
+    again = BertTrainer(PROMPTS, SPEC, 1, cache_dir=tmp_path, progress=False)
+    assert not any(bool((h == 7.0).all()) for h in again.hidden) and "was written by base encoder" in caplog.text
+    assert _load_hidden(path)[1] == fingerprint
+
+    _save_legacy(path, good)  # written before fingerprints, by this base: adopted as it is
+    adopted = BertTrainer(PROMPTS, SPEC, 1, cache_dir=tmp_path, progress=False)
+    assert all(bool((adopted.hidden[adopted.index[p]].numpy() == good[_h(p)]).all()) for p in PROMPTS)
+    assert _load_hidden(path)[1] == fingerprint  # and rewritten with the fingerprint
+
+    _save_legacy(path, garbage)  # written before fingerprints, by something else: dropped
+    caplog.clear()
+    dropped = BertTrainer(PROMPTS, SPEC, 1, cache_dir=tmp_path, progress=False)
+    assert not any(bool((h == 7.0).all()) for h in dropped.hidden) and "differs from a fresh computation" in caplog.text
+
+
+def _h(text: str) -> str:
+    from lab.data.embed_cache import text_hash
+
+    return text_hash(text)
+
+
+def _save_legacy(path: Path, known: dict[str, np.ndarray]) -> None:
+    """A cache file as written before it stored a base fingerprint."""
+    keys = np.array(list(known), dtype="U40")
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in known.values()])]).astype(np.int64)
+    np.savez(path, keys=keys, offsets=offsets, states=np.concatenate(list(known.values())).astype(np.float16))
 
 
 def test_probe_only_router_scores_what_the_selection_scores(trainer: tuple[BertTrainer, Path]) -> None:
