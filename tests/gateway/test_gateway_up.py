@@ -89,7 +89,7 @@ def _alive(pid: int) -> bool:
     """Running (not gone, not a zombie waiting for a reaper)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before or while its stat was read
         return False
 
 
