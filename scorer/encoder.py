@@ -111,6 +111,11 @@ def _prev_cut(text: str, end: int) -> int:
 EXACT_INT8_OPTION = "session.x64quantprecision"
 #: How long a spinning intra-op thread waits for work before it sleeps (``make_session``).
 SPIN_US = 200
+#: onnxruntime graph fusions every session leaves out (``make_session``): ``SkipLayerNormFusion``
+#: turned each feed-forward residual ``Add`` + ``LayerNormalization`` into ``SkipLayerNormalization``,
+#: whose CPU kernel was 7.7x slower than the pair (256 x 384: 0.38 vs 0.05 ms) and 15 % of a
+#: 256-token int8 run; without it that run is 14 % faster on one thread (docs/lab-log.md, 2026-12-05).
+DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 #: CPU flags (``/proc/cpuinfo``) of the instructions whose int8 products are exact already.
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 
@@ -156,6 +161,9 @@ def make_session(path: Path, threads: int, *, spin: bool = False) -> ort.Inferen
     set only where VNNI is missing: VNNI's products are exact already (identical embeddings with
     and without it), and on a VNNI CPU the option costs 1.55x per encoder run (200 tokens, 15.2 vs
     23.7 ms p50, measured interleaved); docs/lab-log.md has the measurements.
+
+    Every session leaves out the fusions in ``DISABLED_FUSIONS`` (faster, and its rounding is part
+    of the numbers: ``Encoder.fingerprint`` and the routers trained on them).
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -168,7 +176,12 @@ def make_session(path: Path, threads: int, *, spin: bool = False) -> ort.Inferen
     if _exact_int8_needed():
         opts.add_session_config_entry(EXACT_INT8_OPTION, "1")
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path),
+            sess_options=opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(DISABLED_FUSIONS),
+        )
     except Exception as exc:  # onnxruntime raises several unrelated types for bad files
         raise ArtifactError(f"{path}: cannot load ONNX model ({type(exc).__name__})") from exc
 

@@ -204,10 +204,10 @@ def _layer(g: _Graph, w: Mapping[str, np.ndarray], shape: BertShape, prefix: str
     if additive is not None:  # a row with every key masked is NaN after Softmax; SDPA makes it 0
         probs = g.op("Where", [g.op("IsNaN", [probs], "nan"), g.const([0.0], np.float32), probs], "probs")
     ctx = g.op("Transpose", [g.op("MatMul", [probs, v], "context")], "context_t", perm=[0, 2, 1, 3])
-    # [B, S, H] from a shape computed at run time, as torch exports it: with a constant target
-    # onnxruntime infers the dims, fuses the Add + LayerNormalization below into
-    # SkipLayerNormalization, which rounds differently, and the int8 mask-free graph then
-    # differs from the torch export by up to 0.017 per embedding component (measured).
+    # [B, S, H] from a shape computed at run time, as torch exports it (the graph stays the
+    # export's op for op). With a constant target onnxruntime could infer the dims and fuse the
+    # Add + LayerNormalization below into SkipLayerNormalization; served sessions leave that
+    # fusion out anyway (scorer.encoder.DISABLED_FUSIONS).
     flat = g.op("Concat", [g.op("Shape", [x], "batch_seq", start=0, end=2), g.const([-1])], "flat_shape", axis=0)
     ctx = g.op("Reshape", [ctx, flat], "context_flat")
     attended = g.op("Add", [_linear(g, w, f"{att}output.dense.", ctx), x], "res")
