@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -35,17 +34,16 @@ def test_other_numerics_are_recomputed_with_a_log_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     cached = embed_cached(TEXTS, Encoder(ENCODER_DIR), tmp_path, progress=False)
-    # The same file name (name, precision, window) but sessions that leave SkipLayerNormalization
-    # unfused: different rounding, so the cached vectors are not this encoder's.
-    session = functools.partial(scorer.encoder.ort.InferenceSession, disabled_optimizers=["SkipLayerNormFusion"])
-    monkeypatch.setattr(scorer.encoder.ort, "InferenceSession", session)
-    unfused = Encoder(ENCODER_DIR)
-    assert cache_path(tmp_path, unfused) == cache_path(tmp_path, Encoder(ENCODER_DIR))
+    # The same file name (name, precision, window) but sessions that fuse SkipLayerNormalization
+    # (as before 2026-12-05): different rounding, so the cached vectors are not this encoder's.
+    monkeypatch.setattr(scorer.encoder, "DISABLED_FUSIONS", ())
+    fused = Encoder(ENCODER_DIR)
+    assert cache_path(tmp_path, fused) == cache_path(tmp_path, Encoder(ENCODER_DIR))
     with caplog.at_level(logging.WARNING, logger="lab.data.embed_cache"):
-        got = embed_cached(TEXTS, unfused, tmp_path, progress=False)
-    np.testing.assert_array_equal(got, unfused.encode(TEXTS))
+        got = embed_cached(TEXTS, fused, tmp_path, progress=False)
+    np.testing.assert_array_equal(got, fused.encode(TEXTS))
     assert not np.array_equal(got, cached)
-    assert any("other numerics" in r.getMessage() and unfused.fingerprint in r.getMessage() for r in caplog.records)
+    assert any("other numerics" in r.getMessage() and fused.fingerprint in r.getMessage() for r in caplog.records)
 
 
 def test_a_cache_without_a_fingerprint_is_recomputed(

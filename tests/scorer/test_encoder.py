@@ -249,14 +249,11 @@ def test_vnni_is_read_from_the_cpu_flags() -> None:
     assert not has_vnni("no flags here")
 
 
-def _without_skip_layer_norm_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sessions made from now on leave SkipLayerNormalization unfused (moves embeddings by up to 0.0165)."""
-    import functools
-
+def _with_every_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions made from now on fuse SkipLayerNormalization as well (as before 2026-12-05; other rounding)."""
     import scorer.encoder
 
-    session = functools.partial(scorer.encoder.ort.InferenceSession, disabled_optimizers=["SkipLayerNormFusion"])
-    monkeypatch.setattr(scorer.encoder.ort, "InferenceSession", session)
+    monkeypatch.setattr(scorer.encoder, "DISABLED_FUSIONS", ())
 
 
 def test_fingerprint_is_the_same_for_the_same_numerics_and_new_for_other_ones(
@@ -271,5 +268,5 @@ def test_fingerprint_is_the_same_for_the_same_numerics_and_new_for_other_ones(
     assert encoders["fp32"].fingerprint != int8
     window = EncoderSpec(name=encoders["int8"].spec.name, max_tokens=128, head_tokens=32)
     assert Encoder(ENCODER_DIR, spec=window).fingerprint != int8
-    _without_skip_layer_norm_fusion(monkeypatch)
+    _with_every_fusion(monkeypatch)
     assert Encoder(ENCODER_DIR).fingerprint != int8
