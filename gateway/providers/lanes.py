@@ -10,11 +10,17 @@ reused and idle ones age out through the usual keep-alive expiry); a pool of lan
 O(1) per request whatever the number of connections. ``max_connections`` still bounds the
 connections (and so the requests in flight) per endpoint; a request waits for a free lane
 at most the pool timeout, then fails with :class:`httpx.PoolTimeout` as with httpx's pool.
+
+The lanes share one TLS context, made with the first lane: httpx builds a new one per transport,
+loading the CA bundle each time (~16 ms of CPU), which every new lane paid — a learning worker
+opening its ~30 lanes to the shadow models and the judge as shadow concurrency grew spent more CPU
+on that than on its requests (docs/lab-log.md, 2026-12-05 03:00).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -62,6 +68,7 @@ class LaneTransport(httpx.AsyncBaseTransport):
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[httpx.AsyncHTTPTransport] = []  # LIFO: the warmest connection first
         self._lanes: list[httpx.AsyncHTTPTransport] = []
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def lanes(self) -> int:
@@ -80,7 +87,9 @@ class LaneTransport(httpx.AsyncBaseTransport):
             await self._slots.acquire()
         if self._idle:
             return self._idle.pop()
-        lane = httpx.AsyncHTTPTransport(limits=self._limits)
+        if self._tls is None:  # what httpx makes per transport (verify=True, trust_env), once for all lanes
+            self._tls = httpx.create_ssl_context()
+        lane = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
         self._lanes.append(lane)
         return lane
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +36,31 @@ def test_concurrent_requests_share_at_most_max_connections(fakes: dict[str, Fake
     codes = asyncio.run(main())
     assert codes == [200] * 28 and fake.requests == 28
     assert len(fake.peers) == 4  # 28 requests over 4 kept-alive connections
+
+
+def test_lanes_share_one_tls_context(fakes: dict[str, FakeProvider], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new lane must not build a TLS context of its own (loading the CA bundle: ~16 ms of CPU each)."""
+    fake = fakes["strong-openai"]
+    fake.reset(default=slow(0.05))
+    made: list[ssl.SSLContext] = []
+    create = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(create(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+
+    async def main() -> int:
+        client, transport = _client(6)
+        async with client:
+            url = fake.base_url + "/chat/completions"
+            codes = [r.status_code for r in await asyncio.gather(*(client.post(url, json=BODY) for _ in range(6)))]
+            assert codes == [200] * 6
+            return transport.lanes
+
+    assert asyncio.run(main()) == 6
+    assert len(made) == 1
 
 
 def test_waiting_for_a_lane_is_bounded_by_the_pool_timeout(fakes: dict[str, FakeProvider]) -> None:
