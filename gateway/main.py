@@ -20,10 +20,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -36,6 +35,7 @@ from gateway.grpc_server import SERVICE_NAME, create_server
 from gateway.http_app import AdminApp, HTTPApp
 from gateway.http_server import FINISH_S, HTTPServer, create_http_server
 from gateway.lifecycle import now
+from gateway.loop import run_loop
 from gateway.service import Gateway, Runtime
 
 log = logging.getLogger("gateway")
@@ -150,16 +150,6 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     return RunningGateway(gateway, admin_app, grpc_server, health, http_server, admin_server, tasks, grpc_port)
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop when installed (less CPU per request), else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

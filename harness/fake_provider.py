@@ -325,7 +325,7 @@ def main() -> int:
         tmp.replace(args.port_file)
         await task
 
-    from gateway.main import run_loop
+    from gateway.loop import run_loop
 
     run_loop(serve())
     return 0

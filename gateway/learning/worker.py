@@ -42,6 +42,7 @@ from gateway.learning.records import Answered, Record
 from gateway.learning.redact import Redactor
 from gateway.learning.shadow import ShadowAnswer, ShadowRunner, partner_tier, utc_day
 from gateway.learning.store import StoreError, open_store
+from gateway.loop import run_loop
 from gateway.providers import ProviderPool
 from gateway.types import DecisionSource
 
@@ -260,7 +261,7 @@ def worker_main(
     if config.learning.worker_sched_idle:
         sched_idle()
     try:
-        asyncio.run(_Worker(config, environ, reports, parent).run(jobs))
+        run_loop(_Worker(config, environ, reports, parent).run(jobs))
     finally:
         reports.put(None)
         reports.close()
