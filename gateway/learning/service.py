@@ -99,7 +99,7 @@ class Learning:
             self.store.store.kind,
             json.dumps(describe(self._lc)),
         )
-        self.worker.start()
+        await self.worker.start()
         with contextlib.suppress(StoreError):
             await self.store.call("open", self.store.store.open)
         self._watch = asyncio.create_task(self._watch_worker())
@@ -191,11 +191,21 @@ class Learning:
         if shadow:
             chain = self._config.tiers[partner_tier(self._config, a.accounting.served_tier_name)[0]].models
             skip = frozenset(m for m in chain if self._breaker_open(m))
+        # handed over first: a job that cannot be (pickling failed) holds no slot, budget or pending write
+        try:
+            self.worker.submit(Job(a, record, shadow, estimate, skip))
+        except Exception:
+            if shadow and self.admission is not None:
+                self.admission.done(estimate, 0.0)
+                self.metrics.shadow_calls.labels("", "lost").inc()
+            if record:
+                self.metrics.store_ops.labels("put", "dropped").inc()
+            raise
+        if shadow:
             self._shadows[a.response_id] = estimate
             self.metrics.shadow_inflight.set(len(self._shadows))
         if record:
             self._pending[a.response_id] = asyncio.get_running_loop().create_future()
-        self.worker.submit(Job(a, record, shadow, estimate, skip))
 
     def _on_report(self, report: Report) -> None:
         """Apply a worker report (on the gateway's loop)."""

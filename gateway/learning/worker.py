@@ -9,11 +9,11 @@ worker also runs under SCHED_IDLE (Linux), so a serving process that wakes takes
 The gateway keeps admission (sampling, budget, free slots), the metrics and feedback; the worker
 keeps its own provider pool, judge, redactor and store connection.
 
-Traffic: the gateway puts :class:`Job` objects on a ``multiprocessing`` queue (pickled by the
-queue's feeder thread, so ``submit`` never blocks the event loop); the worker sends back
-:class:`Report` objects, each gathering 50 ms of events (store outcome counts, whether the store is
-down, the day's spend in the store, records written, shadow jobs done), read by a thread of the
-gateway and applied on its loop.
+Traffic: two OS pipes (``gateway.learning.pipe``), read and written by each side's event loop: the
+gateway sends :class:`Job` objects (``submit`` pickles on the loop and never blocks); the worker
+sends back :class:`Report` objects, each gathering 50 ms of events (store outcome counts, whether
+the store is down, the day's spend in the store, records written, shadow jobs done), applied on the
+gateway's loop as they arrive.
 A worker that dies is restarted by the gateway; its in-flight jobs are counted as lost. The worker
 exits when told to, or when its parent is gone.
 """
@@ -26,17 +26,17 @@ import json
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.queues import Queue
+from multiprocessing.connection import Connection
 from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.learning.guard import GuardedStore
 from gateway.learning.judge import Judge, Judgement
+from gateway.learning.pipe import PipeReader, PipeWriter
 from gateway.learning.quality import Judged
 from gateway.learning.records import Answered, Record
 from gateway.learning.redact import Redactor
@@ -172,42 +172,41 @@ class LearningWorker:
         self._on_report = on_report
         self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads and a loop
         self._process: Any = None
-        self._jobs: Queue[Job | Stop] | None = None
-        self._reports: Queue[Report | None] | None = None
-        self._reader: threading.Thread | None = None
+        self._jobs: PipeWriter | None = None
+        self._reports: PipeReader | None = None
         self.starts = 0
 
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._jobs, self._reports = self._ctx.Queue(), self._ctx.Queue()
-        self._process = self._ctx.Process(
-            target=worker_main,
-            args=(self._config, self._environ, self._jobs, self._reports, os.getpid()),
-            name="ferryman-learning-worker",
-            daemon=True,
-        )
-        self._process.start()
+    async def start(self) -> None:
+        jobs_r, jobs_w = os.pipe()
+        reports_r, reports_w = os.pipe()
+        # the child's ends travel as Connections (spawn passes their descriptors to the child)
+        child_ends = Connection(jobs_r, writable=False), Connection(reports_w, readable=False)
+        try:
+            self._process = self._ctx.Process(
+                target=worker_main,
+                args=(self._config, self._environ, *child_ends, os.getpid()),
+                name="ferryman-learning-worker",
+                daemon=True,
+            )
+            self._process.start()
+        except BaseException:
+            os.close(jobs_w)
+            os.close(reports_r)
+            raise
+        finally:
+            for end in child_ends:  # ours are copies: closed, so each side sees end of file when the other goes
+                end.close()
         self.starts += 1
-        reports = self._reports
-
-        def read() -> None:
-            while True:
-                try:
-                    report = reports.get()
-                except (EOFError, OSError):
-                    return
-                if report is None:
-                    return
-                with contextlib.suppress(RuntimeError):  # the loop is closed: the gateway is gone
-                    loop.call_soon_threadsafe(self._on_report, report)
-
-        self._reader = threading.Thread(target=read, name="learning-worker-reports", daemon=True)
-        self._reader.start()
+        self._jobs, self._reports = PipeWriter(), PipeReader()
+        await self._jobs.open(jobs_w)
+        # end of file: the worker exited; the gateway's watch notices and restarts it
+        await self._reports.open(reports_r, self._on_report, lambda: None)
 
     def submit(self, job: Job) -> None:
-        """Hand a job over; never blocks (the queue's feeder thread pickles and writes it)."""
+        """Hand a job over; never blocks. Raises what pickling it raises; a job for a worker that died
+        is dropped (the gateway counts its in-flight jobs as lost when it restarts the worker)."""
         assert self._jobs is not None
-        self._jobs.put(job)
+        self._jobs.send(job)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
@@ -222,50 +221,45 @@ class LearningWorker:
 
     async def stop(self, grace_s: float, store_timeout_s: float) -> None:
         """Ask the worker to finish (``grace_s`` for its jobs), wait for it, kill it if it does not exit."""
-        if self._process is None or self._jobs is None or self._reports is None:
+        if self._process is None or self._jobs is None:
             return
         if self._process.is_alive():
-            self._jobs.put(Stop(grace_s))
+            self._jobs.send(Stop(grace_s))
             await asyncio.to_thread(self._process.join, grace_s + 2 * store_timeout_s + 5)
         if self._process.is_alive():
             log.warning("the learning worker did not stop in time; killing it")
             self._process.kill()
             await asyncio.to_thread(self._process.join, 5)
-        await self._close_queues()
+        await self._close_pipes()
 
-    async def _close_queues(self) -> None:
-        assert self._jobs is not None and self._reports is not None
-        self._reports.put(None)  # unblocks the reader when the worker could not say goodbye
-        if self._reader is not None:
-            await asyncio.to_thread(self._reader.join, 5)
-        for q in (self._jobs, self._reports):
-            q.close()
-            q.cancel_join_thread()
+    async def _close_pipes(self) -> None:
+        if self._jobs is not None:
+            await self._jobs.close(1.0)
+        if self._reports is not None:
+            self._reports.close()
 
     async def restart(self) -> None:
-        """After the worker died: new queues, a new process."""
-        await self._close_queues()
-        self.start()
+        """After the worker died: new pipes, a new process."""
+        await self._close_pipes()
+        await self.start()
 
 
 # --------------------------------------------------------------------------- the worker's side
 
 
 def worker_main(
-    config: GatewayConfig, environ: dict[str, str], jobs: Queue[Job | Stop], reports: Queue[Report | None], parent: int
+    config: GatewayConfig, environ: dict[str, str], jobs: Connection, reports: Connection, parent: int
 ) -> None:
-    """The worker process's entry point."""
+    """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
     with contextlib.suppress(OSError):
         os.nice(config.learning.worker_nice)
     if config.learning.worker_sched_idle:
         sched_idle()
-    try:
-        run_loop(_Worker(config, environ, reports, parent).run(jobs))
-    finally:
-        reports.put(None)
-        reports.close()
-        reports.join_thread()
+    jobs_fd, reports_fd = os.dup(jobs.fileno()), os.dup(reports.fileno())
+    jobs.close()
+    reports.close()
+    run_loop(_Worker(config, environ, parent).run(jobs_fd, reports_fd))
 
 
 def sched_idle() -> None:
@@ -282,11 +276,11 @@ def sched_idle() -> None:
 
 
 class _Worker:
-    def __init__(self, config: GatewayConfig, environ: dict[str, str], reports: Queue[Report | None], parent: int):
+    def __init__(self, config: GatewayConfig, environ: dict[str, str], parent: int):
         lc = config.learning
         self._config = config
         self._lc = lc
-        self._reports = reports
+        self._reports = PipeWriter()
         self._parent = parent
         self._report = Report()
         self._flush_scheduled = False
@@ -324,29 +318,18 @@ class _Worker:
         self._flush_scheduled = False
         report, self._report = self._report, Report()
         report.down_for_s = self.store.down_for()
-        self._reports.put(report)
+        self._reports.send(report)
 
     # ---------------------------------------------------------------- the loop
 
-    async def run(self, jobs: Queue[Job | Stop]) -> None:
+    async def run(self, jobs_fd: int, reports_fd: int) -> None:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
         stop = self._stop
-
-        def read() -> None:
-            while True:
-                try:
-                    item = jobs.get()
-                except (EOFError, OSError):
-                    item = Stop(0.0)
-                try:
-                    loop.call_soon_threadsafe(self._take, item)
-                except RuntimeError:
-                    return
-                if isinstance(item, Stop):
-                    return
-
-        threading.Thread(target=read, name="learning-worker-jobs", daemon=True).start()
+        await self._reports.open(reports_fd)
+        jobs = PipeReader()
+        # end of file: the gateway is gone (or closed its end after a Stop): stop now
+        await jobs.open(jobs_fd, self._take, lambda: self._take(Stop(0.0)))
         with contextlib.suppress(StoreError):
             await self.store.call("open", self.store.store.open)
             await self._sync_spend()
@@ -363,6 +346,8 @@ class _Worker:
         await self.store.flush(self._lc.store.timeout_s)
         self._flush_scheduled = True
         self._flush()
+        jobs.close()
+        await self._reports.close(self._lc.store.timeout_s)
         await self.store.store.close()
         await self._pool.aclose()
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from gateway.config import parse_config
 from gateway.learning.quality import Judged, summarize
 from gateway.learning.records import Verdict
 from gateway.learning.tenants import tenant_id
+from gateway.learning.worker import Job
 from harness.fake_judge import FakeJudge, always_a, by_question, nonsense, prefer_marker, two_verdicts
 from harness.fake_provider import FakeProvider, slow, status
 from harness.gateway import CLIENT_KEY, ENV, GatewayThread, config_dict, gateway_config
@@ -709,6 +712,40 @@ def test_worker_killed_mid_run_is_restarted(fakes, judge, tmp_path):
     assert sum(t.sent for t in tallies) == sum(t.answered for t in tallies) == 8 and not any(t.lost for t in tallies)
     assert lost >= 2  # the two in flight when it died, and any handed to it before the restart was noticed
     assert done == shadowed == 8  # every shadow job ends reported (ok or timeout) or counted lost
+
+
+def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeypatch, caplog):
+    """Jobs go to the worker and reports come back through pipes the event loop reads and writes: no
+    feeder or reader thread in the serving process. A job that cannot be handed over (pickling fails)
+    holds no slot, budget or pending write, is counted lost, and clients never notice."""
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"max_concurrent": 4})
+    with GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        threads_before = {t.name for t in threading.enumerate()}
+        first, ids = send(gw, 4)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)
+        new_threads = {t.name for t in threading.enumerate()} - threads_before
+        assert not new_threads, new_threads
+
+        def refuse(self: object, protocol: int) -> object:
+            raise pickle.PicklingError("not today")
+
+        with monkeypatch.context() as m:
+            m.setattr(Job, "__reduce_ex__", refuse)
+            refused, _ = send(gw, 6)  # more than max_concurrent: slots that leaked would refuse later jobs
+        assert gw.call(learning.quiesce(5), timeout=10)  # nothing left in flight
+        assert learning.admission.inflight == 0 and learning.admission.budget.reserved == 0
+        lost = metric(gw, "ferryman_learning_shadow_calls_total", outcome="lost")
+        dropped = metric(gw, "ferryman_learning_store_ops_total", op="put", outcome="dropped")
+        after, ids = send(gw, 4)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)  # shadowing goes on
+        assert metric(gw, "ferryman_learning_requests_total", outcome="saturated") == 0
+    tallies = [first, refused, after]
+    assert sum(t.sent for t in tallies) == sum(t.answered for t in tallies) == 14 and not any(t.lost for t in tallies)
+    assert lost == 6 and dropped == 6
+    assert "learning: observing an answer failed" in caplog.text
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")

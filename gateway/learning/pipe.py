@@ -1,0 +1,122 @@
+"""Pickled messages over an OS pipe between the gateway and its learning worker, read and written by
+each side's event loop: no feeder thread, no reader thread.
+
+Was: a ``multiprocessing.Queue`` each way, whose feeder thread pickled and wrote each message and
+whose reader thread blocked on ``get`` and woke the loop with ``call_soon_threadsafe``: per shadow
+job, two thread wake-ups and GIL hand-offs in the serving process (one in the worker), on the cores
+that serve clients. Now :meth:`PipeWriter.send` pickles on the loop (tens of microseconds for a job)
+and the loop's pipe transport writes when the pipe has room (``send`` never blocks; what the pipe
+cannot take yet waits in the transport's buffer, bounded by the gateway's admission); a
+:class:`PipeReader` unpickles whole frames as they arrive. A frame is a 4-byte big-endian length, then
+the pickle. End of file (the other process exited or closed its end) is reported once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import struct
+from collections.abc import Callable
+from typing import Any
+
+_HEADER = struct.Struct("!I")
+
+
+def frame(item: object) -> bytes:
+    """``item`` pickled, behind its length."""
+    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+class _Frames(asyncio.Protocol):
+    def __init__(self, on_item: Callable[[Any], None], on_eof: Callable[[], None]) -> None:
+        self._on_item = on_item
+        self._on_eof = on_eof
+        self._buffer = bytearray()
+        self._ended = False
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + _HEADER.size + size
+            if len(buffer) < end:
+                break
+            item = pickle.loads(memoryview(buffer)[start + _HEADER.size : end])
+            start = end
+            self._on_item(item)
+        del buffer[:start]
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_eof()
+
+
+class PipeReader:
+    """Calls ``on_item`` with each message read from ``fd`` (on the loop), then ``on_eof`` once."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.ReadTransport | None = None
+
+    async def open(self, fd: int, on_item: Callable[[Any], None], on_eof: Callable[[], None]) -> None:
+        """Start reading ``fd`` (this object owns it from now on)."""
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.connect_read_pipe(
+            lambda: _Frames(on_item, on_eof), os.fdopen(fd, "rb", buffering=0)
+        )
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class _Closed(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class PipeWriter:
+    """Sends messages into ``fd`` without blocking the loop."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.WriteTransport | None = None
+        self._protocol: _Closed | None = None
+
+    async def open(self, fd: int) -> None:
+        """Start writing ``fd`` (this object owns it from now on)."""
+        loop = asyncio.get_running_loop()
+        self._transport, self._protocol = await loop.connect_write_pipe(_Closed, os.fdopen(fd, "wb", buffering=0))
+
+    def send(self, item: object) -> bool:
+        """Pickle and queue ``item`` for writing; False (nothing sent) when the pipe is closed (the reader
+        is gone). Raises what pickling raises."""
+        data = frame(item)
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._transport.write(data)
+        return True
+
+    async def close(self, timeout_s: float) -> None:
+        """Write what is buffered (for at most ``timeout_s``), then close."""
+        if self._transport is None or self._protocol is None:
+            return
+        self._transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._protocol.closed), timeout_s)
+        except TimeoutError:
+            self._transport.abort()
