@@ -13,6 +13,10 @@ threshold 0.5: about half strong, half weak). Paths are interleaved in rounds, i
 order, and after each round the benchmark waits until the shadow gateway's shadow jobs have
 finished, so one path's background work never spills into another's measurement.
 
+``--baseline-dir DIR`` adds a fourth gateway, ``shadow-base``: the same shadow configuration run
+from another revision's packages (``git archive REV | tar -x -C DIR``), interleaved with the rest,
+so the shadow path's CPU and latency before and after a change print side by side in one run.
+
 Printed per concurrency: n, p50/p90/p99, mean, and the gateway process's (and its learning
 worker's) CPU time per request, per path; shadow − off and twin − off for each
 percentile with a bootstrap 95 % interval; "unchanged within noise" when the shadow difference's
@@ -29,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,8 @@ from harness.processes import Process, RedisServer, free_port, read_json, spawn,
 
 POLICY = "bench-policy"
 PATHS = ("off", "off-twin", "shadow")
+#: The shadow gateway run from ``--baseline-dir``'s packages (another revision), when given.
+BASE = "shadow-base"
 FALLBACK_PROMPTS = [
     "Write a haiku about ferries crossing a river at dawn.",
     "Explain the difference between a process and a thread, with an example of when to use each.",
@@ -77,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--baseline-dir",
+        type=Path,
+        help="also run a shadow gateway from this directory's packages (another revision: git archive REV | tar -x"
+        " -C DIR), as path shadow-base, interleaved with the others",
+    )
 
 
 def load_prompts(path: Path) -> list[str]:
@@ -146,13 +159,14 @@ def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     )
 
 
-async def wait_idle(port: int, timeout_s: float = 60.0) -> None:
-    """Until the shadow gateway has no shadow job in flight."""
+async def wait_idle(port: int | Sequence[int], timeout_s: float = 60.0) -> None:
+    """Until the shadow gateway (each of ``port``'s) has no shadow job in flight."""
     deadline = time.monotonic() + timeout_s
-    while total(await asyncio.to_thread(scrape, port), "ferryman_learning_shadow_inflight") > 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("shadow jobs did not finish")
-        await asyncio.sleep(0.05)
+    for p in [port] if isinstance(port, int) else port:
+        while total(await asyncio.to_thread(scrape, p), "ferryman_learning_shadow_inflight") > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("shadow jobs did not finish")
+            await asyncio.sleep(0.05)
 
 
 async def wait_scored(url: str, body: bytes, timeout_s: float = 120) -> None:
@@ -193,6 +207,8 @@ class Counts:
         #: The shared processes' (fake providers, judge, scorer) CPU time over the path's rounds: what
         #: the path's requests, and its shadow and judge calls, cost the processes every path uses.
         self.shared_cpu_s = 0.0
+        #: Shadow jobs the path's gateway admitted over its rounds (shadow paths).
+        self.shadowed = 0.0
 
 
 async def _run_path(
@@ -232,30 +248,35 @@ async def measure(
     bodies: list[bytes],
     args: argparse.Namespace,
     level: int,
-    shadow_port: int,
+    shadow_ports: dict[str, int],
     shared: list[int],
 ) -> tuple[dict[str, list[float]], dict[str, Counts]]:
-    """``level`` clients per path, the paths interleaved in ``args.rounds`` rounds in a rotating order.
+    """``level`` clients per path (``urls``' keys), the paths interleaved in ``args.rounds`` rounds in a
+    rotating order; after each path's turn, until no shadow gateway (``shadow_ports``: path -> admin
+    port) has a job in flight.
 
     ``shared``: the pids every path uses (fake providers, judge, scorer), their CPU time counted per path.
     """
-    conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in PATHS}
-    lat: dict[str, list[float]] = {p: [] for p in PATHS}
-    counts = {p: Counts() for p in PATHS}
+    paths = tuple(urls)
+    conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in paths}
+    lat: dict[str, list[float]] = {p: [] for p in paths}
+    counts = {p: Counts() for p in paths}
     try:
-        for p in PATHS:
+        for p in paths:
             await _run_path(conns[p], bodies, 0, args.warmup, Counts())
-        await wait_idle(shadow_port)
+        await wait_idle(list(shadow_ports.values()))
         per_round = max(1, args.requests // args.rounds)
         for r in range(args.rounds):
-            order = PATHS[r % 3 :] + PATHS[: r % 3]
+            order = paths[r % len(paths) :] + paths[: r % len(paths)]
             for p in order:
                 # every path gets the same prompts in the same round
+                shadowed0 = await _shadowed(shadow_ports.get(p))
                 cpu0, worker0 = _tree_cpu_s(pids[p])
                 shared0 = sum(_cpu_s(s) for s in shared)
                 lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
-                await wait_idle(shadow_port)
+                await wait_idle(list(shadow_ports.values()))
                 cpu1, worker1 = _tree_cpu_s(pids[p])
+                counts[p].shadowed += await _shadowed(shadow_ports.get(p)) - shadowed0
                 counts[p].cpu_s += cpu1 - cpu0
                 counts[p].worker_cpu_s += worker1 - worker0
                 counts[p].shared_cpu_s += sum(_cpu_s(s) for s in shared) - shared0
@@ -263,6 +284,13 @@ async def measure(
         for c in (c for cs in conns.values() for c in cs):
             await c.close()
     return lat, counts
+
+
+async def _shadowed(port: int | None) -> float:
+    """Shadow jobs admitted so far by the gateway whose admin port is ``port`` (0 without one)."""
+    if port is None:
+        return 0.0
+    return total(await asyncio.to_thread(scrape, port), "ferryman_learning_requests_total", outcome="shadowed")
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -299,24 +327,36 @@ def _boot_diff(a: np.ndarray, b: np.ndarray, q: float, n: int, rng: np.random.Ge
     return point, float(lo), float(hi)
 
 
+def _cpu_ms(counts: Counts) -> tuple[float, float, float]:
+    """(gateway, learning worker, shared processes) CPU ms per answered request."""
+    n = max(1, counts.answered)
+    return counts.cpu_s * 1000 / n, counts.worker_cpu_s * 1000 / n, counts.shared_cpu_s * 1000 / n
+
+
 def report(
-    results: dict[int, tuple[dict[str, list[float]], dict[str, Counts]]], shadow: dict[str, float], n_boot: int
+    results: dict[int, tuple[dict[str, list[float]], dict[str, Counts]]],
+    shadows: dict[str, dict[str, Any]],
+    n_boot: int,
 ) -> tuple[str, list[dict[str, Any]]]:
+    """The table; ``shadows``: each shadow path's ``shadow_summary`` ("shadow", and ``BASE`` with a baseline).
+
+    The verdict is about "shadow" (this revision); ``BASE`` prints beside it, with shadow − shadow-base.
+    """
     rng = np.random.default_rng(0)
-    head = f"{'conc':>4}  {'path':<9} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
+    head = f"{'conc':>4}  {'path':<11} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
     lines = [head + f"  {'gw CPU/req':>10} {'worker CPU/req':>14} {'shared CPU/req':>14}"]
     rows: list[dict[str, Any]] = []
     verdicts = []
+    paths: list[str] = []
     for level, (lat, counts) in results.items():
+        paths = list(lat)
         arrays = {p: np.asarray(v) for p, v in lat.items()}
-        for p in PATHS:
+        for p in paths:
             a = arrays[p]
             pct = [float(np.percentile(a, q)) for q in (50, 90, 99)]
-            cpu_ms = counts[p].cpu_s * 1000 / max(1, counts[p].answered)
-            worker_ms = counts[p].worker_cpu_s * 1000 / max(1, counts[p].answered)
-            shared_ms = counts[p].shared_cpu_s * 1000 / max(1, counts[p].answered)
+            cpu_ms, worker_ms, shared_ms = _cpu_ms(counts[p])
             lines.append(
-                f"{level:>4}  {p:<9} {len(a):>5}  {pct[0]:>8.2f} {pct[1]:>8.2f} {pct[2]:>8.2f} {a.mean():>8.2f}"
+                f"{level:>4}  {p:<11} {len(a):>5}  {pct[0]:>8.2f} {pct[1]:>8.2f} {pct[2]:>8.2f} {a.mean():>8.2f}"
                 f"  {cpu_ms:>10.2f} {worker_ms:>14.2f} {shared_ms:>14.2f}"
             )
             rows.append(
@@ -326,8 +366,21 @@ def report(
                     "gateway_cpu_ms_per_request": cpu_ms,
                     "worker_cpu_ms_per_request": worker_ms,
                     "shared_cpu_ms_per_request": shared_ms,
+                    "shadowed": counts[p].shadowed,
                 }
             )
+        off = _cpu_ms(counts["off"])
+        added = {p: [x - o for x, o in zip(_cpu_ms(counts[p]), off, strict=True)] for p in shadows}
+        sums = [
+            f"{p} {g:+.2f} / {w:.2f} / {sh:+.2f} ms (sum {g + w + sh:+.2f}; per shadow job"
+            f" {(g + w + sh) * counts[p].answered / max(1.0, counts[p].shadowed):.2f}, worker"
+            f" {w * counts[p].answered / max(1.0, counts[p].shadowed):.2f}; {counts[p].shadowed:.0f} jobs)"
+            for p, (g, w, sh) in added.items()
+        ]
+        lines.append(
+            f"{'':>4}  CPU the shadow path adds per client request (gateway / worker / shared, vs off): "
+            + "; ".join(sums)
+        )
         for q in (50, 90, 99):
             twin = _boot_diff(arrays["off"], arrays["off-twin"], q, n_boot, rng)
             shad = _boot_diff(arrays["off"], arrays["shadow"], q, n_boot, rng)
@@ -338,31 +391,36 @@ def report(
                 f"   twin - off {twin[0]:+7.2f} ms [{twin[1]:+.2f}, {twin[2]:+.2f}]"
                 f"   {'unchanged within noise' if within else 'CHANGED beyond noise'}"
             )
-            rows.append(
-                {
-                    "concurrency": level,
-                    "percentile": q,
-                    "shadow_minus_off": shad,
-                    "twin_minus_off": twin,
-                    "within": within,
-                }
-            )
+            row: dict[str, Any] = {"concurrency": level, "percentile": q, "shadow_minus_off": shad}
+            row |= {"twin_minus_off": twin, "within": within}
+            if BASE in arrays:
+                base = _boot_diff(arrays["off"], arrays[BASE], q, n_boot, rng)
+                vs = _boot_diff(arrays[BASE], arrays["shadow"], q, n_boot, rng)
+                base_within = base[1] <= 0 <= base[2] or abs(base[0]) <= max(abs(twin[1]), abs(twin[2]))
+                lines.append(
+                    f"{'':>4}       {BASE} - off {base[0]:+7.2f} ms [{base[1]:+.2f}, {base[2]:+.2f}]"
+                    f"   shadow - {BASE} {vs[0]:+7.2f} ms [{vs[1]:+.2f}, {vs[2]:+.2f}]"
+                    f"   baseline {'unchanged within noise' if base_within else 'CHANGED beyond noise'}"
+                )
+                row |= {"base_minus_off": base, "shadow_minus_base": vs, "base_within": base_within}
+            rows.append(row)
     lines.append("intervals: bootstrap 95 % over requests; twin = a second learning-off gateway (the noise floor)")
     lines.append(
         "gw CPU/req: the gateway process's CPU time per answered request; worker CPU/req: its learning worker's"
         " (shadow calls, judge, store writes; at nice 10, or SCHED_IDLE); shared CPU/req: the fake providers',"
         " judge's and scorer's (the shadow path's includes its shadow and judge calls)"
     )
-    answered = {p: sum(c[p].answered for _, c in results.values()) for p in PATHS}
-    sent = {p: sum(c[p].sent for _, c in results.values()) for p in PATHS}
-    lost = {p: sum(c[p].lost for _, c in results.values()) for p in PATHS}
-    lines.append("clients: " + ", ".join(f"{p} sent {sent[p]} answered {answered[p]} lost {lost[p]}" for p in PATHS))
-    lines.append(
-        f"shadow gateway: {shadow['shadowed']:.0f} of {shadow['eligible']:.0f} answers shadowed"
-        f" ({shadow['shadowed'] / max(1, shadow['eligible']):.1%}); judge verdicts {shadow['verdicts']};"
-        f" store writes ok {shadow['writes_ok']:.0f}, failed {shadow['writes_failed']:.0f};"
-        f" spend ${shadow['spend']:.4f}; saturated {shadow['saturated']:.0f}"
-    )
+    answered = {p: sum(c[p].answered for _, c in results.values()) for p in paths}
+    sent = {p: sum(c[p].sent for _, c in results.values()) for p in paths}
+    lost = {p: sum(c[p].lost for _, c in results.values()) for p in paths}
+    lines.append("clients: " + ", ".join(f"{p} sent {sent[p]} answered {answered[p]} lost {lost[p]}" for p in paths))
+    for p, shadow in shadows.items():
+        lines.append(
+            f"{p} gateway: {shadow['shadowed']:.0f} of {shadow['eligible']:.0f} answers shadowed"
+            f" ({shadow['shadowed'] / max(1, shadow['eligible']):.1%}); judge verdicts {shadow['verdicts']};"
+            f" store writes ok {shadow['writes_ok']:.0f}, failed {shadow['writes_failed']:.0f};"
+            f" spend ${shadow['spend']:.4f}; saturated {shadow['saturated']:.0f}"
+        )
     changed = len(verdicts) - sum(verdicts)
     lines.append(
         "verdict: unchanged within noise at every percentile and level"
@@ -380,12 +438,14 @@ def start_gateway(
     scorer_port: int,
     learning: dict[str, Any] | None,
     policy: dict[str, Any] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[int, int, int]:
-    """A ``ferryman gateway`` process (``gateway_config``), stopped by ``stack``: (HTTP port, admin port, pid)."""
+    """A ``ferryman gateway`` process (``gateway_config``; from ``cwd``'s packages when given), stopped by
+    ``stack``: (HTTP port, admin port, pid)."""
     config = gateway_config(tmp, name, urls, scorer_port, learning, policy)
     argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
     argv += ["--port-file", str(tmp / f"{name}.json"), "--log-level", "WARNING"]
-    gw = spawn(f"gateway-{name}", argv, tmp, {"BENCH_FAKE_KEY": "bench"})
+    gw = spawn(f"gateway-{name}", argv, tmp, {"BENCH_FAKE_KEY": "bench"}, cwd=cwd)
     stack.callback(gw.stop)
     written = wait_for(name, lambda: read_json(tmp / f"{name}.json"), 120, gw.proc)
     return int(written["http_port"]), int(written["admin_port"]), gw.proc.pid
@@ -399,8 +459,10 @@ def start_gateways(
     learning: dict[str, Any],
     probe: bytes,
     policy: dict[str, Any] | None = None,
+    baseline_dir: Path | None = None,
 ) -> tuple[dict[str, str], dict[str, int], dict[str, int]]:
-    """One gateway per path in ``PATHS`` (``learning`` on "shadow" only), each answering ``probe`` scored.
+    """One gateway per path in ``PATHS`` (``learning`` on "shadow" only), each answering ``probe`` scored;
+    with ``baseline_dir``, also ``BASE``: the shadow configuration (its own store) from that directory's packages.
 
     Returns the chat-completions URL, admin port (/metrics) and pid per path.
     """
@@ -410,6 +472,16 @@ def start_gateways(
     for path in PATHS:
         on = learning if path == "shadow" else None
         ports[path], admin_ports[path], pids[path] = start_gateway(stack, tmp, path, urls, scorer_port, on, policy)
+    if baseline_dir is not None:
+        store = dict(learning["store"])
+        if store["url"].startswith("sqlite://"):
+            store["url"] += "-base"
+        else:
+            store["namespace"] = "bench-base"
+        base = learning | {"store": store}
+        ports[BASE], admin_ports[BASE], pids[BASE] = start_gateway(
+            stack, tmp, BASE, urls, scorer_port, base, policy, cwd=baseline_dir.resolve()
+        )
     gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
     for url in gw_urls.values():
         asyncio.run(wait_scored(url, probe))
@@ -461,32 +533,35 @@ def run(args: argparse.Namespace) -> int:
             "feedback": {"enabled": args.feedback},
             "worker_sched_idle": args.worker_sched_idle,
         }
-        gw_urls, admin_ports, pids = start_gateways(stack, tmp, urls, scorer_port, learning, bodies[0])
+        gw_urls, admin_ports, pids = start_gateways(
+            stack, tmp, urls, scorer_port, learning, bodies[0], baseline_dir=args.baseline_dir
+        )
         print(
             f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
             f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"
             f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''});"
-            f" learning worker at nice 10{' and SCHED_IDLE' if args.worker_sched_idle else ''}",
+            f" learning worker at nice 10{' and SCHED_IDLE' if args.worker_sched_idle else ''}"
+            + (f"; {BASE}: the shadow gateway from {args.baseline_dir}" if args.baseline_dir else ""),
             flush=True,
         )
-        shadow_admin = admin_ports["shadow"]
-        before = scrape(shadow_admin)
+        shadow_paths = [p for p in ("shadow", BASE) if p in gw_urls]
+        shadow_admins = {p: admin_ports[p] for p in shadow_paths}
+        before = {p: scrape(admin_ports[p]) for p in shadow_paths}
         shared = [scorer.proc.pid, *fakes]
         all_pids = [os.getpid(), *shared, *pids.values()]
 
         def run_levels() -> dict[int, tuple[dict[str, list[float]], dict[str, Counts]]]:
             return {
-                level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admin, shared))
+                level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admins, shared))
                 for level in levels
             }
 
         results = _cpu_note(all_pids, run_levels)
-        after = scrape(shadow_admin)
-
-        shadow_print = shadow_summary(before, after)
-        table, rows = report(results, shadow_print, args.bootstrap)
+        summaries = {p: shadow_summary(before[p], scrape(admin_ports[p])) for p in shadow_paths}
+        table, rows = report(results, summaries, args.bootstrap)
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.json:
-            args.json.write_text(json.dumps({"rows": rows, "shadow": shadow_print}, indent=2))
+            out = {"rows": rows, "shadow": summaries["shadow"], "shadows": summaries}
+            args.json.write_text(json.dumps(out, indent=2))
     return 0

@@ -280,13 +280,16 @@ def run(args: argparse.Namespace) -> int:
         before = scrape(admin)
         ours = [os.getpid(), *shared, *pids.values()]
         lat = _cpu_note(
-            ours, lambda: {lv: asyncio.run(measure(gw_urls, pids, bodies, args, lv, admin, shared)) for lv in levels}
+            ours,
+            lambda: {
+                lv: asyncio.run(measure(gw_urls, pids, bodies, args, lv, {"shadow": admin}, shared)) for lv in levels
+            },
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
         asyncio.run(wait_idle(admin))
         after = scrape(admin)
         shadow = shadow_summary(before, after)
-        table, rows = report(lat, shadow, args.bootstrap)
+        table, rows = report(lat, {"shadow": shadow}, args.bootstrap)
         print(table, flush=True)
         results["latency"] = {"rows": rows, "shadow": shadow}
         judged, fill = _labelled(shadow), LoadResult()

@@ -81,10 +81,15 @@ class Process:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
+def spawn(
+    name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Process:
+    """Start ``argv`` (in ``cwd`` when given: ``python -m`` then imports that directory's packages), its
+    output in ``workdir/NAME.log``."""
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        env = {**os.environ, **(env or {})}
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     return Process(name, proc, log)
 
 
