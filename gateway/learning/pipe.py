@@ -45,7 +45,7 @@ class _Frames(asyncio.Protocol):
             end = start + _HEADER.size + size
             if len(buffer) < end:
                 break
-            item = pickle.loads(memoryview(buffer)[start + _HEADER.size : end])
+            item = pickle.loads(buffer[start + _HEADER.size : end])
             start = end
             self._on_item(item)
         del buffer[:start]
