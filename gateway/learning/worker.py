@@ -292,7 +292,8 @@ class _Worker:
         )
         self.store = GuardedStore(store, lc.store, self._count)
         self._redact = Redactor(lc.redact, lc.store.max_text_chars)
-        self._pool = ProviderPool(config.models, environ, config.limits.max_response_bytes)
+        # its own connections, on the lean transport: its CPU is mostly these calls (gateway.providers.lean)
+        self._pool = ProviderPool(config.models, environ, config.limits.max_response_bytes, lean=True)
         self._runner: ShadowRunner | None = None
         if lc.shadow.sample_rate > 0:
             judge_model = config.models[lc.judge.model]

@@ -22,7 +22,7 @@ from gateway.providers.base import (
     StreamEvent,
     TransientProviderError,
 )
-from gateway.providers.http import new_client
+from gateway.providers.http import new_client, new_lean_client
 from gateway.providers.openai import OpenAIProvider
 
 __all__ = [
@@ -46,12 +46,16 @@ class ProviderPool:
         models: Mapping[str, ModelConfig],
         environ: Mapping[str, str] | None = None,
         max_response_bytes: int = 8_388_608,
+        *,
+        lean: bool = False,
     ) -> None:
+        """``lean``: HTTP on :mod:`gateway.providers.lean` (the learning worker) instead of the lanes."""
+        make = new_lean_client if lean else new_client
         self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
         self.providers: dict[str, Provider] = {}
         for name, cfg in models.items():
             endpoint = (cfg.provider, cfg.base_url)
-            client = self._clients.get(endpoint) or self._clients.setdefault(endpoint, new_client(cfg))
+            client = self._clients.get(endpoint) or self._clients.setdefault(endpoint, make(cfg))
             key = resolve_secret(cfg.api_key, environ)
             cls = AnthropicProvider if cfg.provider == "anthropic" else OpenAIProvider
             self.providers[name] = cls(cfg, client, key, max_response_bytes)

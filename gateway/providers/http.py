@@ -11,6 +11,7 @@ import httpx
 from gateway.config import ModelConfig
 from gateway.providers.base import MissingKeyError, check_status, decode_json, read_capped, transport_error
 from gateway.providers.lanes import LaneTransport
+from gateway.providers.lean import LeanTransport
 
 
 class HTTPProvider:
@@ -73,3 +74,8 @@ def _timeout(config: ModelConfig) -> httpx.Timeout:
 def new_client(config: ModelConfig) -> httpx.AsyncClient:
     """A pooled client sized for one provider endpoint (see :mod:`gateway.providers.lanes` for the pool)."""
     return httpx.AsyncClient(transport=LaneTransport(config.max_connections), timeout=_timeout(config))
+
+
+def new_lean_client(config: ModelConfig) -> httpx.AsyncClient:
+    """A client on :class:`~gateway.providers.lean.LeanTransport` (the learning worker's: less CPU per call)."""
+    return httpx.AsyncClient(transport=LeanTransport(config.max_connections), timeout=_timeout(config))

@@ -1,36 +1,63 @@
-"""The provider connection pool (gateway.providers.lanes) against a real fake provider on loopback."""
+"""The provider connection pools against a real fake provider on loopback: the gateway's lanes
+(gateway.providers.lanes) and the learning worker's lean transport (gateway.providers.lean), which
+must behave alike on the same faults."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.config import _model
+from gateway.providers import (
+    MalformedAnswerError,
+    ProviderClientError,
+    ProviderPool,
+    TransientProviderError,
+)
 from gateway.providers.lanes import LaneTransport
-from harness.fake_provider import DISCONNECT, FakeProvider, slow
+from gateway.providers.lean import LeanTransport
+from gateway.types import ChatRequest, Message, StreamDelta
+from harness.fake_provider import DISCONNECT, HTML, MALFORMED, FakeProvider, huge, slow, status
+from harness.processes import free_port
+
+PRICES = {"price_in_per_mtok": 1.0, "price_out_per_mtok": 1.0}
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _client(max_connections: int, pool_timeout_s: float = 5.0) -> tuple[httpx.AsyncClient, LaneTransport]:
-    transport = LaneTransport(max_connections)
+KINDS = ["lanes", "lean"]
+
+
+def _client(
+    max_connections: int, pool_timeout_s: float = 5.0, kind: str = "lanes"
+) -> tuple[httpx.AsyncClient, LaneTransport | LeanTransport]:
+    transport = LaneTransport(max_connections) if kind == "lanes" else LeanTransport(max_connections)
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, pool=pool_timeout_s)), transport
 
 
-def test_concurrent_requests_share_at_most_max_connections(fakes: dict[str, FakeProvider]) -> None:
+def _connections(transport: LaneTransport | LeanTransport) -> int:
+    return transport.lanes if isinstance(transport, LaneTransport) else transport.opened
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_concurrent_requests_share_at_most_max_connections(fakes: dict[str, FakeProvider], kind: str) -> None:
     fake = fakes["strong-openai"]
     fake.reset(default=slow(0.05))
 
     async def main() -> list[int]:
-        client, transport = _client(4)
+        client, transport = _client(4, kind=kind)
         async with client:
             url = fake.base_url + "/chat/completions"
             first = await asyncio.gather(*(client.post(url, json=BODY) for _ in range(20)))
             second = await asyncio.gather(*(client.post(url, json=BODY) for _ in range(8)))
-            assert transport.lanes == 4
+            assert _connections(transport) == 4
             return [r.status_code for r in first + second]
 
     codes = asyncio.run(main())
@@ -57,18 +84,19 @@ def test_lanes_share_one_tls_context(fakes: dict[str, FakeProvider], monkeypatch
             url = fake.base_url + "/chat/completions"
             codes = [r.status_code for r in await asyncio.gather(*(client.post(url, json=BODY) for _ in range(6)))]
             assert codes == [200] * 6
-            return transport.lanes
+            return _connections(transport)
 
     assert asyncio.run(main()) == 6
     assert len(made) == 1
 
 
-def test_waiting_for_a_lane_is_bounded_by_the_pool_timeout(fakes: dict[str, FakeProvider]) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_waiting_for_a_lane_is_bounded_by_the_pool_timeout(fakes: dict[str, FakeProvider], kind: str) -> None:
     fake = fakes["strong-openai"]
     fake.reset(default=slow(0.5))
 
     async def main() -> None:
-        client, _ = _client(1, pool_timeout_s=0.1)
+        client, _ = _client(1, pool_timeout_s=0.1, kind=kind)
         async with client:
             url = fake.base_url + "/chat/completions"
             busy = asyncio.create_task(client.post(url, json=BODY))
@@ -81,11 +109,14 @@ def test_waiting_for_a_lane_is_bounded_by_the_pool_timeout(fakes: dict[str, Fake
     assert fake.requests == 1
 
 
-def test_lanes_come_back_after_cancellation_errors_and_abandoned_streams(fakes: dict[str, FakeProvider]) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_lanes_come_back_after_cancellation_errors_and_abandoned_streams(
+    fakes: dict[str, FakeProvider], kind: str
+) -> None:
     fake = fakes["strong-openai"]
 
     async def main() -> None:
-        client, transport = _client(1, pool_timeout_s=1.0)
+        client, transport = _client(1, pool_timeout_s=1.0, kind=kind)
         async with client:
             url = fake.base_url + "/chat/completions"
             fake.program(slow(1.0))
@@ -103,11 +134,138 @@ def test_lanes_come_back_after_cancellation_errors_and_abandoned_streams(fakes: 
                 await client.post(url, json=BODY, timeout=httpx.Timeout(0.05, pool=1.0))
             # the single lane is free again each time: this would otherwise wait 1 s and raise PoolTimeout
             assert (await client.post(url, json=BODY)).status_code == 200
-            assert transport.lanes == 1
+            # a lane reconnects inside its transport; the lean transport closes a connection left mid-answer
+            assert transport.lanes == 1 if isinstance(transport, LaneTransport) else transport.opened >= 1
 
     asyncio.run(main())
 
 
-def test_max_connections_must_be_positive() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (status(500), TransientProviderError),
+        (status(429, retry_after="1"), TransientProviderError),
+        (status(400), ProviderClientError),
+        (HTML, TransientProviderError),
+        (MALFORMED, MalformedAnswerError),
+        (huge(300_000), MalformedAnswerError),
+    ],
+)
+def test_provider_faults_map_the_same_on_both_transports(
+    fakes: dict[str, FakeProvider], kind: str, fault: Any, error: type[Exception]
+) -> None:
+    fake = fakes["strong-openai"]
+    cfg = _model("m", {"provider": "openai", "base_url": fake.base_url, "api_key_env": "K"} | PRICES)
+
+    async def main() -> list[str]:
+        pool = ProviderPool({"m": cfg}, {"K": "key"}, max_response_bytes=200_000, lean=kind == "lean")
+        request = ChatRequest(model="m", messages=(Message("user", "hi"),))
+        try:
+            fake.program(fault)
+            with pytest.raises(error):
+                await pool["m"].complete(request)
+            fake.program(fault)
+            # streamed: a fault in a stream may show as the stream's end (still a provider fault)
+            with pytest.raises(error if error is ProviderClientError else TransientProviderError):
+                async for _ in pool["m"].stream(request):
+                    pass
+            # and the connection pool still serves, whole and streamed
+            whole = (await pool["m"].complete(request)).content
+            streamed = "".join([e.text async for e in pool["m"].stream(request) if isinstance(e, StreamDelta)])
+            return [whole, streamed]
+        finally:
+            await pool.aclose()
+
+    whole, streamed = asyncio.run(main())
+    assert whole == streamed and whole
+
+
+def test_lean_transport_connection_ends() -> None:
+    """A server that closes kept-alive connections without saying so, a body delimited by the end of the
+    connection, a chunked body, and nothing listening."""
+    replies = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst",  # then closes: not reused
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",  # no length: until close
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    ]
+
+    async def main() -> None:
+        served = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal served
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(v for k, v in _headers(head) if k == b"content-length"))
+            await reader.readexactly(length)
+            writer.write(replies[served])
+            served += 1
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client, transport = _client(2, kind="lean")
+        async with server, client:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            texts = []
+            for _ in replies:
+                response = await client.post(url, json=BODY)
+                assert response.status_code == 200
+                texts.append(response.text)
+                await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+            assert texts == ["first", "until the end", "abcde"]
+            assert isinstance(transport, LeanTransport) and transport.opened == 3
+            with pytest.raises(httpx.ConnectError):
+                await client.post(f"http://127.0.0.1:{free_port()}/", json=BODY)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_https_with_a_verified_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Both transports speak TLS and verify the provider's certificate (trusted here through SSL_CERT_FILE,
+    which httpx's default context reads); an untrusted one fails to connect."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    argv += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(argv, check=True, capture_output=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+
+    async def main(trusted: bool) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    await reader.readexactly(int(dict(_headers(head))[b"content-length"]))
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        client, transport = _client(2, kind=kind)
+        async with server, client:
+            url = f"https://127.0.0.1:{port}/v1/chat/completions"
+            if not trusted:
+                with pytest.raises(httpx.ConnectError):
+                    await client.post(url, json=BODY)
+                return
+            texts = [(await client.post(url, json=BODY)).text for _ in range(3)]
+            assert texts == ["ok"] * 3 and _connections(transport) == 1
+
+    asyncio.run(main(trusted=False))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    asyncio.run(main(trusted=True))
+
+
+def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    lines = head.split(b"\r\n")[1:]
+    return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(b":") for line in lines if line)]
+
+
+@pytest.mark.parametrize("cls", [LaneTransport, LeanTransport])
+def test_max_connections_must_be_positive(cls: type[LaneTransport] | type[LeanTransport]) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        LaneTransport(0)
+        cls(0)

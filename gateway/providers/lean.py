@@ -1,0 +1,251 @@
+"""A lean HTTP/1.1 transport for httpx: keep-alive connections on the event loop's own streams, the
+response parsed by httptools (C), for the learning worker's provider calls.
+
+Why: the learning worker is almost all HTTP client work (a profile of ``ferryman bench learning``:
+84 % of its CPU in the three provider calls of each shadow job, docs/lab-log.md 2026-12-05), and
+most of a call's CPU is httpcore's connection machinery (h11's pure-Python parser, anyio's
+cancel scopes and socket wrappers, the pool's bookkeeping), not httpx's client API. This transport
+keeps the httpx client (so the adapters, error mapping and capped reads are the same code as the
+gateway's) and replaces only what lies under it: on loopback, 0.75 -> 0.44 ms of CPU per
+completion call.
+
+What it does: up to ``max_connections`` connections per transport (a request waits for a free one
+at most the pool timeout, then :class:`httpx.PoolTimeout`, as with :mod:`gateway.providers.lanes`);
+an idle connection is reused most recently used first, unless the server closed it (end of file
+seen while idle) or it has been idle for ``keepalive_expiry_s``; ``https`` over the event loop's TLS
+with one shared context; request bodies sent whole (httpx has them in memory for the JSON the
+adapters post); responses by Content-Length, chunked, or (without either) until the server closes.
+A connection is reused only after its response was read to the end and both sides kept it alive;
+one abandoned or failed mid-way is closed. Timeouts map to httpx's (connect, read, write, pool), a
+refused or reset connection to :class:`httpx.ConnectError` / :class:`httpx.ReadError`, a response
+that is not HTTP to :class:`httpx.RemoteProtocolError`. No HTTP/2, no proxies (httpx mounts its
+own transports for proxies from the environment), no ``Expect: 100-continue``.
+
+The gateway's serving path keeps :mod:`gateway.providers.lanes` (httpx's own transport per
+connection): only the learning worker uses this one (``ProviderPool(..., lean=True)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+import httpx
+
+_READ = 65_536
+
+
+class _Parsed:
+    """httptools callbacks: the status line and headers, then body pieces, then the end."""
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.headers_done = False
+        self.done = False
+        #: Both sides keep the connection (read while parsing: the parser forgets once the message ends).
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(bytes(body))
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = time.monotonic()
+
+    def reusable(self, expiry_s: float) -> bool:
+        return (
+            not self.reader.at_eof() and not self.writer.is_closing() and time.monotonic() - self.idle_since < expiry_s
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Exchange:
+    """One request's response on one connection: reads and parses until the end."""
+
+    def __init__(self, conn: _Connection, request: httpx.Request, read_timeout: float | None) -> None:
+        self.conn = conn
+        self.request = request
+        self.read_timeout = read_timeout
+        self.parsed = _Parsed()
+        self.parser = httptools.HttpResponseParser(self.parsed)
+        self.parsed.parser = self.parser
+        self.until_close = False
+
+    async def read_more(self) -> None:
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                data = await self.conn.reader.read(_READ)
+        except TimeoutError:
+            raise httpx.ReadTimeout("timed out reading the provider's answer", request=self.request) from None
+        except OSError as exc:
+            raise httpx.ReadError(f"reading the provider's answer failed: {exc}", request=self.request) from None
+        if not data:
+            if self.parsed.headers_done and self.until_close:
+                self.parsed.done = True  # a body delimited by the end of the connection
+                return
+            raise httpx.RemoteProtocolError("the provider closed the connection mid-answer", request=self.request)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise httpx.RemoteProtocolError("the provider switched protocols", request=self.request) from None
+        except httptools.HttpParserError as exc:
+            raise httpx.RemoteProtocolError(f"the provider's answer is not HTTP: {exc}", request=self.request) from None
+
+    async def read_head(self) -> None:
+        while not self.parsed.headers_done:
+            await self.read_more()
+        names = {name.lower() for name, _ in self.parsed.headers}
+        self.until_close = b"content-length" not in names and b"transfer-encoding" not in names
+
+    def keep_alive(self) -> bool:
+        return self.parsed.done and not self.until_close and self.parsed.keep_alive
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body as it arrives; returns the connection (or closes it) and the slot once closed."""
+
+    def __init__(self, owner: LeanTransport, key: tuple[str, str, int], exchange: _Exchange) -> None:
+        self._owner = owner
+        self._key = key
+        self._exchange = exchange
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        parsed = self._exchange.parsed
+        while True:
+            if parsed.body:
+                pieces, parsed.body = parsed.body, []
+                for piece in pieces:
+                    yield piece
+            if parsed.done:
+                return
+            await self._exchange.read_more()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._owner._release(self._key, self._exchange.conn, self._exchange.keep_alive())
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """Up to ``max_connections`` kept-alive HTTP/1.1 connections per endpoint, on the event loop's streams."""
+
+    def __init__(self, max_connections: int, keepalive_expiry_s: float = 5.0) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._expiry_s = keepalive_expiry_s
+        self._tls: ssl.SSLContext | None = None
+        #: Connections opened so far (tests, metrics).
+        self.opened = 0
+
+    async def _acquire(self, pool_timeout: float | None, request: httpx.Request) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(pool_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection to the provider in time", request=request) from None
+
+    def _release(self, key: tuple[str, str, int], conn: _Connection, keep: bool) -> None:
+        if keep:
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(key, []).append(conn)
+        else:
+            conn.close()
+        self._slots.release()
+
+    async def _connect(self, key: tuple[str, str, int], timeout: float | None, request: httpx.Request) -> _Connection:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()  # the warmest first
+            if conn.reusable(self._expiry_s):
+                return conn
+            conn.close()
+        scheme, host, port = key
+        tls: ssl.SSLContext | None = None
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context()
+            tls = self._tls
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls else None, limit=_READ
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout("timed out connecting to the provider", request=request) from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to the provider: {exc}", request=request) from None
+        self.opened += 1
+        return _Connection(reader, writer)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
+        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        await self._acquire(timeouts.get("pool"), request)
+        conn: _Connection | None = None
+        try:
+            conn = await self._connect(key, timeouts.get("connect"), request)
+            await self._send(conn, request, timeouts.get("write"))
+            exchange = _Exchange(conn, request, timeouts.get("read"))
+            await exchange.read_head()
+        except BaseException:  # failed, timed out or cancelled mid-way: this connection's state is unknown
+            if conn is not None:
+                conn.close()
+            self._slots.release()
+            raise
+        status = exchange.parser.get_status_code()
+        body = _Body(self, key, exchange)
+        extensions = {"http_version": b"HTTP/1.1"}
+        return httpx.Response(status, headers=exchange.parsed.headers, stream=body, extensions=extensions)
+
+    @staticmethod
+    async def _send(conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
+        body = await request.aread()
+        target = request.url.raw_path
+        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target)]
+        head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
+        head.append(b"\r\n")
+        try:
+            conn.writer.write(b"".join(head) + body)
+            async with asyncio.timeout(timeout):
+                await conn.writer.drain()
+        except TimeoutError:
+            raise httpx.WriteTimeout("timed out sending to the provider", request=request) from None
+        except OSError as exc:
+            raise httpx.WriteError(f"sending to the provider failed: {exc}", request=request) from None
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
