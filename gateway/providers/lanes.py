@@ -14,7 +14,7 @@ at most the pool timeout, then fails with :class:`httpx.PoolTimeout` as with htt
 The lanes share one TLS context, made with the first lane: httpx builds a new one per transport,
 loading the CA bundle each time (~16 ms of CPU), which every new lane paid — a learning worker
 opening its ~30 lanes to the shadow models and the judge as shadow concurrency grew spent more CPU
-on that than on its requests (docs/lab-log.md, 2026-12-05 03:00).
+on that than on its requests (docs/lab-log.md, 2026-12-05 03:30).
 """
 
 from __future__ import annotations
