@@ -3,8 +3,8 @@ response parsed by httptools (C), for the learning worker's provider calls.
 
 Why: the learning worker is almost all HTTP client work (a profile of ``ferryman bench learning``:
 84 % of its CPU in the three provider calls of each shadow job, docs/lab-log.md 2026-12-05 03:30), and
-most of a call's CPU is httpcore's connection machinery (h11's pure-Python parser, anyio's
-cancel scopes and socket wrappers, the pool's bookkeeping), not httpx's client API. This transport
+just over half of a call's CPU is httpcore's connection machinery (h11's pure-Python parser,
+anyio's cancel scopes and socket wrappers, the pool's bookkeeping), the rest httpx's client. This transport
 keeps the httpx client (so the adapters, error mapping and capped reads are the same code as the
 gateway's) and replaces only what lies under it: on loopback, 0.60 -> 0.39 ms of CPU per
 completion call.
