@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -269,10 +271,23 @@ def load_artifact(root: Path, *, verify_hashes: bool = True) -> Artifact:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> Path:
-    """Write ``manifest.json`` (files' hashes must already be filled in)."""
+    """Write ``manifest.json`` (files' hashes must already be filled in), atomically.
+
+    A scorer that hot-reloads the directory (``scorer.reload``) may read the manifest at any
+    moment, e.g. while ``ferryman calibrate`` rewrites it in place: it must see the old or the new
+    file, never a truncated one.
+    """
     root.mkdir(parents=True, exist_ok=True)
     path = root / MANIFEST_NAME
-    path.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{MANIFEST_NAME}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the manifest from a scorer running as another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

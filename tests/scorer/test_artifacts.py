@@ -37,6 +37,37 @@ def test_roundtrip_and_hash_check(tmp_path: Path) -> None:
         load_artifact(tmp_path)
 
 
+def test_rewriting_a_manifest_never_shows_a_reader_a_partial_file(tmp_path: Path) -> None:
+    """``ferryman calibrate`` rewrites manifests in place while a hot-reloading scorer may read them."""
+    import threading
+
+    big = _manifest(provenance={"note": "x" * 200_000})
+    write_manifest(tmp_path, big)
+    with (tmp_path / "manifest.json").open(encoding="utf-8") as before:  # a reader that opened it earlier
+        write_manifest(tmp_path, _manifest())
+        assert json.loads(before.read()) == big.to_json()  # still reads the whole old file: replaced, not rewritten
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+            except ValueError as exc:
+                seen.append(str(exc))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(100):
+            write_manifest(tmp_path, _manifest(provenance={"note": str(i) * 200_000}))
+    finally:
+        stop.set()
+        reader.join()
+    assert seen == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary file left
+
+
 def test_missing_file_names_it_and_the_build_command(tmp_path: Path) -> None:
     files = {"onnx": ArtifactFile("model.onnx", None, "ferryman build routers")}
     write_manifest(tmp_path, _manifest(files=files))
