@@ -8,12 +8,15 @@ that serve clients. Now :meth:`PipeWriter.send` pickles on the loop (tens of mic
 and the loop's pipe transport writes when the pipe has room (``send`` never blocks; what the pipe
 cannot take yet waits in the transport's buffer, bounded by the gateway's admission); a
 :class:`PipeReader` unpickles whole frames as they arrive. A frame is a 4-byte big-endian length, then
-the pickle. End of file (the other process exited or closed its end) is reported once.
+the pickle. End of file (the other process exited or closed its end) is reported once. A message
+that cannot be unpickled or applied is logged and skipped: the frames after it still arrive (an
+exception left to the loop would close the pipe while the other process lives on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import struct
@@ -21,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 _HEADER = struct.Struct("!I")
+
+log = logging.getLogger(__name__)
 
 
 def frame(item: object) -> bytes:
@@ -45,9 +50,12 @@ class _Frames(asyncio.Protocol):
             end = start + _HEADER.size + size
             if len(buffer) < end:
                 break
-            item = pickle.loads(buffer[start + _HEADER.size : end])
+            payload = buffer[start + _HEADER.size : end]
             start = end
-            self._on_item(item)
+            try:
+                self._on_item(pickle.loads(payload))
+            except Exception:  # one bad message, not the channel: the next frame starts at ``end``
+                log.exception("pipe: a %d-byte message could not be read or applied; skipped", size)
         del buffer[:start]
 
     def eof_received(self) -> bool | None:

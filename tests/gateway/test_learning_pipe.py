@@ -61,3 +61,49 @@ def test_sending_to_a_closed_reader_is_refused_not_raised() -> None:
         return sent
 
     assert asyncio.run(main()) is False
+
+
+def test_a_message_that_fails_does_not_close_the_pipe() -> None:
+    """One report the gateway cannot apply (or unpickle) must not cut the channel: the later ones arrive.
+
+    Was: the exception left ``data_received``, the loop closed the transport, and every later report
+    was lost while the worker lived on (shadow slots never freed, pending writes never resolved)."""
+
+    class Unloadable:
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return (_refuse, ())
+
+    async def main() -> tuple[list[object], int]:
+        got: list[object] = []
+        ends = 0
+        done = asyncio.get_running_loop().create_future()
+
+        def take(item: object) -> None:
+            if item == "bad":
+                raise RuntimeError("cannot apply this one")
+            got.append(item)
+
+        def end() -> None:
+            nonlocal ends
+            ends += 1
+            done.set_result(None)
+
+        r, w = os.pipe()
+        reader, writer = PipeReader(), PipeWriter()
+        await reader.open(r, take, end)
+        await writer.open(w)
+        for item in ("one", "bad", Unloadable(), "two"):
+            assert writer.send(item)
+        await asyncio.sleep(0.1)
+        assert writer.send("three")
+        await writer.close(10)
+        await asyncio.wait_for(done, 10)
+        reader.close()
+        return got, ends
+
+    got, ends = asyncio.run(main())
+    assert got == ["one", "two", "three"] and ends == 1
+
+
+def _refuse() -> object:
+    raise ValueError("cannot unpickle")
