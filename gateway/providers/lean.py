@@ -18,8 +18,11 @@ adapters post); responses by Content-Length, chunked, or (without either) until 
 A connection is reused only after its response was read to the end and both sides kept it alive;
 one abandoned or failed mid-way is closed. Timeouts map to httpx's (connect, read, write, pool), a
 refused or reset connection to :class:`httpx.ConnectError` / :class:`httpx.ReadError`, a response
-that is not HTTP to :class:`httpx.RemoteProtocolError`. No HTTP/2, no proxies (httpx mounts its
-own transports for proxies from the environment), no ``Expect: 100-continue``.
+that is not HTTP to :class:`httpx.RemoteProtocolError`. Informational (1xx) answers before the
+real one are skipped; bytes after the end of an answer are never taken for the next request's (that
+connection is closed). No HTTP/2, no ``Expect: 100-continue``, no HEAD (a HEAD answer's
+Content-Length would be waited for), no proxies: like the gateway's lanes (an httpx client given its
+own transport ignores ``HTTP(S)_PROXY``/``ALL_PROXY``), providers are reached directly.
 
 The gateway's serving path keeps :mod:`gateway.providers.lanes` (httpx's own transport per
 connection): only the learning worker uses this one (``ProviderPool(..., lean=True)``).
@@ -40,29 +43,56 @@ _READ = 65_536
 
 
 class _Parsed:
-    """httptools callbacks: the status line and headers, then body pieces, then the end."""
+    """httptools callbacks: the status line and headers, then body pieces, then the end.
+
+    Informational answers (1xx before the real one: 103 Early Hints, an unasked 100 Continue) are
+    skipped, as httpx's own transport does. Anything after the end of the answer is not this request's
+    (a stray second answer, a 408 before the server closes): ignored, and the connection not reused.
+    """
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
+        self.status = 0
         self.headers_done = False
         self.done = False
+        #: Bytes began another message after the answer: the connection is out of step.
+        self.extra = False
+        self._informational = False
         #: Both sides keep the connection (read while parsing: the parser forgets once the message ends).
         self.keep_alive = False
         self.parser: httptools.HttpResponseParser | None = None
 
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.extra = True
+        else:
+            self.headers = []  # a skipped 1xx's
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.done:
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.done or self.parser is None:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._informational = True
+            return
+        self.status = status
         self.headers_done = True
-        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(bytes(body))
+        if not self.done:
+            self.body.append(bytes(body))
 
     def on_message_complete(self) -> None:
-        self.done = True
+        if self._informational:
+            self._informational = False
+        elif self.headers_done:
+            self.done = True
 
 
 class _Connection:
@@ -72,8 +102,13 @@ class _Connection:
         self.idle_since = time.monotonic()
 
     def reusable(self, expiry_s: float) -> bool:
+        # bytes that arrived while idle (a 408 before the server closes) would be read as the next answer
+        unread = len(getattr(self.reader, "_buffer", b""))
         return (
-            not self.reader.at_eof() and not self.writer.is_closing() and time.monotonic() - self.idle_since < expiry_s
+            not unread
+            and not self.reader.at_eof()
+            and not self.writer.is_closing()
+            and time.monotonic() - self.idle_since < expiry_s
         )
 
     def close(self) -> None:
@@ -107,9 +142,12 @@ class _Exchange:
             raise httpx.RemoteProtocolError("the provider closed the connection mid-answer", request=self.request)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            raise httpx.RemoteProtocolError("the provider switched protocols", request=self.request) from None
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError) as exc:
+            if self.parsed.done:  # garbage after a whole answer: the answer stands, the connection goes
+                self.parsed.extra = True
+                return
+            if isinstance(exc, httptools.HttpParserUpgrade):
+                raise httpx.RemoteProtocolError("the provider switched protocols", request=self.request) from None
             raise httpx.RemoteProtocolError(f"the provider's answer is not HTTP: {exc}", request=self.request) from None
 
     async def read_head(self) -> None:
@@ -119,7 +157,8 @@ class _Exchange:
         self.until_close = b"content-length" not in names and b"transfer-encoding" not in names
 
     def keep_alive(self) -> bool:
-        return self.parsed.done and not self.until_close and self.parsed.keep_alive
+        parsed = self.parsed
+        return parsed.done and not self.until_close and parsed.keep_alive and not parsed.extra
 
 
 class _Body(httpx.AsyncByteStream):
@@ -223,10 +262,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 conn.close()
             self._slots.release()
             raise
-        status = exchange.parser.get_status_code()
         body = _Body(self, key, exchange)
         extensions = {"http_version": b"HTTP/1.1"}
-        return httpx.Response(status, headers=exchange.parsed.headers, stream=body, extensions=extensions)
+        parsed = exchange.parsed
+        return httpx.Response(parsed.status, headers=parsed.headers, stream=body, extensions=extensions)
 
     @staticmethod
     async def _send(conn: _Connection, request: httpx.Request, timeout: float | None) -> None:

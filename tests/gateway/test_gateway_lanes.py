@@ -265,6 +265,95 @@ def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
     return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(b":") for line in lines if line)]
 
 
+Script = list[list[bytes | float]]
+
+
+async def _scripted_server(*scripts: Script) -> tuple[asyncio.Server, int]:
+    """A server answering the n-th request on its i-th connection with ``scripts[i][n]`` (the last script
+    for later connections): byte strings written as they come, a float a pause, ``b""`` closes."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        script = scripts[min(connections, len(scripts) - 1)]
+        connections += 1
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            for steps in script:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(dict(_headers(head))[b"content-length"]))
+                for step in steps:
+                    if isinstance(step, float):
+                        await asyncio.sleep(step)
+                    elif step == b"":
+                        writer.close()
+                        return
+                    else:
+                        writer.write(step)
+                        await writer.drain()
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_informational_answers_before_the_answer_are_skipped(kind: str) -> None:
+    """1xx answers (103 Early Hints, an unasked 100 Continue) come before the real one: it is the real one
+    the caller gets, and the connection stays usable. Was (lean): the 103 taken for the answer."""
+    script: list[list[bytes | float]] = [
+        [
+            b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n",
+            0.02,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ],
+        [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-Real: yes\r\nContent-Length: 3\r\n\r\nyes"],
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthird"],
+    ]
+
+    async def main() -> None:
+        server, port = await _scripted_server(script)
+        client, transport = _client(1, kind=kind)
+        async with server, client:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            answers = [await client.post(url, json=BODY) for _ in range(3)]
+            assert [(r.status_code, r.text) for r in answers] == [(200, "ok"), (201, "yes"), (200, "third")]
+            assert answers[1].headers.get("x-real") == "yes" and "link" not in answers[0].headers
+            assert _connections(transport) == 1
+
+    asyncio.run(main())
+
+
+def test_lean_transport_never_reuses_a_connection_with_bytes_past_the_answer() -> None:
+    """Bytes after a complete answer (a stray second answer or garbage in the same write, or a 408 sent on
+    an idle connection before the server closes it) are not the next request's answer: that connection is
+    dropped and the next request gets its own answer on a new one. Was: reused, and the next request
+    read the stale bytes as its answer."""
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    timeout = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    first: Script = [[ok + stray]]
+    garbage: Script = [[ok + b"\x00 not HTTP\r\n\r\n"]]
+    second: Script = [[ok], [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext", 0.05, timeout]]
+    third: Script = [[ok]]
+
+    async def main() -> None:
+        server, port = await _scripted_server(first, garbage, second, third)
+        client, transport = _client(1, kind="lean")
+        async with server, client:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            texts = [(await client.post(url, json=BODY)).text for _ in range(4)]
+            # the stray answer is neither in the first body nor the second request's answer; garbage after
+            # the second answer does not fail it; the third connection answers twice
+            assert texts == ["ok", "ok", "ok", "next"]
+            await asyncio.sleep(0.2)  # the 408 arrives while the third connection is idle
+            last = await client.post(url, json=BODY)
+            assert (last.status_code, last.text) == (200, "ok")
+            assert isinstance(transport, LeanTransport) and transport.opened == 4
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("cls", [LaneTransport, LeanTransport])
 def test_max_connections_must_be_positive(cls: type[LaneTransport] | type[LeanTransport]) -> None:
     with pytest.raises(ValueError, match="at least 1"):
