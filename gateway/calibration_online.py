@@ -21,10 +21,11 @@ exchange with Redis), the applied thresholds move towards the window's by at mos
 one odd burst cannot swing routing. Each artifact version of a router (``artifact_version`` in the
 Score answer) has its own window: when the scorer starts serving a promoted or rolled-back version,
 whose scores are on another scale, that version warms up from its own table again instead of being
-routed by thresholds learnt on the previous version's scores (the states of the last
-``_VERSIONS_KEPT`` versions per policy and router are kept, so a rollout that mixes two versions
-calibrates each on its own scores). With Redis (the ``REDIS_URL`` the breakers use) every replica
-pushes its scores into one shared list per policy and router (trimmed to ``window``) every
+routed by thresholds learnt on the previous version's scores (the states of the ``_VERSIONS_KEPT``
+versions asked for most recently per policy and router are kept, so a rollout that mixes two
+versions calibrates each on its own scores, and a rollback resumes the old version's own window).
+With Redis (the ``REDIS_URL`` the breakers use) every replica pushes its scores into one shared
+list per policy, router and version (trimmed to ``window``, expiring a day after its last push) every
 ``sync_s`` and reads it back, so all replicas calibrate on all traffic; while Redis is away each
 replica keeps calibrating on its own window (logged once; nothing fails). Requests never wait
 for Redis: the exchange runs in a background task.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import math
 from collections import deque
@@ -256,6 +258,8 @@ class _State:
         self.online = False
         self.new = 0
         self.shared = False
+        #: When a request of this version last asked (a tick of OnlineCalibration's clock).
+        self.used = 0
 
 
 class OnlineCalibration:
@@ -273,8 +277,9 @@ class OnlineCalibration:
         )
         signature = "|".join(f"{s}>{w}" for s, w in tiers.pairs())
         self._sig = hashlib.sha256(signature.encode()).hexdigest()[:10]
-        #: (policy, router, artifact version) -> state; insertion order = order of first use.
+        #: (policy, router, artifact version) -> state.
         self._states: dict[tuple[str, str, str], _State] = {}
+        self._clock = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -297,7 +302,8 @@ class OnlineCalibration:
         key = (policy, router, version)
         st = self._states.get(key)
         if st is None:
-            older = [k for k in self._states if k[:2] == (policy, router)]
+            # least recently used first: after a rollback, the version serving again is kept, not the rolled-back one
+            older = sorted((k for k in self._states if k[:2] == (policy, router)), key=lambda k: self._states[k].used)
             if older:
                 log.info(
                     "online calibration: policy %s router %s now scores with version %s: it warms up from its own "
@@ -312,6 +318,7 @@ class OnlineCalibration:
                 del self._states[stale]
             st = self._states[key] = _State(policy, router, version, target, self.tiers, self.cfg)
             self._publish_target(st)
+        st.used = next(self._clock)
         return st
 
     def thresholds(
@@ -410,8 +417,8 @@ class OnlineCalibration:
 
     def _latest(self, policy: str, router: str) -> _State | None:
         """The state of the version of ``router`` that scored for ``policy`` most recently first."""
-        keys = [k for k in self._states if k[:2] == (policy, router)]
-        return self._states[keys[-1]] if keys else None
+        states = [st for k, st in self._states.items() if k[:2] == (policy, router)]
+        return max(states, key=lambda st: st.used) if states else None
 
     def realised_shares(self, policy: str, router: str) -> dict[str, float]:
         """This replica's share of recent decisions per tier, for the router's newest version (tests, metrics)."""

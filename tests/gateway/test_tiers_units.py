@@ -119,7 +119,42 @@ def test_each_artifact_version_calibrates_on_its_own_window():
     assert source == "online" and 0.9 <= thresholds[0] < 1.0
     assert cal.thresholds("p", "mf", target, table, own_target=True, version="v1")[0][0] < 0.1  # v1 kept
     feed("v3", high[:5])
-    assert [k[2] for k in cal._states] == ["v2", "v3"]  # v1's window dropped
+    assert sorted(k[2] for k in cal._states) == ["v1", "v3"]  # v2, asked for longest ago, dropped
+
+
+def test_the_versions_kept_are_the_two_used_last():
+    """After a rollback (v1 -> v2 -> v1) and a canary of v3 mixed with v1, v1 keeps its window: the version
+    left out is v2, used longest ago. Was: kept by first use, so v1 (first seen) was dropped at v3's first
+    request, its online thresholds lost mid-rollout (back to its table until the window refilled), and
+    ``applied`` reported the rolled-back v2."""
+    from prometheus_client import CollectorRegistry
+
+    rule = TierRule.build("cost_aware", (0.2, 1.0))
+    two = Tiers([TierConfig("weak", ("w",), "W", 0), TierConfig("strong", ("s",), "S", 1)])
+    cfg = CalibrationConfig(online=True, window=200, min_samples=50, update_every=10, max_step=1.0)
+    cal = OnlineCalibration(cfg, two, rule, CollectorRegistry(), None)
+    target = Target("strong_share", (0.3,))
+    table = (0.5,)
+
+    def feed(version: str, scores: list[float]) -> tuple[tuple[float, ...], str] | None:
+        got = None
+        for s in scores:
+            got = cal.thresholds("p", "mf", target, table, own_target=True, version=version)
+            cal.observe("p", "mf", (s,), 0, version)
+        return got
+
+    low = [i / 1000 for i in range(100)]
+    high = [0.9 + i / 1000 for i in range(100)]
+    assert feed("v1", low)[1] == "online"
+    feed("v2", high)
+    rolled_back = feed("v1", low[:5])  # the rollback: v1 again
+    assert rolled_back is not None and rolled_back[1] == "online"
+    assert cal.applied("p", "mf")[0] == rolled_back[0]  # the version serving now, not v2
+    for s in high[:5]:  # a canary of v3, mixed with v1
+        feed("v3", [s])
+        thresholds, source = feed("v1", [low[0]])
+        assert source == "online" and thresholds == rolled_back[0]
+    assert sorted(k[2] for k in cal._states) == ["v1", "v3"]
 
 
 def test_top_share_with_two_tiers_is_the_offline_rule():
