@@ -4,35 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import Any
 
 from gateway.learning.pipe import PipeReader, PipeWriter, _Frames, frame
 
 
-def test_messages_arrive_whole_in_order_then_one_end_of_file() -> None:
-    items = [{"i": i, "text": "x" * (i * 7919 % 200_000)} for i in range(60)]  # some larger than a pipe's buffer
+async def _through_pipe(batches: list[list[object]], on_item: Callable[[Any], None]) -> int:
+    """Sends ``batches`` (a pause between them) through a real pipe to ``on_item``, closes the writer;
+    how many times end of file was reported."""
+    ends = 0
+    done = asyncio.get_running_loop().create_future()
 
-    async def main() -> tuple[list[object], int]:
-        got: list[object] = []
-        ends = 0
-        done = asyncio.get_running_loop().create_future()
+    def end() -> None:
+        nonlocal ends
+        ends += 1
+        done.set_result(None)
 
-        def end() -> None:
-            nonlocal ends
-            ends += 1
-            done.set_result(None)
-
-        r, w = os.pipe()
-        reader, writer = PipeReader(), PipeWriter()
-        await reader.open(r, got.append, end)
-        await writer.open(w)
-        for item in items:
+    r, w = os.pipe()
+    reader, writer = PipeReader(), PipeWriter()
+    await reader.open(r, on_item, end)
+    await writer.open(w)
+    for i, batch in enumerate(batches):
+        if i:
+            await asyncio.sleep(0.05)
+        for item in batch:
             assert writer.send(item)  # never blocks, whatever the pipe holds
-        await writer.close(10)
-        await asyncio.wait_for(done, 10)
-        reader.close()
-        return got, ends
+    await writer.close(10)
+    await asyncio.wait_for(done, 10)
+    reader.close()
+    return ends
 
-    got, ends = asyncio.run(main())
+
+def test_messages_arrive_whole_in_order_then_one_end_of_file() -> None:
+    items: list[object] = [
+        {"i": i, "text": "x" * (i * 7919 % 200_000)} for i in range(60)
+    ]  # some beyond a pipe's buffer
+    got: list[object] = []
+    ends = asyncio.run(_through_pipe([items], got.append))
     assert got == items and ends == 1
 
 
@@ -73,35 +82,14 @@ def test_a_message_that_fails_does_not_close_the_pipe() -> None:
         def __reduce__(self) -> tuple[object, tuple[object, ...]]:
             return (_refuse, ())
 
-    async def main() -> tuple[list[object], int]:
-        got: list[object] = []
-        ends = 0
-        done = asyncio.get_running_loop().create_future()
+    got: list[object] = []
 
-        def take(item: object) -> None:
-            if item == "bad":
-                raise RuntimeError("cannot apply this one")
-            got.append(item)
+    def take(item: object) -> None:
+        if item == "bad":
+            raise RuntimeError("cannot apply this one")
+        got.append(item)
 
-        def end() -> None:
-            nonlocal ends
-            ends += 1
-            done.set_result(None)
-
-        r, w = os.pipe()
-        reader, writer = PipeReader(), PipeWriter()
-        await reader.open(r, take, end)
-        await writer.open(w)
-        for item in ("one", "bad", Unloadable(), "two"):
-            assert writer.send(item)
-        await asyncio.sleep(0.1)
-        assert writer.send("three")
-        await writer.close(10)
-        await asyncio.wait_for(done, 10)
-        reader.close()
-        return got, ends
-
-    got, ends = asyncio.run(main())
+    ends = asyncio.run(_through_pipe([["one", "bad", Unloadable(), "two"], ["three"]], take))
     assert got == ["one", "two", "three"] and ends == 1
 
 

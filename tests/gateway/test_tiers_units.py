@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -92,8 +93,16 @@ def test_top_share_thresholds_send_exactly_that_share_to_the_top(share, kind):
     assert _shares(window, thresholds, 3, RULES[kind])[2] == pytest.approx(share, abs=1e-9)
 
 
-def test_each_artifact_version_calibrates_on_its_own_window():
-    """A version's thresholds come from its own scores; only the two newest versions' windows are kept."""
+_TABLE = (0.5,)
+_LOW = [i / 1000 for i in range(100)]  # one version's scores in [0, 0.1)
+_HIGH = [0.9 + i / 1000 for i in range(100)]  # another's in [0.9, 1.0)
+
+Feed = Callable[[str, list[float]], tuple[tuple[float, ...], str] | None]
+
+
+def _versioned_calibration() -> tuple[OnlineCalibration, Feed]:
+    """Online calibration of router mf for policy p (two tiers, 30 % strong), and ``feed(version, scores)``:
+    asks for thresholds then observes each score as that version's; the last thresholds asked for."""
     from prometheus_client import CollectorRegistry
 
     rule = TierRule.build("cost_aware", (0.2, 1.0))
@@ -101,24 +110,26 @@ def test_each_artifact_version_calibrates_on_its_own_window():
     cfg = CalibrationConfig(online=True, window=200, min_samples=50, update_every=10, max_step=1.0)
     cal = OnlineCalibration(cfg, two, rule, CollectorRegistry(), None)
     target = Target("strong_share", (0.3,))
-    table = (0.5,)
 
     def feed(version: str, scores: list[float]) -> tuple[tuple[float, ...], str] | None:
         got = None
         for s in scores:
-            got = cal.thresholds("p", "mf", target, table, own_target=True, version=version)
+            got = cal.thresholds("p", "mf", target, _TABLE, own_target=True, version=version)
             cal.observe("p", "mf", (s,), 0, version)
         return got
 
-    low = [i / 1000 for i in range(100)]  # v1 scores in [0, 0.1)
-    high = [0.9 + i / 1000 for i in range(100)]  # v2 scores in [0.9, 1.0)
-    assert feed("v1", low)[1] == "online"
-    v2_first = cal.thresholds("p", "mf", target, table, own_target=True, version="v2")
-    assert v2_first == (table, "artifact")  # not v1's learnt threshold (~0.07)
-    thresholds, source = feed("v2", high)
+    return cal, feed
+
+
+def test_each_artifact_version_calibrates_on_its_own_window():
+    """A version's thresholds come from its own scores; only the two versions used last keep their windows."""
+    cal, feed = _versioned_calibration()
+    assert feed("v1", _LOW)[1] == "online"
+    assert feed("v2", [0.95]) == (_TABLE, "artifact")  # not v1's learnt threshold (~0.07)
+    thresholds, source = feed("v2", _HIGH)
     assert source == "online" and 0.9 <= thresholds[0] < 1.0
-    assert cal.thresholds("p", "mf", target, table, own_target=True, version="v1")[0][0] < 0.1  # v1 kept
-    feed("v3", high[:5])
+    assert feed("v1", [0.05])[0][0] < 0.1  # v1 kept
+    feed("v3", _HIGH[:5])
     assert sorted(k[2] for k in cal._states) == ["v1", "v3"]  # v2, asked for longest ago, dropped
 
 
@@ -127,33 +138,15 @@ def test_the_versions_kept_are_the_two_used_last():
     left out is v2, used longest ago. Was: kept by first use, so v1 (first seen) was dropped at v3's first
     request, its online thresholds lost mid-rollout (back to its table until the window refilled), and
     ``applied`` reported the rolled-back v2."""
-    from prometheus_client import CollectorRegistry
-
-    rule = TierRule.build("cost_aware", (0.2, 1.0))
-    two = Tiers([TierConfig("weak", ("w",), "W", 0), TierConfig("strong", ("s",), "S", 1)])
-    cfg = CalibrationConfig(online=True, window=200, min_samples=50, update_every=10, max_step=1.0)
-    cal = OnlineCalibration(cfg, two, rule, CollectorRegistry(), None)
-    target = Target("strong_share", (0.3,))
-    table = (0.5,)
-
-    def feed(version: str, scores: list[float]) -> tuple[tuple[float, ...], str] | None:
-        got = None
-        for s in scores:
-            got = cal.thresholds("p", "mf", target, table, own_target=True, version=version)
-            cal.observe("p", "mf", (s,), 0, version)
-        return got
-
-    low = [i / 1000 for i in range(100)]
-    high = [0.9 + i / 1000 for i in range(100)]
-    assert feed("v1", low)[1] == "online"
-    feed("v2", high)
-    rolled_back = feed("v1", low[:5])  # the rollback: v1 again
+    cal, feed = _versioned_calibration()
+    assert feed("v1", _LOW)[1] == "online"
+    feed("v2", _HIGH)
+    rolled_back = feed("v1", _LOW[:5])  # the rollback: v1 again
     assert rolled_back is not None and rolled_back[1] == "online"
     assert cal.applied("p", "mf")[0] == rolled_back[0]  # the version serving now, not v2
-    for s in high[:5]:  # a canary of v3, mixed with v1
+    for s in _HIGH[:5]:  # a canary of v3, mixed with v1
         feed("v3", [s])
-        thresholds, source = feed("v1", [low[0]])
-        assert source == "online" and thresholds == rolled_back[0]
+        assert feed("v1", [_LOW[0]]) == rolled_back
     assert sorted(k[2] for k in cal._states) == ["v1", "v3"]
 
 
