@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from lab.data.battles import Battle, load_battles
 from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt
 from lab.data.folds import FoldAssignment
@@ -90,6 +92,23 @@ class TrainingData:
         if self.excluded:
             out["excluded_heldout_prompts"] = str(self.excluded)
         return out
+
+
+def pair_groups(data: TrainingData) -> tuple[np.ndarray, list[str]]:
+    """Per pair the index of its prompt's group, and the group names.
+
+    A group is ``source/group`` where a source groups its prompts (MMLU: its 57 subjects), else the
+    pair's source (GSM8K, the Arena sources, a battles file). Trainers that fit within groups
+    (``MFConfig.group_intercepts``, ``SWConfig.within_groups``) use it.
+    """
+    names: dict[str, int] = {}
+    out = np.empty(len(data.pairs), dtype=np.int64)
+    for k, p in enumerate(data.pairs):
+        fact = data.info.get(p.prompt)
+        grouped = fact is not None and fact.source == p.source and fact.group != p.source
+        name = f"{p.source}/{fact.group}" if grouped and fact is not None else p.source
+        out[k] = names.setdefault(name, len(names))
+    return out, list(names)
 
 
 def battle_pairs(battles: Sequence[Battle], source: str) -> list[Pair]:

@@ -10,17 +10,32 @@ wrong) are most of the data, so here a tie is a half win (binary cross-entropy
 with target 0.5). Then ``sigmoid(s_strong - s_weak)`` estimates
 ``P(strong wins) + P(tie) / 2``, which orders prompts by the expected quality
 gain of the strong model — exactly what routing needs.
+
+Two training-only options (issue #10, docs/lab-log.md 2026-12-05):
+
+- ``group_intercepts``: during training every group of prompts (a source, or a source's
+  subject: MMLU's 57 subjects) gets its own per-model bias, centred so that the pair-weighted mean
+  over groups is zero; the global ``model_bias`` keeps the average. The group biases are not
+  exported, so the prompt-embedding part is fitted to what ranks prompts *within* their group
+  (difficulty) rather than to which group a prompt looks like.
+- ``length_joint``: the standardised, clamped log-length of the prompt
+  (:class:`scorer.routers.length_head.LengthHead`, standardised on the training prompts) enters
+  each model's score with a learnt per-model slope, fitted jointly with the rest; the artifact
+  gets the length head with ``beta = slope[strong] - slope[weak]``, the same served form as a
+  recipe's post-hoc ``length_beta``, so the embedding part learns what length does not explain.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lab.data.benchmarks import GOLDEN_BENCHMARKS
-from lab.train.data import A_WINS, B_WINS, TrainingData
+from lab.train.data import A_WINS, B_WINS, TrainingData, pair_groups
+from scorer.routers.length_head import LengthHead
 
 _TARGET = {A_WINS: 1.0, B_WINS: 0.0}
 
@@ -36,6 +51,23 @@ class MFConfig:
     weight_decay: float = 1e-4
     dropout: float = 0.1
     battle_weight: float = 1.0  # loss weight of arena/battle pairs relative to golden-label pairs
+    group_intercepts: bool = False  # per-group model biases while training, not exported (module doc)
+    length_joint: bool = False  # fit the length head's slope with the router (module doc)
+
+
+@dataclass(frozen=True)
+class MFFit:
+    """A trained MF: the arrays of ``weights.npz`` and, with ``length_joint``, the per-model length slopes."""
+
+    weights: dict[str, np.ndarray]
+    length_scale: LengthHead | None = None  # mean and std of the training prompts' log-lengths (beta 1)
+    length_slope: np.ndarray | None = None  # [M]: each model's logit per standard deviation of length
+
+    def length_head(self, strong: int, weak: int) -> LengthHead | None:
+        """The served length head of the pair (``beta = slope[strong] - slope[weak]``); None without one."""
+        if self.length_scale is None or self.length_slope is None:
+            return None
+        return self.length_scale.scaled(float(self.length_slope[strong] - self.length_slope[weak]))
 
 
 def pair_arrays(data: TrainingData, models: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -60,8 +92,8 @@ def pair_loss_weights(data: TrainingData, config: MFConfig) -> list[float]:
 
 def train_mf(
     data: TrainingData, embeddings: np.ndarray, config: MFConfig, *, seed: int, progress: bool = True
-) -> dict[str, np.ndarray]:
-    """Train and return the arrays of the artifact's ``weights.npz``.
+) -> MFFit:
+    """Train; returns the arrays of the artifact's ``weights.npz`` (and the jointly fitted length head).
 
     ``embeddings[i]`` is the encoder vector of ``data.prompts()[i]``.
     """
@@ -80,6 +112,8 @@ def train_mf(
     model_bias = torch.nn.Parameter(torch.zeros(len(models)))
     classifier = torch.nn.Linear(config.dim, 1, bias=False)
     params = [*text_proj.parameters(), *model_emb.parameters(), model_bias, *classifier.parameters()]
+    extra = _TrainingTerms(data, config, len(models), weight)
+    params += extra.parameters()
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     drop = torch.nn.Dropout(config.dropout)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
@@ -95,6 +129,7 @@ def train_mf(
                 model_emb(bi[idx]), dim=1
             )
             logit = classifier(diff * h).squeeze(1) + model_bias[ai[idx]] - model_bias[bi[idx]]
+            logit = logit + extra(idx, pi[idx], ai[idx], bi[idx])
             w = weight[idx]
             loss = (loss_fn(logit, target[idx]) * w).sum() / w.sum().clamp(min=1e-9)
             opt.zero_grad()
@@ -103,12 +138,55 @@ def train_mf(
             total += loss.item() * len(idx)
         bar.set_postfix(loss=f"{total / n:.4f}")
     with torch.no_grad():
-        return {
+        weights = {
             "text_proj": text_proj.weight.detach().numpy().astype(np.float32),
             "model_emb": torch.nn.functional.normalize(model_emb.weight, dim=1).numpy().astype(np.float32),
             "classifier": classifier.weight.detach().numpy()[0].astype(np.float32),
             "model_bias": model_bias.detach().numpy().astype(np.float32),
         }
+        slope = None if extra.head is None else extra.slope.detach().numpy().astype(np.float64)
+    return MFFit(weights, extra.head, slope)
+
+
+class _TrainingTerms:
+    """The training-only logit terms of ``MFConfig.group_intercepts`` and ``MFConfig.length_joint``."""
+
+    def __init__(self, data: TrainingData, config: MFConfig, n_models: int, pair_weight: Any) -> None:
+        import torch
+
+        self.params: list[Any] = []
+        self.group: Any = None
+        if config.group_intercepts:
+            groups, names = pair_groups(data)
+            self.group = torch.from_numpy(groups)
+            self.group_bias = torch.nn.Parameter(torch.zeros(len(names), n_models))
+            # each group's share of the loss weight: the centring weights (zero mean over the data)
+            share = torch.zeros(len(names)).index_add_(0, self.group, pair_weight)
+            self.share = share / share.sum().clamp(min=1e-9)
+            self.params.append(self.group_bias)
+        self.head: LengthHead | None = None
+        if config.length_joint:
+            prompts = data.prompts()
+            self.head = LengthHead.of_lengths(1.0, prompts)
+            self.z = torch.from_numpy(self.head.clamped_z(prompts).astype(np.float32))
+            self.slope = torch.nn.Parameter(torch.zeros(n_models))
+            self.params.append(self.slope)
+
+    def parameters(self) -> list[Any]:
+        return list(self.params)
+
+    def __call__(self, idx: Any, pi: Any, ai: Any, bi: Any) -> Any:
+        """The terms' logit of the batch ``idx`` (pairs) with prompts ``pi`` and models ``ai``, ``bi``."""
+        import torch
+
+        out = torch.zeros(len(idx))
+        if self.group is not None:
+            centred = self.group_bias - self.share @ self.group_bias  # [G, M], pair-weighted mean 0 per model
+            g = self.group[idx]
+            out = out + centred[g, ai] - centred[g, bi]
+        if self.head is not None:
+            out = out + (self.slope[ai] - self.slope[bi]) * self.z[pi]
+        return out
 
 
 def save_weights(path: Path, weights: dict[str, np.ndarray]) -> None:

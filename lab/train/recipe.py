@@ -152,6 +152,8 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
         raise ValueError(f'{source}: data.battles must be a path under the data directory (or "")')
     if not (math.isfinite(length_beta) and length_beta >= 0):
         raise ValueError(f"{source}: length_beta must be a number >= 0 (0 = no length head), is {length_beta}")
+    if length_beta and chosen.get("length_joint"):
+        raise ValueError(f"{source}: length_joint fits the length head's beta; length_beta must then be 0")
     if length_beta and not trainer.needs_data:
         raise ValueError(f"{source}: a {kind} router has no training prompts to standardise a length head on")
     try:

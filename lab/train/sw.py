@@ -12,7 +12,11 @@ writes the battles as index arrays, plus the choices of :class:`SWConfig`:
   default strong-vs-weak battles) instead of the raw embedding space, whose
   nearest neighbours are topical rather than about which model wins; the stored
   embeddings are then the projected ones (``d`` floats per prompt);
-- ``top_k`` (``params.top_k``): only the battles of the ``k`` most similar prompts.
+- ``top_k`` (``params.top_k``): only the battles of the ``k`` most similar prompts;
+- ``within_groups``: the PLS targets are centred per group of prompts (a source, or MMLU's
+  subject), so the directions follow what ranks prompts within a group rather than which group
+  they look like (issue #10, docs/lab-log.md 2026-12-05; a training choice, nothing is served
+  differently).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.train.data import A_WINS, B_WINS, TrainingData
+from lab.train.data import A_WINS, B_WINS, TrainingData, pair_groups
 from scorer.routers.mf import EMBED_DIM
 from scorer.routers.sw import MAX_WEIGHT_EXPONENT, Projection
 
@@ -36,6 +40,7 @@ class SWConfig:
     weight_exponent: float = 1.0
     projection_dim: int = 0  # 0: cosine of the raw encoder embeddings
     top_k: int = 0  # 0: every battle counts
+    within_groups: bool = False  # PLS targets centred per group (lab.train.data.pair_groups)
 
     def __post_init__(self) -> None:
         if not 0 < self.weight_exponent <= MAX_WEIGHT_EXPONENT:
@@ -87,22 +92,29 @@ def pls_projection(x: np.ndarray, y: np.ndarray, dim: int) -> Projection:
 
 
 def projection_rows(
-    data: TrainingData, embeddings: np.ndarray, strong: str, weak: str
+    data: TrainingData, embeddings: np.ndarray, strong: str, weak: str, *, within_groups: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and targets (1 strong wins, 1/2 tie, 0 weak wins) of the strong-vs-weak battles.
 
     ``embeddings`` are rows of ``data.prompts()``. Battles of other model pairs do not
-    say which way the default pair goes, so they do not shape the projection.
+    say which way the default pair goes, so they do not shape the projection. With
+    ``within_groups`` each target has its group's mean target subtracted.
     """
     row = {p: i for i, p in enumerate(data.prompts())}
-    idx, target = [], []
-    for p in data.pairs:
+    groups = pair_groups(data)[0]
+    idx, target, group = [], [], []
+    for k, p in enumerate(data.pairs):
         if {p.model_a, p.model_b} != {strong, weak}:
             continue
         a_score = 1.0 if p.outcome == A_WINS else 0.0 if p.outcome == B_WINS else 0.5
         idx.append(row[p.prompt])
         target.append(a_score if p.model_a == strong else 1.0 - a_score)
-    return embeddings[np.array(idx, dtype=np.int64)], np.array(target)
+        group.append(groups[k])
+    y = np.array(target)
+    if within_groups and len(y):
+        g = np.array(group)
+        y = y - (np.bincount(g, weights=y) / np.maximum(np.bincount(g), 1))[g]
+    return embeddings[np.array(idx, dtype=np.int64)], y
 
 
 def battle_arrays(data: TrainingData, models: list[str]) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from lab.train.mf import MFConfig, save_weights, train_mf
 from lab.train.output import provenance, write_artifact
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
+from scorer.routers.length_head import PARAM as LENGTH_HEAD
 
 
 def train_mf_artifact(
@@ -31,10 +32,12 @@ def train_mf_artifact(
     """Embed the prompts (cached), train MF, write ``weights.npz`` + manifest."""
     t0 = time.perf_counter()
     models, emb = embedded(data, target, encoder, cache_dir)
-    weights = train_mf(data, emb, config, seed=target.seed)
-    save_weights(target.out_dir / "weights.npz", weights)
+    fit = train_mf(data, emb, config, seed=target.seed)
+    save_weights(target.out_dir / "weights.npz", fit.weights)
+    head = fit.length_head(models.index(target.strong), models.index(target.weak))
+    extra = {} if head is None else {"length_beta": f"{head.beta:g}"}
     prov = provenance(
-        data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **settings_provenance(config)
+        data.provenance(), seed=target.seed, wall_s=time.perf_counter() - t0, **settings_provenance(config), **extra
     )
     write_artifact(
         target.out_dir,
@@ -46,6 +49,7 @@ def train_mf_artifact(
         committed={"weights": "weights.npz"},
         encoder=encoder.spec,
         prov=prov,
+        params=None if head is None else {LENGTH_HEAD: head.to_params()},
     )
     report("mf", target, t0)
     return target.out_dir

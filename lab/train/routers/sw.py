@@ -35,7 +35,7 @@ def train_sw_artifact(
     projection = None
     extra: dict[str, str] = {}
     if config.projection_dim:
-        x, y = projection_rows(data, emb, target.strong, target.weak)
+        x, y = projection_rows(data, emb, target.strong, target.weak, within_groups=config.within_groups)
         projection = pls_projection(x, y, config.projection_dim)
         extra["sw_projection"] = (
             f"PLS1, {config.projection_dim} directions, {len(y)} {target.strong} vs {target.weak} battles"
