@@ -18,9 +18,9 @@ adapters post); responses by Content-Length, chunked, or (without either) until 
 A connection is reused only after its response was read to the end and both sides kept it alive;
 one abandoned or failed mid-way is closed. Timeouts map to httpx's (connect, read, write, pool), a
 refused or reset connection to :class:`httpx.ConnectError` / :class:`httpx.ReadError`, a response
-that is not HTTP to :class:`httpx.RemoteProtocolError`. Informational (1xx) answers before the
-real one are skipped; bytes after the end of an answer are never taken for the next request's (that
-connection is closed). No HTTP/2, no ``Expect: 100-continue``, no HEAD (a HEAD answer's
+that is not HTTP (or whose head exceeds 64 kB) to :class:`httpx.RemoteProtocolError`. Informational
+(1xx) answers before the real one are skipped; bytes after the end of an answer are never taken for
+the next request's (that connection is closed). No HTTP/2, no ``Expect: 100-continue``, no HEAD (a HEAD answer's
 Content-Length would be waited for), no proxies: like the gateway's lanes (an httpx client given its
 own transport ignores ``HTTP(S)_PROXY``/``ALL_PROXY``), providers are reached directly.
 
@@ -40,6 +40,8 @@ import httptools
 import httpx
 
 _READ = 65_536
+#: Bytes an answer's status line and headers may take (httpx's own parser, h11, allows 16 kB).
+_MAX_HEAD = 65_536
 
 
 class _Parsed:
@@ -126,6 +128,7 @@ class _Exchange:
         self.parser = httptools.HttpResponseParser(self.parsed)
         self.parsed.parser = self.parser
         self.until_close = False
+        self.head_bytes = 0
 
     async def read_more(self) -> None:
         try:
@@ -140,6 +143,8 @@ class _Exchange:
                 self.parsed.done = True  # a body delimited by the end of the connection
                 return
             raise httpx.RemoteProtocolError("the provider closed the connection mid-answer", request=self.request)
+        if not self.parsed.headers_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserUpgrade, httptools.HttpParserError) as exc:
@@ -149,6 +154,8 @@ class _Exchange:
             if isinstance(exc, httptools.HttpParserUpgrade):
                 raise httpx.RemoteProtocolError("the provider switched protocols", request=self.request) from None
             raise httpx.RemoteProtocolError(f"the provider's answer is not HTTP: {exc}", request=self.request) from None
+        if not self.parsed.headers_done and self.head_bytes > _MAX_HEAD:
+            raise httpx.RemoteProtocolError(f"the provider's headers exceed {_MAX_HEAD} bytes", request=self.request)
 
     async def read_head(self) -> None:
         while not self.parsed.headers_done:

@@ -354,6 +354,23 @@ def test_lean_transport_never_reuses_a_connection_with_bytes_past_the_answer() -
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_endless_head_is_refused(kind: str) -> None:
+    """Headers past a bound (here 400 kB of them, never ending) are a protocol error, not memory that grows
+    while the server keeps sending: httpx's own parser refuses past 16 kB. Was (lean): no bound."""
+    pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000) for i in range(400))
+    script: Script = [[b"HTTP/1.1 200 OK\r\n" + pad + b"Content-Length: 2\r\n\r\nok"]]
+
+    async def main() -> None:
+        server, port = await _scripted_server(script)
+        client, _ = _client(1, kind=kind)
+        async with server, client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("cls", [LaneTransport, LeanTransport])
 def test_max_connections_must_be_positive(cls: type[LaneTransport] | type[LeanTransport]) -> None:
     with pytest.raises(ValueError, match="at least 1"):
