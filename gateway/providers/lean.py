@@ -14,7 +14,8 @@ at most the pool timeout, then :class:`httpx.PoolTimeout`, as with :mod:`gateway
 an idle connection is reused most recently used first, unless the server closed it (end of file
 seen while idle) or it has been idle for ``keepalive_expiry_s``; ``https`` over the event loop's TLS
 with one shared context; request bodies sent whole (httpx has them in memory for the JSON the
-adapters post); responses by Content-Length, chunked, or (without either) until the server closes.
+adapters post; one of unknown length as a single chunk); responses by Content-Length, chunked, or
+(without either) until the server closes.
 A connection is reused only after its response was read to the end and both sides kept it alive;
 one abandoned or failed mid-way is closed. Timeouts map to httpx's (connect, read, write, pool), a
 refused or reset connection to :class:`httpx.ConnectError` / :class:`httpx.ReadError`, a response
@@ -281,6 +282,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target)]
         head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
         head.append(b"\r\n")
+        if "transfer-encoding" in request.headers:  # a body of unknown length (httpx said chunked): one chunk
+            body = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
         try:
             conn.writer.write(b"".join(head) + body)
             async with asyncio.timeout(timeout):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +369,28 @@ def test_an_endless_head_is_refused(kind: str) -> None:
         async with server, client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_streamed_request_body_is_sent_chunked(fakes: dict[str, FakeProvider], kind: str) -> None:
+    """A request body of unknown length (httpx sends it with Transfer-Encoding: chunked) reaches the server
+    whole. Was (lean): sent raw under that header, so the server read a malformed request."""
+    fake = fakes["strong-openai"]
+
+    async def body() -> AsyncIterator[bytes]:
+        text = json.dumps(BODY).encode()
+        yield text[:10]
+        yield text[10:]
+
+    async def main() -> None:
+        client, _ = _client(1, kind=kind)
+        async with client:
+            url = fake.base_url + "/chat/completions"
+            streamed = await client.post(url, content=body(), headers={"content-type": "application/json"})
+            assert streamed.status_code == 200, streamed.text
+            assert (await client.post(url, json=BODY)).status_code == 200  # the connection still in step
 
     asyncio.run(main())
 
