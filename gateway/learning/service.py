@@ -191,21 +191,29 @@ class Learning:
         if shadow:
             chain = self._config.tiers[partner_tier(self._config, a.accounting.served_tier_name)[0]].models
             skip = frozenset(m for m in chain if self._breaker_open(m))
-        # handed over first: a job that cannot be (pickling failed) holds no slot, budget or pending write
+        # handed over first: a job that cannot be (pickling failed, or no worker is reading: it died, or is
+        # being replaced) holds no slot, budget or pending write
         try:
-            self.worker.submit(Job(a, record, shadow, estimate, skip))
+            handed = self.worker.submit(Job(a, record, shadow, estimate, skip))
         except Exception:
-            if shadow and self.admission is not None:
-                self.admission.done(estimate, 0.0)
-                self.metrics.shadow_calls.labels("", "lost").inc()
-            if record:
-                self.metrics.store_ops.labels("put", "dropped").inc()
+            self._not_handed(shadow, record, estimate)
             raise
+        if not handed:
+            self._not_handed(shadow, record, estimate)
+            return
         if shadow:
             self._shadows[a.response_id] = estimate
             self.metrics.shadow_inflight.set(len(self._shadows))
         if record:
             self._pending[a.response_id] = asyncio.get_running_loop().create_future()
+
+    def _not_handed(self, shadow: bool, record: bool, estimate: float) -> None:
+        """A job the worker never got: its slot and budget back, counted lost / dropped."""
+        if shadow and self.admission is not None:
+            self.admission.done(estimate, 0.0)
+            self.metrics.shadow_calls.labels("", "lost").inc()
+        if record:
+            self.metrics.store_ops.labels("put", "dropped").inc()
 
     def _on_report(self, report: Report) -> None:
         """Apply a worker report (on the gateway's loop)."""

@@ -202,11 +202,10 @@ class LearningWorker:
         # end of file: the worker exited; the gateway's watch notices and restarts it
         await self._reports.open(reports_r, self._on_report, lambda: None)
 
-    def submit(self, job: Job) -> None:
-        """Hand a job over; never blocks. Raises what pickling it raises; a job for a worker that died
-        is dropped (the gateway counts its in-flight jobs as lost when it restarts the worker)."""
-        assert self._jobs is not None
-        self._jobs.send(job)
+    def submit(self, job: Job) -> bool:
+        """Hand a job over; never blocks. False (nothing sent) when no worker reads the pipe: it died, or
+        is being replaced (the old pipe closed, the new one not open yet). Raises what pickling raises."""
+        return self._jobs is not None and self._jobs.send(job)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()

@@ -10,6 +10,7 @@ client answer to be the routed model's.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -712,6 +713,45 @@ def test_worker_killed_mid_run_is_restarted(fakes, judge, tmp_path):
     assert sum(t.sent for t in tallies) == sum(t.answered for t in tallies) == 8 and not any(t.lost for t in tallies)
     assert lost >= 2  # the two in flight when it died, and any handed to it before the restart was noticed
     assert done == shadowed == 8  # every shadow job ends reported (ok or timeout) or counted lost
+
+
+def test_jobs_answered_while_the_worker_restarts_hold_no_slot(fakes, judge, tmp_path, monkeypatch):
+    """Answers that finish while the gateway replaces a dead worker (its old pipe closed, the new one not
+    yet open) cannot be handed over: they hold no shadow slot or pending write and are counted lost.
+    Was: dropped by the closed pipe but kept as in flight, their slots never freed (quiesce never
+    returned; enough restarts and shadowing stopped for good)."""
+    from gateway.learning.worker import LearningWorker
+
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"max_concurrent": 16})
+    restarting = threading.Event()
+    close_pipes = LearningWorker._close_pipes
+
+    async def slow_close(self: LearningWorker) -> None:
+        await close_pipes(self)
+        if self.starts == 1:  # the restart: the old pipes are closed, the new ones come in 1.5 s
+            restarting.set()
+            await asyncio.sleep(1.5)
+
+    monkeypatch.setattr(LearningWorker, "_close_pipes", slow_close)
+    with GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        send(gw, 2)
+        settle(gw)
+        os.kill(learning.worker.pid, signal.SIGKILL)
+        assert restarting.wait(30)
+        during, _ = send(gw, 3)  # answered in the gap
+        deadline = time.monotonic() + 30
+        while not (learning.worker.starts == 2 and learning.worker.alive()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gw.call(learning.quiesce(10), timeout=15), "jobs handed to no worker still hold their slots"
+        after, ids = send(gw, 2)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)
+        shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
+        done = metric(gw, "ferryman_learning_shadow_calls_total")
+        lost = metric(gw, "ferryman_learning_shadow_calls_total", outcome="lost")
+    assert during.answered == 3 and after.answered == 2 and not (during.lost or after.lost)
+    assert done == shadowed == 7 and lost >= 3
 
 
 def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeypatch, caplog):
