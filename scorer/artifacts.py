@@ -283,6 +283,8 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it replaces the old one: a crash leaves one whole manifest
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the manifest from a scorer running as another user
         os.replace(tmp, path)
     except BaseException:
