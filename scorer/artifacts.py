@@ -279,18 +279,26 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     """
     root.mkdir(parents=True, exist_ok=True)
     path = root / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{MANIFEST_NAME}.", suffix=".tmp")
+    write_text_atomic(path, json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old or the new file, never a part of one.
+
+    Written to a temporary file beside it, fsynced, then ``os.replace``d: a crash leaves one whole file.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+            f.write(text)
             f.flush()
-            os.fsync(f.fileno())  # on disk before it replaces the old one: a crash leaves one whole manifest
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the manifest from a scorer running as another user
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from a scorer running as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def discover_artifacts(routers_dir: Path) -> list[Path]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scorer.artifacts import MANIFEST_NAME, sha256_of
+from scorer.artifacts import MANIFEST_NAME, sha256_of, write_text_atomic
 from scorer.errors import ArtifactError
 
 BASE = "base"
@@ -153,9 +153,7 @@ def set_current(router_dir: Path, version: str, *, action: str, evidence: Mappin
     if not (path / MANIFEST_NAME).is_file():
         raise ArtifactError(f"{path / MANIFEST_NAME}: version {version!r} does not exist")
     old = current_version(router_dir)
-    tmp = router_dir / f".{POINTER}.tmp-{os.getpid()}"
-    tmp.write_text(version + "\n", encoding="utf-8")
-    os.replace(tmp, router_dir / POINTER)
+    write_text_atomic(router_dir / POINTER, version + "\n")
     entry = {
         "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "action": action,
