@@ -18,6 +18,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def _load(path: Path, encoder: Encoder) -> dict[str, np.ndarray]:
         return {}
     with np.load(path) as data:
         keys, vecs = data["keys"], data["vectors"]
-        stored = str(data["fingerprint"]) if "fingerprint" in data.files else None
+        stored = stored_fingerprint(data)
     if vecs.ndim != 2 or vecs.shape[1] != encoder.dim or len(keys) != len(vecs):
         return {}  # stale or foreign file: recompute rather than trust it
     if stored != encoder.fingerprint:
@@ -94,12 +95,23 @@ def embed_cached(
 
 
 def _save(path: Path, known: dict[str, np.ndarray], fingerprint: str) -> None:
+    keys = np.array(list(known), dtype="U40")
+    save_npz(path, fingerprint, keys=keys, vectors=np.stack(list(known.values())).astype(np.float32))
+
+
+def save_npz(path: Path, fingerprint: str, **arrays: np.ndarray) -> None:
+    """Write a cache file: ``arrays`` and the fingerprint of what computed them, replacing ``path`` at once
+    (an interrupted write leaves the old file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    keys = np.array(list(known), dtype="U40")
-    vectors = np.stack(list(known.values())).astype(np.float32)
-    np.savez(tmp, keys=keys, vectors=vectors, fingerprint=np.array(fingerprint))
+    payload: dict[str, Any] = {**arrays, "fingerprint": np.array(fingerprint)}
+    np.savez(tmp, **payload)
     tmp.replace(path)
+
+
+def stored_fingerprint(data: Any) -> str | None:
+    """The fingerprint an open cache file (``np.load``) was written with; None if written before caches stored one."""
+    return str(data["fingerprint"]) if "fingerprint" in data.files else None
 
 
 class _NoBar:

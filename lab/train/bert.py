@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.data.embed_cache import text_hash
+from lab.data.embed_cache import save_npz, stored_fingerprint, text_hash
 from lab.train.data import A_WINS, B_WINS, TIE, TrainingData
 from lab.train.export import base_model_path, load_base_encoder
 from scorer.artifacts import EncoderSpec
@@ -269,7 +269,7 @@ class BertTrainer:
         self.index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
         texts = list(self.index)
         path = hidden_cache_path(cache_dir, spec, self.first_layer) if cache_dir is not None else None
-        fingerprint = base_fingerprint(base, spec)
+        fingerprint = base_fingerprint(base, spec) if path is not None else ""  # keys the cache only
         known, stored = _load_hidden(path) if path is not None else ({}, None)
         adopted = False
         if known and stored != fingerprint:
@@ -507,7 +507,7 @@ def _load_hidden(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
     try:
         with np.load(path) as data:
             keys, offsets, states = data["keys"], data["offsets"], data["states"]
-            stored = str(data["fingerprint"]) if "fingerprint" in data.files else None
+            stored = stored_fingerprint(data)
     except (OSError, KeyError, ValueError):
         return {}, None  # stale or foreign file: recompute rather than trust it
     if len(offsets) != len(keys) + 1 or offsets[-1] != len(states):
@@ -516,10 +516,7 @@ def _load_hidden(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
 
 
 def _save_hidden(path: Path, known: dict[str, np.ndarray], fingerprint: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = np.array(list(known), dtype="U40")
     offsets = np.concatenate([[0], np.cumsum([len(v) for v in known.values()])]).astype(np.int64)
     states = np.concatenate(list(known.values())).astype(np.float16)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, keys=keys, offsets=offsets, states=states, fingerprint=np.array(fingerprint))
-    tmp.replace(path)
+    save_npz(path, fingerprint, keys=keys, offsets=offsets, states=states)

@@ -101,18 +101,17 @@ def projection_rows(
     ``within_groups`` each target has its group's mean target subtracted.
     """
     row = {p: i for i, p in enumerate(data.prompts())}
-    groups = pair_groups(data)[0]
-    idx, target, group = [], [], []
+    idx, target, kept = [], [], []
     for k, p in enumerate(data.pairs):
         if {p.model_a, p.model_b} != {strong, weak}:
             continue
         a_score = 1.0 if p.outcome == A_WINS else 0.0 if p.outcome == B_WINS else 0.5
         idx.append(row[p.prompt])
         target.append(a_score if p.model_a == strong else 1.0 - a_score)
-        group.append(groups[k])
+        kept.append(k)
     y = np.array(target)
     if within_groups and len(y):
-        g = np.array(group)
+        g = pair_groups(data)[0][np.array(kept, dtype=np.int64)]
         y = y - (np.bincount(g, weights=y) / np.maximum(np.bincount(g), 1))[g]
     return embeddings[np.array(idx, dtype=np.int64)], y
 
