@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 TargetKind = Literal["strong_share", "tier_shares", "cost_share"]
 
-#: Artifact versions whose windows are kept per policy and router (the current one and the one before).
+#: Artifact versions whose windows are kept per policy and router (the two asked for most recently).
 _VERSIONS_KEPT = 2
 
 
