@@ -8,9 +8,11 @@ that serve clients. Now :meth:`PipeWriter.send` pickles on the loop (tens of mic
 and the loop's pipe transport writes when the pipe has room (``send`` never blocks; what the pipe
 cannot take yet waits in the transport's buffer, bounded by the gateway's admission); a
 :class:`PipeReader` unpickles whole frames as they arrive. A frame is a 4-byte big-endian length, then
-the pickle. End of file (the other process exited or closed its end) is reported once. A message
-that cannot be unpickled or applied is logged and skipped: the frames after it still arrive (an
-exception left to the loop would close the pipe while the other process lives on).
+the pickle. A message may carry a key (a job's response id), which travels outside its pickle so
+that the reader can name a message it skipped. End of file (the other process exited or closed its
+end) is reported once. A message that cannot be unpickled or applied is logged and skipped, its key
+(if any) reported to ``on_skipped``: the frames after it still arrive (an exception left to the loop
+would close the pipe while the other process lives on).
 """
 
 from __future__ import annotations
@@ -23,21 +25,29 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-_HEADER = struct.Struct("!I")
+#: The pickle's length, then the key's.
+_HEADER = struct.Struct("!IH")
 
 log = logging.getLogger(__name__)
 
 
-def frame(item: object) -> bytes:
-    """``item`` pickled, behind its length."""
+def frame(item: object, key: str = "") -> bytes:
+    """``item`` pickled, behind the lengths and ``key`` (at most 65,535 bytes in UTF-8)."""
     data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
+    tag = key.encode()
+    return _HEADER.pack(len(data), len(tag)) + tag + data
 
 
 class _Frames(asyncio.Protocol):
-    def __init__(self, on_item: Callable[[Any], None], on_eof: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_item: Callable[[Any], None],
+        on_eof: Callable[[], None],
+        on_skipped: Callable[[str], None] | None = None,
+    ) -> None:
         self._on_item = on_item
         self._on_eof = on_eof
+        self._on_skipped = on_skipped
         self._buffer = bytearray()
         self._ended = False
 
@@ -46,17 +56,26 @@ class _Frames(asyncio.Protocol):
         buffer += data
         start = 0
         while len(buffer) - start >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer, start)
-            end = start + _HEADER.size + size
+            size, tag = _HEADER.unpack_from(buffer, start)
+            body = start + _HEADER.size + tag
+            end = body + size
             if len(buffer) < end:
                 break
-            payload = buffer[start + _HEADER.size : end]
+            key, payload = buffer[body - tag : body].decode(errors="replace"), buffer[body:end]
             start = end
             try:
                 self._on_item(pickle.loads(payload))
             except Exception:  # one bad message, not the channel: the next frame starts at ``end``
-                log.exception("pipe: a %d-byte message could not be read or applied; skipped", size)
+                log.exception("pipe: a %d-byte message (key %r) could not be read or applied; skipped", size, key)
+                self._skipped(key)
         del buffer[:start]
+
+    def _skipped(self, key: str) -> None:
+        if key and self._on_skipped is not None:
+            try:
+                self._on_skipped(key)
+            except Exception:
+                log.exception("pipe: reporting the skipped message %r failed", key)
 
     def eof_received(self) -> bool | None:
         self._end()
@@ -72,16 +91,23 @@ class _Frames(asyncio.Protocol):
 
 
 class PipeReader:
-    """Calls ``on_item`` with each message read from ``fd`` (on the loop), then ``on_eof`` once."""
+    """Calls ``on_item`` with each message read from ``fd`` (on the loop), then ``on_eof`` once;
+    ``on_skipped`` with the key of a message that could not be read or applied."""
 
     def __init__(self) -> None:
         self._transport: asyncio.ReadTransport | None = None
 
-    async def open(self, fd: int, on_item: Callable[[Any], None], on_eof: Callable[[], None]) -> None:
+    async def open(
+        self,
+        fd: int,
+        on_item: Callable[[Any], None],
+        on_eof: Callable[[], None],
+        on_skipped: Callable[[str], None] | None = None,
+    ) -> None:
         """Start reading ``fd`` (this object owns it from now on)."""
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.connect_read_pipe(
-            lambda: _Frames(on_item, on_eof), os.fdopen(fd, "rb", buffering=0)
+            lambda: _Frames(on_item, on_eof, on_skipped), os.fdopen(fd, "rb", buffering=0)
         )
 
     def close(self) -> None:
@@ -110,10 +136,10 @@ class PipeWriter:
         loop = asyncio.get_running_loop()
         self._transport, self._protocol = await loop.connect_write_pipe(_Closed, os.fdopen(fd, "wb", buffering=0))
 
-    def send(self, item: object) -> bool:
-        """Pickle and queue ``item`` for writing; False (nothing sent) when the pipe is closed (the reader
-        is gone). Raises what pickling raises."""
-        data = frame(item)
+    def send(self, item: object, key: str = "") -> bool:
+        """Pickle and queue ``item`` (with ``key``) for writing; False (nothing sent) when the pipe is closed
+        (the reader is gone). Raises what pickling raises."""
+        data = frame(item, key)
         if self._transport is None or self._transport.is_closing():
             return False
         self._transport.write(data)

@@ -215,6 +215,16 @@ class Learning:
         if record:
             self.metrics.store_ops.labels("put", "dropped").inc()
 
+    def _lost(self, response_id: str) -> None:
+        """A job the worker got but could not read: it will never report it done."""
+        estimate = self._shadows.pop(response_id, None)
+        future = self._pending.pop(response_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        self.metrics.shadow_inflight.set(len(self._shadows))
+        log.error("learning: the worker could not read the job of %s; counted lost", response_id)
+        self._not_handed(estimate is not None, future is not None, estimate or 0.0)
+
     def _on_report(self, report: Report) -> None:
         """Apply a worker report (on the gateway's loop)."""
         m = self.metrics
@@ -228,6 +238,8 @@ class Learning:
                 future.set_result(None)
         for done in report.shadows:
             self._shadow_done(done)
+        for rid in report.lost:
+            self._lost(rid)
         # after the jobs' own spend: the store's total already holds it (taking the larger of the two)
         if report.spend is not None and self.admission is not None:
             self.admission.budget.observe_total(*report.spend)

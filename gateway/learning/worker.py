@@ -98,6 +98,8 @@ class Report:
     spend: tuple[str, float] | None = None
     written: list[str] = field(default_factory=list)
     shadows: list[ShadowDone] = field(default_factory=list)
+    #: Jobs (response ids) that reached the worker but could not be read: never run, never reported done.
+    lost: list[str] = field(default_factory=list)
 
 
 def role(stronger: bool) -> str:
@@ -204,8 +206,9 @@ class LearningWorker:
 
     def submit(self, job: Job) -> bool:
         """Hand a job over; never blocks. False (nothing sent) when no worker reads the pipe: it died, or
-        is being replaced (the old pipe closed, the new one not open yet). Raises what pickling raises."""
-        return self._jobs is not None and self._jobs.send(job)
+        is being replaced (the old pipe closed, the new one not open yet). Raises what pickling raises. A
+        job the worker cannot read comes back in a report's ``lost`` (its response id travels beside it)."""
+        return self._jobs is not None and self._jobs.send(job, job.answered.response_id)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
@@ -329,7 +332,7 @@ class _Worker:
         await self._reports.open(reports_fd)
         jobs = PipeReader()
         # end of file: the gateway is gone (or closed its end after a Stop): stop now
-        await jobs.open(jobs_fd, self._take, lambda: self._take(Stop(0.0)))
+        await jobs.open(jobs_fd, self._take, lambda: self._take(Stop(0.0)), self._lost)
         with contextlib.suppress(StoreError):
             await self.store.call("open", self.store.store.open)
             await self._sync_spend()
@@ -359,6 +362,11 @@ class _Worker:
         task = asyncio.create_task(self._handle(item))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _lost(self, response_id: str) -> None:
+        """A job that arrived but could not be read (or taken): reported, so the gateway frees its slot."""
+        self._report.lost.append(response_id)
+        self._changed()
 
     async def _tick(self) -> None:
         """Parent alive? Retention and size cap, and the day's spend, every ``prune_interval_s``."""

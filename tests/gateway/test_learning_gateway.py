@@ -788,6 +788,33 @@ def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeyp
     assert "learning: observing an answer failed" in caplog.text
 
 
+def test_a_job_the_worker_cannot_read_frees_its_slot(fakes, judge, tmp_path, monkeypatch):
+    """A job that pickles in the gateway but cannot be unpickled in the worker (here: its pickle calls
+    int("not a job") there) is reported back by its response id: its slot, budget and pending write are
+    freed, it is counted lost / dropped, and shadowing goes on. Was: the worker skipped it silently, so it
+    held its slot until the next worker restart (enough of them and shadowing stopped for good)."""
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"max_concurrent": 4})
+    with GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        with monkeypatch.context() as m:
+            m.setattr(Job, "__reduce_ex__", lambda self, protocol: (int, ("not a job",)))
+            unreadable, _ = send(gw, 6)  # more than max_concurrent: slots that leaked would refuse later jobs
+        assert gw.call(learning.quiesce(10), timeout=15), "jobs the worker could not read still hold their slots"
+        assert learning.admission.inflight == 0 and learning.admission.budget.reserved == 0
+        shadowed = metric(gw, "ferryman_learning_requests_total", outcome="shadowed")
+        lost = metric(gw, "ferryman_learning_shadow_calls_total", outcome="lost")
+        dropped = metric(gw, "ferryman_learning_store_ops_total", op="put", outcome="dropped")
+        saturated = metric(gw, "ferryman_learning_requests_total", outcome="saturated")
+        after, ids = send(gw, 4)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)  # the same worker shadows and stores
+        # (some of the 6 may have found the 4 slots taken before the worker's first report came back)
+        assert metric(gw, "ferryman_learning_requests_total", outcome="saturated") == saturated
+        assert learning.worker.starts == 1
+    assert unreadable.answered == 6 and after.answered == 4 and not (unreadable.lost or after.lost)
+    assert shadowed >= 4 and lost == shadowed and dropped == 6  # every job read by no one is counted
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 @pytest.mark.parametrize("idle", [True, False])
 def test_worker_priority(fakes, judge, tmp_path, idle):

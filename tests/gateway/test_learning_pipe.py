@@ -10,9 +10,11 @@ from typing import Any
 from gateway.learning.pipe import PipeReader, PipeWriter, _Frames, frame
 
 
-async def _through_pipe(batches: list[list[object]], on_item: Callable[[Any], None]) -> int:
-    """Sends ``batches`` (a pause between them) through a real pipe to ``on_item``, closes the writer;
-    how many times end of file was reported."""
+async def _through_pipe(
+    batches: list[list[object]], on_item: Callable[[Any], None], on_skipped: Callable[[str], None] | None = None
+) -> int:
+    """Sends ``batches`` (a pause between them) through a real pipe to ``on_item``, each message keyed by its
+    position in its batch, closes the writer; how many times end of file was reported."""
     ends = 0
     done = asyncio.get_running_loop().create_future()
 
@@ -23,13 +25,13 @@ async def _through_pipe(batches: list[list[object]], on_item: Callable[[Any], No
 
     r, w = os.pipe()
     reader, writer = PipeReader(), PipeWriter()
-    await reader.open(r, on_item, end)
+    await reader.open(r, on_item, end, on_skipped)
     await writer.open(w)
     for i, batch in enumerate(batches):
         if i:
             await asyncio.sleep(0.05)
-        for item in batch:
-            assert writer.send(item)  # never blocks, whatever the pipe holds
+        for n, item in enumerate(batch):
+            assert writer.send(item, f"key-{n}")  # never blocks, whatever the pipe holds
     await writer.close(10)
     await asyncio.wait_for(done, 10)
     reader.close()
@@ -47,7 +49,7 @@ def test_messages_arrive_whole_in_order_then_one_end_of_file() -> None:
 
 def test_frames_split_anywhere_are_reassembled() -> None:
     items = [("job", i, "é" * i) for i in range(20)]
-    data = b"".join(frame(item) for item in items)
+    data = b"".join(frame(item, "é" * (i % 3)) for i, item in enumerate(items))
     for step in (1, 3, 64, len(data)):
         got: list[object] = []
         frames = _Frames(got.append, lambda: None)
@@ -83,14 +85,17 @@ def test_a_message_that_fails_does_not_close_the_pipe() -> None:
             return (_refuse, ())
 
     got: list[object] = []
+    skipped: list[str] = []
 
     def take(item: object) -> None:
         if item == "bad":
             raise RuntimeError("cannot apply this one")
         got.append(item)
 
-    ends = asyncio.run(_through_pipe([["one", "bad", Unloadable(), "two"], ["three"]], take))
+    ends = asyncio.run(_through_pipe([["one", "bad", Unloadable(), "two"], ["three"]], take, skipped.append))
     assert got == ["one", "two", "three"] and ends == 1
+    # the skipped messages are named by their keys (a job's response id: the gateway frees its slot)
+    assert skipped == ["key-1", "key-2"]
 
 
 def _refuse() -> object:
