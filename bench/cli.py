@@ -36,6 +36,10 @@ BENCHMARKS: subcommands.Table = {
         "the length head's clamp on the mix's long-context prompts: win rates no head / unclamped / clamped, and how"
         " many go strong at the calibrated 10 % / 30 % thresholds",
     ),
+    "worker-restart": (
+        "bench.worker_restart",
+        "the serving loop's longest stall while the learning worker restarts, beside Process.start's own time",
+    ),
     "learning-loop": (
         "bench.learning_loop",
         "the learning loop end to end: shadowing, export, retrain, promote and roll back under load (0 failed calls)",

@@ -190,8 +190,15 @@ class LearningWorker:
                 name="ferryman-learning-worker",
                 daemon=True,
             )
-            self._process.start()
-        except BaseException:
+            # off the loop: spawning (pickling the config, forking and exec'ing a new interpreter) took
+            # 1-20 ms of the serving loop's time (docs/learning.md); a restart must not stall clients
+            starting = asyncio.ensure_future(asyncio.to_thread(self._process.start))
+            try:
+                await asyncio.shield(starting)
+            except asyncio.CancelledError:  # the thread goes on: let it finish before its descriptors close
+                await asyncio.wait({starting})
+                raise
+        except BaseException:  # a process that did start sees end of file on its jobs pipe and exits
             os.close(jobs_w)
             os.close(reports_r)
             raise
