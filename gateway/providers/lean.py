@@ -20,10 +20,18 @@ A connection is reused only after its response was read to the end and both side
 one abandoned or failed mid-way is closed. Timeouts map to httpx's (connect, read, write, pool), a
 refused or reset connection to :class:`httpx.ConnectError` / :class:`httpx.ReadError`, a response
 that is not HTTP (or whose head exceeds 64 kB) to :class:`httpx.RemoteProtocolError`. Informational
-(1xx) answers before the real one are skipped; bytes after the end of an answer are never taken for
-the next request's (that connection is closed). No HTTP/2, no ``Expect: 100-continue``, no HEAD (a HEAD answer's
-Content-Length would be waited for), no proxies: like the gateway's lanes (an httpx client given its
-own transport ignores ``HTTP(S)_PROXY``/``ALL_PROXY``), providers are reached directly.
+(1xx) answers before the real one are skipped; bytes after the end of an answer, or that arrive on an
+idle connection, are never taken for the next request's (that connection is closed).
+
+The keep-alive race: a request on a *reused* connection that meets end of file or a reset before
+any byte of an answer (the provider closed it as idle just as it was reused) is sent once more, on a
+new connection; never on a new connection, after an answer began, or after a timeout (docs/gateway.md).
+An answer that arrives before the provider resets the connection mid-request (a 413 sent before it
+read the whole body) is read and returned, not reported as a write error.
+
+No HTTP/2, no ``Expect: 100-continue``, no HEAD (refused: a HEAD answer's Content-Length would be
+waited for), no proxies: like the gateway's lanes (an httpx client given its own transport ignores
+``HTTP(S)_PROXY``/``ALL_PROXY``), providers are reached directly.
 
 The gateway's serving path keeps :mod:`gateway.providers.lanes` (httpx's own transport per
 connection): only the learning worker uses this one (``ProviderPool(..., lean=True)``).
@@ -98,17 +106,51 @@ class _Parsed:
             self.done = True
 
 
+class _Reader(asyncio.StreamReader):
+    """asyncio's stream reader (uvloop uses it too), counting the bytes it holds, which asyncio keeps
+    private: bytes that arrived on an idle connection (a 408 before the server closes) would be read as
+    the next answer. An error (a reset) that comes while it holds bytes is raised once they are read: an
+    answer that arrived before the provider reset the connection is still read."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=_READ)
+        #: Bytes arrived and not read yet; bytes arrived since the connection was last taken for a request.
+        self.held = 0
+        self.received = 0
+        self._error: Exception | None = None
+
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # typeshed: Iterable[SupportsIndex]
+        self.held += len(data)
+        self.received += len(data)
+        super().feed_data(data)
+
+    def set_exception(self, exc: Exception) -> None:
+        if self.held:
+            self._error = exc
+            self.feed_eof()
+        else:
+            super().set_exception(exc)
+
+    async def take(self) -> bytes:
+        """What arrived (up to 64 kB); b"" at the end; raises a connection error after the bytes before it."""
+        data = await self.read(_READ)
+        self.held -= len(data)
+        if not data and self._error is not None:
+            raise self._error
+        return data
+
+
 class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = time.monotonic()
+        #: It served an answer before (a kept-alive connection taken from the idle ones).
+        self.reused = False
 
     def reusable(self, expiry_s: float) -> bool:
-        # bytes that arrived while idle (a 408 before the server closes) would be read as the next answer
-        unread = len(getattr(self.reader, "_buffer", b""))
         return (
-            not unread
+            not self.reader.held
             and not self.reader.at_eof()
             and not self.writer.is_closing()
             and time.monotonic() - self.idle_since < expiry_s
@@ -130,11 +172,13 @@ class _Exchange:
         self.parsed.parser = self.parser
         self.until_close = False
         self.head_bytes = 0
+        #: The request could not be sent whole: whatever the answer says, the connection goes.
+        self.broken = False
 
     async def read_more(self) -> None:
         try:
             async with asyncio.timeout(self.read_timeout):
-                data = await self.conn.reader.read(_READ)
+                data = await self.conn.reader.take()
         except TimeoutError:
             raise httpx.ReadTimeout("timed out reading the provider's answer", request=self.request) from None
         except OSError as exc:
@@ -166,7 +210,7 @@ class _Exchange:
 
     def keep_alive(self) -> bool:
         parsed = self.parsed
-        return parsed.done and not self.until_close and parsed.keep_alive and not parsed.extra
+        return parsed.done and not self.until_close and parsed.keep_alive and not parsed.extra and not self.broken
 
 
 class _Body(httpx.AsyncByteStream):
@@ -206,8 +250,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._expiry_s = keepalive_expiry_s
         self._tls: ssl.SSLContext | None = None
-        #: Connections opened so far (tests, metrics).
+        #: Connections opened so far, and requests sent again after a reused connection was closed (tests, metrics).
         self.opened = 0
+        self.retried = 0
 
     async def _acquire(self, pool_timeout: float | None, request: httpx.Request) -> None:
         if not self._slots.locked():
@@ -227,11 +272,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
             conn.close()
         self._slots.release()
 
-    async def _connect(self, key: tuple[str, str, int], timeout: float | None, request: httpx.Request) -> _Connection:
+    async def _connect(
+        self, key: tuple[str, str, int], timeout: float | None, request: httpx.Request, fresh: bool = False
+    ) -> _Connection:
         idle = self._idle.get(key)
-        while idle:
+        while idle and not fresh:
             conn = idle.pop()  # the warmest first
             if conn.reusable(self._expiry_s):
+                conn.reused, conn.reader.received = True, 0
                 return conn
             conn.close()
         scheme, host, port = key
@@ -242,9 +290,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
             tls = self._tls
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None, limit=_READ
+                loop = asyncio.get_running_loop()
+                reader = _Reader()
+                # as asyncio.open_connection does, with the counting reader
+                transport, protocol = await loop.create_connection(
+                    lambda: asyncio.StreamReaderProtocol(reader),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
                 )
+                writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out connecting to the provider", request=request) from None
         except OSError as exc:
@@ -257,14 +313,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
+        if request.method == "HEAD":  # its answer announces a body that never comes: it would be waited for
+            raise NotImplementedError("the lean transport does not send HEAD requests (the provider adapters never do)")
         key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         await self._acquire(timeouts.get("pool"), request)
         conn: _Connection | None = None
         try:
-            conn = await self._connect(key, timeouts.get("connect"), request)
-            await self._send(conn, request, timeouts.get("write"))
-            exchange = _Exchange(conn, request, timeouts.get("read"))
-            await exchange.read_head()
+            try:
+                conn = await self._connect(key, timeouts.get("connect"), request)
+                exchange = await self._exchange(conn, request, timeouts)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                # a kept-alive connection the provider closed as it was reused (its idle timeout racing this
+                # request): no byte of an answer came, so the request is sent once more, on a new connection
+                if conn is None or not conn.reused or conn.reader.received:
+                    raise
+                conn.close()
+                self.retried += 1
+                conn = await self._connect(key, timeouts.get("connect"), request, fresh=True)
+                exchange = await self._exchange(conn, request, timeouts)
         except BaseException:  # failed, timed out or cancelled mid-way: this connection's state is unknown
             if conn is not None:
                 conn.close()
@@ -275,8 +341,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
         parsed = exchange.parsed
         return httpx.Response(parsed.status, headers=parsed.headers, stream=body, extensions=extensions)
 
+    async def _exchange(self, conn: _Connection, request: httpx.Request, timeouts: dict[str, Any]) -> _Exchange:
+        """Send ``request`` on ``conn``, read the answer's head."""
+        sent = await self._send(conn, request, timeouts.get("write"))
+        exchange = _Exchange(conn, request, timeouts.get("read"))
+        exchange.broken = not sent
+        await exchange.read_head()
+        return exchange
+
     @staticmethod
-    async def _send(conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
+    async def _send(conn: _Connection, request: httpx.Request, timeout: float | None) -> bool:
+        """Send ``request``; False when the provider closed the connection mid-way but an answer came first
+        (a 413 before it read the whole body): it is read. Raises httpx's write errors otherwise."""
         body = await request.aread()
         target = request.url.raw_path
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target)]
@@ -291,7 +367,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.WriteTimeout("timed out sending to the provider", request=request) from None
         except OSError as exc:
+            if conn.reader.held:
+                return False
             raise httpx.WriteError(f"sending to the provider failed: {exc}", request=request) from None
+        return True
 
     async def aclose(self) -> None:
         for conns in self._idle.values():
