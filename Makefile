@@ -169,11 +169,14 @@ crossfit: $(STAMPS)/lab  ## k=5 cross-fitted artifacts of every trained recipe (
 # golden labels only (--arena "": as when the settings below were chosen):
 # MMLU (trained on GSM8K only), GSM8K (on MMLU only), and each of the 5 held-out-subject folds of
 # MMLU (on everything else). Settings were chosen on gsm8k, mmlu, mmlu-fold0 and mmlu-fold1 only
-# (docs/lab-log.md). Artifacts and traffic files are kept in $(LEARN_DIR) and remade when stale.
+# (docs/lab-log.md). Mixed traffic, evaluation only: mix-fold<k> = every GSM8K prompt + MMLU fold k's,
+# its shipped router trained on the other four folds' MMLU subjects only (a kind and subjects it never
+# saw; docs/lab-log.md, 2026-12-05 05:45). Artifacts and traffic files are kept in $(LEARN_DIR) and
+# remade when stale.
 LEARN_DIR ?= build/learn
 LEARN_OUT ?= reports/learn
 LEARN_ARGS ?=
-LEARN_SOURCES := mmlu gsm8k $(addprefix mmlu-fold,0 1 2 3 4)
+LEARN_SOURCES := mmlu gsm8k $(addprefix mmlu-fold,0 1 2 3 4) $(addprefix mix-fold,0 1 2 3 4)
 LEARN_FOLDS := $(LEARN_DIR)/crossfit/subject/folds.json
 LEARN_TRAIN = $(BIN)/ferryman train mf --arena "" --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) $(TRAIN_ARGS)
 # What trains those priors: the mf recipe, the training code, the data loaders and the artifact
@@ -199,6 +202,9 @@ $(LEARN_DIR)/mmlu.csv $(LEARN_DIR)/gsm8k.csv: $(LEARN_DIR)/%.csv:
 $(LEARN_DIR)/mmlu-fold%.csv: $(LEARN_FOLDS)
 	$(BIN)/ferryman data arena --benchmark mmlu --data-dir $(DATA_DIR) --folds $< --fold $* --out $@
 
+$(LEARN_DIR)/mix-fold%.csv: $(LEARN_FOLDS)
+	$(BIN)/ferryman data arena --benchmark mmlu --data-dir $(DATA_DIR) --folds $< --fold $* --mix-in gsm8k --out $@
+
 $(LEARN_FOLDS):
 	HF_HUB_OFFLINE=1 $(BIN)/ferryman train crossfit --folds-only --schemes subject --routers mf \
 	  --data-dir $(DATA_DIR) --encoder-dir $(ENCODER_DIR) --out $(LEARN_DIR)/crossfit
@@ -211,6 +217,9 @@ $(LEARN_DIR)/mf-without-gsm8k/manifest.json: $(LEARN_TRAIN_DEPS)
 
 $(LEARN_DIR)/mf-without-mmlu-fold%/manifest.json: $(LEARN_TRAIN_DEPS) $(LEARN_FOLDS)
 	$(LEARN_TRAIN) --exclude-folds $(LEARN_FOLDS) --fold $* --out $(@D)
+
+$(LEARN_DIR)/mf-without-mix-fold%/manifest.json: $(LEARN_TRAIN_DEPS) $(LEARN_FOLDS)
+	$(LEARN_TRAIN) --golden mmlu --exclude-folds $(LEARN_FOLDS) --fold $* --out $(@D)
 
 clean:  ## remove build outputs (keeps the virtualenv)
 	rm -rf build $(STAMPS)/build

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--subjects", default="", help="only these comma-separated groups (MMLU subjects)")
     p.add_argument("--folds", type=Path, help="a folds.json (ferryman train crossfit): keep only the prompts of --fold")
     p.add_argument("--fold", type=int, help="the fold of --folds to keep (e.g. held-out subjects)")
+    p.add_argument(
+        "--mix-in",
+        default="",
+        help="also write every prompt of these comma-separated benchmarks, not filtered by --subjects or --folds "
+        "(traffic mixing kinds of prompts, e.g. --benchmark mmlu --folds F --fold 2 --mix-in gsm8k)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the per-prompt model_a/model_b order")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
@@ -44,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from lab.data.report import DataError
 
     try:
-        items = load_benchmark(check_benchmark(args.benchmark), args.data_dir or default_data_dir())
+        data_dir = args.data_dir or default_data_dir()
+        mixed = _mix_in(args.mix_in, args.benchmark)
+        items = load_benchmark(check_benchmark(args.benchmark), data_dir)
         wanted = {s.strip() for s in args.subjects.split(",") if s.strip()}
         if wanted:
             unknown = wanted - {it.group for it in items}
@@ -60,10 +68,22 @@ def run(args: argparse.Namespace) -> int:
             items = [it for it in items if folds.assignments.get(it.key) == args.fold]
         if not items:
             raise DataError("no prompts left to convert")
+        for name in mixed:
+            items = [*items, *load_benchmark(name, data_dir)]
         rows = arena_rows(items, seed=args.seed)
         write_arena_csv(args.out, rows)
     except (DataError, ValueError) as exc:
         print(f"ferryman data: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(rows)} battles ({args.benchmark}) to {args.out}")
+    print(f"wrote {len(rows)} battles ({', '.join([args.benchmark, *mixed])}) to {args.out}")
     return 0
+
+
+def _mix_in(spec: str, benchmark: str) -> list[str]:
+    """``--mix-in``'s benchmarks: each a golden benchmark other than ``--benchmark``, at most once."""
+    from lab.data.arena import check_benchmark
+
+    names = [check_benchmark(s.strip().lower()) for s in spec.split(",") if s.strip()]
+    if benchmark in names or len(set(names)) != len(names):
+        raise ValueError(f"--mix-in {spec!r}: each benchmark once, and not --benchmark itself")
+    return names

@@ -44,6 +44,8 @@ from scorer.routers.base import sigmoid
 
 TUNING = ("mmlu", "gsm8k", "mmlu-fold0", "mmlu-fold1")
 HELD_OUT = ("mmlu-fold2", "mmlu-fold3", "mmlu-fold4")
+# Mixed traffic (GSM8K + one MMLU fold; docs/lab-log.md 2026-12-05 05:45): evaluation only, never chosen on.
+MIXED = tuple(f"mix-fold{k}" for k in range(5))
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", type=Path, required=True, help="write the decisions and summaries here")
     p.add_argument("--learn-dir", type=Path, default=Path("build/learn"), help="make learn-curve's traffic and priors")
-    p.add_argument("--rows", default=",".join(TUNING + HELD_OUT), help="rows to run (comma-separated)")
+    p.add_argument("--rows", default=",".join(TUNING + HELD_OUT + MIXED), help="rows to run (comma-separated)")
     p.add_argument("--splits", type=int, default=10)
     p.add_argument("--folds", type=int, default=5, help="cross-fitting folds")
     p.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples per decision")
@@ -231,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             records.extend(study_row(row, args.learn_dir, embedder, plan, config, args.folds, args.resamples))
     tuning = tuple(r for r in rows if r in TUNING)
     held_out = tuple(r for r in rows if r in HELD_OUT)
-    summaries = {"tuning": summarise(records, tuning), "held_out": summarise(records, held_out)}
+    mixed = tuple(r for r in rows if r in MIXED)
+    summaries = {
+        "tuning": summarise(records, tuning),
+        "held_out": summarise(records, held_out),
+        "mixed": summarise(records, mixed),
+    }
     result = {
         "designs": [asdict(d) for d in DESIGNS],
         **summaries,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from harness.traffic import judged_rows
 from lab.data.arena import check_benchmark, write_arena_csv
 from lab.data.battles import load_battles
 from lab.data.benchmarks import STRONG, WEAK, default_data_dir, load_benchmark
+from lab.data.folds import FoldAssignment
 from lab.data.report import DataError
 from lab.learn import cli
 from lab.learn.curve import CurvePlan
@@ -65,6 +67,29 @@ def test_benchmark_converter_writes_the_arena_schema(tmp_path: Path) -> None:
         main(["data", "arena", "--benchmark", "mt-bench", "--out", str(out)])
     with pytest.raises(ValueError, match="never trained on"):
         check_benchmark("mt-bench")
+
+
+def test_converter_mixes_in_a_whole_benchmark_past_the_fold_filter(tmp_path: Path) -> None:
+    """``--mix-in``: the fold's MMLU prompts plus every GSM8K prompt, even those assigned to other folds."""
+    mmlu, gsm8k = load_benchmark("mmlu", default_data_dir()), load_benchmark("gsm8k", default_data_dir())
+    subjects = sorted({it.group for it in mmlu})[:2]
+    assignments = {it.key: int(it.group in subjects) ^ 1 for it in mmlu} | {it.key: 1 for it in gsm8k}
+    folds = FoldAssignment("subject", 2, 0, assignments)
+    folds.save(tmp_path / "folds.json")
+    out = tmp_path / "mix.csv"
+    args = ["data", "arena", "--benchmark", "mmlu", "--folds", str(tmp_path / "folds.json"), "--fold", "0"]
+    assert main([*args, "--mix-in", "gsm8k", "--out", str(out)]) == 0
+    battles, report = load_battles(out)
+    fold = [it for it in mmlu if it.group in subjects]
+    assert report.bad_rows == 0 and len(battles) == len(fold) + len(gsm8k)
+    traffic = load_traffic(out, STRONG, WEAK)
+    assert [s.prompt for s in traffic.samples] == [it.prompt for it in [*fold, *gsm8k]]
+    with out.open(encoding="utf-8") as fh:
+        sources = {row["source"].split("/")[0] for row in csv.DictReader(fh)}
+    assert sources == {"mmlu", "gsm8k"}
+    for bad in ("mmlu", "gsm8k,gsm8k", "mt-bench"):  # itself, twice, never trained on
+        assert main([*args, "--mix-in", bad, "--out", str(tmp_path / "bad.csv")]) == 2
+    assert not (tmp_path / "bad.csv").exists()
 
 
 def _slice(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
