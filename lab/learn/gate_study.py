@@ -56,6 +56,12 @@ class Design:
     evidence: str  # "held" or "cross"
     tail: float  # lower quantile of the area difference that must be > 0
     min_effect: float = 0.0
+    refit: bool = False  # serve the candidate fitted on all judged samples once the gate passes
+
+    @property
+    def served(self) -> str:
+        """The record field with the APGR of the candidate this design serves when it promotes."""
+        return "candidate_cross" if self.refit else f"candidate_{self.evidence}"
 
 
 DESIGNS = (
@@ -66,6 +72,9 @@ DESIGNS = (
     Design("C95", "cross", 0.025),
     Design("C99", "cross", 0.005),
     Design("C95+d", "cross", 0.025, 0.02),
+    # H99's decisions, then the candidate refitted on 100 % of the judged samples is served
+    # (docs/lab-log.md, 2026-12-05 05:46).
+    Design("H99+refit", "held", 0.005, refit=True),
 )
 
 
@@ -187,7 +196,7 @@ def summarise(records: list[dict[str, Any]], rows: tuple[str, ...]) -> dict[str,
         total_p = total_bad = 0
         served_all = []
         for r in [x for x in records if x["row"] in rows]:
-            cand = r[f"candidate_{d.evidence}"]
+            cand = r[d.served]
             ok = r["promote"][d.name]
             bad = ok and cand <= r["shipped"]
             key = f"{r['row']}@{r['samples']}"
