@@ -13,7 +13,7 @@ comma := ,
 
 .PHONY: help setup setup-lab run demo test ci lint proto proto-check buf-lint system-deps clean
 .PHONY: clients k8s-validate cluster-local fault-table image-deps images image-smoke
-.PHONY: eval eval-tiers routers crossfit learn-curve learn-gate-study
+.PHONY: eval eval-tiers routers crossfit learn-curve learn-gate-study learn-mix-study
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
@@ -194,6 +194,10 @@ $(LEARN_OUT)/%.json: $(LEARN_DIR)/%.csv $(LEARN_DIR)/mf-without-%/manifest.json 
 
 learn-gate-study: setup $(foreach s,$(LEARN_SOURCES),$(LEARN_DIR)/$(s).csv $(LEARN_DIR)/mf-without-$(s)/manifest.json)  ## promotion-gate designs on the same rows -> reports/learn/gate-study.json
 	$(BIN)/python -m lab.learn.gate_study --json $(LEARN_OUT)/gate-study.json --learn-dir $(LEARN_DIR) \
+	  --encoder-dir $(ENCODER_DIR)
+
+learn-mix-study: setup $(foreach s,$(filter mix-fold%,$(LEARN_SOURCES)),$(LEARN_DIR)/$(s).csv $(LEARN_DIR)/mf-without-$(s)/manifest.json)  ## mixed rows: gain between vs within kinds -> reports/learn/mix-study.json
+	$(BIN)/python -m lab.learn.mix_study --json $(LEARN_OUT)/mix-study.json --learn-dir $(LEARN_DIR) \
 	  --encoder-dir $(ENCODER_DIR)
 
 $(LEARN_DIR)/mmlu.csv $(LEARN_DIR)/gsm8k.csv: $(LEARN_DIR)/%.csv:
