@@ -21,7 +21,6 @@ the summary per design to ``--json``; the selection rule is applied by the reade
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -32,13 +31,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ferryman import paths
 from lab.data.benchmarks import STRONG, WEAK
 from lab.learn.correction import Correction
 from lab.learn.curve import CurvePlan, split_traffic, test_size_for
 from lab.learn.gate import GateRule, area_differences, verdict_apgr
 from lab.learn.retrain import LearnConfig, features, fit_features, fit_on_samples, split_holdout
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
+from lab.learn.study import study_args, study_setup, write_report
 from lab.learn.traffic import Judged, fold_of, load_traffic
 from scorer.routers.base import sigmoid
 
@@ -222,21 +221,15 @@ def summarise(records: list[dict[str, Any]], rows: tuple[str, ...]) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", type=Path, required=True, help="write the decisions and summaries here")
-    p.add_argument("--learn-dir", type=Path, default=Path("build/learn"), help="make learn-curve's traffic and priors")
-    p.add_argument("--rows", default=",".join(TUNING + HELD_OUT + MIXED), help="rows to run (comma-separated)")
-    p.add_argument("--splits", type=int, default=10)
+    rows_default = ",".join(TUNING + HELD_OUT + MIXED)
+    study_args(p, json_help="write the decisions and summaries here", rows=rows_default, rows_help="rows to run")
     p.add_argument("--folds", type=int, default=5, help="cross-fitting folds")
     p.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples per decision")
-    p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
-    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir())
     args = p.parse_args(argv)
-    plan = CurvePlan(splits=args.splits)
+    plan, embedder, rows = study_setup(args)
     config = LearnConfig()
-    embedder = Embedder(args.encoder_dir, args.cache_dir, progress=False)
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
-    rows = tuple(r for r in args.rows.split(",") if r)
     with threadpool_limits(limits=1, user_api="blas"):
         for row in rows:
             records.extend(study_row(row, args.learn_dir, embedder, plan, config, args.folds, args.resamples))
@@ -254,13 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "records": records,
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     for part, summary in summaries.items():
         for name, s in summary.items():
             counts = f"promoted {s['promoted']:3}  not better {s['not_better']:2}"
             print(f"{part:8} {name:6} {counts}  served {s['mean_served']}")
-    print(f"wrote {args.json} in {result['wall_s']} s")
+    write_report(args.json, result)
     return 0
 
 

@@ -19,7 +19,6 @@ split's test part:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -29,13 +28,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ferryman import paths
 from lab.data.benchmarks import STRONG, WEAK
 from lab.learn.curve import CurvePlan, split_traffic, test_size_for
 from lab.learn.gate import verdict_apgr
 from lab.learn.gate_study import MIXED
 from lab.learn.retrain import LearnConfig, features, fit_features
 from lab.learn.scoring import Embedder, load_scoring_router
+from lab.learn.study import study_args, study_setup, write_report
 from lab.learn.traffic import in_holdout, load_traffic
 from scorer.routers.base import sigmoid
 
@@ -96,17 +95,10 @@ def study_row(name: str, learn_dir: Path, embedder: Embedder, plan: CurvePlan, c
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", type=Path, required=True, help="write the per-row means here")
-    p.add_argument("--learn-dir", type=Path, default=Path("build/learn"), help="make learn-curve's traffic and priors")
-    p.add_argument("--rows", default=",".join(MIXED), help="mixed rows (comma-separated)")
-    p.add_argument("--splits", type=int, default=10)
-    p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
-    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir())
+    study_args(p, json_help="write the per-row means here", rows=",".join(MIXED), rows_help="mixed rows")
     args = p.parse_args(argv)
-    plan = CurvePlan(splits=args.splits)
-    embedder = Embedder(args.encoder_dir, args.cache_dir, progress=False)
+    plan, embedder, rows = study_setup(args)
     t0 = time.perf_counter()
-    rows = [r for r in args.rows.split(",") if r]
     with threadpool_limits(limits=1, user_api="blas"):
         per_row = {row: study_row(row, args.learn_dir, embedder, plan, LearnConfig()) for row in rows}
     for row, res in per_row.items():
@@ -114,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = "  ".join(f"{k} {v:.3f}" for k, v in top.items())
         print(f"{row} at {max(plan.samples)}: {parts}")
     result = {"rows": per_row, "splits": args.splits, "wall_s": round(time.perf_counter() - t0, 1)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.json} in {result['wall_s']} s")
+    write_report(args.json, result)
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,13 +21,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ferryman import paths
 from lab.data.benchmarks import STRONG, WEAK
 from lab.learn.curve import CurvePlan, split_traffic, test_size_for
 from lab.learn.gate import verdict_apgr
 from lab.learn.gate_study import HELD_OUT, TUNING
 from lab.learn.retrain import LearnConfig, features, fit_features
 from lab.learn.scoring import Embedder, load_scoring_router
+from lab.learn.study import study_args, study_setup, write_report
 from lab.learn.traffic import in_holdout, load_traffic
 from scorer.routers import length_head
 from scorer.routers.base import sigmoid
@@ -81,22 +80,16 @@ def study_row(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", type=Path, required=True, help="write the mean gains here")
-    p.add_argument("--learn-dir", type=Path, default=Path("build/learn"), help="make learn-curve's traffic and priors")
-    p.add_argument("--rows", default=",".join(TUNING), help=f"rows (comma-separated; held out: {','.join(HELD_OUT)})")
+    held_out = f"held out: {','.join(HELD_OUT)}"
+    study_args(p, json_help="write the mean gains here", rows=",".join(TUNING), rows_help=held_out)
     p.add_argument("--l2", default="1,3,10,30", help="penalties on the embedding weights")
     p.add_argument("--prior-l2", default="0.3,1,3", help="penalties pulling the prior's weight to 1")
     p.add_argument("--length-feature", action="store_true", help="the length-head feature as a correction column")
-    p.add_argument("--splits", type=int, default=10)
-    p.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir())
-    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir())
     args = p.parse_args(argv)
     grid = itertools.product((float(x) for x in args.l2.split(",")), (float(x) for x in args.prior_l2.split(",")))
     configs = [LearnConfig(l2=a, prior_l2=b) for a, b in grid]
-    plan = CurvePlan(splits=args.splits)
-    embedder = Embedder(args.encoder_dir, args.cache_dir, progress=False)
+    plan, embedder, rows = study_setup(args)
     t0 = time.perf_counter()
-    rows = [r for r in args.rows.split(",") if r]
     with threadpool_limits(limits=1, user_api="blas"):
         per_row = {row: study_row(row, args.learn_dir, embedder, plan, configs, args.length_feature) for row in rows}
     summary = {}
@@ -109,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"rows": rows, "length_feature": args.length_feature, "mean_gain": summary}
     result["per_row"] = per_row
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.json} in {result['wall_s']} s")
+    write_report(args.json, result)
     return 0
 
 
