@@ -191,7 +191,7 @@ class LearningWorker:
                 daemon=True,
             )
             # off the loop: spawning (pickling the config, forking and exec'ing a new interpreter) took
-            # 1-20 ms of the serving loop's time (docs/learning.md); a restart must not stall clients
+            # a median 2.3-2.8 ms of the serving loop on the loaded VM, up to 8 ms (docs/learning.md)
             starting = asyncio.ensure_future(asyncio.to_thread(self._process.start))
             try:
                 await asyncio.shield(starting)
