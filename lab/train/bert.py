@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from lab.data.embed_cache import save_npz, stored_fingerprint, text_hash
-from lab.train.data import A_WINS, B_WINS, TIE, TrainingData
+from lab.train.data import A_WINS, B_WINS, TIE, TrainingData, pair_groups
 from lab.train.export import base_model_path, load_base_encoder
+from lab.train.length_resid import length_direction, project_out
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import PROBE_TEXTS, TOKENIZER_FILE, WordpieceTokenizer
 from scorer.routers.bert import LABELS
@@ -56,6 +57,13 @@ class BertConfig:
     weight_decay: float = 0.01
     probe_c: float = 0.0003  # inverse L2 strength of the linear probe on standardised features (chosen)
     gsm8k_weight: float = 3.0  # probe loss weight of GSM8K rows (1,307 among 14k MMLU rows; chosen)
+    # Probe-only options (issue #10, docs/lab-log.md 2026-12-05 05:45; default off):
+    group_intercepts: bool = False  # per-group class intercepts while fitting the probe, not exported
+    length_residual: bool = False  # probe on features with their length direction projected out, folded
+
+    def __post_init__(self) -> None:
+        if (self.group_intercepts or self.length_residual) and self.epochs > 0:
+            raise ValueError("group_intercepts and length_residual shape the linear probe only: they need epochs = 0")
 
 
 def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:
@@ -72,23 +80,30 @@ def bert_weights(data: TrainingData, strong: str, weak: str, config: BertConfig)
 
 def bert_rows(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray, list[str]]:
     """``bert_labels`` plus each row's source (``mmlu``, ``gsm8k``, a battles file's name)."""
+    rows = _row_pairs(data, strong, weak)
+    prompts = [data.pairs[k].prompt for k, _ in rows]
+    sources = [data.pairs[k].source for k, _ in rows]
+    return prompts, np.array([cls for _, cls in rows], dtype=np.int64), sources
+
+
+def bert_groups(data: TrainingData, strong: str, weak: str) -> np.ndarray:
+    """Per ``bert_labels`` row the index of its group (``lab.train.data.pair_groups``), for ``group_intercepts``."""
+    groups, _ = pair_groups(data)
+    return np.asarray(groups[np.array([k for k, _ in _row_pairs(data, strong, weak)], dtype=np.int64)])
+
+
+def _row_pairs(data: TrainingData, strong: str, weak: str) -> list[tuple[int, int]]:
+    """(pair index, class: 0 strong, 1 tie, 2 weak) of every pair that compares ``strong`` with ``weak``."""
     outcome_class = {A_WINS: 0, TIE: 1, B_WINS: 2}
-    prompts: list[str] = []
-    labels: list[int] = []
-    sources: list[str] = []
-    for p in data.pairs:
+    rows: list[tuple[int, int]] = []
+    for k, p in enumerate(data.pairs):
         if (p.model_a, p.model_b) == (strong, weak):
-            cls = outcome_class[p.outcome]
+            rows.append((k, outcome_class[p.outcome]))
         elif (p.model_a, p.model_b) == (weak, strong):
-            cls = 2 - outcome_class[p.outcome]
-        else:
-            continue
-        prompts.append(p.prompt)
-        labels.append(cls)
-        sources.append(p.source)
-    if not prompts:
+            rows.append((k, 2 - outcome_class[p.outcome]))
+    if not rows:
         raise ValueError(f"no training pairs compare {strong!r} with {weak!r}")
-    return prompts, np.array(labels, dtype=np.int64), sources
+    return rows
 
 
 def select_rows(labels: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
@@ -178,13 +193,46 @@ def module_from_delta(delta: dict[str, np.ndarray]) -> Any:
     return module.eval()
 
 
+def probe_head(
+    features: np.ndarray,
+    labels: np.ndarray,
+    prompts: Sequence[str],
+    config: BertConfig,
+    weights: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The head ``(weight, bias)`` of ``config``'s linear probe on ``features`` (rows of ``prompts``).
+
+    With ``config.length_residual`` the probe is fitted on the features with their length direction
+    (over the distinct prompts) projected out, and the projection folded into ``weight``;
+    ``groups`` (one index per row) gives the probe per-group intercepts (``config.group_intercepts``).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    direction = None
+    if config.length_residual:
+        first = list({p: i for i, p in enumerate(prompts)}.values())  # one row per distinct prompt
+        direction = length_direction(x[first], [prompts[i] for i in first])
+        x = project_out(x, direction)
+    weight, bias = fit_probe(x, labels, config.probe_c, weights, groups)
+    if direction is not None:
+        weight = project_out(weight, direction).astype(np.float32)
+    return weight, bias
+
+
 def fit_probe(
-    features: np.ndarray, labels: np.ndarray, c: float, weights: np.ndarray | None = None
+    features: np.ndarray,
+    labels: np.ndarray,
+    c: float,
+    weights: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression (L2, inverse strength ``c`` as in scikit-learn) as head weights.
 
     Fitted by L-BFGS on standardised features (deterministic); the returned
-    ``weight [classes, dim]`` and ``bias [classes]`` act on the raw features.
+    ``weight [classes, dim]`` and ``bias [classes]`` act on the raw features. With ``groups`` (a
+    group index per row) every group also gets its own class intercepts while fitting, centred so
+    that their row-weighted mean is zero; they are not returned, so the weights are fitted to what
+    ranks rows within their group.
     """
     import torch
 
@@ -201,11 +249,24 @@ def fit_probe(
     sw = torch.from_numpy(np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64))
     w = torch.zeros((len(LABELS), x.shape[1]), dtype=torch.float64, requires_grad=True)
     b = torch.zeros(len(LABELS), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+    params = [w, b]
+    if groups is not None:
+        if len(groups) != len(labels):
+            raise ValueError(f"{len(groups)} group indices for {len(labels)} rows")
+        g = torch.from_numpy(np.asarray(groups, dtype=np.int64))
+        n_groups = int(g.max()) + 1
+        share = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, g, sw)
+        share = share / share.sum()
+        gb = torch.zeros((n_groups, len(LABELS)), dtype=torch.float64, requires_grad=True)
+        params.append(gb)
+    opt = torch.optim.LBFGS(params, max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
 
     def closure() -> Any:
         opt.zero_grad()
-        per_row = torch.nn.functional.cross_entropy(z @ w.T + b, y, reduction="none")
+        logits = z @ w.T + b
+        if groups is not None:
+            logits = logits + (gb - share @ gb)[g]  # centred: zero row-weighted mean per class
+        per_row = torch.nn.functional.cross_entropy(logits, y, reduction="none")
         loss = (sw * per_row).sum() / sw.sum() + (w**2).sum() / (2 * c * sw.sum())
         loss.backward()
         return loss
@@ -378,8 +439,11 @@ class BertTrainer:
         *,
         seed: int,
         weights: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> Any:
         """Linear probe on all rows, then fine-tune on a subsample (LP-FT); returns the module (eval mode).
+
+        ``groups``: per row a group index, for the probe's ``config.group_intercepts``.
 
         The head starts as a multinomial logistic regression on the frozen
         features (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
@@ -391,7 +455,7 @@ class BertTrainer:
         if config.train_layers != self.train_layers:
             raise ValueError("config.train_layers differs from the cached split")
         labels = np.asarray(labels, dtype=np.int64)
-        weight, bias = fit_probe(self.features(prompts), labels, config.probe_c, weights)
+        weight, bias = probe_head(self.features(prompts), labels, prompts, config, weights, groups)
         module = self._fresh_module(config.dropout)
         with torch.no_grad():
             module.head.weight.copy_(torch.from_numpy(weight))

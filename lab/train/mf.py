@@ -23,6 +23,9 @@ Two training-only options (issue #10, docs/lab-log.md 2026-12-05):
   each model's score with a learnt per-model slope, fitted jointly with the rest; the artifact
   gets the length head with ``beta = slope[strong] - slope[weak]``, the same served form as a
   recipe's post-hoc ``length_beta``, so the embedding part learns what length does not explain.
+- ``length_residual``: the prompt embeddings are trained on with their length direction projected
+  out (:mod:`lab.train.length_resid`); the projection is folded into the exported ``text_proj``,
+  so the artifact scores raw embeddings as the trained model scored residualised ones.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import numpy as np
 
 from lab.data.benchmarks import GOLDEN_BENCHMARKS
 from lab.train.data import A_WINS, B_WINS, TrainingData, pair_groups
+from lab.train.length_resid import length_direction, project_out
 from scorer.routers.length_head import LengthHead
 
 _TARGET = {A_WINS: 1.0, B_WINS: 0.0}
@@ -53,6 +57,7 @@ class MFConfig:
     battle_weight: float = 1.0  # loss weight of arena/battle pairs relative to golden-label pairs
     group_intercepts: bool = False  # per-group model biases while training, not exported (module doc)
     length_joint: bool = False  # fit the length head's slope with the router (module doc)
+    length_residual: bool = False  # train on embeddings with their length direction projected out (module doc)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,9 @@ def train_mf(
     models = data.models
     pi, ai, bi, target = (torch.from_numpy(a) for a in pair_arrays(data, models))
     weight = torch.tensor(pair_loss_weights(data, config), dtype=torch.float32)
+    direction = length_direction(embeddings, data.prompts()) if config.length_residual else None
+    if direction is not None:
+        embeddings = project_out(embeddings, direction)
     emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     dim_in = emb.shape[1]
     text_proj = torch.nn.Linear(dim_in, config.dim, bias=False)
@@ -145,6 +153,8 @@ def train_mf(
             "model_bias": model_bias.detach().numpy().astype(np.float32),
         }
         slope = None if extra.head is None else extra.slope.detach().numpy().astype(np.float64)
+    if direction is not None:  # the artifact takes raw embeddings: fold the projection into text_proj
+        weights["text_proj"] = project_out(weights["text_proj"], direction).astype(np.float32)
     return MFFit(weights, extra.head, slope)
 
 

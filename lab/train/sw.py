@@ -16,7 +16,11 @@ writes the battles as index arrays, plus the choices of :class:`SWConfig`:
 - ``within_groups``: the PLS targets are centred per group of prompts (a source, or MMLU's
   subject), so the directions follow what ranks prompts within a group rather than which group
   they look like (issue #10, docs/lab-log.md 2026-12-05; a training choice, nothing is served
-  differently).
+  differently);
+- ``length_residual``: the PLS projection is learnt from embeddings with their length direction
+  projected out (:mod:`lab.train.length_resid`) and the projection folded into its matrix, so the
+  similarity space carries no linear trace of length and serving is unchanged (needs
+  ``projection_dim``: raw-cosine SW stores raw embeddings, which nothing could fold it into).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lab.train.data import A_WINS, B_WINS, TrainingData, pair_groups
+from lab.train.length_resid import length_direction, project_out
 from scorer.routers.mf import EMBED_DIM
 from scorer.routers.sw import MAX_WEIGHT_EXPONENT, Projection
 
@@ -41,6 +46,7 @@ class SWConfig:
     projection_dim: int = 0  # 0: cosine of the raw encoder embeddings
     top_k: int = 0  # 0: every battle counts
     within_groups: bool = False  # PLS targets centred per group (lab.train.data.pair_groups)
+    length_residual: bool = False  # PLS on embeddings with their length direction projected out
 
     def __post_init__(self) -> None:
         if not 0 < self.weight_exponent <= MAX_WEIGHT_EXPONENT:
@@ -49,6 +55,8 @@ class SWConfig:
             raise ValueError(f"SW projection dim must be in [0, {EMBED_DIM}] (0 = none), is {self.projection_dim}")
         if self.top_k < 0:
             raise ValueError(f"SW top-k must be >= 0 (0 = every battle), is {self.top_k}")
+        if self.length_residual and not self.projection_dim:
+            raise ValueError("SW length_residual needs projection_dim >= 1 (it is folded into the PLS projection)")
 
 
 def sw_params(config: SWConfig) -> dict[str, float]:
@@ -89,6 +97,20 @@ def pls_projection(x: np.ndarray, y: np.ndarray, dim: int) -> Projection:
     wm, pm = np.array(weights).T, np.array(loadings).T  # [384, dim]
     rotation = wm @ np.linalg.inv(pm.T @ wm)
     return Projection(mean=mean, matrix=rotation.T)
+
+
+def learn_projection(
+    data: TrainingData, embeddings: np.ndarray, strong: str, weak: str, config: SWConfig
+) -> Projection:
+    """The PLS similarity space of ``config`` (``projection_dim`` >= 1) from the rows of ``data.prompts()``."""
+    direction = length_direction(embeddings, data.prompts()) if config.length_residual else None
+    inputs = embeddings if direction is None else project_out(embeddings, direction)
+    x, y = projection_rows(data, inputs, strong, weak, within_groups=config.within_groups)
+    projection = pls_projection(x, y, config.projection_dim)
+    if direction is None:
+        return projection
+    # the mean of residualised rows has no component along the direction: only the matrix is folded
+    return Projection(mean=projection.mean, matrix=project_out(projection.matrix, direction))
 
 
 def projection_rows(

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, changed_layers, save_delta
+from lab.train.bert import (
+    LABELS,
+    BertConfig,
+    BertTrainer,
+    bert_groups,
+    bert_labels,
+    bert_weights,
+    changed_layers,
+    save_delta,
+)
 from lab.train.data import TrainingData
 from lab.train.jobs import (
     ExampleInputs,
@@ -53,7 +62,8 @@ def train_bert_artifact(
     elif missing := [p for p in prompts if p not in trainer.index]:
         raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
     weights = bert_weights(data, target.strong, target.weak, config)
-    module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights)
+    groups = bert_groups(data, target.strong, target.weak) if config.group_intercepts else None
+    module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights, groups=groups)
     save_delta(target.out_dir / "delta.npz", trainer.delta(module, config))
     counts = np.bincount(labels, minlength=len(LABELS))
     prov = provenance(

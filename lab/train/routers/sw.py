@@ -21,7 +21,7 @@ from lab.train.jobs import (
     write_example,
 )
 from lab.train.output import provenance, write_artifact
-from lab.train.sw import SW_PARAMS, SWConfig, pls_projection, projection_rows, save_sw, sw_params
+from lab.train.sw import SW_PARAMS, SWConfig, learn_projection, save_sw, sw_params
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import Encoder
 
@@ -35,10 +35,10 @@ def train_sw_artifact(
     projection = None
     extra: dict[str, str] = {}
     if config.projection_dim:
-        x, y = projection_rows(data, emb, target.strong, target.weak, within_groups=config.within_groups)
-        projection = pls_projection(x, y, config.projection_dim)
+        projection = learn_projection(data, emb, target.strong, target.weak, config)
+        battles = sum({p.model_a, p.model_b} == {target.strong, target.weak} for p in data.pairs)
         extra["sw_projection"] = (
-            f"PLS1, {config.projection_dim} directions, {len(y)} {target.strong} vs {target.weak} battles"
+            f"PLS1, {config.projection_dim} directions, {battles} {target.strong} vs {target.weak} battles"
         )
     files = save_sw(target.out_dir, data, emb, models, projection)
     wall = time.perf_counter() - t0
