@@ -183,6 +183,16 @@ class LearningWorker:
         reports_r, reports_w = os.pipe()
         # the child's ends travel as Connections (spawn passes their descriptors to the child)
         child_ends = Connection(jobs_r, writable=False), Connection(reports_w, readable=False)
+
+        def spawn(process: Any) -> None:
+            """In a thread; it closes the child's ends once spawned (ours are copies: closed, so each side sees
+            end of file when the other goes), whatever the loop does meanwhile."""
+            try:
+                process.start()
+            finally:
+                for end in child_ends:
+                    end.close()
+
         try:
             self._process = self._ctx.Process(
                 target=worker_main,
@@ -192,19 +202,21 @@ class LearningWorker:
             )
             # off the loop: spawning (pickling the config, forking and exec'ing a new interpreter) took
             # a median 2.3-2.8 ms of the serving loop on the loaded VM, up to 8 ms (docs/learning.md)
-            starting = asyncio.ensure_future(asyncio.to_thread(self._process.start))
-            try:
-                await asyncio.shield(starting)
-            except asyncio.CancelledError:  # the thread goes on: let it finish before its descriptors close
-                await asyncio.wait({starting})
-                raise
-        except BaseException:  # a process that did start sees end of file on its jobs pipe and exits
+            starting = asyncio.get_running_loop().run_in_executor(None, spawn, self._process)
+        except BaseException:  # no thread has the child's ends
+            for end in child_ends:
+                end.close()
             os.close(jobs_w)
             os.close(reports_r)
             raise
-        finally:
-            for end in child_ends:  # ours are copies: closed, so each side sees end of file when the other goes
-                end.close()
+        try:
+            await asyncio.shield(starting)
+        except BaseException:  # a process that did start sees end of file on its jobs pipe and exits
+            os.close(jobs_w)
+            os.close(reports_r)
+            if not starting.done():  # cancelled: the thread goes on; a process it starts is left whole to stop()
+                await asyncio.wait({starting})
+            raise
         self.starts += 1
         self._jobs, self._reports = PipeWriter(), PipeReader()
         await self._jobs.open(jobs_w)

@@ -794,6 +794,49 @@ def test_clients_are_answered_while_the_worker_process_starts(fakes, judge, tmp_
     assert during.answered == 3 and after.answered == 2 and not (during.lost or after.lost)
 
 
+def test_a_worker_start_cancelled_twice_keeps_the_child_ends_open_until_spawned(fakes, judge, tmp_path, monkeypatch):
+    """A worker start cancelled while its thread spawns the process (a shutdown during a restart), then
+    cancelled again (that shutdown itself cancelled or timed out): the pipe ends the spawn hands to the
+    child stay open until ``Process.start`` is done with them, and the process it started exits (end of
+    file on its jobs). Was: the second cancellation closed them under the thread: ``Process.start``
+    failed on a closed handle (or, had a new file taken the number meanwhile, gave the child that file)."""
+    from multiprocessing.process import BaseProcess
+
+    from gateway.learning.worker import LearningWorker
+
+    in_start, spawned, start, outcome = threading.Event(), threading.Event(), BaseProcess.start, []
+
+    def slow_start(self: BaseProcess) -> None:
+        in_start.set()
+        time.sleep(1.0)
+        try:
+            start(self)
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+        finally:
+            spawned.set()
+        outcome.append(None)
+
+    monkeypatch.setattr(BaseProcess, "start", slow_start)
+    worker = LearningWorker(learning_config(fakes, judge, sqlite_url(tmp_path)), {}, lambda report: None)
+
+    async def main() -> None:
+        starting = asyncio.create_task(worker.start())
+        assert await asyncio.to_thread(in_start.wait, 30)
+        for _ in range(2):
+            starting.cancel()
+            await asyncio.sleep(0.1)
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert spawned.wait(30) and outcome == [None], f"Process.start failed: {outcome}"
+    worker._process.join(30)
+    assert worker.exitcode == 0  # its jobs pipe closed: it stopped by itself
+    assert worker.starts == 0
+
+
 def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeypatch, caplog):
     """Jobs go to the worker and reports come back through pipes the event loop reads and writes: no
     feeder or reader thread in the serving process. A job that cannot be handed over (pickling fails)
