@@ -125,7 +125,10 @@ class Learning:
                 "the learning worker exited (code %s); %d shadow jobs lost; restarting it", self.worker.exitcode, lost
             )
             self._forget_in_flight("lost")
-            await self.worker.restart()
+            try:
+                await self.worker.restart()
+            except Exception:  # tried again at the next check: a watch that ended would never restart it
+                log.exception("learning: could not start a new learning worker; trying again in %.1f s", _WATCH_S)
 
     def _forget_in_flight(self, outcome: str) -> None:
         """Jobs the worker will never report: free their slots and budget, count them."""

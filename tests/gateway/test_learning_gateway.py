@@ -837,6 +837,37 @@ def test_a_worker_start_cancelled_twice_keeps_the_child_ends_open_until_spawned(
     assert worker.starts == 0
 
 
+def test_a_worker_restart_that_fails_is_tried_again(fakes, judge, tmp_path, monkeypatch, caplog):
+    """A new worker process that cannot be started (here ``Process.start`` raises once, as on EAGAIN or
+    too many open files) is logged and tried again at the next check. Was: the exception ended the
+    gateway's watch task, so the worker was never restarted and learning stopped for good, silently."""
+    from multiprocessing.process import BaseProcess
+
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    start, calls = BaseProcess.start, []
+
+    def failing_once(self: BaseProcess) -> None:
+        if self.name == "ferryman-learning-worker":
+            calls.append(self)
+            if len(calls) == 2:
+                raise OSError(11, "Resource temporarily unavailable")
+        start(self)
+
+    monkeypatch.setattr(BaseProcess, "start", failing_once)
+    with GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        os.kill(learning.worker.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (learning.worker.starts == 2 and learning.worker.alive()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert learning.worker.starts == 2 and learning.worker.alive(), "the worker was not started again"
+        after, ids = send(gw, 2)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)  # the third process shadows and stores
+    assert len(calls) == 3 and after.answered == 2 and not after.lost
+    assert "could not start a new learning worker" in caplog.text
+
+
 def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeypatch, caplog):
     """Jobs go to the worker and reports come back through pipes the event loop reads and writes: no
     feeder or reader thread in the serving process. A job that cannot be handed over (pickling fails)
