@@ -13,9 +13,9 @@ What it does: up to ``max_connections`` connections per transport (a request wai
 at most the pool timeout, then :class:`httpx.PoolTimeout`, as with :mod:`gateway.providers.lanes`);
 an idle connection is reused most recently used first, unless the server closed it (end of file
 seen while idle) or it has been idle for ``keepalive_expiry_s``; ``https`` over the event loop's TLS
-with one shared context; request bodies sent whole (httpx has them in memory for the JSON the
-adapters post; one of unknown length as a single chunk); responses by Content-Length, chunked, or
-(without either) until the server closes.
+with one shared context; request bodies read whole before a connection is taken and sent whole
+(httpx has them in memory for the JSON the adapters post; one of unknown length as a single chunk);
+responses by Content-Length, chunked, or (without either) until the server closes.
 A connection is reused only after its response was read to the end and both sides kept it alive;
 one abandoned or failed mid-way is closed. Timeouts map to httpx's (connect, read, write, pool), a
 refused or reset connection to :class:`httpx.ConnectError` / :class:`httpx.ReadError`, a response
@@ -316,12 +316,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if request.method == "HEAD":  # its answer announces a body that never comes: it would be waited for
             raise NotImplementedError("the lean transport does not send HEAD requests (the provider adapters never do)")
         key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        # the whole body first: nothing awaited between taking a connection and writing to it, and a second
+        # try sends the same bytes (a streamed body is read once)
+        content = await request.aread()
         await self._acquire(timeouts.get("pool"), request)
         conn: _Connection | None = None
         try:
             try:
                 conn = await self._connect(key, timeouts.get("connect"), request)
-                exchange = await self._exchange(conn, request, timeouts)
+                exchange = await self._exchange(conn, request, content, timeouts)
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 # a kept-alive connection the provider closed as it was reused (its idle timeout racing this
                 # request): no byte of an answer came, so the request is sent once more, on a new connection
@@ -330,7 +333,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 conn.close()
                 self.retried += 1
                 conn = await self._connect(key, timeouts.get("connect"), request, fresh=True)
-                exchange = await self._exchange(conn, request, timeouts)
+                exchange = await self._exchange(conn, request, content, timeouts)
         except BaseException:  # failed, timed out or cancelled mid-way: this connection's state is unknown
             if conn is not None:
                 conn.close()
@@ -341,19 +344,20 @@ class LeanTransport(httpx.AsyncBaseTransport):
         parsed = exchange.parsed
         return httpx.Response(parsed.status, headers=parsed.headers, stream=body, extensions=extensions)
 
-    async def _exchange(self, conn: _Connection, request: httpx.Request, timeouts: dict[str, Any]) -> _Exchange:
-        """Send ``request`` on ``conn``, read the answer's head."""
-        sent = await self._send(conn, request, timeouts.get("write"))
+    async def _exchange(
+        self, conn: _Connection, request: httpx.Request, body: bytes, timeouts: dict[str, Any]
+    ) -> _Exchange:
+        """Send ``request`` (its ``body`` read) on ``conn``, read the answer's head."""
+        sent = await self._send(conn, request, body, timeouts.get("write"))
         exchange = _Exchange(conn, request, timeouts.get("read"))
         exchange.broken = not sent
         await exchange.read_head()
         return exchange
 
     @staticmethod
-    async def _send(conn: _Connection, request: httpx.Request, timeout: float | None) -> bool:
+    async def _send(conn: _Connection, request: httpx.Request, body: bytes, timeout: float | None) -> bool:
         """Send ``request``; False when the provider closed the connection mid-way but an answer came first
         (a 413 before it read the whole body): it is read. Raises httpx's write errors otherwise."""
-        body = await request.aread()
         target = request.url.raw_path
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target)]
         head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
@@ -361,6 +365,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if "transfer-encoding" in request.headers:  # a body of unknown length (httpx said chunked): one chunk
             body = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
         try:
+            if conn.writer.is_closing():  # reset since it was opened (uvloop's write would raise RuntimeError)
+                raise conn.reader.exception() or ConnectionResetError("the provider closed the connection")
             conn.writer.write(b"".join(head) + body)
             async with asyncio.timeout(timeout):
                 await conn.writer.drain()

@@ -529,3 +529,71 @@ def test_lean_transport_refuses_head_requests() -> None:
             assert (await client.post(f"http://127.0.0.1:{port}/v1/x", json=BODY)).status_code == 200
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_lean_transport_reads_a_streamed_body_before_taking_a_connection(loop: str) -> None:
+    """A streamed request body (read whole before sending) that takes a while to produce: a kept-alive
+    connection the provider resets meanwhile is not written to; the request goes on a new connection, with
+    the whole body. Was: the body was read after the connection was taken, so the reset came in between
+    and, on uvloop (the learning worker's loop), writing raised a bare RuntimeError (the handle is closed)."""
+    bodies: list[bytes] = []
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                head = await reader.readuntil(b"\r\n\r\n")
+                if b"chunked" in head.lower():
+                    bodies.append(await reader.readuntil(b"0\r\n\r\n"))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                await asyncio.sleep(0.1)  # then reset, as the body of the next request is being produced
+                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b"first half, "
+            await asyncio.sleep(0.4)
+            yield b"second half"
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client, transport = _client(1, kind="lean")
+        async with server, client:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            assert (await client.post(url, json=BODY)).text == "ok"
+            assert (await client.post(url, content=slow_body())).text == "ok"
+            assert isinstance(transport, LeanTransport) and transport.opened == 2
+
+    _run(main(), loop)
+    assert bodies == [b"17\r\nfirst half, second half\r\n0\r\n\r\n"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_lean_transport_maps_a_reset_before_the_request_is_written(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new connection the provider resets before the request is written (here: the loop turns between
+    connecting and writing, as under load) fails as httpx.WriteError. Was, on uvloop: a bare RuntimeError
+    (writing to a closed handle), which no provider adapter maps."""
+    connect = LeanTransport._connect
+
+    async def connect_then_turn(self: LeanTransport, *args: Any, **kwargs: Any) -> Any:
+        conn = await connect(self, *args, **kwargs)
+        await asyncio.sleep(0.2)
+        return conn
+
+    monkeypatch.setattr(LeanTransport, "_connect", connect_then_turn)
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client, transport = _client(1, kind="lean")
+        async with server, client:
+            with pytest.raises(httpx.WriteError):
+                await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
+            assert isinstance(transport, LeanTransport) and transport.retried == 0
+
+    _run(main(), loop)
