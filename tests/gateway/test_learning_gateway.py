@@ -966,6 +966,7 @@ def test_worker_exits_when_its_gateway_is_killed(fakes, judge, tmp_path):
         "policies": {POLICY: {"router": "random", "threshold": 0.5}},
         "scorer": {"target": "dns:///127.0.0.1:1"},
         "server": {"grpc_host": "127.0.0.1", "grpc_port": 0, "http_host": "127.0.0.1", "http_port": 0},
+        "admin": {"host": "127.0.0.1", "port": 0},  # not the default 9091: a gateway running beside the tests has it
         "auth": {"disabled": True},
         "learning": {
             "policies": [POLICY],
