@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -81,7 +82,9 @@ async def _measure(restarts: int, store: str) -> list[tuple[float, float, float]
         await worker.start()
         for i in range(restarts):
             await asyncio.sleep(0.5)
-            os.kill(worker.pid or 0, 9)
+            if worker.pid is None:  # never 0: os.kill(0, ...) signals this whole process group
+                raise RuntimeError("the learning worker has no process to kill")
+            os.kill(worker.pid, signal.SIGKILL)
             await asyncio.to_thread(worker._process.join, 10)
             ticker.reset()
             began = time.perf_counter()
