@@ -28,6 +28,7 @@ import ctypes
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ import yaml
 from ferryman import paths
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.demo import DEMO_PORT
+from gateway.errors import ConfigError
 
 STOP_TIMEOUT_S = 20.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -128,6 +130,13 @@ class Addresses:
         """The host to connect to (loopback when binding every interface)."""
         return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
+    def ports(self) -> list[tuple[str, int]]:
+        """(what, port) of every server ``up`` starts (a metrics port of 0 is none)."""
+        named = [("scorer gRPC", self.scorer_port), ("scorer metrics", self.scorer_metrics_port)]
+        named += [("gateway gRPC", self.grpc_port), ("gateway HTTP", self.http_port)]
+        named += [("gateway admin", self.admin_port)]
+        return [(what, port) for what, port in named if port]
+
     def describe(self) -> list[str]:
         h = self.host
         metrics = f", metrics http://{h}:{self.scorer_metrics_port}/metrics" if self.scorer_metrics_port else ""
@@ -156,6 +165,38 @@ def addresses(
         grpc_port=config_grpc_port + off if args.grpc_port is None else args.grpc_port,
         http_port=config_http_port + off if args.http_port is None else args.http_port,
         admin_port=config_admin_port + off if args.admin_port is None else args.admin_port,
+    )
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why ``port`` on ``host`` cannot be bound (None: it can). SO_REUSEADDR as the servers set it, so a
+    port left in TIME_WAIT counts as free and only a listening socket as in use."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host!r}: {exc.strerror}"
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _check_ports(ports: list[tuple[str, int]], host: str) -> str | None:
+    """An error naming every port of ``ports`` already taken on ``host`` (another copy of ``up``, say), or None.
+
+    Checked before any child starts: the readiness probe would otherwise find the other copy's servers
+    answering on these ports and print "ready" just before this copy's children fail to bind.
+    """
+    taken = [f"{port} ({what}: {why})" for what, port in ports if (why := _port_in_use(host, port))]
+    if not taken:
+        return None
+    return (
+        f"ferryman up: cannot listen on {host}: port {', '.join(taken)}; stop what uses it, or run beside it "
+        "with other ports: --port-offset N (make run PORT_OFFSET=N) or --scorer-port, --grpc-port, ..."
     )
 
 
@@ -247,9 +288,17 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     demo_port = DEMO_PORT + args.port_offset if args.demo_port is None else args.demo_port
     if args.demo:
         args.config = _demo_config(demo_port, workdir)
-    config = load_config(args.config)  # fail here, with the config's own message, before starting anything
-    gateway_env = _gateway_env(config, demo=args.demo)
+    try:  # fail here, with the config's own message, before starting anything
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ferryman up: configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
     addr = addresses(args, config.server.grpc_port, config.server.http_port, config.admin.port)
+    taken = _check_ports(addr.ports() + ([("demo provider", demo_port)] if args.demo else []), addr.host)
+    if taken:
+        print(taken, file=sys.stderr, flush=True)
+        return 2
+    gateway_env = _gateway_env(config, demo=args.demo)
     ferryman = [sys.executable, "-m", "ferryman"]
     scorer_cmd = [*ferryman, "scorer", "--routers-dir", str(args.routers_dir), "--encoder-dir", str(args.encoder_dir)]
     scorer_cmd += ["--host", addr.host, "--port", str(addr.scorer_port)]

@@ -154,11 +154,21 @@ def test_up_says_where_it_listens_a_second_copy_on_used_ports_fails_and_one_on_o
         assert f"scorer  gRPC 127.0.0.1:{scorer_port}" in out and f"gateway gRPC 127.0.0.1:{grpc_port}" in out
         assert f"gateway HTTP http://127.0.0.1:{http_port}" in out
         assert f"gateway admin http://127.0.0.1:{admin_port} (/metrics, /readyz)" in out
-        # The same ports again: the scorer refuses the used port (no SO_REUSEPORT) and up stops.
+        # The same ports again: up names every used port and starts nothing; it never says "ready" (the first
+        # copy's servers answer its readiness probe), nor starts children that would fail to bind.
         again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
         assert again.returncode == 2, again.stdout + again.stderr
-        assert f"cannot bind gRPC port 127.0.0.1:{scorer_port}: address in use" in again.stderr
-        assert "scorer exited with status 2; stopping the other" in again.stdout
+        assert "ready" not in again.stdout and "starting" not in again.stdout, again.stdout
+        assert f"ferryman up: cannot listen on 127.0.0.1: port {scorer_port} (scorer gRPC: " in again.stderr
+        for port in (grpc_port, http_port, admin_port):
+            assert f"{port} (gateway " in again.stderr
+        assert "--port-offset" in again.stderr and "Traceback" not in again.stderr
+        # The scorer itself refuses a used port too (no SO_REUSEPORT), for a copy started another way.
+        scorer = [sys.executable, "-m", "ferryman", "scorer", "--host", "127.0.0.1", "--port", str(scorer_port)]
+        alone = subprocess.run([*scorer, "--metrics-port", "0"], cwd=REPO, env=env, capture_output=True, text=True)
+        assert (
+            alone.returncode == 2 and f"cannot bind gRPC port 127.0.0.1:{scorer_port}: address in use" in alone.stderr
+        )
         # Other ports: runs beside the first, and both answer.
         other = [str(free_port()) for _ in range(4)]
         cmd2 = [*cmd]
@@ -173,6 +183,24 @@ def test_up_says_where_it_listens_a_second_copy_on_used_ports_fails_and_one_on_o
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(60) == 0
+
+
+def test_up_refuses_a_bad_config_with_its_message_and_starts_nothing(tmp_path):
+    """A malformed, invalid or missing --config: exit 2 with the configuration's own message, no traceback."""
+    bad_yaml, invalid = tmp_path / "bad.yaml", tmp_path / "invalid.yaml"
+    bad_yaml.write_text("models:\n  a: [unclosed\n")
+    invalid.write_text("models:\n  gpt: {provider: openai}\n")
+    expected = {
+        bad_yaml: f"ferryman up: configuration error: {bad_yaml}: not valid YAML",
+        invalid: f"ferryman up: configuration error: {invalid}: models.gpt.base_url: required",
+        tmp_path / "missing.yaml": f"cannot read config file {tmp_path / 'missing.yaml'}: No such file or directory",
+    }
+    for config, message in expected.items():
+        cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--port-offset", "17"]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "starting" not in done.stdout
 
 
 def test_up_ports_default_plus_offset_unless_given(tmp_path):
