@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import re
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -31,6 +33,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "learn": ("ferryman.learn", "learn from the user's traffic: export, report, retrain, promote, rollback, curve"),
     "bench": ("bench.cli", "benchmarks that print throughput/latency ratios"),
 }
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, except where there is none to show (None, "", False: the
+    option is off or computed) or its help already says it: never "(default: None)" beside a help
+    that names the real default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == "" or re.search(r"\(default|default:|; default", text):
+            return text
+        return super()._get_help_string(action)
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The optional extra of this package (``lab``, ``dev``) that provides the module ``exc`` names, or None.
+
+    Read from the installed package's metadata (``pyproject.toml``'s optional dependencies), so no list of
+    names is kept here; a distribution's module is its normalised name (torch, matplotlib, transformers).
+    """
+    top = (exc.name or "").split(".")[0].lower()
+    try:
+        requirements = importlib.metadata.requires("ferryman") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        found = re.match(r"\s*([A-Za-z0-9_.-]+).*;.*extra\s*==\s*['\"]([\w-]+)['\"]", requirement)
+        if top and found and re.sub(r"[-.]+", "_", found.group(1)).lower() == top:
+            return found.group(2)
+    return None
 
 
 class _Command(Protocol):
@@ -67,11 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args[0]
     module_name, text = COMMANDS[name]
     module = cast(_Command, importlib.import_module(module_name))
-    parser = argparse.ArgumentParser(
-        prog=f"ferryman {name}", description=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog=f"ferryman {name}", description=text, formatter_class=HelpFormatter)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(args[1:])) or 0)
+    try:
+        return int(module.run(parser.parse_args(args[1:])) or 0)
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(
+            f"ferryman {name}: this needs the Python package {exc.name!r}, part of the {extra!r} extra that the "
+            f"serving set-up (`make run`, `make setup`) leaves out; install it with `make setup-lab` "
+            f"(or: pip install -e '.[{extra}]')",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _version() -> str:

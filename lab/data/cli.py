@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ferryman.cli import HelpFormatter
 from lab.data.benchmarks import GOLDEN_BENCHMARKS, default_data_dir, load_benchmark
 
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "Arena 55k schema (the model that alone was correct wins; both or neither: tie), contaminated prompts "
             "removed, with an extra `source` column (<benchmark>/<subject>). MT-Bench is never converted."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--benchmark", required=True, choices=GOLDEN_BENCHMARKS, help="benchmark to convert")
     p.add_argument("--data-dir", type=Path, help="public data root (default $FERRYMAN_DATA or ../shared/data)")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ferryman import paths
+from ferryman.cli import HelpFormatter
 from lab.data.arena_grades import TRANSFER_PAIRS, parse_pair
 from lab.data.benchmarks import STRONG, WEAK, default_data_dir
 from lab.train.recipe import Recipe, describe, load_recipe, shipped_names, train_recipe
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kind,
             help=f"train a {kind} router: {trainer.help}",
             description=f"Train a {kind} router ({trainer.help}). Recipe {describe(load_recipe(kind))}.",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
         p.add_argument("--name", help="router name in the manifest (default: the directory name)")
@@ -86,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "crossfit",
         help="make k folds and train every fold's artifact of each recipe",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--routers",
@@ -116,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "For each source (mmlu, gsm8k, arena-bench-v1, arena-human-1k) train every recipe without that "
             "source's prompts and their near copies into OUT/<source>/<router>/, for `ferryman eval --benchmark loso`."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--routers",
