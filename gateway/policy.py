@@ -41,7 +41,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, InvalidRequestError, UnknownModelError
 from gateway.routers.llm_judge import LLMRouter, LLMRouters, win_rates
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError, last_user_turn
-from gateway.scorer_watch import FallbackWatch, routers_in_use
+from gateway.scorer_watch import FallbackWatch, routers_in_use, where_named
 from gateway.sticky import ConversationTiers, conversation_key, is_follow_up
 from gateway.tiers import OperatingPoint, mix
 from gateway.types import ChatRequest, Decision, DecisionSource, LLMRating, RoutingOverrides, Tier, TierScore
@@ -213,6 +213,9 @@ class Policy:
         self._llm = llm
         self._routers: dict[str, RouterFacts] = {}
         self._unsuitable: dict[str, str] = {}  # router -> why it cannot route the configured tiers
+        # router the configuration names -> why the scorer cannot serve it (it does not have it): an ERROR, and
+        # requests for it get that message; not fatal, as a scorer serving fewer routers may be being rolled out
+        self._missing: dict[str, str] = {}
         self._calibrated = False
         self._refresher: asyncio.Task[None] | None = None
         # The artifact version each table belongs to (RouterInfo.artifact_version): a Score answer
@@ -270,10 +273,17 @@ class Policy:
         }
         self._table_versions = {r.name: r.artifact_version for r in routers}
         unsuitable = {name: why for name, facts in self._routers.items() if (why := self._check(name, facts))}
+        served = ", ".join(sorted(self._routers)) or "none"
+        missing = {}
         for name in routers_in_use(self._config):
-            if name in unsuitable and self._unsuitable.get(name) != unsuitable[name]:
-                log.error("configuration error: %s", unsuitable[name])
+            if name not in self._routers:  # not still loading: the scorer answers ListRouters once all have loaded
+                named = ", ".join(where_named(self._config, name))
+                missing[name] = f"router {name!r} ({named}) is not served by the scorer, which serves: {served}"
+            why = unsuitable.get(name) or missing.get(name)
+            if why is not None and why != (self._unsuitable.get(name) or self._missing.get(name)):
+                log.error("configuration error: %s", why)
         self._unsuitable = unsuitable
+        self._missing = missing
         self._calibrated = True
         return True
 
@@ -377,7 +387,7 @@ class Policy:
         return warm, "artifact"
 
     def _check_router(self, router: str) -> None:
-        why = self._unsuitable.get(router)
+        why = self._unsuitable.get(router) or self._missing.get(router)
         if why is not None:
             raise InvalidRequestError(why, param="model")
 

@@ -111,6 +111,20 @@ def routers_in_use(config: GatewayConfig) -> list[str]:
     return list(dict.fromkeys(llm[n].fallback_router if n in llm else n for n in names))
 
 
+def where_named(config: GatewayConfig, router: str) -> list[str]:
+    """The configuration fields that make ``router`` (a scorer router) one of ``routers_in_use``."""
+    llm = config.llm_routers
+    fields = [("routing.default_router", config.routing.default_router)]
+    fields += [(f"policies.{name}.router", p.router) for name, p in config.policies.items()]
+    out = []
+    for field, named in fields:
+        if named == router:
+            out.append(field)
+        elif named in llm and llm[named].fallback_router == router:
+            out.append(f"llm_routers.{named}.fallback_router (via {field})")
+    return out
+
+
 async def self_check(
     client: ScorerClient, routers: Iterable[str], cfg: ScorerClientConfig, *, retry_for_s: float = 300.0
 ) -> dict[str, float]:

@@ -126,3 +126,37 @@ def test_the_shipped_configs_commented_n_tier_examples_are_valid():
     assert config.tiers.names == ("small", "medium", "large") and config.calibration.online
     assert set(config.policies) >= {"ferryman-chat", "ferryman-budget", "ferryman-explained"}
     assert config.llm_routers["rater"].fallback_router == "mf" and config.policies["ferryman-chat"].sticky
+
+
+def test_a_router_the_scorer_does_not_serve_is_an_error_naming_the_config_field(fakes, scorer_address, caplog):
+    """A policy or routing.default_router naming a router the scorer does not serve (a typo, an artifact missing
+    from its routers directory): an ERROR naming the field and what the scorer serves, and the policy's requests
+    get a 400 with the same words. Was: only the self-check's WARNING, and a 400 'unknown router' with code
+    model_not_found, as if the client's (valid) model name were wrong. Not fatal: a scorer may be being rolled out."""
+    import logging
+
+    import openai
+
+    from harness.gateway import CLIENT_KEY, GatewayThread, config_dict
+
+    caplog.set_level(logging.ERROR, logger="gateway.policy")
+    policies = {"typo": {"router": "fm", "strong_share": 0.3}, "llm": {"router": "rater", "threshold": 0.5}}
+    llm = {"rater": {"model": "weak-openai", "fallback_router": "nope"}}
+    data = config_dict(fakes, scorer_target=f"dns:///{scorer_address}", policies=policies, llm_routers=llm)
+    served = "which serves: bert, mf, random, sw"
+    with GatewayThread(parse_config(data)) as g:
+        client = openai.OpenAI(base_url=g.http_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30)
+        messages = [{"role": "user", "content": "hi"}]
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model="typo", messages=messages)
+        assert info.value.code != "model_not_found"
+        assert info.value.message.endswith(f"router 'fm' (policies.typo.router) is not served by the scorer, {served}")
+        assert client.chat.completions.create(model="ferryman-balanced", messages=messages).choices
+        with pytest.raises(openai.BadRequestError, match="unknown router 'zz'"):  # a client's own name: as before
+            client.chat.completions.create(model="router-zz-0.5", messages=messages)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"configuration error: router 'fm' (policies.typo.router) is not served by the scorer, {served}" in errors
+    assert (
+        "configuration error: router 'nope' (llm_routers.rater.fallback_router (via policies.llm.router)) is not "
+        f"served by the scorer, {served}"
+    ) in errors
