@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
@@ -38,6 +39,41 @@ from gateway.types import Tier
 log = logging.getLogger(__name__)
 #: How often the gateway checks that its learning worker is alive.
 _WATCH_S = 0.5
+
+
+@dataclass
+class RestartBackoff:
+    """When the gateway starts a new learning worker after one died.
+
+    A worker that ran for ``healthy_s`` or longer is replaced at the next check. A worker that died
+    sooner, or a start that failed (``Process.start`` raising: EAGAIN, too many open files), doubles
+    the wait before the next start, from ``base_s`` up to ``max_s``; so a worker that cannot start, or
+    crashes as it starts, is not restarted (and logged) every check, and a later healthy run resets it.
+    """
+
+    base_s: float = 1.0
+    max_s: float = 60.0
+    healthy_s: float = 30.0
+    failures: int = 0
+    next_at: float = 0.0
+
+    def died(self, ran_s: float, now: float) -> float:
+        """A dead worker noticed, after running ``ran_s``; the seconds until its replacement starts."""
+        self.failures = 0 if ran_s >= self.healthy_s else self.failures + 1
+        return self._schedule(now)
+
+    def start_failed(self, now: float) -> float:
+        """A start raised; the seconds until the next try."""
+        self.failures += 1
+        return self._schedule(now)
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def _schedule(self, now: float) -> float:
+        wait = 0.0 if self.failures == 0 else min(self.max_s, self.base_s * 2 ** (self.failures - 1))
+        self.next_at = now + wait
+        return wait
 
 
 class Learning:
@@ -116,19 +152,33 @@ class Learning:
         await self.store.store.close()
 
     async def _watch_worker(self) -> None:
+        backoff = RestartBackoff()
+        replacing = False  # a dead worker noticed, no new one started yet
         while True:
             await asyncio.sleep(_WATCH_S)
             if self.worker.alive() or self._closing:
                 continue
-            lost = len(self._shadows)
-            log.error(
-                "the learning worker exited (code %s); %d shadow jobs lost; restarting it", self.worker.exitcode, lost
-            )
-            self._forget_in_flight("lost")
+            now = time.monotonic()
+            if not replacing:
+                replacing = True
+                ran_s = self.worker.ran_s(now)
+                wait = backoff.died(ran_s, now)
+                log.error(
+                    "the learning worker exited (code %s) after %.1f s; %d shadow jobs lost; restarting it in %.1f s",
+                    self.worker.exitcode,
+                    ran_s,
+                    len(self._shadows),
+                    max(wait, _WATCH_S),
+                )
+                self._forget_in_flight("lost")
+            if not backoff.due(now):
+                continue
             try:
                 await self.worker.restart()
-            except Exception:  # tried again at the next check: a watch that ended would never restart it
-                log.exception("learning: could not start a new learning worker; trying again in %.1f s", _WATCH_S)
+                replacing = False
+            except Exception:  # tried again later: a watch that ended would never restart it
+                wait = backoff.start_failed(time.monotonic())
+                log.exception("learning: could not start a new learning worker; trying again in %.1f s", wait)
 
     def _forget_in_flight(self, outcome: str) -> None:
         """Jobs the worker will never report: free their slots and budget, count them."""

@@ -177,6 +177,7 @@ class LearningWorker:
         self._jobs: PipeWriter | None = None
         self._reports: PipeReader | None = None
         self.starts = 0
+        self._started_at: float | None = None
 
     async def start(self) -> None:
         jobs_r, jobs_w = os.pipe()
@@ -218,6 +219,7 @@ class LearningWorker:
                 await asyncio.wait({starting})
             raise
         self.starts += 1
+        self._started_at = time.monotonic()
         self._jobs, self._reports = PipeWriter(), PipeReader()
         await self._jobs.open(jobs_w)
         # end of file: the worker exited; the gateway's watch notices and restarts it
@@ -231,6 +233,10 @@ class LearningWorker:
 
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
+
+    def ran_s(self, now: float) -> float:
+        """Seconds since the current process was started (0 before any start); ``now`` from time.monotonic."""
+        return 0.0 if self._started_at is None else now - self._started_at
 
     @property
     def pid(self) -> int | None:

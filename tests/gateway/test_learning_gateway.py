@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import itertools
 import json
 import os
 import pickle
@@ -866,6 +867,54 @@ def test_a_worker_restart_that_fails_is_tried_again(fakes, judge, tmp_path, monk
         assert all(record(gw, rid).verdict == "strong" for rid in ids)  # the third process shadows and stores
     assert len(calls) == 3 and after.answered == 2 and not after.lost
     assert "could not start a new learning worker" in caplog.text
+
+
+def test_a_worker_that_cannot_start_is_tried_again_less_and_less_often(fakes, judge, tmp_path, monkeypatch, caplog):
+    """Starts that keep failing are retried after 1, 2, 4 ... s (at most 60), not at every 0.5 s check with
+    an ERROR and a traceback each time; once a start works again the worker shadows. Was: a try, and a
+    logged traceback, every 0.5 s for as long as starting failed."""
+    from multiprocessing.process import BaseProcess
+
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    start, calls, failing = BaseProcess.start, [], threading.Event()
+
+    def refused(self: BaseProcess) -> None:
+        if self.name == "ferryman-learning-worker":
+            calls.append(time.monotonic())
+            if failing.is_set():
+                raise OSError(24, "Too many open files")
+        start(self)
+
+    monkeypatch.setattr(BaseProcess, "start", refused)
+    with GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        failing.set()
+        os.kill(learning.worker.pid, signal.SIGKILL)
+        time.sleep(5.0)
+        tries = calls[1:]
+        # the death is noticed within 0.5 s, the first start 1 s later, the next 2 s after that, then 4 s
+        assert 1 <= len(tries) <= 3, [round(t - calls[0], 2) for t in calls]
+        assert all(b - a >= 1.9 for a, b in itertools.pairwise(tries)), tries
+        failing.clear()
+        deadline = time.monotonic() + 30
+        while not learning.worker.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert learning.worker.alive(), "the worker was not started again once starting worked"
+        after, ids = send(gw, 2)
+        settle(gw)
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)
+    assert after.answered == 2 and not after.lost
+    assert "trying again in 2.0 s" in caplog.text
+
+
+def test_restart_backoff_doubles_after_quick_deaths_and_failed_starts_and_resets_after_a_healthy_run():
+    from gateway.learning.service import RestartBackoff
+
+    b = RestartBackoff(base_s=1.0, max_s=8.0, healthy_s=30.0)
+    assert b.died(ran_s=3600.0, now=100.0) == 0.0 and b.due(100.0)  # a long run: replaced at once
+    assert b.died(ran_s=2.0, now=200.0) == 1.0 and not b.due(200.5) and b.due(201.0)
+    assert [b.start_failed(now=300.0) for _ in range(4)] == [2.0, 4.0, 8.0, 8.0]  # capped
+    assert b.died(ran_s=31.0, now=400.0) == 0.0  # a healthy run resets the wait
 
 
 def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeypatch, caplog):
