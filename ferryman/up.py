@@ -40,7 +40,7 @@ from types import FrameType
 
 import yaml
 
-from ferryman import paths
+from ferryman import cli, paths
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.demo import DEMO_PORT
 from gateway.errors import ConfigError
@@ -57,7 +57,11 @@ DEMO_KEY = "demo"
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
-    return int(value) if value else None
+    try:
+        return int(value) if value else None
+    except ValueError:  # e.g. `make run PORT_OFFSET=abc`
+        print(f"ferryman up: {name}={value!r}: expected a whole number", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,23 +80,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"added to every default port, to run beside another copy [env {ENV}PORT_OFFSET]",
     )
     parser.add_argument(
-        "--scorer-port", type=int, default=_env_int(ENV + "SCORER_PORT"), help=f"scorer gRPC port ({SCORER_PORT})"
+        "--scorer-port", type=cli.port, default=_env_int(ENV + "SCORER_PORT"), help=f"scorer gRPC port ({SCORER_PORT})"
     )
     parser.add_argument(
         "--scorer-metrics-port",
-        type=int,
+        type=cli.port,
         default=_env_int(ENV + "SCORER_METRICS_PORT"),
         help=f"scorer Prometheus port ({SCORER_METRICS_PORT}; 0: none; default also from FERRYMAN_SCORER_METRICS_PORT)",
     )
     parser.add_argument(
         "--grpc-port",
-        type=int,
+        type=cli.port,
         default=_env_int(ENV + "GRPC_PORT"),
         help="gateway gRPC port (the config's server.grpc_port, 50061 in config/gateway.yaml)",
     )
     parser.add_argument(
         "--http-port",
-        type=int,
+        type=cli.port,
         default=_env_int(ENV + "HTTP_PORT"),
         help="gateway HTTP port (the config's server.http_port, 8080 in config/gateway.yaml)",
     )
@@ -104,11 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"and use {DEMO_CONFIG} instead of --config; client key {DEMO_KEY!r} unless one is set [env {ENV}DEMO]",
     )
     parser.add_argument(
-        "--demo-port", type=int, default=_env_int(ENV + "DEMO_PORT"), help=f"demo provider port ({DEMO_PORT})"
+        "--demo-port", type=cli.port, default=_env_int(ENV + "DEMO_PORT"), help=f"demo provider port ({DEMO_PORT})"
     )
     parser.add_argument(
         "--admin-port",
-        type=int,
+        type=cli.port,
         default=_env_int(ENV + "ADMIN_PORT"),
         help="gateway admin port: /metrics, /readyz (the config's admin.port, 9091 in config/gateway.yaml)",
     )
@@ -195,7 +199,8 @@ def _check_ports(ports: list[tuple[str, int]], host: str) -> str | None:
     if not taken:
         return None
     return (
-        f"ferryman up: cannot listen on {host}: port {', '.join(taken)}; stop what uses it, or run beside it "
+        f"ferryman up: cannot listen on {host}: {'ports' if len(taken) > 1 else 'port'} {', '.join(taken)}; "
+        "stop what uses it, or run beside it "
         "with other ports: --port-offset N (make run PORT_OFFSET=N) or --scorer-port, --grpc-port, ..."
     )
 
@@ -294,7 +299,12 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         print(f"ferryman up: configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
     addr = addresses(args, config.server.grpc_port, config.server.http_port, config.admin.port)
-    taken = _check_ports(addr.ports() + ([("demo provider", demo_port)] if args.demo else []), addr.host)
+    ports = addr.ports() + ([("demo provider", demo_port)] if args.demo else [])
+    wrong = [f"{what} {port}" for what, port in ports if not 0 < port <= cli.MAX_PORT]
+    if wrong:  # e.g. --port-offset 99999; gRPC would bind such a port modulo 65536
+        print(f"ferryman up: not a port number (1 to {cli.MAX_PORT}): {', '.join(wrong)}", file=sys.stderr, flush=True)
+        return 2
+    taken = _check_ports(ports, addr.host)
     if taken:
         print(taken, file=sys.stderr, flush=True)
         return 2

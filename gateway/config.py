@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from ferryman.cli import MAX_PORT
 from gateway.calibration_online import CalibrationConfig, parse_calibration
 from gateway.errors import ConfigError
 from gateway.learning.config import LearningConfig, parse_learning
@@ -312,6 +313,12 @@ class _Reader:
             raise ConfigError(f"{self._p(key)}: must be >= 0, got {value}")
         return value
 
+    def port(self, key: str, default: int) -> int:
+        value = self.non_negative(key, int, default)
+        if value > MAX_PORT:
+            raise ConfigError(f"{self._p(key)}: must be a port number (0 to {MAX_PORT}), got {value}")
+        return value
+
     def unit(self, key: str, default: float | None = None) -> float | None:
         value = self.get(key, float, default)
         if value is not None and not 0.0 <= value <= 1.0:
@@ -462,9 +469,9 @@ def parse_config(data: Any) -> GatewayConfig:
     sv.moved("max_body_bytes", "it is limits.max_body_bytes now")
     server = ServerConfig(
         grpc_host=sv.get("grpc_host", str, ServerConfig.grpc_host),
-        grpc_port=sv.non_negative("grpc_port", int, ServerConfig.grpc_port),
+        grpc_port=sv.port("grpc_port", ServerConfig.grpc_port),
         http_host=sv.get("http_host", str, ServerConfig.http_host),
-        http_port=sv.non_negative("http_port", int, ServerConfig.http_port),
+        http_port=sv.port("http_port", ServerConfig.http_port),
         request_timeout_s=sv.positive("request_timeout_s", float, ServerConfig.request_timeout_s),
         stream_idle_timeout_s=sv.positive("stream_idle_timeout_s", float, ServerConfig.stream_idle_timeout_s),
         drain_s=sv.positive("drain_s", float, ServerConfig.drain_s),
@@ -482,7 +489,7 @@ def parse_config(data: Any) -> GatewayConfig:
     learning = parse_learning(_Reader(top.raw("learning"), "learning"), models, policies)
     limits = _limits(_Reader(top.raw("limits"), "limits"))
     ad = _Reader(top.raw("admin"), "admin")
-    admin = AdminConfig(host=ad.get("host", str, AdminConfig.host), port=ad.non_negative("port", int, AdminConfig.port))
+    admin = AdminConfig(host=ad.get("host", str, AdminConfig.host), port=ad.port("port", AdminConfig.port))
     ad.finish()
     top.finish()
     return GatewayConfig(

@@ -87,6 +87,8 @@ BAD = [
     ("limits.max_header_bytes", 0, "limits.max_header_bytes: must be > 0"),
     ("limits.header_timeout", 5, "limits: unknown field(s) header_timeout"),
     ("admin.port", -1, "admin.port: must be >= 0"),
+    ("admin.port", 65536, "admin.port: must be a port number (0 to 65535), got 65536"),
+    ("server.http_port", 150050, "server.http_port: must be a port number (0 to 65535), got 150050"),
 ]
 
 
@@ -103,6 +105,8 @@ def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     run = [sys.executable, "-m", "ferryman", "gateway", "--config"]
     proc = subprocess.run([*run, str(bad)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "models.big.provider" in proc.stderr
+    proc = subprocess.run([*run, str(bad), "--http-port", "70000"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--http-port: 70000 is not a port number (0 to 65535)" in proc.stderr
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(base()))
     env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": ""}

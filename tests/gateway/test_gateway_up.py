@@ -159,7 +159,7 @@ def test_up_says_where_it_listens_a_second_copy_on_used_ports_fails_and_one_on_o
         again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
         assert again.returncode == 2, again.stdout + again.stderr
         assert "ready" not in again.stdout and "starting" not in again.stdout, again.stdout
-        assert f"ferryman up: cannot listen on 127.0.0.1: port {scorer_port} (scorer gRPC: " in again.stderr
+        assert f"ferryman up: cannot listen on 127.0.0.1: ports {scorer_port} (scorer gRPC: " in again.stderr
         for port in (grpc_port, http_port, admin_port):
             assert f"{port} (gateway " in again.stderr
         assert "--port-offset" in again.stderr and "Traceback" not in again.stderr
@@ -198,6 +198,23 @@ def test_up_refuses_a_bad_config_with_its_message_and_starts_nothing(tmp_path):
     for config, message in expected.items():
         cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--port-offset", "17"]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "starting" not in done.stdout
+
+
+def test_up_refuses_ports_past_65535_and_a_bad_number_in_its_environment(tmp_path):
+    """Was: `make run PORT_OFFSET=99999` started the gateway on ports wrapped modulo 65536 before the scorer died
+    with a traceback, and PORT_OFFSET=abc was a ValueError traceback."""
+    up = [sys.executable, "-m", "ferryman", "up", "--config", "config/gateway.demo.yaml"]
+    cases = [
+        ([*up, "--port-offset", "99999"], {}, "ferryman up: not a port number (1 to 65535): scorer gRPC 150050, "),
+        ([*up, "--demo", "--port-offset", "60000"], {}, "demo provider 68089"),
+        ([*up, "--http-port", "70000"], {}, "argument --http-port: 70000 is not a port number (0 to 65535)"),
+        (up, {"FERRYMAN_UP_PORT_OFFSET": "abc"}, "ferryman up: FERRYMAN_UP_PORT_OFFSET='abc': expected a whole number"),
+    ]
+    for cmd, env, message in cases:
+        done = subprocess.run(cmd, cwd=REPO, env=os.environ | env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, done.stdout + done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert "starting" not in done.stdout

@@ -229,6 +229,22 @@ def test_port_in_use_is_a_clean_startup_error(test_routers_dir: Path, which: str
     assert "Traceback" not in done.stderr, done.stderr
 
 
+def test_a_port_past_65535_is_refused_not_wrapped(test_routers_dir: Path) -> None:
+    """Was: --port 150050 served on 18978 (gRPC binds the port modulo 65536) and said so only in passing."""
+    for which, value, env in (("--port", "150050", {}), ("--metrics-port", "-1", {}), (None, None, {"PORT": "70000"})):
+        args = scorer_cmd(test_routers_dir)
+        if which is not None:
+            args[args.index(which) + 1] = str(value)
+        else:
+            args = [a for i, a in enumerate(args) if a != "--port" and args[i - 1] != "--port"]
+        environ = os.environ | {f"FERRYMAN_SCORER_{k}": v for k, v in env.items()}
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=environ)
+        bad = value or env["PORT"]
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "is not a port number (0 to 65535)" in done.stderr and bad in done.stderr, done.stderr
+        assert "listening" not in done.stdout and "Traceback" not in done.stderr
+
+
 def test_second_scorer_on_a_used_port_exits_with_a_clear_error(
     served: tuple[subprocess.Popen[str], str], test_routers_dir: Path
 ) -> None:
