@@ -3,12 +3,14 @@
 The API listener: ``POST /v1/chat/completions`` (whole or SSE), ``POST /v1/messages`` and
 ``/v1/messages/count_tokens`` (Anthropic-compatible: ``gateway.anthropic_app``), ``POST
 /v1/feedback`` (rate an answer by its id: ``{"id", "rating": "good"|"bad"}``), ``GET
-/v1/models`` (in the OpenAI and the Anthropic SDK's list shapes at once), ``GET /healthz``
-(process alive, says nothing else). The admin listener (``admin.port``, for operators and
-Prometheus, not for API clients): ``GET /metrics``, ``GET /readyz`` (serving, with breaker
-states), ``GET /healthz``. Every routed answer carries ``x-ferryman-*`` headers. Errors use
-OpenAI's shape; ``_error_response`` is the only place HTTP statuses are chosen (from the
-exception class). A stream always ends with ``[DONE]`` or an error event.
+/v1/models`` (in the OpenAI and the Anthropic SDK's list shapes at once) and ``GET /v1/models/{id}``
+(the SDKs' ``models.retrieve``: a listed entry or a ``router-<router>-...`` name), ``GET /healthz``
+(process alive, says nothing else); any other path or method is a 404 / 405 in the error shape.
+The admin listener (``admin.port``, for operators and Prometheus, not for API clients): ``GET
+/metrics``, ``GET /readyz`` (serving, with breaker states), ``GET /healthz``. Every routed answer
+carries ``x-ferryman-*`` headers. Errors use OpenAI's shape; ``_error_response`` is the only place
+HTTP statuses are chosen (from the exception class), ``_no_such_route`` the place for unknown
+paths. A stream always ends with ``[DONE]`` or an error event.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -35,6 +38,7 @@ from gateway.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     RequestTimeoutError,
+    UnknownModelError,
     openai_error_body,
 )
 from gateway.formats.openai import ChunkWriter
@@ -46,8 +50,9 @@ from gateway.openai_format import (
     parse_chat_request,
     served_json,
 )
+from gateway.policy import parse_spec
 from gateway.service import Gateway, StreamResult
-from gateway.types import Accounting, ChatRequest, Decision, DecisionSource, StreamEnd
+from gateway.types import Accounting, ChatRequest, Decision, DecisionSource, RoutingOverrides, StreamEnd
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +172,10 @@ class HTTPApp:
                 Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
                 Route("/v1/feedback", self.feedback, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/models/{id:path}", self.model, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),
-            ]
+            ],
+            exception_handlers={HTTPException: _no_such_route},
         )
 
     async def chat_completions(self, request: Request) -> Response:
@@ -251,22 +258,10 @@ class HTTPApp:
         except GatewayError as exc:
             return _error_response(exc)
         config = self.gateway.config
-        created = int(time.time())
-
-        stamp = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
-
-        def entry(name: str, kind: str, **more: Any) -> dict[str, Any]:
-            info = {"type": kind} | more
-            openai_shape = {"id": name, "object": "model", "created": created, "owned_by": "ferryman"}
-            anthropic_shape = {"type": "model", "display_name": name, "created_at": stamp}
-            return openai_shape | anthropic_shape | {"ferryman": info}
-
-        data = [entry(n, "policy", router=p.router) for n, p in config.policies.items()]
-        data += [entry(n, "model", provider=m.provider) for n, m in config.models.items()]
+        data = [_model_entry(n, "policy", router=p.router) for n, p in config.policies.items()]
+        data += [_model_entry(n, "model", provider=m.provider) for n, m in config.models.items()]
         # RouteLLM-style names: one family per router the scorer serves (its id alone is not a model name)
-        for router, calibrated in self.gateway.routers().items():
-            forms = [f"router-{router}-<threshold>"] + ([f"router-{router}-s<share>"] if calibrated else [])
-            data.append(entry(f"router-{router}", "router_family", router=router, calibrated=calibrated, forms=forms))
+        data += [_family_entry(router, calibrated) for router, calibrated in self.gateway.routers().items()]
         # one list in both SDKs' shapes: OpenAI's (object, created, owned_by) and Anthropic's (a page)
         page = {
             "has_more": False,
@@ -274,6 +269,63 @@ class HTTPApp:
             "last_id": data[-1]["id"] if data else None,
         }
         return JSONResponse({"object": "list", "data": data} | page)
+
+    async def model(self, request: Request) -> Response:
+        """``GET /v1/models/{id}`` (``models.retrieve`` of both SDKs): a policy, a configured model, or a
+        ``router-<router>-<threshold>`` / ``-s<share>`` name whose router the scorer serves; else 404."""
+        name = request.path_params["id"]
+        try:
+            self.gateway.authenticate(authorization(request.headers))
+            config = self.gateway.config
+            if name in config.policies:
+                return JSONResponse(_model_entry(name, "policy", router=config.policies[name].router))
+            if name in config.models:
+                return JSONResponse(_model_entry(name, "model", provider=config.models[name].provider))
+            served = self.gateway.routers()
+            if name.startswith("router-") and name[len("router-") :] in served:  # a listed family
+                return JSONResponse(_family_entry(name[len("router-") :], served[name[len("router-") :]]))
+            spec = parse_spec(name, RoutingOverrides(), config)  # the request's own check of the name
+            router = spec.router if spec is not None else ""
+            if router not in served:
+                serves = ", ".join(served) or "none yet"
+                message = f"unknown model {name!r}: the scorer serves no router {router!r} (it serves: {serves})"
+                raise UnknownModelError(message, param="model")
+        except Exception as exc:
+            return _error_response(exc)
+        return JSONResponse(_model_entry(name, "routed", router=router, calibrated=served[router]))
+
+
+def _model_entry(name: str, kind: str, **more: Any) -> dict[str, Any]:
+    """One model of ``/v1/models`` in both SDKs' shapes: OpenAI's (object, created, owned_by) and Anthropic's."""
+    created = int(time.time())
+    stamp = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+    openai_shape = {"id": name, "object": "model", "created": created, "owned_by": "ferryman"}
+    anthropic_shape = {"type": "model", "display_name": name, "created_at": stamp}
+    return openai_shape | anthropic_shape | {"ferryman": {"type": kind} | more}
+
+
+def _family_entry(router: str, calibrated: bool) -> dict[str, Any]:
+    """The ``router-<router>`` family of ``/v1/models``: the names it stands for (not itself a model name)."""
+    forms = [f"router-{router}-<threshold>"] + ([f"router-{router}-s<share>"] if calibrated else [])
+    return _model_entry(f"router-{router}", "router_family", router=router, calibrated=calibrated, forms=forms)
+
+
+async def _no_such_route(request: Request, exc: Exception) -> Response:
+    """A path or method the API does not serve: 404 / 405 in OpenAI's error shape (was Starlette's plain text, which
+    the SDKs show as "Not Found" without saying what is served)."""
+    assert isinstance(exc, HTTPException)
+    routes = [r for r in request.app.routes if isinstance(r, Route) and r.path.startswith("/v1/")]
+    served = ", ".join(f"{m} {r.path_format}" for r in routes for m in sorted((r.methods or set()) - {"HEAD"}))
+    what = "not found" if exc.status_code == 404 else str(exc.detail).lower()
+    body = {
+        "error": {
+            "message": f"{request.method} {request.url.path}: {what}; this gateway serves {served}",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "not_found" if exc.status_code == 404 else "method_not_allowed",
+        }
+    }
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def healthz(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import grpc
@@ -97,6 +98,40 @@ def test_share_named_router_models_and_router_families(gw, stub, scorer_address)
         r = httpx.post(gw.http_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
         assert r.status_code == code, (bad, r.text)
     assert "router-<router>-s<share>" in r.json()["error"]["message"]
+
+
+def test_both_sdks_retrieve_a_model_and_unknown_endpoints_answer_in_the_error_shape(gw, stub):
+    """``models.retrieve`` (GET /v1/models/{id}), which tools call to check a model name, was a plain-text 404 for
+    every name, and so were /v1/embeddings, /v1/completions and a GET of /v1/chat/completions; now a policy, a
+    configured model and a router-<router>-... name the scorer serves are found, in both SDKs' shapes, and an
+    unknown name or endpoint is an OpenAI-shaped 404 / 405 saying what is served."""
+    import anthropic
+    import openai
+
+    stub.Route(pb.RouteRequest(model="router-mf-s0.3", messages=MSGS), metadata=AUTH)  # the routers are fetched
+    client = openai.OpenAI(base_url=gw.http_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    claude = anthropic.Anthropic(base_url=gw.http_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    for name, kind in (("ferryman-balanced", "policy"), ("weak-anthropic", "model"), ("router-mf-s0.3", "routed")):
+        model = client.models.retrieve(name)
+        assert (model.id, model.owned_by, model.model_extra["ferryman"]["type"]) == (name, "ferryman", kind)
+        assert claude.models.retrieve(name).display_name == name
+    assert client.models.retrieve("router-sw-0.42").model_extra["ferryman"]["router"] == "sw"
+    listed = {m.id: m.model_extra["ferryman"] for m in client.models.list()}
+    assert all(client.models.retrieve(name).model_extra["ferryman"] == info for name, info in listed.items())
+    for unknown, why in (("gpt-9", "unknown model 'gpt-9'"), ("router-zz-0.5", "serves no router 'zz' (it serves: ")):
+        with pytest.raises(openai.NotFoundError, match=re.escape(why)):
+            client.models.retrieve(unknown)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=gw.http_url + "/v1", api_key="wrong", max_retries=0).models.retrieve("ferryman-balanced")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.embeddings.create(model="weak-openai", input="hi")
+    error = missing.value.body
+    assert isinstance(error, dict) and error["code"] == "not_found"
+    assert error["message"].startswith("POST /v1/embeddings: not found; this gateway serves POST /v1/chat/completions,")
+    assert "GET /v1/models/{id}" in error["message"]
+    wrong = httpx.get(gw.http_url + "/v1/chat/completions", timeout=10)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_every_step_of_a_tool_conversation_is_scored_on_the_last_user_turn(gw, stub, scorer_address):
