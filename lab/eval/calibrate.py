@@ -30,7 +30,7 @@ from lab.data.battles import load_battles, load_questions
 from lab.data.benchmarks import default_data_dir
 from lab.data.keys import prompt_key
 from lab.data.report import DataError
-from lab.eval.scoring import ScorerClient, local_scorer
+from lab.eval.scoring import ScorerClient, ScorerUnreachableError, local_scorer
 from scorer.artifacts import Calibration, CalibrationPoint, load_artifact, write_manifest
 from scorer.errors import ArtifactError
 
@@ -123,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
     keys = [prompt_key(p) for p in prompts]
     with contextlib.ExitStack() as stack:
         target = args.scorer or stack.enter_context(local_scorer(artifacts, args.encoder_dir, threads=args.threads))
-        # Empty strong/weak: each router's default pair, the one the gateway asks for by default.
-        client = stack.enter_context(ScorerClient(target, strong="", weak="", batch_size=args.batch_size))
+        try:  # empty strong/weak: each router's default pair, the one the gateway asks for by default
+            client = stack.enter_context(ScorerClient(target, strong="", weak="", batch_size=args.batch_size))
+        except ScorerUnreachableError as exc:
+            print(f"ferryman calibrate: {exc}", file=sys.stderr)
+            return 2
         for name, path in artifacts.items():
             scores = client.score(
                 [(name, k, p) for k, p in zip(keys, prompts, strict=True)],

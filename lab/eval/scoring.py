@@ -72,6 +72,13 @@ def choose_pair(info: scorer_pb2.RouterInfo, strong: str, weak: str) -> tuple[st
     return info.default_strong_model, info.default_weak_model
 
 
+READY_WAIT_S = 60.0  # how long a client waits for a scorer to accept connections
+
+
+class ScorerUnreachableError(ValueError):
+    """No scorer answers at the address given (``--scorer``): a wrong address or a stopped scorer."""
+
+
 class ScorerClient:
     """BatchScore client with batching, retry on overload, progress output and a score cache."""
 
@@ -105,8 +112,26 @@ class ScorerClient:
         self._cache_dir = cache_dir
         self._strong, self._weak = strong, weak
         self.target = target
-        grpc.channel_ready_future(self._channel).result(timeout=60)
+        self._wait_ready(READY_WAIT_S)
         self.routers = self._list()
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Wait for the scorer to accept connections, saying so after a moment; a clear error when it never does
+        (was: a minute of silence, then a ``grpc.FutureTimeoutError`` traceback)."""
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=min(2.0, timeout_s))
+            return
+        except grpc.FutureTimeoutError:
+            print(f"waiting for the scorer at {self.target} (up to {timeout_s:.0f} s) ...", file=sys.stderr, flush=True)
+        try:
+            ready.result(timeout=max(0.0, timeout_s - 2.0))
+        except grpc.FutureTimeoutError:
+            self._channel.close()
+            raise ScorerUnreachableError(
+                f"no scorer answers at {self.target} (waited {timeout_s:.0f} s): start one there (ferryman scorer) "
+                "or leave --scorer out to score in this process"
+            ) from None
 
     def _list(self) -> dict[str, RouterRef]:
         resp = self._stub.ListRouters(scorer_pb2.ListRoutersRequest(), timeout=60)

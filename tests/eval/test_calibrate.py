@@ -83,3 +83,22 @@ def test_calibrate_bad_inputs(routers: Path, tmp_path: Path, capsys: pytest.Capt
     one.write_text('{"question_id": 1, "turns": ["only"]}\n', encoding="utf-8")
     assert main(["calibrate", str(routers / "mf"), "--reference", str(one)]) == 2
     assert "need at least 2 distinct reference prompts" in capsys.readouterr().err
+
+
+def test_calibrate_with_no_scorer_at_the_address_says_so(
+    routers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a minute of silence, then a grpc.FutureTimeoutError traceback; now a note while waiting, then one line
+    naming the address (`ferryman eval --scorer` shares the client, and its ValueError handling)."""
+    from harness.processes import free_port
+    from lab.eval import scoring
+
+    monkeypatch.setattr(scoring, "READY_WAIT_S", 3.0)  # the wait, shortened; nothing listens on the port
+    address = f"127.0.0.1:{free_port()}"
+    argv = ["calibrate", str(routers / "random"), "--reference", str(_reference(tmp_path)), "--scorer", address]
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"waiting for the scorer at {address} (up to 3 s) ..." in err
+    assert f"ferryman calibrate: no scorer answers at {address} (waited 3 s): start one there" in err
+    with pytest.raises(scoring.ScorerUnreachableError, match="leave --scorer out"):
+        ScorerClient(address, strong="", weak="")
