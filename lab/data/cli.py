@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as exc:
         print(f"ferryman data: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # --out not writable (was a traceback)
+        print(f"ferryman data: error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(rows)} battles ({', '.join([args.benchmark, *mixed])}) to {args.out}")
     return 0
 

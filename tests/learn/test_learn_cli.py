@@ -125,6 +125,21 @@ def test_retrain_refuses_what_it_cannot_learn_from(setup: dict[str, Path], tmp_p
     assert not (sw / "versions").exists() or not list((sw / "versions").iterdir())
 
 
+def test_a_directory_that_is_no_router_is_named_not_taken_for_an_empty_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --router-dir: was `versions` printing nothing (exit 0) and `rollback` saying "already serving
+    'base'"; now every command that takes it refuses it, naming the directory."""
+    typo = tmp_path / "routers" / "fm"
+    traffic = ["--traffic", str(tmp_path / "t.csv"), "--strong", "a", "--weak", "b"]
+    for command in (["versions"], ["rollback"], ["retrain", *traffic], ["promote", *traffic, "--candidate", "v0001"]):
+        with pytest.raises(SystemExit) as done:
+            main(["learn", *command, "--router-dir", str(typo)])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --router-dir: {typo} is not a router directory (no manifest.json)" in err, command
+
+
 def test_curve_writes_json_and_plot(setup: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "curve.json"
     argv = ["curve", "--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK]

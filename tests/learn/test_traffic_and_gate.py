@@ -67,6 +67,9 @@ def test_benchmark_converter_writes_the_arena_schema(tmp_path: Path) -> None:
         main(["data", "arena", "--benchmark", "mt-bench", "--out", str(out)])
     with pytest.raises(ValueError, match="never trained on"):
         check_benchmark("mt-bench")
+    unwritable = tmp_path / "a-file" / "gsm8k.csv"  # its parent is a file: no directory can be made there
+    (tmp_path / "a-file").write_text("")
+    assert main(["data", "arena", "--benchmark", "gsm8k", "--out", str(unwritable)]) == 2  # was a traceback
 
 
 def test_converter_mixes_in_a_whole_benchmark_past_the_fold_filter(tmp_path: Path) -> None:

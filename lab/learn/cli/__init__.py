@@ -29,10 +29,24 @@ def embedder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _router_dir(text: str) -> Path:
+    """An ``argparse`` type: a router's directory, i.e. one holding its base artifact's manifest (was: a missing
+    directory listed no versions and exit 0, and `rollback` said it was "already serving 'base'")."""
+    from scorer.artifacts import MANIFEST_NAME
+
+    path = Path(text)
+    if not (path / MANIFEST_NAME).is_file():
+        raise argparse.ArgumentTypeError(f"{path} is not a router directory (no {MANIFEST_NAME}), e.g. routers/mf")
+    return path
+
+
 def router_dir_arg(p: argparse.ArgumentParser) -> None:
     """The router directory whose versions a command works on."""
     p.add_argument(
-        "--router-dir", type=Path, required=True, help="the router's directory, e.g. routers/mf (docs/artifacts.md)"
+        "--router-dir",
+        type=_router_dir,
+        required=True,
+        help="the router's directory, e.g. routers/mf (docs/artifacts.md)",
     )
 
 
