@@ -45,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway import KeepAliveConnection, _cpu_note, _cpu_s
 from ferryman import paths
-from harness.processes import Process, RedisServer, free_port, read_json, spawn, wait_for
+from harness.processes import Process, RedisServer, children, free_port, read_json, spawn, wait_for
 
 POLICY = "bench-policy"
 PATHS = ("off", "off-twin", "shadow")
@@ -184,18 +184,9 @@ async def wait_scored(url: str, body: bytes, timeout_s: float = 120) -> None:
         await conn.close()
 
 
-def _children(pid: int) -> list[int]:
-    """Child processes of ``pid`` (Linux /proc; the shadow gateway's learning worker)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
-
-
 def _tree_cpu_s(pid: int) -> tuple[float, float]:
     """(CPU seconds of the process, of its live children)."""
-    return _cpu_s(pid), sum(_cpu_s(c) for c in _children(pid))
+    return _cpu_s(pid), sum(_cpu_s(c) for c in children(pid))
 
 
 class Counts:

@@ -3,6 +3,7 @@ file, wait until it answers, stop it; a throw-away redis-server; Prometheus scra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -91,6 +92,16 @@ def spawn(
         env = {**os.environ, **(env or {})}
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     return Process(name, proc, log)
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid``, started from any of its threads (Linux /proc; e.g. the gateway's
+    learning worker, which an executor thread starts); [] where the process is gone."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # the thread exited meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def connects(port: int) -> bool:

@@ -11,7 +11,6 @@ client answer to be the routed model's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import itertools
 import json
@@ -1004,6 +1003,7 @@ def test_worker_exits_when_its_gateway_is_killed(fakes, judge, tmp_path):
     import yaml
 
     from harness.gateway import ENV
+    from harness.processes import children as children_of
     from harness.processes import read_json, spawn, wait_for
 
     data = {
@@ -1031,21 +1031,12 @@ def test_worker_exits_when_its_gateway_is_killed(fakes, judge, tmp_path):
     try:
         wait_for("gateway", lambda: read_json(tmp_path / "p.json"), 60, gateway.proc)
         # the learning worker (and multiprocessing's resource tracker)
-        children = wait_for("worker", lambda: _children(gateway.proc.pid), 60, gateway.proc)
+        children = wait_for("worker", lambda: children_of(gateway.proc.pid), 60, gateway.proc)
         gateway.proc.kill()
         gateway.proc.wait(10)
         wait_for("children exit", lambda: not any(_alive(c) for c in children), 10)
     finally:
         gateway.stop()
-
-
-def _children(pid: int) -> list[int]:
-    """Every thread's children (the worker is started from an executor thread)."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):  # the thread exited meanwhile
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return children
 
 
 def _alive(pid: int) -> bool:
