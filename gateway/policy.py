@@ -410,6 +410,10 @@ class Policy:
                         self._tiers.kind(kept), chain[0], chain, DecisionSource.STICKY,
                         router=spec.router, policy=spec.policy, tier_name=kept,
                     )  # fmt: skip
+        if not last_user_turn(request.messages).strip():  # what the router scores (was "the scorer rejected ...")
+            raise InvalidRequestError(
+                "the last user message is empty: a routed request is routed on its text", param="messages"
+            )
         llm_router = self._llm.get(spec.router) if self._llm is not None else None
         router = llm_router.cfg.fallback_router if llm_router is not None else spec.router
         rating: LLMRating | None = None

@@ -134,6 +134,32 @@ def test_both_sdks_retrieve_a_model_and_unknown_endpoints_answer_in_the_error_sh
     assert wrong.json()["error"]["code"] == "method_not_allowed"
 
 
+def test_an_empty_last_user_message_is_refused_naming_the_messages_not_the_model(gw, stub, fakes):
+    """Was: 400 "the scorer rejected the routing request: prompt is empty" with param "model" (the model name was
+    fine). Now the same 400 / INVALID_ARGUMENT says what is wrong, over HTTP (both APIs) and gRPC; a plain model
+    still gets the request as it is."""
+    import anthropic
+    import openai
+
+    client = openai.OpenAI(base_url=gw.http_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    why = "the last user message is empty: a routed request is routed on its text"
+    for content in ("", "  \n "):
+        messages = [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "a"}]
+        messages.append({"role": "user", "content": content})
+        for model in ("ferryman-balanced", "router-mf-0.5"):
+            with pytest.raises(openai.BadRequestError) as err:
+                client.chat.completions.create(model=model, messages=messages)
+            assert (err.value.param, err.value.body["message"]) == ("messages", why)
+    claude = anthropic.Anthropic(base_url=gw.http_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    with pytest.raises(anthropic.BadRequestError, match=why):
+        claude.messages.create(model="ferryman-balanced", max_tokens=10, messages=[{"role": "user", "content": " "}])
+    with pytest.raises(grpc.RpcError) as rpc:
+        stub.Route(pb.RouteRequest(model="ferryman-balanced", messages=[pb.ChatMessage(role="user")]), metadata=AUTH)
+    assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and rpc.value.details() == why
+    plain = client.chat.completions.create(model="weak-openai", messages=[{"role": "user", "content": ""}])
+    assert plain.choices[0].message.content and fakes["weak-openai"].requests == 1
+
+
 def test_every_step_of_a_tool_conversation_is_scored_on_the_last_user_turn(gw, stub, scorer_address):
     """The documented rule (docs/gateway.md): tool calls and results are not scored, so each step of a
     tool loop gets the question's score and tier, over gRPC and over Anthropic's /v1/messages alike."""
