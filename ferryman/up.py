@@ -135,11 +135,11 @@ class Addresses:
         return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
     def ports(self) -> list[tuple[str, int]]:
-        """(what, port) of every server ``up`` starts (a metrics port of 0 is none)."""
-        named = [("scorer gRPC", self.scorer_port), ("scorer metrics", self.scorer_metrics_port)]
+        """(what, port) of every server ``up`` starts (a scorer metrics port of 0 is none)."""
+        named = [("scorer gRPC", self.scorer_port)]
+        named += [("scorer metrics", self.scorer_metrics_port)] if self.scorer_metrics_port else []
         named += [("gateway gRPC", self.grpc_port), ("gateway HTTP", self.http_port)]
-        named += [("gateway admin", self.admin_port)]
-        return [(what, port) for what, port in named if port]
+        return [*named, ("gateway admin", self.admin_port)]
 
     def describe(self) -> list[str]:
         h = self.host

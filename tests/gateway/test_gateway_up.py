@@ -211,6 +211,7 @@ def test_up_refuses_ports_past_65535_and_a_bad_number_in_its_environment(tmp_pat
         ([*up, "--port-offset", "99999"], {}, "ferryman up: not a port number (1 to 65535): scorer gRPC 150050, "),
         ([*up, "--demo", "--port-offset", "60000"], {}, "demo provider 68089"),
         ([*up, "--http-port", "70000"], {}, "argument --http-port: 70000 is not a port number (0 to 65535)"),
+        ([*up, "--grpc-port", "0"], {}, "not a port number (1 to 65535): gateway gRPC 0"),  # up must dial it
         (up, {"FERRYMAN_UP_PORT_OFFSET": "abc"}, "ferryman up: FERRYMAN_UP_PORT_OFFSET='abc': expected a whole number"),
     ]
     for cmd, env, message in cases:
