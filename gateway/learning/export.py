@@ -128,13 +128,25 @@ async def export_rows(
             yield arena_row(record, *found, names)
 
 
+#: Output formats of ``learn export`` by file suffix.
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def check_output(path: Path) -> str:
+    """The format a path's suffix names (``FORMATS``); ConfigError for any other suffix."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"--out {path}: the file name must end in .csv (Arena 55k layout) or .jsonl")
+    return fmt
+
+
 class RowWriter:
     """CSV (the 55k file's format) or JSON lines, by the path's suffix; written whole, then renamed."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tmp = path.with_name(path.name + ".tmp")
-        self._jsonl = path.suffix.lower() in (".jsonl", ".json")
+        self._jsonl = check_output(path) == "jsonl"
         self._file = self._tmp.open("w", encoding="utf-8", newline="")
         self._csv = None if self._jsonl else csv.DictWriter(self._file, fieldnames=list(COLUMNS))
         if self._csv is not None:
@@ -171,7 +183,7 @@ def store_argument(parser: argparse.ArgumentParser) -> None:
 def open_from_args(args: argparse.Namespace) -> Store:
     if not args.store:
         raise ConfigError(f"no store given: pass --store URL or set {STORE_ENV}")
-    return open_store(args.store, namespace=args.namespace)
+    return open_store(args.store, namespace=args.namespace, must_exist=True)
 
 
 def since(args: argparse.Namespace) -> float:
@@ -226,6 +238,7 @@ async def _export(args: argparse.Namespace) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_output(args.out)
         scanned, rows = asyncio.run(_export(args))
     except (ConfigError, StoreError, OSError) as exc:
         print(f"ferryman learn export: {exc}", file=sys.stderr)

@@ -94,5 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ferryman learn judge: {exc}", file=sys.stderr)
         return 2
     spent = counts.pop("spent_micro_usd") / 1e6
-    print(f"judged {sum(v for k, v in counts.items() if k != 'skipped_budget')} pairs: {dict(counts)}; ${spent:.4f}")
+    judged = sum(v for k, v in counts.items() if k != "skipped_budget")
+    outcomes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(counts.items())) or "none"
+    print(f"judged {judged} pairs ({outcomes}); spent ${spent:.4f}")
     return 0

@@ -366,9 +366,18 @@ class RedisStore:
 
 
 def open_store(
-    url: str, *, namespace: str = "ferryman", retention_s: float = 30 * 86_400, timeout_s: float = 2.0
+    url: str,
+    *,
+    namespace: str = "ferryman",
+    retention_s: float = 30 * 86_400,
+    timeout_s: float = 2.0,
+    must_exist: bool = False,
 ) -> Store:
-    """A store for ``url`` (nothing is connected yet: call ``await store.open()``)."""
+    """A store for ``url`` (nothing is connected yet: call ``await store.open()``).
+
+    ``must_exist``: a SQLite file that is not there is an error (commands that read a store), where
+    the gateway creates it.
+    """
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url, namespace, retention_s, timeout_s)
     if "://" in url and not url.startswith("sqlite://"):
@@ -378,4 +387,9 @@ def open_store(
     path = url.removeprefix("sqlite://")
     if not path:
         raise ConfigError("learning store URL: sqlite:// needs a file path, e.g. sqlite://learning.db")
+    if must_exist and not Path(path).is_file():
+        raise ConfigError(
+            f"no learning store at {path}: the gateway creates it there when learning.store.url names it "
+            "(check the path, and that the gateway has run with learning on)"
+        )
     return SQLiteStore(Path(path), busy_timeout_s=timeout_s)

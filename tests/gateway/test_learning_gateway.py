@@ -401,7 +401,7 @@ def test_judge_down_is_counted_and_judged_again_later(fakes, judge, tmp_path):
     done = subprocess.run(
         [*cmd, "--store", url], env=os.environ | ENV, capture_output=True, text=True, timeout=120, check=True
     )
-    assert "judged 2 pairs: {'strong': 2}" in done.stdout
+    assert "judged 2 pairs (strong 2)" in done.stdout
     assert judge.requests == 4  # both orders, for each pair
     out = tmp_path / "b.csv"
     subprocess.run([sys.executable, "-m", "ferryman", "learn", "export", "--store", url, "--out", str(out)], check=True)
