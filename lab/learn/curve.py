@@ -74,9 +74,11 @@ def test_size_for(traffic: Traffic, plan: CurvePlan) -> int:
     n = len(traffic.samples)
     size = plan.test_size or min(3000, n - max(plan.samples))
     if size < 100 or size + max(plan.samples) > n:
+        need = max(plan.test_size or 100, 100) + max(plan.samples)
         raise ValueError(
-            f"{n} judged samples cannot give a test part of {size} (need >= 100) plus {max(plan.samples)} "
-            "to judge; use a larger traffic file or fewer --samples"
+            f"{n} judged samples are too few: the curve needs a test part of at least 100"
+            f"{f' (asked: {plan.test_size})' if plan.test_size else ''} plus {max(plan.samples)} to judge"
+            f" (the largest --samples), {need} in all; use a larger traffic file or fewer --samples"
         )
     return size
 

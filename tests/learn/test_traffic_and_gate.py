@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,18 @@ def test_gate_refuses_too_few_verdicts_and_bad_settings() -> None:
             GateRule(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="equal-length"):
         paired_bootstrap_gate(better, serving[:10], verdicts)
+
+
+def test_a_traffic_file_too_small_for_the_curve_says_how_many_samples_it_needs():
+    """Was: '5 judged samples cannot give a test part of -995 (need >= 100) ...' for a small file."""
+    from types import SimpleNamespace
+
+    from lab.learn.curve import test_size_for
+
+    traffic = SimpleNamespace(samples=[object()] * 5)
+    with pytest.raises(ValueError) as err:
+        test_size_for(traffic, CurvePlan())  # type: ignore[arg-type]
+    message = str(err.value)
+    assert "5 judged samples are too few" in message and "1100 in all" in message
+    assert not re.search(r"-\d", message)  # no negative size
+    assert test_size_for(SimpleNamespace(samples=[object()] * 1100), CurvePlan()) == 100  # type: ignore[arg-type]
