@@ -38,14 +38,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` with each option's default, except where there is none to show (None, "", False: the
     option is off or computed) or its help already says it: never "(default: None)" beside a help
-    that names the real default."""
+    that names the real default. Descriptions are module docstrings: their reST double backticks are
+    dropped (``--samples`` prints as --samples)."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(text.replace("``", ""))
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
+        text = (action.help or "").replace("``", "")
         default = action.default
         if default is None or default is False or default == "" or re.search(r"\(default|default:|; default", text):
             return text
-        return super()._get_help_string(action)
+        return (super()._get_help_string(action) or "").replace("``", "")
 
 
 MAX_PORT = 65535
