@@ -11,7 +11,10 @@ kinds of evidence:
   of them.
 
 Each kind's paired bootstrap draws (:func:`lab.learn.gate.area_differences`) are computed once and
-every design of that kind (level, minimum effect) decides on them. A promotion is *not better* when
+every design of that kind (level, minimum effect) decides on them; a design may also require the other
+kind's interval (``also_held``). A quantile is read from the first ``max(--resamples, 2 / tail)`` draws
+(:func:`draws_for`): the same ``--resamples`` draws for every level up to 99 %; 99.9 %'s 0.05 % quantile
+reads 4,000 (with one seed, the first 1,000 of them are those draws). A promotion is *not better* when
 the candidate's APGR on the split's test part is <= the shipped router's. Writes every decision and
 the summary per design to ``--json``; the selection rule is applied by the reader (docs/lab-log.md).
 
@@ -56,11 +59,15 @@ class Design:
     tail: float  # lower quantile of the area difference that must be > 0
     min_effect: float = 0.0
     refit: bool = False  # serve the candidate fitted on all judged samples once the gate passes
+    # and the held-back slice's lower quantile must be > 0 too; the 80 % candidate (the one tested there) is served
+    also_held: float | None = None
 
     @property
     def served(self) -> str:
         """The record field with the APGR of the candidate this design serves when it promotes."""
-        return "candidate_cross" if self.refit else f"candidate_{self.evidence}"
+        if self.refit:
+            return "candidate_cross"
+        return "candidate_held" if self.also_held is not None else f"candidate_{self.evidence}"
 
 
 DESIGNS = (
@@ -74,6 +81,10 @@ DESIGNS = (
     # H99's decisions, then the candidate refitted on 100 % of the judged samples is served
     # (docs/lab-log.md, 2026-12-05 05:46).
     Design("H99+refit", "held", 0.005, refit=True),
+    # Gate power (docs/lab-log.md, 2026-12-05 07:05): the cross-fitted 99 % gate and the held-back
+    # slice's 90 % interval, serving the 80 % candidate; the cross-fitted gate at 99.9 %.
+    Design("C99∧H90", "cross", 0.005, also_held=0.05),
+    Design("C99.9", "cross", 0.0005),
 )
 
 
@@ -106,22 +117,43 @@ def _scores(correction: Correction, prior: ScoringRouter, samples: list[Judged],
     return sigmoid(correction.logit(emb, prior_logit))
 
 
-def _evidence(cand: np.ndarray, serving: np.ndarray, verdicts: np.ndarray, resamples: int) -> dict[str, Any]:
+def draws_for(tail: float, resamples: int) -> int:
+    """Bootstrap draws a ``tail`` quantile is read from: ``resamples``, or enough to have 2 draws beyond it."""
+    return max(resamples, int(np.ceil(2 / tail - 1e-9)))
+
+
+def tails_of(kind: str) -> tuple[float, ...]:
+    """The lower quantiles some design reads from ``kind``'s ("held" or "cross") evidence."""
+    tails = {d.tail for d in DESIGNS if d.evidence == kind}
+    if kind == "held":
+        tails |= {d.also_held for d in DESIGNS if d.also_held is not None}
+    return tuple(sorted(tails))
+
+
+def _evidence(kind: str, cand: np.ndarray, serving: np.ndarray, verdicts: np.ndarray, resamples: int) -> dict[str, Any]:
     decisive = int(np.count_nonzero(verdicts))
     if decisive < GateRule().min_decisive:
         return {"decisive": decisive, "quantiles": {}, "delta_apgr": None}
-    diffs = area_differences(cand, serving, verdicts, resamples=resamples)
-    tails = sorted({d.tail for d in DESIGNS})
+    tails = tails_of(kind)
+    diffs = area_differences(cand, serving, verdicts, resamples=max(draws_for(t, resamples) for t in tails))
     delta = verdict_apgr(cand, verdicts) - verdict_apgr(serving, verdicts)
     return {
         "decisive": decisive,
-        "quantiles": {str(t): float(np.quantile(diffs, t)) for t in tails},
+        "quantiles": {str(t): float(np.quantile(diffs[: draws_for(t, resamples)], t)) for t in tails},
         "delta_apgr": None if not np.isfinite(delta) else float(delta),
     }
 
 
-def _decide(design: Design, ev: dict[str, Any]) -> bool:
-    if not ev["quantiles"] or ev["quantiles"][str(design.tail)] <= 0:
+def _passes(ev: dict[str, Any], tail: float) -> bool:
+    return bool(ev["quantiles"]) and ev["quantiles"][str(tail)] > 0
+
+
+def decide(design: Design, evidence: dict[str, dict[str, Any]]) -> bool:
+    """``design``'s decision on one retrain's ``{"held": ..., "cross": ...}`` evidence."""
+    ev = evidence[design.evidence]
+    if not _passes(ev, design.tail):
+        return False
+    if design.also_held is not None and not _passes(evidence["held"], design.also_held):
         return False
     if design.min_effect > 0:
         return ev["delta_apgr"] is not None and ev["delta_apgr"] >= design.min_effect
@@ -158,12 +190,14 @@ def study_row(
             jv = np.array([s.verdict for s in judged], dtype=np.float64)
             ev = {
                 "held": _evidence(
+                    "held",
                     _scores(held_c, prior, held, embedder),
                     prior.score([s.prompt for s in held], embedder),
                     hv,
                     resamples,
                 ),
                 "cross": _evidence(
+                    "cross",
                     out_of_fold_scores(prior, judged, embedder, config, folds),
                     prior.score([s.prompt for s in judged], embedder),
                     jv,
@@ -180,7 +214,7 @@ def study_row(
                     "candidate_held": cand["held"],
                     "candidate_cross": cand["cross"],
                     "evidence": ev,
-                    "promote": {d.name: _decide(d, ev[d.evidence]) for d in DESIGNS},
+                    "promote": {d.name: decide(d, ev) for d in DESIGNS},
                 }
             )
         print(f"{name}: split {split + 1}/{plan.splits}", file=sys.stderr, flush=True)
@@ -250,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     for part, summary in summaries.items():
         for name, s in summary.items():
             counts = f"promoted {s['promoted']:3}  not better {s['not_better']:2}"
-            print(f"{part:8} {name:6} {counts}  served {s['mean_served']}")
+            print(f"{part:8} {name:9} {counts}  served {s['mean_served']}")
     write_report(args.json, result)
     return 0
 
