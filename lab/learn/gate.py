@@ -19,7 +19,9 @@ Why 99 % on a held-back 20 %: of seven designs measured on the learning-curve
 tuning rows (95 % and 99 %, a minimum effect, and a 5-fold cross-fitted gate at
 90 / 95 / 99 %), it was the only one that never promoted a candidate that was
 not better on the test part (docs/lab-log.md, 2026-12-05; ``lab.learn.gate_study``).
-The price is power: it promotes only large gains on ~1,000 judged samples.
+The price is power: it promotes only large gains on ~1,000 judged samples. Two designs
+measured for power later (the cross-fitted gate at 99.9 %, and at 99 % with the slice's 90 %
+interval as a second check; docs/lab-log.md 2026-12-05 07:12) did not win the same rule.
 
 The difference resampled is ΔAPGR times the slice's strong-over-weak gap, i.e.
 the difference of the two curves' areas above the weak-only line (in verdict
