@@ -101,16 +101,17 @@ def pls_projection(x: np.ndarray, y: np.ndarray, dim: int) -> Projection:
 
 def learn_projection(
     data: TrainingData, embeddings: np.ndarray, strong: str, weak: str, config: SWConfig
-) -> Projection:
-    """The PLS similarity space of ``config`` (``projection_dim`` >= 1) from the rows of ``data.prompts()``."""
+) -> tuple[Projection, int]:
+    """The PLS similarity space of ``config`` (``projection_dim`` >= 1) from the rows of ``data.prompts()``,
+    and how many ``strong`` vs ``weak`` battles it was learnt from."""
     direction = length_direction(embeddings, data.prompts()) if config.length_residual else None
     inputs = embeddings if direction is None else project_out(embeddings, direction)
     x, y = projection_rows(data, inputs, strong, weak, within_groups=config.within_groups)
     projection = pls_projection(x, y, config.projection_dim)
-    if direction is None:
-        return projection
-    # the mean of residualised rows has no component along the direction: only the matrix is folded
-    return Projection(mean=projection.mean, matrix=project_out(projection.matrix, direction))
+    if direction is not None:
+        # the mean of residualised rows has no component along the direction: only the matrix is folded
+        projection = Projection(mean=projection.mean, matrix=project_out(projection.matrix, direction))
+    return projection, len(y)
 
 
 def projection_rows(

@@ -96,14 +96,15 @@ def test_mf_residualised_learns_difficulty_without_length_and_serves_raw_embeddi
 def test_sw_residualised_projection_is_folded_and_free_of_length() -> None:
     data, emb, z, d = _prompts()
     config = SWConfig(projection_dim=2, length_residual=True)
-    proj = learn_projection(data, emb, STRONG, WEAK, config)
+    proj, battles = learn_projection(data, emb, STRONG, WEAK, config)
+    assert battles == len(data.pairs)  # every pair here is a strong vs weak battle
     u = length_direction(emb, data.prompts())
     np.testing.assert_allclose(proj.matrix @ u, 0.0, atol=1e-9)
     np.testing.assert_allclose(proj(emb), proj(project_out(emb, u)), atol=1e-9)
     scores = (emb.astype(np.float64) - proj.mean) @ proj.matrix.T
     assert max(abs(np.corrcoef(scores[:, j], z)[0, 1]) for j in range(2)) < 1e-6
     assert abs(np.corrcoef(scores[:, 0], d)[0, 1]) > 0.9
-    plain = learn_projection(data, emb, STRONG, WEAK, SWConfig(projection_dim=2))
+    plain, _ = learn_projection(data, emb, STRONG, WEAK, SWConfig(projection_dim=2))
     assert abs(np.corrcoef((emb - plain.mean) @ plain.matrix[0], z)[0, 1]) > 0.3
     with pytest.raises(ValueError, match="needs projection_dim"):
         SWConfig(length_residual=True)

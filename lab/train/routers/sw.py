@@ -35,8 +35,7 @@ def train_sw_artifact(
     projection = None
     extra: dict[str, str] = {}
     if config.projection_dim:
-        projection = learn_projection(data, emb, target.strong, target.weak, config)
-        battles = sum({p.model_a, p.model_b} == {target.strong, target.weak} for p in data.pairs)
+        projection, battles = learn_projection(data, emb, target.strong, target.weak, config)
         extra["sw_projection"] = (
             f"PLS1, {config.projection_dim} directions, {battles} {target.strong} vs {target.weak} battles"
         )
