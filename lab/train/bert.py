@@ -210,8 +210,8 @@ def probe_head(
     x = np.asarray(features, dtype=np.float64)
     direction = None
     if config.length_residual:
-        first = list({p: i for i, p in enumerate(prompts)}.values())  # one row per distinct prompt
-        direction = length_direction(x[first], [prompts[i] for i in first])
+        distinct = list({p: i for i, p in enumerate(prompts)}.values())  # one row per distinct prompt (its last)
+        direction = length_direction(x[distinct], [prompts[i] for i in distinct])
         x = project_out(x, direction)
     weight, bias = fit_probe(x, labels, config.probe_c, weights, groups)
     if direction is not None:
