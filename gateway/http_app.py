@@ -282,8 +282,9 @@ class HTTPApp:
             if name in config.models:
                 return JSONResponse(_model_entry(name, "model", provider=config.models[name].provider))
             served = self.gateway.routers()
-            if name.startswith("router-") and name[len("router-") :] in served:  # a listed family
-                return JSONResponse(_family_entry(name[len("router-") :], served[name[len("router-") :]]))
+            family = name.removeprefix("router-")
+            if family != name and family in served:  # a listed family, router-<router>
+                return JSONResponse(_family_entry(family, served[family]))
             spec = parse_spec(name, RoutingOverrides(), config)  # the request's own check of the name
             router = spec.router if spec is not None else ""
             if router not in served:
