@@ -12,7 +12,7 @@ and as median / max over them, side by side:
   exec'ing the interpreter, handing it its preparation data). Before the call ran in a thread, the
   serving loop was blocked for all of it.
 - ``loop stall, restart``: the ticker's longest gap while ``LearningWorker.restart()`` ran.
-- ``loop stall, idle``: its longest gap over an idle window as long as that restart, just before it
+- ``loop stall, idle``: its longest gap over an idle window as long as that restart, just after it
   (the noise floor on this machine now).
 """
 
