@@ -291,7 +291,9 @@ class _Reader:
         value = self.raw(key)
         if value is None:
             if required:
-                raise ConfigError(f"{self._p(key)}: required")
+                unknown = self.unknown()
+                typo = f" (unknown field(s) here: {', '.join(unknown)})" if unknown else ""
+                raise ConfigError(f"{self._p(key)}: required{typo}")
             return default  # type: ignore[return-value]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -335,10 +337,14 @@ class _Reader:
             raise ConfigError(f"{self._p(key)}: no longer supported; {hint}")
         self._seen.add(key)
 
+    def unknown(self) -> list[str]:
+        """Fields of this mapping that no read so far has asked for (typos, unless a later read asks)."""
+        return sorted(map(str, set(self.data) - self._seen))
+
     def finish(self) -> None:
-        unknown = sorted(set(self.data) - self._seen)
+        unknown = self.unknown()
         if unknown:
-            raise ConfigError(f"{self.path or 'config'}: unknown field(s) {', '.join(map(str, unknown))}")
+            raise ConfigError(f"{self.path or 'config'}: unknown field(s) {', '.join(unknown)}")
 
 
 def _model(name: str, data: Any) -> ModelConfig:
@@ -542,11 +548,19 @@ def load_config(path: Path) -> GatewayConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     try:
         return parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: what is wrong and where (PyYAML's own text spans lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

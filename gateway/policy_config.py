@@ -132,10 +132,11 @@ def _operating_points(r: _Reader, tiers: Tiers) -> tuple[OperatingPoint, ...]:
     for i, item in enumerate(raw):
         pr = type(r)(item, f"{path}[{i}]")
         cost = pr.unit("cost")
-        if cost is None:
-            raise ConfigError(f"{path}[{i}].cost: required (the point's cost relative to the top tier's, in [0, 1])")
         threshold = pr.get("threshold", float)
         tier_name = pr.get("tier", str)
+        pr.finish()
+        if cost is None:
+            raise ConfigError(f"{path}[{i}].cost: required (the point's cost relative to the top tier's, in [0, 1])")
         if (threshold is None) == (tier_name is None):
             raise ConfigError(f"{path}[{i}]: set exactly one of threshold or tier")
         tier: int | None = None
@@ -144,7 +145,6 @@ def _operating_points(r: _Reader, tiers: Tiers) -> tuple[OperatingPoint, ...]:
             if resolved is None:
                 raise ConfigError(f"{path}[{i}].tier: {tier_name!r} is not a tier ({', '.join(tiers.names)})")
             tier = tiers[resolved].index
-        pr.finish()
         if points and cost <= points[-1].cost:
             raise ConfigError(f"{path}[{i}].cost: costs must rise strictly, cheapest point first")
         points.append(OperatingPoint(cost, threshold, tier))
@@ -186,6 +186,7 @@ def parse_policies(
             cost_weights=weights,
             operating_points=_operating_points(pr, tiers),
         )
+        pr.finish()  # a mistyped field first: it is why the checks below would fail
         if pol.targets != 1:
             raise ConfigError(
                 f"policies.{pname}: set exactly one of threshold or strong_share "
@@ -224,6 +225,5 @@ def parse_policies(
                 len(tiers),
                 len(tiers) - 1,
             )
-        pr.finish()
         policies[pname] = pol
     return policies

@@ -122,10 +122,27 @@ class LearningConfig:
         return bool(self.policies) and (self.shadow.sample_rate > 0 or self.feedback.enabled)
 
 
+def store_target(url: str) -> tuple[Literal["redis", "sqlite"], str]:
+    """``("redis", url)`` or ``("sqlite", file path)`` for a store URL; a ConfigError says what is accepted."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return "redis", url
+    if "://" in url and not url.startswith("sqlite://"):
+        raise ConfigError(f"unknown scheme {url.split('://', 1)[0]!r}; use sqlite://PATH, a file path, or redis://")
+    path = url.removeprefix("sqlite://")
+    if not path:
+        raise ConfigError("sqlite:// needs a file path, e.g. sqlite://learning.db")
+    return "sqlite", path
+
+
 def _store(r: _Reader) -> StoreConfig:
     d = StoreConfig
+    url = r.get("url", str, d.url)
+    try:
+        store_target(url)
+    except ConfigError as exc:
+        raise ConfigError(f"{r._p('url')}: {exc}") from None
     cfg = StoreConfig(
-        url=r.get("url", str, d.url),
+        url=url,
         url_env=r.get("url_env", str),
         retention_days=r.positive("retention_days", float, d.retention_days),
         max_records=r.positive("max_records", int, d.max_records),

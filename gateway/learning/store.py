@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError
+from gateway.learning.config import store_target
 from gateway.learning.records import FIELDS, RATING_FIELDS, Record
 
 T = TypeVar("T")
@@ -378,15 +379,12 @@ def open_store(
     ``must_exist``: a SQLite file that is not there is an error (commands that read a store), where
     the gateway creates it.
     """
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    try:
+        kind, path = store_target(url)
+    except ConfigError as exc:
+        raise ConfigError(f"learning store URL: {exc}") from None
+    if kind == "redis":
         return RedisStore(url, namespace, retention_s, timeout_s)
-    if "://" in url and not url.startswith("sqlite://"):
-        raise ConfigError(
-            f"learning store URL: unknown scheme {url.split('://', 1)[0]!r}; use sqlite://PATH, a file path, or redis://"
-        )
-    path = url.removeprefix("sqlite://")
-    if not path:
-        raise ConfigError("learning store URL: sqlite:// needs a file path, e.g. sqlite://learning.db")
     if must_exist and not Path(path).is_file():
         raise ConfigError(
             f"no learning store at {path}: the gateway creates it there when learning.store.url names it "

@@ -89,6 +89,24 @@ BAD = [
     ("admin.port", -1, "admin.port: must be >= 0"),
     ("admin.port", 65536, "admin.port: must be a port number (0 to 65535), got 65536"),
     ("server.http_port", 150050, "server.http_port: must be a port number (0 to 65535), got 150050"),
+    # a mistyped field is named, not the check it makes fail (was: 'set exactly one of ...', 'required')
+    ("policies.p", {"router": "mf", "strong_shar": 0.3}, "policies.p: unknown field(s) strong_shar"),
+    (
+        "policies.p",
+        {"cost_share": 0.5, "operating_points": [{"cost": 0.1, "tier": "weak"}, {"cost": 1, "tir": "strong"}]},
+        "policies.p.operating_points[1]: unknown field(s) tir",
+    ),
+    (
+        "llm_routers.r",
+        {"model": "small", "fallback_routr": "mf"},
+        "llm_routers.r.fallback_router: required (unknown field(s) here: fallback_routr)",
+    ),
+    # checked when the file is read, naming the field (was: at start, 'learning store URL: ...')
+    (
+        "learning",
+        {"policies": ["p"], "feedback": {"enabled": True}, "store": {"url": "mysql://db/x"}},
+        "learning.store.url: unknown scheme 'mysql'",
+    ),
 ]
 
 
@@ -97,6 +115,19 @@ def test_bad_config_names_the_field(path, value, message):
     with pytest.raises(ConfigError, match=None) as info:
         parse_config(_mutate(base(), path, value))
     assert message in str(info.value)
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
+    """Was: PyYAML's four-line message, quoting '<unicode string>' instead of the file."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  grpc_port: 50061:\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value) == f"{bad}: not valid YAML: mapping values are not allowed here (line 2, column 19)"
+    bad.write_text("server: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "\n" not in str(info.value) and "(line 2, column 1)" in str(info.value)
 
 
 def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
