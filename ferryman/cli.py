@@ -52,18 +52,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return (super()._get_help_string(action) or "").replace("``", "")
 
 
-MAX_PORT = 65535
-
-
-def port(text: str) -> int:
-    """An ``argparse`` type: a TCP port number, 0 to 65535 (gRPC would silently bind 150050 as 18978, its value
-    modulo 65536)."""
-    value = int(text)  # a ValueError: argparse's "invalid port value: 'x'"
-    if not 0 <= value <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (0 to {MAX_PORT})")
-    return value
-
-
 def missing_extra(exc: ModuleNotFoundError) -> str | None:
     """The optional extra of this package (``lab``, ``dev``) that provides the module ``exc`` names, or None.
 

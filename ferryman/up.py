@@ -40,7 +40,9 @@ from types import FrameType
 
 import yaml
 
-from ferryman import cli, paths
+from ferryman import paths
+from ferryman.ports import MAX_PORT
+from ferryman.ports import port as port_type
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.demo import DEMO_PORT
 from gateway.errors import ConfigError
@@ -80,23 +82,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"added to every default port, to run beside another copy [env {ENV}PORT_OFFSET]",
     )
     parser.add_argument(
-        "--scorer-port", type=cli.port, default=_env_int(ENV + "SCORER_PORT"), help=f"scorer gRPC port ({SCORER_PORT})"
+        "--scorer-port", type=port_type, default=_env_int(ENV + "SCORER_PORT"), help=f"scorer gRPC port ({SCORER_PORT})"
     )
     parser.add_argument(
         "--scorer-metrics-port",
-        type=cli.port,
+        type=port_type,
         default=_env_int(ENV + "SCORER_METRICS_PORT"),
         help=f"scorer Prometheus port ({SCORER_METRICS_PORT}; 0: none; default also from FERRYMAN_SCORER_METRICS_PORT)",
     )
     parser.add_argument(
         "--grpc-port",
-        type=cli.port,
+        type=port_type,
         default=_env_int(ENV + "GRPC_PORT"),
         help="gateway gRPC port (the config's server.grpc_port, 50061 in config/gateway.yaml)",
     )
     parser.add_argument(
         "--http-port",
-        type=cli.port,
+        type=port_type,
         default=_env_int(ENV + "HTTP_PORT"),
         help="gateway HTTP port (the config's server.http_port, 8080 in config/gateway.yaml)",
     )
@@ -108,11 +110,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"and use {DEMO_CONFIG} instead of --config; client key {DEMO_KEY!r} unless one is set [env {ENV}DEMO]",
     )
     parser.add_argument(
-        "--demo-port", type=cli.port, default=_env_int(ENV + "DEMO_PORT"), help=f"demo provider port ({DEMO_PORT})"
+        "--demo-port", type=port_type, default=_env_int(ENV + "DEMO_PORT"), help=f"demo provider port ({DEMO_PORT})"
     )
     parser.add_argument(
         "--admin-port",
-        type=cli.port,
+        type=port_type,
         default=_env_int(ENV + "ADMIN_PORT"),
         help="gateway admin port: /metrics, /readyz (the config's admin.port, 9091 in config/gateway.yaml)",
     )
@@ -300,9 +302,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         return 2
     addr = addresses(args, config.server.grpc_port, config.server.http_port, config.admin.port)
     ports = addr.ports() + ([("demo provider", demo_port)] if args.demo else [])
-    wrong = [f"{what} {port}" for what, port in ports if not 0 < port <= cli.MAX_PORT]
+    wrong = [f"{what} {port}" for what, port in ports if not 0 < port <= MAX_PORT]
     if wrong:  # e.g. --port-offset 99999; gRPC would bind such a port modulo 65536
-        print(f"ferryman up: not a port number (1 to {cli.MAX_PORT}): {', '.join(wrong)}", file=sys.stderr, flush=True)
+        print(f"ferryman up: not a port number (1 to {MAX_PORT}): {', '.join(wrong)}", file=sys.stderr, flush=True)
         return 2
     taken = _check_ports(ports, addr.host)
     if taken:

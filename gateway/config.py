@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from ferryman.cli import MAX_PORT
+from ferryman.ports import MAX_PORT
 from gateway.calibration_online import CalibrationConfig, parse_calibration
 from gateway.errors import ConfigError
 from gateway.learning.config import LearningConfig, parse_learning

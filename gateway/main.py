@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from ferryman import cli, signals
+from ferryman import ports, signals
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
@@ -154,9 +154,11 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--grpc-port", type=cli.port, help="override server.grpc_port (0 = any free port)")
-    parser.add_argument("--http-port", type=cli.port, help="override server.http_port (0 = any free port)")
-    parser.add_argument("--admin-port", type=cli.port, help="override admin.port: /metrics, /readyz (0: any free port)")
+    parser.add_argument("--grpc-port", type=ports.port, help="override server.grpc_port (0 = any free port)")
+    parser.add_argument("--http-port", type=ports.port, help="override server.http_port (0 = any free port)")
+    parser.add_argument(
+        "--admin-port", type=ports.port, help="override admin.port: /metrics, /readyz (0: any free port)"
+    )
     parser.add_argument("--host", help="override both listen hosts")
     parser.add_argument("--scorer", help="override scorer.target, e.g. dns:///scorer:50051")
     parser.add_argument(

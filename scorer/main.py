@@ -21,7 +21,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from ferryman import cli, paths, signals
+from ferryman import paths, ports, signals
 from scorer.batching import BatchingConfig
 from scorer.config import ScorerConfig
 from scorer.core import Limits
@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "encoder-dir", Path, paths.encoder_dir(), "ONNX encoder built by `ferryman build encoder`")
     _flag(parser, "encoder-precision", str, d.encoder_precision, "encoder graph", ("int8", "fp32"))
     _flag(parser, "host", str, d.host, "address to bind")
-    _flag(parser, "port", cli.port, d.port, "gRPC port (0: any free port)")
-    _flag(parser, "metrics-port", cli.port, d.metrics_port, "Prometheus /metrics port (0: disabled)")
+    _flag(parser, "port", ports.port, d.port, "gRPC port (0: any free port)")
+    _flag(parser, "metrics-port", ports.port, d.metrics_port, "Prometheus /metrics port (0: disabled)")
     _flag(parser, "workers", int, b.workers, "inference worker threads (batches run in parallel)")
     _flag(parser, "intra-op-threads", int, d.intra_op_threads, "onnxruntime threads per inference")
     _flag(
