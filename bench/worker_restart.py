@@ -86,7 +86,8 @@ async def _measure(restarts: int, store: str) -> list[tuple[float, float, float]
             if worker.pid is None:  # never 0: os.kill(0, ...) signals this whole process group
                 raise RuntimeError("the learning worker has no process to kill")
             os.kill(worker.pid, signal.SIGKILL)
-            await asyncio.to_thread(worker._process.join, 10)
+            if not await worker.wait_exited(10):
+                raise RuntimeError(f"the learning worker {worker.pid} did not exit within 10 s of SIGKILL")
             ticker.reset()
             began = time.perf_counter()
             await worker.restart()

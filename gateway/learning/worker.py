@@ -246,6 +246,14 @@ class LearningWorker:
     def exitcode(self) -> int | None:
         return None if self._process is None else self._process.exitcode
 
+    async def wait_exited(self, timeout_s: float) -> bool:
+        """Wait (off the event loop) up to ``timeout_s`` for the current process to exit, e.g. after it was
+        killed; True once it has exited or when there is none."""
+        if self._process is None:
+            return True
+        await asyncio.to_thread(self._process.join, timeout_s)
+        return not self._process.is_alive()
+
     async def stop(self, grace_s: float, store_timeout_s: float) -> None:
         """Ask the worker to finish (``grace_s`` for its jobs), wait for it, kill it if it does not exit."""
         if self._process is None or self._jobs is None:

@@ -832,7 +832,7 @@ def test_a_worker_start_cancelled_twice_keeps_the_child_ends_open_until_spawned(
 
     asyncio.run(asyncio.wait_for(main(), 60))
     assert spawned.wait(30) and outcome == [None], f"Process.start failed: {outcome}"
-    worker._process.join(30)
+    assert asyncio.run(worker.wait_exited(30))
     assert worker.exitcode == 0  # its jobs pipe closed: it stopped by itself
     assert worker.starts == 0
 
