@@ -206,8 +206,19 @@ async def _serve(config: GatewayConfig, runtime: Runtime, port_file: Path | None
     await running.stop()
 
 
+def configure_logging(level: str) -> None:
+    """The gateway's log format at ``level``; httpx's one INFO line per provider call only at DEBUG.
+
+    The gateway logs what an operator acts on (degraded routing, breakers, outages); a line for every
+    provider request would be one per client request, on the serving loop.
+    """
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         config = _apply_overrides(load_config(args.config), args)
         runtime = runtime_from_env(config, os.environ)
