@@ -75,6 +75,15 @@ def version_path(router_dir: Path, version: str) -> Path:
     return router_dir if version == BASE else router_dir / VERSIONS_DIR / version
 
 
+def existing_version_path(router_dir: Path, version: str) -> Path:
+    """:func:`version_path` of a version that is there; else an error naming the versions that are."""
+    path = version_path(router_dir, version)
+    if not (path / MANIFEST_NAME).is_file():
+        there = ", ".join(list_versions(router_dir)) or "none"
+        raise ArtifactError(f"{router_dir}: version {version!r} does not exist (there: {there})")
+    return path
+
+
 def current_version(router_dir: Path) -> str:
     """The id in ``CURRENT`` (``base`` when there is no pointer)."""
     pointer = router_dir / POINTER
@@ -149,9 +158,7 @@ def new_version(router_dir: Path) -> Iterator[tuple[str, Path]]:
 
 def set_current(router_dir: Path, version: str, *, action: str, evidence: Mapping[str, Any] | None = None) -> str:
     """Point ``CURRENT`` at ``version`` atomically and append the move to ``history.jsonl``; returns the old id."""
-    path = version_path(router_dir, version)
-    if not (path / MANIFEST_NAME).is_file():
-        raise ArtifactError(f"{path / MANIFEST_NAME}: version {version!r} does not exist")
+    existing_version_path(router_dir, version)
     old = current_version(router_dir)
     write_text_atomic(router_dir / POINTER, version + "\n")
     entry = {

@@ -94,6 +94,10 @@ def test_retrain_promote_serve_rollback(setup: dict[str, Path], capsys: pytest.C
     assert "not promoted: v0001 keeps serving" in capsys.readouterr().out
     assert versions.current_version(mf) == "v0001"
     assert _learn(setup, "promote", *_pair(setup, setup["traffic"]), "--candidate", "v0001") == 2  # already serving
+    # a mistyped candidate: was '.../versions/v0009/manifest.json: manifest not found', after loading the encoder
+    capsys.readouterr()
+    assert _learn(setup, "promote", *_pair(setup, setup["traffic"]), "--candidate", "v0009") == 2
+    assert f"{mf}: version 'v0009' does not exist (there: base, v0001, v0002)" in capsys.readouterr().err
 
     assert main(["learn", "rollback", "--router-dir", str(mf)]) == 0
     assert versions.current_version(mf) == "base"

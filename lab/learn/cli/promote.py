@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    embedder = cli.embedder(args)
     router_dir = args.router_dir
-    candidate_path = versions.version_path(router_dir, args.candidate)
+    candidate_path = versions.existing_version_path(router_dir, args.candidate)
     serving = versions.resolve(router_dir)
     if serving.version == args.candidate:
         raise ValueError(f"{args.candidate} is already serving")
+    embedder = cli.embedder(args)
     candidate = load_scoring_router(candidate_path, embedder, strong=args.router_strong, weak=args.router_weak)
     prov = candidate.artifact.manifest.provenance
     if "learn_cfg_salt" not in prov:
