@@ -207,19 +207,26 @@ def _check_ports(ports: list[tuple[str, int]], host: str) -> str | None:
     )
 
 
-def _ready(addr: Addresses) -> bool:
-    """Both servers answer: the scorer's health is SERVING and the gateway's /readyz is 200."""
+def _scorer_serving(addr: Addresses) -> bool:
+    """The scorer's health is SERVING (every router loaded)."""
     import grpc
-    import httpx
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     try:
         with grpc.insecure_channel(f"{addr.dial_host}:{addr.scorer_port}") as channel:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
-        if status != health_pb2.HealthCheckResponse.SERVING:
-            return False
+    except grpc.RpcError:
+        return False
+    return bool(status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _gateway_ready(addr: Addresses) -> bool:
+    """The gateway's /readyz is 200."""
+    import httpx
+
+    try:
         return httpx.get(f"http://{addr.dial_host}:{addr.admin_port}/readyz", timeout=0.5).status_code == 200
-    except (grpc.RpcError, httpx.HTTPError):
+    except httpx.HTTPError:
         return False
 
 
@@ -331,18 +338,16 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     parent = os.getppid()
     hook = _die_with_parent_hook()
     print(f"ferryman up: starting on {addr.host}: " + "; ".join(addr.describe()), flush=True)
-    names = ["scorer", "gateway"]
-    children = []
+    names: list[str] = []
+    children: list[subprocess.Popen[bytes]] = []
     if args.demo:  # first, so that the gateway's first requests find it
         demo_cmd = [*ferryman, "demo-provider", "--host", addr.dial_host, "--port", str(demo_port)]
         children.append(subprocess.Popen(demo_cmd, preexec_fn=hook))
-        names.insert(0, "demo provider")
-    children += [
-        subprocess.Popen(scorer_cmd, preexec_fn=hook),
-        subprocess.Popen(gateway_cmd, env=gateway_env, preexec_fn=hook),
-    ]
+        names.append("demo provider")
+    children.append(subprocess.Popen(scorer_cmd, preexec_fn=hook))
+    names.append("scorer")
     status = 0
-    ready = False
+    gateway_started = ready = False
     try:
         while not stopping:
             if os.getppid() != parent:
@@ -353,7 +358,14 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
                 name, status = exited[0]
                 print(f"ferryman up: {name} exited with status {status}; stopping the other", flush=True)
                 break
-            if not ready and _ready(addr):
+            if not gateway_started:
+                # The gateway starts against a serving scorer, so that what only the scorer can tell (a policy's
+                # router that cannot route the configured tiers) stops start-up, as `ferryman gateway` does.
+                if _scorer_serving(addr):
+                    children.append(subprocess.Popen(gateway_cmd, env=gateway_env, preexec_fn=hook))
+                    names.append("gateway")
+                    gateway_started = True
+            elif not ready and _gateway_ready(addr):
                 ready = True
                 lines = addr.describe()
                 if args.demo:

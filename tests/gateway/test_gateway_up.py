@@ -203,6 +203,24 @@ def test_up_refuses_a_bad_config_with_its_message_and_starts_nothing(tmp_path):
         assert "starting" not in done.stdout
 
 
+def test_up_stops_on_a_policy_whose_router_cannot_route_the_tiers(fakes, tmp_path, tmp_path_factory):
+    """Was: up started the gateway beside a scorer still loading, so the gateway could not check its policies'
+    routers at start: 'ferryman up: ready', an ERROR line, and a 400 for every request of the policy. Now the
+    gateway starts once the scorer serves, and exits with the configuration error, as `ferryman gateway` does."""
+    from harness.tiers import three_tier_dict
+
+    cmd, env, _ = _up_command(fakes, tmp_path, tmp_path_factory)
+    config = tmp_path / "gateway.yaml"
+    data = three_tier_dict(fakes, policies={"pairwise": {"router": "bert", "threshold": 0.5}})
+    data["auth"] = {"disabled": True}
+    config.write_text(yaml.safe_dump(data))
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "configuration error: router 'bert' (ROUTER_TYPE_BERT) knows only one model pair" in done.stderr
+    assert "ferryman up: gateway exited with status 2; stopping the other" in done.stdout
+    assert "ferryman up: ready" not in done.stdout
+
+
 def test_up_refuses_ports_past_65535_and_a_bad_number_in_its_environment(tmp_path):
     """Was: `make run PORT_OFFSET=99999` started the gateway on ports wrapped modulo 65536 before the scorer died
     with a traceback, and PORT_OFFSET=abc was a ValueError traceback."""
