@@ -351,12 +351,16 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     try:
         while not stopping:
             if os.getppid() != parent:
-                print("ferryman up: parent process exited; stopping scorer and gateway", flush=True)
+                print(f"ferryman up: parent process exited; stopping {' and '.join(names)}", flush=True)
                 break
             exited = [(n, c.returncode) for n, c in zip(names, children, strict=True) if c.poll() is not None]
             if exited:
                 name, status = exited[0]
-                print(f"ferryman up: {name} exited with status {status}; stopping the other", flush=True)
+                others = " and ".join(n for n in names if n != name)  # the gateway starts only once the scorer serves
+                print(
+                    f"ferryman up: {name} exited with status {status}" + (f"; stopping {others}" if others else ""),
+                    flush=True,
+                )
                 break
             if not gateway_started:
                 # The gateway starts against a serving scorer, so that what only the scorer can tell (a policy's

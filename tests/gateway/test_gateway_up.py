@@ -217,7 +217,7 @@ def test_up_stops_on_a_policy_whose_router_cannot_route_the_tiers(fakes, tmp_pat
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "configuration error: router 'bert' (ROUTER_TYPE_BERT) knows only one model pair" in done.stderr
-    assert "ferryman up: gateway exited with status 2; stopping the other" in done.stdout
+    assert "ferryman up: gateway exited with status 2; stopping scorer" in done.stdout
     assert "ferryman up: ready" not in done.stdout
 
 
