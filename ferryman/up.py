@@ -317,7 +317,11 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     if taken:
         print(taken, file=sys.stderr, flush=True)
         return 2
-    gateway_env = _gateway_env(config, demo=args.demo)
+    try:
+        gateway_env = _gateway_env(config, demo=args.demo)
+    except ConfigError as exc:  # the client keys: auth.keys_file missing or not a list of keys
+        print(f"ferryman up: configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
     ferryman = [sys.executable, "-m", "ferryman"]
     scorer_cmd = [*ferryman, "scorer", "--routers-dir", str(args.routers_dir), "--encoder-dir", str(args.encoder_dir)]
     scorer_cmd += ["--host", addr.host, "--port", str(addr.scorer_port)]

@@ -223,17 +223,32 @@ class AuthConfig:
     keys_file: Path | None = None
 
     def load_keys(self, environ: Mapping[str, str] | None = None) -> frozenset[str]:
-        """The configured client keys: comma- or newline-separated, from the file and/or variable."""
+        """The configured client keys: comma- or newline-separated, from the file and/or variable.
+
+        Lines of the file starting with ``#`` are comments. A key cannot hold whitespace (a sentence, a
+        comment after a key): such an entry is an error naming where it is, never a key a client could send.
+        """
         env = os.environ if environ is None else environ
-        raw = []
+        sources: list[tuple[str, str]] = []
         if self.keys_file is not None:
             if not self.keys_file.is_file():
                 raise ConfigError(f"auth.keys_file: {self.keys_file} does not exist")
-            raw.append(self.keys_file.read_text(encoding="utf-8"))
+            text = self.keys_file.read_text(encoding="utf-8")
+            lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+            sources.append((f"auth.keys_file ({self.keys_file})", "\n".join(lines)))
         if self.keys_env:
-            raw.append(env.get(self.keys_env, ""))
-        keys = frozenset(k.strip() for chunk in raw for k in chunk.replace("\n", ",").split(",") if k.strip())
-        return keys
+            sources.append((f"the client keys in ${self.keys_env}", env.get(self.keys_env, "")))
+        keys: set[str] = set()
+        for where, chunk in sources:
+            for entry in (k.strip() for k in chunk.replace("\n", ",").split(",")):
+                if any(c.isspace() for c in entry):
+                    raise ConfigError(
+                        f"{where}: an entry contains whitespace; keys are comma- or newline-separated "
+                        "(a line starting with # is a comment)"
+                    )
+                if entry:
+                    keys.add(entry)
+        return frozenset(keys)
 
 
 @dataclass(frozen=True)

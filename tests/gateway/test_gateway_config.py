@@ -130,6 +130,24 @@ def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
     assert "\n" not in str(info.value) and "(line 2, column 1)" in str(info.value)
 
 
+def test_client_keys_file_comments_and_entries_with_whitespace(tmp_path):
+    """Was: every line was a key, so '# prod keys' became a client key and a file of comments alone started
+    a gateway that only that 'key' could use."""
+    from gateway.config import AuthConfig
+
+    keys = tmp_path / "keys"
+    keys.write_text("# prod keys\nk1\n  k2 , k3\n\n")
+    auth = AuthConfig(keys_env="KEYS", keys_file=keys)
+    assert auth.load_keys({"KEYS": "k4,"}) == {"k1", "k2", "k3", "k4"}
+    keys.write_text("# no keys yet\n")
+    assert auth.load_keys({}) == frozenset()  # and so the gateway refuses to start: no client API keys
+    for text, env in (("k1 old key\n", {}), ("k1\n", {"KEYS": "k2 k3"})):
+        keys.write_text(text)
+        with pytest.raises(ConfigError, match="an entry contains whitespace") as info:
+            auth.load_keys(env)
+        assert "k1" not in str(info.value) and "k2" not in str(info.value)
+
+
 def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_mutate(base(), "models.big.provider", "azure")))

@@ -195,6 +195,11 @@ def test_up_refuses_a_bad_config_with_its_message_and_starts_nothing(tmp_path):
         invalid: f"ferryman up: configuration error: {invalid}: models.gpt.base_url: required",
         tmp_path / "missing.yaml": f"cannot read config file {tmp_path / 'missing.yaml'}: No such file or directory",
     }
+    no_keys = tmp_path / "no-keys.yaml"  # was a ConfigError traceback
+    model = {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "price_in_per_mtok": 1, "price_out_per_mtok": 1}
+    data = {"models": {"a": model, "b": model}, "tiers": {"strong": {"models": ["a"]}, "weak": {"models": ["b"]}}}
+    no_keys.write_text(yaml.safe_dump(data | {"auth": {"keys_file": str(tmp_path / "keys")}}))
+    expected[no_keys] = f"ferryman up: configuration error: auth.keys_file: {tmp_path / 'keys'} does not exist"
     for config, message in expected.items():
         cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--port-offset", "17"]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
