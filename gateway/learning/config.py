@@ -27,9 +27,10 @@ class StoreConfig:
     """Where comparisons and ratings are kept: a SQLite file (one replica) or Redis (several)."""
 
     #: ``sqlite://PATH`` or a bare file path (``sqlite:///var/lib/x.db`` is the absolute /var/lib/x.db),
-    #: or ``redis://[:password@]host:port/db`` (``rediss://`` for TLS).
+    #: or ``redis://[:password@]host:port/db`` (``rediss://`` for TLS). Empty: ``url_env`` must be set.
     url: str = "sqlite://ferryman-learning.db"
     #: An environment variable holding the URL (wins over ``url`` when set: a Redis password stays out of the file).
+    #: Given without ``url``, the variable is required: the gateway never falls back to a local default file.
     url_env: str | None = None
     #: Records older than this are deleted.
     retention_days: float = 30.0
@@ -46,6 +47,22 @@ class StoreConfig:
     namespace: str = "ferryman"
     #: Writes waiting for the store beyond this many are dropped (and counted).
     max_pending_writes: int = 1000
+
+    def resolve_url(self, environ: Mapping[str, str]) -> str:
+        """The store's URL: ``url_env``'s variable when set, else ``url``; a ConfigError when neither is."""
+        value = environ.get(self.url_env, "").strip() if self.url_env else ""
+        if not value:
+            if not self.url:
+                raise ConfigError(
+                    f"learning.store.url_env: ${self.url_env} is not set, and there is no learning.store.url "
+                    "to fall back on"
+                )
+            return self.url
+        try:
+            store_target(value)
+        except ConfigError as exc:
+            raise ConfigError(f"learning.store.url_env: ${self.url_env}: {exc}") from None
+        return value
 
 
 @dataclass(frozen=True)
@@ -136,14 +153,16 @@ def store_target(url: str) -> tuple[Literal["redis", "sqlite"], str]:
 
 def _store(r: _Reader) -> StoreConfig:
     d = StoreConfig
-    url = r.get("url", str, d.url)
-    try:
-        store_target(url)
-    except ConfigError as exc:
-        raise ConfigError(f"{r._p('url')}: {exc}") from None
+    url_env = r.get("url_env", str)
+    url = r.get("url", str, "" if url_env else d.url)
+    if url or not url_env:  # with url_env alone, the variable's URL is checked at start (resolve_url)
+        try:
+            store_target(url)
+        except ConfigError as exc:
+            raise ConfigError(f"{r._p('url')}: {exc}") from None
     cfg = StoreConfig(
         url=url,
-        url_env=r.get("url_env", str),
+        url_env=url_env,
         retention_days=r.positive("retention_days", float, d.retention_days),
         max_records=r.positive("max_records", int, d.max_records),
         max_text_chars=r.positive("max_text_chars", int, d.max_text_chars),

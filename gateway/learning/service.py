@@ -94,9 +94,8 @@ class Learning:
         self._breaker_open = breaker_open
         self.metrics = LearningMetrics(registry, lc.metrics_window)
         Redactor(lc.redact, lc.store.max_text_chars)  # a bad redaction hook fails the start, not the worker
-        url = (environ.get(lc.store.url_env, "").strip() if lc.store.url_env else "") or lc.store.url
         store = open_store(
-            url,
+            lc.store.resolve_url(environ),
             namespace=lc.store.namespace,
             retention_s=lc.store.retention_days * 86_400,
             timeout_s=lc.store.timeout_s,

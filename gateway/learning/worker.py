@@ -320,7 +320,7 @@ class _Worker:
         self._report = Report()
         self._flush_scheduled = False
         store = open_store(
-            (environ.get(lc.store.url_env, "").strip() if lc.store.url_env else "") or lc.store.url,
+            lc.store.resolve_url(environ),
             namespace=lc.store.namespace,
             retention_s=lc.store.retention_days * 86_400,
             timeout_s=lc.store.timeout_s,

@@ -148,6 +148,31 @@ def test_client_keys_file_comments_and_entries_with_whitespace(tmp_path):
         assert "k1" not in str(info.value) and "k2" not in str(info.value)
 
 
+def test_a_learning_store_named_only_by_url_env_needs_the_variable(tmp_path):
+    """Was: learning.store.url_env naming an unset variable fell back to the default sqlite://ferryman-learning.db
+    in the working directory, silently: prompts stored in a local file instead of the shared Redis."""
+    learning = {"policies": ["p"], "feedback": {"enabled": True}, "store": {"url_env": "LEARN_URL"}}
+    store = parse_config(base() | {"learning": learning}).learning.store
+    assert store.resolve_url({"LEARN_URL": "redis://127.0.0.1:6379/0"}) == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigError, match=r"learning.store.url_env: \$LEARN_URL is not set, and there is no"):
+        store.resolve_url({})
+    with pytest.raises(ConfigError, match=r"learning.store.url_env: \$LEARN_URL: unknown scheme 'mysql'"):
+        store.resolve_url({"LEARN_URL": "mysql://db"})
+    learning["store"] = {"url_env": "LEARN_URL", "url": "sqlite:///tmp/x.db"}  # an explicit fallback stays one
+    assert parse_config(base() | {"learning": learning}).learning.store.resolve_url({}) == "sqlite:///tmp/x.db"
+    # at start, one line
+    learning["store"] = {"url_env": "LEARN_URL"}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(base() | {"learning": learning}))
+    env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": "k"}
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(path), "--http-port", "0", "--grpc-port", "0"]
+    argv += ["--admin-port", "0"]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "configuration error: learning.store.url_env: $LEARN_URL is not set" in proc.stderr
+    assert not (tmp_path / "ferryman-learning.db").exists()
+
+
 def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_mutate(base(), "models.big.provider", "azure")))
