@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.add_arguments(parser)
     try:
         return int(module.run(parser.parse_args(args[1:])) or 0)
+    except BrokenPipeError:  # `ferryman learn report | head`: the reader has gone; stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141  # as a shell reports a process ended by SIGPIPE
     except ModuleNotFoundError as exc:
         extra = missing_extra(exc)
         if extra is None:

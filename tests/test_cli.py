@@ -104,3 +104,17 @@ def test_a_missing_module_of_no_extra_is_not_hidden() -> None:
     assert cli.missing_extra(ModuleNotFoundError()) is None
     done = _ferryman_without(["numpy"], "learn", "versions", "--router-dir", "routers/mf")
     assert done.returncode == 1 and "Traceback" in done.stderr and "No module named 'numpy'" in done.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """Was: `ferryman learn report ... | head -4` ended in a BrokenPipeError traceback once head had its lines."""
+    keys = tmp_path / "keys"
+    keys.write_text("".join(f"key-{i}\n" for i in range(50_000)))
+    cmd = [sys.executable, "-m", "ferryman", "learn", "tenant-id"]
+    with keys.open("rb") as stdin:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"t-")
+    proc.stdout.close()  # the reader goes away while ferryman still writes
+    assert proc.wait(60) == 141
+    assert proc.stderr.read() == b""
