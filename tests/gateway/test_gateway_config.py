@@ -43,6 +43,8 @@ def test_shipped_configs_load(name):
     config = load_config(REPO / "config" / name)
     assert config.policies["ferryman-balanced"].strong_share == 0.3
     assert config.auth.disabled == (name == "gateway.dev.yaml")
+    if config.auth.disabled:  # was 0.0.0.0: an unauthenticated gateway on every interface
+        assert {config.server.grpc_host, config.server.http_host, config.admin.host} == {"127.0.0.1"}
 
 
 def _mutate(data: dict, path: str, value: object) -> dict:
