@@ -120,27 +120,30 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
         **encoder,
         **settings,
     }
+    origin: dict[str, str] = {}  # where a value came from, when not the recipe: the --set that gave it
     for item in overrides:
         key, value = _override(item, name)
         if key is not None:
             values[key] = value
+            origin[key] = f"--set {item}"
     fields = {f.name: f for f in dataclasses.fields(trainer.settings)}
     hints = typing.get_type_hints(trainer.settings)
     chosen: dict[str, Any] = {}
     seed = 0
     length_beta = 0.0
     for key, value in values.items():
+        where = origin.get(key, source)
         if key == "seed":
-            seed = _coerce(value, int, source, key)
+            seed = _coerce(value, int, where, key)
         elif key == "length_beta":
-            length_beta = _coerce(value, float, source, key)
+            length_beta = _coerce(value, float, where, key)
         elif key in _ENCODER:
-            encoder = {**encoder, key: _coerce(value, int, source, f"encoder.{key}")}
+            encoder = {**encoder, key: _coerce(value, int, where, f"encoder.{key}")}
         elif key in fields:
-            chosen[key] = _coerce(value, hints[key], source, key)
+            chosen[key] = _coerce(value, hints[key], where, key)
         else:
             known = ", ".join(["seed", "length_beta", *_ENCODER, *fields])
-            raise ValueError(f"{source}: {kind} has no setting {key!r}; known: {known}")
+            raise ValueError(f"{where}: {kind} has no setting {key!r}; known: {known}")
     golden = data.get("golden", [])
     if not isinstance(golden, list) or not all(isinstance(g, str) for g in golden):
         raise ValueError(f"{source}: data.golden must be a list of benchmark names")

@@ -80,7 +80,9 @@ def test_train_recipe_adds_a_length_head_standardised_on_the_training_prompts(tm
     [
         ({"kind": "mf", "settings": {"depth": 3}}, [], "mf has no setting 'depth'"),
         ({"kind": "mf", "settings": {"epochs": 1.5}}, [], "epochs must be int, got 1.5"),
-        ({"kind": "mf"}, ["lr=fast"], "lr must be float, got 'fast'"),
+        # a --set value's error names the --set, not the recipe file (was 'x.toml: lr must be ...')
+        ({"kind": "mf"}, ["lr=fast"], "^--set lr=fast: lr must be float, got 'fast'"),
+        ({"kind": "mf"}, ["x.depth=3"], "^--set x.depth=3: mf has no setting 'depth'"),
         ({"kind": "mf", "data": {"golden": ["mt-bench"]}}, [], "MT-Bench is for evaluation only"),
         ({"kind": "mf", "extra": 1}, [], "unknown key"),
         ({"kind": "knn"}, [], "unknown router kind 'knn'"),
