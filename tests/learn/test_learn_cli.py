@@ -98,6 +98,10 @@ def test_retrain_promote_serve_rollback(setup: dict[str, Path], capsys: pytest.C
     capsys.readouterr()
     assert _learn(setup, "promote", *_pair(setup, setup["traffic"]), "--candidate", "v0009") == 2
     assert f"{mf}: version 'v0009' does not exist (there: base, v0001, v0002)" in capsys.readouterr().err
+    # a bad gate setting before any work (was: after embedding the held-back slice)
+    assert _learn(setup, "promote", *_pair(setup, setup["traffic"]), "--candidate", "v0002", "--level", "0.5") == 2
+    out, err = capsys.readouterr()
+    assert "held-back slice" not in out and "gate level must be in (0.5, 1), is 0.5" in err
 
     assert main(["learn", "rollback", "--router-dir", str(mf)]) == 0
     assert versions.current_version(mf) == "base"

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
+    rule = cli.gate_rule(args)  # a bad --level / --resamples before any work
     router_dir = args.router_dir
     candidate_path = versions.existing_version_path(router_dir, args.candidate)
     serving = versions.resolve(router_dir)
@@ -59,7 +60,7 @@ def _promote(args: argparse.Namespace) -> int:
         candidate.score(prompts, embedder),
         served.score(prompts, embedder),
         np.array([s.verdict for s in held]),
-        cli.gate_rule(args),
+        rule,
     )
     print(
         f"serving {serving.artifact_version}: APGR {result.apgr_serving:.4f}; candidate {args.candidate}: "
