@@ -83,9 +83,14 @@ class BatchingConfig:
     bulk_nice: int = 10
 
     def __post_init__(self) -> None:
-        small = min(self.max_batch, self.max_batch_cost, self.max_queue_cost, self.max_caller_cost, self.quantum)
-        if small < 1 or self.workers < 1 or self.max_wait_s < 0 or self.share_s < 0 or not 0 <= self.bulk_nice <= 19:
-            raise ValueError(f"invalid batching config: {self}")
+        for name in ("max_batch", "max_batch_cost", "max_queue_cost", "max_caller_cost", "quantum", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, is {getattr(self, name)}")
+        for name in ("max_wait_s", "share_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, is {getattr(self, name)}")
+        if not 0 <= self.bulk_nice <= 19:
+            raise ValueError(f"bulk_nice must be in 0-19, is {self.bulk_nice}")
         if self.max_caller_cost > self.max_queue_cost:
             raise ValueError(
                 f"max caller cost ({self.max_caller_cost}) must not exceed the queue's ({self.max_queue_cost})"

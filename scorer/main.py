@@ -41,14 +41,36 @@ def _flag(
 ) -> None:
     env = ENV_PREFIX + name.upper().replace("-", "_")
     # A string default from the environment goes through ``type`` like a flag would, so a bad
-    # value is reported by argparse ("invalid int value") instead of a traceback.
+    # value is reported by argparse instead of a traceback; ``_EnvValue`` lets the message name the
+    # variable, and the choices are checked here (argparse checks them for flags only).
+    value = os.environ.get(env)
+
+    def typed(text: str) -> Any:
+        if not isinstance(text, _EnvValue):
+            return kind(text)
+        try:
+            out = kind(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{env}={str(text)!r}: {exc}") from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{env}={str(text)!r}: not a valid {typed.__name__}") from None
+        if choices is not None and out not in choices:
+            raise argparse.ArgumentTypeError(f"{env}={str(text)!r}: choose from {', '.join(choices)}")
+        return out
+
+    typed.__name__ = getattr(kind, "__name__", "value")  # argparse's 'invalid int value' for a bad flag
+
     parser.add_argument(
         f"--{name}",
-        type=kind,
-        default=os.environ.get(env, default),
+        type=typed,
+        default=default if value is None else _EnvValue(value),
         choices=choices,
         help=f"{text} [env {env}]",
     )
+
+
+class _EnvValue(str):
+    """A flag's default read from its ``FERRYMAN_SCORER_*`` variable (so its errors can name the variable)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

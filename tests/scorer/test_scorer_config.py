@@ -40,16 +40,26 @@ def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_values(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("FERRYMAN_SCORER_WORKERS", "two")
+    # a bad value from the environment names the variable (was "argument --workers: invalid int value: 'two'"),
+    # and a choice is checked there too (was: FERRYMAN_SCORER_ENCODER_PRECISION=fp16 taken, then "encoder graph
+    # missing; run `make setup`")
+    for var, value, message in (
+        ("WORKERS", "two", "FERRYMAN_SCORER_WORKERS='two': not a valid int"),
+        ("ENCODER_PRECISION", "fp16", "FERRYMAN_SCORER_ENCODER_PRECISION='fp16': choose from int8, fp32"),
+    ):
+        monkeypatch.setenv(f"FERRYMAN_SCORER_{var}", value)
+        with pytest.raises(SystemExit):
+            parse([])
+        assert message in capsys.readouterr().err
+        monkeypatch.delenv(f"FERRYMAN_SCORER_{var}")
     with pytest.raises(SystemExit):
-        parse([])
-    assert "invalid int value: 'two'" in capsys.readouterr().err
-    monkeypatch.delenv("FERRYMAN_SCORER_WORKERS")
+        parse(["--workers", "two"])
+    assert "argument --workers: invalid int value: 'two'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="must not exceed one caller's queue"):
         main.config_from_args(parse(["--max-caller-cost", "1000", "--max-request-cost", "2000"]))
     with pytest.raises(ValueError, match="must not exceed the queue's"):
         main.config_from_args(parse(["--max-caller-cost", "1000", "--max-queue-cost", "500"]))
-    with pytest.raises(ValueError, match="invalid batching config"):
+    with pytest.raises(ValueError, match=r"^workers must be >= 1, is 0$"):  # was the whole dataclass's repr
         main.config_from_args(parse(["--workers", "0"]))
     with pytest.raises(ValueError, match=r"blas threads \(0\)"):
         main.config_from_args(parse(["--blas-threads", "0"]))
