@@ -32,10 +32,11 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def cache_path(cache_dir: Path, encoder: Encoder) -> Path:
-    """Cache file for an encoder's precision and truncation spec."""
+def cache_path(cache_dir: Path, encoder: Encoder, stem: str = "emb") -> Path:
+    """Cache file for an encoder's precision and truncation spec; ``stem`` names what its graph outputs
+    (``emb``: the serving encoder's unit vectors; another graph's vectors get their own file)."""
     spec = encoder.spec
-    return cache_dir / f"emb-{spec.name}-{encoder.precision}-{spec.max_tokens}-{spec.head_tokens}.npz"
+    return cache_dir / f"{stem}-{spec.name}-{encoder.precision}-{spec.max_tokens}-{spec.head_tokens}.npz"
 
 
 def _load(path: Path, encoder: Encoder) -> dict[str, np.ndarray]:
@@ -64,13 +65,14 @@ def embed_cached(
     *,
     rows_per_run: int = 64,
     progress: bool = True,
+    stem: str = "emb",
 ) -> np.ndarray:
     """Embeddings ``[len(texts), dim]`` (float32), encoding only texts not yet cached.
 
-    ``cache_dir=None`` disables the cache (tests that must not share state).
+    ``cache_dir=None`` disables the cache (tests that must not share state); ``stem``: see ``cache_path``.
     """
     hashes = [text_hash(t) for t in texts]
-    path = cache_path(cache_dir, encoder) if cache_dir is not None else None
+    path = cache_path(cache_dir, encoder, stem) if cache_dir is not None else None
     known = _load(path, encoder) if path is not None else {}
     missing: dict[str, str] = {}
     for h, t in zip(hashes, texts, strict=True):

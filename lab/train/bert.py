@@ -12,6 +12,11 @@ scorer turns them into ``p[strong] + tie_weight * p[tie]``. Only the top
 
 Prompts are tokenized exactly as at serving time (head + tail truncation of
 the manifest's :class:`~scorer.artifacts.EncoderSpec`).
+
+The probe alone (``epochs = 0``) can be fitted on the features the scorer computes
+(``probe_features = "served"``, :class:`ServedFeatures`): the pooled vector of the int8 graph
+``ferryman build routers`` writes, which the head reads at serving time; the default ``"torch"``
+fits it on the fp32 torch features of the cached states (docs/training.md, "BERT").
 """
 
 from __future__ import annotations
@@ -20,18 +25,19 @@ import hashlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from lab.data.embed_cache import save_npz, stored_fingerprint, text_hash
+from lab.data.embed_cache import embed_cached, save_npz, stored_fingerprint, text_hash
 from lab.train.data import A_WINS, B_WINS, TIE, TrainingData, pair_groups
 from lab.train.export import base_model_path, load_base_encoder
 from lab.train.length_resid import length_direction, project_out
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import PROBE_TEXTS, TOKENIZER_FILE, WordpieceTokenizer
+from scorer.encoder import PROBE_TEXTS, TOKENIZER_FILE, Encoder, WordpieceTokenizer
 from scorer.routers.bert import LABELS
 
 log = logging.getLogger(__name__)
@@ -60,10 +66,50 @@ class BertConfig:
     # Probe-only options (issue #10, docs/lab-log.md 2026-12-05 05:45; default off):
     group_intercepts: bool = False  # per-group class intercepts while fitting the probe, not exported
     length_residual: bool = False  # probe on features with their length direction projected out, folded
+    # What the probe is fitted on (docs/lab-log.md, 2026-12-05 07:58): "torch", the fp32 torch features
+    # of the cached states; "served", the pooled vector of the int8 graph the scorer runs (ServedFeatures).
+    probe_features: Literal["torch", "served"] = "torch"
 
     def __post_init__(self) -> None:
         if (self.group_intercepts or self.length_residual) and self.epochs > 0:
             raise ValueError("group_intercepts and length_residual shape the linear probe only: they need epochs = 0")
+        if self.probe_features not in PROBE_FEATURES:
+            raise ValueError(f"probe_features must be one of {', '.join(PROBE_FEATURES)}, got {self.probe_features!r}")
+        if self.probe_features == "served" and self.epochs > 0:
+            raise ValueError('probe_features = "served" fits the probe alone: fine-tuning (epochs > 0) runs in torch')
+
+
+PROBE_FEATURES = ("torch", "served")
+#: ``embed_cached`` file stem of the served graph's pooled vectors (beside the encoder's ``emb-`` files).
+SERVED_STEM = "bert-pooled"
+
+
+class ServedFeatures:
+    """The pooled vectors the served BERT graph feeds its head, for fitting the probe on them.
+
+    ``ferryman build routers`` writes a probe-only router's graph from the base encoder plus the
+    head and quantises it whole (``scorer.graphs.build.build_bert_graphs``); the part before the
+    head is the base encoder's graph without its L2 normalisation. That graph is written by the
+    same builder (``build_encoder(pooled=True)``, int8, into a temporary directory) and run by the
+    scorer's own sessions (:class:`scorer.encoder.Encoder`: one sequence per run on the mask-free
+    graph, as the router runs), so the vectors are the ones the served head reads, bit for bit
+    (``tests/train/test_bert_served.py``). They are cached like MF's embeddings
+    (``lab.data.embed_cache``, file ``bert-pooled-...``), keyed by the graph's fingerprint.
+    """
+
+    def __init__(self, spec: EncoderSpec, cache_dir: Path | None, *, threads: int = 1, progress: bool = True) -> None:
+        from scorer.graphs.build import build_encoder
+
+        self.cache_dir = cache_dir
+        self.progress = progress
+        with tempfile.TemporaryDirectory(prefix="ferryman-bert-pooled-") as tmp:
+            build_encoder(Path(tmp), force=True, pooled=True)
+            self.encoder = Encoder(Path(tmp), precision="int8", spec=spec, threads=threads)
+            self.encoder.fingerprint  # noqa: B018 - computed while the graph files exist (sessions hold the graphs)
+
+    def features(self, prompts: Sequence[str]) -> np.ndarray:
+        """``[len(prompts), dim]`` float32 pooled vectors (cached under ``cache_dir``)."""
+        return embed_cached(prompts, self.encoder, self.cache_dir, progress=self.progress, stem=SERVED_STEM)
 
 
 def bert_labels(data: TrainingData, strong: str, weak: str) -> tuple[list[str], np.ndarray]:
@@ -164,6 +210,11 @@ def trained_prefixes(num_layers: int, train_layers: int) -> list[str]:
     if not 1 <= train_layers <= num_layers:
         raise ValueError(f"train_layers must be in 1..{num_layers}, got {train_layers}")
     return [f"inner.encoder.layer.{i}." for i in range(num_layers - train_layers, num_layers)] + [HEAD_PREFIX]
+
+
+def head_delta(weight: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
+    """The delta of a probe-only router: its head as fp16 arrays (as ``delta_of(module, 0)`` stores it)."""
+    return {f"{HEAD_PREFIX}weight": np.asarray(weight, np.float16), f"{HEAD_PREFIX}bias": np.asarray(bias, np.float16)}
 
 
 def delta_of(module: Any, train_layers: int) -> dict[str, np.ndarray]:

@@ -13,8 +13,9 @@ output is bit-identical to the torch export's (``tests/train/test_graph_equality
     x = LN(x + GELU_erf(x Wi + bi) Wo2 + bo2)
 
 Then mean pooling over the tokens (masked: ``sum(h * m) / max(sum(m), 1e-9)``; unpadded: a plain
-mean) and either L2 normalisation (``embedding``, the encoder) or a linear head (``logits``, the
-BERT router). Weight names are the state-dict names of ``transformers.BertModel``.
+mean) and either L2 normalisation (``embedding``, the encoder), a linear head (``logits``, the
+BERT router) or nothing (``pooled``: the vector the BERT router's head reads, which its probe is
+fitted on). Weight names are the state-dict names of ``transformers.BertModel``.
 """
 
 from __future__ import annotations
@@ -109,8 +110,13 @@ def build_bert_graph(
     masked: bool,
     head: Head | None = None,
     output_name: str = "embedding",
+    normalise: bool = True,
 ) -> onnx.ModelProto:
     """The fp32 graph of the encoder with mean pooling and L2 normalisation, or a ``head``.
+
+    Without a head and with ``normalise=False`` the output is the mean-pooled vector itself, the
+    input of a BERT router's head: its nodes are those of the router's graph up to the head, so
+    the int8 graph ``quantize_dynamic`` makes of it computes the served router's pooled vector.
 
     ``weights`` holds fp32 arrays under ``BertModel`` state-dict names (``embeddings.*``,
     ``encoder.layer.N.*``). ``masked`` graphs take ``input_ids``, ``attention_mask`` and
@@ -125,8 +131,10 @@ def build_bert_graph(
     for i in range(shape.num_hidden_layers):
         hidden = _layer(g, w, shape, f"encoder.layer.{i}.", hidden, additive)
     pooled = _masked_mean(g, hidden) if masked else g.op("ReduceMean", [hidden], "mean", axes=[1], keepdims=0)
-    if head is None:
+    if head is None and normalise:
         _l2_normalise(g, pooled, output_name)
+    elif head is None:
+        g.nodes.append(helper.make_node("Identity", [pooled], [output_name]))
     else:
         wt = g.init("head.weight", np.asarray(head.weight, dtype=np.float32))
         b = g.init("head.bias", np.asarray(head.bias, dtype=np.float32))

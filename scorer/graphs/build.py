@@ -100,8 +100,16 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_encoder(out_dir: Path, *, force: bool = False, base: BaseEncoder | None = None) -> Path:
-    """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``."""
+def build_encoder(
+    out_dir: Path, *, force: bool = False, base: BaseEncoder | None = None, pooled: bool = False
+) -> Path:
+    """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
+
+    ``pooled``: graphs without the L2 normalisation, whose output is the mean-pooled vector that
+    a BERT router's graph (``build_bert_graphs``) feeds its head, for fitting that head on the
+    numbers the scorer computes (``lab.train.bert.ServedFeatures``); ``encoder.json`` then says
+    ``"output": "pooled"``. Not for serving: the scorer's encoder returns unit vectors.
+    """
     meta_path = out_dir / ENCODER_META
     graphs = {
         model_file("fp32"): False,
@@ -116,7 +124,7 @@ def build_encoder(out_dir: Path, *, force: bool = False, base: BaseEncoder | Non
     print(f"writing the encoder graphs from {base.path / WEIGHTS_FILE} ...", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, unpadded in graphs.items():
-        model = build_bert_graph(base.weights, base.shape, masked=not unpadded)
+        model = build_bert_graph(base.weights, base.shape, masked=not unpadded, normalise=not pooled)
         (_write_fp32 if name == model_file("fp32") else _write_int8)(model, out_dir / name)
         print(f"  {out_dir / name} ({time.perf_counter() - t0:.1f} s)", flush=True)
     shutil.copyfile(base.path / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
@@ -128,6 +136,7 @@ def build_encoder(out_dir: Path, *, force: bool = False, base: BaseEncoder | Non
         "built_by": "ferryman build encoder (scorer.graphs, no torch)",
         "built_with": _versions(),
         "sha256": {name: _digest(out_dir / name) for name in graphs},
+        **({"output": "pooled"} if pooled else {}),
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(f"encoder written to {out_dir} in {time.perf_counter() - t0:.1f} s", flush=True)

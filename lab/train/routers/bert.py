@@ -11,10 +11,13 @@ from lab.train.bert import (
     LABELS,
     BertConfig,
     BertTrainer,
+    ServedFeatures,
     bert_groups,
     bert_labels,
     bert_weights,
     changed_layers,
+    head_delta,
+    probe_head,
     save_delta,
 )
 from lab.train.data import TrainingData
@@ -45,26 +48,36 @@ def train_bert_artifact(
     config: BertConfig,
     *,
     trainer: BertTrainer | None = None,
+    served: ServedFeatures | None = None,
     device: str = "cpu",
     build_onnx: bool = True,
     cache_dir: Path | None = None,
+    threads: int = 1,
 ) -> Path:
     """Probe + fine-tune, write ``delta.npz`` + manifest, then build the ONNX graph from base + delta.
 
     Pass a ``trainer`` built over a superset of the prompts to reuse its cached
     lower-layer states (cross-fitting trains k models on the same prompts);
-    ``cache_dir`` keeps those states on disk between runs.
+    ``cache_dir`` keeps those states on disk between runs. With ``config.probe_features =
+    "served"`` the probe is fitted on the served graph's pooled vectors instead (``served``, or
+    one made here; no torch states are needed).
     """
     t0 = time.perf_counter()
     prompts, labels = bert_labels(data, target.strong, target.weak)
-    if trainer is None:
-        trainer = BertTrainer(prompts, spec, config.train_layers, device=device, cache_dir=cache_dir)
-    elif missing := [p for p in prompts if p not in trainer.index]:
-        raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
     weights = bert_weights(data, target.strong, target.weak, config)
     groups = bert_groups(data, target.strong, target.weak) if config.group_intercepts else None
-    module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights, groups=groups)
-    save_delta(target.out_dir / "delta.npz", trainer.delta(module, config))
+    if config.probe_features == "served":
+        served = served or ServedFeatures(spec, cache_dir, threads=threads)
+        weight, bias = probe_head(served.features(prompts), labels, prompts, config, weights, groups)
+        delta = head_delta(weight, bias)
+    else:
+        if trainer is None:
+            trainer = BertTrainer(prompts, spec, config.train_layers, device=device, cache_dir=cache_dir)
+        elif missing := [p for p in prompts if p not in trainer.index]:
+            raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
+        module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights, groups=groups)
+        delta = trainer.delta(module, config)
+    save_delta(target.out_dir / "delta.npz", delta)
     counts = np.bincount(labels, minlength=len(LABELS))
     prov = provenance(
         data.provenance(),
@@ -100,6 +113,14 @@ def _train(
     data: TrainingData | None, target: Target, spec: EncoderSpec, settings: BertConfig, ctx: TrainContext
 ) -> Path:
     data = require_data(data, "bert")
+    if settings.probe_features == "served":
+        # One graph (and session) for every run of the series; its vectors are cached on disk.
+        served = ctx.shared.get("bert_served")
+        if served is None:
+            served = ctx.shared["bert_served"] = ServedFeatures(spec, ctx.cache_dir, threads=ctx.threads)
+        return train_bert_artifact(
+            data, target, spec, settings, served=served, build_onnx=ctx.build_onnx, cache_dir=ctx.cache_dir
+        )
     trainer = ctx.shared.get("bert_trainer")
     if trainer is None and ctx.pool is not None:
         # One pool (every prompt of the series) whose lower-layer states every run reuses.
