@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,12 +69,18 @@ class BertConfig:
     # What the probe is fitted on (docs/lab-log.md, 2026-12-05 07:58): "torch", the fp32 torch features
     # of the cached states; "served", the pooled vector of the int8 graph the scorer runs (ServedFeatures).
     probe_features: Literal["torch", "served"] = "torch"
+    # Precision of the head in the served graph (manifest params.head_precision): "int8", quantised with
+    # the encoder as ferryman build routers always did; "fp32", left out of the quantisation, so the
+    # scorer computes the probe's own logits on the served features.
+    served_head: Literal["int8", "fp32"] = "int8"
 
     def __post_init__(self) -> None:
         if (self.group_intercepts or self.length_residual) and self.epochs > 0:
             raise ValueError("group_intercepts and length_residual shape the linear probe only: they need epochs = 0")
         if self.probe_features not in PROBE_FEATURES:
             raise ValueError(f"probe_features must be one of {', '.join(PROBE_FEATURES)}, got {self.probe_features!r}")
+        if self.served_head not in ("int8", "fp32"):
+            raise ValueError(f"served_head must be int8 or fp32, got {self.served_head!r}")
         if self.probe_features == "served" and self.epochs > 0:
             raise ValueError('probe_features = "served" fits the probe alone: fine-tuning (epochs > 0) runs in torch')
 

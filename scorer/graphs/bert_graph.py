@@ -32,6 +32,8 @@ OPSET = 17
 IR_VERSION = 8  # what torch 2.x writes for opset 17; every onnxruntime >= 1.15 loads it
 INT64 = TensorProto.INT64
 FLOAT = TensorProto.FLOAT
+#: Name of the head's ``Gemm`` node (so that quantisation can leave it out: ``build_bert_graphs``).
+HEAD_NODE = "head"
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ def build_bert_graph(
     else:
         wt = g.init("head.weight", np.asarray(head.weight, dtype=np.float32))
         b = g.init("head.bias", np.asarray(head.bias, dtype=np.float32))
-        g.nodes.append(helper.make_node("Gemm", [pooled, wt, b], [output_name], alpha=1.0, beta=1.0, transB=1))
+        g.nodes.append(
+            helper.make_node("Gemm", [pooled, wt, b], [output_name], name=HEAD_NODE, alpha=1.0, beta=1.0, transB=1)
+        )
     out_dim = shape.hidden_size if head is None else int(head.weight.shape[0])
     graph = helper.make_graph(
         g.nodes,

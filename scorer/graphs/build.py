@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +35,16 @@ from scorer.artifacts import MANIFEST_NAME, Manifest, discover_artifacts, parse_
 from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
 from scorer.errors import ArtifactError
 from scorer.graphs.base import WEIGHTS_FILE, BaseEncoder, read_base_encoder
-from scorer.graphs.bert_graph import OPSET, Head, build_bert_graph
+from scorer.graphs.bert_graph import HEAD_NODE, OPSET, Head, build_bert_graph
 
 HEAD_PREFIX = "head."
 INNER_PREFIX = "inner."  # the BERT router module's name for the encoder inside it (lab.train.bert)
 BERT_ROLES = ("onnx", "onnx_unpadded")
+#: ``params.head_precision`` of a BERT artifact: its head quantised with the encoder (default) or kept fp32.
+HEAD_PRECISIONS = ("int8", "fp32")
+#: The head's nodes to leave out of the quantisation: quantize_dynamic first splits a ``Gemm`` into
+#: ``<name>_MatMul`` + ``<name>_Add`` and quantises the MatMul under its new name.
+_HEAD_NODES = [HEAD_NODE, f"{HEAD_NODE}_MatMul"]
 
 
 @contextlib.contextmanager
@@ -54,10 +59,11 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None) -> None:
+def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None, exclude: Sequence[str] = ()) -> None:
     """Dynamic int8 quantisation, per-channel (keeps embeddings faithful).
 
-    ``op_types`` limits which operator types are quantised (default: all that onnxruntime can).
+    ``op_types`` limits which operator types are quantised (default: all that onnxruntime can);
+    the nodes named in ``exclude`` stay fp32.
     """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -71,6 +77,7 @@ def quantize_int8(src: Path, dst: Path, op_types: list[str] | None = None) -> No
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=op_types,
+            nodes_to_exclude=list(exclude),
             extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
 
@@ -81,11 +88,11 @@ def _write_fp32(model: onnx.ModelProto, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _write_int8(model: onnx.ModelProto, dst: Path) -> None:
+def _write_int8(model: onnx.ModelProto, dst: Path, exclude: Sequence[str] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix="ferryman-graph-") as tmp:
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(fp32))
-        quantize_int8(fp32, int8)
+        quantize_int8(fp32, int8, exclude=exclude)
         shutil.copyfile(int8, dst.with_name(dst.name + ".tmp"))
     os.replace(dst.with_name(dst.name + ".tmp"), dst)
 
@@ -100,9 +107,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_encoder(
-    out_dir: Path, *, force: bool = False, base: BaseEncoder | None = None, pooled: bool = False
-) -> Path:
+def build_encoder(out_dir: Path, *, force: bool = False, base: BaseEncoder | None = None, pooled: bool = False) -> Path:
     """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
 
     ``pooled``: graphs without the L2 normalisation, whose output is the mean-pooled vector that
@@ -207,12 +212,18 @@ def build_bert_graphs(root: Path, *, force: bool = False, base: BaseEncoder | No
             del todo[role]
     if not todo:
         return []
+    head_precision = manifest.params.get("head_precision", "int8")
+    if head_precision not in HEAD_PRECISIONS:
+        raise ArtifactError(
+            f"{root / MANIFEST_NAME}: params.head_precision must be one of {', '.join(HEAD_PRECISIONS)},"
+            f" got {head_precision!r}"
+        )
     t0 = time.perf_counter()
     base = base or read_base_encoder()
     weights, head = apply_delta(base, _read_delta(root, manifest))
     for role, dst in todo.items():
         model = build_bert_graph(weights, base.shape, masked=role == "onnx", head=head, output_name="logits")
-        _write_int8(model, dst)
+        _write_int8(model, dst, exclude=_HEAD_NODES if head_precision == "fp32" else [])
         print(f"built {dst} in {time.perf_counter() - t0:.1f} s", flush=True)
     return list(todo.values())
 

@@ -7,6 +7,7 @@ and that the option is typed and refuses what it cannot do.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from lab.train.bert import SERVED_STEM, BertConfig, ServedFeatures, bert_labels,
 from lab.train.data import Pair, TrainingData
 from lab.train.jobs import Target, TrainContext
 from lab.train.recipe import load_recipe, train_recipe
-from scorer.artifacts import EncoderSpec, load_artifact
+from scorer.artifacts import MANIFEST_NAME, EncoderSpec, load_artifact
 from scorer.encoder import make_session
+from scorer.errors import ArtifactError
 from scorer.graphs.base import read_base_encoder
 from scorer.graphs.bert_graph import Head, build_bert_graph
-from scorer.graphs.build import quantize_int8
+from scorer.graphs.build import build_bert_graphs, quantize_int8
 from scorer.routers import load_router
 from scorer.routers.base import LoadContext
 
@@ -92,27 +94,47 @@ def _data() -> TrainingData:
     return TrainingData(pairs, ["mmlu"], counts={"mmlu": len(pairs)})
 
 
-def test_a_served_probe_router_is_its_probe_on_the_served_features(tmp_path: Path, served: ServedFeatures) -> None:
+@pytest.mark.parametrize(("head", "atol"), [("int8", 0.05), ("fp32", 1e-6)])
+def test_a_served_probe_router_is_its_probe_on_the_served_features(
+    tmp_path: Path, served: ServedFeatures, head: str, atol: float
+) -> None:
+    """The router the scorer serves gives the probe's probabilities on the served features: exactly (up to
+    float rounding) with an fp32 head, within the int8 head's rounding with the default int8 one."""
     data = _data()
-    recipe = load_recipe("bert", ["probe_features=served", "probe_c=1.0", "max_tokens=32", "head_tokens=8"])
-    assert recipe.settings.probe_features == "served"
+    sets = ["probe_features=served", f"served_head={head}", "probe_c=1.0", "max_tokens=32", "head_tokens=8"]
+    recipe = load_recipe("bert", sets)
+    assert (recipe.settings.probe_features, recipe.settings.served_head) == ("served", head)
     ctx = TrainContext(DEFAULT_ENCODER_DIR, cache_dir=served.cache_dir, threads=1)
     out = train_recipe(recipe, data, Target(tmp_path / "bert", "bert", STRONG, WEAK), ctx)
     artifact = load_artifact(out)
     assert artifact.manifest.provenance["cfg_probe_features"] == "served"
+    assert artifact.manifest.params.get("head_precision", "int8") == head
     delta = load_delta(out / "delta.npz")
     assert sorted(delta) == ["head.bias", "head.weight"]
     prompts, labels = bert_labels(data, STRONG, WEAK)
     feats = served.features(prompts)
     weight, bias = probe_head(feats, labels, prompts, recipe.settings, np.ones(len(labels)))
     np.testing.assert_array_equal(delta["head.weight"], weight.astype(np.float16))
-    # Served: the int8 graph's logits on those features (its head is quantised, so close, not equal).
+    np.testing.assert_array_equal(delta["head.bias"], bias.astype(np.float16))
+    # Served: the graph's logits on those features (an int8 head is quantised: close, not equal).
     router = load_router(artifact, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
     logits = served.features(PROMPTS).astype(np.float64) @ delta["head.weight"].T.astype(np.float64)
     logits += delta["head.bias"].astype(np.float64)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(router.probabilities(PROMPTS), p, atol=0.05)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(router.probabilities(PROMPTS), p, atol=atol)  # type: ignore[attr-defined]
+
+
+def test_an_unknown_head_precision_is_refused_when_the_graphs_are_built(tmp_path: Path) -> None:
+    recipe = load_recipe("bert", ["probe_features=served", "max_tokens=32", "head_tokens=8"])
+    ctx = TrainContext(DEFAULT_ENCODER_DIR, cache_dir=None, threads=1, build_onnx=False)
+    out = train_recipe(recipe, _data(), Target(tmp_path / "bert", "bert", STRONG, WEAK), ctx)
+    path = out / MANIFEST_NAME
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["params"]["head_precision"] = "fp16"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="head_precision must be one of int8, fp32, got 'fp16'"):
+        build_bert_graphs(out)
 
 
 @pytest.mark.parametrize(
@@ -120,9 +142,10 @@ def test_a_served_probe_router_is_its_probe_on_the_served_features(tmp_path: Pat
     [
         ({"probe_features": "onnx"}, "probe_features must be one of torch, served"),
         ({"probe_features": "served", "epochs": 1}, "fine-tuning"),
+        ({"served_head": "fp16"}, "served_head must be int8 or fp32"),
     ],
 )
 def test_probe_features_refuses_what_it_cannot_do(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BertConfig(**kwargs)  # type: ignore[arg-type]
-    assert BertConfig().probe_features == "torch"  # the default until the lab log says otherwise
+    assert (BertConfig().probe_features, BertConfig().served_head) == ("torch", "int8")  # defaults until adopted

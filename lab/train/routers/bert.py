@@ -99,7 +99,12 @@ def train_bert_artifact(
         built={"onnx": ONNX_FILE, "onnx_unpadded": ONNX_UNPADDED_FILE},
         encoder=spec,
         prov=prov,
-        params={"labels": list(LABELS), "tie_weight": 0.5, "train_layers": changed_layers(config)},
+        params={
+            "labels": list(LABELS),
+            "tie_weight": 0.5,
+            "train_layers": changed_layers(config),
+            **({"head_precision": config.served_head} if config.served_head != "int8" else {}),
+        },
     )
     if build_onnx:
         from scorer.graphs.build import build_bert_graphs
