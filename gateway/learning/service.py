@@ -129,9 +129,10 @@ class Learning:
     async def start(self) -> None:
         """Start the worker and open the store (a store failure is logged and counted; serving goes on)."""
         log.warning(
-            "learning from traffic is ON: prompts and answers of policies %s are stored in a %s store (%s)",
+            "learning from traffic is ON: prompts and answers of policies %s are stored in a %s store at %s (%s)",
             ", ".join(self._lc.policies),
             self.store.store.kind,
+            self.store.store.where,
             json.dumps(describe(self._lc)),
         )
         await self.worker.start()

@@ -49,6 +49,11 @@ class Store(Protocol):
     #: "sqlite" or "redis" (for logs and metrics; never the URL, which may hold a password).
     kind: str
 
+    @property
+    def where(self) -> str:
+        """Where the data lives, for the operator's log: the SQLite file, or Redis host:port/db (no password)."""
+        ...
+
     async def open(self) -> None:
         """Connect / create the schema (raises StoreError)."""
         ...
@@ -111,6 +116,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path, busy_timeout_s: float = 2.0) -> None:
         self.path = path
+        self.where = str(path.absolute())
         self._busy_ms = int(busy_timeout_s * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning-sqlite")
         self._conn: sqlite3.Connection | None = None
@@ -254,6 +260,8 @@ class RedisStore:
             )
         except ValueError as exc:  # the message would echo the URL, which may hold a password
             raise ConfigError("learning.store.url is not a valid redis:// or rediss:// URL") from exc
+        conn = self._redis.connection_pool.connection_kwargs
+        self.where = str(conn.get("path") or f"{conn.get('host')}:{conn.get('port')}/{conn.get('db', 0)}")
         self._ns = f"{namespace}:learn"
         self._ttl = max(1, int(retention_s))
         self._rate = self._redis.register_script(_RATE)

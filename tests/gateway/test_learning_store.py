@@ -166,3 +166,11 @@ def test_store_urls():
     with pytest.raises(ConfigError) as err:
         open_store("redis://:secret@host:notaport/0")
     assert "secret" not in str(err.value)
+
+
+def test_a_store_says_where_its_data_is_without_a_password(tmp_path, monkeypatch):
+    """For the gateway's 'learning from traffic is ON' line, which said only 'a sqlite store' (which file?)."""
+    monkeypatch.chdir(tmp_path)
+    assert open_store("sqlite://learning.db").where == str(tmp_path / "learning.db")
+    assert open_store("redis://:secret@cache.internal:6380/3").where == "cache.internal:6380/3"
+    assert open_store("unix:///run/redis.sock?db=1").where == "/run/redis.sock"
