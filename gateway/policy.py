@@ -338,7 +338,8 @@ class Policy:
         if not self._calibrated:
             raise ScorerUnavailableError("NO_CALIBRATION")  # no table fetched yet
         if router not in self._routers:
-            raise UnknownModelError(f"unknown router {router!r}", param="model")
+            served = ", ".join(sorted(self._routers)) or "none"
+            raise UnknownModelError(f"unknown router {router!r}; the scorer serves: {served}", param="model")
         return self._routers[router].table
 
     def _warmup(self, spec: RouteSpec, router: str, *, llm: bool) -> tuple[float, ...] | None:

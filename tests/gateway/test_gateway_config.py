@@ -234,6 +234,9 @@ def test_a_router_the_scorer_does_not_serve_is_an_error_naming_the_config_field(
         assert client.chat.completions.create(model="ferryman-balanced", messages=messages).choices
         with pytest.raises(openai.BadRequestError, match="unknown router 'zz'"):  # a client's own name: as before
             client.chat.completions.create(model="router-zz-0.5", messages=messages)
+        with pytest.raises(openai.NotFoundError) as missing:  # was "unknown router 'zz'" alone
+            client.chat.completions.create(model="router-zz-s0.3", messages=messages)
+        assert missing.value.message.endswith("unknown router 'zz'; the scorer serves: bert, mf, random, sw")
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert f"configuration error: router 'fm' (policies.typo.router) is not served by the scorer, {served}" in errors
     assert (
