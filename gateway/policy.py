@@ -217,6 +217,7 @@ class Policy:
         # requests for it get that message; not fatal, as a scorer serving fewer routers may be being rolled out
         self._missing: dict[str, str] = {}
         self._calibrated = False
+        self._refresh_error = ""  # why the last ListRouters failed (a gRPC status name)
         self._refresher: asyncio.Task[None] | None = None
         # The artifact version each table belongs to (RouterInfo.artifact_version): a Score answer
         # from another version (the scorer reloaded a promoted or rolled-back one) refetches the
@@ -259,7 +260,8 @@ class Policy:
     async def _refresh(self) -> bool:
         try:
             routers = await self._scorer.list_routers()
-        except ScorerUnavailableError:
+        except ScorerUnavailableError as exc:
+            self._refresh_error = str(exc)
             return False
         self._routers = {
             r.name: RouterFacts(
@@ -320,12 +322,26 @@ class Policy:
             self._version_refresh = asyncio.create_task(self._refresh())
 
     async def _refresh_forever(self) -> None:
+        """Refetch the tables every ``calibration_refresh_s`` (every second until the first answer); a failure
+        is logged once per outage, with what it means, and the scorer answering again once."""
         period = self._config.scorer.calibration_refresh_s
+        target = self._config.scorer.target
+        failing = False
         while True:
             await asyncio.sleep(period if self._calibrated else min(1.0, period))
             ok = await self._refresh()
-            if not ok:
-                log.warning("scorer ListRouters failed; keeping the previous calibration tables")
+            if not ok and not failing:
+                log.warning(
+                    "scorer %s does not answer ListRouters (%s); %s, until it does (logged once)",
+                    target,
+                    self._refresh_error,
+                    "keeping the calibration tables fetched before"
+                    if self._calibrated
+                    else "share-based policies route by their scorer-down tier",
+                )
+            elif ok and failing:
+                log.info("scorer %s answers ListRouters again; calibration tables refreshed", target)
+            failing = not ok
 
     def routers(self) -> dict[str, bool]:
         """The scorer's routers (as last fetched), each with whether it has a calibration table."""

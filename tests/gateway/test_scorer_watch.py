@@ -83,3 +83,34 @@ def test_self_check_warns_when_a_full_window_would_miss_the_deadline(
     over = [r for r in caplog.records if "over scorer.deadline_ms" in r.getMessage()]
     assert (len(over) == 2) == warns and (not over) == (not warns)
     assert any("router missing" in r.getMessage() for r in caplog.records)  # a router the scorer lacks is named
+
+
+def test_a_scorer_that_does_not_answer_list_routers_is_logged_once_then_its_return(fakes, test_routers, caplog):
+    """Was: 'scorer ListRouters failed; keeping the previous calibration tables' at WARNING every second for as
+    long as the scorer was away (and with no table fetched yet there were none to keep), without the address."""
+    import time
+
+    from gateway.config import parse_config
+    from harness.gateway import GatewayThread, config_dict
+    from harness.processes import free_port
+
+    port = free_port()
+    data = config_dict(fakes, scorer_target=f"dns:///127.0.0.1:{port}")
+
+    def said(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "gateway.policy" and text in r.getMessage()]
+
+    with caplog.at_level(logging.INFO, logger="gateway.policy"), GatewayThread(parse_config(data)):
+        time.sleep(3.5)  # about three refreshes at 1 s
+        with scorer_in_thread(test_routers, port=port):
+            deadline = time.monotonic() + 30  # the channel's reconnect back-off
+            while not said("answers ListRouters again") and time.monotonic() < deadline:
+                time.sleep(0.2)
+    down = said("does not answer ListRouters")
+    assert down == [
+        f"scorer dns:///127.0.0.1:{port} does not answer ListRouters (UNAVAILABLE); share-based policies route by "
+        "their scorer-down tier, until it does (logged once)"
+    ]
+    assert said("answers ListRouters again") == [
+        f"scorer dns:///127.0.0.1:{port} answers ListRouters again; calibration tables refreshed"
+    ]
