@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from ferryman.ports import MAX_PORT
+from ferryman.ports import MAX_PORT, grpc_target
 from gateway.calibration_online import CalibrationConfig, parse_calibration
 from gateway.errors import ConfigError
 from gateway.learning.config import LearningConfig, parse_learning
@@ -445,8 +445,13 @@ def parse_config(data: Any) -> GatewayConfig:
 
     sr = _Reader(top.raw("scorer"), "scorer")
     d = ScorerClientConfig
+    target = sr.get("target", str, d.target)
+    try:
+        grpc_target(target)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"scorer.target: {exc}") from None
     scorer = ScorerClientConfig(
-        target=sr.get("target", str, d.target),
+        target=target,
         deadline_ms=sr.positive("deadline_ms", float, d.deadline_ms),
         list_routers_deadline_ms=sr.positive("list_routers_deadline_ms", float, d.list_routers_deadline_ms),
         calibration_refresh_s=sr.positive("calibration_refresh_s", float, d.calibration_refresh_s),

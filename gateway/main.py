@@ -160,7 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--admin-port", type=ports.port, help="override admin.port: /metrics, /readyz (0: any free port)"
     )
     parser.add_argument("--host", help="override both listen hosts")
-    parser.add_argument("--scorer", help="override scorer.target, e.g. dns:///scorer:50051")
+    parser.add_argument("--scorer", type=ports.grpc_target, help="override scorer.target, e.g. dns:///scorer:50051")
     parser.add_argument(
         "--port-file", type=Path, help="write {grpc_port, http_port, admin_port} as JSON here once serving"
     )

@@ -91,6 +91,9 @@ BAD = [
     ("admin.port", -1, "admin.port: must be >= 0"),
     ("admin.port", 65536, "admin.port: must be a port number (0 to 65535), got 65536"),
     ("server.http_port", 150050, "server.http_port: must be a port number (0 to 65535), got 150050"),
+    # a target gRPC would take and then fail every call with (was: accepted, the scorer 'never answering')
+    ("scorer.target", "127.0.0.1:150051", "scorer.target: '127.0.0.1:150051': port '150051' is not a port number"),
+    ("scorer.target", "http://scorer:50051", "scorer.target: 'http://scorer:50051' is a URL; a gRPC target is"),
     # a mistyped field is named, not the check it makes fail (was: 'set exactly one of ...', 'required')
     ("policies.p", {"router": "mf", "strong_shar": 0.3}, "policies.p: unknown field(s) strong_shar"),
     (
@@ -183,6 +186,8 @@ def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     assert proc.returncode == 2 and "models.big.provider" in proc.stderr
     proc = subprocess.run([*run, str(bad), "--http-port", "70000"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "--http-port: 70000 is not a port number (0 to 65535)" in proc.stderr
+    proc = subprocess.run([*run, str(bad), "--scorer", "dns:///s:99999"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--scorer: 'dns:///s:99999': port '99999' is not a port number" in proc.stderr
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(base()))
     env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": ""}
