@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -177,7 +178,15 @@ def store_argument(parser: argparse.ArgumentParser) -> None:
         " a Redis password out of the process list)",
     )
     parser.add_argument("--namespace", default="ferryman", help="Redis key prefix (learning.store.namespace)")
-    parser.add_argument("--since-days", type=float, help="only records of the last N days (default: all)")
+    parser.add_argument("--since-days", type=days, help="only records of the last N days (default: all)")
+
+
+def days(text: str) -> float:
+    """An ``argparse`` type: a number of days > 0 (was: -1 read as 'from tomorrow', so nothing, silently)."""
+    value = float(text)  # a ValueError: argparse's "invalid days value"
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of days > 0")
+    return value
 
 
 def open_from_args(args: argparse.Namespace) -> Store:

@@ -31,3 +31,14 @@ def test_export_refuses_an_output_format_it_does_not_write(tmp_path: Path):
         done = learn("export", "--store", f"sqlite://{store}", "--out", str(tmp_path / name))
         assert done.returncode == 2 and "must end in .csv" in done.stderr, (name, done.stderr)
         assert not (tmp_path / name).exists()
+
+
+def test_since_days_must_be_a_positive_number(tmp_path: Path):
+    """Was: --since-days -1 exported 'wrote 0 labelled comparisons of 0 records' (exit 0), and 0 everything."""
+    store = tmp_path / "learning.db"
+    store.touch()
+    for value in ("-1", "0", "nan"):
+        done = learn("export", "--store", f"sqlite://{store}", "--out", str(tmp_path / "x.csv"), "--since-days", value)
+        assert done.returncode == 2, (value, done.stdout)
+        assert f"argument --since-days: {value} is not a number of days > 0" in done.stderr
+    assert not (tmp_path / "x.csv").exists()
