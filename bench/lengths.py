@@ -120,9 +120,9 @@ def raw_graph(routers_dir: Path, router: str, encoder_dir: Path, texts: Sequence
         role = "onnx_unpadded" if "onnx_unpadded" in m.files else "onnx"
         path = artifact.path(role)
     else:
-        path = encoder_dir / model_file("int8", unpadded=True)
+        path = encoder_dir / model_file("int8", unpadded=True, layers=spec.layers)
         if not path.is_file():
-            path = encoder_dir / model_file("int8")
+            path = encoder_dir / model_file("int8", layers=spec.layers)
     tok = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, spec)
     batches = [tok.pad([ids]) for ids in tok.ids(texts)]
     idle = default_idle_threads()

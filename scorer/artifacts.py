@@ -34,18 +34,25 @@ from scorer.errors import ArtifactError
 MANIFEST_NAME = "manifest.json"
 # The manifest's ``format_version`` says what a reader must understand to score the artifact as
 # it was calibrated: 1, the base format; 2, an artifact with ``params.length_head`` (its term
-# clamped at +-3 training standard deviations, scorer/routers/length_head.py). The writer picks
-# the lowest version that holds the manifest, so an artifact without a head stays 1 and loads in
-# every scorer, and a scorer that does not know the head refuses a headed artifact
-# ("unsupported format_version 2") instead of serving it with different win rates.
+# clamped at +-3 training standard deviations, scorer/routers/length_head.py); 3, an artifact whose
+# ``encoder.layers`` keeps fewer than the base encoder's layers (a truncated MiniLM: other
+# embeddings, so a reader that ignored the field would serve it with the full encoder's numbers).
+# The writer picks the lowest version that holds the manifest, so an artifact without a head stays
+# 1 and loads in every scorer, and a scorer that does not know a feature refuses an artifact that
+# uses it ("unsupported format_version 3") instead of serving it with different win rates.
 FORMAT_VERSION = 1
 LENGTH_HEAD_FORMAT_VERSION = 2
-FORMAT_VERSIONS = (FORMAT_VERSION, LENGTH_HEAD_FORMAT_VERSION)
+LAYERS_FORMAT_VERSION = 3
+FORMAT_VERSIONS = (FORMAT_VERSION, LENGTH_HEAD_FORMAT_VERSION, LAYERS_FORMAT_VERSION)
 LENGTH_HEAD_PARAM = "length_head"  # the params key (parsed by scorer.routers.length_head)
+#: Transformer layers of the base encoder (all-MiniLM-L6-v2); ``EncoderSpec.layers`` keeps the first N.
+FULL_LAYERS = 6
 
 
-def format_version_for(params: Mapping[str, Any]) -> int:
-    """The ``format_version`` a manifest with these ``params`` is written with."""
+def format_version_for(params: Mapping[str, Any], encoder: EncoderSpec | None = None) -> int:
+    """The ``format_version`` a manifest with these ``params`` and ``encoder`` is written with."""
+    if encoder is not None and encoder.layers != FULL_LAYERS:
+        return LAYERS_FORMAT_VERSION
     return LENGTH_HEAD_FORMAT_VERSION if LENGTH_HEAD_PARAM in params else FORMAT_VERSION
 
 
@@ -90,6 +97,17 @@ class EncoderSpec:
     name: str = "all-MiniLM-L6-v2"
     max_tokens: int = 256
     head_tokens: int = 32
+    #: The first ``layers`` transformer layers of the base encoder are run (1..``FULL_LAYERS``),
+    #: then the same mean pooling and normalisation: fewer layers, less arithmetic per token and
+    #: other embeddings. Part of the spec, so a router is always served (and its embeddings cached,
+    #: ``Encoder.fingerprint``) with the depth it was trained on. Written to a manifest only when
+    #: it is not the full depth (format_version 3).
+    layers: int = FULL_LAYERS
+
+
+def encoder_label(spec: EncoderSpec) -> str:
+    """The encoder's name as ListRouters reports it: with its depth when truncated (``EncoderSpec.layers``)."""
+    return spec.name if spec.layers == FULL_LAYERS else f"{spec.name} (first {spec.layers} of {FULL_LAYERS} layers)"
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,7 @@ class Manifest:
     @property
     def format_version(self) -> int:
         """Written to ``manifest.json``: follows from the content (:func:`format_version_for`)."""
-        return format_version_for(self.params)
+        return format_version_for(self.params, self.encoder)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, as written to ``manifest.json``."""
@@ -121,6 +139,8 @@ class Manifest:
         out["provenance"] = dict(self.provenance)
         out["params"] = dict(self.params)
         out["format_version"] = self.format_version
+        if self.encoder is not None and self.encoder.layers == FULL_LAYERS:
+            del out["encoder"]["layers"]  # the base depth: the manifest reads as before layers existed
         if self.calibration is not None:
             out["calibration"] = {
                 "reference": self.calibration.reference,
@@ -162,6 +182,22 @@ def _parse_calibration(raw: Any, where: Path) -> Calibration | None:
     return Calibration(reference=str(raw.get("reference", "")), points=tuple(points))
 
 
+def _parse_encoder(raw: Any, where: Path) -> EncoderSpec | None:
+    if raw is None:
+        return None
+    _require(isinstance(raw, dict), where, "encoder must be an object")
+    for key in ("max_tokens", "head_tokens", "layers"):
+        _require(key not in raw or type(raw[key]) is int, where, f"encoder.{key} must be an integer")
+    encoder = EncoderSpec(**{k: raw[k] for k in ("name", "max_tokens", "head_tokens", "layers") if k in raw})
+    _require(0 <= encoder.head_tokens < encoder.max_tokens - 2, where, "encoder.head_tokens must be < max_tokens - 2")
+    _require(
+        1 <= encoder.layers <= FULL_LAYERS,
+        where,
+        f"encoder.layers must be 1..{FULL_LAYERS} (the base encoder's layers), is {encoder.layers}",
+    )
+    return encoder
+
+
 def parse_manifest(raw: Any, where: Path) -> Manifest:
     """Validate a decoded manifest; ``where`` names the file in errors."""
     _require(isinstance(raw, dict), where, "manifest must be a JSON object")
@@ -172,16 +208,21 @@ def parse_manifest(raw: Any, where: Path) -> Manifest:
     )
     params = raw.get("params") or {}
     _require(isinstance(params, dict), where, "params must be an object")
-    need = format_version_for(params)
-    _require(
-        fmt == need,
-        where,
-        f"params.{LENGTH_HEAD_PARAM} needs format_version {LENGTH_HEAD_FORMAT_VERSION}, is {fmt} (written before the "
-        "head's clamp at +-3 training sd, so its calibration may not match: retrain or recalibrate it)"
-        if need == LENGTH_HEAD_FORMAT_VERSION
-        else f"format_version {fmt} is for an artifact with params.{LENGTH_HEAD_PARAM}, which this one lacks "
-        f"(expected format_version {need})",
-    )
+    encoder = _parse_encoder(raw.get("encoder"), where)
+    need = format_version_for(params, encoder)
+    if need == LAYERS_FORMAT_VERSION:
+        why = f"encoder.layers {encoder.layers if encoder else FULL_LAYERS} needs format_version {need}, is {fmt}"
+    elif need == LENGTH_HEAD_FORMAT_VERSION:
+        why = (
+            f"params.{LENGTH_HEAD_PARAM} needs format_version {need}, is {fmt} (written before the head's clamp "
+            "at +-3 training sd, so its calibration may not match: retrain or recalibrate it)"
+        )
+    else:
+        why = (
+            f"format_version {fmt} is for an artifact with params.{LENGTH_HEAD_PARAM} or a truncated encoder "
+            f"(encoder.layers), which this one lacks (expected format_version {need})"
+        )
+    _require(fmt == need, where, why)
     for key in ("name", "kind", "version", "default_strong", "default_weak"):
         _require(isinstance(raw.get(key), str) and raw[key], where, f"missing or empty field {key!r}")
     models = raw.get("models")
@@ -204,14 +245,6 @@ def parse_manifest(raw: Any, where: Path) -> Manifest:
             f"files.{role} must stay inside the artifact",
         )
         files[role] = ArtifactFile(path=rel, sha256=spec.get("sha256"), built_by=spec.get("built_by"))
-    enc_raw = raw.get("encoder")
-    encoder = None
-    if enc_raw is not None:
-        _require(isinstance(enc_raw, dict), where, "encoder must be an object")
-        encoder = EncoderSpec(**{k: enc_raw[k] for k in ("name", "max_tokens", "head_tokens") if k in enc_raw})
-        _require(
-            0 <= encoder.head_tokens < encoder.max_tokens - 2, where, "encoder.head_tokens must be < max_tokens - 2"
-        )
     return Manifest(
         name=raw["name"],
         kind=raw["kind"],

@@ -38,7 +38,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from scorer.artifacts import EncoderSpec, read_json_file
+from scorer.artifacts import FULL_LAYERS, EncoderSpec, read_json_file
 from scorer.errors import ArtifactError
 
 Precision = Literal["int8", "fp32"]
@@ -73,9 +73,14 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def model_file(precision: Precision, *, unpadded: bool = False) -> str:
-    """File name of the encoder graph for a precision (``unpadded``: the mask-free graph)."""
-    return f"model.{precision}.unpadded.onnx" if unpadded else f"model.{precision}.onnx"
+def model_file(precision: Precision, *, unpadded: bool = False, layers: int = FULL_LAYERS) -> str:
+    """File name of the encoder graph for a precision (``unpadded``: the mask-free graph).
+
+    A graph of the first ``layers`` layers only (``EncoderSpec.layers``) is ``model.<p>[.unpadded].L<n>.onnx``;
+    the full encoder's names are unchanged.
+    """
+    depth = "" if layers == FULL_LAYERS else f".L{layers}"
+    return f"model.{precision}{'.unpadded' if unpadded else ''}{depth}.onnx"
 
 
 def truncate_ids(ids: Sequence[int], max_tokens: int, head_tokens: int) -> list[int]:
@@ -531,14 +536,21 @@ class Encoder:
         threads: Threads | int = 1,
     ) -> None:
         self.meta = self.read_meta(encoder_dir)
-        model_path = encoder_dir / model_file(precision)
-        if not model_path.is_file():
-            raise ArtifactError(f"{model_path}: encoder graph missing; run `make setup`")
         self.spec = spec or EncoderSpec(name=str(self.meta.get("name", "all-MiniLM-L6-v2")))
+        layers = self.spec.layers
+        model_path = encoder_dir / model_file(precision, layers=layers)
+        if not model_path.is_file():
+            hint = (
+                "run `make setup`"
+                if layers == FULL_LAYERS
+                else f"this router's encoder keeps {layers} of {FULL_LAYERS} layers (its manifest's encoder.layers): "
+                f"run `ferryman build encoder --layers {layers}` (`make setup` builds every depth the routers name)"
+            )
+            raise ArtifactError(f"{model_path}: encoder graph missing; {hint}")
         self.precision = precision
         self.dim = int(str(self.meta.get("dim", 384)))
         self.tokenizer = WordpieceTokenizer(encoder_dir / TOKENIZER_FILE, self.spec)
-        unpadded_path = encoder_dir / model_file(precision, unpadded=True)
+        unpadded_path = encoder_dir / model_file(precision, unpadded=True, layers=layers)
         self._graphs = GraphPair(model_path, unpadded_path if unpadded_path.is_file() else None, threads)
         self.rows_per_run_limit = allowed_rows_per_run(model_path, 1 << 30)
 
@@ -551,11 +563,15 @@ class Encoder:
         Caches of embeddings or scores key by it, so that a different graph file, session option,
         CPU kernel path, tokenizer or window is never served from numbers another encoder produced,
         without a version to bump by hand. The digest is exact: any changed bit is a new
-        fingerprint. Computed once per encoder (~0.1 s on two shared cores).
+        fingerprint. Computed once per encoder (~0.1 s on two shared cores). A truncated encoder
+        (``EncoderSpec.layers``) also hashes its depth, so it can never share a fingerprint with
+        another depth; the full encoder's digest is what it was before depths existed.
         """
         ids = self.tokenizer.ids(PROBE_TEXTS)
         runs = [self.run(self.tokenizer.pad([s])) for s in ids] + [self.run(self.tokenizer.pad(ids))]
         data = np.concatenate(runs).astype("<f4", copy=False).tobytes()
+        if self.spec.layers != FULL_LAYERS:
+            data += f"layers={self.spec.layers}".encode()
         return hashlib.sha256(data).hexdigest()[:16]
 
     @property

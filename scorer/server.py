@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from scorer.artifacts import encoder_label
 from scorer.config import ScorerConfig
 from scorer.core import ScoreQuery, ScorerCore, ScoreResult, TurnSelection
 from scorer.errors import InvalidInputError, UnavailableError
@@ -106,7 +107,7 @@ def routers_to_proto(core: ScorerCore) -> scorer_pb2.ListRoutersResponse:
                     for p in (cal.points if cal else ())
                 ],
                 calibration_reference=cal.reference if cal else "",
-                encoder=m.encoder.name if m.encoder and m.kind != "random" else "",
+                encoder=encoder_label(m.encoder) if m.encoder and m.kind != "random" else "",
                 provenance=dict(m.provenance),
                 artifact_version=core.artifact_versions.get(name, ""),
             )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from scorer.artifacts import FULL_LAYERS
 from scorer.encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,12 @@ def text_hash(text: str) -> str:
 
 
 def cache_path(cache_dir: Path, encoder: Encoder, stem: str = "emb") -> Path:
-    """Cache file for an encoder's precision and truncation spec; ``stem`` names what its graph outputs
-    (``emb``: the serving encoder's unit vectors; another graph's vectors get their own file)."""
+    """Cache file for an encoder's precision and truncation spec (and its depth, when truncated); ``stem``
+    names what its graph outputs (``emb``: the serving encoder's unit vectors; another graph's vectors get
+    their own file)."""
     spec = encoder.spec
-    return cache_dir / f"{stem}-{spec.name}-{encoder.precision}-{spec.max_tokens}-{spec.head_tokens}.npz"
+    depth = "" if spec.layers == FULL_LAYERS else f"-L{spec.layers}"
+    return cache_dir / f"{stem}-{spec.name}-{encoder.precision}-{spec.max_tokens}-{spec.head_tokens}{depth}.npz"
 
 
 def _load(path: Path, encoder: Encoder) -> dict[str, np.ndarray]:

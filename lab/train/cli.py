@@ -49,7 +49,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[NAME.]KEY=VALUE",
-        help="override one recipe value (a setting, seed, max_tokens, head_tokens); NAME. limits it to one recipe",
+        help="override one recipe value (a setting, seed, length_beta, max_tokens, head_tokens, layers); "
+        "NAME. limits it to one recipe",
     )
 
 

@@ -23,7 +23,8 @@ from ferryman import paths
 from lab.data.embed_cache import embed_cached
 from lab.train.data import TrainingData
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import Encoder
+from scorer.encoder import Encoder, model_file
+from scorer.graphs.build import build_encoder
 from scorer.routers import ROUTER_KINDS
 
 
@@ -54,8 +55,14 @@ class TrainContext:
     _encoders: dict[EncoderSpec, Encoder] = field(default_factory=dict)
 
     def encoder(self, spec: EncoderSpec) -> Encoder:
-        """The int8 ONNX encoder with this window (one per spec, loaded on first use)."""
+        """The int8 ONNX encoder with this window and depth (one per spec, loaded on first use).
+
+        A truncated depth (``spec.layers``) whose graphs are not in ``encoder_dir`` yet is built
+        there first (``ferryman build encoder --layers N``), so a recipe that names one trains as is.
+        """
         if spec not in self._encoders:
+            if not (self.encoder_dir / model_file("int8", unpadded=True, layers=spec.layers)).is_file():
+                build_encoder(self.encoder_dir, layers=[spec.layers])
             self._encoders[spec] = Encoder(self.encoder_dir, precision="int8", spec=spec, threads=self.threads)
         return self._encoders[spec]
 

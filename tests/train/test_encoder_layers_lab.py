@@ -1,0 +1,44 @@
+"""The lab's side of a truncated MiniLM (``EncoderSpec.layers``): recipes name it, caches keep it apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.scorer import DEFAULT_ENCODER_DIR
+from lab.data.embed_cache import cache_path
+from lab.train.jobs import TrainContext
+from lab.train.recipe import load_recipe
+from scorer.artifacts import EncoderSpec
+from scorer.encoder import ENCODER_META, model_file
+
+
+def test_a_recipe_names_the_depth() -> None:
+    shipped = load_recipe("mf").encoder
+    assert load_recipe("mf", ["layers=3"]).encoder == dataclasses.replace(shipped, layers=3)
+    with pytest.raises(ValueError, match=r"encoder.layers must be 1..6"):
+        load_recipe("mf", ["layers=7"])
+    with pytest.raises(ValueError, match=r"encoder.layers must be 1..6"):
+        load_recipe("sw", ["layers=0"])
+
+
+def test_the_training_context_builds_a_missing_depth_and_caches_it_apart(tmp_path: Path) -> None:
+    enc_dir = tmp_path / "encoder"
+    enc_dir.mkdir()
+    for name in (
+        ENCODER_META,
+        "tokenizer.json",
+        model_file("fp32"),
+        model_file("int8"),
+        model_file("int8", unpadded=True),
+    ):
+        shutil.copyfile(DEFAULT_ENCODER_DIR / name, enc_dir / name)
+    ctx = TrainContext(encoder_dir=enc_dir, cache_dir=tmp_path / "cache", threads=1)
+    full, two = ctx.encoder(EncoderSpec()), ctx.encoder(EncoderSpec(layers=2))
+    assert (enc_dir / model_file("int8", unpadded=True, layers=2)).is_file()
+    assert full.fingerprint != two.fingerprint
+    assert cache_path(tmp_path, full).name == "emb-all-MiniLM-L6-v2-int8-256-32.npz"  # unchanged for the full depth
+    assert cache_path(tmp_path, two).name == "emb-all-MiniLM-L6-v2-int8-256-32-L2.npz"
