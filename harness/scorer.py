@@ -12,6 +12,7 @@ the example BERT graph is built with the ``onnx`` package (train extra), importe
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,7 +25,7 @@ from lab.train.jobs import ExampleInputs, trainer_for
 from scorer import versions
 from scorer.artifacts import ArtifactFile, Calibration, CalibrationPoint, load_artifact, sha256_of, write_manifest
 from scorer.config import ScorerConfig
-from scorer.encoder import Encoder
+from scorer.encoder import ENCODER_META, TOKENIZER_FILE, Encoder, model_file
 from scorer.routers import ROUTER_KINDS
 from scorer.server import serving_in_thread
 
@@ -33,6 +34,16 @@ STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 TEST_MODELS = (STRONG, WEAK, "claude-2.1", "gpt-3.5-turbo-1106")
 TEST_ROUTERS = ROUTER_KINDS  # one test artifact of every kind the scorer serves
+
+
+def copy_full_encoder(dest: Path, src: Path = DEFAULT_ENCODER_DIR) -> Path:
+    """A copy of an encoder directory's full-depth files only (no truncated ``.LN`` graphs), at ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    names = (ENCODER_META, TOKENIZER_FILE, model_file("fp32"), model_file("int8"), model_file("int8", unpadded=True))
+    for name in names:
+        shutil.copyfile(src / name, dest / name)
+    return dest
+
 
 _TOPICS = {
     # topic -> how much the strong model tends to win (SW battles are drawn from this)

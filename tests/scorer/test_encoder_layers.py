@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.scorer import DEFAULT_ENCODER_DIR
+from harness.scorer import DEFAULT_ENCODER_DIR, copy_full_encoder
 from scorer.artifacts import (
     FULL_LAYERS,
     LAYERS_FORMAT_VERSION,
@@ -38,16 +38,7 @@ PROMPTS = ("hi, how are you?", "Prove that for every prime p > 3, p^2 - 1 is div
 @pytest.fixture(scope="module")
 def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The full encoder (copied from the set-up one) plus the 3-layer graphs, built here."""
-    root = tmp_path_factory.mktemp("layers") / "encoder"
-    root.mkdir()
-    for name in (
-        ENCODER_META,
-        "tokenizer.json",
-        model_file("fp32"),
-        model_file("int8"),
-        model_file("int8", unpadded=True),
-    ):
-        shutil.copyfile(DEFAULT_ENCODER_DIR / name, root / name)
+    root = copy_full_encoder(tmp_path_factory.mktemp("layers") / "encoder")
     build_encoder(root, layers=[3])
     return root
 
@@ -86,9 +77,9 @@ def test_a_truncated_encoder_has_its_own_numbers_and_fingerprint(encoder_dir: Pa
 
 
 def test_a_missing_depth_is_refused_naming_the_build_command(tmp_path: Path) -> None:
-    shutil.copytree(DEFAULT_ENCODER_DIR, tmp_path / "enc", ignore=shutil.ignore_patterns("*.L*.onnx"))
+    bare = copy_full_encoder(tmp_path / "enc")
     with pytest.raises(ArtifactError, match=r"keeps 4 of 6 layers.*ferryman build encoder --layers 4"):
-        Encoder(tmp_path / "enc", spec=EncoderSpec(layers=4))
+        Encoder(bare, spec=EncoderSpec(layers=4))
 
 
 def test_manifest_records_the_depth_and_needs_format_version_3(test_routers_dir: Path, tmp_path: Path) -> None:
@@ -129,8 +120,7 @@ def test_the_scorer_serves_each_router_at_its_manifests_depth(
     assert np.allclose(got["mf3"], want, atol=1e-6)
     assert not np.allclose(got["mf"], got["mf3"], atol=1e-4)
     # a directory without the 3-layer graphs refuses the router at load, naming what to build
-    bare = tmp_path / "bare"
-    shutil.copytree(DEFAULT_ENCODER_DIR, bare, ignore=shutil.ignore_patterns("*.L*.onnx"))
+    bare = copy_full_encoder(tmp_path / "bare")
     with pytest.raises(ArtifactError, match="--layers 3"):
         ScorerCore.load(routers, bare, only=["mf3"])
 

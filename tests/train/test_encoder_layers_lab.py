@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
 
-from harness.scorer import DEFAULT_ENCODER_DIR
+from harness.scorer import copy_full_encoder
 from lab.data.embed_cache import cache_path
 from lab.train.jobs import TrainContext
 from lab.train.recipe import load_recipe
 from scorer.artifacts import EncoderSpec
-from scorer.encoder import ENCODER_META, model_file
+from scorer.encoder import model_file
 
 
 def test_a_recipe_names_the_depth() -> None:
@@ -26,16 +25,7 @@ def test_a_recipe_names_the_depth() -> None:
 
 
 def test_the_training_context_builds_a_missing_depth_and_caches_it_apart(tmp_path: Path) -> None:
-    enc_dir = tmp_path / "encoder"
-    enc_dir.mkdir()
-    for name in (
-        ENCODER_META,
-        "tokenizer.json",
-        model_file("fp32"),
-        model_file("int8"),
-        model_file("int8", unpadded=True),
-    ):
-        shutil.copyfile(DEFAULT_ENCODER_DIR / name, enc_dir / name)
+    enc_dir = copy_full_encoder(tmp_path / "encoder")
     ctx = TrainContext(encoder_dir=enc_dir, cache_dir=tmp_path / "cache", threads=1)
     full, two = ctx.encoder(EncoderSpec()), ctx.encoder(EncoderSpec(layers=2))
     assert (enc_dir / model_file("int8", unpadded=True, layers=2)).is_file()
