@@ -82,7 +82,10 @@ class BertConfig:
         if self.served_head not in ("int8", "fp32"):
             raise ValueError(f"served_head must be int8 or fp32, got {self.served_head!r}")
         if self.probe_features == "served" and self.epochs > 0:
-            raise ValueError('probe_features = "served" fits the probe alone: fine-tuning (epochs > 0) runs in torch')
+            raise ValueError(
+                'probe_features = "served" fits the probe alone: fine-tuning (epochs > 0) runs in torch,'
+                " so it needs probe_features = torch (--set bert.probe_features=torch)"
+            )
 
 
 PROBE_FEATURES = ("torch", "served")

@@ -16,7 +16,8 @@ from lab.data.folds import FoldAssignment
 from scorer.artifacts import load_artifact
 
 ROUTERS = ("mf", "sw", "bert")
-FAST = ["--set", "mf.epochs=3", "--set", "bert.epochs=1", "--set", "bert.max_rows=64", "--threads", "2"]
+FAST = ["--set", "mf.epochs=3", "--set", "bert.epochs=1", "--set", "bert.probe_features=torch"]
+FAST += ["--set", "bert.max_rows=64", "--threads", "2"]
 # Every SW artifact here uses the sharpened weighting and a 4-d PLS space: the scorer and eval run both.
 SW_ARGS = ["--set", "sw.weight_exponent=4", "--set", "sw.projection_dim=4"]
 
