@@ -8,7 +8,6 @@ and that the option is typed and refuses what it cannot do.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,23 +47,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> ServedFeatures:
     return ServedFeatures(SPEC, tmp_path_factory.mktemp("bert-served-cache"), progress=False)
 
 
-def _router_graph_head_input(head: Head) -> tuple[Path, str]:
+def _router_graph_head_input(head: Head, tmp: Path) -> tuple[Path, str]:
     """A probe-only router's unpadded graph as ``ferryman build routers`` writes it (int8, whole), with its
-    head's input added as a second output; returns (path, that output's name)."""
+    head's input added as a second output, written under ``tmp``; returns (path, that output's name)."""
     base = read_base_encoder()
     model = build_bert_graph(base.weights, base.shape, masked=False, head=head, output_name="logits")
     pooled = next(n for n in model.graph.node if n.op_type == "Gemm").input[0]
     model.graph.output.append(helper.make_tensor_value_info(pooled, TensorProto.FLOAT, ["batch", 384]))
-    tmp = Path(tempfile.mkdtemp(prefix="bert-served-test-"))
     onnx.save(model, str(tmp / "fp32.onnx"))
     quantize_int8(tmp / "fp32.onnx", tmp / "int8.onnx")
     return tmp / "int8.onnx", pooled
 
 
-def test_served_features_are_the_served_graphs_head_input_bit_for_bit(served: ServedFeatures) -> None:
+def test_served_features_are_the_served_graphs_head_input_bit_for_bit(served: ServedFeatures, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     head = Head(rng.normal(0, 0.1, (3, 384)).astype(np.float32), np.zeros(3, np.float32))
-    path, _ = _router_graph_head_input(head)
+    path, _ = _router_graph_head_input(head, tmp_path)
     session = make_session(path, 1)
     ids = served.encoder.tokenizer.ids(PROMPTS)
     expected = np.stack(
