@@ -31,6 +31,7 @@ import math
 import random
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -165,6 +166,11 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
     return spec
 
 
+#: Calibration tables kept per router, one per artifact version, the most recently fetched: a score is
+#: thresholded with its own version's table during a rollout where scorer replicas serve two versions,
+#: and right after a rollback to a version fetched before.
+TABLE_VERSIONS_KEPT = 3
+
 #: The docs section on routers for more than two tiers (named in config errors).
 _THREE_TIERS = '"Which routers can serve three tiers"'
 
@@ -223,6 +229,8 @@ class Policy:
         # from another version (the scorer reloaded a promoted or rolled-back one) refetches the
         # tables at once instead of at the next period, so thresholds follow the new score scale.
         self._table_versions: dict[str, str] = {}
+        # router -> artifact version -> its table, the TABLE_VERSIONS_KEPT versions fetched most recently
+        self._version_tables: dict[str, OrderedDict[str, CalibrationTable | None]] = {}
         self._version_refresh: asyncio.Task[bool] | None = None
 
     def _chain(self, tier: str) -> tuple[str, ...]:
@@ -274,6 +282,13 @@ class Policy:
             for r in routers
         }
         self._table_versions = {r.name: r.artifact_version for r in routers}
+        for r in routers:
+            if r.artifact_version:
+                kept = self._version_tables.setdefault(r.name, OrderedDict())
+                kept[r.artifact_version] = self._routers[r.name].table
+                kept.move_to_end(r.artifact_version)
+                while len(kept) > TABLE_VERSIONS_KEPT:
+                    kept.popitem(last=False)
         unsuitable = {name: why for name, facts in self._routers.items() if (why := self._check(name, facts))}
         served = ", ".join(sorted(self._routers)) or "none"
         missing = {}
@@ -313,9 +328,10 @@ class Policy:
         return None
 
     def _follow_version(self, router: str, artifact_version: str) -> None:
-        """Refetch the tables (once at a time, in the background) when ``router`` now scores with another version."""
+        """Refetch the tables (once at a time, in the background) when ``router`` scores with a version whose table
+        has not been fetched (a promotion; a replica of a rollout serving another version)."""
         known = self._table_versions.get(router, "")
-        if not artifact_version or not known or known == artifact_version:
+        if not artifact_version or not known or artifact_version in self._version_tables.get(router, ()):
             return
         if self._version_refresh is None or self._version_refresh.done():
             log.info("router %s now scores with %s (tables are for %s): refreshing", router, artifact_version, known)
@@ -349,24 +365,29 @@ class Policy:
 
     # ------------------------------------------------------------ thresholds
 
-    def _table(self, router: str) -> CalibrationTable | None:
-        """The router's calibration table; raises when none can be had (see ``_warmup``)."""
+    def _table(self, router: str, version: str = "") -> CalibrationTable | None:
+        """The router's calibration table — ``version``'s when it was fetched, else the last fetched; raises when
+        none can be had (see ``_warmup``)."""
         if not self._calibrated:
             raise ScorerUnavailableError("NO_CALIBRATION")  # no table fetched yet
         if router not in self._routers:
             served = ", ".join(sorted(self._routers)) or "none"
             raise UnknownModelError(f"unknown router {router!r}; the scorer serves: {served}", param="model")
+        kept = self._version_tables.get(router)
+        if version and kept is not None and version in kept:
+            return kept[version]
         return self._routers[router].table
 
-    def _warmup(self, spec: RouteSpec, router: str, *, llm: bool) -> tuple[float, ...] | None:
-        """Thresholds from the router's table for ``spec``'s target (None: no table); raises like ``_table``.
+    def _warmup(self, spec: RouteSpec, router: str, *, llm: bool, version: str = "") -> tuple[float, ...] | None:
+        """Thresholds from the router's table (``version``'s, see ``_table``) for ``spec``'s target (None: no
+        table); raises like ``_table``.
 
         The table is for the router's default pair on reference prompts; with other tiers or targets
         other than ``strong_share`` it is an approximation that online calibration then corrects.
         """
         if llm:
             return self.rule.thresholds(LLM_WARMUP_THRESHOLD)
-        table = self._table(router)
+        table = self._table(router, version)
         if table is None:
             return None
         if spec.strong_share is not None:
@@ -450,6 +471,8 @@ class Policy:
                 latency_ms = (time.perf_counter() - started) * 1000
                 scored = _Scored(router, reply.rates, latency_ms, reply.server_ms, reply.artifact_version)
                 self._follow_version(router, reply.artifact_version)
+                if not spec.fixed and reply.artifact_version != self._table_versions.get(router):
+                    warm = self._warmup(spec, router, llm=False, version=reply.artifact_version)
         except ScorerRejectedError as exc:
             raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
         except ScorerUnavailableError as exc:

@@ -457,3 +457,56 @@ def test_online_calibration_starts_again_for_a_promoted_version(fakes, test_rout
             assert after[-1].threshold_source == pb.THRESHOLD_SOURCE_ONLINE
             _, _, size = g.gateway.calibration.applied("ferryman-balanced", "mf")
             assert size == len(after)  # the window holds the promoted version's scores only
+
+
+def test_a_score_is_thresholded_with_its_own_versions_table(fakes, test_routers, tmp_path):
+    """After a promotion and a rollback, the first decisions scored by the base version again use the base's
+    calibration table — the gateway keeps the tables of the versions it fetched. Was: one table per router,
+    the last fetched, so the first requests after the rollback (and, in a rollout where scorer replicas serve
+    two versions, every request scored by the version fetched less recently) were thresholded with the
+    promoted version's table: here the mirrored one, which sends the opposite prompts to the strong tier."""
+    import shutil
+
+    from harness.scorer import add_flipped_mf_version, scorer_in_thread
+    from scorer import versions
+
+    routers = tmp_path / "routers"
+    routers.mkdir()
+    shutil.copytree(test_routers / "mf", routers / "mf")
+    v1 = add_flipped_mf_version(routers / "mf")
+    prompts = [pb.ChatMessage(role="user", content=p) for p in SAMPLE_PROMPTS]
+
+    def route(stub, i: int) -> pb.RoutingDecision:
+        request = pb.RouteRequest(model="ferryman-balanced", messages=[prompts[i % len(prompts)]])
+        return stub.Route(request, metadata=AUTH).decision
+
+    def table_threshold(address: str) -> float:
+        (mf,) = [r for r in scorer_stub(address).ListRouters(scorer_pb2.ListRoutersRequest()).routers if r.name == "mf"]
+        return CalibrationTable((p.strong_share, p.threshold) for p in mf.calibration).threshold_for(0.3)
+
+    def serve(stub, start: int, version: str) -> tuple[int, list[pb.RoutingDecision]]:
+        deadline, i, out = time.monotonic() + 20, start, []
+        while len(out) < 5:
+            assert time.monotonic() < deadline, f"the scorer never served {version}"
+            d = route(stub, i)
+            i += 1
+            if d.router_version.startswith(f"{version}@"):
+                out.append(d)
+        return i, out
+
+    with scorer_in_thread(routers, reload_interval_s=0.05) as address:
+        base_threshold = table_threshold(address)
+        config = gateway_config(fakes, scorer_target=f"dns:///{address}", scorer={"calibration_refresh_s": 3600})
+        with GatewayThread(config) as g, grpc.insecure_channel(g.grpc_target) as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            i, base = serve(stub, 0, "base")
+            assert [d.threshold for d in base] == [pytest.approx(base_threshold)] * len(base)
+            versions.set_current(routers / "mf", v1, action="promote")
+            i, promoted = serve(stub, i, v1)
+            v1_threshold = table_threshold(address)
+            assert v1_threshold != pytest.approx(base_threshold)
+            assert promoted[-1].threshold == pytest.approx(v1_threshold)  # its table, once fetched
+            versions.set_current(routers / "mf", versions.BASE, action="rollback")
+            _, again = serve(stub, i, "base")
+            assert [d.threshold for d in again] == [pytest.approx(base_threshold)] * len(again)
+            assert all(d.threshold_source == pb.THRESHOLD_SOURCE_ARTIFACT for d in again)
