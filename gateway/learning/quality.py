@@ -12,6 +12,9 @@ better), and the weak answer 1 − ``q``. Over n comparisons:
 - ``router_apgr``: RouteLLM's APGR of the policy's router on this traffic: PGR averaged over every
   strong-call share from 0 to 1, sending the highest-scored requests to strong (0.5 = random).
 
+PGR and APGR are None (not reported) until the strong answer was better in at least
+``MIN_NET_STRONG_WINS`` more comparisons than the weak one.
+
 Shadowing samples requests uniformly, so these estimate the figures on all of the policy's traffic.
 """
 
@@ -24,8 +27,10 @@ from typing import Any
 from gateway.learning.records import Record, Verdict
 
 _Q = {Verdict.STRONG: 1.0, Verdict.TIE: 0.5, Verdict.WEAK: 0.0}
-#: Below this strong-over-weak gap (in quality points) PGR and APGR are undefined.
-MIN_GAP = 1e-9
+#: PGR and APGR divide by the strong-over-weak gap, i.e. by (strong-better − weak-better verdicts) / n. Below
+#: this many net strong-better verdicts they are not reported (None): over a handful the ratio swings far
+#: outside 0..1 (a live APGR of 1.987 was seen on tie-heavy traffic with a net of 2).
+MIN_NET_STRONG_WINS = 10
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def router_apgr(items: list[Judged]) -> float | None:
     scored = sorted((j for j in items if j.score is not None), key=lambda j: -(j.score or 0.0))
     gains = [2 * _Q[j.verdict] - 1 for j in scored]  # +1 strong better, 0 tie, -1 weak better
     total = sum(gains)
-    if not scored or total <= MIN_GAP:
+    if not scored or total < MIN_NET_STRONG_WINS:
         return None
     running, area = 0.0, 0.0
     for gain in gains[:-1]:
@@ -108,7 +113,7 @@ def summarize(items: Iterable[Judged]) -> QualityReport | None:
         quality_weak=q_weak,
         quality_policy=q_policy,
         quality_gap=q_strong - q_policy,
-        pgr=(q_policy - q_weak) / gap if gap > MIN_GAP else None,
+        pgr=(q_policy - q_weak) / gap if gap * n >= MIN_NET_STRONG_WINS - 1e-9 else None,
         savings=1 - policy_cost / strong_cost if strong_cost > 0 else None,
         scored=sum(j.score is not None for j in items),
         router_apgr=router_apgr(items),

@@ -640,8 +640,9 @@ def test_two_replicas_share_the_redis_store_and_the_budget(fakes, judge, redis_s
 
 def test_live_quality_gauges_with_a_scorer(fakes, judge, tmp_path, scorer_address):
     """Scored decisions and a judge whose verdicts are known: the gauges equal the definitions."""
-    questions = [f"question {i}" for i in range(12)]
-    outcomes = {q: ("strong", "weak", "tie")[i % 3] for i, q in enumerate(questions)}
+    questions = [f"question {i}" for i in range(18)]
+    # 12 strong-better, 6 ties: a net of 12 >= MIN_NET_STRONG_WINS, so PGR and the router's APGR are reported
+    outcomes = {q: ("strong", "strong", "tie")[i % 3] for i, q in enumerate(questions)}
     judge.rule = by_question(outcomes)
     cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"max_concurrent": 64})
     cfg = _with_scorer(cfg, scorer_address)
@@ -662,14 +663,15 @@ def test_live_quality_gauges_with_a_scorer(fakes, judge, tmp_path, scorer_addres
             strong, weak = rec.costs()
             items.append(Judged(Verdict(rec.verdict), rec.served_tier, rec.score, strong, weak))
         expected = summarize(items)
-        assert expected is not None and expected.n == 12
-        assert metric(gw, "ferryman_learning_live_judged", policy=POLICY) == 12
+        assert expected is not None and expected.n == 18
+        assert metric(gw, "ferryman_learning_live_judged", policy=POLICY) == 18
         assert metric(gw, "ferryman_learning_live_quality_gap", policy=POLICY) == pytest.approx(expected.quality_gap)
         assert metric(gw, "ferryman_learning_live_savings", policy=POLICY) == pytest.approx(expected.savings)
         assert metric(gw, "ferryman_learning_live_strong_share", policy=POLICY) == pytest.approx(expected.strong_share)
-        if expected.router_apgr is not None:
-            apgr = metric(gw, "ferryman_learning_live_router_apgr", policy=POLICY)
-            assert apgr == pytest.approx(expected.router_apgr)
+        assert expected.router_apgr is not None and expected.pgr is not None
+        apgr = metric(gw, "ferryman_learning_live_router_apgr", policy=POLICY)
+        assert apgr == pytest.approx(expected.router_apgr)
+        assert metric(gw, "ferryman_learning_live_pgr", policy=POLICY) == pytest.approx(expected.pgr)
 
 
 def _with_scorer(cfg: Any, address: str) -> Any:

@@ -14,7 +14,7 @@ from gateway.errors import ConfigError
 from gateway.learning.config import RedactConfig, RedactRule
 from gateway.learning.export import arena_row, label
 from gateway.learning.judge import build_prompt, combine, parse_verdict
-from gateway.learning.quality import Judged, router_apgr, summarize
+from gateway.learning.quality import MIN_NET_STRONG_WINS, Judged, router_apgr, summarize
 from gateway.learning.records import Record, Verdict
 from gateway.learning.redact import RedactionError, Redactor
 from gateway.learning.shadow import Budget
@@ -159,7 +159,12 @@ def test_summary_by_hand():
     assert r.quality_weak == pytest.approx(1 - r.quality_strong)
     assert r.quality_policy == pytest.approx((1 + 0 + 0.5 + 1) / 4)
     assert r.quality_gap == pytest.approx(r.quality_strong - r.quality_policy)
-    assert r.pgr == pytest.approx((r.quality_policy - r.quality_weak) / (r.quality_strong - r.quality_weak))
+    assert r.pgr is None  # a net of 1 strong-better verdict: too few to divide by (MIN_NET_STRONG_WINS)
+    wide = summarize([*items, *[_j("strong", "strong", 0.8)] * MIN_NET_STRONG_WINS])
+    assert wide is not None and wide.pgr is not None
+    assert wide.pgr == pytest.approx(
+        (wide.quality_policy - wide.quality_weak) / (wide.quality_strong - wide.quality_weak)
+    )
     assert r.savings == pytest.approx(1 - (10 + 1 + 1 + 1) / 40)
     assert summarize([]) is None
 
@@ -177,6 +182,10 @@ def test_router_apgr_perfect_inverse_and_random():
     assert mean == pytest.approx(0.5, abs=0.05)
     # undefined when strong is not better on this traffic, or nothing is scored
     assert router_apgr([_j("weak", "weak", 0.5), _j("strong", "weak", 0.1)]) is None
+    # ... or better by too few verdicts: a net of 2 on tie-heavy traffic gave an "APGR" of ~2 (was reported)
+    rng = random.Random(1)
+    tie_heavy = [_j(v, "weak", score=rng.random()) for v in ["strong"] * 3 + ["tie"] * 60 + ["weak"]]
+    assert router_apgr(tie_heavy) is None
     assert router_apgr([_j("strong", "weak", None)]) is None
 
 
