@@ -371,12 +371,20 @@ class Policy:
         if not self._calibrated:
             raise ScorerUnavailableError("NO_CALIBRATION")  # no table fetched yet
         if router not in self._routers:
-            served = ", ".join(sorted(self._routers)) or "none"
-            raise UnknownModelError(f"unknown router {router!r}; the scorer serves: {served}", param="model")
+            raise self._unknown_router(router)
         kept = self._version_tables.get(router)
         if version and kept is not None and version in kept:
             return kept[version]
         return self._routers[router].table
+
+    def _unknown_router(self, router: str, scorer_says: str = "") -> UnknownModelError:
+        """A router the client named (``router-<r>-...``, ``routing.router``) that the scorer does not serve: 404
+        ``model_not_found``, as OpenAI answers an unknown model, listing what the scorer serves (as last fetched;
+        ``scorer_says``, the scorer's own answer, when that list is not known or still names the router)."""
+        if self._calibrated and router not in self._routers:
+            served = ", ".join(sorted(self._routers)) or "none"
+            return UnknownModelError(f"unknown router {router!r}; the scorer serves: {served}", param="model")
+        return UnknownModelError(scorer_says or f"unknown router {router!r}", param="model")
 
     def _warmup(self, spec: RouteSpec, router: str, *, llm: bool, version: str = "") -> tuple[float, ...] | None:
         """Thresholds from the router's table (``version``'s, see ``_table``) for ``spec``'s target (None: no
@@ -474,6 +482,8 @@ class Policy:
                 if not spec.fixed and reply.artifact_version != self._table_versions.get(router):
                     warm = self._warmup(spec, router, llm=False, version=reply.artifact_version)
         except ScorerRejectedError as exc:
+            if exc.unknown_router and router not in routers_in_use(self._config):  # named by the client, not the config
+                raise self._unknown_router(router, str(exc)) from exc
             raise InvalidRequestError(f"the scorer rejected the routing request: {exc}", param="model") from exc
         except ScorerUnavailableError as exc:
             return self._scorer_down(spec, request, exc, started, warm, rating)

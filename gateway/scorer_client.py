@@ -25,7 +25,12 @@ class ScorerUnavailableError(Exception):
 
 
 class ScorerRejectedError(Exception):
-    """The scorer refused the request (unknown router or model): the client's mistake."""
+    """The scorer refused the request (unknown router or model): the client's mistake. ``unknown_router``: the
+    scorer does not serve the router named (its NOT_FOUND), as opposed to a bad request for one it serves."""
+
+    def __init__(self, message: str, *, unknown_router: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_router = unknown_router
 
 
 _CLIENT_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
@@ -99,7 +104,9 @@ class ScorerClient:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code in _CLIENT_CODES:
-                raise ScorerRejectedError(exc.details() or code.name) from exc
+                raise ScorerRejectedError(
+                    exc.details() or code.name, unknown_router=code == grpc.StatusCode.NOT_FOUND
+                ) from exc
             self._metrics.scorer_failures.labels(code.name).inc()
             raise ScorerUnavailableError(code.name) from exc
         finally:
