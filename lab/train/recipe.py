@@ -28,7 +28,7 @@ from typing import Any
 from lab.train.data import TrainingData, parse_arena, parse_golden
 from lab.train.jobs import Target, TrainContext, trainer_for
 from scorer.artifacts import FULL_LAYERS, MANIFEST_NAME, EncoderSpec, parse_manifest, read_json_file, write_manifest
-from scorer.routers import ROUTER_KINDS
+from scorer.routers import ROUTER_KINDS, truncation_refused
 from scorer.routers.length_head import PARAM as LENGTH_HEAD
 from scorer.routers.length_head import LengthHead
 
@@ -157,8 +157,11 @@ def parse_recipe(raw: Mapping[str, Any], *, name: str, source: str, overrides: S
         raise ValueError(f"{source}: length_beta must be a number >= 0 (0 = no length head), is {length_beta}")
     if length_beta and chosen.get("length_joint"):
         raise ValueError(f"{source}: length_joint fits the length head's beta; length_beta must then be 0")
-    if not 1 <= int(encoder.get("layers", FULL_LAYERS)) <= FULL_LAYERS:
+    layers = int(encoder.get("layers", FULL_LAYERS))
+    if not 1 <= layers <= FULL_LAYERS:
         raise ValueError(f"{source}: encoder.layers must be 1..{FULL_LAYERS} (the base encoder's layers)")
+    if layers != FULL_LAYERS and (why := truncation_refused(kind)):  # was: trained at full depth, labelled N
+        raise ValueError(f"{origin.get('layers', source)}: encoder.layers {layers}: {why}")
     if length_beta and not trainer.needs_data:
         raise ValueError(f"{source}: a {kind} router has no training prompts to standardise a length head on")
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scorer.artifacts import MANIFEST_NAME, Artifact
+from scorer.artifacts import FULL_LAYERS, MANIFEST_NAME, Artifact
 from scorer.errors import ArtifactError
 from scorer.routers import length_head
 from scorer.routers.base import LoadContext, Router
@@ -22,7 +22,7 @@ from scorer.routers.mf import MFRouter
 from scorer.routers.random import RandomRouter
 from scorer.routers.sw import SWRouter
 
-__all__ = ["ROUTERS", "ROUTER_KINDS", "LoadContext", "Router", "load_router"]
+__all__ = ["ROUTERS", "ROUTER_KINDS", "LoadContext", "Router", "embeds_prompts", "load_router", "truncation_refused"]
 
 ROUTERS: dict[str, Callable[[Artifact, LoadContext], Router]] = {
     "mf": MFRouter,
@@ -31,6 +31,24 @@ ROUTERS: dict[str, Callable[[Artifact, LoadContext], Router]] = {
     "random": RandomRouter,
 }
 ROUTER_KINDS: tuple[str, ...] = tuple(ROUTERS)
+
+
+def embeds_prompts(kind: str) -> bool:
+    """Whether routers of ``kind`` score the shared encoder's embeddings (``Router.needs_embeddings``): only
+    those can be trained and served on a truncated encoder (``EncoderSpec.layers``); a BERT router runs its own
+    full-depth graph, a random one no encoder."""
+    return bool(getattr(ROUTERS[kind], "needs_embeddings", False))
+
+
+def truncation_refused(kind: str) -> str | None:
+    """Why a ``kind`` router cannot have a truncated encoder (``EncoderSpec.layers`` < 6); None when it can."""
+    if embeds_prompts(kind):
+        return None
+    can = ", ".join(k for k in ROUTER_KINDS if embeds_prompts(k))
+    return (
+        f"a {kind} router cannot use a truncated encoder (only {can}, which score the shared encoder's embeddings,"
+        " can; a bert router runs its own full-depth graph, a random one no encoder)"
+    )
 
 
 def load_router(artifact: Artifact, ctx: LoadContext) -> Router:
@@ -44,6 +62,10 @@ def load_router(artifact: Artifact, ctx: LoadContext) -> Router:
     loader = ROUTERS.get(kind)
     if loader is None:
         raise ArtifactError(f"{where}: unknown kind {kind!r}; this scorer serves {', '.join(ROUTER_KINDS)}")
+    encoder = artifact.manifest.encoder
+    if encoder is not None and encoder.layers != FULL_LAYERS and (why := truncation_refused(kind)):
+        # was: a bert artifact loaded and served at full depth, while ListRouters said "first N of 6 layers"
+        raise ArtifactError(f"{where}: encoder.layers {encoder.layers}: {why}")
     head = length_head.parse(artifact.manifest.params, where)
     router = loader(artifact, ctx)
     return router if head is None else length_head.LengthHeaded(router, head)

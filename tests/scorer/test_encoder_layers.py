@@ -125,6 +125,16 @@ def test_the_scorer_serves_each_router_at_its_manifests_depth(
         ScorerCore.load(routers, bare, only=["mf3"])
 
 
+def test_a_bert_artifact_naming_a_truncated_encoder_is_refused(
+    test_routers_dir: Path, encoder_dir: Path, tmp_path: Path
+) -> None:
+    """A BERT router runs its own full-depth graph: its manifest's encoder.layers could only be untrue (was: loaded,
+    served at full depth, and ListRouters said 'first 3 of 6 layers')."""
+    _truncated(test_routers_dir / "bert", tmp_path / "routers" / "bert", 3)
+    with pytest.raises(ArtifactError, match=r"encoder.layers 3: a bert router cannot use a truncated encoder"):
+        ScorerCore.load(tmp_path / "routers", encoder_dir)
+
+
 def test_list_routers_names_a_truncated_encoders_depth() -> None:
     assert encoder_label(EncoderSpec()) == "all-MiniLM-L6-v2"
     assert encoder_label(EncoderSpec(layers=4)) == "all-MiniLM-L6-v2 (first 4 of 6 layers)"

@@ -22,6 +22,12 @@ def test_a_recipe_names_the_depth() -> None:
         load_recipe("mf", ["layers=7"])
     with pytest.raises(ValueError, match=r"encoder.layers must be 1..6"):
         load_recipe("sw", ["layers=0"])
+    # a kind that does not score the shared encoder's embeddings (was: bert trained and served at full depth
+    # under a manifest saying encoder.layers 4; random wrote the depth nowhere)
+    for kind in ("bert", "random"):
+        with pytest.raises(ValueError, match=rf"^--set layers=4: encoder.layers 4: a {kind} router cannot use a trunc"):
+            load_recipe(kind, ["layers=4"])
+    assert load_recipe("bert", ["layers=6"]).encoder.layers == 6
 
 
 def test_the_training_context_builds_a_missing_depth_and_caches_it_apart(tmp_path: Path) -> None:
