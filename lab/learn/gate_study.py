@@ -17,8 +17,12 @@ kind's interval (``also_held``). A quantile is read from the first ``max(--resam
 reads 4,000 (with one seed, the first 1,000 of them are those draws). A promotion is *not better* when
 the candidate's APGR on the split's test part is <= the shipped router's. Writes every decision and
 the summary per design to ``--json``; the selection rule is applied by the reader (docs/lab-log.md).
+``--designs`` runs a subset (an evidence no chosen design reads is not computed: H95 and H99 alone skip
+the cross-fitted fits) and ``--first-split`` starts at a later split (split ``k`` draws its test part
+with seed ``k``, as the learning curve), so more splits can be added to an earlier run's.
 
     python -m lab.learn.gate_study --json reports/learn/gate-study.json
+    python -m lab.learn.gate_study --json OUT --designs H95,H99 --rows mmlu,gsm8k --first-split 10 --splits 30
 """
 
 from __future__ import annotations
@@ -122,19 +126,38 @@ def draws_for(tail: float, resamples: int) -> int:
     return max(resamples, int(np.ceil(2 / tail - 1e-9)))
 
 
-def tails_of(kind: str) -> tuple[float, ...]:
-    """The lower quantiles some design reads from ``kind``'s ("held" or "cross") evidence."""
-    tails = {d.tail for d in DESIGNS if d.evidence == kind}
+def tails_of(kind: str, designs: Sequence[Design] = DESIGNS) -> tuple[float, ...]:
+    """The lower quantiles some of ``designs`` reads from ``kind``'s ("held" or "cross") evidence."""
+    tails = {d.tail for d in designs if d.evidence == kind}
     if kind == "held":
-        tails |= {d.also_held for d in DESIGNS if d.also_held is not None}
+        tails |= {d.also_held for d in designs if d.also_held is not None}
     return tuple(sorted(tails))
 
 
-def _evidence(kind: str, cand: np.ndarray, serving: np.ndarray, verdicts: np.ndarray, resamples: int) -> dict[str, Any]:
+def pick_designs(names: str) -> tuple[Design, ...]:
+    """The designs named in ``names`` (comma-separated, in :data:`DESIGNS`' order); "" or "all": every one."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted or wanted == ["all"]:
+        return DESIGNS
+    known = {d.name for d in DESIGNS}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ValueError(f"unknown gate design(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return tuple(d for d in DESIGNS if d.name in wanted)
+
+
+def _evidence(
+    kind: str,
+    cand: np.ndarray,
+    serving: np.ndarray,
+    verdicts: np.ndarray,
+    resamples: int,
+    designs: Sequence[Design] = DESIGNS,
+) -> dict[str, Any]:
     decisive = int(np.count_nonzero(verdicts))
     if decisive < GateRule().min_decisive:
         return {"decisive": decisive, "quantiles": {}, "delta_apgr": None}
-    tails = tails_of(kind)
+    tails = tails_of(kind, designs)
     diffs = area_differences(cand, serving, verdicts, resamples=max(draws_for(t, resamples) for t in tails))
     delta = verdict_apgr(cand, verdicts) - verdict_apgr(serving, verdicts)
     return {
@@ -161,9 +184,23 @@ def decide(design: Design, evidence: dict[str, dict[str, Any]]) -> bool:
 
 
 def study_row(
-    name: str, learn_dir: Path, embedder: Embedder, plan: CurvePlan, config: LearnConfig, folds: int, resamples: int
+    name: str,
+    learn_dir: Path,
+    embedder: Embedder,
+    plan: CurvePlan,
+    config: LearnConfig,
+    folds: int,
+    resamples: int,
+    designs: Sequence[Design] = DESIGNS,
+    first_split: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every (split, judged count) of one row: test APGRs of both candidates and each design's decision."""
+    """Every (split, judged count) of one row: test APGRs of both candidates and each design's decision.
+
+    Splits ``first_split`` .. ``first_split + plan.splits - 1``; split ``k``'s test part is drawn with
+    seed ``plan.seed + k`` (as :func:`lab.learn.curve.simulate`). Evidence that none of ``designs``
+    reads is not computed (and not recorded).
+    """
+    kinds = {d.evidence for d in designs} | ({"held"} if any(d.also_held is not None for d in designs) else set())
     traffic = load_traffic(learn_dir / f"{name}.csv", STRONG, WEAK)
     prior = load_scoring_router(learn_dir / f"mf-without-{name}", embedder)
     verdicts = traffic.verdicts()
@@ -171,7 +208,7 @@ def study_row(
     all_emb, all_logit = features(prior, list(traffic.samples), embedder)
     size = test_size_for(traffic, plan)
     out = []
-    for split in range(plan.splits):
+    for split in range(first_split, first_split + plan.splits):
         test, pool = split_traffic(traffic, size, np.random.default_rng(plan.seed + split))
         t = np.array(test)
         base = verdict_apgr(shipped[t], verdicts[t])
@@ -188,22 +225,25 @@ def study_row(
             all_c = fit_on_samples(prior, judged, embedder, config)
             hv = np.array([s.verdict for s in held], dtype=np.float64)
             jv = np.array([s.verdict for s in judged], dtype=np.float64)
-            ev = {
-                "held": _evidence(
+            ev = {}
+            if "held" in kinds:
+                ev["held"] = _evidence(
                     "held",
                     _scores(held_c, prior, held, embedder),
                     prior.score([s.prompt for s in held], embedder),
                     hv,
                     resamples,
-                ),
-                "cross": _evidence(
+                    designs,
+                )
+            if "cross" in kinds:
+                ev["cross"] = _evidence(
                     "cross",
                     out_of_fold_scores(prior, judged, embedder, config, folds),
                     prior.score([s.prompt for s in judged], embedder),
                     jv,
                     resamples,
-                ),
-            }
+                    designs,
+                )
             cand = {"held": test_apgr(held_c), "cross": test_apgr(all_c)}
             out.append(
                 {
@@ -214,17 +254,20 @@ def study_row(
                     "candidate_held": cand["held"],
                     "candidate_cross": cand["cross"],
                     "evidence": ev,
-                    "promote": {d.name: decide(d, ev) for d in DESIGNS},
+                    "promote": {d.name: decide(d, ev) for d in designs},
                 }
             )
-        print(f"{name}: split {split + 1}/{plan.splits}", file=sys.stderr, flush=True)
+        done = split - first_split + 1
+        print(f"{name}: split {split} ({done}/{plan.splits})", file=sys.stderr, flush=True)
     return out
 
 
-def summarise(records: list[dict[str, Any]], rows: tuple[str, ...]) -> dict[str, Any]:
+def summarise(
+    records: list[dict[str, Any]], rows: tuple[str, ...], designs: Sequence[Design] = DESIGNS
+) -> dict[str, Any]:
     """Per design: promotions, not-better promotions, mean served APGR, per row and sample count."""
     result: dict[str, Any] = {}
-    for d in DESIGNS:
+    for d in designs:
         per: dict[str, Any] = {}
         total_p = total_bad = 0
         served_all = []
@@ -259,24 +302,47 @@ def main(argv: list[str] | None = None) -> int:
     study_args(p, json_help="write the decisions and summaries here", rows=rows_default, rows_help="rows to run")
     p.add_argument("--folds", type=int, default=5, help="cross-fitting folds")
     p.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples per decision")
+    p.add_argument(
+        "--designs",
+        default="all",
+        help=f"gate designs to decide with (comma-separated, default all: {','.join(d.name for d in DESIGNS)}); "
+        "evidence no chosen design reads is skipped",
+    )
+    p.add_argument(
+        "--first-split",
+        type=int,
+        default=0,
+        help="first split to run (split k draws its test part with seed k, as the learning curve), "
+        "so that --first-split 10 --splits 30 adds splits 10..39 to a 10-split run",
+    )
     args = p.parse_args(argv)
+    try:
+        designs = pick_designs(args.designs)
+    except ValueError as e:
+        p.error(str(e))
+    if args.first_split < 0 or args.splits < 1:
+        p.error(f"--first-split must be >= 0 and --splits >= 1 (are {args.first_split}, {args.splits})")
     plan, embedder, rows = study_setup(args)
     config = LearnConfig()
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     with threadpool_limits(limits=1, user_api="blas"):
         for row in rows:
-            records.extend(study_row(row, args.learn_dir, embedder, plan, config, args.folds, args.resamples))
+            records.extend(
+                study_row(
+                    row, args.learn_dir, embedder, plan, config, args.folds, args.resamples, designs, args.first_split
+                )
+            )
     tuning = tuple(r for r in rows if r in TUNING)
     held_out = tuple(r for r in rows if r in HELD_OUT)
     mixed = tuple(r for r in rows if r in MIXED)
     summaries = {
-        "tuning": summarise(records, tuning),
-        "held_out": summarise(records, held_out),
-        "mixed": summarise(records, mixed),
+        "tuning": summarise(records, tuning, designs),
+        "held_out": summarise(records, held_out, designs),
+        "mixed": summarise(records, mixed, designs),
     }
     result = {
-        "designs": [asdict(d) for d in DESIGNS],
+        "designs": [asdict(d) for d in designs],
         **summaries,
         "records": records,
         "wall_s": round(time.perf_counter() - t0, 1),
