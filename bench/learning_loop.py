@@ -24,12 +24,13 @@ no shipped router was trained on.
    version's on the same prompts.
 5. **Rollback under load** (``ferryman learn rollback``): decisions name the base again; failures counted.
 
-Why the untrained base by default: the promotion gate (99 %, ``lab.learn.gate``) promotes only a
+Why the untrained base by default: the promotion gate (95 %, ``lab.learn.gate``) promotes only a
 candidate that is better beyond the noise of its held-back slice. The shipped mf, with its length
 head, already ranks this synthetic traffic well, so its candidate gains little (ΔAPGR ~+0.2) and,
-with the ~800 judged comparisons the default run collects, the gate keeps the base: steps 4 and 5
-then show nothing (exit 1). The untrained base has much to learn, so every step runs. ``--base
-shipped`` runs the same loop on the shipped router (docs/learning.md, "End to end").
+with the ~800 judged comparisons the default run collects, the gate kept the base when it was at
+99 % (2026-12-05 00:27; not rerun at 95 %): steps 4 and 5 then show nothing (exit 1). The
+untrained base has much to learn, so every step runs. ``--base shipped`` runs the same loop on
+the shipped router (docs/learning.md, "End to end").
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def test_gate_promotes_a_clearly_better_candidate_only() -> None:
     quick = GateRule(resamples=500)
     good = paired_bootstrap_gate(better, serving, verdicts, quick)
     assert good.promote and good.low > 0 and good.apgr_candidate > good.apgr_serving
-    assert "99% interval" in good.reason and "excludes 0" in good.reason and good.as_dict()["promote"] is True
+    assert "95% interval" in good.reason and "excludes 0" in good.reason and good.as_dict()["promote"] is True
     same = paired_bootstrap_gate(serving, serving, verdicts, quick)
     assert not same.promote and same.low <= 0 <= same.high
     worse = paired_bootstrap_gate(-better, serving, verdicts, quick)
@@ -136,17 +136,19 @@ def test_gate_refuses_candidates_no_better_than_the_serving_router() -> None:
     assert not any(g.promote for g in blind) and all(g.low <= 0 for g in blind)
 
 
-def test_gate_rule_is_a_99_percent_interval_not_95() -> None:
-    # A real but marginal gain on 400 held-back verdicts: a 95 % interval excludes 0, the rule's
-    # 99 % interval does not (the 95 % gate promoted candidates that were worse on fresh traffic in
-    # the learning-curve simulation; docs/lab-log.md, 2026-12-05).
+def test_gate_rule_is_a_95_percent_interval() -> None:
+    # A real but marginal gain on 400 held-back verdicts: the rule's 95 % interval excludes 0, a 99 %
+    # one does not. 99 % was the rule until 2026-12-05: over 40 learning-curve splits on the tuning
+    # rows 95 % promoted 26 candidates and 99 % 9, neither any that was not better on fresh traffic
+    # (docs/lab-log.md, 2026-12-05 09:13).
     verdicts, serving = _slice()
     marginal = verdicts + np.random.default_rng(1).normal(scale=5.0, size=400)
-    assert paired_bootstrap_gate(marginal, serving, verdicts, GateRule(level=0.95)).promote
-    kept = paired_bootstrap_gate(marginal, serving, verdicts)
-    assert not kept.promote and kept.diff > 0 and kept.low < 0 < kept.high and kept.level == 0.99
+    taken = paired_bootstrap_gate(marginal, serving, verdicts)
+    assert taken.promote and taken.level == 0.95 and 0 < taken.low < taken.diff
+    strict = paired_bootstrap_gate(marginal, serving, verdicts, GateRule(level=0.99))
+    assert not strict.promote and strict.diff > 0 and strict.low < 0 < strict.high
     # One rule: the simulation and the promote command's defaults are GateRule's.
-    assert CurvePlan().gate == GateRule() == GateRule(resamples=2000, level=0.99, min_decisive=30)
+    assert CurvePlan().gate == GateRule() == GateRule(resamples=2000, level=0.95, min_decisive=30)
     parser = argparse.ArgumentParser()
     cli.gate_args(parser)
     assert cli.gate_rule(parser.parse_args([])) == GateRule()
