@@ -38,7 +38,7 @@ from lab.train.export import base_model_path, load_base_encoder
 from lab.train.length_resid import length_direction, project_out
 from scorer.artifacts import EncoderSpec
 from scorer.encoder import PROBE_TEXTS, TOKENIZER_FILE, Encoder, WordpieceTokenizer
-from scorer.routers.bert import LABELS
+from scorer.routers.bert import HEAD_PRECISIONS, LABELS
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ class BertConfig:
             raise ValueError("group_intercepts and length_residual shape the linear probe only: they need epochs = 0")
         if self.probe_features not in PROBE_FEATURES:
             raise ValueError(f"probe_features must be one of {', '.join(PROBE_FEATURES)}, got {self.probe_features!r}")
-        if self.served_head not in ("int8", "fp32"):
-            raise ValueError(f"served_head must be int8 or fp32, got {self.served_head!r}")
+        if self.served_head not in HEAD_PRECISIONS:
+            raise ValueError(f"served_head must be {' or '.join(HEAD_PRECISIONS)}, got {self.served_head!r}")
         if self.probe_features == "served" and self.epochs > 0:
             raise ValueError(
                 'probe_features = "served" fits the probe alone: fine-tuning (epochs > 0) runs in torch,'

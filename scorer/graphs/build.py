@@ -46,12 +46,11 @@ from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
 from scorer.errors import ArtifactError
 from scorer.graphs.base import WEIGHTS_FILE, BaseEncoder, read_base_encoder
 from scorer.graphs.bert_graph import HEAD_NODE, OPSET, Head, build_bert_graph
+from scorer.routers.bert import HEAD_PRECISIONS
 
 HEAD_PREFIX = "head."
 INNER_PREFIX = "inner."  # the BERT router module's name for the encoder inside it (lab.train.bert)
 BERT_ROLES = ("onnx", "onnx_unpadded")
-#: ``params.head_precision`` of a BERT artifact: its head quantised with the encoder (default) or kept fp32.
-HEAD_PRECISIONS = ("int8", "fp32")
 #: The head's nodes to leave out of the quantisation: quantize_dynamic first splits a ``Gemm`` into
 #: ``<name>_MatMul`` + ``<name>_Add`` and quantises the MatMul under its new name.
 _HEAD_NODES = [HEAD_NODE, f"{HEAD_NODE}_MatMul"]

@@ -17,6 +17,9 @@ from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, allowe
 from scorer.routers.base import LoadContext, RouterBase, check
 
 LABELS = ("strong", "tie", "weak")
+#: ``params.head_precision`` of a BERT artifact: its head quantised with the encoder (default) or kept fp32
+#: (``scorer.graphs.build.build_bert_graphs`` builds the graph either way; the scoring code is the same).
+HEAD_PRECISIONS = ("int8", "fp32")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
