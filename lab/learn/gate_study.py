@@ -200,7 +200,7 @@ def study_row(
     seed ``plan.seed + k`` (as :func:`lab.learn.curve.simulate`). Evidence that none of ``designs``
     reads is not computed (and not recorded).
     """
-    kinds = {d.evidence for d in designs} | ({"held"} if any(d.also_held is not None for d in designs) else set())
+    kinds = {kind for kind in ("held", "cross") if tails_of(kind, designs)}
     traffic = load_traffic(learn_dir / f"{name}.csv", STRONG, WEAK)
     prior = load_scoring_router(learn_dir / f"mf-without-{name}", embedder)
     verdicts = traffic.verdicts()
