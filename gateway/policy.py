@@ -225,11 +225,10 @@ class Policy:
         self._calibrated = False
         self._refresh_error = ""  # why the last ListRouters failed (a gRPC status name)
         self._refresher: asyncio.Task[None] | None = None
-        # The artifact version each table belongs to (RouterInfo.artifact_version): a Score answer
-        # from another version (the scorer reloaded a promoted or rolled-back one) refetches the
-        # tables at once instead of at the next period, so thresholds follow the new score scale.
-        self._table_versions: dict[str, str] = {}
-        # router -> artifact version -> its table, the TABLE_VERSIONS_KEPT versions fetched most recently
+        # router -> artifact version (RouterInfo.artifact_version) -> its table, the TABLE_VERSIONS_KEPT
+        # versions fetched most recently, the last fetched last. A Score answer from a version not among
+        # them (the scorer reloaded a promoted one) refetches the tables at once instead of at the next
+        # period, so thresholds follow the new score scale.
         self._version_tables: dict[str, OrderedDict[str, CalibrationTable | None]] = {}
         self._version_refresh: asyncio.Task[bool] | None = None
 
@@ -281,7 +280,6 @@ class Policy:
             )
             for r in routers
         }
-        self._table_versions = {r.name: r.artifact_version for r in routers}
         for r in routers:
             if r.artifact_version:
                 kept = self._version_tables.setdefault(r.name, OrderedDict())
@@ -327,10 +325,15 @@ class Policy:
             return f"router {name!r} does not know the router_model of tier(s) {', '.join(missing)}; it knows {known}"
         return None
 
+    def _fetched_version(self, router: str) -> str:
+        """The artifact version of ``router``'s table fetched last ("" before any)."""
+        kept = self._version_tables.get(router)
+        return next(reversed(kept)) if kept else ""
+
     def _follow_version(self, router: str, artifact_version: str) -> None:
         """Refetch the tables (once at a time, in the background) when ``router`` scores with a version whose table
         has not been fetched (a promotion; a replica of a rollout serving another version)."""
-        known = self._table_versions.get(router, "")
+        known = self._fetched_version(router)
         if not artifact_version or not known or artifact_version in self._version_tables.get(router, ()):
             return
         if self._version_refresh is None or self._version_refresh.done():
@@ -479,7 +482,7 @@ class Policy:
                 latency_ms = (time.perf_counter() - started) * 1000
                 scored = _Scored(router, reply.rates, latency_ms, reply.server_ms, reply.artifact_version)
                 self._follow_version(router, reply.artifact_version)
-                if not spec.fixed and reply.artifact_version != self._table_versions.get(router):
+                if not spec.fixed and reply.artifact_version != self._fetched_version(router):
                     warm = self._warmup(spec, router, llm=False, version=reply.artifact_version)
         except ScorerRejectedError as exc:
             if exc.unknown_router and router not in routers_in_use(self._config):  # named by the client, not the config
