@@ -195,6 +195,61 @@ def test_provider_faults_map_the_same_on_both_transports(
     assert whole == streamed and whole
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_the_lean_pool_sends_what_the_lanes_pool_sends_without_httpx_client_layer(
+    fakes: dict[str, FakeProvider], provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The learning worker's pool (lean) hands its requests to the lean transport directly, skipping httpx's
+    client layer (a quarter of the worker's CPU); the provider still gets the same request: headers (the
+    client's defaults, then auth), body, path. Was: through ``AsyncClient.stream``."""
+    fake = fakes[f"strong-{provider}"]
+    cfg = _model("m", {"provider": provider, "base_url": fake.base_url, "api_key_env": "K"} | PRICES)
+    request = ChatRequest(model="m", messages=(Message("user", "hi"),), max_tokens=20)
+
+    async def seen(lean: bool) -> tuple[dict[str, str], dict[str, Any] | None, str]:
+        pool = ProviderPool({"m": cfg}, {"K": "key"}, lean=lean)
+        try:
+            answer = await pool["m"].complete(request)
+        finally:
+            await pool.aclose()
+        return dict(fake.last_headers), fake.last_body, answer.content
+
+    headers, body, answer = asyncio.run(seen(lean=False))
+
+    async def not_used(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the lean pool went through httpx.AsyncClient.send")
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", not_used)
+    lean_headers, lean_body, lean_answer = asyncio.run(seen(lean=True))
+    assert lean_body == body and lean_answer == answer
+    # the same header names and values (the Host header names the same server)
+    assert lean_headers == headers, (lean_headers, headers)
+    assert ("authorization" if provider == "openai" else "x-api-key") in lean_headers
+    with pytest.raises(AssertionError, match=r"AsyncClient\.send"):
+        asyncio.run(seen(lean=False))  # the check above bites: the lanes pool does go through it
+
+
+def test_the_lean_pool_keeps_the_read_timeout(fakes: dict[str, FakeProvider]) -> None:
+    """The model's read timeout travels to the lean transport with the request (httpx's client set it before)."""
+    fake = fakes["strong-openai"]
+    cfg = _model(
+        "m", {"provider": "openai", "base_url": fake.base_url, "api_key_env": "K", "read_timeout_s": 0.2} | PRICES
+    )
+
+    async def main() -> float:
+        pool = ProviderPool({"m": cfg}, {"K": "key"}, lean=True)
+        fake.program(slow(3.0))
+        started = asyncio.get_running_loop().time()
+        try:
+            with pytest.raises(TransientProviderError, match="timed out"):
+                await pool["m"].complete(ChatRequest(model="m", messages=(Message("user", "hi"),)))
+        finally:
+            await pool.aclose()
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(main()) < 2.0
+
+
 def test_lean_transport_connection_ends() -> None:
     """A server that closes kept-alive connections without saying so, a body delimited by the end of the
     connection, a chunked body, and nothing listening."""
