@@ -279,4 +279,7 @@ def describe(cfg: LearningConfig) -> dict[str, Any]:
         "retention_days": cfg.store.retention_days,
         "max_records": cfg.store.max_records,
         "redaction": bool(cfg.redact.rules or cfg.redact.callable),
+        # how the learning worker gives way to serving (docs/learning.md, "The learning worker")
+        "worker_nice": cfg.worker_nice,
+        "worker_sched_idle": cfg.worker_sched_idle,
     }

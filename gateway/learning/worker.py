@@ -287,8 +287,10 @@ def worker_main(
 ) -> None:
     """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
-    with contextlib.suppress(OSError):
+    try:
         os.nice(config.learning.worker_nice)
+    except OSError as e:  # was silent: an operator counting on it must know serving does not come first
+        log.warning("learning.worker_nice: could not lower the worker's priority (%s); it runs at the gateway's", e)
     if config.learning.worker_sched_idle:
         sched_idle()
     jobs_fd, reports_fd = os.dup(jobs.fileno()), os.dup(reports.fileno())

@@ -14,6 +14,7 @@ import asyncio
 import csv
 import itertools
 import json
+import logging
 import os
 import pickle
 import signal
@@ -981,10 +982,13 @@ def test_a_job_the_worker_cannot_read_frees_its_slot(fakes, judge, tmp_path, mon
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 @pytest.mark.parametrize("idle", [True, False])
-def test_worker_priority(fakes, judge, tmp_path, idle):
+def test_worker_priority(fakes, judge, tmp_path, idle, caplog):
     # niceness 10 by default; learning.worker_sched_idle: SCHED_IDLE as well (docs/learning.md)
     cfg = learning_config(fakes, judge, sqlite_url(tmp_path), worker_nice=10, worker_sched_idle=idle)
-    with GatewayThread(cfg) as gw:
+    with caplog.at_level(logging.WARNING, logger="gateway.learning.service"), GatewayThread(cfg) as gw:
+        # the start-up line says how the worker gives way to serving
+        started = next(r.getMessage() for r in caplog.records if "learning from traffic is ON" in r.getMessage())
+        assert f'"worker_nice": 10, "worker_sched_idle": {str(idle).lower()}' in started
         pid = gw.gateway.learning.worker.pid
         assert pid is not None
         want = (os.SCHED_IDLE if idle else os.SCHED_OTHER, min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
