@@ -112,6 +112,8 @@ class Learning:
         self._shadows: dict[str, float] = {}
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
+        #: Answers observed whose sampling and hand-off have not run yet (``observe``: the next loop turn).
+        self._deferred = 0
 
     @classmethod
     def create(
@@ -196,7 +198,7 @@ class Learning:
     async def quiesce(self, timeout_s: float) -> bool:
         """Wait until the worker has reported every job handed to it (tests, benchmarks); False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self._shadows or self._pending:
+        while self._shadows or self._pending or self._deferred:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.02)
@@ -205,10 +207,24 @@ class Learning:
     # ------------------------------------------------------------------ the request path
 
     def observe(self, answered: Answered) -> None:
-        """Called once the client has its whole answer; returns at once and never raises."""
+        """Called once the client has its whole answer, on the serving loop; returns at once and never raises.
+
+        Sampling and the hand-off to the worker run in the loop's next turn, after the caller has sent its
+        response (HTTP: written to the client's socket): pickling and writing a sampled job to the worker's
+        pipe cost ~0.1-0.15 ms of the serving process (py-spy, docs/lab-log.md 2026-12-05 11:00), which the
+        client of a sampled request waited for. Was: before the response was built.
+        """
+        try:
+            asyncio.get_running_loop().call_soon(self._observe_now, answered)
+            self._deferred += 1
+        except Exception:  # learning must never turn into a client error
+            log.exception("learning: observing an answer failed")
+
+    def _observe_now(self, answered: Answered) -> None:
+        self._deferred -= 1
         try:
             self._observe(answered)
-        except Exception:  # learning must never turn into a client error
+        except Exception:  # nor into a failure of the loop's callback
             log.exception("learning: observing an answer failed")
 
     def _observe(self, a: Answered) -> None:

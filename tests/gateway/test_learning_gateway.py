@@ -939,7 +939,8 @@ def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeyp
         with monkeypatch.context() as m:
             m.setattr(Job, "__reduce_ex__", refuse)
             refused, _ = send(gw, 6)  # more than max_concurrent: slots that leaked would refuse later jobs
-        assert gw.call(learning.quiesce(5), timeout=10)  # nothing left in flight
+            # (the hand-off runs after each response: the last one's may still be due)
+            assert gw.call(learning.quiesce(5), timeout=10)  # nothing left in flight
         assert learning.admission.inflight == 0 and learning.admission.budget.reserved == 0
         lost = metric(gw, "ferryman_learning_shadow_calls_total", outcome="lost")
         dropped = metric(gw, "ferryman_learning_store_ops_total", op="put", outcome="dropped")
@@ -951,6 +952,36 @@ def test_hand_off_to_the_worker_runs_on_the_loop(fakes, judge, tmp_path, monkeyp
     assert sum(t.sent for t in tallies) == sum(t.answered for t in tallies) == 14 and not any(t.lost for t in tallies)
     assert lost == 6 and dropped == 6
     assert "learning: observing an answer failed" in caplog.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_hand_off_runs_after_the_response(fakes, judge, tmp_path, monkeypatch, stream):
+    """Sampling and the hand-off to the worker run in the loop's next turn, after the response is sent: a
+    hand-off made to take 1.5 s (pickling the job sleeps) does not delay the client, and the job still goes to
+    the worker. Was: the client waited for it, whole answers and a stream's end alike."""
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    with GatewayThread(cfg) as gw:
+        send(gw, 2)  # warm: connections open, the worker started
+        settle(gw)
+        pickled = Job.__reduce_ex__
+
+        def slow_pickle(self: Job, protocol: Any) -> Any:
+            time.sleep(1.5)
+            return pickled(self, protocol)
+
+        with monkeypatch.context() as m:
+            m.setattr(Job, "__reduce_ex__", slow_pickle)
+            started = time.monotonic()
+            if stream:
+                chunks = list(sdk(gw).chat.completions.create(model=POLICY, messages=MESSAGES, stream=True))
+                text, rid = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks[0].id
+            else:
+                answer = sdk(gw).chat.completions.create(model=POLICY, messages=MESSAGES)
+                text, rid = answer.choices[0].message.content or "", answer.id
+            took = time.monotonic() - started
+            settle(gw)  # waits for the hand-off too (quiesce counts observed answers not yet handed over)
+        assert STRONG_TEXT in text and took < 1.0, took
+        assert record(gw, rid).verdict == "strong"  # shadowed, judged and stored
 
 
 def test_a_job_the_worker_cannot_read_frees_its_slot(fakes, judge, tmp_path, monkeypatch):
