@@ -17,11 +17,13 @@ finished, so one path's background work never spills into another's measurement.
 from another revision's packages (``git archive REV | tar -x -C DIR``), interleaved with the rest,
 so the shadow path's CPU and latency before and after a change print side by side in one run.
 
-Printed per concurrency: n, p50/p90/p99, mean, and the gateway process's (and its learning
-worker's) CPU time per request, per path; shadow − off and twin − off for each
-percentile with a bootstrap 95 % interval; "unchanged within noise" when the shadow difference's
-interval contains 0 or its size is within the twin's; then what the shadow gateway did (shadowed
-share, judge verdicts, store writes, spend) and sent / answered / lost per path.
+Printed per concurrency: n, p50/p90/p99, mean, and CPU time per request, per path: the gateway
+process's, its learning worker's, the scorer's (with them, the product's) and the rig's (the fake
+providers and judge: they stand for remote machines, but here take the same cores); shadow − off
+and twin − off for each percentile with a bootstrap 95 % interval; "unchanged within noise" when
+the shadow difference's interval contains 0 or its size is within the twin's; then what the shadow
+gateway did (shadowed share, judge verdicts, store writes, spend) and sent / answered / lost per
+path.
 """
 
 from __future__ import annotations
@@ -189,15 +191,26 @@ def _tree_cpu_s(pid: int) -> tuple[float, float]:
     return _cpu_s(pid), sum(_cpu_s(c) for c in children(pid))
 
 
+#: The processes every path shares, by kind: {"scorer": [pid], "rig": [fake provider and judge pids]}.
+Shared = dict[str, list[int]]
+
+
+def _shared_cpu_s(shared: Shared) -> tuple[float, float]:
+    """(CPU seconds of the scorer, of the rig's processes)."""
+    return sum(_cpu_s(s) for s in shared["scorer"]), sum(_cpu_s(s) for s in shared["rig"])
+
+
 class Counts:
     def __init__(self) -> None:
         self.sent = self.answered = self.lost = 0
         #: The path's gateway process CPU time over its rounds, and its children's (the learning worker).
         self.cpu_s = 0.0
         self.worker_cpu_s = 0.0
-        #: The shared processes' (fake providers, judge, scorer) CPU time over the path's rounds: what
-        #: the path's requests, and its shadow and judge calls, cost the processes every path uses.
-        self.shared_cpu_s = 0.0
+        #: The shared processes' CPU time over the path's rounds: what the path's requests, and its shadow
+        #: and judge calls, cost the processes every path uses. The scorer is the product's; the fake
+        #: providers and judge are the rig's (they stand for remote machines, here on the same cores).
+        self.scorer_cpu_s = 0.0
+        self.rig_cpu_s = 0.0
         #: Shadow jobs the path's gateway admitted over its rounds (shadow paths).
         self.shadowed = 0.0
 
@@ -240,13 +253,14 @@ async def measure(
     args: argparse.Namespace,
     level: int,
     shadow_ports: dict[str, int],
-    shared: list[int],
+    shared: Shared,
 ) -> tuple[dict[str, list[float]], dict[str, Counts]]:
     """``level`` clients per path (``urls``' keys), the paths interleaved in ``args.rounds`` rounds in a
     rotating order; after each path's turn, until no shadow gateway (``shadow_ports``: path -> admin
     port) has a job in flight.
 
-    ``shared``: the pids every path uses (fake providers, judge, scorer), their CPU time counted per path.
+    ``shared``: the pids every path uses, by kind: "scorer" (the product's) and "rig" (fake providers and
+    judge); their CPU time is counted per path.
     """
     paths = tuple(urls)
     conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in paths}
@@ -263,14 +277,16 @@ async def measure(
                 # every path gets the same prompts in the same round
                 shadowed0 = await _shadowed(shadow_ports.get(p))
                 cpu0, worker0 = _tree_cpu_s(pids[p])
-                shared0 = sum(_cpu_s(s) for s in shared)
+                scorer0, rig0 = _shared_cpu_s(shared)
                 lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
                 await wait_idle(list(shadow_ports.values()))
                 cpu1, worker1 = _tree_cpu_s(pids[p])
+                scorer1, rig1 = _shared_cpu_s(shared)
                 counts[p].shadowed += await _shadowed(shadow_ports.get(p)) - shadowed0
                 counts[p].cpu_s += cpu1 - cpu0
                 counts[p].worker_cpu_s += worker1 - worker0
-                counts[p].shared_cpu_s += sum(_cpu_s(s) for s in shared) - shared0
+                counts[p].scorer_cpu_s += scorer1 - scorer0
+                counts[p].rig_cpu_s += rig1 - rig0
     finally:
         for c in (c for cs in conns.values() for c in cs):
             await c.close()
@@ -318,10 +334,16 @@ def _boot_diff(a: np.ndarray, b: np.ndarray, q: float, n: int, rng: np.random.Ge
     return point, float(lo), float(hi)
 
 
-def _cpu_ms(counts: Counts) -> tuple[float, float, float]:
-    """(gateway, learning worker, shared processes) CPU ms per answered request."""
+def _cpu_ms(counts: Counts) -> tuple[float, float, float, float]:
+    """(gateway, learning worker, scorer, rig: fake providers and judge) CPU ms per answered request."""
     n = max(1, counts.answered)
-    return counts.cpu_s * 1000 / n, counts.worker_cpu_s * 1000 / n, counts.shared_cpu_s * 1000 / n
+    cpu = (counts.cpu_s, counts.worker_cpu_s, counts.scorer_cpu_s, counts.rig_cpu_s)
+    return cpu[0] * 1000 / n, cpu[1] * 1000 / n, cpu[2] * 1000 / n, cpu[3] * 1000 / n
+
+
+def _per_job(counts: Counts, ms_per_request: float) -> float:
+    """CPU ms per answered request -> per shadow job the path's gateway admitted."""
+    return ms_per_request * counts.answered / max(1.0, counts.shadowed)
 
 
 def report(
@@ -335,7 +357,7 @@ def report(
     """
     rng = np.random.default_rng(0)
     head = f"{'conc':>4}  {'path':<11} {'n':>5}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
-    lines = [head + f"  {'gw CPU/req':>10} {'worker CPU/req':>14} {'shared CPU/req':>14}"]
+    lines = [head + f"  {'gw CPU/req':>10} {'worker':>7} {'scorer':>7} {'rig':>7}"]
     rows: list[dict[str, Any]] = []
     verdicts = []
     paths: list[str] = []
@@ -345,10 +367,10 @@ def report(
         for p in paths:
             a = arrays[p]
             pct = [float(np.percentile(a, q)) for q in (50, 90, 99)]
-            cpu_ms, worker_ms, shared_ms = _cpu_ms(counts[p])
+            cpu_ms, worker_ms, scorer_ms, rig_ms = _cpu_ms(counts[p])
             lines.append(
                 f"{level:>4}  {p:<11} {len(a):>5}  {pct[0]:>8.2f} {pct[1]:>8.2f} {pct[2]:>8.2f} {a.mean():>8.2f}"
-                f"  {cpu_ms:>10.2f} {worker_ms:>14.2f} {shared_ms:>14.2f}"
+                f"  {cpu_ms:>10.2f} {worker_ms:>7.2f} {scorer_ms:>7.2f} {rig_ms:>7.2f}"
             )
             rows.append(
                 {"concurrency": level, "path": p, "n": len(a), "p50": pct[0], "p90": pct[1], "p99": pct[2]}
@@ -356,21 +378,23 @@ def report(
                     "mean": float(a.mean()),
                     "gateway_cpu_ms_per_request": cpu_ms,
                     "worker_cpu_ms_per_request": worker_ms,
-                    "shared_cpu_ms_per_request": shared_ms,
+                    "scorer_cpu_ms_per_request": scorer_ms,
+                    "rig_cpu_ms_per_request": rig_ms,
+                    "shared_cpu_ms_per_request": scorer_ms + rig_ms,
                     "shadowed": counts[p].shadowed,
                 }
             )
         off = _cpu_ms(counts["off"])
         added = {p: [x - o for x, o in zip(_cpu_ms(counts[p]), off, strict=True)] for p in shadows}
         sums = [
-            f"{p} {g:+.2f} / {w:.2f} / {sh:+.2f} ms (sum {g + w + sh:+.2f}; per shadow job"
-            f" {(g + w + sh) * counts[p].answered / max(1.0, counts[p].shadowed):.2f}, worker"
-            f" {w * counts[p].answered / max(1.0, counts[p].shadowed):.2f}; {counts[p].shadowed:.0f} jobs)"
-            for p, (g, w, sh) in added.items()
+            f"{p} {g:+.2f} / {w:.2f} / {sc:+.2f} ms, product {g + w + sc:+.2f} (per shadow job"
+            f" {_per_job(counts[p], g + w + sc):.2f}, worker {_per_job(counts[p], w):.2f}); rig {rig:+.2f} (per shadow"
+            f" job {_per_job(counts[p], rig):.2f}); {counts[p].shadowed:.0f} jobs"
+            for p, (g, w, sc, rig) in added.items()
         ]
         lines.append(
-            f"{'':>4}  CPU the shadow path adds per client request (gateway / worker / shared, vs off): "
-            + "; ".join(sums)
+            f"{'':>4}  CPU the shadow path adds per client request, vs off (gateway / worker / scorer = the"
+            " product's; rig = fake providers and judge): " + "; ".join(sums)
         )
         for q in (50, 90, 99):
             twin = _boot_diff(arrays["off"], arrays["off-twin"], q, n_boot, rng)
@@ -397,9 +421,10 @@ def report(
             rows.append(row)
     lines.append("intervals: bootstrap 95 % over requests; twin = a second learning-off gateway (the noise floor)")
     lines.append(
-        "gw CPU/req: the gateway process's CPU time per answered request; worker CPU/req: its learning worker's"
-        " (shadow calls, judge, store writes; at nice 10, or SCHED_IDLE); shared CPU/req: the fake providers',"
-        " judge's and scorer's (the shadow path's includes its shadow and judge calls)"
+        "CPU ms per answered request: gw, the gateway process's; worker, its learning worker's (shadow calls, judge,"
+        " store writes; at nice 10, or SCHED_IDLE); scorer, the scorer's; rig, the fake providers' and judge's,"
+        " which stand for remote machines but run on this machine's cores (the shadow path's include its shadow"
+        " and judge calls)"
     )
     answered = {p: sum(c[p].answered for _, c in results.values()) for p in paths}
     sent = {p: sum(c[p].sent for _, c in results.values()) for p in paths}
@@ -494,7 +519,7 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ferryman-bench-learning-") as tmp_s:
         tmp = Path(tmp_s)
         urls: dict[str, str] = {}
-        fakes: list[int] = []
+        fakes: list[int] = []  # the rig
         for name, extra in (("strong", ["--reply", reply_text("strong")]), ("weak", ["--reply", reply_text("weak")]),
                             ("judge", ["--judge"])):  # fmt: skip
             proc, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
@@ -538,8 +563,8 @@ def run(args: argparse.Namespace) -> int:
         shadow_paths = [p for p in ("shadow", BASE) if p in gw_urls]
         shadow_admins = {p: admin_ports[p] for p in shadow_paths}
         before = {p: scrape(admin_ports[p]) for p in shadow_paths}
-        shared = [scorer.proc.pid, *fakes]
-        all_pids = [os.getpid(), *shared, *pids.values()]
+        shared: Shared = {"scorer": [scorer.proc.pid], "rig": fakes}
+        all_pids = [os.getpid(), scorer.proc.pid, *fakes, *pids.values()]
 
         def run_levels() -> dict[int, tuple[dict[str, list[float]], dict[str, Counts]]]:
             return {

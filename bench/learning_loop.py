@@ -55,6 +55,7 @@ import numpy as np
 from bench.gateway import KeepAliveConnection, _cpu_note
 from bench.learning import (
     POLICY,
+    Shared,
     measure,
     reply_text,
     report,
@@ -244,18 +245,19 @@ def run(args: argparse.Namespace) -> int:
             "weak": ["--reply", reply_text("weak")],
             "judge": ["--judge", "--judge-rule", "traffic"],
         }
-        shared: list[int] = []  # the pids every gateway uses: fakes, judge, scorer
+        # the pids every gateway uses: the scorer (the product's), the fakes and judge (the rig's)
+        shared: Shared = {"scorer": [], "rig": []}
         for name, extra in fakes.items():
             fake, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
             stack.callback(fake.stop)
-            shared.append(fake.proc.pid)
+            shared["rig"].append(fake.proc.pid)
         scorer_port = free_port()
         scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--host", "127.0.0.1"]
         scorer_argv += ["--port", str(scorer_port), "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
         scorer_argv += ["--reload-interval-s", str(args.reload_interval_s)]
         scorer = spawn("scorer", scorer_argv, tmp)
         stack.callback(scorer.stop)
-        shared.append(scorer.proc.pid)
+        shared["scorer"].append(scorer.proc.pid)
         store = tmp / "learning.db"
         learning = {
             "policies": [POLICY],
@@ -279,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n1. client latency, shadow sampling on vs off (interleaved rounds)", flush=True)
         print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         before = scrape(admin)
-        ours = [os.getpid(), *shared, *pids.values()]
+        ours = [os.getpid(), *shared["scorer"], *shared["rig"], *pids.values()]
         lat = _cpu_note(
             ours,
             lambda: {

@@ -35,6 +35,11 @@ def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> No
     assert after["router_apgr_live"] > after["router_apgr_base_same_prompts"]  # fresh prompts, never trained on
     clients = [row for row in result["latency"]["rows"] if "path" in row]
     assert {row["path"] for row in clients} == {"off", "off-twin", "shadow"} and all(r["n"] == 600 for r in clients)
-    # The shared processes' CPU is counted per path: the shadow path's includes its shadow and judge calls.
+    # The shared processes' CPU is counted per path: the shadow path's includes its shadow and judge calls,
+    # which land on the rig (fake providers and judge), split from the scorer's (the product's).
     shared = {row["path"]: row["shared_cpu_ms_per_request"] for row in clients}
     assert shared["shadow"] > shared["off"] > 0, shared
+    rig = {row["path"]: row["rig_cpu_ms_per_request"] for row in clients}
+    scorer = {row["path"]: row["scorer_cpu_ms_per_request"] for row in clients}
+    assert rig["shadow"] > rig["off"] > 0 and min(scorer.values()) > 0, (rig, scorer)
+    assert all(abs(shared[p] - rig[p] - scorer[p]) < 1e-9 for p in shared)
