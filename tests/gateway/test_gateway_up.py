@@ -43,6 +43,15 @@ def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str,
     return cmd, env, (http_port, grpc_port, scorer_port, admin_port)
 
 
+def _free_port_args() -> list[str]:
+    """Flags that put every server of ``up`` on a free port (no scorer metrics port), so that nothing another
+    copy listens on (its default ports, or default + an offset) decides the outcome."""
+    args = ["--scorer-metrics-port", "0"]
+    for flag in ("--scorer-port", "--grpc-port", "--http-port", "--admin-port"):
+        args += [flag, str(free_port())]
+    return args
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -201,7 +210,9 @@ def test_up_refuses_a_bad_config_with_its_message_and_starts_nothing(tmp_path):
     no_keys.write_text(yaml.safe_dump(data | {"auth": {"keys_file": str(tmp_path / "keys")}}))
     expected[no_keys] = f"ferryman up: configuration error: auth.keys_file: {tmp_path / 'keys'} does not exist"
     for config, message in expected.items():
-        cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--port-offset", "17"]
+        # Free ports, not fixed ones (was --port-offset 17): with a port in use (another checkout's `make run`
+        # or test), up stops at its port check ("cannot listen") before the config's own message.
+        cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), *_free_port_args()]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, done.stdout + done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
