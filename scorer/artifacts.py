@@ -36,24 +36,43 @@ MANIFEST_NAME = "manifest.json"
 # it was calibrated: 1, the base format; 2, an artifact with ``params.length_head`` (its term
 # clamped at +-3 training standard deviations, scorer/routers/length_head.py); 3, an artifact whose
 # ``encoder.layers`` keeps fewer than the base encoder's layers (a truncated MiniLM: other
-# embeddings, so a reader that ignored the field would serve it with the full encoder's numbers).
-# The writer picks the lowest version that holds the manifest, so an artifact without a head stays
-# 1 and loads in every scorer, and a scorer that does not know a feature refuses an artifact that
-# uses it ("unsupported format_version 3") instead of serving it with different win rates.
+# embeddings, so a reader that ignored the field would serve it with the full encoder's numbers);
+# 4, a BERT artifact whose ``params.head_precision`` is not the default int8 (its graph keeps the
+# head fp32: a builder that ignored the field would quantise the head, other probabilities).
+# The writer picks the lowest version that holds the manifest (the highest its features need), so an
+# artifact without a head stays 1 and loads in every scorer, and a scorer that does not know a
+# feature refuses an artifact that uses it ("unsupported format_version 4") instead of serving it
+# with different win rates.
 FORMAT_VERSION = 1
 LENGTH_HEAD_FORMAT_VERSION = 2
 LAYERS_FORMAT_VERSION = 3
-FORMAT_VERSIONS = (FORMAT_VERSION, LENGTH_HEAD_FORMAT_VERSION, LAYERS_FORMAT_VERSION)
+HEAD_PRECISION_FORMAT_VERSION = 4
+FORMAT_VERSIONS = (FORMAT_VERSION, LENGTH_HEAD_FORMAT_VERSION, LAYERS_FORMAT_VERSION, HEAD_PRECISION_FORMAT_VERSION)
 LENGTH_HEAD_PARAM = "length_head"  # the params key (parsed by scorer.routers.length_head)
+#: The params key of a BERT head's precision in the served graph (values: ``scorer.routers.bert.HEAD_PRECISIONS``)
+#: and its default, what every builder before the key did (the head quantised with the encoder).
+HEAD_PRECISION_PARAM = "head_precision"
+DEFAULT_HEAD_PRECISION = "int8"
 #: Transformer layers of the base encoder (all-MiniLM-L6-v2); ``EncoderSpec.layers`` keeps the first N.
 FULL_LAYERS = 6
 
 
+def _features(params: Mapping[str, Any], encoder: EncoderSpec | None) -> dict[int, str]:
+    """The features of a manifest that need a format_version above 1: {version: what needs it}."""
+    out: dict[int, str] = {}
+    if LENGTH_HEAD_PARAM in params:
+        out[LENGTH_HEAD_FORMAT_VERSION] = f"params.{LENGTH_HEAD_PARAM}"
+    if encoder is not None and encoder.layers != FULL_LAYERS:
+        out[LAYERS_FORMAT_VERSION] = f"encoder.layers {encoder.layers}"
+    precision = params.get(HEAD_PRECISION_PARAM, DEFAULT_HEAD_PRECISION)
+    if precision != DEFAULT_HEAD_PRECISION:
+        out[HEAD_PRECISION_FORMAT_VERSION] = f"params.{HEAD_PRECISION_PARAM} {precision!r}"
+    return out
+
+
 def format_version_for(params: Mapping[str, Any], encoder: EncoderSpec | None = None) -> int:
     """The ``format_version`` a manifest with these ``params`` and ``encoder`` is written with."""
-    if encoder is not None and encoder.layers != FULL_LAYERS:
-        return LAYERS_FORMAT_VERSION
-    return LENGTH_HEAD_FORMAT_VERSION if LENGTH_HEAD_PARAM in params else FORMAT_VERSION
+    return max(_features(params, encoder), default=FORMAT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -209,19 +228,26 @@ def parse_manifest(raw: Any, where: Path) -> Manifest:
     params = raw.get("params") or {}
     _require(isinstance(params, dict), where, "params must be an object")
     encoder = _parse_encoder(raw.get("encoder"), where)
-    need = format_version_for(params, encoder)
-    if need == LAYERS_FORMAT_VERSION:
-        why = f"encoder.layers {encoder.layers if encoder else FULL_LAYERS} needs format_version {need}, is {fmt}"
-    elif need == LENGTH_HEAD_FORMAT_VERSION:
+    features = _features(params, encoder)
+    need = max(features, default=FORMAT_VERSION)
+    if need == FORMAT_VERSION:
         why = (
-            f"params.{LENGTH_HEAD_PARAM} needs format_version {need}, is {fmt} (written before the head's clamp "
-            "at +-3 training sd, so its calibration may not match: retrain or recalibrate it)"
+            f"format_version {fmt} is for an artifact with params.{LENGTH_HEAD_PARAM}, a truncated encoder "
+            f"(encoder.layers) or an fp32 BERT head (params.{HEAD_PRECISION_PARAM}), which this one lacks "
+            f"(expected format_version {need})"
         )
     else:
-        why = (
-            f"format_version {fmt} is for an artifact with params.{LENGTH_HEAD_PARAM} or a truncated encoder "
-            f"(encoder.layers), which this one lacks (expected format_version {need})"
-        )
+        why = f"{features[need]} needs format_version {need}, is {fmt}"
+        if fmt < need and need == LENGTH_HEAD_FORMAT_VERSION:
+            why += (
+                " (written before the head's clamp at +-3 training sd, so its calibration may not match:"
+                " retrain or recalibrate it)"
+            )
+        elif fmt < need and need == HEAD_PRECISION_FORMAT_VERSION:
+            why += (
+                " (written before format_version 4 marked the head's precision: set format_version 4, then"
+                " `ferryman build routers` rebuilds its graphs if they were built otherwise)"
+            )
     _require(fmt == need, where, why)
     for key in ("name", "kind", "version", "default_strong", "default_weak"):
         _require(isinstance(raw.get(key), str) and raw[key], where, f"missing or empty field {key!r}")

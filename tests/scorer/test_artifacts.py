@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from ferryman import paths
 from scorer.artifacts import (
+    FORMAT_VERSIONS,
+    HEAD_PRECISION_FORMAT_VERSION,
+    MANIFEST_NAME,
     ArtifactFile,
     Manifest,
     load_artifact,
+    parse_manifest,
     sha256_of,
     write_manifest,
 )
@@ -112,14 +117,49 @@ def test_format_version_follows_the_length_head(tmp_path: Path) -> None:
     assert loaded.format_version == 2 and loaded.params["length_head"] == HEAD
 
 
+#: The message for a manifest written between 65bbbf2 (params.head_precision) and format_version 4.
+FP32_HEAD_AT_2 = (
+    r"params\.head_precision 'fp32' needs format_version 4, is 2 \(written before format_version 4 marked the "
+    r"head's precision: set format_version 4, then `ferryman build routers` rebuilds"
+)
+
+
+def test_format_version_follows_the_head_precision(tmp_path: Path) -> None:
+    """An fp32 BERT head is format_version 4: a reader that ignored params.head_precision (a builder older than
+    65bbbf2) would quantise the head and serve other probabilities, so it must refuse the manifest instead
+    ("unsupported format_version 4 (expected 1 or 2 or 3)"). The default int8 head keeps the version."""
+    cases = {
+        "fp32": ({"head_precision": "fp32"}, 4),
+        "fp32-headed": ({"head_precision": "fp32", "length_head": HEAD}, 4),
+        "int8": ({"head_precision": "int8", "length_head": HEAD}, 2),
+        "default": ({"length_head": HEAD}, 2),
+    }
+    for name, (params, version) in cases.items():
+        write_manifest(tmp_path / name, _manifest(kind="bert", params=params))
+        assert json.loads((tmp_path / name / "manifest.json").read_text())["format_version"] == version, name
+        assert load_artifact(tmp_path / name).manifest.params == params
+    assert HEAD_PRECISION_FORMAT_VERSION == 4 and max(FORMAT_VERSIONS) == 4
+
+
+def test_the_shipped_bert_manifest_is_format_version_4_and_loads() -> None:
+    raw = json.loads((paths.routers_dir() / "bert" / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert (raw["params"]["head_precision"], raw["format_version"]) == ("fp32", HEAD_PRECISION_FORMAT_VERSION)
+    assert parse_manifest(raw, Path("manifest.json")).format_version == 4
+
+
 @pytest.mark.parametrize(
     ("fmt", "params", "message"),
     [
         (1, {"length_head": HEAD}, r"manifest\.json: params\.length_head needs format_version 2, is 1"),
         (2, {}, r"manifest\.json: format_version 2 is for an artifact with params\.length_head"),
         (3, {"length_head": HEAD}, r"params\.length_head needs format_version 2, is 3"),
-        (3, {}, r"format_version 3 is for an artifact with params\.length_head or a truncated encoder"),
-        (4, {"length_head": HEAD}, r"unsupported format_version 4 \(expected 1 or 2 or 3\)"),
+        (3, {}, r"format_version 3 is for an artifact with params\.length_head, a truncated encoder"),
+        (4, {}, r"format_version 4 is for an artifact with .* or an fp32 BERT head \(params\.head_precision\)"),
+        (4, {"length_head": HEAD}, r"params\.length_head needs format_version 2, is 4"),
+        (4, {"head_precision": "int8"}, r"expected format_version 1"),  # int8 is the default: every builder's
+        (2, {"length_head": HEAD, "head_precision": "fp32"}, FP32_HEAD_AT_2),
+        (3, {"head_precision": "fp32"}, r"params\.head_precision 'fp32' needs format_version 4, is 3"),
+        (5, {"length_head": HEAD}, r"unsupported format_version 5 \(expected 1 or 2 or 3 or 4\)"),
         ("2", {"length_head": HEAD}, r"unsupported format_version '2'"),
         (True, {}, r"unsupported format_version True"),
     ],
