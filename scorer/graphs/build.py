@@ -44,13 +44,14 @@ from scorer.artifacts import (
 )
 from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
 from scorer.errors import ArtifactError
-from scorer.graphs.base import WEIGHTS_FILE, BaseEncoder, read_base_encoder
+from scorer.graphs.base import CONFIG_FILE, WEIGHTS_FILE, BaseEncoder, base_model_path, read_base_encoder
 from scorer.graphs.bert_graph import HEAD_NODE, OPSET, Head, build_bert_graph
-from scorer.routers.bert import HEAD_PRECISIONS
+from scorer.routers.bert import BUILD_RECORD_KEY, GRAPH_ROLES, head_precision, parse_build_record
 
 HEAD_PREFIX = "head."
 INNER_PREFIX = "inner."  # the BERT router module's name for the encoder inside it (lab.train.bert)
-BERT_ROLES = ("onnx", "onnx_unpadded")
+#: The modules whose code writes a BERT graph: a change to either may change the graph (``bert_build_records``).
+_BUILDER_SOURCES = (Path(__file__).with_name("bert_graph.py"), Path(__file__))
 #: The head's nodes to leave out of the quantisation: quantize_dynamic first splits a ``Gemm`` into
 #: ``<name>_MatMul`` + ``<name>_Add`` and quantises the MatMul under its new name.
 _HEAD_NODES = [HEAD_NODE, f"{HEAD_NODE}_MatMul"]
@@ -249,34 +250,94 @@ def _read_delta(root: Path, manifest: Manifest) -> dict[str, np.ndarray]:
         raise ArtifactError(f"{path}: not a readable .npz ({exc})") from exc
 
 
-def build_bert_graphs(root: Path, *, force: bool = False, base: BaseEncoder | None = None) -> list[Path]:
-    """Build the ``built_by`` graphs of a BERT artifact from its delta; returns those built (missing ones only)."""
+def bert_build_records(root: Path, base_path: Path | None = None) -> dict[str, dict[str, object]]:
+    """What each ``built_by`` graph of a BERT artifact is built from, by role, as ``ferryman build routers``
+    records it in the graph's metadata (``BUILD_RECORD_KEY``): the head's precision
+    (``params.head_precision``), the delta's SHA-256, the base encoder's files, the graph (masked or
+    not), the package versions that write and quantise it and a digest of the builder's code. A graph
+    whose record differs is stale; the scorer checks the first two at load
+    (``scorer.routers.bert.check_built_graph``)."""
     manifest = _manifest(root)
-    if manifest.kind != "bert":
-        return []
-    todo = {
-        role: root / manifest.files[role].path
-        for role in BERT_ROLES
-        if role in manifest.files and manifest.files[role].built_by is not None
+    roles = [r for r in GRAPH_ROLES if r in manifest.files and manifest.files[r].built_by is not None]
+    if manifest.kind != "bert" or not roles:
+        return {}
+    base_path = base_model_path() if base_path is None else base_path
+    delta = manifest.files.get("delta")
+    common: dict[str, object] = {
+        "head_precision": head_precision(manifest, root / MANIFEST_NAME),
+        "delta_sha256": sha256_of(root / delta.path) if delta is not None and (root / delta.path).is_file() else None,
+        "base_encoder_sha256": {name: sha256_of(base_path / name) for name in (WEIGHTS_FILE, CONFIG_FILE)},
+        "built_with": _versions(),
+        "builder": hashlib.sha256(b"".join(p.read_bytes() for p in _BUILDER_SOURCES)).hexdigest()[:16],
     }
-    for role, dst in list(todo.items()):
-        if dst.is_file() and not force:
-            print(f"{dst} exists (use --force to rebuild)")
-            del todo[role]
+    return {role: {**common, "masked": role == "onnx"} for role in roles}
+
+
+def stamp(model: onnx.ModelProto, record: Mapping[str, object]) -> None:
+    """Write a build record (``bert_build_records``) into ``model``'s metadata, where the scorer reads it."""
+    onnx.helper.set_model_props(model, {BUILD_RECORD_KEY: json.dumps(record, sort_keys=True)})
+
+
+def graph_build_record(path: Path) -> dict[str, object] | None:
+    """The build record in a graph's metadata (None: none, or not a readable graph)."""
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # any unreadable file (not a graph, truncated) is a graph to rebuild
+        return None
+    return parse_build_record({p.key: p.value for p in model.metadata_props})
+
+
+_RECORD_FIELDS = {
+    "head_precision": "params.head_precision",
+    "delta_sha256": "the delta",
+    "base_encoder_sha256": "the base encoder's files",
+    "masked": "the graph's role",
+    "built_with": "the onnx/onnxruntime/numpy versions",
+    "builder": "the graph builder's code (scorer/graphs)",
+}
+
+
+def stale_because(path: Path, expected: Mapping[str, object]) -> str | None:
+    """Why the graph at ``path`` is not the one ``expected`` (``bert_build_records``) describes; None if it is."""
+    record = graph_build_record(path)
+    if record is None:
+        return "it records no build inputs (built before they were recorded, or unreadable)"
+    changed = [key for key in expected if record.get(key) != expected[key]]
+    if not changed:
+        return None
+    if changed[0] == "head_precision":
+        was, now = record.get("head_precision"), expected["head_precision"]
+        return f"its head is {was}, the manifest says params.head_precision {now}"
+    return f"{_RECORD_FIELDS.get(changed[0], changed[0])} changed since it was built"
+
+
+def build_bert_graphs(root: Path, *, force: bool = False, base: BaseEncoder | None = None) -> list[Path]:
+    """Build the ``built_by`` graphs of a BERT artifact from its delta; returns those built.
+
+    A graph already there is kept only if its build record (``bert_build_records``) matches what it
+    would be built from now; otherwise it is rebuilt, with a line saying why. ``force`` rebuilds all.
+    """
+    manifest = _manifest(root)
+    records = bert_build_records(root, base.path if base else None)
+    todo: dict[str, Path] = {}
+    for role, record in records.items():
+        dst = root / manifest.files[role].path
+        if force or not dst.is_file():
+            todo[role] = dst
+        elif why := stale_because(dst, record):
+            print(f"{dst} is stale: {why}; rebuilding it", flush=True)
+            todo[role] = dst
+        else:
+            print(f"{dst} is up to date (use --force to rebuild)")
     if not todo:
         return []
-    head_precision = manifest.params.get("head_precision", "int8")
-    if head_precision not in HEAD_PRECISIONS:
-        raise ArtifactError(
-            f"{root / MANIFEST_NAME}: params.head_precision must be one of {', '.join(HEAD_PRECISIONS)},"
-            f" got {head_precision!r}"
-        )
     t0 = time.perf_counter()
     base = base or read_base_encoder()
     weights, head = apply_delta(base, _read_delta(root, manifest))
     for role, dst in todo.items():
         model = build_bert_graph(weights, base.shape, masked=role == "onnx", head=head, output_name="logits")
-        _write_int8(model, dst, exclude=_HEAD_NODES if head_precision == "fp32" else [])
+        stamp(model, records[role])  # quantisation keeps the model's metadata
+        _write_int8(model, dst, exclude=_HEAD_NODES if records[role]["head_precision"] == "fp32" else [])
         print(f"built {dst} in {time.perf_counter() - t0:.1f} s", flush=True)
     return list(todo.values())
 
@@ -288,5 +349,5 @@ def build_routers(routers_dir: Path, *, force: bool = False, base: BaseEncoder |
         return []
     built = [p for root in discover_artifacts(routers_dir) for p in build_bert_graphs(root, force=force, base=base)]
     if not built:
-        print(f"no router files to build under {routers_dir}")
+        print(f"nothing to build under {routers_dir}")
     return built

@@ -8,18 +8,52 @@ weak model's side.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from scorer.artifacts import Artifact, EncoderSpec
+from scorer.artifacts import (
+    DEFAULT_HEAD_PRECISION,
+    HEAD_PRECISION_PARAM,
+    Artifact,
+    EncoderSpec,
+    Manifest,
+)
 from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, allowed_rows_per_run, length_buckets
 from scorer.routers.base import LoadContext, RouterBase, check
 
 LABELS = ("strong", "tie", "weak")
 #: ``params.head_precision`` of a BERT artifact: its head quantised with the encoder (default) or kept fp32
 #: (``scorer.graphs.build.build_bert_graphs`` builds the graph either way; the scoring code is the same).
-HEAD_PRECISIONS = ("int8", "fp32")
+HEAD_PRECISIONS = (DEFAULT_HEAD_PRECISION, "fp32")
+#: The graph roles ``ferryman build routers`` writes for a BERT artifact (``built_by`` files).
+GRAPH_ROLES = ("onnx", "onnx_unpadded")
+#: The ONNX metadata key under which ``ferryman build routers`` records what a graph was built from
+#: (``scorer.graphs.build.bert_build_records``: JSON with at least ``head_precision`` and ``delta_sha256``).
+BUILD_RECORD_KEY = "ferryman.build"
+
+
+def head_precision(manifest: Manifest, where: Path) -> str:
+    """The manifest's ``params.head_precision`` (default int8); any value but ``HEAD_PRECISIONS`` is refused."""
+    value = manifest.params.get(HEAD_PRECISION_PARAM, DEFAULT_HEAD_PRECISION)
+    check(
+        value in HEAD_PRECISIONS,
+        where,
+        f"params.{HEAD_PRECISION_PARAM} must be one of {', '.join(HEAD_PRECISIONS)}, got {value!r}",
+    )
+    return str(value)
+
+
+def parse_build_record(metadata: Mapping[str, str]) -> dict[str, Any] | None:
+    """The build record among a graph's metadata (``BUILD_RECORD_KEY``); None when it has none or a malformed one."""
+    try:
+        record = json.loads(metadata[BUILD_RECORD_KEY])
+    except (KeyError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

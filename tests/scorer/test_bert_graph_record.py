@@ -1,0 +1,101 @@
+"""A built BERT graph records what it was built from (``scorer.graphs.build.bert_build_records``).
+
+``ferryman build routers`` writes the record into each graph's metadata and, without ``--force``,
+rebuilds a graph whose record differs from the artifact as it is now (its ``params.head_precision``,
+its delta, the base encoder, the builder), saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from ferryman import paths
+from scorer.artifacts import HEAD_PRECISION_PARAM, load_artifact, sha256_of, write_manifest
+from scorer.graphs.base import BaseEncoder, read_base_encoder
+from scorer.graphs.build import build_bert_graphs, build_routers, graph_build_record
+
+SHIPPED_BERT = paths.routers_dir().resolve() / "bert"  # fp32 head (params.head_precision)
+GRAPHS = ("model.int8.onnx", "model.int8.unpadded.onnx")
+
+
+@pytest.fixture(scope="module")
+def base() -> BaseEncoder:
+    return read_base_encoder()
+
+
+@pytest.fixture(scope="module")
+def built_bert(base: BaseEncoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shipped BERT router with its graphs built here."""
+    root = tmp_path_factory.mktemp("built") / "bert"
+    shutil.copytree(SHIPPED_BERT, root, ignore=shutil.ignore_patterns("*.onnx"))
+    build_bert_graphs(root, base=base)
+    return root
+
+
+@pytest.fixture
+def bert(built_bert: Path, tmp_path: Path) -> Path:
+    """A routers directory with a fresh copy of ``built_bert`` (graphs included); returns the artifact."""
+    root = tmp_path / "routers" / "bert"
+    shutil.copytree(built_bert, root)
+    return root
+
+
+def set_head_precision(root: Path, precision: str) -> None:
+    """Rewrite the manifest with ``params.head_precision`` (format_version follows), as a retrain would."""
+    manifest = load_artifact(root, verify_hashes=False).manifest
+    params = {k: v for k, v in manifest.params.items() if k != HEAD_PRECISION_PARAM}
+    params |= {HEAD_PRECISION_PARAM: precision} if precision != "int8" else {}
+    write_manifest(root, dataclasses.replace(manifest, params=params))
+
+
+def head_ops(path: Path) -> set[str]:
+    """The operator types of the head's nodes (int8: MatMulInteger among them; fp32: MatMul, Add)."""
+    return {n.op_type for n in onnx.load(str(path)).graph.node if n.name.startswith("head")}
+
+
+def strip_record(path: Path) -> None:
+    """The graph as a builder before build records wrote it."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+
+
+def test_build_rebuilds_a_graph_whose_inputs_changed_and_says_why(
+    bert: Path, base: BaseEncoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: `ferryman build routers` printed "... exists (use --force to rebuild)" and kept a graph with an
+    fp32 head under a manifest that asks for int8 (and any graph built from an older delta)."""
+    graphs = [bert / g for g in GRAPHS]
+    assert {graph_build_record(g)["head_precision"] for g in graphs} == {"fp32"}  # type: ignore[index]
+    assert all(head_ops(g) == {"MatMul", "Add"} for g in graphs)
+    assert build_routers(bert.parent, base=base) == []
+    assert capsys.readouterr().out.count("is up to date (use --force to rebuild)") == 2
+    # params.head_precision changed: both graphs rebuilt with the head quantised
+    set_head_precision(bert, "int8")
+    assert build_routers(bert.parent, base=base) == graphs
+    out = capsys.readouterr().out
+    for g in graphs:
+        assert f"{g} is stale: its head is fp32, the manifest says params.head_precision int8; rebuilding it" in out
+        assert "MatMulInteger" in head_ops(g)
+        assert graph_build_record(g)["head_precision"] == "int8"  # type: ignore[index]
+    # another delta (a retrain that was not rebuilt)
+    delta = bert / "delta.npz"
+    with np.load(delta) as npz:
+        tensors = {k: npz[k] for k in npz.files}
+    np.savez(delta, **(tensors | {"head.bias": (tensors["head.bias"] + 1).astype(tensors["head.bias"].dtype)}))
+    manifest = load_artifact(bert, verify_hashes=False).manifest
+    files = dict(manifest.files) | {"delta": dataclasses.replace(manifest.files["delta"], sha256=sha256_of(delta))}
+    write_manifest(bert, dataclasses.replace(manifest, files=files))
+    assert build_routers(bert.parent, base=base) == graphs
+    assert f"{graphs[0]} is stale: the delta changed since it was built; rebuilding it" in capsys.readouterr().out
+    # a graph built before the record existed
+    strip_record(graphs[1])
+    assert build_routers(bert.parent, base=base) == [graphs[1]]
+    assert f"{graphs[1]} is stale: it records no build inputs" in capsys.readouterr().out
+    assert build_routers(bert.parent, base=base) == []
