@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from scorer.artifacts import (
     DEFAULT_HEAD_PRECISION,
     HEAD_PRECISION_PARAM,
+    MANIFEST_NAME,
     Artifact,
     EncoderSpec,
     Manifest,
 )
 from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, allowed_rows_per_run, length_buckets
+from scorer.errors import ArtifactError
 from scorer.routers.base import LoadContext, RouterBase, check
 
 LABELS = ("strong", "tie", "weak")
@@ -34,6 +37,7 @@ GRAPH_ROLES = ("onnx", "onnx_unpadded")
 #: The ONNX metadata key under which ``ferryman build routers`` records what a graph was built from
 #: (``scorer.graphs.build.bert_build_records``: JSON with at least ``head_precision`` and ``delta_sha256``).
 BUILD_RECORD_KEY = "ferryman.build"
+REBUILD = "`ferryman build routers` rebuilds it (`make setup` runs it)"
 
 
 def head_precision(manifest: Manifest, where: Path) -> str:
@@ -54,6 +58,34 @@ def parse_build_record(metadata: Mapping[str, str]) -> dict[str, Any] | None:
     except (KeyError, json.JSONDecodeError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def check_built_graph(artifact: Artifact, role: str, session: ort.InferenceSession) -> None:
+    """Refuse a built graph (``built_by``) that is not the one the manifest describes.
+
+    ``ferryman build routers`` records in each graph's metadata the head precision and the delta it
+    was built from; a graph built under another ``params.head_precision`` (or from another delta)
+    would serve other probabilities than the artifact was calibrated on. Committed graphs (a SHA-256
+    in the manifest) are pinned by their digest and not checked here.
+    """
+    m = artifact.manifest
+    spec = m.files.get(role)
+    if spec is None or spec.built_by is None:
+        return
+    path, where = artifact.path(role), artifact.root / MANIFEST_NAME
+    record = parse_build_record(session.get_modelmeta().custom_metadata_map)
+    if record is None:
+        raise ArtifactError(f"{path}: the graph records no build inputs (built before they were recorded); {REBUILD}")
+    want = head_precision(m, where)
+    if record.get("head_precision") != want:
+        raise ArtifactError(
+            f"{path}: built with an {record.get('head_precision')} head, but {where} says "
+            f"params.{HEAD_PRECISION_PARAM} {want}{' (the default)' if HEAD_PRECISION_PARAM not in m.params else ''},"
+            f" so it would serve other probabilities; {REBUILD}"
+        )
+    delta = m.files.get("delta")
+    if delta is not None and delta.sha256 and record.get("delta_sha256") != delta.sha256:
+        raise ArtifactError(f"{path}: built from another {delta.path} than {where} names; {REBUILD}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -85,7 +117,11 @@ class BertRouter(RouterBase):
         path = artifact.path("onnx")
         # Optional mask-free twin (``files.onnx_unpadded``), used for every run without padding.
         unpadded = artifact.path("onnx_unpadded") if "onnx_unpadded" in m.files else None
+        head_precision(m, where)
         self._graphs = GraphPair(path, unpadded, ctx.threads)
+        check_built_graph(artifact, "onnx", self._graphs.session)
+        if self._graphs.unpadded is not None:
+            check_built_graph(artifact, "onnx_unpadded", self._graphs.unpadded)
         check(self._graphs.session.get_outputs()[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
         self._rows_per_run = allowed_rows_per_run(path, ctx.rows_per_run)
 

@@ -2,12 +2,14 @@
 
 ``ferryman build routers`` writes the record into each graph's metadata and, without ``--force``,
 rebuilds a graph whose record differs from the artifact as it is now (its ``params.head_precision``,
-its delta, the base encoder, the builder), saying why.
+its delta, the base encoder, the builder), saying why; the scorer refuses at load a graph whose
+record names another head precision or delta than its manifest (``scorer.routers.bert``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import pytest
 
 from ferryman import paths
 from scorer.artifacts import HEAD_PRECISION_PARAM, load_artifact, sha256_of, write_manifest
+from scorer.core import ScoreQuery, ScorerCore
+from scorer.errors import ArtifactError
 from scorer.graphs.base import BaseEncoder, read_base_encoder
 from scorer.graphs.build import build_bert_graphs, build_routers, graph_build_record
 
@@ -99,3 +103,32 @@ def test_build_rebuilds_a_graph_whose_inputs_changed_and_says_why(
     assert build_routers(bert.parent, base=base) == [graphs[1]]
     assert f"{graphs[1]} is stale: it records no build inputs" in capsys.readouterr().out
     assert build_routers(bert.parent, base=base) == []
+
+
+def test_the_scorer_refuses_a_graph_built_under_another_head_precision(
+    bert: Path, base: BaseEncoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: a graph built with an fp32 head served under a manifest that says int8 (or the reverse), with other
+    probabilities than the artifact was calibrated on. Now the scorer refuses it at load, naming the command."""
+    encoder_dir, routers = paths.encoder_dir(), bert.parent
+    ScorerCore.load(routers, encoder_dir, only=["bert"])  # as built
+    set_head_precision(bert, "int8")  # a manifest that says int8 (the default) over the fp32 graphs
+    rebuild = r"so it would serve other probabilities; `ferryman build routers` rebuilds it"
+    graph = re.escape(str(bert / GRAPHS[0]))
+    says = re.escape(f"but {bert / 'manifest.json'} says params.head_precision")
+    fp32_graph = rf"{graph}: built with an fp32 head, {says} int8 \(the default\), {rebuild}"
+    with pytest.raises(ArtifactError, match=fp32_graph):
+        ScorerCore.load(routers, encoder_dir, only=["bert"])
+    build_routers(routers, base=base)  # the command it names
+    int8 = ScorerCore.load(routers, encoder_dir, only=["bert"])
+    assert int8.score([ScoreQuery("bert", "Prove that there are infinitely many primes.")])[0].strong_win_rate > 0
+    set_head_precision(bert, "fp32")  # the reverse
+    with pytest.raises(ArtifactError, match=rf"{graph}: built with an int8 head, {says} fp32, {rebuild}"):
+        ScorerCore.load(routers, encoder_dir, only=["bert"])
+    build_routers(routers, base=base)
+    capsys.readouterr()
+    # the mask-free twin is checked too, and a graph that records nothing is refused
+    strip_record(bert / GRAPHS[1])
+    twin = re.escape(str(bert / GRAPHS[1]))
+    with pytest.raises(ArtifactError, match=rf"{twin}: the graph records no build inputs .*ferryman build routers"):
+        ScorerCore.load(routers, encoder_dir, only=["bert"])

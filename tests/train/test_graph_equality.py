@@ -32,6 +32,7 @@ from lab.train.export import export_encoder, export_onnx, quantize_int8, unpadde
 from scorer.artifacts import MANIFEST_NAME
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.encoder import Encoder, feeds, make_session, model_file
+from scorer.graphs.build import bert_build_records, stamp
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the module fixture exports five graphs with torch
 SHIPPED_DIR = paths.routers_dir().resolve()  # the committed routers ($FERRYMAN_ROUTERS_DIR or ./routers)
@@ -40,7 +41,8 @@ SHIPPED = ("mf", "sw", "bert")
 
 def _export_bert_with_torch(artifact: Path) -> None:
     """The BERT graphs as ``ferryman build routers`` exported them with torch before ``scorer.graphs``
-    (an ``fp32`` ``params.head_precision`` leaves the head's Gemm, as quantize_dynamic splits it, unquantised)."""
+    (an ``fp32`` ``params.head_precision`` leaves the head's Gemm, as quantize_dynamic splits it, unquantised),
+    with the build record ``scorer.graphs`` writes (the scorer refuses a built graph without one)."""
     module = module_from_delta(load_delta(artifact / "delta.npz"))
     manifest = json.loads((artifact / MANIFEST_NAME).read_text(encoding="utf-8"))
     fp32_head = manifest["params"].get("head_precision") == "fp32"
@@ -48,9 +50,14 @@ def _export_bert_with_torch(artifact: Path) -> None:
         masked, unpadded = Path(tmp) / "masked.onnx", Path(tmp) / "unpadded.onnx"
         export_onnx(module, masked, "logits")
         export_onnx(unpadded_module(module.inner, module.head), unpadded, "logits", with_mask=False)
-        for src, dst in ((masked, "model.int8.onnx"), (unpadded, "model.int8.unpadded.onnx")):
-            heads = [n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Gemm"] if fp32_head else []
-            quantize_int8(src, artifact / dst, exclude=[x for h in heads for x in (h, f"{h}_MatMul")])
+        records = bert_build_records(artifact)  # what the scorer checks at load, as the builder records it
+        for src, role in ((masked, "onnx"), (unpadded, "onnx_unpadded")):
+            model = onnx.load(str(src))
+            heads = [n.name for n in model.graph.node if n.op_type == "Gemm"] if fp32_head else []
+            stamp(model, records[role])
+            onnx.save(model, str(src))
+            dst = artifact / manifest["files"][role]["path"]
+            quantize_int8(src, dst, exclude=[x for h in heads for x in (h, f"{h}_MatMul")])
 
 
 @pytest.fixture(scope="module")
