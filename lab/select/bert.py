@@ -15,6 +15,13 @@ Two stages, so the fine-tuning (the expensive part) runs only on the best probe:
    then (1b) the best of those with each loss weight of the GSM8K rows;
 2. LP-FT from the best probe for each fine-tuning learning rate.
 
+Every candidate is the recipe (``lab/recipes/bert.toml``) with the grid's settings changed, so a probe
+is fitted and scored on the features the recipe trains on (``probe_features``, through
+``lab.train.bert.probe_feature_source``, as training takes them): the shipped recipe's
+``"served"``, the pooled vectors of the int8 graph the scorer runs (``--probe-features torch``: the
+fp32 torch features). Fine-tuning runs in torch, so stage 2's candidates fit their starting probe on
+the torch features.
+
 Usage: ``python -m lab.select.bert --folds build/crossfit/subject/folds.json``
 (``--help`` for the grid). Prints one line per candidate and split, then the mean
 table, and writes it all as JSON.
@@ -36,7 +43,17 @@ from ferryman import paths
 from lab.data.benchmarks import GOLDEN_BENCHMARKS, STRONG, WEAK, LabeledPrompt, default_data_dir, load_golden
 from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr_by_benchmark
-from lab.train.bert import LABELS, BertConfig, BertTrainer, bert_labels, bert_weights, fit_probe
+from lab.train.bert import (
+    LABELS,
+    PROBE_FEATURES,
+    BertConfig,
+    BertTrainer,
+    FeatureSource,
+    bert_labels,
+    bert_weights,
+    probe_feature_source,
+    probe_head,
+)
 from lab.train.data import TrainingData, heldout_keys, load_training_data
 from lab.train.recipe import load_recipe
 from scorer.artifacts import EncoderSpec
@@ -55,7 +72,7 @@ class Candidate:
         c = self.config
         ft = f"ft lr={c.lr:g} rows={c.max_rows} ep={c.epochs}" if c.epochs else "probe only"
         gsm = f" gsm8k×{c.gsm8k_weight:g}" if c.gsm8k_weight != 1 else ""
-        return f"C={c.probe_c:g} battles={'yes' if self.battles else 'no'}{gsm} {ft}"
+        return f"C={c.probe_c:g} battles={'yes' if self.battles else 'no'}{gsm} {ft} on {c.probe_features}"
 
 
 @dataclass(frozen=True)
@@ -92,23 +109,51 @@ def probe_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, tie
     return np.asarray(p[:, LABELS.index("strong")] + tie_weight * p[:, LABELS.index("tie")])
 
 
-def evaluate(trainer: BertTrainer, cand: Candidate, split: Split, seed: int) -> dict[str, float]:
-    """Train ``cand`` on the split's inner training data; APGR on its inner validation prompts."""
+class FeatureSources:
+    """What each candidate's probe is fitted on: ``lab.train.bert.probe_feature_source`` of its config, one per
+    kind of features (and trained depth), made when a candidate first needs it; a trainer over ``pool``."""
+
+    def __init__(self, spec: EncoderSpec, pool: Sequence[str], cache_dir: Path | None, threads: int = 1) -> None:
+        self.spec, self.pool, self.cache_dir, self.threads = spec, list(pool), cache_dir, threads
+        self._made: dict[tuple[str, int], FeatureSource] = {}
+
+    def __call__(self, config: BertConfig) -> FeatureSource:
+        key = (config.probe_features, config.train_layers)
+        if key not in self._made:
+            self._made[key] = probe_feature_source(
+                config, self.spec, self.pool, cache_dir=self.cache_dir, threads=self.threads, progress=False
+            )
+        return self._made[key]
+
+
+def probe_candidates(recipe: BertConfig, probe_cs: Sequence[float], battles: Sequence[bool]) -> list[Candidate]:
+    """Stage 1: the recipe as a probe alone (``epochs = 0``) for each ``probe_c``, with and without the battles."""
+    return [Candidate(replace(recipe, epochs=0, probe_c=c), b) for c in probe_cs for b in battles]
+
+
+def evaluate(sources: FeatureSources, cand: Candidate, split: Split, seed: int) -> dict[str, float]:
+    """Train ``cand`` on the split's inner training data; APGR on its inner validation prompts.
+
+    A probe alone is fitted on the features its config names (``probe_features``) and scored on the
+    same features with the head in fp32, as the scorer serves a ``served_head = "fp32"`` recipe.
+    """
     data = split.train_all if cand.battles else split.train_golden
     prompts, labels = bert_labels(data, STRONG, WEAK)
     weights = bert_weights(data, STRONG, WEAK, cand.config)
     val_prompts = [it.prompt for it in split.val]
+    source = sources(cand.config)
     if cand.config.epochs == 0:
-        weight, bias = fit_probe(trainer.features(prompts), labels, cand.config.probe_c, weights)
-        scores = probe_scores(trainer.features(val_prompts), weight, bias)
+        weight, bias = probe_head(source.features(prompts), labels, prompts, cand.config, weights)
+        scores = probe_scores(source.features(val_prompts), weight, bias)
     else:
-        module = trainer.train(prompts, labels, cand.config, seed=seed, weights=weights)
-        scores = trainer.predict(module, val_prompts)
+        assert isinstance(source, BertTrainer)  # BertConfig refuses fine-tuning on served features
+        module = source.train(prompts, labels, cand.config, seed=seed, weights=weights)
+        scores = source.predict(module, val_prompts)
     return apgr_by_benchmark(split.val, scores)
 
 
 def run_grid(
-    trainer: BertTrainer, candidates: Sequence[Candidate], splits: Sequence[Split], seed: int
+    sources: FeatureSources, candidates: Sequence[Candidate], splits: Sequence[Split], seed: int
 ) -> list[dict[str, object]]:
     """Every candidate on every split; one printed line each, one result row per candidate."""
     rows: list[dict[str, object]] = []
@@ -116,7 +161,7 @@ def run_grid(
         per_split = []
         for split in splits:
             t0 = time.perf_counter()
-            res = evaluate(trainer, cand, split, seed)
+            res = evaluate(sources, cand, split, seed)
             per_split.append(res)
             got = " ".join(f"{k} {v:.3f}" for k, v in res.items())
             print(f"  {cand.name:<48} outer {split.outer} val {split.inner}: {got} ({time.perf_counter() - t0:.0f} s)")
@@ -134,6 +179,7 @@ def _best(rows: list[dict[str, object]]) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    recipe = load_recipe("bert")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folds", type=Path, required=True, help="folds.json of the outer cross-fitting")
     p.add_argument("--outer", default="0,1,2", help="outer folds whose training part is split")
@@ -143,12 +189,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gsm8k-weights", default="1,3,10", help="stage 1b: probe loss weights of the GSM8K rows")
     p.add_argument("--ft-lrs", default="1e-5,3e-5,1e-4", help="stage 2: fine-tuning learning rates")
     p.add_argument("--ft-rows", type=int, default=BertConfig.max_rows, help="stage 2: fine-tuning rows")
+    p.add_argument("--max-tokens", type=int, default=recipe.encoder.max_tokens, help="BERT token window (recipe)")
+    p.add_argument("--head-tokens", type=int, default=recipe.encoder.head_tokens, help="tokens kept from the start")
     p.add_argument(
-        "--max-tokens", type=int, default=load_recipe("bert").encoder.max_tokens, help="BERT token window (recipe)"
+        "--probe-features",
+        choices=PROBE_FEATURES,
+        default=recipe.settings.probe_features,
+        help="what stage 1's probes are fitted and scored on (the recipe's probe_features)",
     )
-    p.add_argument("--head-tokens", type=int, default=EncoderSpec.head_tokens, help="tokens kept from the start")
-    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="hidden-state cache")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="hidden-state and served-vector cache")
+    p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("build/bert-select.json"), help="results (JSON)")
     args = p.parse_args(argv)
@@ -169,37 +219,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = make_splits(full, golden_only, items, folds, [int(x) for x in args.outer.split(",")])
     pool, _ = bert_labels(full, STRONG, WEAK)
     spec = EncoderSpec(max_tokens=args.max_tokens, head_tokens=args.head_tokens)
-    trainer = BertTrainer(pool + [it.prompt for it in items], spec, 1, cache_dir=args.cache_dir, progress=False)
+    sources = FeatureSources(spec, pool + [it.prompt for it in items], args.cache_dir, args.threads)
     battle_options = [False, True] if args.battles else [False]
-    print("stage 1: linear probe alone", flush=True)
+    print(f"stage 1: linear probe alone, on {args.probe_features} features", flush=True)
+    base = replace(recipe.settings, probe_features=args.probe_features)
     stage1 = run_grid(
-        trainer,
-        [
-            Candidate(BertConfig(epochs=0, probe_c=float(c)), b)
-            for c in args.probe_cs.split(",")
-            for b in battle_options
-        ],
-        splits,
-        args.seed,
+        sources, probe_candidates(base, [float(c) for c in args.probe_cs.split(",")], battle_options), splits, args.seed
     )
     best0 = _best(stage1)
     cfg0 = BertConfig(**best0["config"])  # type: ignore[arg-type]
     print(f"stage 1b: GSM8K row weight for {best0['candidate']}", flush=True)
     weights = [float(x) for x in args.gsm8k_weights.split(",") if x and float(x) != cfg0.gsm8k_weight]
     stage1b = run_grid(
-        trainer, [Candidate(replace(cfg0, gsm8k_weight=x), bool(best0["battles"])) for x in weights], splits, args.seed
+        sources, [Candidate(replace(cfg0, gsm8k_weight=x), bool(best0["battles"])) for x in weights], splits, args.seed
     )
     best1 = _best([best0, *stage1b])
     base_cfg = BertConfig(**best1["config"])  # type: ignore[arg-type]
-    print(f"stage 2: LP-FT from {best1['candidate']}", flush=True)
+    print(f"stage 2: LP-FT from {best1['candidate']} (its probe refitted on torch features)", flush=True)
     ft = [
         Candidate(
-            replace(base_cfg, epochs=1, lr=float(lr), head_lr=float(lr), max_rows=args.ft_rows), bool(best1["battles"])
+            replace(base_cfg, epochs=1, lr=float(lr), head_lr=float(lr), max_rows=args.ft_rows, probe_features="torch"),
+            bool(best1["battles"]),
         )
         for lr in args.ft_lrs.split(",")
         if lr
     ]
-    stage2 = run_grid(trainer, ft, splits, args.seed)
+    stage2 = run_grid(sources, ft, splits, args.seed)
     chosen = _best([best1, *stage2])
     print(f"chosen: {chosen['candidate']} (criterion {chosen['criterion']:.4f}) in {time.perf_counter() - t0:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)

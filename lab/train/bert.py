@@ -585,6 +585,32 @@ class BertTrainer:
         return delta_of(module, changed_layers(config))
 
 
+#: What a probe can be fitted on (``BertConfig.probe_features``): both give ``features(prompts)``.
+FeatureSource = ServedFeatures | BertTrainer
+
+
+def probe_feature_source(
+    config: BertConfig,
+    spec: EncoderSpec,
+    prompts: Sequence[str],
+    *,
+    cache_dir: Path | None,
+    threads: int = 1,
+    device: str = "cpu",
+    progress: bool = True,
+) -> FeatureSource:
+    """The one map from ``config.probe_features`` to what the probe is fitted (and scored) on.
+
+    ``"served"``: :class:`ServedFeatures`, the pooled vectors of the int8 graph the scorer runs (any
+    prompt; ``prompts`` is not used). ``"torch"``: a :class:`BertTrainer` over ``prompts`` (the fp32
+    torch features of their cached lower-layer states; it also fine-tunes, ``epochs`` > 0). Training
+    (``lab.train.routers.bert``) and the recipe search (``lab.select.bert``) both take it from here.
+    """
+    if config.probe_features == "served":
+        return ServedFeatures(spec, cache_dir, threads=threads, progress=progress)
+    return BertTrainer(prompts, spec, config.train_layers, device=device, progress=progress, cache_dir=cache_dir)
+
+
 def changed_layers(config: BertConfig) -> int:
     """Transformer layers training changes: none for the probe alone (``epochs = 0``)."""
     return config.train_layers if config.epochs > 0 else 0

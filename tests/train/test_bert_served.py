@@ -7,6 +7,7 @@ and that the option is typed and refuses what it cannot do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,9 +17,20 @@ import pytest
 from onnx import TensorProto, helper
 
 from harness.scorer import DEFAULT_ENCODER_DIR
-from lab.data.benchmarks import STRONG, WEAK
+from lab.data.benchmarks import STRONG, WEAK, LabeledPrompt
 from lab.data.embed_cache import cache_path
-from lab.train.bert import SERVED_STEM, BertConfig, ServedFeatures, bert_labels, load_delta, probe_head
+from lab.eval.metrics import apgr_by_benchmark
+from lab.select.bert import Candidate, FeatureSources, Split, evaluate, probe_candidates, probe_scores
+from lab.train.bert import (
+    SERVED_STEM,
+    BertConfig,
+    BertTrainer,
+    ServedFeatures,
+    bert_labels,
+    bert_weights,
+    load_delta,
+    probe_head,
+)
 from lab.train.data import Pair, TrainingData
 from lab.train.jobs import Target, TrainContext
 from lab.train.recipe import load_recipe, train_recipe
@@ -148,3 +160,29 @@ def test_probe_features_refuses_what_it_cannot_do(kwargs: dict[str, object], mes
     with pytest.raises(ValueError, match=message):
         BertConfig(**kwargs)  # type: ignore[arg-type]
     assert (BertConfig().probe_features, BertConfig().served_head) == ("torch", "int8")  # defaults until adopted
+
+
+def test_selection_fits_and_scores_each_candidate_on_the_recipes_probe_features(
+    served: ServedFeatures, tmp_path: Path
+) -> None:
+    """Was: ``lab.select.bert`` fitted every candidate probe on torch features (``BertTrainer.features``) while
+    the recipe trains on the served graph's (``probe_features = "served"``). Now a candidate is the recipe with
+    the grid's settings, fitted and scored on the features its config names (``probe_feature_source``)."""
+    recipe = load_recipe("bert").settings
+    cands = probe_candidates(recipe, [0.1, 1.0], [False, True])
+    assert [(c.config.probe_c, c.battles) for c in cands] == [(0.1, False), (0.1, True), (1.0, False), (1.0, True)]
+    assert all(c.config == dataclasses.replace(recipe, epochs=0, probe_c=c.config.probe_c) for c in cands)
+    assert {c.config.probe_features for c in cands} == {"served"}  # the shipped recipe's
+    data = _data()
+    val = [LabeledPrompt(f"v{i}", p, "mmlu", "g", float(i % 2), float(i % 3 == 0)) for i, p in enumerate(PROMPTS * 2)]
+    split = Split(0, 1, data, data, val)
+    sources = FeatureSources(SPEC, [], served.cache_dir)
+    config = cands[2].config
+    got = evaluate(sources, Candidate(config, False), split, seed=0)
+    assert isinstance(sources(config), ServedFeatures) and sources(config) is sources(config)  # one, made once
+    prompts, labels = bert_labels(data, STRONG, WEAK)
+    weights = bert_weights(data, STRONG, WEAK, config)
+    weight, bias = probe_head(served.features(prompts), labels, prompts, config, weights)
+    assert got == apgr_by_benchmark(val, probe_scores(served.features([it.prompt for it in val]), weight, bias))
+    # the same map gives torch features to a torch recipe (and to fine-tuning)
+    assert isinstance(sources(dataclasses.replace(config, probe_features="torch")), BertTrainer)

@@ -10,13 +10,14 @@ import numpy as np
 from lab.train.bert import (
     LABELS,
     BertConfig,
-    BertTrainer,
+    FeatureSource,
     ServedFeatures,
     bert_groups,
     bert_labels,
     bert_weights,
     changed_layers,
     head_delta,
+    probe_feature_source,
     probe_head,
     save_delta,
 )
@@ -47,8 +48,7 @@ def train_bert_artifact(
     spec: EncoderSpec,
     config: BertConfig,
     *,
-    trainer: BertTrainer | None = None,
-    served: ServedFeatures | None = None,
+    source: FeatureSource | None = None,
     device: str = "cpu",
     build_onnx: bool = True,
     cache_dir: Path | None = None,
@@ -56,27 +56,27 @@ def train_bert_artifact(
 ) -> Path:
     """Probe + fine-tune, write ``delta.npz`` + manifest, then build the ONNX graph from base + delta.
 
-    Pass a ``trainer`` built over a superset of the prompts to reuse its cached
-    lower-layer states (cross-fitting trains k models on the same prompts);
-    ``cache_dir`` keeps those states on disk between runs. With ``config.probe_features =
-    "served"`` the probe is fitted on the served graph's pooled vectors instead (``served``, or
-    one made here; no torch states are needed).
+    ``source`` is what the probe is fitted on (``lab.train.bert.probe_feature_source`` of ``config``,
+    made here when not given): with ``config.probe_features = "served"`` the served graph's pooled
+    vectors (no torch states needed); with ``"torch"`` a trainer, which may be built over a superset
+    of the prompts to reuse its cached lower-layer states (cross-fitting trains k models on the same
+    prompts); ``cache_dir`` keeps those states on disk between runs.
     """
     t0 = time.perf_counter()
     prompts, labels = bert_labels(data, target.strong, target.weak)
     weights = bert_weights(data, target.strong, target.weak, config)
     groups = bert_groups(data, target.strong, target.weak) if config.group_intercepts else None
-    if config.probe_features == "served":
-        served = served or ServedFeatures(spec, cache_dir, threads=threads)
-        weight, bias = probe_head(served.features(prompts), labels, prompts, config, weights, groups)
+    source = source or probe_feature_source(config, spec, prompts, cache_dir=cache_dir, threads=threads, device=device)
+    if isinstance(source, ServedFeatures) != (config.probe_features == "served"):
+        raise ValueError(f"probe_features = {config.probe_features!r} cannot be fitted on a {type(source).__name__}")
+    if isinstance(source, ServedFeatures):
+        weight, bias = probe_head(source.features(prompts), labels, prompts, config, weights, groups)
         delta = head_delta(weight, bias)
     else:
-        if trainer is None:
-            trainer = BertTrainer(prompts, spec, config.train_layers, device=device, cache_dir=cache_dir)
-        elif missing := [p for p in prompts if p not in trainer.index]:
+        if missing := [p for p in prompts if p not in source.index]:
             raise ValueError(f"{len(missing)} training prompts are not in the shared trainer's pool")
-        module = trainer.train(prompts, labels, config, seed=target.seed, weights=weights, groups=groups)
-        delta = trainer.delta(module, config)
+        module = source.train(prompts, labels, config, seed=target.seed, weights=weights, groups=groups)
+        delta = source.delta(module, config)
     save_delta(target.out_dir / "delta.npz", delta)
     counts = np.bincount(labels, minlength=len(LABELS))
     prov = provenance(
@@ -118,26 +118,22 @@ def _train(
     data: TrainingData | None, target: Target, spec: EncoderSpec, settings: BertConfig, ctx: TrainContext
 ) -> Path:
     data = require_data(data, "bert")
-    if settings.probe_features == "served":
-        # One graph (and session) for every run of the series; its vectors are cached on disk.
-        served = ctx.shared.get("bert_served")
-        if served is None:
-            served = ctx.shared["bert_served"] = ServedFeatures(spec, ctx.cache_dir, threads=ctx.threads)
-        return train_bert_artifact(
-            data, target, spec, settings, served=served, build_onnx=ctx.build_onnx, cache_dir=ctx.cache_dir
+    # One feature source for every run of the series (lab.train.bert.probe_feature_source): the served
+    # graph (one session; its vectors are cached on disk), or a trainer over the pool (every prompt of
+    # the series), whose lower-layer states every run reuses.
+    key = f"bert_{settings.probe_features}"
+    source = ctx.shared.get(key)
+    if source is None and (settings.probe_features == "served" or ctx.pool is not None):
+        pool = bert_labels(ctx.pool, target.strong, target.weak)[0] if ctx.pool is not None else []
+        source = ctx.shared[key] = probe_feature_source(
+            settings, spec, pool, cache_dir=ctx.cache_dir, threads=ctx.threads, device=ctx.device
         )
-    trainer = ctx.shared.get("bert_trainer")
-    if trainer is None and ctx.pool is not None:
-        # One pool (every prompt of the series) whose lower-layer states every run reuses.
-        prompts, _ = bert_labels(ctx.pool, target.strong, target.weak)
-        trainer = BertTrainer(prompts, spec, settings.train_layers, device=ctx.device, cache_dir=ctx.cache_dir)
-        ctx.shared["bert_trainer"] = trainer
     return train_bert_artifact(
         data,
         target,
         spec,
         settings,
-        trainer=trainer,
+        source=source,
         device=ctx.device,
         build_onnx=ctx.build_onnx,
         cache_dir=ctx.cache_dir,
