@@ -57,6 +57,12 @@ DEFAULT_HEAD_PRECISION = "int8"
 FULL_LAYERS = 6
 
 
+def rebuild_command(root: Path) -> str:
+    """The command that (re)builds the ``built_by`` files of the artifact at ``root`` (wherever it is: under
+    ``routers/``, or a cross-fitted or LOSO one under ``build/``): ``ferryman build routers`` over its parent."""
+    return f"ferryman build routers --routers-dir {root.parent}"
+
+
 def _features(params: Mapping[str, Any], encoder: EncoderSpec | None) -> dict[int, str]:
     """The features of a manifest that need a format_version above 1: {version: what needs it}."""
     out: dict[int, str] = {}
@@ -246,7 +252,7 @@ def parse_manifest(raw: Any, where: Path) -> Manifest:
         elif fmt < need and need == HEAD_PRECISION_FORMAT_VERSION:
             why += (
                 " (written before format_version 4 marked the head's precision: set format_version 4, then"
-                " `ferryman build routers` rebuilds its graphs if they were built otherwise)"
+                f" `{rebuild_command(where.parent)}` rebuilds its graphs if they were built otherwise)"
             )
     _require(fmt == need, where, why)
     for key in ("name", "kind", "version", "default_strong", "default_weak"):

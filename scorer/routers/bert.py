@@ -23,6 +23,7 @@ from scorer.artifacts import (
     Artifact,
     EncoderSpec,
     Manifest,
+    rebuild_command,
 )
 from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, allowed_rows_per_run, length_buckets
 from scorer.errors import ArtifactError
@@ -37,7 +38,6 @@ GRAPH_ROLES = ("onnx", "onnx_unpadded")
 #: The ONNX metadata key under which ``ferryman build routers`` records what a graph was built from
 #: (``scorer.graphs.build.bert_build_records``: JSON with at least ``head_precision`` and ``delta_sha256``).
 BUILD_RECORD_KEY = "ferryman.build"
-REBUILD = "`ferryman build routers` rebuilds it (`make setup` runs it)"
 
 
 def head_precision(manifest: Manifest, where: Path) -> str:
@@ -73,19 +73,20 @@ def check_built_graph(artifact: Artifact, role: str, session: ort.InferenceSessi
     if spec is None or spec.built_by is None:
         return
     path, where = artifact.path(role), artifact.root / MANIFEST_NAME
+    rebuild = f"`{rebuild_command(artifact.root)}` rebuilds it"
     record = parse_build_record(session.get_modelmeta().custom_metadata_map)
     if record is None:
-        raise ArtifactError(f"{path}: the graph records no build inputs (built before they were recorded); {REBUILD}")
+        raise ArtifactError(f"{path}: the graph records no build inputs (built before they were recorded); {rebuild}")
     want = head_precision(m, where)
     if record.get("head_precision") != want:
         raise ArtifactError(
             f"{path}: built with an {record.get('head_precision')} head, but {where} says "
             f"params.{HEAD_PRECISION_PARAM} {want}{' (the default)' if HEAD_PRECISION_PARAM not in m.params else ''},"
-            f" so it would serve other probabilities; {REBUILD}"
+            f" so it would serve other probabilities; {rebuild}"
         )
     delta = m.files.get("delta")
     if delta is not None and delta.sha256 and record.get("delta_sha256") != delta.sha256:
-        raise ArtifactError(f"{path}: built from another {delta.path} than {where} names; {REBUILD}")
+        raise ArtifactError(f"{path}: built from another {delta.path} than {where} names; {rebuild}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -120,7 +120,7 @@ def test_format_version_follows_the_length_head(tmp_path: Path) -> None:
 #: The message for a manifest written between 65bbbf2 (params.head_precision) and format_version 4.
 FP32_HEAD_AT_2 = (
     r"params\.head_precision 'fp32' needs format_version 4, is 2 \(written before format_version 4 marked the "
-    r"head's precision: set format_version 4, then `ferryman build routers` rebuilds"
+    r"head's precision: set format_version 4, then `ferryman build routers --routers-dir \S+` rebuilds"
 )
 
 

@@ -9,8 +9,12 @@ record names another head precision or delta than its manifest (``scorer.routers
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from scorer.graphs.build import build_bert_graphs, build_routers, graph_build_re
 
 SHIPPED_BERT = paths.routers_dir().resolve() / "bert"  # fp32 head (params.head_precision)
 GRAPHS = ("model.int8.onnx", "model.int8.unpadded.onnx")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +118,8 @@ def test_the_scorer_refuses_a_graph_built_under_another_head_precision(
     encoder_dir, routers = paths.encoder_dir(), bert.parent
     ScorerCore.load(routers, encoder_dir, only=["bert"])  # as built
     set_head_precision(bert, "int8")  # a manifest that says int8 (the default) over the fp32 graphs
-    rebuild = r"so it would serve other probabilities; `ferryman build routers` rebuilds it"
+    command = re.escape(f"ferryman build routers --routers-dir {routers}")
+    rebuild = rf"so it would serve other probabilities; `{command}` rebuilds it"
     graph = re.escape(str(bert / GRAPHS[0]))
     says = re.escape(f"but {bert / 'manifest.json'} says params.head_precision")
     fp32_graph = rf"{graph}: built with an fp32 head, {says} int8 \(the default\), {rebuild}"
@@ -132,3 +138,34 @@ def test_the_scorer_refuses_a_graph_built_under_another_head_precision(
     twin = re.escape(str(bert / GRAPHS[1]))
     with pytest.raises(ArtifactError, match=rf"{twin}: the graph records no build inputs .*ferryman build routers"):
         ScorerCore.load(routers, encoder_dir, only=["bert"])
+
+
+def test_each_refusal_names_a_command_that_fixes_the_artifact_it_refuses(
+    bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An artifact outside ``routers/`` (a cross-fitted, LOSO or learning prior under ``build/``: every such
+    BERT graph built before the build record, today) is refused with a command that rebuilds *it*. Was:
+    "`ferryman build routers` rebuilds it", which rebuilds ``routers/`` ("nothing to build under routers")
+    and left the refused artifact as it was; likewise the format_version 4 message."""
+    routers = bert.parent
+    strip_record(bert / GRAPHS[0])  # a graph built before the record
+    manifest = bert / "manifest.json"
+    raw = json.loads(manifest.read_text(encoding="utf-8"))
+    manifest.write_text(json.dumps(raw | {"format_version": 2}), encoding="utf-8")  # written before 4 existed
+    commands = []
+    for fix in ("format_version", "graph"):
+        with pytest.raises(ArtifactError) as refused:
+            ScorerCore.load(routers, paths.encoder_dir(), only=["bert"])
+        named = re.search(r"`(ferryman build routers[^`]*)`", str(refused.value))
+        assert named, refused.value
+        commands.append(named.group(1))
+        if fix == "format_version":  # the message's first step: set format_version 4
+            assert "set format_version 4" in str(refused.value)
+            manifest.write_text(json.dumps(raw), encoding="utf-8")
+            continue
+        # run the command it names as a user would, from another directory than the artifact's
+        argv = shlex.split(named.group(1))
+        done = subprocess.run([sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    ScorerCore.load(routers, paths.encoder_dir(), only=["bert"])  # the command fixed it
+    assert commands[0] == commands[1], commands  # both refusals name the same command
