@@ -128,7 +128,8 @@ class LearningConfig:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     #: Judged comparisons per policy behind the live quality gauges (per replica).
     metrics_window: int = 1000
-    #: The learning worker process's niceness (0-19): its CPU comes after the serving process's.
+    #: Niceness steps the learning worker process runs below the gateway's (0-19; niceness caps at 19, and a
+    #: worker that gets fewer steps logs it): its CPU comes after the serving process's.
     worker_nice: int = 10
     #: Run the worker under SCHED_IDLE (Linux): it gets only CPU no other process wants, so a client's
     #: latency is untouched even on a saturated host, but there it sheds samples (counted as saturated).

@@ -287,16 +287,35 @@ def worker_main(
 ) -> None:
     """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
-    try:
-        os.nice(config.learning.worker_nice)
-    except OSError as e:  # was silent: an operator counting on it must know serving does not come first
-        log.warning("learning.worker_nice: could not lower the worker's priority (%s); it runs at the gateway's", e)
+    give_way(config.learning.worker_nice)
     if config.learning.worker_sched_idle:
         sched_idle()
     jobs_fd, reports_fd = os.dup(jobs.fileno()), os.dup(reports.fileno())
     jobs.close()
     reports.close()
     run_loop(_Worker(config, environ, parent).run(jobs_fd, reports_fd))
+
+
+def give_way(increment: int) -> None:
+    """This process ``increment`` niceness steps below its gateway's (``learning.worker_nice``), as far as the
+    OS allows: a shortfall is logged (an operator counting on it must know serving comes first by less). The
+    niceness is inherited from the gateway and caps at 19, so under a gateway already at 15 the worker gets
+    19, 4 steps below; under one at 19, none."""
+    gateway = os.nice(0)
+    try:
+        now = os.nice(increment)
+    except OSError as e:
+        log.warning("learning.worker_nice: could not lower the worker's priority (%s); it runs at the gateway's", e)
+        return
+    if now - gateway < increment:
+        log.warning(
+            "learning.worker_nice: the worker runs at niceness %d, only %d below its gateway's %d (asked %d; 19 is"
+            " the lowest priority): serving comes first by less than configured (run the gateway at a lower niceness)",
+            now,
+            now - gateway,
+            gateway,
+            increment,
+        )
 
 
 def sched_idle() -> None:

@@ -1036,6 +1036,47 @@ def test_worker_priority(fakes, judge, tmp_path, idle, caplog):
         assert tally.answered == 2 and all(record(gw, rid).verdict == "strong" for rid in ids)
 
 
+@pytest.mark.parametrize(("gateway_nice", "says"), [(0, None), (15, "only 4 below"), (19, "only 0 below")])
+def test_a_worker_that_cannot_give_way_as_configured_says_so(gateway_nice, says):
+    """learning.worker_nice is added to the gateway's niceness, which caps at 19: under a gateway already at
+    15 the worker gets 19, 4 steps below serving instead of 10, and under one at 19 none. Was: silent (only an
+    os.nice failure was logged); now the worker logs the niceness it got and its gateway's."""
+    code = (
+        "import logging, os; logging.basicConfig(level=logging.WARNING)\n"
+        "from gateway.learning.worker import give_way\n"
+        "give_way(10); print('niceness', os.nice(0))"
+    )
+    done = subprocess.run(
+        ["nice", "-n", str(gateway_nice), sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"niceness {min(19, gateway_nice + 10)}" in done.stdout
+    if says is None:
+        assert "learning.worker_nice" not in done.stderr, done.stderr
+    else:
+        assert f"learning.worker_nice: the worker runs at niceness 19, {says} its gateway's {gateway_nice}" in (
+            done.stderr
+        ), done.stderr
+
+
+def test_a_worker_niceness_refused_by_the_os_is_logged(monkeypatch, caplog):
+    from gateway.learning import worker
+
+    def refuse(increment: int) -> int:  # e.g. a seccomp profile that forbids setpriority
+        if increment:
+            raise PermissionError(1, "Operation not permitted")
+        return 0
+
+    monkeypatch.setattr(worker.os, "nice", refuse)
+    with caplog.at_level(logging.WARNING, logger="gateway.learning.worker"):
+        worker.give_way(10)
+    assert "learning.worker_nice: could not lower the worker's priority" in caplog.text, caplog.text
+
+
 def test_worker_exits_when_its_gateway_is_killed(fakes, judge, tmp_path):
     import yaml
 
