@@ -36,7 +36,8 @@ def _up_command(fakes, tmp_path, tmp_path_factory) -> tuple[list[str], dict[str,
     data["auth"] = {"disabled": False, "keys_env": "UP_TEST_KEYS"}
     config = tmp_path / "gateway.yaml"
     config.write_text(yaml.safe_dump(data))
-    env = os.environ | ENV | {"FERRYMAN_SCORER_METRICS_PORT": "0", "UP_TEST_KEYS": ""}
+    # TMPDIR: the working directory of an `up` that a test SIGKILLs stays behind, in the test's tmp_path
+    env = os.environ | ENV | {"FERRYMAN_SCORER_METRICS_PORT": "0", "UP_TEST_KEYS": "", "TMPDIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "ferryman", "up", "--config", str(config), "--routers-dir", str(routers)]
     cmd += ["--scorer-port", str(scorer_port), "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
     cmd += ["--admin-port", str(admin_port)]
