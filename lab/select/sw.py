@@ -38,9 +38,10 @@ from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr_by_benchmark
 from lab.train.data import TrainingData, load_training_data
 from lab.train.jobs import Target
+from lab.train.recipe import load_recipe
 from lab.train.routers.sw import train_sw_artifact
 from lab.train.sw import SWConfig
-from scorer.artifacts import EncoderSpec, load_artifact
+from scorer.artifacts import load_artifact
 from scorer.encoder import Encoder
 from scorer.routers.base import LoadContext
 from scorer.routers.sw import SWRouter
@@ -140,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scheme = args.scheme or folds.scheme
     items = load_golden(data_dir)
     full = load_training_data(battles=None, golden=list(GOLDEN_BENCHMARKS), data_dir=data_dir)
-    encoder = Encoder(args.encoder_dir, precision="int8", spec=EncoderSpec(), threads=args.threads)
+    # the recipe's window and depth (lab/recipes/sw.toml), as sw is trained and served
+    encoder = Encoder(args.encoder_dir, precision="int8", spec=load_recipe("sw").encoder, threads=args.threads)
+    print(f"embedding at the sw recipe's encoder: {asdict(encoder.spec)}", flush=True)
     ctx = LoadContext(args.encoder_dir, encoder.spec.name)
     splits = []
     for o in range(folds.k):
@@ -165,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"best: {_name(SWConfig(**best['config']))} (criterion {best['criterion']:.4f})")  # type: ignore[arg-type]
     print(f"wall time: {time.perf_counter() - t0:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"folds": str(args.folds), "scheme": scheme, "k_inner": args.k_inner, "rows": rows, "best": best}
+    result = {"folds": str(args.folds), "scheme": scheme, "k_inner": args.k_inner, "encoder": asdict(encoder.spec)}
+    result |= {"rows": rows, "best": best}
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,11 @@ import pytest
 from harness.data_slice import write_slice
 from harness.scorer import DEFAULT_ENCODER_DIR
 from lab.data.benchmarks import LabeledPrompt, default_data_dir, load_benchmark
+from lab.data.embed_cache import cache_path
 from lab.data.folds import FoldAssignment
 from lab.select.sw import inner_folds, main
+from lab.train.recipe import load_recipe
+from scorer.encoder import Encoder
 
 
 def _items() -> list[LabeledPrompt]:
@@ -63,3 +67,9 @@ def test_grid_runs_on_a_slice_and_writes_every_candidate(
     assert result["best"]["criterion"] == max(r["criterion"] for r in result["rows"])
     printed = capsys.readouterr().out
     assert "pls d=2 K=4" in printed and "best:" in printed
+    # Candidates are embedded at the sw recipe's window and depth, as sw is trained and served (was: the
+    # default 256 tokens, all 6 layers, whatever the recipe said; sw serves 160 since issue #12).
+    spec = load_recipe("sw").encoder
+    assert result["encoder"] == asdict(spec)
+    cached = {p.name for p in (tmp_path / "c").glob("emb-*.npz")}
+    assert cached == {cache_path(tmp_path / "c", Encoder(DEFAULT_ENCODER_DIR, precision="int8", spec=spec)).name}
