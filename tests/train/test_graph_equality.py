@@ -33,7 +33,7 @@ from lab.train.export import export_encoder, export_onnx, quantize_int8, unpadde
 from scorer.artifacts import FULL_LAYERS, MANIFEST_NAME
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.encoder import Encoder, feeds, make_session, model_file
-from scorer.graphs.build import bert_build_records, stamp
+from scorer.graphs.build import bert_build_records, depths_named, stamp
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the module fixture exports five graphs with torch
 SHIPPED_DIR = paths.routers_dir().resolve()  # the committed routers ($FERRYMAN_ROUTERS_DIR or ./routers)
@@ -78,20 +78,11 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
     for name in SHIPPED:
         shutil.copytree(SHIPPED_DIR / name, root / "routers" / name, ignore=shutil.ignore_patterns("*.onnx"))
     export_encoder(root / "encoder")
-    for depth in _depths_named(SHIPPED_DIR):  # e.g. the shipped mf on the first 4 of 6 layers
+    # every truncated depth the shipped manifests name (e.g. mf on the first 4 of 6 layers), as make setup builds
+    for depth in sorted(depths_named(SHIPPED_DIR) - {FULL_LAYERS}):
         export_encoder(root / "encoder", layers=depth)
     _export_bert_with_torch(root / "routers" / "bert")
     return {"torch": (root / "encoder", root / "routers"), "onnx": (DEFAULT_ENCODER_DIR, SHIPPED_DIR)}
-
-
-def _depths_named(routers: Path) -> list[int]:
-    """The truncated encoder depths (``encoder.layers`` below 6) the shipped routers' manifests name."""
-    depths = set()
-    for name in SHIPPED:
-        encoder = json.loads((routers / name / MANIFEST_NAME).read_text(encoding="utf-8")).get("encoder") or {}
-        if encoder.get("layers", FULL_LAYERS) < FULL_LAYERS:
-            depths.add(int(encoder["layers"]))
-    return sorted(depths)
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
