@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ferryman.cli import main
 
@@ -43,3 +46,26 @@ def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> No
     scorer = {row["path"]: row["scorer_cpu_ms_per_request"] for row in clients}
     assert rig["shadow"] > rig["off"] > 0 and min(scorer.values()) > 0, (rig, scorer)
     assert all(abs(shared[p] - rig[p] - scorer[p]) < 1e-9 for p in shared)
+
+
+def test_the_summary_says_a_rollback_was_skipped_when_nothing_was_promoted(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.learning_loop import _summary
+
+    load = {"sent": 10, "answered": 10, "failed": 0, "version_sequence": ["base"]}
+    results: dict[str, Any] = {
+        "export_rows": 800,
+        "candidate": "v0001",
+        "promoted": False,
+        "promote_load": load,
+        "rolled_back": None,
+        "rollback_load": {"sent": 0, "answered": 0, "failed": 0, "version_sequence": []},
+        "after": {"judged": 400, "versions": {"base": 400}, "router_apgr_live": 0.8},
+        "wall_s": 1.0,
+    }
+    results["after"]["router_apgr_base_same_prompts"] = 0.8
+    _summary(results)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "rollback" in line]
+    assert lines == ["  rollback: skipped (nothing was promoted)"]
+    results |= {"promoted": True, "rolled_back": False}
+    _summary(results)
+    assert "rollback: FAILED; under load 0 sent" in capsys.readouterr().out
