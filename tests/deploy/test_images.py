@@ -57,10 +57,10 @@ CLIENT_KEY = "image-smoke-client-key"
 PROVIDER_DELAY_MS = 1000  # every fake answer takes this long: the drain tests need a request in flight
 PROMPT = "Prove that the square root of 2 is irrational, and explain each step."
 PREFIX = f"ferryman-smoke-{os.getpid()}"
-# Long prompts (past the 256-token window) in one BatchScore: still in flight when SIGTERM comes
-# 0.15 s later on a machine several times faster than the 2-core VM, answered well inside the
-# scorer's 10 s grace on that VM loaded (0.06-0.2 s each there, two workers).
-BATCH = 32
+# Long prompts (past mf's 224-token window) in one BatchScore: still in flight when SIGTERM comes
+# 0.15 s later (~9 ms each on the idle 2-core VM, two workers: ~0.3 s), answered well inside the
+# scorer's 10 s grace on that VM loaded (0.03-0.1 s each there).
+BATCH = 64
 
 
 def local_image(name: str) -> str:
