@@ -33,7 +33,7 @@ from lab.train.jobs import (
     write_example,
 )
 from lab.train.output import provenance, write_artifact
-from scorer.artifacts import EncoderSpec
+from scorer.artifacts import DEFAULT_HEAD_PRECISION, HEAD_PRECISION_PARAM, EncoderSpec
 from scorer.encoder import model_file
 
 # A BERT artifact's graphs are named like the encoder's: masked, and the mask-free twin for unpadded runs.
@@ -103,7 +103,7 @@ def train_bert_artifact(
             "labels": list(LABELS),
             "tie_weight": 0.5,
             "train_layers": changed_layers(config),
-            **({"head_precision": config.served_head} if config.served_head != "int8" else {}),
+            **({HEAD_PRECISION_PARAM: config.served_head} if config.served_head != DEFAULT_HEAD_PRECISION else {}),
         },
     )
     if build_onnx:
