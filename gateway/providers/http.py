@@ -30,9 +30,8 @@ class HTTPProvider:
         # On the lean transport (the learning worker's pool) a request goes to the transport directly: httpx's
         # client layer (URL merging, header and cookie handling, auth and redirect plumbing) took about a quarter
         # of the worker's sampled CPU; 0.19-0.21 -> 0.13-0.14 ms of CPU per call on loopback (docs/lab-log.md,
-        # 2026-12-05 11:00). The request sent is the same. (``_transport``: the transport the client was given.)
-        transport = getattr(client, "_transport", None)
-        self._lean: LeanTransport | None = transport if isinstance(transport, LeanTransport) else None
+        # 2026-12-05 11:00). The request sent is the same.
+        self._lean: LeanTransport | None = client.lean if isinstance(client, LeanClient) else None
         self._urls: dict[str, httpx.URL] = {}
 
     @property
@@ -109,6 +108,15 @@ def new_client(config: ModelConfig) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=LaneTransport(config.max_connections), timeout=_timeout(config))
 
 
+class LeanClient(httpx.AsyncClient):
+    """A client on :class:`~gateway.providers.lean.LeanTransport` that keeps the transport it was built on
+    (``lean``), which :class:`HTTPProvider` sends to directly; to anything else, an ``httpx.AsyncClient``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.lean = LeanTransport(config.max_connections)
+        super().__init__(transport=self.lean, timeout=_timeout(config))
+
+
 def new_lean_client(config: ModelConfig) -> httpx.AsyncClient:
     """A client on :class:`~gateway.providers.lean.LeanTransport` (the learning worker's: less CPU per call)."""
-    return httpx.AsyncClient(transport=LeanTransport(config.max_connections), timeout=_timeout(config))
+    return LeanClient(config)

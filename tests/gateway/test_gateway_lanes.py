@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,41 @@ def test_the_lean_pool_sends_what_the_lanes_pool_sends_without_httpx_client_laye
     assert ("authorization" if provider == "openai" else "x-api-key") in lean_headers
     with pytest.raises(AssertionError, match=r"AsyncClient\.send"):
         asyncio.run(seen(lean=False))  # the check above bites: the lanes pool does go through it
+
+
+def test_the_lean_pool_finds_its_transport_without_httpx_private_attributes(
+    fakes: dict[str, FakeProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter takes the lean transport from the client the pool's factory built (``LeanClient.lean``), not
+    from httpx's private ``AsyncClient._transport``: with that attribute hidden from all code outside httpx (as
+    a release that renames it would), the lean pool still sends to the transport directly. Was: it read
+    ``_transport`` and, finding nothing, went back through httpx's client layer without a word."""
+    fake = fakes["strong-openai"]
+    cfg = _model("m", {"provider": "openai", "base_url": fake.base_url, "api_key_env": "K"} | PRICES)
+
+    def get(client: httpx.AsyncClient) -> Any:
+        if not str(sys._getframe(1).f_globals.get("__name__", "")).startswith("httpx"):
+            raise AttributeError("_transport")
+        return client.__dict__["hidden_transport"]
+
+    def put(client: httpx.AsyncClient, transport: Any) -> None:
+        client.__dict__["hidden_transport"] = transport
+
+    async def not_used(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the lean pool went through httpx.AsyncClient.send")
+
+    monkeypatch.setattr(httpx.AsyncClient, "_transport", property(get, put), raising=False)
+    monkeypatch.setattr(httpx.AsyncClient, "send", not_used)
+
+    async def main() -> str:
+        pool = ProviderPool({"m": cfg}, {"K": "key"}, lean=True)
+        try:
+            answer = await pool["m"].complete(ChatRequest(model="m", messages=(Message("user", "hi"),)))
+        finally:
+            await pool.aclose()
+        return answer.content
+
+    assert asyncio.run(main())
 
 
 def test_the_lean_pool_keeps_the_read_timeout(fakes: dict[str, FakeProvider]) -> None:
