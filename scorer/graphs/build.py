@@ -50,8 +50,10 @@ from scorer.routers.bert import BUILD_RECORD_KEY, GRAPH_ROLES, head_precision, p
 
 HEAD_PREFIX = "head."
 INNER_PREFIX = "inner."  # the BERT router module's name for the encoder inside it (lab.train.bert)
-#: The modules whose code writes a BERT graph: a change to either may change the graph (``bert_build_records``).
-_BUILDER_SOURCES = (Path(__file__).with_name("bert_graph.py"), Path(__file__))
+#: Every module whose code shapes a graph: ``base`` reads the weights (fp16 to fp32, checkpoint names),
+#: ``bert_graph`` writes the graph, this one applies the delta and quantises. The build record's ``builder``
+#: (``builder_digest``) covers each, so a change to any of them makes a built graph stale.
+GRAPH_MODULES = ("scorer.graphs.base", "scorer.graphs.bert_graph", "scorer.graphs.build")
 #: The head's nodes to leave out of the quantisation: quantize_dynamic first splits a ``Gemm`` into
 #: ``<name>_MatMul`` + ``<name>_Add`` and quantises the MatMul under its new name.
 _HEAD_NODES = [HEAD_NODE, f"{HEAD_NODE}_MatMul"]
@@ -115,6 +117,13 @@ def _versions() -> dict[str, str]:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def builder_digest() -> str:
+    """A digest of the code of ``GRAPH_MODULES`` (the build record's ``builder``)."""
+    here = Path(__file__).parent
+    sources = (here / f"{name.rsplit('.', 1)[1]}.py" for name in GRAPH_MODULES)
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
 
 
 def encoder_graphs(layers: int = FULL_LAYERS) -> dict[str, bool]:
@@ -268,7 +277,7 @@ def bert_build_records(root: Path, base_path: Path | None = None) -> dict[str, d
         "delta_sha256": sha256_of(root / delta.path) if delta is not None and (root / delta.path).is_file() else None,
         "base_encoder_sha256": {name: sha256_of(base_path / name) for name in (WEIGHTS_FILE, CONFIG_FILE)},
         "built_with": _versions(),
-        "builder": hashlib.sha256(b"".join(p.read_bytes() for p in _BUILDER_SOURCES)).hexdigest()[:16],
+        "builder": builder_digest(),
     }
     return {role: {**common, "masked": role == "onnx"} for role in roles}
 
@@ -293,7 +302,7 @@ _RECORD_FIELDS = {
     "base_encoder_sha256": "the base encoder's files",
     "masked": "the graph's role",
     "built_with": "the onnx/onnxruntime/numpy versions",
-    "builder": "the graph builder's code (scorer/graphs)",
+    "builder": "the graph builder's code (scorer.graphs.build.GRAPH_MODULES)",
 }
 
 

@@ -8,7 +8,9 @@ record names another head precision or delta than its manifest (``scorer.routers
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
 import json
 import re
 import shlex
@@ -26,7 +28,13 @@ from scorer.artifacts import HEAD_PRECISION_PARAM, load_artifact, sha256_of, wri
 from scorer.core import ScoreQuery, ScorerCore
 from scorer.errors import ArtifactError
 from scorer.graphs.base import BaseEncoder, read_base_encoder
-from scorer.graphs.build import build_bert_graphs, build_routers, graph_build_record
+from scorer.graphs.build import (
+    GRAPH_MODULES,
+    bert_build_records,
+    build_bert_graphs,
+    build_routers,
+    graph_build_record,
+)
 
 SHIPPED_BERT = paths.routers_dir().resolve() / "bert"  # fp32 head (params.head_precision)
 GRAPHS = ("model.int8.onnx", "model.int8.unpadded.onnx")
@@ -108,6 +116,37 @@ def test_build_rebuilds_a_graph_whose_inputs_changed_and_says_why(
     assert build_routers(bert.parent, base=base) == [graphs[1]]
     assert f"{graphs[1]} is stale: it records no build inputs" in capsys.readouterr().out
     assert build_routers(bert.parent, base=base) == []
+
+
+def _modules_shaping_graphs(module: str = "scorer.graphs.build") -> list[str]:
+    """The builder and every ``scorer.graphs`` module whose code it runs, transitively (from their imports)."""
+    seen: list[str] = []
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        spec = importlib.util.find_spec(name)
+        if name in seen or spec is None or spec.origin is None:
+            continue
+        seen.append(name)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        todo += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        todo = [m for m in todo if m.startswith("scorer.graphs.")]
+    return sorted(seen)
+
+
+@pytest.mark.parametrize("module", _modules_shaping_graphs())
+def test_a_change_to_any_module_that_shapes_a_graph_makes_built_graphs_stale(
+    module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build record's ``builder`` digest changes with the code of every module the builder runs
+    (``GRAPH_MODULES``, the one list), so ``ferryman build routers`` rebuilds after any of them changed. Was:
+    build.py and bert_graph.py only; base.py, which reads the weights the graph is written from, was left out."""
+    assert module in GRAPH_MODULES
+    before = bert_build_records(SHIPPED_BERT)["onnx"]["builder"]
+    source = Path(str(importlib.util.find_spec(module).origin))  # type: ignore[union-attr]
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: read_bytes(p) + (b"# changed" if p == source else b""))
+    assert bert_build_records(SHIPPED_BERT)["onnx"]["builder"] != before
 
 
 def test_the_scorer_refuses_a_graph_built_under_another_head_precision(
