@@ -12,6 +12,10 @@ MMLU and GSM8K. Outer fold ``o``'s prompts are neither trained on nor scored, an
 MT-Bench is never loaded, so the reported cross-fitted and MT-Bench numbers stay
 untouched by the choice.
 
+Every candidate is the recipe (``lab/recipes/sw.toml``, or ``--recipe``) with the grid's settings
+changed (``candidates``): its other settings (``within_groups``, ``length_residual``) are the
+recipe's, as ``ferryman train`` reads them, and prompts are embedded at its window and depth.
+
 Usage: ``python -m lab.select.sw --folds build/crossfit/subject/folds.json``
 (``--help`` for the grid). Prints one line per candidate and writes all results as JSON.
 """
@@ -26,7 +30,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +42,7 @@ from lab.data.folds import FoldAssignment
 from lab.eval.metrics import apgr_by_benchmark
 from lab.train.data import TrainingData, load_training_data
 from lab.train.jobs import Target
-from lab.train.recipe import load_recipe
+from lab.train.recipe import describe, load_recipe
 from lab.train.routers.sw import train_sw_artifact
 from lab.train.sw import SWConfig
 from scorer.artifacts import load_artifact
@@ -103,17 +107,20 @@ class Scorer:
         return apgr_by_benchmark(items, pooled)
 
 
-def _grid(args: argparse.Namespace) -> list[SWConfig]:
+def candidates(
+    recipe: SWConfig, dims: Sequence[int], exponents: Sequence[float], top_ks: Sequence[int]
+) -> list[SWConfig]:
+    """The grid: the recipe's settings with ``projection_dim``, ``weight_exponent`` and ``top_k`` changed."""
+    return [
+        replace(recipe, weight_exponent=e, projection_dim=d, top_k=t) for d in dims for e in exponents for t in top_ks
+    ]
+
+
+def _grid(args: argparse.Namespace, recipe: SWConfig) -> list[SWConfig]:
     def ints(v: str) -> list[int]:
         return [int(x) for x in v.split(",") if x]
 
-    exps = [float(x) for x in args.exponents.split(",") if x]
-    return [
-        SWConfig(weight_exponent=e, projection_dim=d, top_k=t)
-        for d in ints(args.dims)
-        for e in exps
-        for t in ints(args.top_ks)
-    ]
+    return candidates(recipe, ints(args.dims), [float(x) for x in args.exponents.split(",") if x], ints(args.top_ks))
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -123,6 +130,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--folds", type=Path, required=True, help="folds.json of the outer cross-fitting")
+    p.add_argument("--recipe", default="sw", help="the sw recipe every candidate starts from (a name or a .toml)")
     p.add_argument("--scheme", choices=["subject", "prompt"], help="inner split (default: the folds file's scheme)")
     p.add_argument("--k-inner", type=int, default=4, help="inner folds per outer training part")
     p.add_argument("--dims", default="0,4,8", help="projection dims to try (0 = raw embeddings)")
@@ -134,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="encoder threads (cache misses only)")
     p.add_argument("--out", type=Path, default=Path("build/sw-select.json"), help="results (JSON)")
     args = p.parse_args(argv)
+    try:
+        recipe = load_recipe(args.recipe)
+    except (OSError, ValueError) as exc:
+        p.error(f"--recipe {args.recipe}: {exc}")
+    if recipe.kind != "sw":
+        p.error(f"--recipe {args.recipe}: a {recipe.kind} recipe, not sw")
+    grid = _grid(args, recipe.settings)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
     data_dir = args.data_dir or default_data_dir()
@@ -141,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scheme = args.scheme or folds.scheme
     items = load_golden(data_dir)
     full = load_training_data(battles=None, golden=list(GOLDEN_BENCHMARKS), data_dir=data_dir)
-    # the recipe's window and depth (lab/recipes/sw.toml), as sw is trained and served
-    encoder = Encoder(args.encoder_dir, precision="int8", spec=load_recipe("sw").encoder, threads=args.threads)
-    print(f"embedding at the sw recipe's encoder: {asdict(encoder.spec)}", flush=True)
+    # the recipe's window and depth, as sw is trained and served
+    encoder = Encoder(args.encoder_dir, precision="int8", spec=recipe.encoder, threads=args.threads)
+    print(f"candidates start from {describe(recipe)}", flush=True)
     ctx = LoadContext(args.encoder_dir, encoder.spec.name)
     splits = []
     for o in range(folds.k):
@@ -151,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         splits.append((part, inner_folds(part, scheme, args.k_inner, seed=o)))
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="sw-select-") as tmp:
-        for config in _grid(args):
+        for config in grid:
             t1 = time.perf_counter()
             # Each outer training part is its own universe: train and score inside it only.
             per_outer = []
@@ -168,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"best: {_name(SWConfig(**best['config']))} (criterion {best['criterion']:.4f})")  # type: ignore[arg-type]
     print(f"wall time: {time.perf_counter() - t0:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"folds": str(args.folds), "scheme": scheme, "k_inner": args.k_inner, "encoder": asdict(encoder.spec)}
+    result = {"folds": str(args.folds), "scheme": scheme, "k_inner": args.k_inner, "recipe": recipe.source}
+    result |= {"encoder": asdict(encoder.spec)}
     result |= {"rows": rows, "best": best}
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,22 @@ def test_grid_runs_on_a_slice_and_writes_every_candidate(
     assert result["encoder"] == asdict(spec)
     cached = {p.name for p in (tmp_path / "c").glob("emb-*.npz")}
     assert cached == {cache_path(tmp_path / "c", Encoder(DEFAULT_ENCODER_DIR, precision="int8", spec=spec)).name}
+
+
+def test_candidates_start_from_the_recipe(data: Path, tmp_path: Path) -> None:
+    """Each candidate is the recipe's settings with the grid's changed, as training reads them (was: SWConfig's
+    defaults for every setting but the grid's, whatever the recipe said, e.g. within_groups)."""
+    text = resources.files("lab").joinpath("recipes/sw.toml").read_text()
+    recipe_path = tmp_path / "grouped.toml"
+    recipe_path.write_text(text + "within_groups = true\nlength_residual = true\n")
+    recipe = load_recipe(str(recipe_path))
+    items = load_benchmark("mmlu", data) + load_benchmark("gsm8k", data)
+    folds = FoldAssignment.from_items(items, np.arange(len(items)) % 2, scheme="prompt", seed=0)
+    folds.save(tmp_path / "folds.json")
+    out = tmp_path / "select.json"
+    argv = ["--folds", str(tmp_path / "folds.json"), "--k-inner", "2", "--dims", "2", "--exponents", "4"]
+    argv += ["--data-dir", str(data), "--encoder-dir", str(DEFAULT_ENCODER_DIR), "--cache-dir", str(tmp_path / "c")]
+    assert main([*argv, "--recipe", str(recipe_path), "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["config"] == asdict(replace(recipe.settings, weight_exponent=4.0, projection_dim=2, top_k=0))
+    assert row["config"]["within_groups"] and row["config"]["length_residual"]
