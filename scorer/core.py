@@ -203,8 +203,14 @@ class ScorerCore:
         found = versions.discover(routers_dir)
         if not found:
             raise ArtifactError(f"{routers_dir}: no router artifacts (subdirectories with manifest.json)")
-        encoder_name = Encoder.read_meta(encoder_dir).get("name", "")
-        ctx = LoadContext(encoder_dir, str(encoder_name), threads=plan, rows_per_run=rows_per_run)
+        meta = Encoder.read_meta(encoder_dir)
+        ctx = LoadContext(
+            encoder_dir,
+            str(meta.get("name", "")),
+            threads=plan,
+            rows_per_run=rows_per_run,
+            encoder_base=Encoder.base_digests(meta),
+        )
         routers: dict[str, Router] = {}
         sources: dict[str, versions.Resolved] = {}
         for resolved in found:

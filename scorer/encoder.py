@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,9 @@ PROBE_TEXTS = (
     + " Summarise the decisions above in three sentences.",
 )
 ENCODER_META = "encoder.json"
+#: The key of ``encoder.json`` under which ``ferryman build encoder`` records the SHA-256 of the base encoder's
+#: files it was written from (``scorer.graphs.base.base_digests``), as a built BERT graph records its own.
+BASE_DIGESTS_KEY = "base_sha256"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -587,6 +590,12 @@ class Encoder:
         if not isinstance(meta, dict):
             raise ArtifactError(f"{meta_path}: must be a JSON object")
         return meta
+
+    @staticmethod
+    def base_digests(meta: Mapping[str, object]) -> dict[str, str] | None:
+        """The base encoder files' SHA-256 that ``encoder.json`` (``meta``) records (None: it records none)."""
+        raw = meta.get(BASE_DIGESTS_KEY)
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else None
 
     def run(self, batch: Batch) -> np.ndarray:
         """Run the graph on a prepared batch; returns float32 [B, dim].

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scorer.artifacts import sha256_of
 from scorer.errors import ArtifactError
 from scorer.graphs.bert_graph import BertShape
 
@@ -52,6 +53,15 @@ class BaseEncoder:
     path: Path
     shape: BertShape
     weights: dict[str, np.ndarray]
+
+
+def base_digests(path: Path) -> dict[str, str]:
+    """SHA-256 of the base encoder files a graph is written from (``config.json``, ``model.safetensors``), by name.
+
+    ``encoder.json`` and each built BERT graph's record keep them, so the scorer can tell at load a router graph
+    built from other base files than the encoder it serves with (``scorer.routers.bert.check_built_graph``).
+    """
+    return {name: sha256_of(path / name) for name in (WEIGHTS_FILE, CONFIG_FILE)}
 
 
 def read_base_encoder(path: Path | None = None) -> BaseEncoder:

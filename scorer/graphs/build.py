@@ -42,9 +42,9 @@ from scorer.artifacts import (
     read_json_file,
     sha256_of,
 )
-from scorer.encoder import ENCODER_META, TOKENIZER_FILE, model_file
+from scorer.encoder import BASE_DIGESTS_KEY, ENCODER_META, TOKENIZER_FILE, model_file
 from scorer.errors import ArtifactError
-from scorer.graphs.base import CONFIG_FILE, WEIGHTS_FILE, BaseEncoder, base_model_path, read_base_encoder
+from scorer.graphs.base import WEIGHTS_FILE, BaseEncoder, base_digests, base_model_path, read_base_encoder
 from scorer.graphs.bert_graph import HEAD_NODE, OPSET, Head, build_bert_graph
 from scorer.routers.bert import BUILD_RECORD_KEY, GRAPH_ROLES, head_precision, parse_build_record
 
@@ -202,6 +202,7 @@ def build_encoder(
         "built_by": "ferryman build encoder (scorer.graphs, no torch)",
         "built_with": _versions(),
         "sha256": {name: _digest(out_dir / name) for d in present for name in encoder_graphs(d)},
+        BASE_DIGESTS_KEY: base_digests(base.path),
         **({"output": "pooled"} if pooled else {}),
     }
     if present != [FULL_LAYERS]:
@@ -275,7 +276,7 @@ def bert_build_records(root: Path, base_path: Path | None = None) -> dict[str, d
     common: dict[str, object] = {
         "head_precision": head_precision(manifest, root / MANIFEST_NAME),
         "delta_sha256": sha256_of(root / delta.path) if delta is not None and (root / delta.path).is_file() else None,
-        "base_encoder_sha256": {name: sha256_of(base_path / name) for name in (WEIGHTS_FILE, CONFIG_FILE)},
+        "base_encoder_sha256": base_digests(base_path),
         "built_with": _versions(),
         "builder": builder_digest(),
     }

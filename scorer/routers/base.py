@@ -32,6 +32,9 @@ class LoadContext:
     # quantised graphs pick their scales per batch. On CPU the cost is per token, so
     # padded multi-row runs are not faster (see docs in scorer.encoder.length_buckets).
     rows_per_run: int = 1
+    #: SHA-256 of the base encoder files the served encoder was written from, as its ``encoder.json`` records
+    #: them (``Encoder.base_digests``); None: unknown (an encoder built before they were recorded), not checked.
+    encoder_base: Mapping[str, str] | None = None
 
 
 class Router(Protocol):

@@ -25,7 +25,14 @@ from scorer.artifacts import (
     Manifest,
     rebuild_command,
 )
-from scorer.encoder import TOKENIZER_FILE, GraphPair, WordpieceTokenizer, allowed_rows_per_run, length_buckets
+from scorer.encoder import (
+    ENCODER_META,
+    TOKENIZER_FILE,
+    GraphPair,
+    WordpieceTokenizer,
+    allowed_rows_per_run,
+    length_buckets,
+)
 from scorer.errors import ArtifactError
 from scorer.routers.base import LoadContext, RouterBase, check
 
@@ -60,13 +67,17 @@ def parse_build_record(metadata: Mapping[str, str]) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def check_built_graph(artifact: Artifact, role: str, session: ort.InferenceSession) -> None:
+def check_built_graph(
+    artifact: Artifact, role: str, session: ort.InferenceSession, ctx: LoadContext | None = None
+) -> None:
     """Refuse a built graph (``built_by``) that is not the one the manifest describes.
 
-    ``ferryman build routers`` records in each graph's metadata the head precision and the delta it
-    was built from; a graph built under another ``params.head_precision`` (or from another delta)
-    would serve other probabilities than the artifact was calibrated on. Committed graphs (a SHA-256
-    in the manifest) are pinned by their digest and not checked here.
+    ``ferryman build routers`` records in each graph's metadata the head precision, the delta and the
+    base encoder files it was built from; a graph built under another ``params.head_precision`` (or
+    from another delta) would serve other probabilities than the artifact was calibrated on, and one
+    built from other base files than the served encoder (``ctx.encoder_base``, its ``encoder.json``'s
+    digests; None: not checked) pairs its weights with another encoder's tokenizer and vectors.
+    Committed graphs (a SHA-256 in the manifest) are pinned by their digest and not checked here.
     """
     m = artifact.manifest
     spec = m.files.get(role)
@@ -87,6 +98,13 @@ def check_built_graph(artifact: Artifact, role: str, session: ort.InferenceSessi
     delta = m.files.get("delta")
     if delta is not None and delta.sha256 and record.get("delta_sha256") != delta.sha256:
         raise ArtifactError(f"{path}: built from another {delta.path} than {where} names; {rebuild}")
+    base = None if ctx is None else ctx.encoder_base
+    if ctx is not None and base is not None and record.get("base_encoder_sha256") != dict(base):
+        raise ArtifactError(
+            f"{path}: built from other base encoder files ({', '.join(sorted(base))}) than the encoder it is "
+            f"served with ({ctx.encoder_dir / ENCODER_META}); {rebuild} from the installed base encoder (if the "
+            f"encoder is the stale one, `ferryman build encoder --force --encoder-dir {ctx.encoder_dir}` rebuilds it)"
+        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -120,9 +138,9 @@ class BertRouter(RouterBase):
         unpadded = artifact.path("onnx_unpadded") if "onnx_unpadded" in m.files else None
         head_precision(m, where)
         self._graphs = GraphPair(path, unpadded, ctx.threads)
-        check_built_graph(artifact, "onnx", self._graphs.session)
+        check_built_graph(artifact, "onnx", self._graphs.session, ctx)
         if self._graphs.unpadded is not None:
-            check_built_graph(artifact, "onnx_unpadded", self._graphs.unpadded)
+            check_built_graph(artifact, "onnx_unpadded", self._graphs.unpadded, ctx)
         check(self._graphs.session.get_outputs()[0].shape[-1] == 3, path, "graph output must be logits [B, 3]")
         self._rows_per_run = allowed_rows_per_run(path, ctx.rows_per_run)
 

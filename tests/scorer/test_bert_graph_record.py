@@ -26,6 +26,7 @@ import pytest
 from ferryman import paths
 from scorer.artifacts import HEAD_PRECISION_PARAM, load_artifact, sha256_of, write_manifest
 from scorer.core import ScoreQuery, ScorerCore
+from scorer.encoder import BASE_DIGESTS_KEY, ENCODER_META
 from scorer.errors import ArtifactError
 from scorer.graphs.base import BaseEncoder, read_base_encoder
 from scorer.graphs.build import (
@@ -177,6 +178,34 @@ def test_the_scorer_refuses_a_graph_built_under_another_head_precision(
     twin = re.escape(str(bert / GRAPHS[1]))
     with pytest.raises(ArtifactError, match=rf"{twin}: the graph records no build inputs .*ferryman build routers"):
         ScorerCore.load(routers, encoder_dir, only=["bert"])
+
+
+def test_the_scorer_refuses_a_graph_built_from_other_base_encoder_files(bert: Path, tmp_path: Path) -> None:
+    """A built graph whose record names other base encoder files than those the served encoder was written from
+    (its ``encoder.json``) is refused at load, naming the commands that rebuild either. Was: only ``ferryman build
+    routers`` compared them (with the installed base), and the scorer served the graph's weights with another
+    encoder's tokenizer. Cheap: two recorded digests compared, nothing hashed at load."""
+    served, routers = paths.encoder_dir(), bert.parent
+    meta = json.loads((served / ENCODER_META).read_text(encoding="utf-8"))
+    assert meta[BASE_DIGESTS_KEY] == graph_build_record(bert / GRAPHS[0])["base_encoder_sha256"]  # type: ignore[index]
+    ScorerCore.load(routers, served, only=["bert"])  # built from the same base files: served
+    encoder_dir = tmp_path / "encoder"
+    encoder_dir.mkdir()
+    for f in served.iterdir():
+        if f.name != ENCODER_META:
+            (encoder_dir / f.name).symlink_to(f.resolve())
+    other = meta[BASE_DIGESTS_KEY] | {"model.safetensors": "0" * 64}  # an encoder written from other weights
+    (encoder_dir / ENCODER_META).write_text(json.dumps(meta | {BASE_DIGESTS_KEY: other}), encoding="utf-8")
+    graph, meta_path = re.escape(str(bert / GRAPHS[0])), re.escape(str(encoder_dir / ENCODER_META))
+    command = re.escape(f"`ferryman build routers --routers-dir {routers}` rebuilds it")
+    says = rf"{graph}: built from other base encoder files \(config.json, model.safetensors\) than the encoder it is"
+    says += rf" served with \({meta_path}\); {command} .*`ferryman build encoder --force --encoder-dir"
+    with pytest.raises(ArtifactError, match=says):
+        ScorerCore.load(routers, encoder_dir, only=["bert"])
+    # an encoder.json that records no base files (written before they were recorded) is not checked
+    unknown = {k: v for k, v in meta.items() if k != BASE_DIGESTS_KEY}
+    (encoder_dir / ENCODER_META).write_text(json.dumps(unknown), encoding="utf-8")
+    ScorerCore.load(routers, encoder_dir, only=["bert"])
 
 
 def test_each_refusal_names_a_command_that_fixes_the_artifact_it_refuses(
