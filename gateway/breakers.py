@@ -6,7 +6,12 @@ What a breaker sees is one outcome per request per model (never one per retry), 
 - ``SUCCESS``: the model served the request;
 - ``FAILURE``: the model failed the request with a provider fault (5xx, 429, connect error,
   provider timeout, malformed answer, a stream broken after its first token) *and* the fault is
-  the model's: the same request was then served by another model, or the stream had started;
+  the model's: the same request was then served by another model, or the stream had started.
+  While the model serves other requests, a request that fails on it again and has never been
+  served by it (a client repeating one request the model chokes on) counts once: one bad request
+  never opens a healthy model's breaker for everyone. Every failure counts while the model serves
+  no one (an outage), and once it has served that same request (a flaky model under repeated
+  requests);
 - ``UNATTRIBUTED``: the model failed the request, and so did every other model the request
   tried. That is what a "poison" request looks like (a prompt that makes every provider fail),
   and also what an outage of everything it tried looks like. ``gateway.resilience`` tells them
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 _BUCKETS = 10
+_MAX_FINGERPRINTS = 1024
 
 
 class Outcome(enum.Enum):
@@ -64,6 +70,9 @@ class _Bucket:
     failures: int = 0
     #: Fingerprints of unattributed failures (at most ``min_requests`` kept: enough to decide).
     unattributed: set[str] = field(default_factory=set)
+    #: Fingerprints of counted failures, and of requests served after one (at most ``_MAX_FINGERPRINTS`` each).
+    failed: set[str] = field(default_factory=set)
+    served: set[str] = field(default_factory=set)
 
 
 StateListener = Callable[["Breaker", str, str], None]
@@ -144,8 +153,13 @@ class Breaker:
         self._trial_until = now + self._cfg.reset_timeout_s
         return True
 
+    def remembers_failures(self) -> bool:
+        """Does the window hold fingerprints of failed requests (then a success should name its request)?"""
+        return any(b.failed for b in self._window)
+
     def record(self, outcome: Outcome, fingerprint: str = "") -> None:
-        """One request's outcome on this model (``fingerprint`` identifies an unattributed request)."""
+        """One request's outcome on this model. ``fingerprint`` identifies the request: always for
+        failures; for a success, only when :meth:`remembers_failures` (it is not free to compute)."""
         now = self._clock()
         if outcome is Outcome.POISON:
             self.release()
@@ -165,9 +179,15 @@ class Breaker:
         bucket = self._bucket(now)
         if outcome is Outcome.SUCCESS:
             bucket.successes += 1
+            if fingerprint and len(bucket.served) < _MAX_FINGERPRINTS:
+                bucket.served.add(fingerprint)
             return
         if outcome is Outcome.FAILURE:
+            if fingerprint and self._only_failed(fingerprint) and self.serving():
+                return  # a request this model only ever failed, failing again while it serves others: counted once
             bucket.failures += 1
+            if fingerprint and len(bucket.failed) < _MAX_FINGERPRINTS:
+                bucket.failed.add(fingerprint)
         elif len(bucket.unattributed) < self._cfg.min_requests:
             bucket.unattributed.add(fingerprint)
         failures, total = self.counts()
@@ -212,6 +232,11 @@ class Breaker:
         else:
             log.info("breaker %s (%s): %s -> %s", self.name, ", ".join(self.models), old, state)
         self._on_change(self, state, "remote" if shared else "local")
+
+    def _only_failed(self, fingerprint: str) -> bool:
+        """Has the request failed on this model in the window, and never been served by it?"""
+        failed = any(fingerprint in b.failed for b in self._window)
+        return failed and not any(fingerprint in b.served for b in self._window)
 
     def _expire(self, now: float) -> None:
         horizon = now - self._cfg.window_s

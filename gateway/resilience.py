@@ -31,6 +31,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 from gateway.breakers import Breaker, BreakerRegistry, Outcome
@@ -85,11 +86,19 @@ class _Blame:
     record: Callable[[Breaker, Outcome, str], None]
     failed: list[Breaker] = field(default_factory=list)
 
+    @cached_property
+    def key(self) -> str:
+        return fingerprint(self.request)
+
     def served(self) -> None:
         """Another model served the request: the earlier failures were the models' own."""
         for breaker in self.failed:
-            self.record(breaker, Outcome.FAILURE, "")
+            self.record(breaker, Outcome.FAILURE, self.key)
         self.failed.clear()
+
+    def success_key(self, breaker: Breaker) -> str:
+        """The request's fingerprint for ``breaker``'s success, when the breaker keeps failed ones."""
+        return self.key if breaker.remembers_failures() else ""
 
     def settle(self) -> None:
         """No model served it (or it was cancelled). If a model it failed on serves other requests,
@@ -100,9 +109,8 @@ class _Blame:
             for breaker in self.failed:
                 self.record(breaker, Outcome.POISON, "")
         else:
-            key = fingerprint(self.request)
             for breaker in self.failed:
-                self.record(breaker, Outcome.UNATTRIBUTED, key)
+                self.record(breaker, Outcome.UNATTRIBUTED, self.key)
         self.failed.clear()
 
 
@@ -125,6 +133,8 @@ class StreamHandle:
     lifecycle: Lifecycle
     deadline: float
     idle_s: float
+    #: The request's fingerprint for a success (see ``_Blame.success_key``).
+    key: str = ""
     _settled: bool = field(default=False, init=False)
 
     async def events(self) -> AsyncIterator[StreamEvent]:
@@ -149,7 +159,7 @@ class StreamHandle:
             if outcome is None:
                 self.breaker.release()
             else:
-                self.record(self.breaker, outcome, "")
+                self.record(self.breaker, outcome, self.key if outcome is Outcome.SUCCESS else "")
 
     async def aclose(self) -> None:
         """Close the provider stream (an unread stream blames no one)."""
@@ -335,7 +345,7 @@ class Resilience:
             model, completion = await self._run_chain(decision, call, deadline, accounting, blame)
         finally:
             blame.settle()
-        self._record(self.breakers[model], Outcome.SUCCESS, "")
+        self._record(self.breakers[model], Outcome.SUCCESS, blame.success_key(self.breakers[model]))
         return completion, accounting
 
     async def open_stream(self, request: ChatRequest, decision: Decision, deadline: float) -> StreamHandle:
@@ -368,6 +378,7 @@ class Resilience:
             self._lifecycle,
             deadline,
             self._config.server.stream_idle_timeout_s,
+            blame.success_key(self.breakers[model]),
         )
 
 

@@ -91,6 +91,27 @@ def test_unattributed_failures_count_once_per_request_and_only_while_the_model_s
     assert b.state == OPEN
 
 
+def test_a_request_failing_again_on_a_model_that_serves_others_counts_once():
+    b, clock, _ = breaker()
+    b.record(Outcome.SUCCESS)
+    for _ in range(20):  # one client repeating one request this model fails and the next model serves
+        b.record(Outcome.FAILURE, "same-request")
+    assert b.state == CLOSED and b.counts() == (1, 2)
+    clock.t += 11.0
+    for _ in range(4):  # the model serves no one: each failure is news (an outage), whatever the request
+        b.record(Outcome.FAILURE, "same-request")
+    assert b.state == OPEN
+
+
+def test_a_repeated_request_the_model_has_served_counts_each_failure():
+    b, _, _ = breaker()
+    b.record(Outcome.FAILURE, "same-request")
+    b.record(Outcome.SUCCESS, "same-request")  # a flaky model, under one request repeated (a benchmark)
+    for _ in range(2):
+        b.record(Outcome.FAILURE, "same-request")
+    assert b.state == OPEN  # 3 failures of 4
+
+
 def test_half_open_trial_failure_reopens_and_an_unattributed_one_only_ends_the_trial():
     b, clock, _ = breaker(min_requests=1)
     b.record(Outcome.FAILURE)
@@ -165,6 +186,22 @@ def test_a_flood_of_distinct_poison_requests_among_normal_traffic_opens_nothing(
         row(fault_table, "30 distinct poison prompts among 30 normal, 8 at once", poison_tally, "503 each; no breaker")
         row(fault_table, "... the 30 normal requests beside them", normal_tally, "answered by the first model")
         assert states(gw) == {CLOSED}
+
+
+def test_one_request_a_healthy_model_fails_opens_no_breaker_however_often_it_is_repeated(fakes, fault_table):
+    """A model that serves everyone else 500s on one prompt, which the next model answers, and one client
+    repeats that request: each repetition was one more failure, so with light traffic beside it the model's
+    breaker opened and every other client's requests fell back for reset_timeout_s."""
+    fakes["strong-openai"].when(MARKER, status(500))
+    config = gateway_config(fakes, breaker={"min_requests": 3})
+    with GatewayThread(config) as gw:
+        assert sdk_call(sdk(gw), stream=False)[0] == ANSWERED  # the model serves others
+        tally = run_sdk(gw, 8, expected="Answer from strong-anthropic.", messages=[{"role": "user", "content": MARKER}])
+        row(fault_table, "one request one model 500s, repeated 8 times", tally, "next model; no breaker opens")
+        assert tally.counts()[:4] == (8, 8, 8, 0)
+        assert states(gw) == {CLOSED}
+        normal = run_sdk(gw, 4, expected="Answer from strong-openai.")
+        assert normal.counts()[:3] == (4, 4, 0)
 
 
 def test_when_every_breaker_is_open_the_first_model_is_still_tried(fakes, fault_table):
