@@ -1,8 +1,8 @@
 """``ferryman up``: run the scorer and the gateway together as child processes (``make run``).
 
-The scorer listens on loopback; the gateway is pointed at it. SIGINT/SIGTERM are forwarded
-to both children, which drain and stop; if either child exits on its own, the other is
-stopped too and ``up`` exits with the first child's status. Nothing outlives ``up``: if its own
+The scorer listens on loopback; the gateway is pointed at it. On SIGINT/SIGTERM the gateway is
+stopped first (it drains), then the scorer (and the demo provider); if either child exits on its
+own, the other is stopped too and ``up`` exits with the first child's status. Nothing outlives ``up``: if its own
 parent goes away without signalling it (``timeout make run`` signals ``make`` only), ``up`` stops
 the children and exits; if ``up`` itself is killed outright (SIGKILL), the kernel sends each child
 SIGTERM (Linux ``PR_SET_PDEATHSIG``), so they drain and stop on their own. When gateway auth is enabled
@@ -269,13 +269,14 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
+    """SIGTERM the children in the reverse order of their start, each once the one after it has exited: the
+    gateway drains (serving every request that arrives meanwhile) while the scorer and the demo provider it
+    serves them with still answer."""
+    for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for child in children:
         try:
-            child.wait(max(0.1, deadline - time.monotonic()))
+            child.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
