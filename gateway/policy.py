@@ -49,7 +49,10 @@ from gateway.types import ChatRequest, Decision, DecisionSource, LLMRating, Rout
 
 log = logging.getLogger(__name__)
 
-_ROUTER_MODEL = re.compile(r"^router-([A-Za-z0-9_]+)-(.+)$")
+# A router's name may hold hyphens (`ferryman train mf --arena ... --out routers/mf-arena`): the value is the
+# shortest tail that reads as a number (1e-3 and -0.1 are one each); a value that is no number is reported as such.
+_ROUTER_MODEL = re.compile(r"^router-([A-Za-z0-9_.-]+?)-(s?[-+]?[0-9.][0-9.eE+-]*)$")
+_ROUTER_MODEL_ANY = re.compile(r"^router-([A-Za-z0-9_]+)-(.+)$")
 #: Warm-up threshold of causal-LLM routers (no calibration table): a rating of 3 or more goes up.
 LLM_WARMUP_THRESHOLD = 0.5
 
@@ -118,7 +121,7 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
             p.sticky,
             operating_points=p.operating_points,
         )
-    elif match := _ROUTER_MODEL.match(model):
+    elif match := _ROUTER_MODEL.match(model) or _ROUTER_MODEL_ANY.match(model):
         value = match.group(2)
         share = value.startswith("s")
         try:

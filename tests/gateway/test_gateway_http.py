@@ -180,3 +180,40 @@ def test_auth_disabled_explicitly(fakes):
     with GatewayThread(gateway_config(fakes, auth={"disabled": True}), keys=frozenset()) as gw:
         r = _post(gw, json.dumps({"model": "weak-openai", "messages": MESSAGES}).encode(), key=None)
         assert r.status_code == 200
+
+
+def test_a_router_whose_name_has_a_hyphen_is_routed_by_its_model_names(fakes, test_routers, tmp_path):
+    """docs/gateway.md's three-tier recipe trains ``routers/mf-arena``; the scorer serves it and /v1/models lists
+    ``router-mf-arena`` with its forms, but ``router-mf-arena-s0.5`` was a 400 "threshold 'arena-s0.5' is not a
+    number" (the name was split at its first hyphen)."""
+    import shutil
+
+    from harness.scorer import scorer_in_thread
+
+    routers = shutil.copytree(test_routers, tmp_path / "routers")
+    shutil.copytree(routers / "mf", routers / "mf-arena")
+    manifest = routers / "mf-arena" / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"name": "mf-arena"}))
+    with (
+        scorer_in_thread(routers) as address,
+        GatewayThread(gateway_config(fakes, scorer_target=f"dns:///{address}")) as gw,
+    ):
+        client = sdk(gw)
+        family = next(m for m in client.models.list() if m.id == "router-mf-arena")
+        assert family.model_extra["ferryman"]["forms"] == ["router-mf-arena-<threshold>", "router-mf-arena-s<share>"]
+        routed = {
+            "router-mf-arena-s0.5": "mf-arena",
+            "router-mf-arena-0.5": "mf-arena",
+            "router-mf-arena-1e-1": "mf-arena",
+        }
+        for model, router in (routed | {"router-mf-0.5": "mf", "router-mf-1e-1": "mf"}).items():
+            raw = client.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
+            assert raw.headers["x-ferryman-router"] == router, model
+            assert raw.headers["x-ferryman-decision-source"] == "scored", model
+            assert client.models.retrieve(model).id == model
+        for model, message in (
+            ("router-mf-abc", "threshold 'abc' is not a number"),
+            ("router-mf-arena--0.1", "threshold"),
+        ):
+            with pytest.raises(openai.BadRequestError, match=message):
+                client.chat.completions.create(model=model, messages=MESSAGES)
