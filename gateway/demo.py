@@ -347,16 +347,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the demo provider until SIGINT/SIGTERM."""
+    """Serve the demo provider until SIGINT/SIGTERM, then stop with status 0. uvicorn's own signal handling is
+    off (``HTTPServer``): it re-raises the signal once stopped, a KeyboardInterrupt traceback on Ctrl-C."""
     import asyncio
 
     import uvicorn
 
-    server = uvicorn.Server(
+    from ferryman import signals
+    from gateway.http_server import HTTPServer
+
+    server = HTTPServer(
         uvicorn.Config(DemoProvider().app(), host=args.host, port=args.port, log_level="warning", lifespan="off")
     )
 
+    async def stop_on_signal() -> None:
+        await signals.stop_event().wait()
+        server.should_exit = True
+
     async def serve() -> None:
+        stopper = asyncio.create_task(stop_on_signal())
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():
@@ -368,6 +377,7 @@ def run(args: argparse.Namespace) -> int:
         if args.port_file is not None:
             args.port_file.write_text(str(port))
         await task
+        stopper.cancel()
 
     asyncio.run(serve())
     return 0

@@ -408,3 +408,16 @@ def test_up_stops_the_gateway_first_so_that_its_drain_still_scores_and_answers(t
     assert during, "no request was sent during the drain"
     assert [a for a in during if a[:2] != (200, "scored")] == [], during[:3]
     assert not any(_listening(p) for p in ports.values())
+
+
+def test_demo_provider_stops_quietly_on_ctrl_c_and_sigterm(tmp_path):
+    """Ctrl-C on ``make demo`` reaches every process of the terminal's group: the demo provider printed a
+    30-line KeyboardInterrupt traceback into the operator's terminal and exited with an error status."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        port_file = tmp_path / f"demo-{sig.name}.port"
+        cmd = [sys.executable, "-m", "ferryman", "demo-provider", "--port", "0", "--port-file", str(port_file)]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_until(lambda f=port_file: f.exists() and f.read_text().strip() != "", "the demo provider serves")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, (sig.name, proc.returncode, err)
