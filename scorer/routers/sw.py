@@ -21,7 +21,6 @@ the battles of the ``top_k`` most similar training prompts.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,8 @@ def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12, *, is_connected: boo
     (a batch of queries) with damped Newton steps. The Hessian is minus a weighted graph
     Laplacian ``L``: when the battle graph is connected, ``L + 11'/m`` is invertible and a
     plain solve gives the centred step; otherwise a pseudo-inverse keeps models without
-    battles (or disconnected groups) finite.
+    battles (or disconnected groups) finite. ``is_connected`` (the training data links every
+    model) allows the solve; whether it applies is decided per query, from its own weights.
     """
     single = wins.ndim == 2
     w = wins[None] if single else wins
@@ -131,6 +131,10 @@ def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12, *, is_connected: boo
     n = w + np.swapaxes(w, 1, 2)
     ones = np.full((m, m), 1.0 / m)
     theta = np.zeros((b, m))
+    # Connected by the training data need not mean connected for this query (weights that round to nothing can
+    # cut a model or a group off, and the solve need not notice the singular system): such a query takes the
+    # pseudo-inverse, the others the solve, whatever their batch mates.
+    solvable = np.array([is_connected and connected(x > 0) for x in n], dtype=bool)
 
     def loglik(t: np.ndarray) -> np.ndarray:
         d = t[:, :, None] - t[:, None, :]
@@ -143,14 +147,12 @@ def fit_bradley_terry(wins: np.ndarray, tol: float = 1e-12, *, is_connected: boo
         grad = (w - n * p).sum(axis=2)
         a = n * p * (1.0 - p)
         lap = a.sum(axis=2)[:, :, None] * np.eye(m) - a
-        step: np.ndarray | None = None
-        if is_connected:
-            # Connected by the training data need not mean connected for this query (weights that round
-            # to nothing can cut a model or a group off): a singular solve falls back to the pseudo-inverse.
-            with contextlib.suppress(np.linalg.LinAlgError):
-                step = np.linalg.solve(lap + ones, grad[:, :, None])[:, :, 0]
-        if step is None:
-            step = np.einsum("bij,bj->bi", np.linalg.pinv(lap, hermitian=True), grad)
+        step = np.empty((b, m))
+        if solvable.any():
+            step[solvable] = np.linalg.solve(lap[solvable] + ones, grad[solvable][:, :, None])[:, :, 0]
+        if not solvable.all():
+            rest = ~solvable
+            step[rest] = np.einsum("bij,bj->bi", np.linalg.pinv(lap[rest], hermitian=True), grad[rest])
         step -= step.mean(axis=1, keepdims=True)
         step[~active] = 0.0
         # Backtracking per query: halve the step until the likelihood does not drop.
@@ -202,7 +204,7 @@ class SWRouter(RouterBase):
         prompt, a, b, outcome = self._load_battles(artifact, len(emb), len(m.models))
         # Only prompts that have battles count (RouteLLM's max(sim) runs over battle rows).
         used, prompt = np.unique(prompt, return_inverse=True)
-        # float64 so that a query's weights do not depend on its batch mates (GEMM rounding).
+        # float64: the similarities' rounding stays far below the weights' (10 ** (k * sim / max sim)).
         self._emb = np.ascontiguousarray(emb[used], dtype=np.float64)
         if self.projection is not None:
             self._emb = unit_rows(self._emb)
@@ -258,23 +260,31 @@ class SWRouter(RouterBase):
         return prompt, a, b, outcome
 
     def win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
-        """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``."""
-        query = embeddings.astype(np.float64) if self.projection is None else self.projection(embeddings)
-        sim = self._emb @ query.T  # [P, B]
-        weights = similarity_weights(sim, self.weight_exponent)
+        """Similarity-weighted win matrices ``[B, M, M]`` for query embeddings ``[B, 384]``.
+
+        Each query is weighed on its own, with matrix-vector products: a product over the whole batch rounds a
+        query's sums differently with the batch's size and BLAS's thread count (up to 5e-15 in a score), so a
+        prompt's score depended on the micro-batch the scorer put it in, and evaluation figures moved in the
+        6th decimal from run to run. One query at a time is no slower (the batch's [P, B] temporaries were).
+        """
+        out = np.zeros((embeddings.shape[0], self._m * self._m))
+        for i, row in enumerate(embeddings):
+            out[i, self._pairs] = self._pair_weights(row)
+        return out.reshape(-1, self._m, self._m)
+
+    def _pair_weights(self, embedding: np.ndarray) -> np.ndarray:
+        """Similarity-weighted win counts ``[pairs]`` of one query embedding ``[384]``."""
+        query = embedding.astype(np.float64) if self.projection is None else self.projection(embedding[None])[0]
+        sim = self._emb @ query  # [P]
+        weights = similarity_weights(sim[:, None], self.weight_exponent)[:, 0]
         n = len(sim)
         if self.top_k is not None and self.top_k < n:
             # Only the top_k most similar training prompts count (all of them on a tie at the k-th).
-            kth = np.partition(sim, n - self.top_k, axis=0)[n - self.top_k]
+            kth = np.partition(sim, n - self.top_k)[n - self.top_k]
             weights[sim < kth] = 0.0
         if self._counts is not None:
-            per_pair = self._counts @ weights  # [pairs, B]
-        else:
-            cell_w = weights[self._cell_prompt] * self._cell_mult[:, None]  # [cells, B]
-            per_pair = np.add.reduceat(cell_w, self._pair_starts, axis=0)
-        out = np.zeros((embeddings.shape[0], self._m * self._m))
-        out[:, self._pairs] = per_pair.T
-        return out.reshape(-1, self._m, self._m)
+            return np.asarray(self._counts @ weights)
+        return np.asarray(np.add.reduceat(weights[self._cell_prompt] * self._cell_mult, self._pair_starts))
 
     def strengths(self, embeddings: np.ndarray) -> np.ndarray:
         """Bradley–Terry strengths ``[B, M]`` (natural log-odds, centred) per query."""
