@@ -133,8 +133,8 @@ class StreamHandle:
     lifecycle: Lifecycle
     deadline: float
     idle_s: float
-    #: The request's fingerprint for a success (see ``_Blame.success_key``).
-    key: str = ""
+    #: The request's fingerprint (see ``gateway.breakers``), computed when an outcome needs it.
+    fingerprint: Callable[[], str] = lambda: ""
     _settled: bool = field(default=False, init=False)
 
     async def events(self) -> AsyncIterator[StreamEvent]:
@@ -159,7 +159,8 @@ class StreamHandle:
             if outcome is None:
                 self.breaker.release()
             else:
-                self.record(self.breaker, outcome, self.key if outcome is Outcome.SUCCESS else "")
+                named = outcome is Outcome.FAILURE or self.breaker.remembers_failures()
+                self.record(self.breaker, outcome, self.fingerprint() if named else "")
 
     async def aclose(self) -> None:
         """Close the provider stream (an unread stream blames no one)."""
@@ -378,7 +379,7 @@ class Resilience:
             self._lifecycle,
             deadline,
             self._config.server.stream_idle_timeout_s,
-            blame.success_key(self.breakers[model]),
+            lambda: blame.key,
         )
 
 

@@ -15,7 +15,7 @@ from suite import ROUTED, run_sdk, sdk, sdk_call
 
 from gateway.breakers import CLOSED, HALF_OPEN, OPEN, Breaker, Outcome
 from gateway.config import BreakerConfig
-from harness.fake_provider import slow, status
+from harness.fake_provider import DISCONNECT, slow, status
 from harness.faults import ANSWERED, CLEAN, FALLBACK, Tally
 from harness.gateway import GatewayThread, gateway_config
 
@@ -199,6 +199,21 @@ def test_one_request_a_healthy_model_fails_opens_no_breaker_however_often_it_is_
         tally = run_sdk(gw, 8, expected="Answer from strong-anthropic.", messages=[{"role": "user", "content": MARKER}])
         row(fault_table, "one request one model 500s, repeated 8 times", tally, "next model; no breaker opens")
         assert tally.counts()[:4] == (8, 8, 8, 0)
+        assert states(gw) == {CLOSED}
+        normal = run_sdk(gw, 4, expected="Answer from strong-openai.")
+        assert normal.counts()[:3] == (4, 4, 0)
+
+
+def test_one_streamed_request_a_healthy_model_breaks_opens_no_breaker_however_often_it_is_repeated(fakes):
+    """The same for a stream the model breaks after its first token (a prompt one provider cuts off): each
+    repetition ends with an error event (no fallback after the first token) and was one more failure."""
+    fakes["strong-openai"].when(MARKER, DISCONNECT)
+    config = gateway_config(fakes, breaker={"min_requests": 3})
+    with GatewayThread(config) as gw:
+        assert sdk_call(sdk(gw), stream=True)[0] == ANSWERED  # the model serves others
+        for _ in range(6):
+            outcome, detail = sdk_call(sdk(gw), stream=True, messages=[{"role": "user", "content": MARKER}])
+            assert outcome == CLEAN and "stream" in detail.lower(), detail
         assert states(gw) == {CLOSED}
         normal = run_sdk(gw, 4, expected="Answer from strong-openai.")
         assert normal.counts()[:3] == (4, 4, 0)
