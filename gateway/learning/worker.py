@@ -26,6 +26,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -285,7 +286,13 @@ class LearningWorker:
 def worker_main(
     config: GatewayConfig, environ: dict[str, str], jobs: Connection, reports: Connection, parent: int
 ) -> None:
-    """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes)."""
+    """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes).
+
+    The gateway stops its worker (a ``Stop`` with its drain's grace, or end of file on the jobs pipe), so the
+    worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and must not kill the worker
+    (with its shadow jobs) before the draining gateway hands it its ``Stop``. (Only a Ctrl-C during the new
+    interpreter's start, before this line, still ends it.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
     give_way(config.learning.worker_nice)
     if config.learning.worker_sched_idle:

@@ -1136,3 +1136,58 @@ def test_worker_restart_benchmark_prints_its_figures(capsys):
     assert "restart 2/2: Process.start" in out
     for name in ("Process.start", "loop stall, restart", "loop stall, idle"):
         assert f"{name}: median" in out
+
+
+def test_ctrl_c_stops_a_learning_gateway_and_its_worker_cleanly(fakes, judge, tmp_path):
+    """Ctrl-C in a terminal sends SIGINT to the whole process group, the learning worker included: it died
+    at once with a KeyboardInterrupt traceback, and the stopping gateway logged it as a crash ('the learning
+    worker exited (code 1) ...; restarting it') instead of stopping it with its drain."""
+    from harness.processes import children, read_json, scrape
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(json.dumps(learning_config_dict(fakes, judge, sqlite_url(tmp_path))))
+    port_file = tmp_path / "ports.json"
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config), "--port-file", str(port_file)]
+    argv += ["--grpc-port", "0", "--http-port", "0", "--admin-port", "0"]
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:  # its own process group, as a terminal's foreground job is
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ | ENV | {"TEST_CLIENT_KEYS": CLIENT_KEY},
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+
+        while not (ports := read_json(port_file)):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        body = {"model": POLICY, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+        answer = httpx.post(f"http://127.0.0.1:{ports['http_port']}/v1/chat/completions", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        # the worker is running: it has shadowed that request and reported it
+        while not scrape(ports["admin_port"], "ferryman_learning_shadow_calls_total", outcome="ok"):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        worker = children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and "learning worker exited" not in text, text
+
+    def running(pid: int) -> bool:  # an exited child its new parent has not reaped yet is a zombie ("Z")
+        try:
+            return Path(f"/proc/{pid}/stat").read_text(errors="replace").split(") ")[-1][:1] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in worker):
+        assert time.monotonic() < deadline, worker
+        time.sleep(0.1)
