@@ -30,9 +30,13 @@ def exit_on_term() -> None:
 
 
 def stop_event() -> asyncio.Event:
-    """An event set by the first SIGTERM or SIGINT (call inside the running loop)."""
+    """An event set by the first SIGTERM or SIGINT (call inside the running loop). A SIGINT this process was
+    started ignoring stays ignored (as Python itself leaves it): ``ferryman up`` starts the scorer so, and stops
+    it after the gateway's drain."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+            continue
         loop.add_signal_handler(sig, stop.set)
     return stop

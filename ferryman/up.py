@@ -1,8 +1,9 @@
 """``ferryman up``: run the scorer and the gateway together as child processes (``make run``).
 
 The scorer listens on loopback; the gateway is pointed at it. On SIGINT/SIGTERM the gateway is
-stopped first (it drains), then the scorer (and the demo provider); if either child exits on its
-own, the other is stopped too and ``up`` exits with the first child's status. Nothing outlives ``up``: if its own
+stopped first (it drains), then the scorer (and the demo provider), which ignore the SIGINT of a
+terminal's Ctrl-C; if either child exits on its own, the other is stopped too and ``up`` exits with
+the first child's status. Nothing outlives ``up``: if its own
 parent goes away without signalling it (``timeout make run`` signals ``make`` only), ``up`` stops
 the children and exits; if ``up`` itself is killed outright (SIGKILL), the kernel sends each child
 SIGTERM (Linux ``PR_SET_PDEATHSIG``), so they drain and stop on their own. When gateway auth is enabled
@@ -268,6 +269,19 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     return hook
 
 
+def _without_ctrl_c(hook: Callable[[], None] | None) -> Callable[[], None]:
+    """``hook``, then SIGINT ignored in the child (kept through exec; ``ferryman.signals.stop_event`` leaves an
+    inherited ignore alone): a terminal's Ctrl-C reaches every process of its group, and the scorer and the demo
+    provider must outlive the gateway's drain, so ``up`` stops them itself, after the gateway."""
+
+    def ignore_sigint() -> None:
+        if hook is not None:
+            hook()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return ignore_sigint
+
+
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM the children in the reverse order of their start, each once the one after it has exited: the
     gateway drains (serving every request that arrives meanwhile) while the scorer and the demo provider it
@@ -347,9 +361,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     children: list[subprocess.Popen[bytes]] = []
     if args.demo:  # first, so that the gateway's first requests find it
         demo_cmd = [*ferryman, "demo-provider", "--host", addr.dial_host, "--port", str(demo_port)]
-        children.append(subprocess.Popen(demo_cmd, preexec_fn=hook))
+        children.append(subprocess.Popen(demo_cmd, preexec_fn=_without_ctrl_c(hook)))
         names.append("demo provider")
-    children.append(subprocess.Popen(scorer_cmd, preexec_fn=hook))
+    children.append(subprocess.Popen(scorer_cmd, preexec_fn=_without_ctrl_c(hook)))
     names.append("scorer")
     status = 0
     gateway_started = ready = False
