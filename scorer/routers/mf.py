@@ -42,16 +42,22 @@ class MFRouter(RouterBase):
         # s = (e @ P.T + b) @ T + mb = e @ (P.T @ T) + (b @ T + mb), T = (model_emb * classifier).T.
         # A 384 x M table (a few KB) instead of a 384 x d projection keeps the per-request cost small
         # when the encoder run has just evicted the caches (measured ~0.15 ms cold with the unfolded one).
-        # float64 keeps a prompt's score independent of its batch mates (float32 GEMM kernels round
-        # differently for different batch shapes); the matrices are tiny.
+        # float64: the folded matrices' rounding stays far below the scores' precision; they are tiny.
         table = (emb.astype(np.float64) * clf.astype(np.float64)[None, :]).T  # [d, M]
         self._weights = np.ascontiguousarray(proj.T.astype(np.float64) @ table)  # [384, M]
         offset = np.zeros(len(m.models)) if bias is None else bias.astype(np.float64) @ table
         self._offset = offset if mbias is None else offset + mbias.astype(np.float64)
 
     def model_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """Per-model scores ``[B, M]`` (float64) for prompt embeddings ``[B, 384]``."""
-        return np.asarray(embeddings.astype(np.float64) @ self._weights + self._offset)
+        """Per-model scores ``[B, M]`` (float64) for prompt embeddings ``[B, 384]``.
+
+        Row by row (vector-matrix products): a product over the batch rounds each row's sums by the batch's size,
+        so a prompt's score depended on its batch mates in the last bits (as SW's did, ``scorer.routers.sw``).
+        """
+        out = np.empty((len(embeddings), len(self._offset)))
+        for i, row in enumerate(embeddings):
+            out[i] = row.astype(np.float64) @ self._weights
+        return out + self._offset
 
     def score(
         self, texts: Sequence[str], embeddings: np.ndarray | None, strong: np.ndarray, weak: np.ndarray

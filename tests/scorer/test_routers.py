@@ -136,27 +136,29 @@ def test_sparse_cells_path_equals_dense_counts(test_routers_dir: Path, monkeypat
     np.testing.assert_allclose(sparse.win_matrices(queries), dense.win_matrices(queries), rtol=1e-12)
 
 
-@pytest.mark.parametrize("variant", ["shipped", "raw", "top_k", "sparse"])
-def test_sw_scores_do_not_depend_on_batch_mates_or_blas_threads(
+@pytest.mark.parametrize("variant", ["sw", "mf", "sw raw", "sw top_k", "sw sparse", "mf test"])
+def test_scores_do_not_depend_on_batch_mates_or_blas_threads(
     test_routers_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
 ) -> None:
-    """A query's SW score is bit for bit the same alone, in any batch, and under any BLAS thread count. Was: the
-    batch's matrix products rounded each query's sums by the batch's size and OpenBLAS's threads (scores up to
-    5e-15 apart), so evaluation figures, scored in the scorer's timing-dependent micro-batches, moved in the 6th
-    decimal from run to run."""
+    """A query's SW or MF score is bit for bit the same alone, in any batch, and under any BLAS thread count. Was:
+    the batch's matrix products rounded each query's sums by the batch's size and OpenBLAS's threads (SW scores up
+    to 5e-15 apart, MF's in the last bit), so evaluation figures, scored in the scorer's timing-dependent
+    micro-batches, moved in the 6th decimal from run to run (and the raw scores in reports/tiers.json)."""
     from threadpoolctl import threadpool_limits
 
     from ferryman import paths
-    from scorer.routers import sw
+    from scorer.routers import load_router, sw
 
-    if variant == "sparse":
+    if variant == "sw sparse":
         monkeypatch.setattr(sw, "_DENSE_COUNTS_LIMIT", 0)
     src = {
-        "shipped": paths.routers_dir() / "sw",  # 4-d PLS projection, weight_exponent 8: the published figures
-        "top_k": _sw_with_params(test_routers_dir, tmp_path, top_k=9, weight_exponent=3.0),
+        "sw": paths.routers_dir() / "sw",  # the shipped artifacts, whose figures are published
+        "mf": paths.routers_dir() / "mf",
+        "sw top_k": _sw_with_params(test_routers_dir, tmp_path, top_k=9, weight_exponent=3.0),
+        "mf test": test_routers_dir / "mf",
     }.get(variant, test_routers_dir / "sw")
     art = load_artifact(src)
-    router = SWRouter(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
+    router = load_router(art, LoadContext(DEFAULT_ENCODER_DIR, "all-MiniLM-L6-v2"))
     rng = np.random.default_rng(0)
     queries = unit_rows(rng.standard_normal((64, 384))).astype(np.float32)
     strong, weak = router.model_index(art.manifest.default_strong), router.model_index(art.manifest.default_weak)
