@@ -47,6 +47,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway import KeepAliveConnection, _cpu_note, _cpu_s
 from ferryman import paths
+from harness import cpus
+from harness.cpus import CpuLayout
 from harness.processes import Process, RedisServer, children, free_port, read_json, spawn, wait_for
 
 POLICY = "bench-policy"
@@ -92,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run a shadow gateway from this directory's packages (another revision: git archive REV | tar -x"
         " -C DIR), as path shadow-base, interleaved with the others",
     )
+    cpus.add_arguments(parser)
 
 
 def load_prompts(path: Path) -> list[str]:
@@ -455,13 +458,15 @@ def start_gateway(
     learning: dict[str, Any] | None,
     policy: dict[str, Any] | None = None,
     cwd: Path | None = None,
+    layout: CpuLayout = cpus.SHARED,
 ) -> tuple[int, int, int]:
-    """A ``ferryman gateway`` process (``gateway_config``; from ``cwd``'s packages when given), stopped by
-    ``stack``: (HTTP port, admin port, pid)."""
+    """A ``ferryman gateway`` process (``gateway_config``; from ``cwd``'s packages when given) on the
+    product's CPUs of ``layout``, stopped by ``stack``: (HTTP port, admin port, pid)."""
     config = gateway_config(tmp, name, urls, scorer_port, learning, policy)
     argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(config)]
     argv += ["--port-file", str(tmp / f"{name}.json"), "--log-level", "WARNING"]
-    gw = spawn(f"gateway-{name}", argv, tmp, {"BENCH_FAKE_KEY": "bench"}, cwd=cwd)
+    with layout.product_spawns():
+        gw = spawn(f"gateway-{name}", argv, tmp, {"BENCH_FAKE_KEY": "bench"}, cwd=cwd)
     stack.callback(gw.stop)
     written = wait_for(name, lambda: read_json(tmp / f"{name}.json"), 120, gw.proc)
     return int(written["http_port"]), int(written["admin_port"]), gw.proc.pid
@@ -476,9 +481,11 @@ def start_gateways(
     probe: bytes,
     policy: dict[str, Any] | None = None,
     baseline_dir: Path | None = None,
+    layout: CpuLayout = cpus.SHARED,
 ) -> tuple[dict[str, str], dict[str, int], dict[str, int]]:
     """One gateway per path in ``PATHS`` (``learning`` on "shadow" only), each answering ``probe`` scored;
     with ``baseline_dir``, also ``BASE``: the shadow configuration (its own store) from that directory's packages.
+    All on the product's CPUs of ``layout``.
 
     Returns the chat-completions URL, admin port (/metrics) and pid per path.
     """
@@ -487,7 +494,9 @@ def start_gateways(
     pids: dict[str, int] = {}
     for path in PATHS:
         on = learning if path == "shadow" else None
-        ports[path], admin_ports[path], pids[path] = start_gateway(stack, tmp, path, urls, scorer_port, on, policy)
+        ports[path], admin_ports[path], pids[path] = start_gateway(
+            stack, tmp, path, urls, scorer_port, on, policy, layout=layout
+        )
     if baseline_dir is not None:
         store = dict(learning["store"])
         if store["url"].startswith("sqlite://"):
@@ -496,12 +505,22 @@ def start_gateways(
             store["namespace"] = "bench-base"
         base = learning | {"store": store}
         ports[BASE], admin_ports[BASE], pids[BASE] = start_gateway(
-            stack, tmp, BASE, urls, scorer_port, base, policy, cwd=baseline_dir.resolve()
+            stack, tmp, BASE, urls, scorer_port, base, policy, cwd=baseline_dir.resolve(), layout=layout
         )
     gw_urls = {p: f"http://127.0.0.1:{port}/v1/chat/completions" for p, port in ports.items()}
     for url in gw_urls.values():
         asyncio.run(wait_scored(url, probe))
     return gw_urls, admin_ports, pids
+
+
+def check_layout(layout: CpuLayout, gateway_pids: Sequence[int], shared: Shared) -> dict[str, Any]:
+    """The layout, with each process's CPUs read back (raises when one is not where the layout puts it):
+    product = the scorer, the gateways and their children (learning workers); rig = the fakes and this
+    process (the client)."""
+    product = [*shared["scorer"], *gateway_pids, *(c for g in gateway_pids for c in children(g))]
+    observed = layout.check({"product": product, "rig": [*shared["rig"], os.getpid()]})
+    seen = {role: {"processes": len(masks), "cpus": sorted(set(masks.values()))} for role, masks in observed.items()}
+    return layout.as_dict() | {"observed": seen}
 
 
 def spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
@@ -513,6 +532,8 @@ def spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    layout = cpus.from_args(args)
+    layout.enter_rig()  # the client, and the rig's processes it starts
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     prompts = load_prompts(args.prompts)
     bodies = [json.dumps({"model": POLICY, "messages": [{"role": "user", "content": p}]}).encode() for p in prompts]
@@ -533,7 +554,8 @@ def run(args: argparse.Namespace) -> int:
         scorer_port = free_port()
         scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers)]
         scorer_argv += ["--port", str(scorer_port), "--host", "127.0.0.1", "--metrics-port", "0"]
-        scorer = spawn("scorer", [*scorer_argv, "--encoder-dir", str(args.encoder_dir)], tmp)
+        with layout.product_spawns():
+            scorer = spawn("scorer", [*scorer_argv, "--encoder-dir", str(args.encoder_dir)], tmp)
         stack.callback(scorer.stop)
         if args.store == "redis":
             redis = RedisServer(tmp)
@@ -550,20 +572,22 @@ def run(args: argparse.Namespace) -> int:
             "worker_sched_idle": args.worker_sched_idle,
         }
         gw_urls, admin_ports, pids = start_gateways(
-            stack, tmp, urls, scorer_port, learning, bodies[0], baseline_dir=args.baseline_dir
+            stack, tmp, urls, scorer_port, learning, bodies[0], baseline_dir=args.baseline_dir, layout=layout
         )
+        shared: Shared = {"scorer": [scorer.proc.pid], "rig": fakes}
+        placed = check_layout(layout, list(pids.values()), shared)
         print(
             f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
             f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"
             f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''});"
             f" learning worker at nice 10{' and SCHED_IDLE' if args.worker_sched_idle else ''}"
-            + (f"; {BASE}: the shadow gateway from {args.baseline_dir}" if args.baseline_dir else ""),
+            + (f"; {BASE}: the shadow gateway from {args.baseline_dir}" if args.baseline_dir else "")
+            + f"; {layout.describe()}",
             flush=True,
         )
         shadow_paths = [p for p in ("shadow", BASE) if p in gw_urls]
         shadow_admins = {p: admin_ports[p] for p in shadow_paths}
         before = {p: scrape(admin_ports[p]) for p in shadow_paths}
-        shared: Shared = {"scorer": [scorer.proc.pid], "rig": fakes}
         all_pids = [os.getpid(), scorer.proc.pid, *fakes, *pids.values()]
 
         def run_levels() -> dict[int, tuple[dict[str, list[float]], dict[str, Counts]]]:
@@ -578,6 +602,6 @@ def run(args: argparse.Namespace) -> int:
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.json:
-            out = {"rows": rows, "shadow": summaries["shadow"], "shadows": summaries}
+            out = {"cpu_layout": placed, "rows": rows, "shadow": summaries["shadow"], "shadows": summaries}
             args.json.write_text(json.dumps(out, indent=2))
     return 0

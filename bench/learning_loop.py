@@ -58,6 +58,7 @@ from bench.gateway import KeepAliveConnection, _cpu_note
 from bench.learning import (
     POLICY,
     Shared,
+    check_layout,
     measure,
     reply_text,
     report,
@@ -68,6 +69,7 @@ from bench.learning import (
     wait_idle,
 )
 from ferryman import paths
+from harness import cpus
 from harness.processes import free_port, spawn
 from harness.scorer import build_test_routers
 from harness.traffic import capacity as traffic_capacity
@@ -109,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=paths.cache_dir(), help="embedding cache of the lab steps")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the latency intervals")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    cpus.add_arguments(parser)
 
 
 def _body(prompt: str) -> bytes:
@@ -223,6 +226,8 @@ def _judged_rows(export: Path, prompts: set[str]) -> tuple[list[str], list[float
 
 
 def run(args: argparse.Namespace) -> int:
+    layout = cpus.from_args(args)
+    layout.enter_rig()  # the client, the rig's processes and the lab commands it starts
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     # Distinct prompts for step 1 (as many as its requests: no prompt judged twice), then fresh ones.
     n_before = min(args.requests + args.warmup, traffic_capacity() - args.after)
@@ -257,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
         scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--host", "127.0.0.1"]
         scorer_argv += ["--port", str(scorer_port), "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
         scorer_argv += ["--reload-interval-s", str(args.reload_interval_s)]
-        scorer = spawn("scorer", scorer_argv, tmp)
+        with layout.product_spawns():
+            scorer = spawn("scorer", scorer_argv, tmp)
         stack.callback(scorer.stop)
         shared["scorer"].append(scorer.proc.pid)
         store = tmp / "learning.db"
@@ -269,13 +275,17 @@ def run(args: argparse.Namespace) -> int:
             "worker_sched_idle": args.worker_sched_idle,
         }
         policy = {"router": "mf", "strong_share": 0.5}
-        gw_urls, admin_ports, pids = start_gateways(stack, tmp, urls, scorer_port, learning, bodies[0], policy)
+        gw_urls, admin_ports, pids = start_gateways(
+            stack, tmp, urls, scorer_port, learning, bodies[0], policy, layout=layout
+        )
+        results["cpu_layout"] = check_layout(layout, list(pids.values()), shared)
         admin = admin_ports["shadow"]  # the shadow gateway's admin listener (/metrics)
         print(
             f"learning loop: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
             f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; shadow rate {args.rate:g}"
             f"{' (learning worker under SCHED_IDLE)' if args.worker_sched_idle else ''}; "
-            f"provider/judge delay {args.provider_delay_ms:g} ms; base router {base_dir} ({args.base})",
+            f"provider/judge delay {args.provider_delay_ms:g} ms; base router {base_dir} ({args.base}); "
+            f"{layout.describe()}",
             flush=True,
         )
 

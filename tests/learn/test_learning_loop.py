@@ -28,6 +28,7 @@ def test_shadow_export_retrain_promote_rollback_under_load(tmp_path: Path) -> No
     argv += ["--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
+    assert result["cpu_layout"]["layout"] == "shared"  # the default: every process on every CPU
     assert result["export_rows"] >= 1000 and result["candidate"] == "v0001" and result["promoted"]
     for step, sequence in (("promote_load", ["base", "v0001"]), ("rollback_load", ["v0001", "base"])):
         load = result[step]
