@@ -216,6 +216,8 @@ class Counts:
         self.rig_cpu_s = 0.0
         #: Shadow jobs the path's gateway admitted over its rounds (shadow paths).
         self.shadowed = 0.0
+        #: Score calls the scorer answered over the path's rounds (from any process: gateway or worker).
+        self.score_calls = 0.0
 
 
 async def _run_path(
@@ -257,13 +259,15 @@ async def measure(
     level: int,
     shadow_ports: dict[str, int],
     shared: Shared,
+    scorer_metrics: int | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, Counts]]:
     """``level`` clients per path (``urls``' keys), the paths interleaved in ``args.rounds`` rounds in a
     rotating order; after each path's turn, until no shadow gateway (``shadow_ports``: path -> admin
     port) has a job in flight.
 
     ``shared``: the pids every path uses, by kind: "scorer" (the product's) and "rig" (fake providers and
-    judge); their CPU time is counted per path.
+    judge); their CPU time is counted per path. ``scorer_metrics``: the scorer's /metrics port, to count
+    the Score calls it answered per path.
     """
     paths = tuple(urls)
     conns = {p: [KeepAliveConnection(urls[p]) for _ in range(level)] for p in paths}
@@ -279,6 +283,7 @@ async def measure(
             for p in order:
                 # every path gets the same prompts in the same round
                 shadowed0 = await _shadowed(shadow_ports.get(p))
+                calls0 = await _score_calls(scorer_metrics)
                 cpu0, worker0 = _tree_cpu_s(pids[p])
                 scorer0, rig0 = _shared_cpu_s(shared)
                 lat[p] += await _run_path(conns[p], bodies, r * per_round, per_round, counts[p])
@@ -286,6 +291,7 @@ async def measure(
                 cpu1, worker1 = _tree_cpu_s(pids[p])
                 scorer1, rig1 = _shared_cpu_s(shared)
                 counts[p].shadowed += await _shadowed(shadow_ports.get(p)) - shadowed0
+                counts[p].score_calls += await _score_calls(scorer_metrics) - calls0
                 counts[p].cpu_s += cpu1 - cpu0
                 counts[p].worker_cpu_s += worker1 - worker0
                 counts[p].scorer_cpu_s += scorer1 - scorer0
@@ -301,6 +307,13 @@ async def _shadowed(port: int | None) -> float:
     if port is None:
         return 0.0
     return total(await asyncio.to_thread(scrape, port), "ferryman_learning_requests_total", outcome="shadowed")
+
+
+async def _score_calls(port: int | None) -> float:
+    """Score calls the scorer whose /metrics port is ``port`` has answered so far (0 without one)."""
+    if port is None:
+        return 0.0
+    return total(await asyncio.to_thread(scrape, port), "ferryman_scorer_requests_total", method="Score")
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -385,6 +398,7 @@ def report(
                     "rig_cpu_ms_per_request": rig_ms,
                     "shared_cpu_ms_per_request": scorer_ms + rig_ms,
                     "shadowed": counts[p].shadowed,
+                    "score_calls_per_request": counts[p].score_calls / max(1, counts[p].answered),
                 }
             )
         off = _cpu_ms(counts["off"])
@@ -398,6 +412,10 @@ def report(
         lines.append(
             f"{'':>4}  CPU the shadow path adds per client request, vs off (gateway / worker / scorer = the"
             " product's; rig = fake providers and judge): " + "; ".join(sums)
+        )
+        lines.append(
+            f"{'':>4}  Score calls the scorer answered per client request: "
+            + ", ".join(f"{p} {counts[p].score_calls / max(1, counts[p].answered):.3f}" for p in paths)
         )
         for q in (50, 90, 99):
             twin = _boot_diff(arrays["off"], arrays["off-twin"], q, n_boot, rng)
@@ -523,6 +541,20 @@ def check_layout(layout: CpuLayout, gateway_pids: Sequence[int], shared: Shared)
     return layout.as_dict() | {"observed": seen}
 
 
+def start_scorer(
+    stack: ExitStack, tmp: Path, routers: Path, encoder_dir: Path, layout: CpuLayout, extra: Sequence[str] = ()
+) -> tuple[Process, int, int]:
+    """A ``ferryman scorer`` on loopback, on the product's CPUs of ``layout``, stopped by ``stack``:
+    (process, gRPC port, /metrics port)."""
+    port, metrics_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--metrics-port", str(metrics_port), "--encoder-dir", str(encoder_dir), *extra]
+    with layout.product_spawns():
+        scorer = spawn("scorer", argv, tmp)
+    stack.callback(scorer.stop)
+    return scorer, port, metrics_port
+
+
 def spawn_fake(tmp: Path, name: str, delay_ms: float, extra: list[str]) -> tuple[Process, str]:
     port_file = tmp / f"{name}.port"
     argv = [sys.executable, "-m", "harness.fake_provider", "--port-file", str(port_file), "--delay-ms", str(delay_ms)]
@@ -551,12 +583,7 @@ def run(args: argparse.Namespace) -> int:
             from harness.scorer import build_test_routers
 
             routers = build_test_routers(tmp / "routers", encoder_dir=args.encoder_dir)
-        scorer_port = free_port()
-        scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers)]
-        scorer_argv += ["--port", str(scorer_port), "--host", "127.0.0.1", "--metrics-port", "0"]
-        with layout.product_spawns():
-            scorer = spawn("scorer", [*scorer_argv, "--encoder-dir", str(args.encoder_dir)], tmp)
-        stack.callback(scorer.stop)
+        scorer, scorer_port, scorer_metrics = start_scorer(stack, tmp, routers, args.encoder_dir, layout)
         if args.store == "redis":
             redis = RedisServer(tmp)
             stack.callback(redis.stop)
@@ -592,7 +619,7 @@ def run(args: argparse.Namespace) -> int:
 
         def run_levels() -> dict[int, tuple[dict[str, list[float]], dict[str, Counts]]]:
             return {
-                level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admins, shared))
+                level: asyncio.run(measure(gw_urls, pids, bodies, args, level, shadow_admins, shared, scorer_metrics))
                 for level in levels
             }
 

@@ -66,11 +66,11 @@ from bench.learning import (
     shadow_summary,
     spawn_fake,
     start_gateways,
+    start_scorer,
     wait_idle,
 )
 from ferryman import paths
 from harness import cpus
-from harness.processes import free_port, spawn
 from harness.scorer import build_test_routers
 from harness.traffic import capacity as traffic_capacity
 from harness.traffic import prompts as traffic_prompts
@@ -258,13 +258,8 @@ def run(args: argparse.Namespace) -> int:
             fake, urls[name] = spawn_fake(tmp, f"fake-{name}", args.provider_delay_ms, extra)
             stack.callback(fake.stop)
             shared["rig"].append(fake.proc.pid)
-        scorer_port = free_port()
-        scorer_argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers), "--host", "127.0.0.1"]
-        scorer_argv += ["--port", str(scorer_port), "--metrics-port", "0", "--encoder-dir", str(args.encoder_dir)]
-        scorer_argv += ["--reload-interval-s", str(args.reload_interval_s)]
-        with layout.product_spawns():
-            scorer = spawn("scorer", scorer_argv, tmp)
-        stack.callback(scorer.stop)
+        reload = ["--reload-interval-s", str(args.reload_interval_s)]
+        scorer, scorer_port, scorer_metrics = start_scorer(stack, tmp, routers, args.encoder_dir, layout, reload)
         shared["scorer"].append(scorer.proc.pid)
         store = tmp / "learning.db"
         learning = {
@@ -297,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
         lat = _cpu_note(
             ours,
             lambda: {
-                lv: asyncio.run(measure(gw_urls, pids, bodies, args, lv, {"shadow": admin}, shared)) for lv in levels
+                lv: asyncio.run(measure(gw_urls, pids, bodies, args, lv, {"shadow": admin}, shared, scorer_metrics))
+                for lv in levels
             },
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)

@@ -133,7 +133,10 @@ def test_the_learning_benchmark_runs_product_and_rig_where_asked(tmp_path: Path)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"CPU layout split (product: gateways, learning workers, scorer on CPU {first};" in proc.stdout
-    layout = json.loads(out.read_text())["cpu_layout"]
+    result = json.loads(out.read_text())
+    clients = [row for row in result["rows"] if "path" in row]
+    assert [row["score_calls_per_request"] for row in clients] == pytest.approx([1.0] * 3, abs=0.05)  # at the scorer
+    layout = result["cpu_layout"]
     # product: the scorer, three gateways, the shadow gateway's learning worker and its multiprocessing resource
     # tracker; rig: the three fakes and the client
     assert layout == {
