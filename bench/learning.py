@@ -19,11 +19,16 @@ so the shadow path's CPU and latency before and after a change print side by sid
 
 Printed per concurrency: n, p50/p90/p99, mean, and CPU time per request, per path: the gateway
 process's, its learning worker's, the scorer's (with them, the product's) and the rig's (the fake
-providers and judge: they stand for remote machines, but here take the same cores); shadow − off
-and twin − off for each percentile with a bootstrap 95 % interval; "unchanged within noise" when
-the shadow difference's interval contains 0 or its size is within the twin's; then what the shadow
-gateway did (shadowed share, judge verdicts, store writes, spend) and sent / answered / lost per
-path.
+providers and judge: they stand for remote machines, but here take the same cores), and the Score
+calls the scorer answered per client request (1 on every path: the shadow path asks it for nothing
+more); shadow − off and twin − off for each percentile with a bootstrap 95 % interval; "unchanged
+within noise" when the shadow difference's interval contains 0 or its size is within the twin's;
+then what the shadow gateway did (shadowed share, judge verdicts, store writes, spend) and sent /
+answered / lost per path.
+
+``--product-cpus 0 --rig-cpus 1`` (``harness.cpus``) runs the product (gateways, learning worker,
+scorer) on CPU 0 and the rig plus the client on CPU 1, as if those were other machines; the default
+layout is shared. The header line and the JSON (``cpu_layout``) say which ran.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ watching its version pointer, and three gateways over them (``bench.learning``):
 ``off-twin`` (learning off) and ``shadow`` (shadow sampling at ``--rate``, 20 % by default, the
 judge, a SQLite store), all routing the policy ``bench-policy`` with the mf router at a 50 %
 strong-call share. The traffic is synthetic user traffic: distinct prompts of the families, which
-no shipped router was trained on.
+no shipped router was trained on. ``--product-cpus``/``--rig-cpus`` split the product's processes
+from the rig's and the client's CPUs (``harness.cpus``; default shared).
 
 1. **Latency**: the same requests through the three gateways, interleaved in rounds; the client's
    p50/p90/p99 with shadowing on minus off, beside the twin's difference (the noise floor).
