@@ -121,6 +121,9 @@ class RetryConfig:
     max_delay_s: float = 2.0
     #: A Retry-After longer than this is not waited for; the next model is tried instead.
     max_retry_after_s: float = 10.0
+    #: Retry a model that sent nothing for its ``read_timeout_s`` (a hung model). Off: the next model is
+    #: tried at once, so a hung model costs a request one read timeout, not ``max_retries + 1`` of them.
+    retry_read_timeouts: bool = False
 
 
 @dataclass(frozen=True)
@@ -469,6 +472,7 @@ def parse_config(data: Any) -> GatewayConfig:
         base_delay_s=rt.non_negative("base_delay_s", float, RetryConfig.base_delay_s),
         max_delay_s=rt.non_negative("max_delay_s", float, RetryConfig.max_delay_s),
         max_retry_after_s=rt.non_negative("max_retry_after_s", float, RetryConfig.max_retry_after_s),
+        retry_read_timeouts=rt.get("retry_read_timeouts", bool, RetryConfig.retry_read_timeouts),
     )
     rt.finish()
 

@@ -46,6 +46,7 @@ from gateway.providers import (
     Provider,
     ProviderClientError,
     ProviderPool,
+    ProviderTimeoutError,
     StreamEvent,
     TransientProviderError,
 )
@@ -284,7 +285,8 @@ class Resilience:
         retry_after = exc.retry_after_s
         cfg = self._config.retry
         too_long = retry_after is not None and retry_after > cfg.max_retry_after_s
-        if probe or attempt.retries >= cfg.max_retries or too_long:
+        hung = isinstance(exc, ProviderTimeoutError) and not cfg.retry_read_timeouts
+        if probe or attempt.retries >= cfg.max_retries or too_long or hung:
             raise _GiveUp(finish(AttemptOutcome.TRANSIENT_ERROR, str(exc)), provider_fault=True) from exc
         delay = backoff_delay(attempt.retries, cfg, retry_after, self._rng)
         if now() + delay >= deadline:

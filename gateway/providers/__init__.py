@@ -19,6 +19,7 @@ from gateway.providers.base import (
     Provider,
     ProviderClientError,
     ProviderError,
+    ProviderTimeoutError,
     StreamEvent,
     TransientProviderError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderClientError",
     "ProviderError",
     "ProviderPool",
+    "ProviderTimeoutError",
     "StreamEvent",
     "TransientProviderError",
 ]

@@ -44,6 +44,11 @@ class TransientProviderError(ProviderError):
         self.retry_after_s = retry_after_s
 
 
+class ProviderTimeoutError(TransientProviderError):
+    """The provider sent nothing for the model's ``read_timeout_s``: a hung model. Retried on the same
+    model only when ``retry.retry_read_timeouts`` is set; by default the next model is tried at once."""
+
+
 class MalformedAnswerError(TransientProviderError):
     """The provider answered, but not in the documented shape (or too much of it)."""
 
@@ -268,6 +273,8 @@ def transport_error(exc: httpx.HTTPError) -> ProviderError:
     """A secret-free provider error for an httpx transport failure."""
     if isinstance(exc, httpx.PoolTimeout):
         return LocalSaturationError("no free connection to the provider in time (the gateway's own pool)")
+    if isinstance(exc, httpx.ReadTimeout):
+        return ProviderTimeoutError("provider timed out")
     if isinstance(exc, httpx.TimeoutException):
         return TransientProviderError("provider timed out")
     if isinstance(exc, httpx.ConnectError):

@@ -87,12 +87,35 @@ def test_slow_provider_times_out_then_its_breaker_skips_it(gw, fakes, fault_tabl
     tally = run_sdk(gw, N, expected="Answer from strong-anthropic.")
     row(fault_table, "provider slower than its read timeout", tally, "next model; breaker opens, then skips it")
     assert tally.counts()[:4] == (N, N, N, 0)
-    # min_requests=3 requests, each tried 3 times (2 retries), failed there and were served by the
-    # next model: 3 of 3 failed ≥ 50 % → open; the other 3 requests skip strong-openai at once
-    assert fakes["strong-openai"].requests == 3 * 3
+    # min_requests=3 requests, each tried once (a read timeout is not retried on the same model),
+    # failed there and were served by the next model: 3 of 3 failed ≥ 50 % → open; the other 3
+    # requests skip strong-openai at once
+    assert fakes["strong-openai"].requests == 3
     assert gw.gateway.resilience.breakers["strong-openai"].state == "open"
     attempts = sdk(gw).chat.completions.create(model=ROUTED, messages=MESSAGES).ferryman["attempts"]
     assert attempts[0]["outcome"] == "breaker_open" and attempts[0]["latency_ms"] < 50
+
+
+def test_a_hung_model_costs_one_read_timeout_unless_timeouts_are_retried(fakes):
+    """A model silent for its read timeout is left at once for the next one (one timeout, not three);
+    ``retry.retry_read_timeouts: true`` retries it like any transient fault."""
+    for retried, tries in ((False, 1), (True, 3)):
+        fakes["strong-openai"].reset(default=slow(1.0))
+        fakes["strong-anthropic"].reset()
+        config = gateway_config(
+            fakes,
+            model_overrides={"strong-openai": {"read_timeout_s": 0.3}},
+            retry={"max_retries": 2, "base_delay_s": 0.0, "max_delay_s": 0.0, "retry_read_timeouts": retried},
+        )
+        with GatewayThread(config) as g:
+            started = time.monotonic()
+            r = sdk(g).chat.completions.with_raw_response.create(model=ROUTED, messages=MESSAGES)
+            elapsed = time.monotonic() - started
+        assert r.headers["x-ferryman-model"] == "strong-anthropic"
+        first = r.parse().ferryman["attempts"][0]
+        assert (first["model"], first["outcome"], first["retries"]) == ("strong-openai", "transient_error", tries - 1)
+        assert fakes["strong-openai"].requests == tries
+        assert elapsed >= 0.3 * tries
 
 
 def test_connection_refused_falls_back(fakes, fault_table):
