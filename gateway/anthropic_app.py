@@ -51,6 +51,8 @@ ERROR_TYPES = {
     504: "timeout_error",
 }
 ID_PREFIX = "msg_"
+#: How to send the client key here, as the missing-key error says it (the SDK sends ``x-api-key``).
+KEY_HOW = "'x-api-key: <key>' or 'Authorization: Bearer <key>'"
 
 
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -77,7 +79,7 @@ class MessagesAPI:
     async def _read(self, request: Request, *, count_only: bool = False) -> tuple[ChatRequest, bool] | Response:
         """The body as a chat request and whether to stream it, or the error response to send."""
         try:
-            tenant = self.gateway.authenticate(authorization(request.headers))
+            tenant = self.gateway.authenticate(authorization(request.headers), how=KEY_HOW)
             raw = await _read_body(request, self.gateway.config.limits)
         except GatewayError as exc:
             return _error_response(exc, close=True)

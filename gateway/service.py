@@ -57,6 +57,9 @@ from gateway.validation import checked_request
 
 log = logging.getLogger(__name__)
 
+#: How to send the client key, as the missing-key error says it (gRPC metadata and the OpenAI API).
+BEARER_HOW = "'Authorization: Bearer <key>'"
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -194,12 +197,15 @@ class Gateway:
 
     # ------------------------------------------------------------------ auth
 
-    def authenticate(self, authorization: str | None) -> str:
-        """Check a ``Bearer <key>`` header value against the configured client keys; the tenant id."""
+    def authenticate(self, authorization: str | None, *, how: str = BEARER_HOW) -> str:
+        """Check a ``Bearer <key>`` header value against the configured client keys; the tenant id.
+
+        ``how``: the ways the caller's API takes the key, named in the error when there is none.
+        """
         if self.config.auth.disabled:
             return ANONYMOUS
         if not authorization:
-            raise UnauthenticatedError("missing API key: send 'Authorization: Bearer <key>'")
+            raise UnauthenticatedError(f"missing API key: send {how}")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

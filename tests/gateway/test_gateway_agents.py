@@ -710,3 +710,22 @@ def test_messages_errors_through_the_anthropic_sdk(gw, fakes):
     with pytest.raises(anthropic.InternalServerError) as unavailable:
         claude(gw).messages.create(model="weak-openai", max_tokens=10, messages=QUESTION)
     assert unavailable.value.status_code == 503 and unavailable.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_a_missing_key_on_the_messages_api_names_both_headers_it_takes(gw, fakes):
+    """Was "missing API key: send 'Authorization: Bearer <key>'" on /v1/messages too, although the
+    Anthropic SDK sends x-api-key there; the OpenAI-compatible API keeps naming its one header."""
+    no_key = {"x-api-key": anthropic.omit, "authorization": anthropic.omit}
+    both = "missing API key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+    with pytest.raises(anthropic.AuthenticationError) as err:
+        claude(gw).messages.create(model="weak-anthropic", max_tokens=10, messages=QUESTION, extra_headers=no_key)
+    assert err.value.body["error"]["message"] == both
+    with pytest.raises(anthropic.AuthenticationError) as err:
+        claude(gw).messages.count_tokens(model="weak-anthropic", messages=QUESTION, extra_headers=no_key)
+    assert err.value.body["error"]["message"] == both
+    with pytest.raises(openai.AuthenticationError) as denied:
+        oai(gw).chat.completions.create(
+            model="weak-openai", messages=QUESTION, extra_headers={"authorization": openai.omit}
+        )
+    assert denied.value.body["message"] == "missing API key: send 'Authorization: Bearer <key>'"
+    assert sum(f.requests for f in fakes.values()) == 0
