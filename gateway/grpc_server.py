@@ -224,7 +224,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.SubmitFeedbackResponse:
         # FEEDBACK_RATING_UNSPECIFIED (or an unknown number) reaches the core as a bad rating: INVALID_ARGUMENT
         rating = _RATING.get(request.rating, "unspecified")
-        response_id, recorded = await self._gateway.feedback(current_tenant(), request.response_id, rating)
+        response_id, recorded = await self._gateway.feedback(current_tenant(), lambda: (request.response_id, rating))
         return gateway_pb2.SubmitFeedbackResponse(response_id=response_id, rating=_RATING_PB[recorded.value])
 
 

@@ -152,6 +152,17 @@ async def _read_body(request: Request, limits: LimitsConfig) -> bytes:
     return bytes(body)
 
 
+def _feedback_fields(body: bytes) -> tuple[object, object]:
+    """(id, rating) of a ``POST /v1/feedback`` body, unchecked; InvalidRequestError if it is no such object."""
+    data = decode_body(body)
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object {id, rating}")
+    unknown = sorted(set(data) - {"id", "rating"})
+    if unknown:
+        raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}"[:200], param=unknown[0][:50])
+    return data.get("id"), data.get("rating")
+
+
 def _sse(data: dict[str, Any] | str) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"data: {text}\n\n".encode()
@@ -203,13 +214,7 @@ class HTTPApp:
         except GatewayError as exc:
             return _error_response(exc, close=True)
         try:
-            data = decode_body(body)
-            if not isinstance(data, dict):
-                raise InvalidRequestError("request body must be a JSON object {id, rating}")
-            unknown = sorted(set(data) - {"id", "rating"})
-            if unknown:
-                raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}"[:200], param=unknown[0][:50])
-            response_id, rating = await self.gateway.feedback(tenant, data.get("id"), data.get("rating"))
+            response_id, rating = await self.gateway.feedback(tenant, lambda: _feedback_fields(body))
         except Exception as exc:
             return _error_response(exc)
         return JSONResponse({"object": "feedback", "id": response_id, "rating": rating.value})

@@ -29,6 +29,7 @@ from gateway.errors import (
     StreamInterruptedError,
     UnauthenticatedError,
 )
+from gateway.learning.feedback import FeedbackReader
 from gateway.learning.records import Answered, Rating
 from gateway.learning.service import Learning
 from gateway.learning.tenants import ANONYMOUS, tenant_id
@@ -339,8 +340,9 @@ class Gateway:
         if self.learning is not None:
             self.learning.observe(Answered(request, response_id, decision, accounting, done, time.time()))
 
-    async def feedback(self, tenant: str, response_id: object, rating: object) -> tuple[str, Rating]:
-        """Record an application's rating of an answer it got (``POST /v1/feedback``, ``SubmitFeedback``)."""
+    async def feedback(self, tenant: str, read: FeedbackReader) -> tuple[str, Rating]:
+        """Record an application's rating of an answer it got (``POST /v1/feedback``, ``SubmitFeedback``);
+        ``read`` gives the request's (id, rating) or raises InvalidRequestError."""
         if self.learning is None:
             raise NotFoundError("feedback is not enabled on this gateway (learning.feedback.enabled)")
-        return await self.learning.submit_feedback(tenant, response_id, rating)
+        return await self.learning.submit_feedback(tenant, read)

@@ -26,6 +26,12 @@ MAX_ID_CHARS = 128
 PENDING_WAIT_S = 10.0
 
 
+#: A front end's reader of one request's (id, rating), called by :meth:`Learning.submit_feedback` so
+#: that a body it refuses (not JSON, not an object, unknown fields) is counted like a bad rating:
+#: InvalidRequestError for anything that is not a feedback request.
+FeedbackReader = Callable[[], tuple[object, object]]
+
+
 def parse_rating(value: object) -> Rating:
     """``good`` / ``bad`` (case-insensitive), else InvalidRequestError."""
     if isinstance(value, str):

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from gateway.config import GatewayConfig
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.learning.config import describe
-from gateway.learning.feedback import Feedback, check_response_id, parse_rating
+from gateway.learning.feedback import Feedback, FeedbackReader, check_response_id, parse_rating
 from gateway.learning.guard import GuardedStore
 from gateway.learning.metrics import LearningMetrics
 from gateway.learning.records import Answered, Rating, Verdict
@@ -341,11 +341,16 @@ class Learning:
 
     # ------------------------------------------------------------------ feedback
 
-    async def submit_feedback(self, tenant: str, response_id: object, rating: object) -> tuple[str, Rating]:
-        """Validate and record a rating; (response id, rating) or a GatewayError for the client."""
+    async def submit_feedback(self, tenant: str, read: FeedbackReader) -> tuple[str, Rating]:
+        """Read, validate and record a rating; (response id, rating) or a GatewayError for the client.
+
+        Every request refused as malformed, whatever ``read`` or the checks here refuse, counts once as
+        ``invalid``.
+        """
         if not self._lc.feedback.enabled:
             raise NotFoundError("feedback is not enabled on this gateway (learning.feedback.enabled)")
         try:
+            response_id, rating = read()
             rid, value = check_response_id(response_id), parse_rating(rating)
         except InvalidRequestError:
             self.metrics.feedback.labels("invalid").inc()

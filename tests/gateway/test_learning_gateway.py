@@ -521,7 +521,30 @@ def test_feedback_over_http(fakes, judge, tmp_path):
         assert httpx.post(url, json=["a"], headers=_auth()).status_code == 400
         assert record(gw, ids[0]).rating == "bad"  # none of the failed calls changed it
         assert metric(gw, "ferryman_learning_feedback_total", outcome="unknown_id") == 2
-        assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") >= 4
+        assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") == 8  # every 400 above
+
+
+def test_every_malformed_feedback_is_refused_and_counted_once(fakes, judge, tmp_path):
+    """Was: a body that was not JSON, not an object or had unknown fields got its 400 but was not counted
+    in ferryman_learning_feedback_total{outcome="invalid"} (2 counted of 4 malformed sent); now every
+    refused body counts once, whichever check refuses it."""
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), rate=0.0)
+    with GatewayThread(cfg) as gw:
+        _, ids = send(gw, 1)
+        client = sdk(gw)  # an application rating answers through the openai SDK's own client
+        malformed: list[dict[str, Any]] = [
+            {"content": b"{not json"},
+            {"content": b'["a"]'},
+            {"body": {"id": ids[0], "rating": "good", "comment": "x"}},
+            {"body": {"id": ids[0]}},
+            {"body": {"id": ids[0], "rating": "excellent"}},
+        ]
+        for request in malformed:
+            with pytest.raises(openai.BadRequestError):
+                client.post("/feedback", cast_to=dict, **request)
+        assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") == len(malformed)
+        assert client.post("/feedback", cast_to=dict, body={"id": ids[0], "rating": "good"})["rating"] == "good"
+        assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") == len(malformed)
 
 
 def test_feedback_over_grpc(fakes, judge, tmp_path):
