@@ -34,17 +34,20 @@ FeedbackReader = Callable[[], tuple[object, object]]
 
 def parse_rating(value: object) -> Rating:
     """``good`` / ``bad`` (case-insensitive), else InvalidRequestError."""
+    allowed = ", ".join(repr(r.value) for r in Rating)
+    if value is None:
+        raise InvalidRequestError(f"rating is required: one of {allowed}", param="rating")
     if isinstance(value, str):
         try:
             return Rating(value.strip().lower())
         except ValueError:
             pass
-    raise InvalidRequestError(
-        f"rating must be one of {', '.join(repr(r.value) for r in Rating)}, got {value!r}"[:200], param="rating"
-    )
+    raise InvalidRequestError(f"rating must be one of {allowed}, got {value!r}"[:200], param="rating")
 
 
 def check_response_id(value: object) -> str:
+    if value is None:
+        raise InvalidRequestError("id is required: the response id a completion returned", param="id")
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequestError("id must be the response id a completion returned", param="id")
     if len(value) > MAX_ID_CHARS:

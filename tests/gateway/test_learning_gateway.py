@@ -522,6 +522,15 @@ def test_feedback_over_http(fakes, judge, tmp_path):
         assert record(gw, ids[0]).rating == "bad"  # none of the failed calls changed it
         assert metric(gw, "ferryman_learning_feedback_total", outcome="unknown_id") == 2
         assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") == 8  # every 400 above
+        # a missing field is named as required (was: "rating must be one of 'good', 'bad', got None")
+        missing = [
+            ({"id": ids[0]}, "rating", "rating is required: one of 'good', 'bad'"),
+            ({"rating": "good"}, "id", "id is required: the response id a completion returned"),
+        ]
+        for body, field, message in missing:
+            with pytest.raises(openai.BadRequestError) as err:
+                sdk(gw).post("/feedback", cast_to=dict, body=body)
+            assert (err.value.body["param"], err.value.body["message"]) == (field, message)
 
 
 def test_every_malformed_feedback_is_refused_and_counted_once(fakes, judge, tmp_path):
