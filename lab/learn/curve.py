@@ -83,6 +83,16 @@ def test_size_for(traffic: Traffic, plan: CurvePlan) -> int:
     return size
 
 
+def _check_apgr_defined(verdicts: np.ndarray, where: str) -> None:
+    """ValueError unless the strong model wins more comparisons than the weak one (else APGR is undefined)."""
+    strong, weak = int(np.count_nonzero(verdicts > 0)), int(np.count_nonzero(verdicts < 0))
+    if strong <= weak:
+        raise ValueError(
+            f"APGR is undefined on {where}: no net strong wins (the strong answer better in {strong}, "
+            f"the weak one in {weak}); the curve needs traffic on which the strong model is better"
+        )
+
+
 def _random_apgr(verdicts: np.ndarray) -> float:
     strong, weak = (verdicts > 0).astype(np.float64), (verdicts < 0).astype(np.float64)
     weak_q, strong_q = endpoints(strong, weak)
@@ -107,6 +117,7 @@ def simulate(
     test_size = test_size_for(traffic, plan)
     prompts = traffic.prompts
     verdicts = traffic.verdicts()
+    _check_apgr_defined(verdicts, f"the traffic ({len(verdicts)} judged samples)")
     _say(progress, f"scoring {len(prompts)} traffic prompts with the shipped router {shipped_dir} ...")
     shipped = prior.score(prompts, embedder)
     per_n: dict[int, list[float]] = defaultdict(list)
@@ -120,6 +131,7 @@ def simulate(
             rng = np.random.default_rng(plan.seed + split)
             test, pool = split_traffic(traffic, test_size, rng)
             t_idx = np.array(test)
+            _check_apgr_defined(verdicts[t_idx], f"split {split + 1}'s test part ({len(t_idx)} samples)")
             base = verdict_apgr(shipped[t_idx], verdicts[t_idx])
             shipped_apgr.append(base)
             random_apgr.append(_random_apgr(verdicts[t_idx]))

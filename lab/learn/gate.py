@@ -77,6 +77,8 @@ class GateResult:
     level: float
     promote: bool
     reason: str
+    #: Why the slice's APGRs are NaN ("too few verdicts", "no net strong wins: ..."); "" when they are given.
+    apgr_undefined: str = ""
 
     @property
     def diff(self) -> float:
@@ -97,6 +99,7 @@ class GateResult:
             "level": self.level,
             "promote": self.promote,
             "reason": self.reason,
+            "apgr_undefined": self.apgr_undefined,
         }
 
 
@@ -148,7 +151,7 @@ def paired_bootstrap_gate(
     nan = float("nan")
     if n == 0 or decisive < min_decisive:
         reason = f"only {decisive} non-tie verdicts in the held-back slice (need {min_decisive}); judge more traffic"
-        return GateResult(n, decisive, nan, nan, nan, nan, 0, level, False, reason)
+        return GateResult(n, decisive, nan, nan, nan, nan, 0, level, False, reason, "too few verdicts")
     full_c, full_s = verdict_apgr(c, v), verdict_apgr(s, v)
     diffs = area_differences(c, s, v, resamples=resamples, seed=rule.seed)
     tail = (1.0 - level) / 2
@@ -157,13 +160,11 @@ def paired_bootstrap_gate(
     # The interval in APGR units (the area's divided by the slice's gap), when APGR is defined.
     low, high = (low_area / gap, high_area / gap) if gap > 0 else (nan, nan)
     promote = low_area > 0
+    undefined = "" if gap > 0 else "no net strong wins: the strong model is not better on this slice"
     shown = (
         f"ΔAPGR {full_c - full_s:+.4f}, {level:.0%} interval [{low:+.4f}, {high:+.4f}]"
         if gap > 0
-        else (
-            f"APGR undefined (the strong model is not better on this slice); area difference "
-            f"{level:.0%} interval [{low_area:+.4f}, {high_area:+.4f}]"
-        )
+        else f"area difference {level:.0%} interval [{low_area:+.4f}, {high_area:+.4f}]"
     )
     reason = f"{shown} {'excludes' if promote else 'does not exclude'} 0"
-    return GateResult(n, decisive, full_c, full_s, low, high, resamples, level, promote, reason)
+    return GateResult(n, decisive, full_c, full_s, low, high, resamples, level, promote, reason, undefined)

@@ -163,3 +163,32 @@ def test_curve_writes_json_and_plot(setup: dict[str, Path], tmp_path: Path) -> N
     for point in result["curve"]:
         assert point["promoted_not_better"] == 0 and len(point["per_split"]) == 2
         assert np.isfinite([point["sd"], point["served_apgr"], point["judged_only_apgr"]]).all()
+
+
+def test_promote_and_curve_say_why_the_apgr_is_undefined(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was 'serving base: APGR nan; candidate v0001: APGR nan; ...' from promote when the held-back slice had
+    too few verdicts or no net strong wins, and 'APGR nan' lines from curve on traffic where the strong model
+    is not better; now promote says the APGR is undefined and why, and curve refuses such traffic."""
+    mf = tmp_path / "mf"
+    shutil.copytree(setup["routers"] / "mf", mf)
+    pair = ["--strong", STRONG, "--weak", WEAK, "--router-dir", str(mf)]
+    assert _learn(setup, "retrain", "--traffic", str(setup["traffic"]), *pair) == 0
+    candidate = versions.list_versions(mf)[-1]
+    rows = judged_rows(800, STRONG, WEAK, seed=1, other_pairs=20)
+    few = write_arena_csv(tmp_path / "few.csv", rows[:60])
+    swapped = [r | {"winner_model_a": r["winner_model_b"], "winner_model_b": r["winner_model_a"]} for r in rows]
+    flipped = write_arena_csv(tmp_path / "flipped.csv", swapped)  # the weak answer better wherever the strong was
+    capsys.readouterr()
+    for traffic, why in ((few, "(too few verdicts); only "), (flipped, "(no net strong wins: ")):
+        argv = ["promote", "--traffic", str(traffic), *pair, "--candidate", candidate, "--dry-run"]
+        assert _learn(setup, *argv) == 3
+        out = capsys.readouterr().out
+        assert f"APGR undefined on the held-back slice {why}" in out and "nan" not in out.lower(), out
+    argv = ["curve", "--traffic", str(flipped), "--strong", STRONG, "--weak", WEAK, "--shipped", str(mf)]
+    argv += ["--samples", "0", "--splits", "1", "--test-size", "300", "--json", str(tmp_path / "curve.json")]
+    assert _learn(setup, *argv) == 2
+    out, err = capsys.readouterr()
+    assert "APGR is undefined on the traffic (800 judged samples): no net strong wins" in err and "nan" not in out
+    assert not (tmp_path / "curve.json").exists()

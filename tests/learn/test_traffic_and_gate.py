@@ -116,7 +116,8 @@ def test_gate_promotes_a_clearly_better_candidate_only() -> None:
     assert not worse.promote and worse.high < 0
     # The strong model never better: APGR is undefined, the area difference still decides.
     flat = paired_bootstrap_gate(better, serving, -np.abs(verdicts), quick)
-    assert "APGR undefined" in flat.reason and np.isnan(flat.low)
+    assert flat.apgr_undefined.startswith("no net strong wins") and np.isnan(flat.low)
+    assert flat.reason.startswith("area difference 95% interval") and good.apgr_undefined == ""
     assert verdict_apgr(verdicts.astype(float), verdicts) > 1.0  # the oracle beats the area ratio's 1
     # The gate's interval in APGR units is the area interval over the slice's gap.
     gap = np.mean(verdicts > 0) - np.mean(verdicts < 0)
@@ -163,6 +164,7 @@ def test_gate_refuses_too_few_verdicts_and_bad_settings() -> None:
     result = paired_bootstrap_gate(better[few], serving[few], verdicts[few])
     assert not result.promote and result.decisive == 29 and "need 30" in result.reason
     assert "judge more traffic" in result.reason and result.resamples == 0
+    assert result.apgr_undefined == "too few verdicts" and np.isnan(result.apgr_candidate)
     assert not paired_bootstrap_gate(np.zeros(0), np.zeros(0), np.zeros(0)).promote
     for bad in ({"level": 0.5}, {"level": 1.0}, {"resamples": 50}, {"min_decisive": 0}):
         with pytest.raises(ValueError, match="gate"):

@@ -63,10 +63,14 @@ def _promote(args: argparse.Namespace) -> int:
         np.array([s.verdict for s in held]),
         rule,
     )
-    print(
-        f"serving {serving.artifact_version}: APGR {result.apgr_serving:.4f}; candidate {args.candidate}: "
-        f"APGR {result.apgr_candidate:.4f}; {result.reason}"
-    )
+    if result.apgr_undefined:
+        apgrs = f"APGR undefined on the held-back slice ({result.apgr_undefined})"
+    else:
+        apgrs = (
+            f"serving {serving.artifact_version}: APGR {result.apgr_serving:.4f}; "
+            f"candidate {args.candidate}: APGR {result.apgr_candidate:.4f}"
+        )
+    print(f"{apgrs}; {result.reason}")
     if not result.promote:
         print(f"not promoted: {serving.version} keeps serving")
         return cli.GATE_REFUSED
