@@ -282,12 +282,9 @@ class City(pydantic.BaseModel):
     country: str = "unknown"
 
 
-def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_factory):
-    """``ferryman up --demo`` (``make demo``): no provider key and no client key set; the README's request
-    gets a routed completion from the built-in demo provider, whole and streamed, labelled as a demo."""
-    import anthropic
-    import openai
-
+def _demo_up(tmp_path_factory) -> tuple[list[str], dict[str, str], dict[str, int]]:
+    """``ferryman up --demo`` over the test routers on free ports, with no provider or client key set: the
+    command, its environment and its ports by name."""
     from harness.scorer import build_test_routers
 
     routers = build_test_routers(tmp_path_factory.mktemp("demo-routers"))
@@ -297,6 +294,16 @@ def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_fac
         cmd += [f"--{name}-port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "FERRYMAN_API_KEYS"}
     env["FERRYMAN_SCORER_METRICS_PORT"] = "0"
+    return cmd, env, ports
+
+
+def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_factory):
+    """``ferryman up --demo`` (``make demo``): no provider key and no client key set; the README's request
+    gets a routed completion from the built-in demo provider, whole and streamed, labelled as a demo."""
+    import anthropic
+    import openai
+
+    cmd, env, ports = _demo_up(tmp_path_factory)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out = "".join(_read_until(proc, "demo provider http"))
@@ -360,15 +367,7 @@ def test_up_stops_the_gateway_first_so_that_its_drain_still_scores_and_answers(t
     with traffic running: 34 of 621 requests; with Ctrl-C: 26 of 38)."""
     import threading
 
-    from harness.scorer import build_test_routers
-
-    routers = build_test_routers(tmp_path_factory.mktemp("demo-routers"))
-    ports = {name: free_port() for name in ("scorer", "grpc", "http", "admin", "demo")}
-    cmd = [sys.executable, "-m", "ferryman", "up", "--demo", "--routers-dir", str(routers)]
-    for name, port in ports.items():
-        cmd += [f"--{name}-port", str(port)]
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "FERRYMAN_API_KEYS"}
-    env["FERRYMAN_SCORER_METRICS_PORT"] = "0"
+    cmd, env, ports = _demo_up(tmp_path_factory)
     # its own process group, as a terminal's foreground job is
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
