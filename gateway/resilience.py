@@ -94,12 +94,13 @@ class _Blame:
     def served(self) -> None:
         """Another model served the request: the earlier failures were the models' own."""
         for breaker in self.failed:
-            self.record(breaker, Outcome.FAILURE, self.key)
+            self.record(breaker, Outcome.FAILURE, self.key_for(breaker, Outcome.FAILURE))
         self.failed.clear()
 
-    def success_key(self, breaker: Breaker) -> str:
-        """The request's fingerprint for ``breaker``'s success, when the breaker keeps failed ones."""
-        return self.key if breaker.remembers_failures() else ""
+    def key_for(self, breaker: Breaker, outcome: Outcome) -> str:
+        """The request's fingerprint to record with ``outcome`` on ``breaker``: always for a failure; for a
+        success only while the breaker keeps failed ones (``Breaker.record``; computing it is not free)."""
+        return self.key if outcome is not Outcome.SUCCESS or breaker.remembers_failures() else ""
 
     def settle(self) -> None:
         """No model served it (or it was cancelled). If a model it failed on serves other requests,
@@ -134,8 +135,8 @@ class StreamHandle:
     lifecycle: Lifecycle
     deadline: float
     idle_s: float
-    #: The request's fingerprint (see ``gateway.breakers``), computed when an outcome needs it.
-    fingerprint: Callable[[], str] = lambda: ""
+    #: The request's fingerprint to record with an outcome on a breaker (``_Blame.key_for``).
+    key_for: Callable[[Breaker, Outcome], str] = lambda breaker, outcome: ""
     _settled: bool = field(default=False, init=False)
 
     async def events(self) -> AsyncIterator[StreamEvent]:
@@ -160,8 +161,7 @@ class StreamHandle:
             if outcome is None:
                 self.breaker.release()
             else:
-                named = outcome is Outcome.FAILURE or self.breaker.remembers_failures()
-                self.record(self.breaker, outcome, self.fingerprint() if named else "")
+                self.record(self.breaker, outcome, self.key_for(self.breaker, outcome))
 
     async def aclose(self) -> None:
         """Close the provider stream (an unread stream blames no one)."""
@@ -348,7 +348,8 @@ class Resilience:
             model, completion = await self._run_chain(decision, call, deadline, accounting, blame)
         finally:
             blame.settle()
-        self._record(self.breakers[model], Outcome.SUCCESS, blame.success_key(self.breakers[model]))
+        breaker = self.breakers[model]
+        self._record(breaker, Outcome.SUCCESS, blame.key_for(breaker, Outcome.SUCCESS))
         return completion, accounting
 
     async def open_stream(self, request: ChatRequest, decision: Decision, deadline: float) -> StreamHandle:
@@ -381,7 +382,7 @@ class Resilience:
             self._lifecycle,
             deadline,
             self._config.server.stream_idle_timeout_s,
-            lambda: blame.key,
+            blame.key_for,
         )
 
 
