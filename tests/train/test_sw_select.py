@@ -50,15 +50,21 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_slice(default_data_dir(), tmp_path_factory.mktemp("data"), mmlu_rows=30, gsm8k_rows=60)
 
 
-def test_grid_runs_on_a_slice_and_writes_every_candidate(
-    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _select_args(data: Path, tmp_path: Path, *, dims: str, exponents: str) -> tuple[list[str], Path]:
+    """Two prompt folds over the slice's MMLU and GSM8K items, saved under ``tmp_path``: the selection's
+    arguments for a grid of ``dims`` x ``exponents`` (without ``--out``) and the results path to give it."""
     items = load_benchmark("mmlu", data) + load_benchmark("gsm8k", data)
     folds = FoldAssignment.from_items(items, np.arange(len(items)) % 2, scheme="prompt", seed=0)
     folds.save(tmp_path / "folds.json")
-    out = tmp_path / "select.json"
-    argv = ["--folds", str(tmp_path / "folds.json"), "--k-inner", "2", "--dims", "0,2", "--exponents", "1,4"]
+    argv = ["--folds", str(tmp_path / "folds.json"), "--k-inner", "2", "--dims", dims, "--exponents", exponents]
     argv += ["--data-dir", str(data), "--encoder-dir", str(DEFAULT_ENCODER_DIR), "--cache-dir", str(tmp_path / "c")]
+    return argv, tmp_path / "select.json"
+
+
+def test_grid_runs_on_a_slice_and_writes_every_candidate(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, out = _select_args(data, tmp_path, dims="0,2", exponents="1,4")
     assert main([*argv, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["scheme"] == "prompt" and len(result["rows"]) == 4
@@ -83,12 +89,7 @@ def test_candidates_start_from_the_recipe(data: Path, tmp_path: Path) -> None:
     recipe_path = tmp_path / "grouped.toml"
     recipe_path.write_text(text + "within_groups = true\nlength_residual = true\n")
     recipe = load_recipe(str(recipe_path))
-    items = load_benchmark("mmlu", data) + load_benchmark("gsm8k", data)
-    folds = FoldAssignment.from_items(items, np.arange(len(items)) % 2, scheme="prompt", seed=0)
-    folds.save(tmp_path / "folds.json")
-    out = tmp_path / "select.json"
-    argv = ["--folds", str(tmp_path / "folds.json"), "--k-inner", "2", "--dims", "2", "--exponents", "4"]
-    argv += ["--data-dir", str(data), "--encoder-dir", str(DEFAULT_ENCODER_DIR), "--cache-dir", str(tmp_path / "c")]
+    argv, out = _select_args(data, tmp_path, dims="2", exponents="4")
     assert main([*argv, "--recipe", str(recipe_path), "--out", str(out)]) == 0
     (row,) = json.loads(out.read_text())["rows"]
     assert row["config"] == asdict(replace(recipe.settings, weight_exponent=4.0, projection_dim=2, top_k=0))
