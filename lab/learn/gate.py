@@ -85,22 +85,27 @@ class GateResult:
         """ΔAPGR on the whole held-back slice."""
         return self.apgr_candidate - self.apgr_serving
 
-    def as_dict(self) -> dict[str, float | int | bool | str]:
-        """For the promotion history and JSON output."""
+    def as_dict(self) -> dict[str, float | int | bool | str | None]:
+        """For the promotion history and JSON output: an undefined figure is ``null`` (``apgr_undefined`` says
+        why), never a bare ``NaN``, which strict JSON readers (``jq``, JavaScript) refuse."""
         return {
             "samples": self.samples,
             "decisive": self.decisive,
-            "apgr_candidate": round(self.apgr_candidate, 5),
-            "apgr_serving": round(self.apgr_serving, 5),
-            "diff": round(self.diff, 5),
-            "interval_low": round(self.low, 5),
-            "interval_high": round(self.high, 5),
+            "apgr_candidate": _rounded(self.apgr_candidate),
+            "apgr_serving": _rounded(self.apgr_serving),
+            "diff": _rounded(self.diff),
+            "interval_low": _rounded(self.low),
+            "interval_high": _rounded(self.high),
             "resamples": self.resamples,
             "level": self.level,
             "promote": self.promote,
             "reason": self.reason,
             "apgr_undefined": self.apgr_undefined,
         }
+
+
+def _rounded(x: float) -> float | None:
+    return round(x, 5) if np.isfinite(x) else None
 
 
 def _curve_inputs(verdicts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:

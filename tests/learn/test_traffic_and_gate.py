@@ -117,6 +117,10 @@ def test_gate_promotes_a_clearly_better_candidate_only() -> None:
     # The strong model never better: APGR is undefined, the area difference still decides.
     flat = paired_bootstrap_gate(better, serving, -np.abs(verdicts), quick)
     assert flat.apgr_undefined.startswith("no net strong wins") and np.isnan(flat.low)
+    # The promotion history and --json stay strict JSON: undefined figures are null.
+    evidence = json.loads(json.dumps(flat.as_dict(), allow_nan=False))
+    assert evidence["apgr_candidate"] is None and evidence["interval_low"] is None
+    assert evidence["apgr_undefined"] == flat.apgr_undefined and isinstance(evidence["promote"], bool)
     assert flat.reason.startswith("area difference 95% interval") and good.apgr_undefined == ""
     assert verdict_apgr(verdicts.astype(float), verdicts) > 1.0  # the oracle beats the area ratio's 1
     # The gate's interval in APGR units is the area interval over the slice's gap.
