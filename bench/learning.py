@@ -67,6 +67,63 @@ FALLBACK_PROMPTS = [
     "Summarise the causes of the French Revolution in three bullet points.",
 ]
 REPLY_WORDS = 120
+#: The shadow gateway's ``shadow.max_concurrent`` (the product's default).
+MAX_CONCURRENT = 16
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative (0: no shadow job waits)")
+    return value
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the shadow gateway's learning worker runs and waits (both learning benchmarks)."""
+    parser.add_argument(
+        "--worker-sched-idle", action="store_true", help="its learning worker under SCHED_IDLE (worker_sched_idle)"
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=_count,
+        default=0,
+        help=f"its shadow.max_queued: admitted shadow jobs that may wait beyond the {MAX_CONCURRENT} running"
+        " (shadow.max_concurrent) instead of being shed as saturated (default 0: none wait)",
+    )
+
+
+def shadow_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The shadow gateway's shadowing and worker settings, as the header line and the JSON report them."""
+    return {
+        "sample_rate": args.rate,
+        "max_concurrent": MAX_CONCURRENT,
+        "max_queued": args.max_queued,
+        "worker_sched_idle": args.worker_sched_idle,
+    }
+
+
+def describe_shadow(settings: dict[str, Any]) -> str:
+    """``settings`` (:func:`shadow_settings`) in words, for a benchmark's header line."""
+    idle = " and SCHED_IDLE" if settings["worker_sched_idle"] else ""
+    return (
+        f"shadow rate {settings['sample_rate']:g}, max_concurrent {settings['max_concurrent']}, max_queued"
+        f" {settings['max_queued']}; learning worker at nice 10{idle}"
+    )
+
+
+def learning_section(settings: dict[str, Any], store_url: str, **extra: Any) -> dict[str, Any]:
+    """The shadow gateway's ``learning:`` section for ``settings`` (:func:`shadow_settings`)."""
+    shadow = {k: settings[k] for k in ("sample_rate", "max_concurrent", "max_queued")}
+    return {
+        "policies": [POLICY],
+        "store": {"url": store_url},
+        "shadow": shadow | {"daily_budget_usd": 1000.0, "timeout_s": 30},
+        "judge": {"model": "bench-judge"},
+        "worker_sched_idle": settings["worker_sched_idle"],
+    } | extra
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +134,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite", help="the shadow gateway's store")
     parser.add_argument("--feedback", action="store_true", help="also record every answer for feedback")
-    parser.add_argument(
-        "--worker-sched-idle", action="store_true", help="its learning worker under SCHED_IDLE (worker_sched_idle)"
-    )
+    add_worker_arguments(parser)
     parser.add_argument(
         "--provider-delay-ms", type=float, default=50.0, help="the fake providers and judge answer after this delay"
     )
@@ -595,14 +650,8 @@ def run(args: argparse.Namespace) -> int:
             store_url = redis.url
         else:
             store_url = f"sqlite://{tmp / 'learning.db'}"
-        learning = {
-            "policies": [POLICY],
-            "store": {"url": store_url},
-            "shadow": {"sample_rate": args.rate, "daily_budget_usd": 1000.0, "max_concurrent": 16, "timeout_s": 30},
-            "judge": {"model": "bench-judge"},
-            "feedback": {"enabled": args.feedback},
-            "worker_sched_idle": args.worker_sched_idle,
-        }
+        settings = shadow_settings(args)
+        learning = learning_section(settings, store_url, feedback={"enabled": args.feedback})
         gw_urls, admin_ports, pids = start_gateways(
             stack, tmp, urls, scorer_port, learning, bodies[0], baseline_dir=args.baseline_dir, layout=layout
         )
@@ -611,8 +660,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"learning benchmark: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f};"
             f" {len(prompts)} prompts; provider/judge delay {args.provider_delay_ms:g} ms;"
-            f" shadow rate {args.rate:g} ({args.store} store{', feedback records' if args.feedback else ''});"
-            f" learning worker at nice 10{' and SCHED_IDLE' if args.worker_sched_idle else ''}"
+            f" {args.store} store{', feedback records' if args.feedback else ''}; {describe_shadow(settings)}"
             + (f"; {BASE}: the shadow gateway from {args.baseline_dir}" if args.baseline_dir else "")
             + f"; {layout.describe()}",
             flush=True,
@@ -634,6 +682,7 @@ def run(args: argparse.Namespace) -> int:
         print(table)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.json:
-            out = {"cpu_layout": placed, "rows": rows, "shadow": summaries["shadow"], "shadows": summaries}
+            out = {"cpu_layout": placed, "settings": settings, "rows": rows, "shadow": summaries["shadow"]}
+            out["shadows"] = summaries
             args.json.write_text(json.dumps(out, indent=2))
     return 0

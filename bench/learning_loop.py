@@ -59,11 +59,15 @@ from bench.gateway import KeepAliveConnection, _cpu_note
 from bench.learning import (
     POLICY,
     Shared,
+    add_worker_arguments,
     check_layout,
+    describe_shadow,
+    learning_section,
     measure,
     reply_text,
     report,
     scrape,
+    shadow_settings,
     shadow_summary,
     spawn_fake,
     start_gateways,
@@ -87,16 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", default="8", help="client concurrency (comma-separated levels in step 1)")
     parser.add_argument("--rounds", type=int, default=6, help="interleaving rounds in step 1")
     parser.add_argument("--rate", type=float, default=0.2, help="shadow sample rate of the shadow gateway")
-    parser.add_argument(
-        "--worker-sched-idle", action="store_true", help="its learning worker under SCHED_IDLE (worker_sched_idle)"
-    )
+    add_worker_arguments(parser)
     parser.add_argument("--after", type=int, default=2000, help="fresh prompts after the promotion, sent one at a time")
     parser.add_argument(
         "--min-judged",
         type=int,
         default=600,
         help="judged comparisons the store must hold before retraining: more fresh prompts are sent to the shadow "
-        "gateway at concurrency 2 until it does (samples the learning worker drops under load are counted, not queued)",
+        "gateway at concurrency 2 until it does (samples shed under load, beyond --max-queued, are not judged)",
     )
     parser.add_argument("--provider-delay-ms", type=float, default=20.0, help="the fake providers' and judge's delay")
     parser.add_argument("--reload-interval-s", type=float, default=1.0, help="the scorer's pointer check interval")
@@ -263,13 +265,8 @@ def run(args: argparse.Namespace) -> int:
         scorer, scorer_port, scorer_metrics = start_scorer(stack, tmp, routers, args.encoder_dir, layout, reload)
         shared["scorer"].append(scorer.proc.pid)
         store = tmp / "learning.db"
-        learning = {
-            "policies": [POLICY],
-            "store": {"url": f"sqlite://{store}"},
-            "shadow": {"sample_rate": args.rate, "daily_budget_usd": 1000.0, "max_concurrent": 16, "timeout_s": 30},
-            "judge": {"model": "bench-judge"},
-            "worker_sched_idle": args.worker_sched_idle,
-        }
+        settings = results["settings"] = shadow_settings(args)
+        learning = learning_section(settings, f"sqlite://{store}")
         policy = {"router": "mf", "strong_share": 0.5}
         gw_urls, admin_ports, pids = start_gateways(
             stack, tmp, urls, scorer_port, learning, bodies[0], policy, layout=layout
@@ -278,8 +275,7 @@ def run(args: argparse.Namespace) -> int:
         admin = admin_ports["shadow"]  # the shadow gateway's admin listener (/metrics)
         print(
             f"learning loop: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-            f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; shadow rate {args.rate:g}"
-            f"{' (learning worker under SCHED_IDLE)' if args.worker_sched_idle else ''}; "
+            f"{len(before_prompts)} + {len(after_prompts)} synthetic prompts; {describe_shadow(settings)}; "
             f"provider/judge delay {args.provider_delay_ms:g} ms; base router {base_dir} ({args.base}); "
             f"{layout.describe()}",
             flush=True,

@@ -89,12 +89,21 @@ class ShadowConfig:
     sample_rate: float = 0.0
     #: Shadow and judge spend per UTC day, in US dollars; no new shadow starts once it is reached.
     daily_budget_usd: float = 0.0
-    #: Shadow jobs (other model + judge) in flight at once; a sample beyond it is dropped and counted.
+    #: Shadow jobs (other model + judge) the learning worker runs at once.
     max_concurrent: int = 16
+    #: Admitted shadow jobs that may wait, beyond the ``max_concurrent`` running, for a running one to end
+    #: (0: none wait). A sample beyond both is dropped and counted (``saturated``); each waiting job holds its
+    #: request and answer (memory) and its budget reservation.
+    max_queued: int = 0
     #: A shadow call (and each judge call) is abandoned after this long.
     timeout_s: float = 60.0
     #: Tenants (``ferryman learn tenant-id``) whose requests are never shadowed nor recorded.
     opt_out_tenants: frozenset[str] = frozenset()
+
+    @property
+    def max_admitted(self) -> int:
+        """Shadow jobs admitted and not done, running or waiting: what bounds their memory and reservations."""
+        return self.max_concurrent + self.max_queued
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,7 @@ def _shadow(r: _Reader) -> ShadowConfig:
         sample_rate=r.unit("sample_rate") or 0.0,
         daily_budget_usd=r.non_negative("daily_budget_usd", float, d.daily_budget_usd),
         max_concurrent=r.positive("max_concurrent", int, d.max_concurrent),
+        max_queued=r.non_negative("max_queued", int, d.max_queued),
         timeout_s=r.positive("timeout_s", float, d.timeout_s),
         opt_out_tenants=frozenset(opt_out),
     )
@@ -275,6 +285,8 @@ def describe(cfg: LearningConfig) -> dict[str, Any]:
         "policies": list(cfg.policies),
         "shadow_rate": cfg.shadow.sample_rate,
         "daily_budget_usd": cfg.shadow.daily_budget_usd,
+        "shadow_max_concurrent": cfg.shadow.max_concurrent,
+        "shadow_max_queued": cfg.shadow.max_queued,
         "judge": cfg.judge.model,
         "feedback": cfg.feedback.enabled,
         "retention_days": cfg.store.retention_days,

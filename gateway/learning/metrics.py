@@ -74,7 +74,11 @@ class LearningMetrics:
             ["model", "outcome"],
             registry=r,
         )
-        self.shadow_inflight = Gauge("ferryman_learning_shadow_inflight", "Shadow jobs in flight.", registry=r)
+        self.shadow_inflight = Gauge(
+            "ferryman_learning_shadow_inflight",
+            "Shadow jobs admitted and not done: running, or waiting for a running one (above shadow.max_concurrent).",
+            registry=r,
+        )
         self.spend = Counter(
             "ferryman_learning_spend_usd", "Learning spend in US dollars by kind (shadow, judge).", ["kind"], registry=r
         )

@@ -2,9 +2,11 @@
 
 In the gateway, :class:`Admission` decides at once, without I/O, whether an answered request is
 shadowed: sampled at ``shadow.sample_rate``, then refused when the store is down, when
-``shadow.max_concurrent`` jobs are already in flight (dropped, never queued) or when the job's
-pessimistic price would pass the day's budget (:class:`Budget`). In the learning worker process
-(``gateway.learning.worker``), :class:`ShadowRunner` then calls the first model of the *partner*
+``shadow.max_concurrent`` + ``shadow.max_queued`` jobs are already admitted and not done (dropped,
+counted ``saturated``) or when the job's pessimistic price would pass the day's budget
+(:class:`Budget`, which holds the reservations of waiting jobs too). The learning worker process
+(``gateway.learning.worker``) runs ``max_concurrent`` of them at once; the others wait there, in
+admission order. :class:`ShadowRunner` then calls the first model of the *partner*
 tier (with two tiers the one that did not serve; with more, :func:`partner_tier`) whose breaker was
 not open, once, with ``shadow.timeout_s``, through
 the worker's own provider pool (its own connections, in its own process: a hanging shadow
@@ -92,7 +94,12 @@ class Budget:
 
 
 class Admission:
-    """Which answered requests are shadowed: sampling, the store's state, free slots, the budget."""
+    """Which answered requests are shadowed: sampling, the store's state, free slots, the budget.
+
+    ``inflight`` counts the jobs admitted and not reported done by the worker: running, waiting in the
+    worker for one of the ``max_concurrent`` running to end, or on their way to it (the pipe); at most
+    ``shadow.max_admitted``, so their memory and budget reservations are bounded, whatever the worker's pace.
+    """
 
     def __init__(self, config: GatewayConfig, rng: random.Random | None = None) -> None:
         self._config = config
@@ -118,7 +125,7 @@ class Admission:
             return "not_sampled"
         if not store_usable:
             return "store_down"
-        if self.inflight >= self._shadow.max_concurrent:
+        if self.inflight >= self._shadow.max_admitted:
             return "saturated"
         if not self.budget.reserve(estimate):
             return "over_budget"

@@ -363,6 +363,8 @@ class _Worker:
             judge = Judge(self._pool[judge_model.name], judge_model, lc.judge, lc.shadow.timeout_s)
             self._runner = ShadowRunner(config, self._pool, judge)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: ``shadow.max_concurrent`` shadow jobs run at once; the others wait (``max_queued`` at most: admission).
+        self._running = asyncio.Semaphore(lc.shadow.max_concurrent)
         self._stop: asyncio.Future[Stop] | None = None
 
     # ---------------------------------------------------------------- reports
@@ -483,26 +485,28 @@ class _Worker:
         judgement: Judgement | None = None
         judged: Judged | None = None
         try:
-            answer = await self._runner.ask_other(a.request, a.accounting.served_tier_name, job.skip)
-            if answer.completion is not None:
-                served, other = a.completion.content, answer.completion.content
-                strong, weak = (other, served) if answer.stronger else (served, other)
-                judgement = await self._runner.judge_pair(a.request, strong, weak)
-                shadow, verdict = answer, judgement
-                judge_model = self._runner.judge.model
-                write = self.store.write(
-                    a.response_id,
-                    lambda: build_record(self._config, self._redact, a, shadow, verdict, judge_model),
-                )
-                if write is not None:  # reported done once stored, so the gateway's view follows the store's
-                    await asyncio.wait({write})
-                if judgement.verdict.is_label:
-                    costs = (a.accounting.cost_usd, answer.cost_usd)
-                    strong_cost, weak_cost = costs[::-1] if answer.stronger else costs
-                    judged = Judged(judgement.verdict, role(not answer.stronger), score_of(a), strong_cost, weak_cost)
-            elif job.record:  # keep what happened with the answer's record
-                failed = answer
-                self.store.write(a.response_id, lambda: build_record(self._config, self._redact, a, failed))
+            async with self._running:  # beyond max_concurrent running, a job waits here (admission bounds them)
+                answer = await self._runner.ask_other(a.request, a.accounting.served_tier_name, job.skip)
+                if answer.completion is not None:
+                    served, other = a.completion.content, answer.completion.content
+                    strong, weak = (other, served) if answer.stronger else (served, other)
+                    judgement = await self._runner.judge_pair(a.request, strong, weak)
+                    shadow, verdict = answer, judgement
+                    judge_model = self._runner.judge.model
+                    write = self.store.write(
+                        a.response_id,
+                        lambda: build_record(self._config, self._redact, a, shadow, verdict, judge_model),
+                    )
+                    if write is not None:  # reported done once stored, so the gateway's view follows the store's
+                        await asyncio.wait({write})
+                    if judgement.verdict.is_label:
+                        costs = (a.accounting.cost_usd, answer.cost_usd)
+                        strong_cost, weak_cost = costs[::-1] if answer.stronger else costs
+                        served_role = role(not answer.stronger)
+                        judged = Judged(judgement.verdict, served_role, score_of(a), strong_cost, weak_cost)
+                elif job.record:  # keep what happened with the answer's record
+                    failed = answer
+                    self.store.write(a.response_id, lambda: build_record(self._config, self._redact, a, failed))
             status = answer.status
         except asyncio.CancelledError:
             status = "cancelled"

@@ -129,11 +129,18 @@ def test_the_learning_benchmark_runs_product_and_rig_where_asked(tmp_path: Path)
     out = tmp_path / "learning.json"
     argv = [sys.executable, "-m", "ferryman", "bench", "learning", "--requests", "30", "--warmup", "5"]
     argv += ["--rounds", "1", "--concurrency", "2", "--provider-delay-ms", "5", "--bootstrap", "50"]
-    argv += ["--product-cpus", str(first), "--rig-cpus", str(second), "--json", str(out)]
+    argv += ["--product-cpus", str(first), "--rig-cpus", str(second), "--max-queued", "32", "--json", str(out)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"CPU layout split (product: gateways, learning workers, scorer on CPU {first};" in proc.stdout
+    assert "shadow rate 0.2, max_concurrent 16, max_queued 32; learning worker at nice 10;" in proc.stdout
     result = json.loads(out.read_text())
+    assert result["settings"] == {
+        "sample_rate": 0.2,
+        "max_concurrent": 16,
+        "max_queued": 32,
+        "worker_sched_idle": False,
+    }
     clients = [row for row in result["rows"] if "path" in row]
     assert [row["score_calls_per_request"] for row in clients] == pytest.approx([1.0] * 3, abs=0.05)  # at the scorer
     layout = result["cpu_layout"]

@@ -332,6 +332,45 @@ def test_shadow_provider_failing_or_hanging_never_touches_clients(fakes, judge, 
         assert metric(gw, "ferryman_learning_requests_total") == 8
 
 
+def test_shadow_jobs_beyond_max_concurrent_wait_and_are_all_judged(fakes, judge, tmp_path):
+    """A slow partner model: 2 jobs run at once, 6 more wait (shadow.max_queued) instead of being shed."""
+    fakes["weak-openai"].reset(default=slow(1.0))
+    shadow = {"max_concurrent": 2, "max_queued": 6}
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), feedback=False, shadow=shadow)
+    with GatewayThread(cfg) as gw:
+        tally, ids = send(gw, 8)
+        assert (tally.answered, tally.lost) == (8, 0) and tally.slowest_s < 2.5  # clients never wait for a slot
+        settle(gw)
+        assert metric(gw, "ferryman_learning_requests_total", outcome="shadowed") == 8  # was 2, and 6 saturated
+        assert metric(gw, "ferryman_learning_requests_total", outcome="saturated") == 0
+        assert metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome="ok") == 8
+        assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict="strong") == 8
+        assert fakes["weak-openai"].requests == 8
+        assert all(record(gw, rid).verdict == "strong" for rid in ids)
+
+
+def test_a_hanging_shadow_provider_holds_the_queue_at_its_bound(fakes, judge, tmp_path):
+    """Hung shadow calls: 2 run, 2 wait, the rest are shed (saturated); nothing grows past the bound."""
+    fakes["weak-openai"].reset(default=slow(30))
+    shadow = {"timeout_s": 3.0, "max_concurrent": 2, "max_queued": 2}
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), feedback=False, shadow=shadow)
+    with GatewayThread(cfg) as gw:
+        tally, _ = send(gw, 8)
+        assert (tally.answered, tally.lost) == (8, 0) and tally.slowest_s < 2.5
+        deadline = time.monotonic() + 2.0  # the first 2 calls hang for 3 s from their start
+        while fakes["weak-openai"].requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        # admitted: 2 running (the only calls the provider got) and 2 waiting; the other 4 shed
+        assert metric(gw, "ferryman_learning_shadow_inflight") == 4
+        assert fakes["weak-openai"].requests == 2
+        assert metric(gw, "ferryman_learning_requests_total", outcome="saturated") == 4
+        settle(gw)  # the waiting 2 run once the hung 2 time out, and time out in turn
+        assert metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome="timeout") == 4
+        assert fakes["weak-openai"].requests == 4 and judge.requests == 0
+        assert gw.gateway.learning.admission.budget.reserved == pytest.approx(0.0, abs=1e-12)  # all settled
+
+
 def test_hanging_shadow_does_not_take_the_clients_connections(fakes, judge, tmp_path):
     """Shadows use their own connection pool: hung shadow calls to a model leave clients of it unaffected."""
     fakes["weak-openai"].reset(default=slow(30))

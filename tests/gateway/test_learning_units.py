@@ -17,7 +17,7 @@ from gateway.learning.judge import build_prompt, combine, parse_verdict
 from gateway.learning.quality import MIN_NET_STRONG_WINS, Judged, router_apgr, summarize
 from gateway.learning.records import Record, Verdict
 from gateway.learning.redact import RedactionError, Redactor
-from gateway.learning.shadow import Budget
+from gateway.learning.shadow import Admission, Budget
 from gateway.types import Message
 
 
@@ -72,6 +72,9 @@ def test_learning_config_parses():
         ({"redact": {"callable": "not a path"}}, "expected 'package.module:function'"),
         ({"store": {"max_records": 0}}, "learning.store.max_records: must be > 0"),
         ({"shadow": {"opt_out_tenants": "t-1"}}, "expected a list of tenant ids"),
+        ({"shadow": {"max_queued": -1}}, "learning.shadow.max_queued: must be >= 0, got -1"),
+        ({"shadow": {"max_queued": 2.5}}, "learning.shadow.max_queued: expected int, got 2.5"),
+        ({"shadow": {"max_queued": True}}, "learning.shadow.max_queued: expected int, got True"),
         ({"surprise": 1}, "learning: unknown field(s) surprise"),
         ({"store": {"uri": "x"}}, "learning.store: unknown field(s) uri"),
     ],
@@ -205,6 +208,29 @@ def test_budget_reserves_settles_shares_and_rolls_over():
     assert budget.spent == 0.9
     now[0] += 2 * 3600  # past midnight UTC
     assert budget.reserve(0.9) and budget.day == "2023-11-15"
+
+
+def _admission(budget_usd: float = 100.0, **shadow: Any) -> Admission:
+    section = {"sample_rate": 1.0, "daily_budget_usd": budget_usd} | shadow
+    return Admission(parse_config(_config({"policies": ["p"], "shadow": section, "judge": {"model": "j"}})))
+
+
+def test_admission_admits_max_concurrent_plus_max_queued_then_sheds():
+    assert parse_config(_config(None)).learning.shadow.max_queued == 0  # the default: no job waits
+    old = _admission(max_concurrent=2)
+    assert [old.admit(1.0, True) for _ in range(3)] == ["shadowed", "shadowed", "saturated"]
+    admission = _admission(max_concurrent=2, max_queued=3)
+    outcomes = [admission.admit(1.0, True) for _ in range(6)]
+    assert outcomes == ["shadowed"] * 5 + ["saturated"]  # 2 run, 3 wait, the sixth is shed
+    assert admission.inflight == 5 and admission.budget.reserved == 5.0  # waiting jobs hold their reservation
+    admission.done(1.0, 0.5)  # one ends: a slot for the next sample
+    assert admission.admit(1.0, True) == "shadowed" and admission.admit(1.0, True) == "saturated"
+
+
+def test_waiting_jobs_count_against_the_daily_budget():
+    admission = _admission(budget_usd=3.5, max_concurrent=1, max_queued=10)
+    outcomes = [admission.admit(1.0, True) for _ in range(4)]
+    assert outcomes == ["shadowed"] * 3 + ["over_budget"]  # 1 running + 2 waiting reserve 3 of 3.5
 
 
 def test_redactor_rules_callable_and_cut(monkeypatch, tmp_path):
