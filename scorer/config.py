@@ -46,8 +46,15 @@ class ScorerConfig:
     # Seconds between checks of the routers' version pointers (scorer.reload; SIGHUP checks at
     # once); 0: only on SIGHUP.
     reload_interval_s: float = 2.0
+    # A client connection is closed (GOAWAY, its calls finish within grace_s) after about this many
+    # seconds, so a gateway dialling dns:///scorer... re-resolves the name and spreads its calls over
+    # scorers added since: gRPC resolves DNS only when a connection ends, so without this a scorer
+    # that scaled out or was rescheduled got no calls from the gateways already running. 0: never.
+    max_connection_age_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.max_connection_age_s < 0:
+            raise ValueError(f"max connection age must be >= 0 s (0: never), got {self.max_connection_age_s}")
         if min(self.blas_threads, self.intra_op_threads, self.idle_intra_op_threads) < 1:
             raise ValueError(
                 f"blas threads ({self.blas_threads}) and intra-op threads ({self.intra_op_threads}, idle "

@@ -150,6 +150,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "loaded without a restart; SIGHUP checks at once; 0: only on SIGHUP)",
     )
     _flag(parser, "grace-s", float, d.grace_s, "seconds in-flight calls get to finish on SIGTERM")
+    _flag(
+        parser,
+        "max-connection-age-s",
+        float,
+        d.max_connection_age_s,
+        "close each client connection after about this long (its calls finish within --grace-s), so gateways "
+        "re-resolve dns:/// targets and reach scorers added since (0: never)",
+    )
     _flag(parser, "log-level", str.upper, "INFO", "logging level", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -187,6 +195,7 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         max_batch_score_bytes=args.max_batch_score_bytes,
         reuse_port=args.reuse_port,
         reload_interval_s=args.reload_interval_s,
+        max_connection_age_s=args.max_connection_age_s,
     )
 
 
