@@ -8,6 +8,7 @@ connections are noticed between requests.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, NamedTuple
 
@@ -36,10 +37,42 @@ class ScorerRejectedError(Exception):
 _CLIENT_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 
 
+#: The channel's service config. ``healthCheckConfig``: round_robin sends calls only to scorers whose
+#: grpc.health.v1 says SERVING for the scorer service (gRPC client-side health checking), so a scorer
+#: restarted in place, listening while its routers load, or draining after SIGTERM gets none (it
+#: refuses them: each such request lost its score). ``retryPolicy``: a call answered UNAVAILABLE (a
+#: scorer killed with calls in flight, a race with its health) is tried again on the next scorer
+#: within the call's deadline; ``retryThrottling`` stops retrying while most calls fail (every
+#: scorer down): a bucket of 100 tokens, each failure takes 1, each success gives back 0.1, no
+#: retry below half.
+SCORER_SERVICE = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": SCORER_SERVICE}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.005s",
+                    "maxBackoff": "0.02s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+        "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
+        "healthCheckConfig": {"serviceName": SCORER_SERVICE},
+    }
+)
+
+
 def channel_options(cfg: ScorerClientConfig) -> list[tuple[str, int | str]]:
-    """Channel arguments: round-robin over resolved addresses and keepalives."""
+    """Channel arguments: round-robin over the resolved scorers that report SERVING, retries on UNAVAILABLE,
+    keepalives."""
     return [
         ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", SERVICE_CONFIG),
         ("grpc.keepalive_time_ms", cfg.keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", cfg.keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),

@@ -11,8 +11,10 @@ the example BERT graph is built with the ``onnx`` package (train extra), importe
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,7 +29,7 @@ from scorer.artifacts import ArtifactFile, Calibration, CalibrationPoint, load_a
 from scorer.config import ScorerConfig
 from scorer.encoder import ENCODER_META, TOKENIZER_FILE, Encoder, model_file
 from scorer.routers import ROUTER_KINDS
-from scorer.server import serving_in_thread
+from scorer.server import ScorerServer, serving_in_thread
 
 DEFAULT_ENCODER_DIR = paths.encoder_dir().resolve()  # $FERRYMAN_ENCODER_DIR or build/encoder (ferryman.paths)
 STRONG = "gpt-4-1106-preview"
@@ -150,3 +152,28 @@ def scorer_in_thread(routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR,
     """Run a real scorer on its own event loop in a daemon thread; yields ``"127.0.0.1:PORT"``."""
     with serving_in_thread(config_for_tests(routers_dir, encoder_dir, **overrides)) as address:
         yield address
+
+
+@contextmanager
+def loading_scorer(routers_dir: Path, encoder_dir: Path = DEFAULT_ENCODER_DIR, **overrides: object) -> Iterator[str]:
+    """A real scorer stuck where a restarted one is until its routers are loaded: listening, health
+    NOT_SERVING, every Score UNAVAILABLE ("routers are still loading"); yields ``"HOST:PORT"``."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="loading-scorer", daemon=True)
+    thread.start()
+    config = config_for_tests(routers_dir, encoder_dir, **overrides)
+
+    async def start() -> tuple[ScorerServer, int]:
+        server = ScorerServer(config)  # its grpc.aio server belongs to the loop that creates it
+        return server, await server.start()
+
+    server: ScorerServer | None = None
+    try:
+        server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+        yield f"{config.host}:{port}"
+    finally:
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -39,6 +39,8 @@ from scorer.plane import ScoringPlane
 from scorer.reload import Reloader, ReloadEvent
 
 log = logging.getLogger(__name__)
+#: How long a stopping scorer keeps serving after health turns NOT_SERVING, before new calls are refused.
+HEALTH_NOTICE_S = 0.5
 SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
 _TURNS = {
     scorer_pb2.TURN_SELECTION_UNSPECIFIED: TurnSelection.LAST_USER,
@@ -289,11 +291,17 @@ class ScorerServer:
             task.add_done_callback(self._reload_tasks.discard)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: health NOT_SERVING, refuse new calls, finish in-flight ones, stop workers."""
+        """Graceful stop: health NOT_SERVING, refuse new calls, finish in-flight ones, stop workers.
+
+        Between the first two, clients watching health (the gateway's channel) get ``HEALTH_NOTICE_S``
+        to stop sending here: a call that reaches a stopping gRPC server is cancelled, not answered."""
+        grace = self.config.grace_s if grace is None else grace
         await self.health.enter_graceful_shutdown()
         if self.reloader is not None:
             await self.reloader.stop()
-        await self.grpc.stop(self.config.grace_s if grace is None else grace)
+        if grace > 0 and self.plane is not None:
+            await asyncio.sleep(min(HEALTH_NOTICE_S, grace))
+        await self.grpc.stop(grace)
         if self.plane is not None:
             await self.plane.close(timeout=self.config.grace_s)
         if self._metrics_http is not None:

@@ -1,28 +1,38 @@
-"""Scorer replicas as a gateway sees them: one added behind the DNS name.
+"""Scorer replicas as a gateway sees them: one added behind the DNS name, one loading, stopped or killed.
 
 In Kubernetes the gateway dials ``dns:///scorer.ferryman.svc.cluster.local:50051`` with
 ``round_robin`` over the headless Service's pods. gRPC resolves that name again only when a
 connection ends, so the scorer closes each connection after ``--max-connection-age-s``; here the
 name is served by a loopback DNS server (harness.dns) and two real scorers listen on 127.0.0.1
-and 127.0.0.2 on one port, as two pods. A real gateway serves the openai SDK.
+and 127.0.0.2 on one port, as two pods. A scorer restarted in place (same address: a crashed or
+OOM-killed container) listens while its routers load and refuses calls meanwhile, one draining
+refuses new calls, one killed fails those in flight: the gateway's channel calls only scorers whose
+health says SERVING and retries an UNAVAILABLE Score on the next one. A real gateway serves the openai SDK.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import httpx
 import openai
 
+from harness.cluster import CLIENT_KEY as CLUSTER_KEY
+from harness.cluster import LocalCluster
 from harness.dns import LoopbackDNS
 from harness.fake_provider import FakeProvider
 from harness.gateway import CLIENT_KEY, GatewayThread, gateway_config
-from harness.processes import free_port
-from harness.scorer import scorer_in_thread
+from harness.processes import free_port, grpc_serving, spawn, wait_for
+from harness.scorer import loading_scorer, scorer_in_thread
 
 from .k8s import ROOT
 
@@ -89,4 +99,53 @@ def test_a_scorer_added_to_dns_gets_calls_from_a_running_gateway(test_routers: P
         print(f"the added scorer got its first call {waited:.1f} s after it appeared in DNS")
         sources += [client.ask() for _ in range(10)]
     # Connections closed by age never cost a request its score.
+    assert set(sources) == {"scored"}, sources
+
+
+def test_a_scorer_loading_its_routers_costs_no_request_its_score(test_routers: Path) -> None:
+    with (
+        scorer_in_thread(test_routers, ENCODER) as serving,
+        loading_scorer(test_routers, ENCODER) as loading,
+        gateway_for(f"ipv4:{serving},{loading}") as client,
+    ):
+        sources = [client.ask() for _ in range(20)]
+    assert sources == ["scored"] * 20, sources
+
+
+def test_scorers_stopped_killed_and_restarted_under_load_cost_no_request_its_score(test_routers: Path) -> None:
+    """A rolling restart (SIGTERM, then the same address again) and a crash (SIGKILL) of one scorer of
+    two, with a gateway process serving 8 concurrent openai SDK clients: every answer is scored."""
+    with LocalCluster(scorers=2, gateways=1, routers_dir=test_routers, scorer_overrides={"deadline_ms": 5000}) as c:
+        gateway = c.gateway_procs[0]
+        sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{gateway.http_port}/v1", api_key=CLUSTER_KEY, max_retries=0)
+        sources: Counter[str] = Counter()
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                raw = sdk.chat.completions.with_raw_response.create(
+                    model="ferryman-balanced", messages=[{"role": "user", "content": "Prove that 2 is prime."}]
+                )
+                raw.parse()
+                sources[raw.headers["x-ferryman-decision-source"]] += 1
+
+        with ThreadPoolExecutor(8) as pool:
+            clients = [pool.submit(client) for _ in range(8)]
+            for index, sig in ((0, signal.SIGTERM), (1, signal.SIGKILL)):
+                time.sleep(1.0)
+                old = c.scorer_procs[index]
+                old.signal(sig)
+                old.proc.wait(30)
+                argv = cast("list[str]", old.proc.args)  # the same command line: same address and ports
+                new = spawn(f"{old.name}-again", argv, c.workdir or Path("."))
+                new.grpc_port = old.grpc_port
+                c.scorer_procs[index] = new
+                wait_for(f"{new.name} health", lambda target=new.target: grpc_serving(target), 120, new.proc)
+            time.sleep(1.0)
+            stop.set()
+            for future in clients:
+                future.result()
+        for proc in c.scorer_procs:
+            proc.stop()
+    assert sum(sources.values()) >= 50, sources
     assert set(sources) == {"scored"}, sources
