@@ -135,6 +135,25 @@ def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
     assert "\n" not in str(info.value) and "(line 2, column 1)" in str(info.value)
 
 
+def test_a_key_given_twice_is_refused_with_both_places(tmp_path):
+    """Was: PyYAML keeps the last of two equal keys, so a second ``policies:`` appended to the shipped file
+    started a gateway without ferryman-balanced and the rest (clients got 404 model_not_found)."""
+    shipped = (REPO / "config" / "gateway.yaml").read_text()
+    first = 1 + shipped.splitlines().index("policies:")
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text(shipped + "\npolicies:\n  ferryman-chat: {router: mf, strong_share: 0.3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    line = len(shipped.splitlines()) + 2
+    assert str(info.value) == (
+        f"{bad}: not valid YAML: duplicate key 'policies' (line {line}, column 1; first at line {first}): "
+        "the later one would replace the earlier"
+    )
+    bad.write_text("models:\n  m: {provider: openai, provider: anthropic}\n")  # nested, in flow style too
+    with pytest.raises(ConfigError, match=r"duplicate key 'provider' \(line 2, column 25; first at line 2\)"):
+        load_config(bad)
+
+
 def test_client_keys_file_comments_and_entries_with_whitespace(tmp_path):
     """Was: every line was a key, so '# prod keys' became a client key and a file of comments alone started
     a gateway that only that 'key' could use."""
