@@ -181,6 +181,15 @@ class HTTPServer(uvicorn.Server):
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
+    async def startup(self, sockets: Any = None) -> None:
+        """uvicorn's start-up, except that a listener that cannot bind ends ``serve()`` instead of the process
+        (uvicorn calls ``sys.exit(3)``, which would leave the event loop before the gateway says which
+        listener failed: see ``gateway.main``)."""
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            self.should_exit = True
+
     @property
     def port(self) -> int:
         return int(self.servers[0].sockets[0].getsockname()[1])
@@ -228,6 +237,7 @@ def create_http_server(app: Any, host: str, port: int, limits: LimitsConfig, lif
         ws="none",
         lifespan="off",
         log_level="warning",
+        log_config=None,  # uvicorn's loggers write through the gateway's handler and format (gateway.main)
         access_log=False,
     )
     return HTTPServer(config)

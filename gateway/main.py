@@ -114,15 +114,19 @@ class RunningGateway:
         await self.gateway.close()
 
 
-async def _serve_http(server: HTTPServer, what: str, others: list[asyncio.Task[None]]) -> asyncio.Task[None]:
-    """Start ``server`` in a task and wait until it listens (OSError if it cannot bind)."""
+async def _serve_http(
+    server: HTTPServer, what: str, field: str, others: list[asyncio.Task[None]]
+) -> asyncio.Task[None]:
+    """Start ``server`` in a task and wait until it listens (OSError naming the listener and its ``field`` if it
+    cannot bind; uvicorn has logged why)."""
     task = asyncio.create_task(server.serve(), name=f"{what}-server")
     while not server.started:
         if task.done():
             for other in others:
                 other.cancel()
             task.result()
-            raise OSError(f"cannot bind the {what} listener to {server.config.host}:{server.config.port}")
+            address = f"{server.config.host}:{server.config.port}"
+            raise OSError(f"cannot bind the {what} listener to {address}: address in use or not available ({field})")
         await asyncio.sleep(0.01)
     return task
 
@@ -140,8 +144,8 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
     admin_server = create_http_server(admin_app.app, config.admin.host, config.admin.port, limits, lifecycle)
     tasks: list[asyncio.Task[None]] = []
     try:
-        tasks.append(await _serve_http(http_server, "HTTP", tasks))
-        tasks.append(await _serve_http(admin_server, "admin", tasks))
+        tasks.append(await _serve_http(http_server, "HTTP", "server.http_port, --http-port", tasks))
+        tasks.append(await _serve_http(admin_server, "admin", "admin.port, --admin-port", tasks))
     except BaseException:
         await grpc_server.stop(0)
         await gateway.close()

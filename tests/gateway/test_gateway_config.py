@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -212,6 +213,37 @@ def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": ""}
     proc = subprocess.run([*run, str(good)], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and "no client API keys" in proc.stderr and "FERRYMAN_API_KEYS" in proc.stderr
+
+
+def test_an_http_or_admin_port_in_use_stops_start_up_naming_the_listener_and_its_field(tmp_path):
+    """Was: uvicorn's "ERROR:    [Errno 98] error while attempting to bind on address" (its own format) and exit 3;
+    the gateway's line naming the listener never came (uvicorn's sys.exit left the event loop first), so with
+    admin.port set to the HTTP port, nothing else holding it, nothing said which listener it was (a gRPC port in
+    use already said so)."""
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(base()))
+    run = [sys.executable, "-m", "ferryman", "gateway", "--config", str(good), "--host", "127.0.0.1"]
+    run += ["--scorer", "ipv4:127.0.0.1:1", "--grpc-port", "0"]
+    env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": "k"}
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        for listener, ports, field in (
+            ("HTTP", ["--http-port", str(port), "--admin-port", "0"], "server.http_port, --http-port"),
+            ("admin", ["--http-port", "0", "--admin-port", str(port)], "admin.port, --admin-port"),
+        ):
+            proc = subprocess.run([*run, *ports], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+            assert proc.returncode == 1, proc.stderr
+            assert proc.stderr.endswith(
+                f"ferryman gateway: cannot bind the {listener} listener to 127.0.0.1:{port}: address in use or not "
+                f"available ({field})\n"
+            ), proc.stderr
+            assert (
+                f" ERROR uvicorn.error: [Errno 98] error while attempting to bind on address ('127.0.0.1', {port})"
+                in (proc.stderr)
+            )  # uvicorn's line in the gateway's log format
+            assert "Traceback" not in proc.stderr
 
 
 def test_the_shipped_configs_commented_n_tier_examples_are_valid():
