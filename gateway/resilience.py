@@ -71,6 +71,17 @@ def fingerprint(request: ChatRequest) -> str:
     return hashlib.blake2b(json.dumps(parts).encode("utf-8", "replace"), digest_size=12).hexdigest()
 
 
+def _attempts_text(attempts: list[Attempt]) -> str:
+    """The log's account of the models a request gave up: "gpt-4o: transient_error, 2 retries (HTTP 503 ...)"
+    each (the errors are those a client may read: sanitised, no prompt)."""
+
+    def one(a: Attempt) -> str:
+        retries = f", {a.retries} retr{'y' if a.retries == 1 else 'ies'}" if a.retries else ""
+        return f"{a.model}: {a.outcome.value}{retries}" + (f" ({a.error})" if a.error else "")
+
+    return "; ".join(one(a) for a in attempts)
+
+
 class _GiveUp(Exception):
     """This model is done for this request; try the next one."""
 
@@ -325,7 +336,11 @@ class Resilience:
             accounting.served_tier_name = (self._config.tier_of(model) or "") if tier is not Tier.PASSTHROUGH else ""
             accounting.degraded = model != decision.chain[0]
             blame.served()
+            if len(accounting.attempts) > 1:
+                tier_name = accounting.served_tier_name or tier.value
+                log.info("served by %s (tier %s) after %s", model, tier_name, _attempts_text(accounting.attempts[:-1]))
             return model, result
+        log.warning("no model could serve a request (%s)", _attempts_text(accounting.attempts))
         summary = "; ".join(f"{a.model}: {a.error}" for a in accounting.attempts)
         raise UpstreamUnavailableError(f"no model could serve the request ({summary})")
 
