@@ -33,6 +33,7 @@ from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
 from gateway.http_app import AdminApp, HTTPApp
+from gateway.http_metrics import HTTPMetrics
 from gateway.http_server import FINISH_S, HTTPServer, create_http_server
 from gateway.lifecycle import now
 from gateway.loop import run_loop
@@ -140,7 +141,8 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
     await grpc_server.start()
     admin_app = AdminApp(gateway)
     limits, lifecycle = config.limits, gateway.lifecycle
-    http_server = create_http_server(HTTPApp(gateway).app, server.http_host, server.http_port, limits, lifecycle)
+    api = HTTPMetrics(HTTPApp(gateway).app, gateway.metrics.registry)
+    http_server = create_http_server(api, server.http_host, server.http_port, limits, lifecycle)
     admin_server = create_http_server(admin_app.app, config.admin.host, config.admin.port, limits, lifecycle)
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -7,6 +7,7 @@ import json
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.gateway import CLIENT_KEY, PROVIDER_KEY, GatewayThread, gateway_config
 
@@ -87,6 +88,30 @@ def test_models_health_metrics(gw):
     assert 'ferryman_gateway_requests_total{model="weak-openai",outcome="ok",tier="passthrough"} 1.0' in metrics
     assert "ferryman_gateway_cost_saved_usd_total" in metrics
     assert PROVIDER_KEY not in metrics
+
+
+def test_http_requests_are_counted_and_timed_by_route_and_status(gw):
+    """Was: only gRPC calls had a count by status and a latency histogram; the OpenAI-compatible HTTP API, what
+    most clients use, had neither (no 4xx/5xx rate, no p99 for an SRE to alert on)."""
+    sdk(gw).chat.completions.create(model="weak-openai", messages=MESSAGES)
+    for _ in sdk(gw).chat.completions.create(model="weak-openai", messages=MESSAGES, stream=True):
+        pass
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gw, key="wrong").chat.completions.create(model="weak-openai", messages=MESSAGES)
+    sdk(gw).models.retrieve("weak-openai")
+    assert httpx.get(gw.http_url + "/v1/nothing/here").status_code == 404
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(httpx.get(gw.admin_url + "/metrics").text)
+        for s in family.samples
+    }
+    requests = "ferryman_gateway_http_requests_total"
+    assert samples[(requests, (("code", "200"), ("route", "/v1/chat/completions")))] == 2
+    assert samples[(requests, (("code", "401"), ("route", "/v1/chat/completions")))] == 1
+    assert samples[(requests, (("code", "200"), ("route", "/v1/models/{id:path}")))] == 1
+    assert samples[(requests, (("code", "404"), ("route", "other")))] == 1  # unknown paths: one bounded label
+    latency = "ferryman_gateway_http_latency_seconds_count"
+    assert samples[(latency, (("route", "/v1/chat/completions"),))] == 3
 
 
 def _post(gw, body, key=CLIENT_KEY, **kw):
