@@ -125,11 +125,11 @@ def _serving(target: str) -> bool:
 
 @pytest.fixture(scope="module")
 def scorer(net: str, images: dict[str, str], specs: dict[str, dict[str, Any]]) -> Iterator[Container]:
-    # FERRYMAN_SCORER_WORKERS comes from the pod's CPU limit (a resourceFieldRef) in the cluster.
-    workers = str(specs["scorer"]["resources"]["limits"]["cpu"])
-    c = Container.start(
-        f"{PREFIX}-scorer", images["scorer"], specs["scorer"], net=net, env={"FERRYMAN_SCORER_WORKERS": workers}
-    )
+    # The thread counts come from the pod's CPU limit (resourceFieldRef limits.cpu) in the cluster.
+    spec = specs["scorer"]
+    cpus = str(spec["resources"]["limits"]["cpu"])
+    from_limit = {e["name"]: cpus for e in spec["env"] if "resourceFieldRef" in e.get("valueFrom", {})}
+    c = Container.start(f"{PREFIX}-scorer", images["scorer"], spec, net=net, env=from_limit)
     try:
         target = f"127.0.0.1:{c.ports['grpc']}"
         poll("scorer SERVING", lambda: _serving(target) or (c.state() != "running" and _fail(c)), 180)

@@ -243,6 +243,20 @@ def test_scorer_ports_probes_and_flags_match_the_code(overlay: str) -> None:
             assert env["name"][len(ENV_PREFIX) :] in flags, env["name"]
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_scorer_threads_follow_the_cpu_limit_not_the_nodes_cores(overlay: str) -> None:
+    """A pod's CPU limit is a CFS quota: its affinity mask still lists every core of the node, so a thread count
+    defaulting to the usable CPUs (the inference workers; the intra-op threads of a call running alone, up to 4)
+    would exceed the limit on a large node and be throttled. Was: only the workers followed the limit, and a
+    lone call ran on 4 threads in a pod limited to 1 CPU (dev) or 2 (prod)."""
+    (c,) = one(render(overlay), "Deployment", "scorer")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    for flag in ("WORKERS", "IDLE_INTRA_OP_THREADS"):
+        ref = env[ENV_PREFIX + flag]["valueFrom"]["resourceFieldRef"]
+        assert ref == {"resource": "limits.cpu"}, flag  # the limit rounded up to whole CPUs (divisor 1)
+    assert env[ENV_PREFIX + "INTRA_OP_THREADS"]["value"] == "1"
+
+
 def _scorer_parser_actions() -> list[argparse.Action]:
     from scorer.main import add_arguments
 
