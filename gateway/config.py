@@ -177,6 +177,10 @@ class ServerConfig:
     log_prompts: bool = False
     # On SIGTERM: how long in-flight requests (a long completion included) may take to finish.
     drain_s: float = 20.0
+    #: A gRPC client connection is closed (GOAWAY; its calls under way get request_timeout_s to finish)
+    #: after this long, so a client that keeps one connection reconnects and the Service spreads it
+    #: over the replicas, those added since included. 0: never.
+    grpc_max_connection_age_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -505,6 +509,9 @@ def parse_config(data: Any) -> GatewayConfig:
         request_timeout_s=sv.positive("request_timeout_s", float, ServerConfig.request_timeout_s),
         stream_idle_timeout_s=sv.positive("stream_idle_timeout_s", float, ServerConfig.stream_idle_timeout_s),
         drain_s=sv.positive("drain_s", float, ServerConfig.drain_s),
+        grpc_max_connection_age_s=sv.non_negative(
+            "grpc_max_connection_age_s", float, ServerConfig.grpc_max_connection_age_s
+        ),
         log_prompts=sv.get("log_prompts", bool, False),
     )
     sv.finish()

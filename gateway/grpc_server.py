@@ -18,6 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from gateway.config import ServerConfig
 from gateway.formats import grpc as grpc_format
 from gateway.grpc_interceptors import HEALTH_SERVICE, current_tenant, interceptors
 from gateway.learning.records import Rating
@@ -228,6 +229,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.SubmitFeedbackResponse(response_id=response_id, rating=_RATING_PB[recorded.value])
 
 
+def _max_age(server: ServerConfig) -> list[tuple[str, int]]:
+    if server.grpc_max_connection_age_s <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", round(server.grpc_max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(server.request_timeout_s * 1000)),
+    ]
+
+
 async def create_server(
     gateway: Gateway, host: str, port: int
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
@@ -239,6 +249,9 @@ async def create_server(
         ("grpc.max_metadata_size", limits.max_header_bytes),
         # a connection with no call for this long is closed (GOAWAY): stalled clients hold nothing
         ("grpc.max_connection_idle_ms", 300_000),
+        # ... and any connection after server.grpc_max_connection_age_s (calls under way get the
+        # whole-request deadline to finish), so a client behind a Service reaches every replica in turn
+        *_max_age(gateway.config.server),
         # clients may ping at most every 10 s (keepalive abuse is answered with GOAWAY)
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         # no SO_REUSEPORT, so a second gateway on a port in use fails to start instead of sharing it
