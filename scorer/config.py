@@ -46,7 +46,7 @@ class ScorerConfig:
     # Seconds between checks of the routers' version pointers (scorer.reload; SIGHUP checks at
     # once); 0: only on SIGHUP.
     reload_interval_s: float = 2.0
-    # A client connection is closed (GOAWAY, its calls finish within grace_s) after about this many
+    # A client connection is closed (GOAWAY; the calls under way finish) after about this many
     # seconds, so a gateway dialling dns:///scorer... re-resolves the name and spreads its calls over
     # scorers added since: gRPC resolves DNS only when a connection ends, so without this a scorer
     # that scaled out or was rescheduled got no calls from the gateways already running. 0: never.

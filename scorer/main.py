@@ -155,7 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "max-connection-age-s",
         float,
         d.max_connection_age_s,
-        "close each client connection after about this long (its calls finish within --grace-s), so gateways "
+        "close each client connection after about this long (the calls under way finish), so gateways "
         "re-resolve dns:/// targets and reach scorers added since (0: never)",
     )
     _flag(parser, "log-level", str.upper, "INFO", "logging level", ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -23,9 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
+import grpc
 import httpx
 import openai
 
+from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from harness.cluster import CLIENT_KEY as CLUSTER_KEY
 from harness.cluster import LocalCluster
 from harness.dns import LoopbackDNS
@@ -149,3 +151,20 @@ def test_scorers_stopped_killed_and_restarted_under_load_cost_no_request_its_sco
             proc.stop()
     assert sum(sources.values()) >= 50, sources
     assert set(sources) == {"scored"}, sources
+
+
+def test_a_batch_score_longer_than_the_connection_age_completes(test_routers: Path) -> None:
+    """The connection's age ends it only once its calls are done: was a BatchScore still running at age +
+    --grace-s got CANCELLED (an evaluation's or a benchmark's long batch on an old connection)."""
+    prompt = "Explain how TCP congestion control reacts to packet loss, step by step. " * 40  # a full window
+    with scorer_in_thread(test_routers, ENCODER, max_connection_age_s=0.5, grace_s=0.5) as address:
+        channel = grpc.insecure_channel(address)
+        stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+        stub.ListRouters(scorer_pb2.ListRoutersRequest(), timeout=10)  # the connection is up before the batch
+        requests = [scorer_pb2.ScoreRequest(router="mf", prompt=f"{i} {prompt}") for i in range(300)]
+        started = time.monotonic()
+        reply = stub.BatchScore(scorer_pb2.BatchScoreRequest(requests=requests), timeout=120)
+        took = time.monotonic() - started
+        channel.close()
+    assert len(reply.responses) == 300
+    assert took > 1.0, f"the batch took {took:.2f} s: too short to outlive the connection's age and grace"
