@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.config import GatewayConfig
 from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.learning.alarms import LearningAlarms
 from gateway.learning.config import describe
 from gateway.learning.feedback import Feedback, FeedbackReader, check_response_id, parse_rating
 from gateway.learning.guard import GuardedStore
@@ -93,6 +94,7 @@ class Learning:
         self._policies = frozenset(lc.policies)
         self._breaker_open = breaker_open
         self.metrics = LearningMetrics(registry, lc.metrics_window)
+        self.alarms = LearningAlarms(lc.judge.model)
         Redactor(lc.redact, lc.store.max_text_chars)  # a bad redaction hook fails the start, not the worker
         store = open_store(
             lc.store.resolve_url(environ),
@@ -254,6 +256,8 @@ class Learning:
             outcome = self.admission.admit(estimate, usable)
             samples.labels(policy, outcome).inc()
             shadow = outcome == "shadowed"
+            if outcome == "over_budget":
+                self.alarms.over_budget(self.admission.budget)
         if not (record or shadow):
             return
         skip: frozenset[str] = frozenset()
@@ -325,8 +329,10 @@ class Learning:
         if self.admission is not None:
             self.admission.done(done.estimate, done.shadow_cost_usd + judge_cost)
         m.shadow_calls.labels(done.model, done.status).inc()
+        self.alarms.shadow_call(done.model, done.status)
         m.spend.labels("shadow").inc(done.shadow_cost_usd)
         if judgement is not None:
+            self.alarms.judged(judgement.verdict)
             m.spend.labels("judge").inc(judge_cost)
             for order in (judgement.strong_first, judgement.weak_first):
                 m.judge_orders.labels(order).inc()

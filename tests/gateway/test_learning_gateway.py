@@ -35,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.config import parse_config
+from gateway.learning.alarms import IN_A_ROW
 from gateway.learning.quality import Judged, summarize
 from gateway.learning.records import Verdict
 from gateway.learning.tenants import tenant_id
@@ -267,11 +268,16 @@ def test_sample_rate_is_honoured(fakes, judge, tmp_path):
 # ----------------------------------------------------------------------------- protections
 
 
-def test_daily_budget_cap_stops_shadowing(fakes, judge, tmp_path):
+def alarms(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The learning alarms logged (gateway.learning.alarms)."""
+    return [r.getMessage() for r in caplog.records if r.name == "gateway.learning.alarms"]
+
+
+def test_daily_budget_cap_stops_shadowing(fakes, judge, tmp_path, caplog):
     # one job's pessimistic estimate (shadow + 2 judge calls of max_tokens 1024 at 1.5 $/Mtok) is about
     # $0.0031; a $0.005 budget admits one job at a time and stops once about $0.002 has been spent
     cfg = learning_config(fakes, judge, sqlite_url(tmp_path), budget=0.005)
-    with GatewayThread(cfg) as gw:
+    with caplog.at_level(logging.WARNING, logger="gateway.learning.alarms"), GatewayThread(cfg) as gw:
         tally = Tally()
         for _ in range(10):  # one at a time: each job settles before the next request
             t, _ = send(gw, 1)
@@ -289,6 +295,11 @@ def test_daily_budget_cap_stops_shadowing(fakes, judge, tmp_path):
     assert shadowed >= 1 and over >= 1 and shadowed + over == 10
     assert 0 < spent <= 0.005 and stored_spend == pytest.approx(spent)
     assert fakes["weak-openai"].requests == shadowed
+    # said once in the log (was: only counted), however many samples the budget refused that day
+    (line,) = alarms(caplog)
+    assert line.startswith("learning: the daily shadow budget is used up ($0.00") and line.endswith(
+        "of learning.shadow.daily_budget_usd $0.005): no more shadow comparisons until 00:00 UTC"
+    ), line
 
 
 def test_tenant_opt_out(fakes, judge, tmp_path):
@@ -369,6 +380,45 @@ def test_a_hanging_shadow_provider_holds_the_queue_at_its_bound(fakes, judge, tm
         assert metric(gw, "ferryman_learning_shadow_calls_total", model="weak-openai", outcome="timeout") == 4
         assert fakes["weak-openai"].requests == 4 and judge.requests == 0
         assert gw.gateway.learning.admission.budget.reserved == pytest.approx(0.0, abs=1e-12)  # all settled
+
+
+def test_a_failing_shadow_model_is_logged_once_and_its_recovery_too(fakes, judge, tmp_path, caplog):
+    """Was: shadow calls failing on every sample were only counted (and logged at DEBUG)."""
+    fakes["weak-openai"].reset(default=status(500))
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="gateway.learning.alarms"), GatewayThread(cfg) as gw:
+        failing, _ = send(gw, IN_A_ROW + 2)
+        settle(gw)
+        fakes["weak-openai"].reset()
+        answering, _ = send(gw, 1)
+        settle(gw)
+    assert (failing.answered + answering.answered, failing.lost) == (IN_A_ROW + 3, 0)
+    assert alarms(caplog) == [
+        f"learning: shadow calls to weak-openai failed {IN_A_ROW} times in a row (last: error): no comparisons "
+        "with it until it answers; clients are not affected (ferryman_learning_shadow_calls_total)",
+        f"learning: shadow calls to weak-openai answer again (after {IN_A_ROW + 2} failures)",
+    ]
+
+
+def test_a_judge_that_gives_no_verdicts_is_logged_once_and_its_recovery_too(fakes, judge, tmp_path, caplog):
+    """Was: a judge answering without a verdict token (e.g. a model that ignores the judge prompt) was paid for
+    on every sample and left every comparison unlabelled, with nothing in the log."""
+    judge.rule = nonsense
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="gateway.learning.alarms"), GatewayThread(cfg) as gw:
+        send(gw, IN_A_ROW + 2)
+        settle(gw)
+        judge.rule = prefer_marker()
+        send(gw, 1)
+        settle(gw)
+        assert metric(gw, "ferryman_learning_judge_verdicts_total", verdict="invalid") == IN_A_ROW + 2
+    assert alarms(caplog) == [
+        f"learning: the judge judge-local gave no usable verdict for {IN_A_ROW} comparisons in a row (last: "
+        "invalid; its answers did not hold exactly one verdict ([[A]], [[B]] or [[C]]): is learning.judge.model a "
+        "model that follows the judge prompt?); they are paid for and stored without a label (`ferryman learn "
+        "judge` judges them again)",
+        f"learning: the judge judge-local gives verdicts again (after {IN_A_ROW + 2} comparisons without)",
+    ]
 
 
 def test_hanging_shadow_does_not_take_the_clients_connections(fakes, judge, tmp_path):
