@@ -19,12 +19,15 @@ stops start-up with an error naming it. Once both answer, ``up`` prints where ev
 ``--demo`` (``make demo``) needs no provider keys: a third child serves the built-in demo provider
 (``ferryman demo-provider``, :mod:`gateway.demo`: canned answers labelled ``[Ferryman demo]``) on
 ``--demo-port`` (8089 + offset), and the gateway uses ``config/gateway.demo.yaml``, whose two
-keyless models point at it; the client key is ``demo`` unless one is configured.
+keyless models point at it, or the ``--config`` given (e.g. the demo's with a ``learning:`` section);
+models of either that point at the demo's default port follow ``--demo-port``. The client key is
+``demo`` unless one is configured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import secrets
@@ -44,7 +47,7 @@ import yaml
 from ferryman import paths
 from ferryman.ports import MAX_PORT
 from ferryman.ports import port as port_type
-from gateway.config import GatewayConfig, add_config_argument, load_config
+from gateway.config import GatewayConfig, add_config_argument, default_config_path, load_config
 from gateway.demo import DEMO_PORT
 from gateway.errors import ConfigError
 
@@ -68,7 +71,7 @@ def _env_int(name: str) -> int | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_argument(parser)
+    add_config_argument(parser, or_else=f"with --demo: {DEMO_CONFIG}")
     parser.add_argument("--routers-dir", type=Path, default=paths.routers_dir(), help="router artifacts for the scorer")
     parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder directory")
     parser.add_argument(
@@ -107,8 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--demo",
         action="store_true",
         default=os.environ.get(ENV + "DEMO", "") not in ("", "0"),
-        help=f"no provider keys needed: serve the built-in demo provider (canned answers labelled as a demo) "
-        f"and use {DEMO_CONFIG} instead of --config; client key {DEMO_KEY!r} unless one is set [env {ENV}DEMO]",
+        help=f"no provider keys needed: serve the built-in demo provider (canned answers labelled as a demo), "
+        f"with {DEMO_CONFIG} unless --config is given; client key {DEMO_KEY!r} unless one is set [env {ENV}DEMO]",
     )
     parser.add_argument(
         "--demo-port", type=port_type, default=_env_int(ENV + "DEMO_PORT"), help=f"demo provider port ({DEMO_PORT})"
@@ -296,14 +299,19 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def _demo_config(port: int, workdir: Path) -> Path:
-    """The demo configuration, its models pointed at the demo provider's ``port``."""
+def _demo_config(source: Path, port: int, workdir: Path) -> Path:
+    """``source`` (the demo configuration, or the one given with ``--demo``), its models that point at the demo
+    provider's default port pointed at ``port``."""
     if port == DEMO_PORT:
-        return DEMO_CONFIG
-    data = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
-    for model in data["models"].values():
-        model["base_url"] = model["base_url"].replace(f":{DEMO_PORT}/", f":{port}/")
-    path = workdir / "gateway.demo.yaml"
+        return source
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        return source  # load_config says what is wrong with it
+    for model in models.values():
+        if isinstance(model, dict) and isinstance(model.get("base_url"), str):
+            model["base_url"] = model["base_url"].replace(f":{DEMO_PORT}/", f":{port}/")
+    path = workdir / source.name
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
@@ -315,8 +323,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path) -> int:
     demo_port = DEMO_PORT + args.port_offset if args.demo_port is None else args.demo_port
-    if args.demo:
-        args.config = _demo_config(demo_port, workdir)
+    if args.demo:  # the demo's configuration, or the one given (was: --config was ignored with --demo)
+        if args.config is not None:
+            print(f"ferryman up: demo mode with --config {args.config}", flush=True)
+        args.config = args.config or DEMO_CONFIG
+        with contextlib.suppress(OSError, yaml.YAMLError):  # load_config below says what is wrong with the file
+            args.config = _demo_config(args.config, demo_port, workdir)
+    elif args.config is None:
+        args.config = default_config_path()
     try:  # fail here, with the config's own message, before starting anything
         config = load_config(args.config)
     except ConfigError as exc:

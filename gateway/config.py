@@ -617,11 +617,23 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--config`` flag shared by ``ferryman gateway`` and ``ferryman up``."""
+def default_config_path() -> Path:
+    """The configuration used when ``--config`` is not given: ``$FERRYMAN_GATEWAY_CONFIG``, else config/gateway.yaml."""
+    return Path(os.environ.get("FERRYMAN_GATEWAY_CONFIG", "config/gateway.yaml"))
+
+
+def add_config_argument(parser: argparse.ArgumentParser, *, or_else: str = "") -> None:
+    """The ``--config`` flag shared by ``ferryman gateway``, ``ferryman up`` and ``ferryman learn judge``.
+
+    ``or_else``: the caller has another default in some mode (``up --demo``), said in the help; then
+    ``args.config`` is None when the flag is not given and the caller resolves it
+    (:func:`default_config_path` outside that mode).
+    """
+    default = default_config_path()
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("FERRYMAN_GATEWAY_CONFIG", "config/gateway.yaml")),
-        help="gateway YAML configuration (env FERRYMAN_GATEWAY_CONFIG)",
+        default=None if or_else else default,
+        help="gateway YAML configuration (env FERRYMAN_GATEWAY_CONFIG)"
+        + (f" (default: {default}; {or_else})" if or_else else ""),
     )

@@ -358,6 +358,49 @@ def test_up_demo_serves_routed_completions_without_any_provider_key(tmp_path_fac
     assert not any(_listening(p) for p in ports.values())
 
 
+def test_up_demo_with_a_config_serves_that_config(tmp_path_factory):
+    """``ferryman up --demo --config FILE``: the demo provider beside the operator's configuration (here the demo's
+    with feedback on, as a new operator tries learning from traffic), its models that point at the demo's default
+    port following --demo-port. Was: --config was silently replaced by config/gateway.demo.yaml, so learning was
+    off and POST /v1/feedback answered 404 'feedback is not enabled'."""
+    import openai
+
+    cmd, env, ports = _demo_up(tmp_path_factory)
+    work = tmp_path_factory.mktemp("demo-config")
+    config = yaml.safe_load((REPO / "config/gateway.demo.yaml").read_text(encoding="utf-8"))
+    config["learning"] = {
+        "policies": ["ferryman-balanced"],
+        "feedback": {"enabled": True},
+        "store": {"url": f"sqlite://{work / 'learning.db'}"},
+    }
+    (work / "mine.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    proc = subprocess.Popen(
+        [*cmd, "--config", str(work / "mine.yaml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = "".join(_read_until(proc, "demo provider http"))
+        assert f"ferryman up: demo mode with --config {work / 'mine.yaml'}" in out
+        assert "learning from traffic is ON" in out and str(work / "learning.db") in out
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{ports['http']}/v1", api_key="demo", max_retries=0)
+        answer = client.chat.completions.create(
+            model="ferryman-balanced", messages=[{"role": "user", "content": "Prove there are infinitely many primes."}]
+        )
+        assert answer.choices[0].message.content.startswith("[Ferryman demo]")  # the demo provider, on its port
+        rated = client.post(
+            "/feedback", cast_to=httpx.Response, body={"id": answer.id, "rating": "good"}, options={"timeout": 30}
+        )
+        assert rated.json() == {"object": "feedback", "id": answer.id, "rating": "good"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert not any(_listening(p) for p in ports.values())
+
+
 @pytest.mark.parametrize("ctrl_c", [False, True], ids=["SIGTERM to up", "Ctrl-C: SIGINT to its process group"])
 def test_up_stops_the_gateway_first_so_that_its_drain_still_scores_and_answers(tmp_path_factory, ctrl_c):
     """SIGTERM to ``up --demo``, or Ctrl-C in its terminal, while a client keeps sending: the gateway drains (every
