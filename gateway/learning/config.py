@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.errors import ConfigError
+from gateway.learning.tenants import is_tenant_id
 
 if TYPE_CHECKING:
     from gateway.config import ModelConfig, PolicyConfig, _Reader
@@ -212,13 +213,21 @@ def _shadow(r: _Reader) -> ShadowConfig:
     opt_out = r.raw("opt_out_tenants") or []
     if not isinstance(opt_out, list) or not all(isinstance(t, str) and t for t in opt_out):
         raise ConfigError("learning.shadow.opt_out_tenants: expected a list of tenant ids (ferryman learn tenant-id)")
+    for i, entry in enumerate(opt_out):
+        # was accepted as it was: a client key listed here opted nobody out, and that tenant's prompts were stored
+        if not is_tenant_id(entry.strip()):
+            raise ConfigError(
+                f"learning.shadow.opt_out_tenants[{i}]: not a tenant id ('t-' and 16 hex digits, or 'anonymous'); a "
+                "client key's tenant id is printed by `printf '%s\\n' \"$KEY\" | ferryman learn tenant-id` (the "
+                "entry is not repeated here: it may be a key)"
+            )
     cfg = ShadowConfig(
         sample_rate=r.unit("sample_rate") or 0.0,
         daily_budget_usd=r.non_negative("daily_budget_usd", float, d.daily_budget_usd),
         max_concurrent=r.positive("max_concurrent", int, d.max_concurrent),
         max_queued=r.non_negative("max_queued", int, d.max_queued),
         timeout_s=r.positive("timeout_s", float, d.timeout_s),
-        opt_out_tenants=frozenset(opt_out),
+        opt_out_tenants=frozenset(t.strip() for t in opt_out),
     )
     r.finish()
     return cfg

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import sys
 
 ANONYMOUS = "anonymous"
+_TENANT_ID = re.compile(r"t-[0-9a-f]{16}")
 
 
 def tenant_id(client_key: str) -> str:
     return "t-" + hashlib.sha256(client_key.encode()).hexdigest()[:16]
+
+
+def is_tenant_id(text: str) -> bool:
+    """Whether ``text`` is a tenant id (:func:`tenant_id`'s form, or ``anonymous``), not e.g. a client key."""
+    return text == ANONYMOUS or _TENANT_ID.fullmatch(text) is not None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -198,6 +198,35 @@ def test_a_learning_store_named_only_by_url_env_needs_the_variable(tmp_path):
     assert not (tmp_path / "ferryman-learning.db").exists()
 
 
+def test_an_opt_out_entry_that_is_not_a_tenant_id_stops_start_up(tmp_path):
+    """Was: learning.shadow.opt_out_tenants took any string, so a client key listed there (instead of its tenant
+    id) opted nobody out: that client's prompts and answers were stored. Now start-up stops, without repeating the
+    entry (it may be a key)."""
+    from gateway.learning.tenants import tenant_id
+
+    secret = "sk-client-secret-1"
+    learning = {"policies": ["p"], "feedback": {"enabled": True}, "store": {"url": f"sqlite://{tmp_path / 'l.db'}"}}
+    learning["shadow"] = {"opt_out_tenants": [tenant_id(secret), "anonymous"]}
+    assert parse_config(base() | {"learning": learning}).learning.shadow.opt_out_tenants == {
+        tenant_id(secret),
+        "anonymous",
+    }
+    learning["shadow"] = {"opt_out_tenants": [tenant_id("other"), secret]}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(base() | {"learning": learning}))
+    env = {"PATH": "/usr/bin:/bin", "FERRYMAN_API_KEYS": secret}
+    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(path), "--http-port", "0", "--grpc-port", "0"]
+    argv += ["--admin-port", "0"]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "learning.shadow.opt_out_tenants[1]: not a tenant id ('t-' and 16 hex digits, or "
+        "'anonymous'); a client key's tenant id is printed by `printf '%s\\n' \"$KEY\" | ferryman learn tenant-id`"
+    ) in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
+    assert not (tmp_path / "l.db").exists()
+
+
 def test_cli_reports_config_errors_and_missing_client_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_mutate(base(), "models.big.provider", "azure")))

@@ -43,7 +43,7 @@ def test_learning_config_parses():
         _config(
             {
                 "policies": ["p"],
-                "shadow": {"sample_rate": 0.2, "daily_budget_usd": 5, "opt_out_tenants": ["t-1"]},
+                "shadow": {"sample_rate": 0.2, "daily_budget_usd": 5, "opt_out_tenants": ["t-0123456789abcdef"]},
                 "judge": {"model": "j", "on_inconsistent": "discard"},
                 "feedback": {"enabled": True},
                 "store": {"url": "redis://r:6379/0", "retention_days": 7, "max_records": 10},
@@ -51,7 +51,7 @@ def test_learning_config_parses():
             }
         )
     ).learning
-    assert cfg.enabled and cfg.shadow.sample_rate == 0.2 and cfg.shadow.opt_out_tenants == {"t-1"}
+    assert cfg.enabled and cfg.shadow.sample_rate == 0.2 and cfg.shadow.opt_out_tenants == {"t-0123456789abcdef"}
     assert cfg.judge.on_inconsistent == "discard" and cfg.store.max_records == 10
     assert cfg.redact.rules[0].replace == "[redacted]"
 
