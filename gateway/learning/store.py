@@ -253,7 +253,11 @@ class RedisStore:
 
     kind = "redis"
 
-    def __init__(self, url: str, namespace: str, retention_s: float, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, namespace: str, retention_s: float, timeout_s: float, must_exist: bool = False
+    ) -> None:
+        self._must_exist = must_exist
+        self._namespace = namespace
         try:
             self._redis: aioredis.Redis = aioredis.Redis.from_url(
                 url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
@@ -281,6 +285,24 @@ class RedisStore:
 
     async def open(self) -> None:
         await self._call(self._redis.ping)
+        if self._must_exist and not await self._call(lambda: self._redis.exists(self._index)):
+            # was: a mistyped --namespace or /db read as an empty store ("wrote 0 ... of 0 records", exit 0)
+            found = await self._call(self._namespaces)
+            there = f"namespaces with records there: {', '.join(found)}" if found else "no namespace has records there"
+            raise ConfigError(
+                f"no learning records in redis {self.where} under namespace {self._namespace!r} (--namespace: the "
+                f"gateway's learning.store.namespace; the URL's /N: its database); {there}"
+            )
+
+    async def _namespaces(self) -> list[str]:
+        """The namespaces of this database that hold learning records (at most 10 named)."""
+        suffix = ":learn:index"
+        found: set[str] = set()
+        async for key in self._redis.scan_iter(match=f"*{suffix}", count=1000):
+            found.add(key.decode(errors="replace").removesuffix(suffix))
+            if len(found) >= 10:
+                break
+        return sorted(found)
 
     async def put(self, record: Record) -> None:
         async def put() -> None:
@@ -384,15 +406,15 @@ def open_store(
 ) -> Store:
     """A store for ``url`` (nothing is connected yet: call ``await store.open()``).
 
-    ``must_exist``: a SQLite file that is not there is an error (commands that read a store), where
-    the gateway creates it.
+    ``must_exist``: a SQLite file that is not there, or a Redis namespace without records, is an error
+    (commands that read a store; the Redis one at ``open``), where the gateway creates it.
     """
     try:
         kind, path = store_target(url)
     except ConfigError as exc:
         raise ConfigError(f"learning store URL: {exc}") from None
     if kind == "redis":
-        return RedisStore(url, namespace, retention_s, timeout_s)
+        return RedisStore(url, namespace, retention_s, timeout_s, must_exist=must_exist)
     if must_exist and not Path(path).is_file():
         raise ConfigError(
             f"no learning store at {path}: the gateway creates it there when learning.store.url names it "

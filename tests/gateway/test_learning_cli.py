@@ -42,3 +42,38 @@ def test_since_days_must_be_a_positive_number(tmp_path: Path):
         assert done.returncode == 2, (value, done.stdout)
         assert f"argument --since-days: {value} is not a number of days > 0" in done.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_reading_a_redis_namespace_or_database_without_records_is_an_error_naming_those_with_records(
+    redis_server, tmp_path: Path
+):
+    """Was: a --namespace or /db other than the gateway's read as an empty store: 'wrote 0 labelled comparisons of 0
+    records' (exit 0), as if nothing had been learned."""
+    import asyncio
+
+    from gateway.learning.records import Record
+    from gateway.learning.store import RedisStore
+
+    async def put() -> None:
+        store = RedisStore(redis_server.url, "prod", retention_s=3600, timeout_s=2.0)
+        await store.put(Record(id="chatcmpl-1", created_at=1.0, tenant="anonymous", policy="p", messages_json="[]"))
+        await store.close()
+
+    asyncio.run(put())
+    out = tmp_path / "out.csv"
+    where = redis_server.url.removeprefix("redis://")
+    for args in (["report"], ["export", "--out", str(out)]):
+        done = learn(*args, "--store", redis_server.url)  # the default namespace, ferryman
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert (
+            f"no learning records in redis {where} under namespace 'ferryman' (--namespace: the gateway's "
+            "learning.store.namespace; the URL's /N: its database); namespaces with records there: prod"
+        ) in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not out.exists()
+    other_db = redis_server.url.rsplit("/", 1)[0] + "/1"
+    done = learn("report", "--store", other_db, "--namespace", "prod")
+    assert done.returncode == 2 and "under namespace 'prod'" in done.stderr
+    assert done.stderr.rstrip().endswith("no namespace has records there"), done.stderr
+    done = learn("export", "--store", redis_server.url, "--namespace", "prod", "--out", str(out))
+    assert done.returncode == 0 and "wrote 0 labelled comparisons of 1 records" in done.stdout, done.stderr
