@@ -167,14 +167,16 @@ class Learning:
                 replacing = True
                 ran_s = self.worker.ran_s(now)
                 wait = backoff.died(ran_s, now)
+                shadows, writes = self._forget_in_flight("lost")
                 log.error(
-                    "the learning worker exited (code %s) after %.1f s; %d shadow jobs lost; restarting it in %.1f s",
+                    "the learning worker exited (code %s) after %.1f s; %d shadow jobs and %d record writes lost; "
+                    "restarting it in %.1f s",
                     self.worker.exitcode,
                     ran_s,
-                    len(self._shadows),
+                    shadows,
+                    writes,
                     max(wait, _WATCH_S),
                 )
-                self._forget_in_flight("lost")
             if not backoff.due(now):
                 continue
             try:
@@ -184,8 +186,10 @@ class Learning:
                 wait = backoff.start_failed(time.monotonic())
                 log.exception("learning: could not start a new learning worker; trying again in %.1f s", wait)
 
-    def _forget_in_flight(self, outcome: str) -> None:
-        """Jobs the worker will never report: free their slots and budget, count them."""
+    def _forget_in_flight(self, outcome: str) -> tuple[int, int]:
+        """Jobs the worker will never report: free their slots and budget, count them (shadow calls ``outcome``,
+        record writes ``dropped``: was not counted at all); (shadow jobs, record writes) forgotten."""
+        shadows, writes = len(self._shadows), len(self._pending)
         for estimate in self._shadows.values():
             self.metrics.shadow_calls.labels("", outcome).inc()
             if self.admission is not None:
@@ -195,7 +199,10 @@ class Learning:
         for future in self._pending.values():
             if not future.done():
                 future.set_result(None)
+        if writes:
+            self.metrics.store_ops.labels("put", "dropped").inc(writes)
         self._pending.clear()
+        return shadows, writes
 
     async def quiesce(self, timeout_s: float) -> bool:
         """Wait until the worker has reported every job handed to it (tests, benchmarks); False on timeout."""

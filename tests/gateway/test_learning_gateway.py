@@ -840,6 +840,33 @@ def test_worker_killed_mid_run_is_restarted(fakes, judge, tmp_path):
     assert done == shadowed == 8  # every shadow job ends reported (ok or timeout) or counted lost
 
 
+def test_record_writes_a_killed_worker_had_not_made_are_counted_and_logged(fakes, judge, redis_server, caplog):
+    """Answers recorded for feedback whose writes the worker still held when it died (here: the store frozen).
+    Was: forgotten uncounted, and the log said "0 shadow jobs lost"."""
+    cfg = learning_config(fakes, judge, redis_server.url, rate=0.0, store_section={"timeout_s": 30.0})
+    with caplog.at_level(logging.ERROR, logger="gateway.learning.service"), GatewayThread(cfg) as gw:
+        learning = gw.gateway.learning
+        send(gw, 1)
+        settle(gw)  # the worker has opened the store and written to it
+        redis_server.process.proc.send_signal(signal.SIGSTOP)
+        try:
+            tally, _ = send(gw, 3)  # their writes hang in the worker
+            deadline = time.monotonic() + 10
+            while len(learning._pending) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(learning.worker.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while learning.worker.starts < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            redis_server.process.proc.send_signal(signal.SIGCONT)
+        settle(gw)
+        dropped = metric(gw, "ferryman_learning_store_ops_total", op="put", outcome="dropped")
+    assert (tally.answered, tally.lost) == (3, 0)
+    assert dropped == 3
+    assert "; 0 shadow jobs and 3 record writes lost; restarting it in" in caplog.text, caplog.text
+
+
 def test_jobs_answered_while_the_worker_restarts_hold_no_slot(fakes, judge, tmp_path, monkeypatch):
     """Answers that finish while the gateway replaces a dead worker (its old pipe closed, the new one not
     yet open) cannot be handed over: they hold no shadow slot or pending write and are counted lost.
