@@ -54,6 +54,15 @@ class CurvePlan:
     seed: int = 0
     gate: GateRule = field(default_factory=GateRule)  # the product's promotion rule
 
+    def __post_init__(self) -> None:
+        # was: --splits 0 simulated nothing and printed "APGR nan" lines (exit 0) into a JSON of NaNs
+        if not self.samples or min(self.samples) < 0:
+            raise ValueError(f"--samples must be counts >= 0, got {','.join(map(str, self.samples))!r}")
+        if self.splits < 1:
+            raise ValueError(f"--splits must be at least 1, is {self.splits}")
+        if self.test_size < 0:
+            raise ValueError(f"--test-size must be >= 0 (0: chosen from the traffic), is {self.test_size}")
+
 
 def split_traffic(traffic: Traffic, test_size: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
     """(test sample indices, pool sample indices in judging order), split by prompt key."""

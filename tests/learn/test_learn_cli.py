@@ -165,6 +165,29 @@ def test_curve_writes_json_and_plot(setup: dict[str, Path], tmp_path: Path) -> N
         assert np.isfinite([point["sd"], point["served_apgr"], point["judged_only_apgr"]]).all()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--splits", "0", "--splits must be at least 1, is 0"),
+        ("--splits", "-2", "--splits must be at least 1, is -2"),
+        ("--test-size", "-5", "--test-size must be >= 0 (0: chosen from the traffic), is -5"),
+        ("--samples", "0,-100", "--samples must be counts >= 0, got '0,-100'"),
+    ],
+)
+def test_curve_refuses_a_plan_with_nothing_to_simulate(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    """Was (--splits 0): "APGR nan ± 0.0000 (shipped +nan ...) ... promoted in 0/0 splits" lines, exit 0, NumPy's
+    'Mean of empty slice' warnings and a JSON of NaNs; now exit 2 with what is wrong, and nothing written."""
+    out = tmp_path / "curve.json"
+    argv = ["curve", "--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK]
+    argv += ["--shipped", str(setup["mf"]), "--samples", "0,60", "--test-size", "300", "--json", str(out)]
+    capsys.readouterr()
+    assert _learn(setup, *argv, flag, value) == 2
+    assert f"ferryman learn curve: error: {message}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_promote_and_curve_say_why_the_apgr_is_undefined(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

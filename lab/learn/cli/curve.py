@@ -48,8 +48,6 @@ def _curve(args: argparse.Namespace) -> int:
         samples = tuple(int(x) for x in args.samples.split(",") if x.strip())
     except ValueError:
         raise ValueError(f"--samples must be comma-separated counts, got {args.samples!r}") from None
-    if not samples or min(samples) < 0:
-        raise ValueError(f"--samples must be counts >= 0, got {args.samples!r}")
     plan = CurvePlan(
         samples=samples,
         splits=args.splits,
