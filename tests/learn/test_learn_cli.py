@@ -188,6 +188,24 @@ def test_curve_refuses_a_plan_with_nothing_to_simulate(
     assert not out.exists()
 
 
+def test_promote_refuses_a_candidate_with_no_held_back_slice(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: a candidate retrained with --holdout 0 got "only 0 non-tie verdicts in the held-back slice (need 30);
+    judge more traffic" (exit 3), advice no amount of traffic could follow."""
+    mf = tmp_path / "mf"
+    shutil.copytree(setup["routers"] / "mf", mf)
+    pair = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(mf)]
+    assert _learn(setup, "retrain", *pair, "--holdout", "0") == 0
+    candidate = versions.list_versions(mf)[-1]
+    capsys.readouterr()
+    assert _learn(setup, "promote", *pair, "--candidate", candidate, "--dry-run") == 2
+    assert (
+        f"ferryman learn promote: error: {candidate} was retrained with --holdout 0: no prompts were held back, so "
+        "the gate has nothing to test it on (more traffic would not help); retrain with --holdout > 0"
+    ) in capsys.readouterr().err
+
+
 def test_promote_and_curve_say_why_the_apgr_is_undefined(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

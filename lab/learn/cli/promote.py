@@ -52,6 +52,11 @@ def _promote(args: argparse.Namespace) -> int:
     if "learn_cfg_salt" not in prov:
         raise ValueError(f"{candidate_path}: not a candidate written by `ferryman learn retrain` (no held-back slice)")
     config = LearnConfig(holdout=float(prov["learn_cfg_holdout"]), salt=prov["learn_cfg_salt"])
+    if config.holdout == 0:  # was: "only 0 non-tie verdicts in the held-back slice (need 30); judge more traffic"
+        raise ValueError(
+            f"{args.candidate} was retrained with --holdout 0: no prompts were held back, so the gate has nothing to "
+            "test it on (more traffic would not help); retrain with --holdout > 0 (default 0.2)"
+        )
     served = load_scoring_router(serving.path, embedder, strong=candidate.strong, weak=candidate.weak)
     traffic = load_traffic(args.traffic, args.strong, args.weak)
     _, held = split_holdout(traffic.samples, config)
