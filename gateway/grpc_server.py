@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.config import ServerConfig
+from gateway.errors import InvalidRequestError
 from gateway.formats import grpc as grpc_format
 from gateway.grpc_interceptors import HEALTH_SERVICE, current_tenant, interceptors
 from gateway.learning.records import Rating
@@ -59,6 +60,20 @@ _RATING = {
     gateway_pb2.FEEDBACK_RATING_BAD: Rating.BAD.value,
 }
 _RATING_PB = {v: k for k, v in _RATING.items()}
+
+
+def _feedback_of(request: gateway_pb2.SubmitFeedbackRequest) -> tuple[object, object]:
+    """(response id, rating) for the core; FEEDBACK_RATING_UNSPECIFIED or a number the enum does not have is an
+    InvalidRequestError in this API's words (was "rating must be one of 'good', 'bad', got 'unspecified'", for 7
+    too)."""
+    if request.rating not in _RATING:
+        allowed = " or ".join(gateway_pb2.FeedbackRating.Name(n) for n in _RATING)
+        unset = request.rating == gateway_pb2.FEEDBACK_RATING_UNSPECIFIED
+        got = "FEEDBACK_RATING_UNSPECIFIED (not set)" if unset else str(request.rating)
+        raise InvalidRequestError(f"rating must be {allowed}, got {got}", param="rating")
+    return request.response_id, _RATING[request.rating]
+
+
 _OUTCOME = {
     AttemptOutcome.SUCCESS: gateway_pb2.ATTEMPT_OUTCOME_SUCCESS,
     AttemptOutcome.TRANSIENT_ERROR: gateway_pb2.ATTEMPT_OUTCOME_TRANSIENT_ERROR,
@@ -223,9 +238,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def SubmitFeedback(
         self, request: gateway_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.SubmitFeedbackResponse:
-        # FEEDBACK_RATING_UNSPECIFIED (or an unknown number) reaches the core as a bad rating: INVALID_ARGUMENT
-        rating = _RATING.get(request.rating, "unspecified")
-        response_id, recorded = await self._gateway.feedback(current_tenant(), lambda: (request.response_id, rating))
+        response_id, recorded = await self._gateway.feedback(current_tenant(), lambda: _feedback_of(request))
         return gateway_pb2.SubmitFeedbackResponse(response_id=response_id, rating=_RATING_PB[recorded.value])
 
 

@@ -670,6 +670,15 @@ def test_feedback_over_grpc(fakes, judge, tmp_path):
             with pytest.raises(grpc.RpcError) as err:
                 stub.SubmitFeedback(req, metadata=metadata)
             assert err.value.code() == code
+        # a rating not set, or a number the enum does not have, said in gRPC's words (was: "rating must be one of
+        # 'good', 'bad', got 'unspecified'" for both)
+        for rating, got in ((0, "FEEDBACK_RATING_UNSPECIFIED (not set)"), (7, "7")):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.SubmitFeedback(
+                    gateway_pb2.SubmitFeedbackRequest(response_id=answer.id, rating=rating), metadata=md
+                )
+            assert err.value.details() == f"rating must be FEEDBACK_RATING_GOOD or FEEDBACK_RATING_BAD, got {got}"
+        assert metric(gw, "ferryman_learning_feedback_total", outcome="invalid") == 5
 
 
 def test_feedback_labels_in_export(fakes, judge, tmp_path):
