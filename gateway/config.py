@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from ferryman import keepalive
 from ferryman.ports import MAX_PORT, grpc_target
 from gateway.calibration_online import CalibrationConfig, parse_calibration
 from gateway.errors import ConfigError
@@ -457,12 +458,18 @@ def parse_config(data: Any) -> GatewayConfig:
         grpc_target(target)
     except argparse.ArgumentTypeError as exc:
         raise ConfigError(f"scorer.target: {exc}") from None
+    keepalive_time_ms = sr.positive("keepalive_time_ms", int, d.keepalive_time_ms)
+    if keepalive_time_ms < keepalive.MIN_PING_INTERVAL_MS:
+        raise ConfigError(
+            f"scorer.keepalive_time_ms: must be >= {keepalive.MIN_PING_INTERVAL_MS} (the scorer refuses pings more "
+            f"often: GOAWAY too_many_pings), got {keepalive_time_ms}"
+        )
     scorer = ScorerClientConfig(
         target=target,
         deadline_ms=sr.positive("deadline_ms", float, d.deadline_ms),
         list_routers_deadline_ms=sr.positive("list_routers_deadline_ms", float, d.list_routers_deadline_ms),
         calibration_refresh_s=sr.positive("calibration_refresh_s", float, d.calibration_refresh_s),
-        keepalive_time_ms=sr.positive("keepalive_time_ms", int, d.keepalive_time_ms),
+        keepalive_time_ms=keepalive_time_ms,
         keepalive_timeout_ms=sr.positive("keepalive_timeout_ms", int, d.keepalive_timeout_ms),
         fallback_warn_share=sr.unit("fallback_warn_share", d.fallback_warn_share) or 0.0,
         fallback_window_s=sr.positive("fallback_window_s", float, d.fallback_window_s),

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from ferryman import keepalive
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.config import ServerConfig
 from gateway.errors import InvalidRequestError
@@ -265,8 +266,8 @@ async def create_server(
         # ... and any connection after server.grpc_max_connection_age_s (calls under way get the
         # whole-request deadline to finish), so a client behind a Service reaches every replica in turn
         *_max_age(gateway.config.server),
-        # clients may ping at most every 10 s (keepalive abuse is answered with GOAWAY)
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        # clients may ping every 10 s, with or without calls (faster is keepalive abuse: GOAWAY)
+        *keepalive.server_options(),
         # no SO_REUSEPORT, so a second gateway on a port in use fails to start instead of sharing it
         ("grpc.so_reuseport", 0),
     ]

@@ -28,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from ferryman import keepalive
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from scorer.artifacts import encoder_label
 from scorer.config import ScorerConfig
@@ -169,6 +170,7 @@ class ScorerServer:
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+            *keepalive.server_options(),  # the gateway's idle keepalive pings
         ]
         if config.max_connection_age_s > 0:  # no age grace: the calls under way always finish (a BatchScore too)
             opts.append(("grpc.max_connection_age_ms", round(config.max_connection_age_s * 1000)))

@@ -77,6 +77,7 @@ BAD = [
     ("policies.p.scorer_down_tier", "medium", "policies.p.scorer_down_tier: must be 'strong' or 'weak'"),
     ("policies.router-x-1", {"threshold": 0.1}, "name clashes"),
     ("scorer.deadline_ms", 0, "scorer.deadline_ms: must be > 0"),
+    ("scorer.keepalive_time_ms", 1000, "scorer.keepalive_time_ms: must be >= 10000 (the scorer refuses pings"),
     ("auth.disabled", "yes", "auth.disabled: expected bool"),
     ("retry.max_retries", -1, "retry.max_retries: must be >= 0"),
     ("models.big.max_tokens_cap", 0, "models.big.max_tokens_cap: must be > 0"),

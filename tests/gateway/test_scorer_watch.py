@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from ferryman import keepalive
 from gateway.config import ScorerClientConfig
 from gateway.metrics import Metrics
 from gateway.scorer_client import ScorerClient
@@ -114,3 +116,25 @@ def test_a_scorer_that_does_not_answer_list_routers_is_logged_once_then_its_retu
     assert said("answers ListRouters again") == [
         f"scorer dns:///127.0.0.1:{port} answers ListRouters again; calibration tables refreshed"
     ]
+
+
+def test_the_scorer_keeps_a_connection_whose_idle_keepalive_pings_are_the_gateways(
+    test_routers: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway's channel pings an idle scorer every ``keepalive_time_ms``; the scorer must not answer
+    GOAWAY too_many_pings (gRPC's server defaults allow an idle ping every 2 hours). Scaled down: both sides
+    at 300 ms instead of 10 s."""
+    monkeypatch.setattr(keepalive, "MIN_PING_INTERVAL_MS", 300)
+    capfd.readouterr()
+
+    async def idle_with_pings(target: str) -> None:
+        client = ScorerClient(replace(ScorerClientConfig(target=f"dns:///{target}"), keepalive_time_ms=300), Metrics())
+        try:
+            assert "mf" in {r.name for r in await client.list_routers()}
+            await asyncio.sleep(5)  # no call: only keepalive pings cross the connection (GOAWAY came after ~3 s)
+        finally:
+            await client.close()
+
+    with scorer_in_thread(test_routers) as target:
+        asyncio.run(idle_with_pings(target))
+    assert "too_many_pings" not in capfd.readouterr().err
