@@ -35,6 +35,17 @@ class Verdict(enum.StrEnum):
         return self in (Verdict.STRONG, Verdict.WEAK, Verdict.TIE)
 
 
+#: The verdicts that label a comparison (:attr:`Verdict.is_label`).
+LABEL_VERDICTS = tuple(v.value for v in Verdict if v.is_label)
+
+
+def is_labelled(verdict: str | bytes | None, rating: str | bytes | None) -> bool:
+    """Whether a stored record carries a label (a judge's verdict that is one, or a rating): what the size
+    cap keeps longest. Bytes as Redis returns them are accepted."""
+    v = verdict.decode() if isinstance(verdict, bytes) else verdict
+    return v in LABEL_VERDICTS or bool(rating)
+
+
 class Rating(enum.StrEnum):
     """An application's explicit rating of the answer it got."""
 

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError
 from gateway.learning.config import store_target
-from gateway.learning.records import FIELDS, RATING_FIELDS, Record
+from gateway.learning.records import FIELDS, LABEL_VERDICTS, RATING_FIELDS, Record, is_labelled
 
 T = TypeVar("T")
 _PAGE = 500
@@ -75,7 +75,9 @@ class Store(Protocol):
     async def spend(self, day: str) -> float: ...
 
     async def prune(self, older_than: float, max_records: int) -> int:
-        """Delete records created before ``older_than`` (epoch s), then the oldest beyond ``max_records``."""
+        """Delete records created before ``older_than`` (epoch s), then the oldest beyond ``max_records``:
+        unlabelled ones first (:func:`~gateway.learning.records.is_labelled`), labelled ones only when
+        those alone pass the cap."""
         ...
 
     async def count(self) -> int: ...
@@ -101,6 +103,10 @@ _SCHEMA = (
     + ")",
     "CREATE INDEX IF NOT EXISTS records_created ON records (created_at)",
     "CREATE TABLE IF NOT EXISTS spend (day TEXT PRIMARY KEY, usd REAL NOT NULL)",
+)
+#: 1 for a labelled record (a judge's label or a rating), 0 otherwise: the size cap deletes 0s first.
+_LABELLED_SQL = (
+    "(COALESCE(verdict, '') IN (" + ", ".join(f"'{v}'" for v in LABEL_VERDICTS) + ") OR COALESCE(rating, '') != '')"
 )
 _PUT_COLUMNS = [n for n in FIELDS if n not in RATING_FIELDS]
 _UPSERT = (
@@ -194,7 +200,8 @@ class SQLiteStore:
             (n,) = c.execute("SELECT COUNT(*) FROM records").fetchone()
             if n > max_records:
                 deleted += c.execute(
-                    "DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY created_at, id LIMIT ?)",
+                    f"DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY {_LABELLED_SQL}, created_at, id "
+                    "LIMIT ?)",
                     (n - max_records,),
                 ).rowcount
             return int(deleted)
@@ -356,6 +363,10 @@ class RedisStore:
                 if len(old) < _PAGE:
                     break
             excess = await self._redis.zcard(self._index) - max_records
+            if excess > 0:
+                removed = await self._delete_unlabelled(excess)
+                excess -= removed
+                deleted += removed
             while excess > 0:
                 batch = await self._redis.zrange(self._index, 0, min(excess, _PAGE) - 1)
                 excess -= await self._delete(batch)
@@ -365,6 +376,23 @@ class RedisStore:
             return deleted
 
         return int(await self._call(prune))
+
+    async def _delete_unlabelled(self, wanted: int) -> int:
+        """Delete up to ``wanted`` of the oldest unlabelled records (one page of ids and their labels at a time)."""
+        deleted, offset = 0, 0
+        while deleted < wanted:
+            ids: list[bytes] = await self._redis.zrange(self._index, offset, offset + _PAGE - 1)
+            if not ids:
+                break
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hmget(self._key(i.decode()), "verdict", "rating")
+                labels = await pipe.execute()
+            drop = [i for i, (verdict, rating) in zip(ids, labels, strict=True) if not is_labelled(verdict, rating)]
+            drop = drop[: wanted - deleted]
+            deleted += await self._delete(drop)
+            offset += len(ids) - len(drop)
+        return deleted
 
     async def count(self) -> int:
         return int(await self._call(lambda: self._redis.zcard(self._index)))

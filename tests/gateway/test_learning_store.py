@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.learning import store as store_module
 from gateway.learning.records import Record
 from gateway.learning.store import RedisStore, SQLiteStore, Store, StoreError, open_store
 
@@ -109,6 +110,29 @@ def test_scan_order_paging_since_and_prune(make_store):
             left = await _scan(store)
             assert len(left) == 1000 and left[0].id == "chatcmpl-0203"
             assert await store.count() == 1000
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_the_size_cap_deletes_unlabelled_records_first(make_store, monkeypatch):
+    """Judge labels cost money and ratings come once: over ``max_records`` the oldest records without a
+    label go first (an invalid or failed verdict is no label), labelled ones only when they alone pass it."""
+    monkeypatch.setattr(store_module, "_PAGE", 3)  # several pages of ids in Redis
+
+    async def go() -> None:
+        store = make_store()
+        await store.open()
+        try:
+            verdicts = {0: "strong", 1: "invalid", 2: "tie", 5: "error", 6: "weak"}
+            for i in range(10):
+                await store.put(rec(i, verdict=verdicts.get(i, "")))
+            assert await store.set_rating(rec(4).id, "t-a", "good", 1_700_000_100.0)
+            assert await store.prune(older_than=0.0, max_records=5) == 5
+            assert [r.id[-1] for r in await _scan(store)] == ["0", "2", "4", "6", "9"]
+            assert await store.prune(older_than=0.0, max_records=2) == 3  # 9, then the oldest labelled
+            assert [r.id[-1] for r in await _scan(store)] == ["4", "6"]
         finally:
             await store.close()
 
