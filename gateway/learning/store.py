@@ -381,7 +381,7 @@ class RedisStore:
         """Delete up to ``wanted`` of the oldest unlabelled records (one page of ids and their labels at a time)."""
         deleted, offset = 0, 0
         while deleted < wanted:
-            ids: list[bytes] = await self._redis.zrange(self._index, offset, offset + _PAGE - 1)
+            ids: list[Any] = await self._redis.zrange(self._index, offset, offset + _PAGE - 1)
             if not ids:
                 break
             async with self._redis.pipeline(transaction=False) as pipe:
