@@ -63,6 +63,7 @@ class Budget:
         self.day = utc_day(clock())
         self.known = 0.0
         self.reserved = 0.0
+        self._holders = 0
 
     def _roll(self) -> None:
         day = utc_day(self._clock())
@@ -74,12 +75,15 @@ class Budget:
         if self.known + self.reserved + estimate > self.cap:
             return False
         self.reserved += estimate
+        self._holders += 1
         return True
 
     def settle(self, estimate: float, actual: float) -> None:
         """A job that reserved ``estimate`` has spent ``actual``."""
         self._roll()
-        self.reserved = max(0.0, self.reserved - estimate)
+        self._holders = max(0, self._holders - 1)
+        # with no job holding one, nothing is reserved (not the rounding left by adding and subtracting floats)
+        self.reserved = max(0.0, self.reserved - estimate) if self._holders else 0.0
         self.known += actual
 
     def observe_total(self, day: str, total: float) -> None:
