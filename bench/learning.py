@@ -52,6 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway import KeepAliveConnection, _cpu_note, _cpu_s
 from ferryman import paths
+from gateway.learning.config import LearningConfig, ShadowConfig
 from harness import cpus
 from harness.cpus import CpuLayout
 from harness.processes import Process, RedisServer, children, free_port, read_json, spawn, wait_for
@@ -84,14 +85,19 @@ def _count(text: str) -> int:
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """How the shadow gateway's learning worker runs and waits (both learning benchmarks)."""
     parser.add_argument(
-        "--worker-sched-idle", action="store_true", help="its learning worker under SCHED_IDLE (worker_sched_idle)"
+        "--worker-sched-idle",
+        action=argparse.BooleanOptionalAction,
+        default=LearningConfig.worker_sched_idle,
+        help="its learning worker under SCHED_IDLE or at its niceness only (worker_sched_idle; default: the"
+        " product's, %(default)s)",
     )
     parser.add_argument(
         "--max-queued",
         type=_count,
-        default=0,
+        default=ShadowConfig.max_queued,
         help=f"its shadow.max_queued: admitted shadow jobs that may wait beyond the {MAX_CONCURRENT} running"
-        " (shadow.max_concurrent) instead of being shed as saturated (default 0: none wait)",
+        " (shadow.max_concurrent) instead of being shed as saturated (default: the product's, %(default)s; 0: none"
+        " wait)",
     )
 
 

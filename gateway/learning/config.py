@@ -94,8 +94,9 @@ class ShadowConfig:
     max_concurrent: int = 16
     #: Admitted shadow jobs that may wait, beyond the ``max_concurrent`` running, for a running one to end
     #: (0: none wait). A sample beyond both is dropped and counted (``saturated``); each waiting job holds its
-    #: request and answer (memory) and its budget reservation.
-    max_queued: int = 0
+    #: request and answer (memory) and its budget reservation. 48 (with ``worker_sched_idle``): docs/lab-log.md,
+    #: 2026-12-05 17:00 rule and 18:02 runs.
+    max_queued: int = 48
     #: A shadow call (and each judge call) is abandoned after this long.
     timeout_s: float = 60.0
     #: Tenants (``ferryman learn tenant-id``) whose requests are never shadowed nor recorded.
@@ -142,8 +143,9 @@ class LearningConfig:
     #: worker that gets fewer steps logs it): its CPU comes after the serving process's.
     worker_nice: int = 10
     #: Run the worker under SCHED_IDLE (Linux): it gets only CPU no other process wants, so a client's
-    #: latency is untouched even on a saturated host, but there it sheds samples (counted as saturated).
-    worker_sched_idle: bool = False
+    #: latency is untouched even on a saturated host; its jobs wait (``shadow.max_queued``) and, on a host
+    #: that never idles, are shed (counted as saturated).
+    worker_sched_idle: bool = True
 
     @property
     def enabled(self) -> bool:

@@ -129,7 +129,8 @@ def test_the_learning_benchmark_runs_product_and_rig_where_asked(tmp_path: Path)
     out = tmp_path / "learning.json"
     argv = [sys.executable, "-m", "ferryman", "bench", "learning", "--requests", "30", "--warmup", "5"]
     argv += ["--rounds", "1", "--concurrency", "2", "--provider-delay-ms", "5", "--bootstrap", "50"]
-    argv += ["--product-cpus", str(first), "--rig-cpus", str(second), "--max-queued", "32", "--json", str(out)]
+    argv += ["--product-cpus", str(first), "--rig-cpus", str(second), "--max-queued", "32", "--no-worker-sched-idle"]
+    argv += ["--json", str(out)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"CPU layout split (product: gateways, learning workers, scorer on CPU {first};" in proc.stdout

@@ -39,5 +39,7 @@ def test_the_shadow_gateway_runs_with_the_settings_the_header_names() -> None:
         describe_shadow(settings)
         == "shadow rate 0.2, max_concurrent 16, max_queued 48; learning worker at nice 10 and SCHED_IDLE"
     )
-    defaults = shadow_settings(parser.parse_args([]))
-    assert defaults["max_queued"] == 0 and not defaults["worker_sched_idle"]
+    defaults = shadow_settings(parser.parse_args([]))  # the product's defaults
+    assert defaults["max_queued"] == 48 and defaults["worker_sched_idle"]
+    niceness_only = shadow_settings(parser.parse_args(["--max-queued", "0", "--no-worker-sched-idle"]))
+    assert niceness_only["max_queued"] == 0 and not niceness_only["worker_sched_idle"]

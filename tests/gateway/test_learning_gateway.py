@@ -321,7 +321,9 @@ def test_tenant_opt_out(fakes, judge, tmp_path):
 @pytest.mark.parametrize("fault", ["error", "hang"])
 def test_shadow_provider_failing_or_hanging_never_touches_clients(fakes, judge, tmp_path, fault):
     fakes["weak-openai"].reset(default=status(500) if fault == "error" else slow(30))
-    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), shadow={"timeout_s": 5.0, "max_concurrent": 2})
+    cfg = learning_config(
+        fakes, judge, sqlite_url(tmp_path), shadow={"timeout_s": 5.0, "max_concurrent": 2, "max_queued": 0}
+    )
     with GatewayThread(cfg) as gw:
         tally, ids = send(gw, 8)
         # clients are served at once (well within the 5 s a hung shadow takes), while shadows fail or
