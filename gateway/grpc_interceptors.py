@@ -25,10 +25,11 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from gateway.errors import INTERNAL_MESSAGE, GatewayError, InvalidRequestError
 from gateway.lifecycle import Lifecycle
+from gateway.metrics import api_metrics
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +112,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """``ferryman_gateway_grpc_requests_total{method,code}`` and ``..._grpc_latency_seconds{method}``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._requests = Counter(
-            "ferryman_gateway_grpc_requests",
+        self._requests, self._latency = api_metrics(
+            registry,
+            "grpc",
+            "method",
             "gRPC calls by method and status code.",
-            ["method", "code"],
-            registry=registry,
-        )
-        self._latency = Histogram(
-            "ferryman_gateway_grpc_latency_seconds",
             "gRPC call duration (a stream's: until its last message).",
-            ["method"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=registry,
         )
 
     async def intercept_service(

@@ -13,10 +13,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
+
+from gateway.metrics import api_metrics
 
 
 class HTTPMetrics:
@@ -24,18 +26,12 @@ class HTTPMetrics:
 
     def __init__(self, app: Starlette, registry: CollectorRegistry) -> None:
         self.app = app
-        self._requests = Counter(
-            "ferryman_gateway_http_requests",
+        self._requests, self._latency = api_metrics(
+            registry,
+            "http",
+            "route",
             "HTTP API requests by route and status code (none: the client left before an answer began).",
-            ["route", "code"],
-            registry=registry,
-        )
-        self._latency = Histogram(
-            "ferryman_gateway_http_latency_seconds",
             "HTTP API request duration (a stream's: until its last event).",
-            ["route"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=registry,
         )
 
     def route_label(self, scope: Scope) -> str:

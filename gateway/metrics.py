@@ -7,6 +7,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from gateway.types import Decision
 
 BREAKER_STATE_VALUE = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+#: Request duration buckets of the client APIs (HTTP and gRPC), streams included: 5 ms to 5 min.
+API_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def api_metrics(
+    registry: CollectorRegistry, api: str, label: str, counted: str, timed: str
+) -> tuple[Counter, Histogram]:
+    """``ferryman_gateway_<api>_requests_total{<label>,code}`` and ``..._<api>_latency_seconds{<label>}``: one
+    client API's calls counted by status code and timed (HTTP by route, gRPC by method)."""
+    requests = Counter(f"ferryman_gateway_{api}_requests", counted, [label, "code"], registry=registry)
+    latency = Histogram(
+        f"ferryman_gateway_{api}_latency_seconds", timed, [label], buckets=API_LATENCY_BUCKETS, registry=registry
+    )
+    return requests, latency
 
 
 class Metrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import httpx
 import openai
@@ -11,20 +12,29 @@ import yaml
 from openai.types.chat import ChatCompletionMessageParam
 from suite import ROUTED
 
-from harness.fake_provider import status
+from harness.fake_provider import FakeProvider, status
 from harness.gateway import CLIENT_KEY, ENV, config_dict
-from harness.processes import read_json, spawn, wait_for
+from harness.processes import Process, read_json, spawn, wait_for
 
 
-def test_served_requests_log_no_line_per_provider_call(fakes, tmp_path):
-    """Was: httpx's 'INFO httpx: HTTP Request: POST <provider URL> "HTTP/1.1 200 OK"' for every call."""
+def _gateway_process(fakes: dict[str, FakeProvider], tmp_path: Path) -> tuple[Process, dict[str, int]]:
+    """A real ``ferryman gateway`` process over the fake providers, and its ports once it serves."""
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config_dict(fakes)))
     port_file = tmp_path / "ports.json"
     argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(path), "--port-file", str(port_file)]
     gateway = spawn("gateway", argv, tmp_path, ENV | {"TEST_CLIENT_KEYS": CLIENT_KEY})
     try:
-        ports = wait_for("gateway", lambda: read_json(port_file), 60, gateway.proc)
+        return gateway, wait_for("gateway", lambda: read_json(port_file), 60, gateway.proc)
+    except BaseException:
+        gateway.stop()
+        raise
+
+
+def test_served_requests_log_no_line_per_provider_call(fakes, tmp_path):
+    """Was: httpx's 'INFO httpx: HTTP Request: POST <provider URL> "HTTP/1.1 200 OK"' for every call."""
+    gateway, ports = _gateway_process(fakes, tmp_path)
+    try:
         url = f"http://127.0.0.1:{ports['http_port']}/v1/chat/completions"
         headers = {"authorization": f"Bearer {CLIENT_KEY}"}
         for model in ("weak-openai", "strong-anthropic"):
@@ -40,13 +50,8 @@ def test_served_requests_log_no_line_per_provider_call(fakes, tmp_path):
 def test_a_fallback_and_a_request_no_model_could_serve_each_log_a_line(fakes, tmp_path):
     """Was: neither logged anything (only metrics and the answer's headers said so): a provider failing a share
     of its calls, or every model down, left no line in the gateway's log until a breaker opened, if one did."""
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config_dict(fakes)))
-    port_file = tmp_path / "ports.json"
-    argv = [sys.executable, "-m", "ferryman", "gateway", "--config", str(path), "--port-file", str(port_file)]
-    gateway = spawn("gateway", argv, tmp_path, ENV | {"TEST_CLIENT_KEYS": CLIENT_KEY})
+    gateway, ports = _gateway_process(fakes, tmp_path)
     try:
-        ports = wait_for("gateway", lambda: read_json(port_file), 60, gateway.proc)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{ports['http_port']}/v1", api_key=CLIENT_KEY, max_retries=0)
         messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
         fakes["strong-openai"].reset(default=status(503, message="overloaded"))
