@@ -598,9 +598,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     second ``policies:`` appended to the file would drop every policy of the first."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     first: dict[Any, yaml.Mark] = {}
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:  # `<<: *anchor`: keys given beside it override the anchor's, as YAML means
+            continue
         key = loader.construct_object(key_node, deep=True)
         if isinstance(key, Hashable) and key in first:
             raise yaml.constructor.ConstructorError(

@@ -156,6 +156,24 @@ def test_a_key_given_twice_is_refused_with_both_places(tmp_path):
         load_config(bad)
 
 
+def test_yaml_merge_keys_still_load_and_keys_beside_them_override(tmp_path):
+    """A `<<: *anchor` merge (one model's settings shared by the next) with a key overriding the anchor's is YAML,
+    not a duplicate. Was, once duplicate keys were refused: "could not determine a constructor for the tag
+    ...merge"."""
+    config = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text())
+    first, second = list(config["models"])[:2]
+    config["models"][first] |= {"read_timeout_s": 42.0, "max_tokens_cap": 100}
+    config["models"][second] = {"merge": "here", **config["models"][second], "max_tokens_cap": 7}
+    config["models"][second].pop("read_timeout_s", None)  # not given: the anchor's
+    text = yaml.safe_dump(config, sort_keys=False)
+    text = text.replace(f"  {first}:\n", f"  {first}: &shared\n", 1).replace("merge: here", "<<: *shared", 1)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    models = load_config(path).models
+    assert models[second].read_timeout_s == 42.0 and models[second].max_tokens_cap == 7
+    assert models[first].max_tokens_cap == 100 and models[second].provider != models[first].provider
+
+
 def test_client_keys_file_comments_and_entries_with_whitespace(tmp_path):
     """Was: every line was a key, so '# prod keys' became a client key and a file of comments alone started
     a gateway that only that 'key' could use."""
