@@ -36,6 +36,7 @@ from gateway.http_app import AdminApp, HTTPApp
 from gateway.http_metrics import HTTPMetrics
 from gateway.http_server import FINISH_S, HTTPServer, create_http_server
 from gateway.lifecycle import now
+from gateway.logs import configure_logging
 from gateway.loop import run_loop
 from gateway.service import Gateway, Runtime
 
@@ -210,17 +211,6 @@ async def _serve(config: GatewayConfig, runtime: Runtime, port_file: Path | None
     await stop.wait()
     log.info("shutting down")
     await running.stop()
-
-
-def configure_logging(level: str) -> None:
-    """The gateway's log format at ``level``; httpx's one INFO line per provider call only at DEBUG.
-
-    The gateway logs what an operator acts on (degraded routing, breakers, outages); a line for every
-    provider request would be one per client request, on the serving loop.
-    """
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level != "DEBUG":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace) -> int:

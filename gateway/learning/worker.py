@@ -43,6 +43,7 @@ from gateway.learning.records import Answered, Record
 from gateway.learning.redact import Redactor
 from gateway.learning.shadow import ShadowAnswer, ShadowRunner, partner_tier, utc_day
 from gateway.learning.store import StoreError, open_store
+from gateway.logs import configure_logging
 from gateway.loop import run_loop
 from gateway.providers import ProviderPool
 from gateway.types import DecisionSource
@@ -198,7 +199,7 @@ class LearningWorker:
         try:
             self._process = self._ctx.Process(
                 target=worker_main,
-                args=(self._config, self._environ, *child_ends, os.getpid()),
+                args=(self._config, self._environ, *child_ends, os.getpid(), logging.getLogger().getEffectiveLevel()),
                 name="ferryman-learning-worker",
                 daemon=True,
             )
@@ -284,16 +285,17 @@ class LearningWorker:
 
 
 def worker_main(
-    config: GatewayConfig, environ: dict[str, str], jobs: Connection, reports: Connection, parent: int
+    config: GatewayConfig, environ: dict[str, str], jobs: Connection, reports: Connection, parent: int, log_level: int
 ) -> None:
-    """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes).
+    """The worker process's entry point (``jobs``, ``reports``: its ends of the two pipes; ``log_level``: the
+    gateway's, so its INFO lines — retention deletes, store state — reach the same log).
 
     The gateway stops its worker (a ``Stop`` with its drain's grace, or end of file on the jobs pipe), so the
     worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and must not kill the worker
     (with its shadow jobs) before the draining gateway hands it its ``Stop``. (Only a Ctrl-C during the new
     interpreter's start, before this line, still ends it.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s learning-worker %(name)s: %(message)s")
+    configure_logging(log_level, "learning-worker")
     give_way(config.learning.worker_nice)
     if config.learning.worker_sched_idle:
         sched_idle()

@@ -94,8 +94,10 @@ def learning_config_dict(
         "shadow": {"sample_rate": rate, "daily_budget_usd": budget, "timeout_s": 10.0} | (shadow or {}),
         "judge": {"model": "judge-local"} | (judge_section or {}),
         "feedback": {"enabled": feedback},
-        # the worker at full priority: on a busy test machine a niced one may see its store calls time out
+        # the worker at full priority: on a busy test machine a niced one (or one under SCHED_IDLE, the default)
+        # may see its store calls time out
         "worker_nice": 0,
+        "worker_sched_idle": False,
     } | learning
     # the worker's connections arrive in bursts (jobs queue while it starts) at fakes that share this
     # process's GIL: 1 s to connect is not always enough on a loaded test machine
@@ -1168,6 +1170,20 @@ def test_a_job_the_worker_cannot_read_frees_its_slot(fakes, judge, tmp_path, mon
         assert learning.worker.starts == 1
     assert unreadable.answered == 6 and after.answered == 4 and not (unreadable.lost or after.lost)
     assert shadowed >= 4 and lost == shadowed and dropped == 6  # every job read by no one is counted
+
+
+def test_the_worker_logs_at_the_gateways_level(fakes, judge, tmp_path, caplog, capfd):
+    """The worker's INFO lines (store pruning) reach the gateway's log when it runs at INFO. Was: the worker
+    logged at WARNING whatever the gateway's level, so `ferryman up` never showed its retention deletes."""
+    caplog.set_level(logging.INFO)  # the gateway's root level, as `--log-level INFO` sets it
+    store = {"max_records": 2, "prune_interval_s": 0.2}
+    cfg = learning_config(fakes, judge, sqlite_url(tmp_path), store_section=store)
+    with GatewayThread(cfg) as gw:
+        send(gw, 4)
+        settle(gw)
+        time.sleep(1.0)  # a prune or more
+    err = capfd.readouterr().err  # the worker process writes to the stderr it inherited
+    assert "INFO learning-worker gateway.learning.worker: learning store: 2 records past retention" in err, err
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
