@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,13 +365,14 @@ def run(args: argparse.Namespace) -> int:
         await signals.stop_event().wait()
         server.should_exit = True
 
-    async def serve() -> None:
+    async def serve() -> bool:
         stopper = asyncio.create_task(stop_on_signal())
         task = asyncio.create_task(server.serve())
         while not server.started:
-            if task.done():
+            if task.done():  # the listener could not bind (uvicorn logged why)
                 task.result()
-                return
+                stopper.cancel()
+                return False
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         print(f"ferryman demo-provider: serving canned answers on http://{args.host}:{port}/v1", flush=True)
@@ -378,6 +380,13 @@ def run(args: argparse.Namespace) -> int:
             args.port_file.write_text(str(port))
         await task
         stopper.cancel()
+        return True
 
-    asyncio.run(serve())
+    if not asyncio.run(serve()):
+        print(
+            f"ferryman demo-provider: cannot listen on {args.host}:{args.port} (--host/--port): "
+            "in use or not available",
+            file=sys.stderr,
+        )
+        return 1
     return 0

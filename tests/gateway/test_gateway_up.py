@@ -472,3 +472,16 @@ def test_demo_provider_stops_quietly_on_ctrl_c_and_sigterm(tmp_path):
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0 and "Traceback" not in err, (sig.name, proc.returncode, err)
+
+
+def test_the_demo_provider_on_a_port_in_use_says_so_and_fails(tmp_path):
+    """Was: uvicorn's one ERROR line, then exit 0, as if it served (a script starting it saw success)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "ferryman", "demo-provider", "--port", str(port)]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert f"ferryman demo-provider: cannot listen on 127.0.0.1:{port} (--host/--port)" in done.stderr
+    assert "Traceback" not in done.stderr
