@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.learning.export import open_from_args, since, store_argument
-from gateway.learning.quality import Judged, summarize
+from gateway.learning.quality import MIN_NET_STRONG_WINS, Judged, summarize
 from gateway.learning.store import StoreError
 
 
@@ -75,9 +75,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"judge verdicts: {json.dumps(report['verdicts'])}")
     print(f"explicit ratings: {json.dumps(report['ratings'])}")
     keys = ["n", "strong_share", "quality_gap", "pgr", "savings", "router_apgr", "strong_win_rate", "tie_rate"]
-    print(f"{'policy':<24}" + "".join(f"{k:>16}" for k in keys))
-    for policy, figures in report["policies"].items():
-        print(f"{policy:<24}" + "".join(f"{_fmt(figures[k]):>16}" for k in keys))
+    if not report["policies"]:
+        print(
+            "policies: none with a labelled comparison yet (a shadow comparison the judge called strong, weak or tie)"
+        )
+    else:
+        print(f"{'policy':<24}" + "".join(f"{k:>16}" for k in keys))
+        for policy, figures in report["policies"].items():
+            print(f"{policy:<24}" + "".join(f"{_fmt(figures[k]):>16}" for k in keys))
+        if any(figures[k] is None for figures in report["policies"].values() for k in keys):
+            print(
+                f"-: not reported (PGR and router_apgr need {MIN_NET_STRONG_WINS} more strong than weak wins; "
+                "savings a priced strong answer)"
+            )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

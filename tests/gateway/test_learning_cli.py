@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+
+from gateway.learning.records import Record
+from gateway.learning.store import open_store
 
 
 def learn(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,3 +81,37 @@ def test_reading_a_redis_namespace_or_database_without_records_is_an_error_namin
     assert done.stderr.rstrip().endswith("no namespace has records there"), done.stderr
     done = learn("export", "--store", redis_server.url, "--namespace", "prod", "--out", str(out))
     assert done.returncode == 0 and "wrote 0 labelled comparisons of 1 records" in done.stdout, done.stderr
+
+
+def test_report_says_when_no_policy_has_labels_and_what_a_dash_means(tmp_path: Path):
+    """Was: a table header with no row under it when nothing was labelled yet, and "-" cells without a word."""
+    db = tmp_path / "learning.db"
+
+    async def fill(verdicts: list[str]) -> None:
+        store = open_store(f"sqlite://{db}")
+        await store.open()
+        try:
+            for i, verdict in enumerate(verdicts):
+                await store.put(
+                    Record(
+                        id=f"chatcmpl-{i}",
+                        created_at=1_700_000_000.0 + i,
+                        tenant="t",
+                        policy="ferryman-balanced",
+                        messages_json='[{"role": "user", "content": "q"}]',
+                        served_model="weak-m",
+                        served_tier="weak",
+                        served_answer="a",
+                        verdict=verdict,
+                    )
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(fill(["invalid", "error"]))
+    done = learn("report", "--store", f"sqlite://{db}")
+    assert done.returncode == 0, done.stderr
+    assert "policies: none with a labelled comparison yet" in done.stdout and "strong_share" not in done.stdout
+    asyncio.run(fill(["strong", "tie", "weak"]))  # the same ids: now labelled, too few for PGR
+    done = learn("report", "--store", f"sqlite://{db}")
+    assert "ferryman-balanced" in done.stdout and "-: not reported (PGR and router_apgr need 10" in done.stdout
