@@ -196,9 +196,10 @@ def test_promote_refuses_a_candidate_with_no_held_back_slice(
     mf = tmp_path / "mf"
     shutil.copytree(setup["routers"] / "mf", mf)
     pair = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(mf)]
-    assert _learn(setup, "retrain", *pair, "--holdout", "0") == 0
-    candidate = versions.list_versions(mf)[-1]
     capsys.readouterr()
+    assert _learn(setup, "retrain", *pair, "--holdout", "0") == 0
+    assert "note: nothing is held back (--holdout 0 or too little traffic)" in capsys.readouterr().out  # said at once
+    candidate = versions.list_versions(mf)[-1]
     assert _learn(setup, "promote", *pair, "--candidate", candidate, "--dry-run") == 2
     assert (
         f"ferryman learn promote: error: {candidate} was retrained with --holdout 0: no prompts were held back, so "

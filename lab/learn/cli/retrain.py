@@ -51,6 +51,11 @@ def _retrain(args: argparse.Namespace) -> int:
     prior_version = versions.Resolved(args.router_dir, args.prior, prior_path).artifact_version
     train, held = split_holdout(traffic.samples, config)
     print(f"training part {len(train)} samples, held-back slice {len(held)} (for `ferryman learn promote`)")
+    if not held:
+        print(
+            "note: nothing is held back (--holdout 0 or too little traffic), so `ferryman learn promote` cannot gate "
+            "this candidate: it will refuse it"
+        )
     correction = fit_on_samples(prior, train, embedder, config)
     weight_norm = float((correction.w**2).sum() ** 0.5)
     print(f"correction: prior weight {correction.prior_scale:.3f}, bias {correction.b:+.3f}, |w| {weight_norm:.3f}")
