@@ -63,7 +63,8 @@ class Budget:
         self.day = utc_day(clock())
         self.known = 0.0
         self.reserved = 0.0
-        self._holders = 0
+        #: Jobs holding a reservation (reserved, not yet settled).
+        self.holders = 0
 
     def _roll(self) -> None:
         day = utc_day(self._clock())
@@ -75,15 +76,15 @@ class Budget:
         if self.known + self.reserved + estimate > self.cap:
             return False
         self.reserved += estimate
-        self._holders += 1
+        self.holders += 1
         return True
 
     def settle(self, estimate: float, actual: float) -> None:
         """A job that reserved ``estimate`` has spent ``actual``."""
         self._roll()
-        self._holders = max(0, self._holders - 1)
+        self.holders = max(0, self.holders - 1)
         # with no job holding one, nothing is reserved (not the rounding left by adding and subtracting floats)
-        self.reserved = max(0.0, self.reserved - estimate) if self._holders else 0.0
+        self.reserved = max(0.0, self.reserved - estimate) if self.holders else 0.0
         self.known += actual
 
     def observe_total(self, day: str, total: float) -> None:
@@ -112,7 +113,11 @@ class Admission:
         self._judge_max_tokens = config.learning.judge.max_tokens
         self._rng = rng or random.Random()
         self.budget = Budget(self._shadow.daily_budget_usd)
-        self.inflight = 0
+
+    @property
+    def inflight(self) -> int:
+        """Jobs admitted and not done: each holds one budget reservation from :meth:`admit` to :meth:`done`."""
+        return self.budget.holders
 
     def estimate_usd(self, request: ChatRequest, served: Completion, served_tier: TierName) -> float:
         """A pessimistic price of one job: the dearest model of the partner tier answering as long as the
@@ -133,12 +138,10 @@ class Admission:
             return "saturated"
         if not self.budget.reserve(estimate):
             return "over_budget"
-        self.inflight += 1
         return "shadowed"
 
     def done(self, estimate: float, spent: float) -> None:
-        """Release a job's slot and settle its budget reservation."""
-        self.inflight = max(0, self.inflight - 1)
+        """Release a job's slot: settle its budget reservation."""
         self.budget.settle(estimate, spent)
 
 
