@@ -19,7 +19,6 @@ from grpc_reflection.v1alpha import reflection
 
 from ferryman import keepalive
 from ferryman.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from gateway.config import ServerConfig
 from gateway.errors import InvalidRequestError
 from gateway.formats import grpc as grpc_format
 from gateway.grpc_interceptors import HEALTH_SERVICE, current_tenant, interceptors
@@ -243,20 +242,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.SubmitFeedbackResponse(response_id=response_id, rating=_RATING_PB[recorded.value])
 
 
-def _max_age(server: ServerConfig) -> list[tuple[str, int]]:
-    if server.grpc_max_connection_age_s <= 0:
-        return []
-    return [
-        ("grpc.max_connection_age_ms", round(server.grpc_max_connection_age_s * 1000)),
-        ("grpc.max_connection_age_grace_ms", round(server.request_timeout_s * 1000)),
-    ]
-
-
 async def create_server(
     gateway: Gateway, host: str, port: int
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """A ready (not yet started) aio server bound to ``host:port`` (0 = any free port)."""
-    limits = gateway.config.limits
+    limits, sv = gateway.config.limits, gateway.config.server
     options = [
         # the same request size limit as over HTTP (larger messages get RESOURCE_EXHAUSTED)
         ("grpc.max_receive_message_length", limits.max_body_bytes),
@@ -265,7 +255,7 @@ async def create_server(
         ("grpc.max_connection_idle_ms", 300_000),
         # ... and any connection after server.grpc_max_connection_age_s (calls under way get the
         # whole-request deadline to finish), so a client behind a Service reaches every replica in turn
-        *_max_age(gateway.config.server),
+        *keepalive.max_age_options(sv.grpc_max_connection_age_s, sv.request_timeout_s),
         # clients may ping every 10 s, with or without calls (faster is keepalive abuse: GOAWAY)
         *keepalive.server_options(),
         # no SO_REUSEPORT, so a second gateway on a port in use fails to start instead of sharing it

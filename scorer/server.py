@@ -171,9 +171,9 @@ class ScorerServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             *keepalive.server_options(),  # the gateway's idle keepalive pings
+            # no age grace: the calls under way always finish (a BatchScore too)
+            *keepalive.max_age_options(config.max_connection_age_s),
         ]
-        if config.max_connection_age_s > 0:  # no age grace: the calls under way always finish (a BatchScore too)
-            opts.append(("grpc.max_connection_age_ms", round(config.max_connection_age_s * 1000)))
         limits = {"Score": config.max_score_bytes, "BatchScore": config.max_batch_score_bytes}
         interceptors = [
             MetricsInterceptor(SERVICE_NAME, self.metrics),
