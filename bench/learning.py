@@ -69,7 +69,7 @@ FALLBACK_PROMPTS = [
 ]
 REPLY_WORDS = 120
 #: The shadow gateway's ``shadow.max_concurrent`` (the product's default).
-MAX_CONCURRENT = 16
+MAX_CONCURRENT = ShadowConfig.max_concurrent
 
 
 def _count(text: str) -> int:
