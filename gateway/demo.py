@@ -355,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ferryman import signals
-    from gateway.http_server import HTTPServer
+    from gateway.http_server import HTTPServer, start_serving
 
     server = HTTPServer(
         uvicorn.Config(DemoProvider().app(), host=args.host, port=args.port, log_level="warning", lifespan="off")
@@ -367,17 +367,13 @@ def run(args: argparse.Namespace) -> int:
 
     async def serve() -> bool:
         stopper = asyncio.create_task(stop_on_signal())
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():  # the listener could not bind (uvicorn logged why)
-                task.result()
-                stopper.cancel()
-                return False
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"ferryman demo-provider: serving canned answers on http://{args.host}:{port}/v1", flush=True)
+        try:
+            task = await start_serving(server, "demo provider", "--host/--port", [stopper])
+        except OSError:  # the listener could not bind (uvicorn logged why)
+            return False
+        print(f"ferryman demo-provider: serving canned answers on http://{args.host}:{server.port}/v1", flush=True)
         if args.port_file is not None:
-            args.port_file.write_text(str(port))
+            args.port_file.write_text(str(server.port))
         await task
         stopper.cancel()
         return True

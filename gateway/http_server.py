@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any, ClassVar
 
 import uvicorn
@@ -225,6 +225,23 @@ class HTTPServer(uvicorn.Server):
             log.error("cancelling %d HTTP request(s) still running after the drain", len(self.server_state.tasks))
             for task in list(self.server_state.tasks):
                 task.cancel()
+
+
+async def start_serving(
+    server: HTTPServer, what: str, field: str, others: Sequence[asyncio.Task[None]] = ()
+) -> asyncio.Task[None]:
+    """Start ``server`` in a task and wait until it listens: the task. If it cannot bind (uvicorn has logged
+    why), ``others`` are cancelled and OSError names the ``what`` listener, its address and its ``field``."""
+    task = asyncio.create_task(server.serve(), name=f"{what}-server")
+    while not server.started:
+        if task.done():
+            for other in others:
+                other.cancel()
+            task.result()
+            address = f"{server.config.host}:{server.config.port}"
+            raise OSError(f"cannot bind the {what} listener to {address}: address in use or not available ({field})")
+        await asyncio.sleep(0.01)
+    return task
 
 
 def create_http_server(app: Any, host: str, port: int, limits: LimitsConfig, lifecycle: Lifecycle) -> HTTPServer:

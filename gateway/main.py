@@ -34,7 +34,7 @@ from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
 from gateway.http_app import AdminApp, HTTPApp
 from gateway.http_metrics import HTTPMetrics
-from gateway.http_server import FINISH_S, HTTPServer, create_http_server
+from gateway.http_server import FINISH_S, HTTPServer, create_http_server, start_serving
 from gateway.lifecycle import now
 from gateway.logs import configure_logging
 from gateway.loop import run_loop
@@ -116,23 +116,6 @@ class RunningGateway:
         await self.gateway.close()
 
 
-async def _serve_http(
-    server: HTTPServer, what: str, field: str, others: list[asyncio.Task[None]]
-) -> asyncio.Task[None]:
-    """Start ``server`` in a task and wait until it listens (OSError naming the listener and its ``field`` if it
-    cannot bind; uvicorn has logged why)."""
-    task = asyncio.create_task(server.serve(), name=f"{what}-server")
-    while not server.started:
-        if task.done():
-            for other in others:
-                other.cancel()
-            task.result()
-            address = f"{server.config.host}:{server.config.port}"
-            raise OSError(f"cannot bind the {what} listener to {address}: address in use or not available ({field})")
-        await asyncio.sleep(0.01)
-    return task
-
-
 async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGateway:
     """Start the gRPC, HTTP and admin servers for ``config`` (ports 0 pick free ports; see the result)."""
     gateway = Gateway(config, runtime)
@@ -147,8 +130,8 @@ async def start_gateway(config: GatewayConfig, runtime: Runtime) -> RunningGatew
     admin_server = create_http_server(admin_app.app, config.admin.host, config.admin.port, limits, lifecycle)
     tasks: list[asyncio.Task[None]] = []
     try:
-        tasks.append(await _serve_http(http_server, "HTTP", "server.http_port, --http-port", tasks))
-        tasks.append(await _serve_http(admin_server, "admin", "admin.port, --admin-port", tasks))
+        tasks.append(await start_serving(http_server, "HTTP", "server.http_port, --http-port", tasks))
+        tasks.append(await start_serving(admin_server, "admin", "admin.port, --admin-port", tasks))
     except BaseException:
         await grpc_server.stop(0)
         await gateway.close()
