@@ -130,6 +130,36 @@ def test_gateway_ports_probes_and_config_match_the_code(overlay: str) -> None:
     assert cfg.auth.keys_env and not cfg.auth.disabled
 
 
+MI = 1 << 20
+_MEMORY_UNITS = {"Ki": 1 << 10, "Mi": MI, "Gi": 1 << 30}
+
+
+def _memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity in the binary units these manifests use (``512Mi``, ``1Gi``)."""
+    unit = quantity[-2:]
+    assert unit in _MEMORY_UNITS, f"memory quantity {quantity!r}: write it in Ki, Mi or Gi"
+    return int(quantity[:-2]) * _MEMORY_UNITS[unit]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_memory_limit_covers_the_learning_jobs_at_their_bound(overlay: str) -> None:
+    """With learning on, every admitted shadow job (``shadow.max_admitted``: running + waiting) may hold
+    its request and the served answer, each up to its size limit (docs/learning.md, "Bounded"). The
+    container's limit must leave that on top of what the pod ordinarily uses (its request), whatever
+    the shipped config's ``learning:`` says: the product's defaults apply once an operator turns it on."""
+    objs = render(overlay)
+    (c,) = one(objs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    cfg = parse_config(yaml.safe_load(one(objs, "ConfigMap", "gateway-config")["data"]["gateway.yaml"]))
+    per_job = cfg.limits.max_body_bytes + cfg.limits.max_response_bytes
+    jobs = cfg.learning.shadow.max_admitted * per_job
+    request = _memory_bytes(c["resources"]["requests"]["memory"])
+    limit = _memory_bytes(c["resources"]["limits"]["memory"])
+    assert limit >= request + jobs, (
+        f"{overlay}: gateway memory limit {limit // MI} MiB < request {request // MI} MiB + "
+        f"{cfg.learning.shadow.max_admitted} shadow jobs x {per_job / MI:.0f} MiB = {(request + jobs) // MI} MiB"
+    )
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_gateway_dials_the_headless_scorer_service(overlay: str) -> None:
     objs = render(overlay)
