@@ -19,6 +19,9 @@ from __future__ import annotations
 
 #: The shortest interval between a client's pings that the scorer and the gateway servers accept.
 MIN_PING_INTERVAL_MS = 10_000
+#: The longest time a gRPC channel or server argument can carry (a C int of milliseconds, about 24.8 days): a
+#: larger one fails the server's or channel's creation with OverflowError.
+MAX_ARG_MS = 2**31 - 1
 
 
 def server_options() -> list[tuple[str, int]]:

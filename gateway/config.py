@@ -338,6 +338,16 @@ class _Reader:
             raise ConfigError(f"{self._p(key)}: must be >= 0, got {value}")
         return value
 
+    def grpc_duration(self, key: str, kind: type[T], default: T, *, ms: bool = False, zero: bool = False) -> T:
+        """A duration (seconds, or milliseconds with ``ms``) that becomes a gRPC argument: > 0 (>= 0 with
+        ``zero``) and within the C int of milliseconds gRPC carries, else the server fails to start."""
+        value = self.non_negative(key, kind, default) if zero else self.positive(key, kind, default)
+        assert isinstance(value, int | float)
+        if value * (1 if ms else 1000) > keepalive.MAX_ARG_MS:
+            most = keepalive.MAX_ARG_MS if ms else keepalive.MAX_ARG_MS // 1000
+            raise ConfigError(f"{self._p(key)}: must be at most {most} (gRPC carries it as a C int of ms), got {value}")
+        return value
+
     def port(self, key: str, default: int) -> int:
         value = self.non_negative(key, int, default)
         if value > MAX_PORT:
@@ -458,7 +468,7 @@ def parse_config(data: Any) -> GatewayConfig:
         grpc_target(target)
     except argparse.ArgumentTypeError as exc:
         raise ConfigError(f"scorer.target: {exc}") from None
-    keepalive_time_ms = sr.positive("keepalive_time_ms", int, d.keepalive_time_ms)
+    keepalive_time_ms = sr.grpc_duration("keepalive_time_ms", int, d.keepalive_time_ms, ms=True)
     if keepalive_time_ms < keepalive.MIN_PING_INTERVAL_MS:
         raise ConfigError(
             f"scorer.keepalive_time_ms: must be >= {keepalive.MIN_PING_INTERVAL_MS} (the scorer refuses pings more "
@@ -470,7 +480,7 @@ def parse_config(data: Any) -> GatewayConfig:
         list_routers_deadline_ms=sr.positive("list_routers_deadline_ms", float, d.list_routers_deadline_ms),
         calibration_refresh_s=sr.positive("calibration_refresh_s", float, d.calibration_refresh_s),
         keepalive_time_ms=keepalive_time_ms,
-        keepalive_timeout_ms=sr.positive("keepalive_timeout_ms", int, d.keepalive_timeout_ms),
+        keepalive_timeout_ms=sr.grpc_duration("keepalive_timeout_ms", int, d.keepalive_timeout_ms, ms=True),
         fallback_warn_share=sr.unit("fallback_warn_share", d.fallback_warn_share) or 0.0,
         fallback_window_s=sr.positive("fallback_window_s", float, d.fallback_window_s),
         self_check=sr.get("self_check", bool, d.self_check),
@@ -513,15 +523,16 @@ def parse_config(data: Any) -> GatewayConfig:
         grpc_port=sv.port("grpc_port", ServerConfig.grpc_port),
         http_host=sv.get("http_host", str, ServerConfig.http_host),
         http_port=sv.port("http_port", ServerConfig.http_port),
-        request_timeout_s=sv.positive("request_timeout_s", float, ServerConfig.request_timeout_s),
+        request_timeout_s=sv.grpc_duration("request_timeout_s", float, ServerConfig.request_timeout_s),
         stream_idle_timeout_s=sv.positive("stream_idle_timeout_s", float, ServerConfig.stream_idle_timeout_s),
         drain_s=sv.positive("drain_s", float, ServerConfig.drain_s),
-        grpc_max_connection_age_s=sv.non_negative(
-            "grpc_max_connection_age_s", float, ServerConfig.grpc_max_connection_age_s
+        grpc_max_connection_age_s=sv.grpc_duration(
+            "grpc_max_connection_age_s", float, ServerConfig.grpc_max_connection_age_s, zero=True
         ),
         log_prompts=sv.get("log_prompts", bool, False),
     )
     sv.finish()
+    _check_request_timeout(server, scorer, models)
 
     ar = _Reader(top.raw("auth"), "auth")
     auth = AuthConfig(
@@ -553,6 +564,21 @@ def parse_config(data: Any) -> GatewayConfig:
         sticky=sticky,
         llm_routers=llm_routers,
     )
+
+
+def _check_request_timeout(server: ServerConfig, scorer: ScorerClientConfig, models: Mapping[str, ModelConfig]) -> None:
+    """A request must outlive a Score that takes its whole deadline plus one connect attempt that takes its whole
+    timeout: with less, a slow scorer or an unreachable model ends the request instead of sending it to the
+    scorer-down tier or the next model (and a timeout below both fails every request)."""
+    slowest = max(models.values(), key=lambda m: m.connect_timeout_s)
+    floor = scorer.deadline_ms / 1000 + slowest.connect_timeout_s
+    if server.request_timeout_s <= floor:
+        raise ConfigError(
+            f"server.request_timeout_s: must be greater than scorer.deadline_ms ({scorer.deadline_ms:g} ms) + the "
+            f"longest connect timeout (models.{slowest.name}.connect_timeout_s: {slowest.connect_timeout_s:g} s) = "
+            f"{floor:g} s, or a slow scorer or an unreachable model ends the request before its fallback; "
+            f"got {server.request_timeout_s:g}"
+        )
 
 
 def _limits(r: _Reader) -> LimitsConfig:

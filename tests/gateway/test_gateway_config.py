@@ -108,6 +108,19 @@ BAD = [
         {"model": "small", "fallback_routr": "mf"},
         "llm_routers.r.fallback_router: required (unknown field(s) here: fallback_routr)",
     ),
+    # a request that ends before a slow scorer's deadline plus one connect attempt can never fall back (was
+    # accepted: 0.001 failed every request); the field is named with the sum it must exceed
+    (
+        "server.request_timeout_s",
+        0.001,
+        "server.request_timeout_s: must be greater than scorer.deadline_ms (250 ms) + the longest connect timeout "
+        "(models.big.connect_timeout_s: 5 s) = 5.25 s",
+    ),
+    ("models.small.connect_timeout_s", 400, "(models.small.connect_timeout_s: 400 s) = 400.25 s, or a slow scorer"),
+    # durations that become gRPC arguments, C ints of ms (was accepted; the server failed with OverflowError)
+    ("server.request_timeout_s", 3e6, "server.request_timeout_s: must be at most 2147483 (gRPC carries it as a C int"),
+    ("server.grpc_max_connection_age_s", 3e6, "server.grpc_max_connection_age_s: must be at most 2147483"),
+    ("scorer.keepalive_timeout_ms", 2**31, "scorer.keepalive_timeout_ms: must be at most 2147483647"),
     # checked when the file is read, naming the field (was: at start, 'learning store URL: ...')
     (
         "learning",

@@ -216,7 +216,13 @@ def test_fault_after_the_first_token_ends_the_stream_with_an_error_event(gw, fak
 def test_stream_longer_than_the_request_deadline_ends_with_a_timeout_event(fakes, fault_table):
     """The issue's defect 3: request_timeout_s bounded only the first token."""
     fakes["strong-openai"].reset(default=trickle(0.3))  # 8 chunks: 2.4 s
-    config = gateway_config(fakes, server={"request_timeout_s": 1.0, "stream_idle_timeout_s": 5.0})
+    # a request must outlive a Score at its deadline plus a connect attempt at its timeout (gateway.config)
+    config = gateway_config(
+        fakes,
+        model_overrides={name: {"connect_timeout_s": 0.5} for name in fakes},
+        scorer={"deadline_ms": 250},
+        server={"request_timeout_s": 1.0, "stream_idle_timeout_s": 5.0},
+    )
     with GatewayThread(config) as gw:
         started = time.monotonic()
         last = _raw_stream(gw).text.strip().splitlines()[-1]
