@@ -2,7 +2,10 @@
 
 Subcommand modules are imported lazily so that ``ferryman scorer`` never
 imports training code (torch) and ``ferryman --help`` is instant. Each module
-exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+exposes ``add_arguments(parser)`` and ``run(args) -> int``; a module may also name
+subcommands beside its own form (``SUBCOMMANDS``, ``ferryman.subcommands.Table``:
+``ferryman calibrate points`` beside ``ferryman calibrate ARTIFACT ...``), chosen
+when the first argument is one of them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-provider": ("gateway.demo", "serve the built-in demo LLM provider (canned answers; `ferryman up --demo`)"),
     "build": ("scorer.graphs.cli", "build serving files: the ONNX encoder and trained router graphs (no torch)"),
     "train": ("lab.train.cli", "train a router (mf, bert, sw) into an artifact directory"),
-    "calibrate": ("lab.eval.calibrate", "store strong-call-share thresholds in an artifact"),
+    "calibrate": (
+        "lab.eval.calibrate",
+        "store strong-call-share thresholds in an artifact; `calibrate points`: fit a policy's operating points",
+    ),
     "eval": ("lab.eval.cli", "evaluate routers on the RouteLLM benchmarks (APGR, CPT, plots)"),
     "data": ("lab.data.cli", "convert public benchmark labels to the Chatbot Arena 55k schema"),
     "learn": ("ferryman.learn", "learn from the user's traffic: export, report, retrain, promote, rollback, curve"),
@@ -105,10 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args[0]
     module_name, text = COMMANDS[name]
     module = cast(_Command, importlib.import_module(module_name))
+    rest = args[1:]
+    beside: dict[str, tuple[str, str]] = getattr(module, "SUBCOMMANDS", {})
+    if rest and rest[0] in beside:
+        module_name, text = beside[rest[0]]
+        name, rest = f"{name} {rest[0]}", rest[1:]
+        module = cast(_Command, importlib.import_module(module_name))
     parser = argparse.ArgumentParser(prog=f"ferryman {name}", description=text, formatter_class=HelpFormatter)
     module.add_arguments(parser)
     try:
-        return int(module.run(parser.parse_args(args[1:])) or 0)
+        return int(module.run(parser.parse_args(rest)) or 0)
     except BrokenPipeError:  # `ferryman learn report | head`: the reader has gone; stop without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         return 141  # as a shell reports a process ended by SIGPIPE

@@ -30,7 +30,8 @@ threshold, a list of calibrated points, each a policy threshold or a single tier
 cost on graded calibration prompts; a ``cost_share`` target is met by sending each request to
 one of the two points around it at random (:func:`mix`). On the upper concave hull of a router's
 curve (single tiers included) that is never below random mixing of the tiers on the calibration
-prompts; ``ferryman eval --suite tiers`` measures it on prompts the points were not fitted on.
+prompts; ``ferryman calibrate points`` fits them on an operator's graded prompts and, like
+``ferryman eval --suite tiers``, measures them on prompts they were not fitted on.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class OperatingPoint:
     """One calibrated operating point of a policy: a policy threshold of the rule, or one tier for every request.
 
     ``cost`` is its mean cost per request relative to the top tier's, measured offline on graded
-    calibration prompts (``ferryman eval --suite tiers`` prints the points of a router's curve).
+    calibration prompts (``ferryman calibrate points`` fits them; ``ferryman eval --suite tiers`` prints them too).
     """
 
     cost: float

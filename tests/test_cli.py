@@ -18,9 +18,15 @@ import pytest
 from bench.cli import BENCHMARKS
 from ferryman import cli
 from ferryman.learn import SUBCOMMANDS
+from lab.eval.calibrate import SUBCOMMANDS as CALIBRATE
 
 REPO = Path(__file__).resolve().parents[1]
-NESTED = {"learn": SUBCOMMANDS, "bench": BENCHMARKS, "train": {"mf": "", "crossfit": "", "loso": ""}}
+NESTED = {
+    "learn": SUBCOMMANDS,
+    "bench": BENCHMARKS,
+    "train": {"mf": "", "crossfit": "", "loso": ""},
+    "calibrate": CALIBRATE,
+}
 
 
 def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -46,6 +52,9 @@ def test_every_help_shows_real_defaults_only(capsys: pytest.CaptureFixture[str])
     assert "(default: routers)" in up and "(default: 127.0.0.1)" in up  # real defaults stay
     assert "(default: 0,100,300,1000)" in " ".join(helps["learn curve"].split())
     assert "its default) --router-weak" in " ".join(helps["learn curve"].split())  # was "(default: )" after it
+    points = helps["calibrate points"]  # a subcommand beside `calibrate ARTIFACT ...`, its format laid out as written
+    assert points.startswith("usage: ferryman calibrate points ") and "(default: 2000)" in points
+    assert '\n  {"prompt": "Summarise this contract ...", "grades": {"small": 6, "medium": 8, "large": 9}}\n' in points
 
 
 @pytest.mark.parametrize("command", ["learn", "bench"])

@@ -7,6 +7,9 @@ the MMLU/GSM8K/MT-Bench evaluation prompts) — through the scorer's BatchScore
 RPC, and writes the threshold for every share 0, 1, ..., 100 % into the
 artifact's ``manifest.json`` (``calibration``), with the reference it used.
 
+``ferryman calibrate points`` (:mod:`lab.eval.points`) is the other calibration: a ``cost_share``
+policy's ``operating_points``, fitted on the operator's own graded prompts.
+
 Threshold for share ``s`` of the reference prompts: ``ferryman.calibration.share_threshold``
 (the rule the gateway's online calibration also uses on live traffic). Thresholds never
 increase with the share.
@@ -36,6 +39,13 @@ from scorer.errors import ArtifactError
 
 DEFAULT_REFERENCE = Path("arena-bench-v1") / "questions.jsonl"
 SHARES: tuple[float, ...] = tuple(i / 100 for i in range(101))
+#: Subcommands beside ``ferryman calibrate ARTIFACT ...`` (``ferryman.cli``): chosen by the first argument.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "points": (
+        "lab.eval.points",
+        "fit a cost_share policy's operating_points on your own graded prompts (prints the YAML to paste)",
+    ),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Score a reference prompt set that looks like real traffic (default: the 300 Chatbot Arena prompts of "
         "arena-bench-v1) through the scorer's BatchScore RPC and store, in each artifact's manifest.json, the "
         "threshold that sends 0, 1, ..., 100 % of those prompts to the strong model, so that an operator can ask "
-        "for a strong-call share instead of a raw threshold."
+        "for a strong-call share instead of a raw threshold. `ferryman calibrate points --help`: a cost_share "
+        "policy's operating points fitted on your own graded prompts (an artifact directory named 'points': "
+        "give it as ./points)."
     )
     parser.add_argument("artifacts", nargs="+", type=Path, help="router artifact directories to calibrate")
     parser.add_argument(

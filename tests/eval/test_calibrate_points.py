@@ -1,0 +1,135 @@
+"""``ferryman calibrate points``: the graded-prompts file and its errors (the fit's round trip through a real
+gateway is ``tests/gateway/test_points_round_trip.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferryman.cli import main
+from gateway.tiers import TierConfig, Tiers
+from lab.data.report import DataError
+from lab.eval.points import fit, points_yaml, read_graded
+from lab.eval.tier_metrics import HullPoint
+
+TIERS = Tiers([TierConfig("small", ("gpt-4o-mini",), "", 0), TierConfig("large", ("gpt-4o", "claude"), "", 1)])
+GOOD = {"prompt": "hello", "grades": {"small": 6, "large": 8}}
+
+
+def _write(tmp_path: Path, rows: list[object]) -> Path:
+    path = tmp_path / "graded.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+BAD_ROWS = [
+    ('{"prompt": "x", "grades": {"small": 1', "line 2: not valid JSON"),
+    ([1, 2], "line 2: expected an object"),
+    ({"grades": {"small": 1, "large": 2}}, 'line 2: give exactly one of "prompt"'),
+    ({"prompt": "x", "messages": [], "grades": {"small": 1, "large": 2}}, 'line 2: give exactly one of "prompt"'),
+    ({"prompt": 3, "grades": {"small": 1, "large": 2}}, 'line 2: "prompt" must be text, got int'),
+    ({"prompt": "  ", "grades": {"small": 1, "large": 2}}, "line 2: no text to route on"),
+    ({"messages": "hi", "grades": {"small": 1, "large": 2}}, 'line 2: "messages" must be a list'),
+    ({"messages": [{"role": "user"}], "grades": {"small": 1}}, r"line 2: messages\[0\] must be"),
+    (
+        {"messages": [{"role": "assistant", "content": "hi"}], "grades": {"small": 1, "large": 2}},
+        "line 2: no text to route on",
+    ),
+    ({"prompt": "x", "grades": [1, 2]}, 'line 2: "grades" must be an object'),
+    ({"prompt": "x"}, 'line 2: "grades" must be an object'),
+    (
+        {"prompt": "x", "grades": {"small": "7", "large": 2}},
+        r"""line 2: grades\['small'\] must be a finite number, got "7\"""",
+    ),
+    ({"prompt": "x", "grades": {"small": True, "large": 2}}, r"grades\['small'\] must be a finite number, got true"),
+    ({"prompt": "x", "grades": {"small": 1, "gpt-4o-mini": 1, "large": 2}}, "line 2: tier 'small' is graded twice"),
+]
+
+
+@pytest.mark.parametrize(("row", "message"), BAD_ROWS)
+def test_a_malformed_row_is_refused_naming_its_line(tmp_path: Path, row: object, message: str) -> None:
+    path = _write(tmp_path, [GOOD, row, GOOD])
+    with pytest.raises(DataError, match=message) as err:
+        read_graded(path, TIERS)
+    assert str(err.value).startswith(f"{path} line 2: ")
+
+
+def test_rows_missing_a_tier_are_skipped_and_counted(tmp_path: Path) -> None:
+    rows: list[object] = [
+        GOOD,
+        "",  # blank lines are not rows
+        {"prompt": "only small", "grades": {"small": 5}},
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "first question"},
+                {"role": "assistant", "content": "an answer"},
+                {"role": "user", "content": "the follow-up"},
+            ],
+            "grades": {"gpt-4o-mini": 4, "gpt-4o": 9.5, "some-other-model": 1},  # by first model; others ignored
+        },
+        {"prompt": "graded by the second model of large only", "grades": {"small": 5, "claude": 7}},
+    ]
+    graded = read_graded(_write(tmp_path, rows), TIERS)
+    assert graded.rows == 4
+    assert [(p.line, p.text, p.grades) for p in graded.prompts] == [
+        (1, "hello", (6.0, 8.0)),
+        (4, "the follow-up", (4.0, 9.5)),  # the last user turn, as the gateway scores it
+    ]
+    assert dict(graded.missing) == {"small": 0, "large": 2}
+    assert graded.summary(Path("g.jsonl")) == (
+        "g.jsonl: 4 rows, 2 graded for every tier; 2 skipped for a missing grade (rows without: large 2)"
+    )
+
+
+def test_a_file_grading_no_tier_fully_says_which_keys_it_needs(tmp_path: Path) -> None:
+    path = _write(tmp_path, [{"prompt": "x", "grades": {"gpt-4": 9, "small": 2}}])
+    with pytest.raises(
+        DataError, match=r"no row grades every tier .keys: 'small' or 'gpt-4o-mini', 'large' or 'gpt-4o'"
+    ):
+        read_graded(path, TIERS)
+
+
+def test_points_yaml_keeps_costs_rising_and_thresholds_exact() -> None:
+    points = [
+        HullPoint(0.01, 5.0, tier=0),
+        HullPoint(0.12345641, 6.0, threshold=0.123456789012345),
+        HullPoint(0.12345649, 6.1, threshold=0.2),  # equal to six decimals: written exactly
+        HullPoint(1.0, 8.0, tier=1),
+    ]
+    block = points_yaml(points, TIERS, 0.5, ["a header"])
+    assert block.splitlines()[:3] == ["# a header", "cost_share: 0.5", "operating_points:"]
+    assert "  - {cost: 0.12345641, threshold: 0.123456789012345}" in block
+    short = points_yaml([points[0], points[1], points[3]], TIERS, None, [])
+    assert short.splitlines() == [
+        "operating_points:",
+        "  - {cost: 0.01, tier: small}",
+        "  - {cost: 0.123456, threshold: 0.123456789012345}",
+        "  - {cost: 1.0, tier: large}",
+    ]
+
+
+def test_the_command_refuses_bad_input_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped configuration (two tiers, mf policies), before any scoring: exit 2 and what is wrong."""
+    graded = _write(tmp_path, [GOOD, "not json"])
+    base = ["calibrate", "points", "--config", "config/gateway.yaml", "--graded", str(graded), "--quiet"]
+    assert main([*base, "--policy", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ferryman calibrate points: policies.nope: no such policy (policies: ferryman-balanced")
+    assert main([*base, "--policy", "ferryman-balanced"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ferryman calibrate points: {graded} line 2: not valid JSON (Expecting value, column 1)\n"
+    assert main([*base[:-3], "--graded", str(tmp_path / "absent.jsonl"), "--policy", "ferryman-balanced"]) == 2
+    assert "cannot read graded prompts" in capsys.readouterr().err
+
+
+def test_too_few_prompts_for_two_halves_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    scores, quality = rng.uniform(size=(12, 1)), rng.uniform(1, 9, size=(12, 2))
+    with pytest.raises(
+        DataError, match=r"12 graded prompts split into halves of \d+ and \d+: the held-out check needs"
+    ):
+        fit(scores, quality, np.array([0.1, 1.0]), "cost_aware", [f"prompt {i}" for i in range(12)], 10)
