@@ -225,19 +225,23 @@ def _runner(enc: Encoder, batches: Sequence[Batch], threads: int) -> Callable[[f
 def start_server(
     args: argparse.Namespace, routers_dir: Path, routers: Sequence[str], cwd: Path | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """``ferryman scorer`` on a free loopback port (from ``cwd``'s packages when given); returns it and its address."""
+    """``ferryman scorer`` on a free loopback port (from ``cwd``'s packages when given); returns it and its address.
+
+    Its announcements are log lines (stderr; stdout in older checkouts, e.g. a baseline): both are read until
+    "serving routers", then drained in a thread so that a log line never blocks the server on a full pipe."""
     argv = [sys.executable, "-m", "ferryman", "scorer", "--routers-dir", str(routers_dir.resolve())]
     argv += ["--routers", ",".join(routers)]
     argv += ["--encoder-dir", str(args.encoder_dir.resolve()), "--encoder-precision", args.encoder_precision]
-    argv += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--log-level", "WARNING"]
+    argv += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
     argv += ["--workers", str(args.workers), "--max-batch", str(args.max_batch)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=cwd)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     assert proc.stdout is not None
     address = ""
     for line in proc.stdout:
         if m := re.search(r"listening on (\S+):(\d+)", line):
             address = f"127.0.0.1:{m.group(2)}"
         if "serving routers" in line:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, address
     raise RuntimeError(f"scorer did not start (exit code {proc.wait()})")
 

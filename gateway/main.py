@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
 from ferryman import ports, signals
+from ferryman.logs import configure_logging
 from gateway.config import GatewayConfig, add_config_argument, load_config
 from gateway.errors import ConfigError
 from gateway.grpc_server import SERVICE_NAME, create_server
@@ -36,7 +37,6 @@ from gateway.http_app import AdminApp, HTTPApp
 from gateway.http_metrics import HTTPMetrics
 from gateway.http_server import FINISH_S, HTTPServer, create_http_server, start_serving
 from gateway.lifecycle import now
-from gateway.logs import configure_logging
 from gateway.loop import run_loop
 from gateway.service import Gateway, Runtime
 

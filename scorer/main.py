@@ -22,6 +22,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from ferryman import paths, ports, signals
+from ferryman.logs import configure_logging
 from scorer.batching import BatchingConfig
 from scorer.config import ScorerConfig
 from scorer.core import Limits
@@ -207,7 +208,7 @@ async def serve(config: ScorerConfig) -> None:
     stop = signals.stop_event()
     server = ScorerServer(config)
     port = await server.start()
-    print(f"ferryman scorer: listening on {config.host}:{port} (loading routers)", flush=True)
+    log.info("listening on %s:%d (loading routers)", config.host, port)
     loading = asyncio.create_task(server.load())
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -218,7 +219,7 @@ async def serve(config: ScorerConfig) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await server.stop(0)
-            print("ferryman scorer: stopped (before serving)", flush=True)
+            log.info("stopped (before serving)")
             return
         loading.result()  # a bad artifact raises here
     except BaseException:
@@ -230,15 +231,25 @@ async def serve(config: ScorerConfig) -> None:
     # so a SIGHUP right after it reloads instead of ending the process).
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.reload_soon)
     names = ", ".join(server.core.routers)
-    print(f"ferryman scorer: serving routers {names} on {config.host}:{port}", flush=True)
+    log.info("serving routers %s on %s:%d", names, config.host, port)
     await stopping
     log.info("signal received: draining (grace %.1f s)", config.grace_s)
     await server.stop()
-    print("ferryman scorer: stopped", flush=True)
+    log.info("stopped")
+
+
+def _quiet_onnxruntime() -> None:
+    """onnxruntime writes its own lines on stderr (its own format, colour codes, no logger): only its errors,
+    unless the scorer logs at DEBUG, where its warnings (an unused initializer, a graph rewrite) show too."""
+    import onnxruntime as ort
+
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    ort.set_default_logger_severity(2 if debug else 3)  # 2 warning, 3 error
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
+    _quiet_onnxruntime()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # worker threads already use the cores
     try:
         config = config_from_args(args)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ferryman.logs import configure_logging
 from gateway.config import GatewayConfig
 from gateway.learning.guard import GuardedStore
 from gateway.learning.judge import Judge, Judgement
@@ -43,7 +44,6 @@ from gateway.learning.records import Answered, Record
 from gateway.learning.redact import Redactor
 from gateway.learning.shadow import ShadowAnswer, ShadowRunner, partner_tier, utc_day
 from gateway.learning.store import StoreError, open_store
-from gateway.logs import configure_logging
 from gateway.loop import run_loop
 from gateway.providers import ProviderPool
 from gateway.types import DecisionSource

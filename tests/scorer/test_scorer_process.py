@@ -85,7 +85,10 @@ def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 60
 @pytest.fixture
 def served(test_routers_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc = subprocess.Popen(
-        scorer_cmd(test_routers_dir, "--workers", "1", "--grace-s", "60"), stdout=subprocess.PIPE, text=True
+        scorer_cmd(test_routers_dir, "--workers", "1", "--grace-s", "60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         port = wait_for_line(proc, r"listening on 127\.0\.0\.1:(\d+)").group(1)
@@ -126,16 +129,48 @@ def test_sigterm_during_load_completes_in_flight_calls(served: tuple[subprocess.
 def test_sigterm_while_loading_stops_cleanly(test_routers_dir: Path) -> None:
     """SIGTERM before SERVING (ferryman.signals): a clean stop with status 0, also as a container's PID 1
     (where an unhandled SIGTERM would be ignored); without the handler the default action gave -15."""
-    proc = subprocess.Popen(scorer_cmd(test_routers_dir), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(scorer_cmd(test_routers_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_line(proc, r"listening on .*\(loading routers\)")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-        assert proc.stdout is not None and "ferryman scorer: stopped" in proc.stdout.read()
+        assert proc.stdout is not None and "ferryman.scorer: stopped (before serving)" in proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+
+
+#: ferryman.logs' format, the gateway's too: time, level, logger, message.
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: .+")
+
+
+def test_every_line_from_start_to_stop_is_a_timestamped_log_line(test_routers_dir: Path, tmp_path: Path) -> None:
+    """Was: 'listening', 'serving routers' and 'stopped' printed on stdout with no time or level, beside the
+    timestamped log lines on stderr; now the scorer writes only log lines, in the gateway's format."""
+    log = tmp_path / "scorer.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            scorer_cmd(test_routers_dir, "--workers", "1"), stdout=subprocess.PIPE, stderr=err, text=True
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "serving routers" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 0
+    assert out == ""
+    lines = log.read_text().splitlines()
+    assert [line for line in lines if not LOG_LINE.fullmatch(line)] == []
+    assert "INFO ferryman.scorer: listening on 127.0.0.1:" in lines[0]
+    assert any("INFO ferryman.scorer: serving routers " in line for line in lines)
+    assert lines[-1].endswith("INFO ferryman.scorer: stopped")
 
 
 def test_health_command_exit_codes(served: tuple[subprocess.Popen[str], str]) -> None:
