@@ -63,6 +63,7 @@ from lab.eval.tier_metrics import (
     crossfit_points_curve,
     half_of,
     hull_points,
+    log_grid,
     margin_over,
     mixing_hull,
     policy_prompt_curve,
@@ -674,14 +675,16 @@ def plot_tiers(res: dict[str, Any], path: Path) -> Path:
     for name, curve in res["curves"].items():
         base = name.removesuffix(" + operating points")
         line = ax.plot(
-            curve["cost"], curve["quality"], "--" if base != name else "-", marker="." if base == name else None,
-            markersize=3, color=colours.get(base), label=f"{name} (cross-fitted)",
+            *log_grid(curve["cost"], curve["quality"]), "--" if base != name else "-",
+            color=colours.get(base), label=f"{name} (cross-fitted)",
         )  # fmt: skip
         colours[base] = line[0].get_color()
+        if base == name:  # the rule's own operating points
+            ax.plot(curve["cost"], curve["quality"], ".", markersize=3, color=colours[base])
     hull = res["mixing_hull"]
-    ax.plot(hull["cost"], hull["quality"], "--", color="gray", label="random mixing (best mix)")
+    ax.plot(*log_grid(hull["cost"], hull["quality"]), "--", color="gray", label="random mixing (best mix)")
     oracle = res["oracle"]
-    ax.plot(oracle["cost"], oracle["quality"], ":", color="black", label="oracle")
+    ax.plot(*log_grid(oracle["cost"], oracle["quality"]), ":", color="black", label="oracle")
     for m, point in res["single"].items():
         ax.scatter([point["cost"]], [point["quality"]], zorder=5, s=40)
         ax.annotate(

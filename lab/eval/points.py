@@ -57,6 +57,7 @@ from lab.eval.tier_metrics import (
     crossfit_points_curve,
     half_of,
     hull_points,
+    log_grid,
     margin_over,
     mixing_hull,
     policy_prompt_curve,
@@ -392,15 +393,16 @@ def plot(path: Path, result: Fit, tiers: Tiers, cost: np.ndarray, quality: np.nd
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.plot(result.mixing.cost, result.mixing.quality, "--", color="gray", label="random mixing of the tiers")
     ax.plot(
-        result.rule.cost, result.rule.quality, "-", color="tab:blue", alpha=0.5, label="the rule alone (all prompts)"
+        *log_grid(result.mixing.cost, result.mixing.quality), "--", color="gray", label="random mixing of the tiers"
     )
+    rule = log_grid(result.rule.cost, result.rule.quality)
+    ax.plot(*rule, "-", color="tab:blue", alpha=0.5, label="the rule alone (all prompts)")
     xs, ys = [p.cost for p in result.points], [p.quality for p in result.points]
-    ax.plot(xs, ys, "o-", color="tab:green", label="operating points (fitted on all prompts)")
-    ax.plot(
-        result.held_out.cost, result.held_out.quality, "-", color="tab:red", label="points, held out (other half's fit)"
-    )
+    ax.plot(*log_grid(xs, ys), "-", color="tab:green", label="operating points (fitted on all prompts)")
+    ax.plot(xs, ys, "o", color="tab:green")
+    held = log_grid(result.held_out.cost, result.held_out.quality)
+    ax.plot(*held, "-", color="tab:red", label="points, held out (other half's fit)")
     means = quality.mean(axis=0)
     for name, c, q in zip(tiers.names, cost, means, strict=True):
         ax.scatter([c], [q], zorder=5, s=40, color="black")

@@ -283,6 +283,19 @@ def upper_hull(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.array([x for x, _ in hull]), np.array([y for _, y in hull])
 
 
+def log_grid(
+    cost: Sequence[float] | np.ndarray, quality: Sequence[float] | np.ndarray, n: int = 400
+) -> tuple[np.ndarray, np.ndarray]:
+    """A piecewise-linear cost curve sampled at ``n`` log-spaced costs (and its own), for a plot on a log-cost axis.
+
+    Mixing two points at random is linear in cost: drawn between its two ends alone on a log axis, a segment
+    would bend the wrong way (above the curves it lies below on a linear axis).
+    """
+    x = np.asarray(cost, dtype=np.float64)
+    grid = np.unique(np.concatenate([x, np.geomspace(max(float(x[0]), 1e-6), float(x[-1]), n)]))
+    return grid, np.interp(grid, x, np.asarray(quality, dtype=np.float64))
+
+
 def mixing_hull(quality: np.ndarray, cost: Costs) -> CostCurve:
     """Best random mixing of the single models at each cost (upper hull of their mean-quality points)."""
     q = np.asarray(quality, dtype=np.float64)

@@ -10,6 +10,7 @@ import pytest
 from gateway.tiers import TierRule
 from lab.eval.arena import bootstrap_kept, kept_share
 from lab.eval.tier_metrics import (
+    log_grid,
     margin_over,
     mixing_hull,
     oracle_curve,
@@ -186,3 +187,14 @@ def test_the_mix_and_tier_points_are_the_gateways():
         for t in range(3):
             th = OperatingPoint(0.5, tier=t).thresholds(rule)
             assert {rule.choose(row, th) for row in extremes} == {t}
+
+
+def test_log_grid_samples_a_mixing_segment_linearly_in_cost() -> None:
+    """Random mixing of the cheapest and the top tier, 3.0 -> 9.0: on a log axis it must be drawn through many
+    costs, each at its linear mix (its two ends alone draw a straight segment in log cost, above the truth)."""
+    x, y = log_grid([0.01, 1.0], [3.0, 9.0])
+    assert len(x) >= 400 and x[0] == 0.01 and x[-1] == 1.0 and np.all(np.diff(x) > 0)
+    assert y == pytest.approx(3.0 + 6.0 * (x - 0.01) / 0.99)
+    at_tenth = float(np.interp(np.log(0.1), np.log(x), y))  # what the plot draws at cost 0.1
+    assert at_tenth == pytest.approx(3.0 + 6.0 * 0.09 / 0.99, abs=0.01)  # 3.55; the two ends alone drew 6.0
+    assert log_grid([0.1, 0.3, 1.0], [5.0, 7.0, 8.0])[1][-1] == 8.0  # every vertex kept
