@@ -42,7 +42,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, InvalidRequestError, UnknownModelError
 from gateway.routers.llm_judge import LLMRouter, LLMRouters, win_rates
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError, last_user_turn
-from gateway.scorer_watch import FallbackWatch, routers_in_use, where_named
+from gateway.scorer_watch import FallbackWatch, VersionWatch, routers_in_use, where_named
 from gateway.sticky import ConversationTiers, conversation_key, is_follow_up
 from gateway.tiers import OperatingPoint, mix
 from gateway.types import ChatRequest, Decision, DecisionSource, LLMRating, RoutingOverrides, Tier, TierScore
@@ -234,6 +234,7 @@ class Policy:
         # period, so thresholds follow the new score scale.
         self._version_tables: dict[str, OrderedDict[str, CalibrationTable | None]] = {}
         self._version_refresh: asyncio.Task[bool] | None = None
+        self._versions = VersionWatch()  # says a new version once, whichever replica answers
 
     def _chain(self, tier: str) -> tuple[str, ...]:
         return self._tiers.chain(tier, self._config.routing.fallback_to_other_tier)
@@ -340,7 +341,7 @@ class Policy:
         if not artifact_version or not known or artifact_version in self._version_tables.get(router, ()):
             return
         if self._version_refresh is None or self._version_refresh.done():
-            log.info("router %s now scores with %s (tables are for %s): refreshing", router, artifact_version, known)
+            self._versions.refetching(router, artifact_version, known)
             self._version_refresh = asyncio.create_task(self._refresh())
 
     async def _refresh_forever(self) -> None:

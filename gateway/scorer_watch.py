@@ -15,6 +15,8 @@ the right thing for the request and an expensive one for the bill, so it must ne
 every window once the scorer answers, and warns when a long prompt would miss the deadline on
 this deployment: it measures what the gateway sees (network included), against the gateway's own
 deadline, which is why it lives here and not in the scorer.
+
+``VersionWatch`` announces a router's new artifact version once, whichever scorer replica answers.
 """
 
 from __future__ import annotations
@@ -100,6 +102,43 @@ class FallbackWatch:
                 len(self._events),
                 window,
                 self._cfg.deadline_ms,
+            )
+
+
+class VersionWatch:
+    """Says once that a router scores with a new artifact version, however many scorer replicas answer.
+
+    The gateway meets a new version in a Score answer and refetches the tables (``gateway.policy``); with
+    several replicas, ListRouters may be answered by one still serving the old version, and the next Score
+    from the new one would announce the same change again. The first Score of a version says it is new; a
+    Score of it after a refetch that did not bring its table says, once, that the replicas serve different
+    versions (a rollout under way, or a replica that did not reload)."""
+
+    #: Versions remembered per router (the older are forgotten; one coming back is announced again).
+    KEPT = 8
+
+    def __init__(self) -> None:
+        self._seen: dict[str, collections.OrderedDict[str, int]] = {}  # router -> version -> refetches asked
+
+    def refetching(self, router: str, version: str, tables_for: str) -> None:
+        """A Score of ``router`` came from ``version``, whose table is not fetched (the last is ``tables_for``)."""
+        seen = self._seen.setdefault(router, collections.OrderedDict())
+        asked = seen.get(version, 0)
+        seen[version] = asked + 1
+        seen.move_to_end(version)
+        while len(seen) > self.KEPT:
+            seen.popitem(last=False)
+        if asked == 0:
+            log.info("router %s now scores with %s (tables are for %s): refreshing", router, version, tables_for)
+        elif asked == 1:
+            log.info(
+                "router %s: scorer replicas serve different versions (%s scores, ListRouters answered with %s: a "
+                "rollout under way, or a replica that did not reload); %s's table is fetched when a replica "
+                "serving it answers ListRouters (logged once)",
+                router,
+                version,
+                tables_for,
+                version,
             )
 
 
