@@ -42,12 +42,19 @@ class StoreConfig:
     #: Every store operation gives up after this long (the store is then "down" for ``retry_s``).
     timeout_s: float = 2.0
     retry_s: float = 5.0
-    #: How often retention and the size cap are applied.
+    #: How often retention and the size cap are applied (the cap also after ``prune_after_puts`` new records).
     prune_interval_s: float = 60.0
     #: Key prefix in Redis.
     namespace: str = "ferryman"
     #: Writes waiting for the store beyond this many are dropped (and counted).
     max_pending_writes: int = 1000
+
+    @property
+    def prune_after_puts(self) -> int:
+        """New records written since the last prune that start the next one at once (1 % of ``max_records``, at
+        least 1): between prunes, each replica's worker adds at most this many beyond the cap, plus what it
+        writes while the prune runs."""
+        return max(1, self.max_records // 100)
 
     def resolve_url(self, environ: Mapping[str, str]) -> str:
         """The store's URL: ``url_env``'s variable when set, else ``url``; a ConfigError when neither is."""

@@ -11,7 +11,6 @@ the writes of one record are applied in the order they were asked for. Outcomes 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -28,10 +27,17 @@ log = logging.getLogger(__name__)
 class GuardedStore:
     """A :class:`Store` behind timeouts, a down window, outcome counts and bounded background writes."""
 
-    def __init__(self, store: Store, config: StoreConfig, count: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: StoreConfig,
+        count: Callable[[str, str], None],
+        on_put: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self._config = config
         self._count = count
+        self._on_put = on_put  # after each record stored (the worker's size cap counts them)
         self._outage = Outage(config.retry_s)
         self.pending: dict[str, asyncio.Task[None]] = {}
 
@@ -105,8 +111,12 @@ class GuardedStore:
             return
         if record is None:
             return
-        with contextlib.suppress(StoreError):
+        try:
             await self.call("put", lambda: self.store.put(record))
+        except StoreError:
+            return
+        if self._on_put is not None:
+            self._on_put()
 
     async def flush(self, timeout_s: float) -> None:
         if self.pending:

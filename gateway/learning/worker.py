@@ -355,7 +355,10 @@ class _Worker:
             retention_s=lc.store.retention_days * 86_400,
             timeout_s=lc.store.timeout_s,
         )
-        self.store = GuardedStore(store, lc.store, self._count)
+        self.store = GuardedStore(store, lc.store, self._count, on_put=self._stored)
+        #: Records stored since the last prune; at ``store.prune_after_puts`` the next prune starts at once.
+        self._stored_since_prune = 0
+        self._over_cap = asyncio.Event()
         self._redact = Redactor(lc.redact, lc.store.max_text_chars)
         # its own connections, on the lean transport: its CPU is mostly these calls (gateway.providers.lean)
         self._pool = ProviderPool(config.models, environ, config.limits.max_response_bytes, lean=True)
@@ -433,23 +436,47 @@ class _Worker:
         self._report.lost.append(response_id)
         self._changed()
 
-    async def _tick(self) -> None:
-        """Parent alive? Retention and size cap, and the day's spend, every ``prune_interval_s``."""
-        next_prune = time.monotonic() + self._lc.store.prune_interval_s
-        while True:
+    def _stored(self) -> None:
+        """A record was stored (a new one or an update: an update only starts a prune early)."""
+        self._stored_since_prune += 1
+        if self._stored_since_prune >= self._lc.store.prune_after_puts:
+            self._over_cap.set()
+
+    async def _nap(self) -> None:
+        """``_TICK_S``, or until enough records were stored to prune (unless that is already due: then the
+        store was down at the last tick, and the loop must not spin)."""
+        if self._over_cap.is_set():
             await asyncio.sleep(_TICK_S)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_TICK_S):
+                await self._over_cap.wait()
+
+    async def _tick(self) -> None:
+        """Parent alive? Retention and size cap, and the day's spend, every ``prune_interval_s``; the size cap
+        also once ``store.prune_after_puts`` records were stored since the last prune."""
+        next_prune = time.monotonic() + self._lc.store.prune_interval_s
+        deleted = 0  # since the last line that said so: one line per prune_interval_s at most
+        while True:
+            await self._nap()
             if os.getppid() != self._parent:  # the gateway is gone (killed): so are we
                 if self._stop is not None and not self._stop.done():
                     self._stop.set_result(Stop(0.0))
                 return
-            if time.monotonic() < next_prune or not self.store.usable():
+            timed = time.monotonic() >= next_prune
+            if not (timed or self._over_cap.is_set()) or not self.store.usable():
                 continue
-            next_prune = time.monotonic() + self._lc.store.prune_interval_s
+            if timed:
+                next_prune = time.monotonic() + self._lc.store.prune_interval_s
+            self._over_cap.clear()
+            self._stored_since_prune = 0
             with contextlib.suppress(StoreError):
-                deleted = await self.store.call("prune", self._prune)
-                if deleted:
-                    log.info("learning store: %d records past retention or the size cap deleted", deleted)
-                await self._sync_spend()
+                deleted += await self.store.call("prune", self._prune)
+                if timed:
+                    if deleted:
+                        log.info("learning store: %d records past retention or the size cap deleted", deleted)
+                    deleted = 0
+                    await self._sync_spend()
 
     async def _prune(self) -> int:
         cfg = self._lc.store

@@ -1186,6 +1186,25 @@ def test_the_worker_logs_at_the_gateways_level(fakes, judge, tmp_path, caplog, c
     assert "INFO learning-worker gateway.learning.worker: learning store: 2 records past retention" in err, err
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_the_store_is_pruned_once_a_burst_passes_its_cap(fakes, judge, tmp_path, request, backend):
+    """Was: the size cap applied only every prune_interval_s, so a burst stayed above max_records until then
+    (here 24 records at max_records 10 for the hour of the interval; at the default 60 s, 60 s of records).
+    Now a prune starts once store.prune_after_puts (1 % of the cap, at least 1) new records were written."""
+    url = sqlite_url(tmp_path) if backend == "sqlite" else request.getfixturevalue("redis_server").url
+    store = {"max_records": 10, "prune_interval_s": 3600}
+    cfg = learning_config(fakes, judge, url, rate=0.0, store_section=store)
+    assert cfg.learning.store.prune_after_puts == 1
+    with GatewayThread(cfg) as gw:
+        _, ids = send(gw, 24)
+        settle(gw)
+        deadline = time.monotonic() + 10  # the prune the last writes started
+        while (count := gw.call(gw.gateway.learning.store.store.count())) > 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count == 10
+        assert {r.id for r in _all_records(gw)} == set(ids[-10:])  # the oldest went
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 @pytest.mark.parametrize("idle", [True, False])
 def test_worker_priority(fakes, judge, tmp_path, idle, caplog):
