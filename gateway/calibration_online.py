@@ -12,7 +12,9 @@ on that window would meet its target:
 - ``tier_shares`` (``cheapest`` rule): one threshold per lower tier, cheapest first, each taking its
   share of the whole window from the requests the cheaper tiers left;
 - ``cost_share`` c: the smallest policy threshold (most top-tier calls) whose mean cost on the
-  window, by the tiers' price weights, is at most c of the top tier's.
+  window, by the tiers' price weights, is at most c of the top tier's (a ``cost_per_request_usd``
+  policy's share and weights come from ``gateway.cost_target``, at the token counts learnt from its
+  answers; when they move, the thresholds move towards the new target by bounded steps).
 
 Warm-up: until the window holds ``min_samples`` scores the artifact's calibration table is used
 (source ``artifact``; the table is for the router's default pair on reference prompts, so with
@@ -116,6 +118,15 @@ class Target:
     values: tuple[float, ...]
     #: cost_share: each tier's price relative to the top tier's, cheapest first.
     weights: tuple[float, ...] = ()
+    #: cost_share converted from a policy's ``cost_per_request_usd`` (``gateway.cost_target``): the share and
+    #: weights move with the token counts learnt from traffic; the goal is this many dollars per request.
+    usd: float | None = None
+
+    def same_goal(self, other: Target) -> bool:
+        """The same configured goal (a dollar target's share and weights may have moved: no restart for that)."""
+        if self.usd is not None or other.usd is not None:
+            return self.kind == other.kind and self.usd == other.usd
+        return self == other
 
 
 Window = Sequence[Sequence[float]]
@@ -342,8 +353,11 @@ class OnlineCalibration:
             if len(st.window) >= self.cfg.min_samples:
                 return target_thresholds(st.window, target, self.rule), "online"
             return (warmup, "artifact") if warmup is not None else None
-        if st.target != target:  # a policy whose target changed in place (tests); start again
-            st.target, st.applied, st.online = target, None, False
+        if st.target is None or not st.target.same_goal(target):  # a policy whose target changed in place (tests)
+            st.target, st.applied, st.online = target, None, False  # start again
+            self._publish_target(st)
+        elif st.target != target:  # a dollar target at newly learnt token counts: bounded steps towards it
+            st.target = target
             self._publish_target(st)
         if st.online and st.applied is not None:
             return st.applied, "online"

@@ -8,9 +8,14 @@ from gateway.config import ModelConfig
 from gateway.types import ChatRequest, Completion, Message, Usage
 
 
+def price_usd(model: ModelConfig, input_tokens: float, output_tokens: float) -> float:
+    """The price in US dollars of a call with these token counts (means allowed: ``gateway.cost_target``)."""
+    return (input_tokens * model.price_in_per_mtok + output_tokens * model.price_out_per_mtok) / 1e6
+
+
 def cost_usd(model: ModelConfig, usage: Usage) -> float:
     """Estimated price of one call in US dollars."""
-    return (usage.prompt_tokens * model.price_in_per_mtok + usage.completion_tokens * model.price_out_per_mtok) / 1e6
+    return price_usd(model, usage.prompt_tokens, usage.completion_tokens)
 
 
 def estimate_tokens(text: str) -> int:

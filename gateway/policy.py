@@ -32,13 +32,14 @@ import random
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ferryman.calibration import CalibrationTable
 from ferryman.scorer.v1 import scorer_pb2
 from gateway.calibration_online import OnlineCalibration, Target
 from gateway.config import GatewayConfig
+from gateway.cost_target import DollarTargets
 from gateway.errors import ConfigError, InvalidRequestError, UnknownModelError
 from gateway.routers.llm_judge import LLMRouter, LLMRouters, win_rates
 from gateway.scorer_client import ScorerClient, ScorerRejectedError, ScorerUnavailableError, last_user_turn
@@ -74,6 +75,8 @@ class RouteSpec:
     own_target: bool = True
     #: Calibrated operating points mixed at random to meet ``cost_share`` (``gateway.tiers.mix``).
     operating_points: tuple[OperatingPoint, ...] = ()
+    #: A dollar target per request: ``Policy.decide`` converts it to ``cost_share`` (``gateway.cost_target``).
+    cost_usd: float | None = None
 
     @property
     def fixed(self) -> bool:
@@ -86,7 +89,7 @@ class RouteSpec:
         if self.tier_shares is not None:
             return Target("tier_shares", self.tier_shares)
         if self.cost_share is not None:
-            return Target("cost_share", (self.cost_share,), self.cost_weights)
+            return Target("cost_share", (self.cost_share,), self.cost_weights, self.cost_usd)
         return None
 
 
@@ -120,6 +123,7 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
             p.cost_weights,
             p.sticky,
             operating_points=p.operating_points,
+            cost_usd=p.cost_per_request_usd,
         )
     elif match := _ROUTER_MODEL.match(model) or _ROUTER_MODEL_ANY.match(model):
         value = match.group(2)
@@ -159,12 +163,8 @@ def parse_spec(model: str, overrides: RoutingOverrides, config: GatewayConfig) -
             sticky=spec.sticky, own_target=False,
         )  # fmt: skip
     if overrides.router:
-        spec = RouteSpec(
-            overrides.router, spec.threshold, spec.strong_share, spec.policy, spec.scorer_down_tier,
-            spec.tier_shares, spec.cost_share, spec.cost_weights, spec.sticky, spec.own_target,
-            spec.operating_points,
-        )  # fmt: skip
-    if spec.threshold is None and spec.target() is None:
+        spec = replace(spec, router=overrides.router)
+    if spec.threshold is None and spec.target() is None and spec.cost_usd is None:
         raise InvalidRequestError("a routed request needs a threshold or a strong_share", param="routing")
     return spec
 
@@ -208,6 +208,7 @@ class Policy:
         calibration: OnlineCalibration | None = None,
         sticky: ConversationTiers | None = None,
         llm: LLMRouters | None = None,
+        dollars: DollarTargets | None = None,
     ) -> None:
         self._config = config
         self._tiers = config.tiers
@@ -220,6 +221,7 @@ class Policy:
         self.calibration = calibration
         self.sticky = sticky
         self._llm = llm
+        self.dollars = dollars
         self._routers: dict[str, RouterFacts] = {}
         self._unsuitable: dict[str, str] = {}  # router -> why it cannot route the configured tiers
         # router the configuration names -> why the scorer cannot serve it (it does not have it): an ERROR, and
@@ -450,6 +452,10 @@ class Policy:
         spec = parse_spec(request.model, request.routing, self._config)
         if spec is None:
             return Decision(Tier.PASSTHROUGH, request.model, (request.model,), DecisionSource.PASSTHROUGH)
+        if spec.cost_usd is not None:  # priced at the policy's learnt token counts, then calibrated as a cost share
+            assert self.dollars is not None, "a cost_per_request_usd policy needs the gateway's DollarTargets"
+            priced = self.dollars.target(spec.policy)
+            spec = replace(spec, cost_share=priced.cost_share, cost_weights=priced.weights)
         if not any(m.role == "user" for m in request.messages):
             raise InvalidRequestError("a routed request needs at least one user message", param="messages")
         key: str | None = None

@@ -8,7 +8,10 @@ A policy names a router and exactly one of:
   ``calibration.online``);
 - ``cost_share``: the target cost per request as a share of the top tier's (0.3 = on average 30 %
   of what sending every request to the top tier would cost, by the tiers' first models' prices;
-  needs ``calibration.online``, unless the policy gives ``operating_points``).
+  needs ``calibration.online``, unless the policy gives ``operating_points``);
+- ``cost_per_request_usd``: the target mean cost per answered request in US dollars (needs
+  ``calibration.online``; ``gateway.cost_target`` turns it into a ``cost_share`` at the token
+  counts learnt from the policy's answered requests, starting from ``expected_tokens``).
 
 ``operating_points`` (with ``cost_share``): a router's calibrated operating points, cheapest
 first, each ``{cost, threshold}`` (a policy threshold of ``routing.tier_rule``) or ``{cost, tier}``
@@ -44,6 +47,14 @@ SHARE_SUM_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
+class ExpectedTokens:
+    """A ``cost_per_request_usd`` policy's warm-up token counts per request (until live ones are learnt)."""
+
+    input: int = 500
+    output: int = 250
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     """A named policy: which router, and one target (a threshold, a top-tier share, per-tier shares, a cost)."""
 
@@ -63,10 +74,17 @@ class PolicyConfig:
     cost_weights: tuple[float, ...] = field(default=(), compare=False)
     #: Calibrated operating points mixed at random to meet ``cost_share`` (empty: online calibration).
     operating_points: tuple[OperatingPoint, ...] = ()
+    #: Target mean cost per answered request in US dollars (``gateway.cost_target`` converts it to a cost share).
+    cost_per_request_usd: float | None = None
+    #: Token counts per request assumed until the policy's answered requests give live ones.
+    expected_tokens: ExpectedTokens = ExpectedTokens()
 
     @property
     def targets(self) -> int:
-        return sum(x is not None for x in (self.threshold, self.strong_share, self.tier_shares, self.cost_share))
+        return sum(
+            x is not None
+            for x in (self.threshold, self.strong_share, self.tier_shares, self.cost_share, self.cost_per_request_usd)
+        )
 
 
 def tier_field(r: _Reader, key: str, default: str, tiers: Tiers) -> str:
@@ -151,6 +169,44 @@ def _operating_points(r: _Reader, tiers: Tiers) -> tuple[OperatingPoint, ...]:
     return tuple(points)
 
 
+def _usd(r: _Reader) -> float | None:
+    value = r.get("cost_per_request_usd", float)
+    if value is not None and value <= 0:
+        raise ConfigError(f"{r._p('cost_per_request_usd')}: must be > 0 (US dollars per request), got {value}")
+    return value
+
+
+def _expected_tokens(r: _Reader) -> ExpectedTokens | None:
+    raw = r.raw("expected_tokens")
+    if raw is None:
+        return None
+    er = type(r)(raw, r._p("expected_tokens"))
+    d = ExpectedTokens
+    tokens = ExpectedTokens(er.positive("input", int, d.input), er.non_negative("output", int, d.output))
+    er.finish()
+    return tokens
+
+
+def _usd_problem(pol: PolicyConfig, tiers: Tiers, models: Mapping[str, Any], online: bool) -> str | None:
+    """Why a ``cost_per_request_usd`` policy cannot work, as ``<field>: <why>`` (None: it can)."""
+    if pol.cost_share is not None:
+        return "cost_per_request_usd: set it (dollars) or cost_share (relative to the top tier's cost), not both"
+    if pol.operating_points:
+        return (
+            "operating_points: their costs are relative to the top tier's list price; use them with cost_share, "
+            "not cost_per_request_usd"
+        )
+    if not online:
+        return "cost_per_request_usd: met by calibrating thresholds on live traffic; set calibration.online: true"
+    top = models[tiers.top.models[0]]
+    if top.price_in_per_mtok + top.price_out_per_mtok <= 0:
+        return (
+            f"cost_per_request_usd: needs prices, and the top tier's first model {top.name!r} has none "
+            f"(models.{top.name}.price_in_per_mtok / price_out_per_mtok)"
+        )
+    return None
+
+
 def parse_policies(
     raw: Any,
     top: _Reader,
@@ -185,12 +241,20 @@ def parse_policies(
             sticky=pr.get("sticky", bool, False),
             cost_weights=weights,
             operating_points=_operating_points(pr, tiers),
+            cost_per_request_usd=_usd(pr),
+            expected_tokens=_expected_tokens(pr) or ExpectedTokens(),
         )
         pr.finish()  # a mistyped field first: it is why the checks below would fail
+        if pol.cost_per_request_usd is not None:
+            why = _usd_problem(pol, tiers, models, online_calibration)
+            if why is not None:
+                raise ConfigError(f"policies.{pname}.{why}")
+        elif pr.data.get("expected_tokens") is not None:
+            raise ConfigError(f"policies.{pname}.expected_tokens: only used with cost_per_request_usd")
         if pol.targets != 1:
             raise ConfigError(
                 f"policies.{pname}: set exactly one of threshold or strong_share "
-                "(or, with calibration.online, tier_shares or cost_share)"
+                "(or, with calibration.online, tier_shares, cost_share or cost_per_request_usd)"
             )
         if pol.tier_shares is not None and len(tiers) > 2 and tier_rule != "cheapest":
             raise ConfigError(

@@ -21,6 +21,7 @@ from gateway.calibration_online import OnlineCalibration
 from gateway.capabilities import narrow
 from gateway.config import GatewayConfig
 from gateway.cost import cost_usd, estimate_prompt_tokens, estimate_usage
+from gateway.cost_target import DollarTargets
 from gateway.errors import (
     ConfigError,
     GatewayError,
@@ -128,6 +129,11 @@ class Gateway:
             if config.calibration.online
             else None
         )
+        self.dollars = (
+            DollarTargets(config.policies, config.tiers, config.models, config.calibration, registry)
+            if DollarTargets.wanted(config.policies)
+            else None
+        )
         self.sticky = (
             ConversationTiers(config.sticky, registry, runtime.redis_url)
             if any(p.sticky for p in config.policies.values())
@@ -159,6 +165,7 @@ class Gateway:
             calibration=self.calibration,
             sticky=self.sticky,
             llm=self.llm_routers,
+            dollars=self.dollars,
         )
         try:
             await self._policy.start()
@@ -261,6 +268,8 @@ class Gateway:
         saved = accounting.strong_cost_usd - accounting.cost_usd
         if saved > 0:
             self.metrics.cost_saved.inc(saved)
+        if self.dollars is not None and decision.policy:
+            self.dollars.observe(decision.policy, accounting.served_tier_name, usage, accounting.cost_usd)
 
     def record_failure(self, decision: Decision | None, exc: BaseException) -> None:
         """Count a request that got no answer (metrics only; never logs secrets or prompts)."""

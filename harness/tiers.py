@@ -36,7 +36,8 @@ def three_tier_dict(fakes: Mapping[str, FakeProvider], **kwargs: Any) -> dict[st
         for models, _, p_in, p_out in THREE_TIERS.values()
         for m in models
     }
-    overrides = {m: prices[m] | dict(kwargs.pop("model_overrides", {}).get(m, {})) for m in prices}
+    given = kwargs.pop("model_overrides", {})
+    overrides = {m: prices[m] | dict(given.get(m, {})) for m in prices}
     policies = kwargs.pop("policies", None)
     data = config_dict(fakes, model_overrides=overrides, **kwargs)
     data["tiers"] = three_tier_tiers()

@@ -321,7 +321,8 @@ def test_the_shipped_configs_commented_n_tier_examples_are_valid():
     data["policies"].update(yaml.safe_load("\n".join(examples)))
     config = parse_config(data)
     assert config.tiers.names == ("small", "medium", "large") and config.calibration.online
-    assert set(config.policies) >= {"ferryman-chat", "ferryman-budget", "ferryman-explained"}
+    assert set(config.policies) >= {"ferryman-chat", "ferryman-budget", "ferryman-explained", "ferryman-dollars"}
+    assert config.policies["ferryman-dollars"].cost_per_request_usd == 0.002
     assert config.llm_routers["rater"].fallback_router == "mf" and config.policies["ferryman-chat"].sticky
 
 
