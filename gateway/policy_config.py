@@ -18,8 +18,9 @@ first, each ``{cost, threshold}`` (a policy threshold of ``routing.tier_rule``) 
 (every request to that tier); ``cost`` is the point's mean cost per request relative to the top
 tier's on graded calibration prompts. Each request goes to one of the two points around
 ``cost_share``, at random with the weights that average to it (``gateway.tiers.mix``): the upper
-concave hull of a router's curve, which ``ferryman eval --suite tiers`` prints
-(docs/gateway.md, "Operating points").
+concave hull of a router's curve, which ``ferryman calibrate points`` fits on the operator's own
+graded prompts and ``ferryman eval --suite tiers`` on arena-bench-v1 (docs/gateway.md, "Operating
+points").
 
 ``sticky: true`` keeps the follow-up turns of a conversation on the tier its first turn got
 (``gateway.sticky``). ``scorer_down_tier`` is where requests go when no score can be had.
