@@ -46,6 +46,18 @@ log = logging.getLogger(__name__)
 #: Tolerance on the sum of ``tier_shares``.
 SHARE_SUM_TOLERANCE = 1e-6
 
+#: A policy's target fields (it sets exactly one) and the fields that only go with one of them: what a new
+#: target pasted under a policy replaces (``ferryman calibrate points``).
+TARGET_FIELDS = (
+    "threshold",
+    "strong_share",
+    "tier_shares",
+    "cost_share",
+    "cost_per_request_usd",
+    "expected_tokens",
+    "operating_points",
+)
+
 
 @dataclass(frozen=True)
 class ExpectedTokens:

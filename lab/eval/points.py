@@ -44,6 +44,7 @@ from ferryman import paths
 from ferryman.cli import HelpFormatter
 from gateway.config import GatewayConfig, default_config_path, load_config, parse_config
 from gateway.errors import ConfigError
+from gateway.policy_config import TARGET_FIELDS
 from gateway.scorer_client import last_user_turn
 from gateway.tiers import Tiers, relative_costs
 from gateway.types import Message
@@ -64,6 +65,9 @@ from lab.eval.tier_metrics import (
 )
 from scorer.errors import ArtifactError
 
+#: What the block replaces under the policy (``gateway.policy_config.TARGET_FIELDS``), as the paste line says it.
+_REPLACES = "its threshold, strong_share, tier_shares, cost_share or cost_per_request_usd, and any expected_tokens"
+
 #: Fewest prompts in each half: the held-out check needs prompts on both sides.
 MIN_PER_HALF = 10
 
@@ -81,8 +85,9 @@ graded prompts (--graded FILE): JSON Lines, one object per prompt, e.g.
 
 output: a table of how the points generalise (fitted on one half of the prompts, used on the other:
 mean cost and grade, the margin over random mixing of the single tiers with a 90 % bootstrap interval)
-and a YAML block; paste it under policies.<POLICY> of the gateway configuration (replacing its
-threshold / strong_share target; calibration.online is not needed), then restart the gateway. The
+and a YAML block; paste it under policies.<POLICY> of the gateway configuration (in place of its
+threshold, strong_share, tier_shares, cost_share or cost_per_request_usd, and any expected_tokens;
+calibration.online is not needed), then restart the gateway. The
 points hold for this router artifact, these prices and traffic like these prompts: fit them again
 after a retrain, a price change or when traffic changes (docs/gateway.md, "Operating points")."""
 
@@ -379,9 +384,7 @@ def points_yaml(points: Sequence[HullPoint], tiers: Tiers, cost_share: float | N
 def check_pasted(config_path: Path, policy: str, block: str) -> None:
     """The configuration with ``block`` pasted under the policy, through the gateway's parser (ConfigError if not)."""
     data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    entry = dict(data["policies"][policy])
-    for target in ("threshold", "strong_share", "tier_shares", "cost_share"):
-        entry.pop(target, None)
+    entry = {k: v for k, v in data["policies"][policy].items() if k not in TARGET_FIELDS}
     data["policies"][policy] = entry | yaml.safe_load(block)
     parse_config(data)
 
@@ -488,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(table(result, tiers, cost, quality))
     print()
-    print(f"# paste under policies.{args.policy} in {args.config} (replacing its threshold / strong_share target):")
+    print(f"# paste under policies.{args.policy} in {args.config} (in place of {_REPLACES}):")
     print(block, end="")
     if cost_share is not None:
         try:  # the block as pasted, through the gateway's own parser

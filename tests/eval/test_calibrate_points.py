@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from ferryman.cli import main
-from gateway.tiers import TierConfig, Tiers
+from gateway.config import load_config
+from gateway.tiers import TierConfig, Tiers, relative_costs
 from lab.data.report import DataError
-from lab.eval.points import fit, points_yaml, read_graded
+from lab.eval.points import check_pasted, fit, points_yaml, read_graded
 from lab.eval.tier_metrics import HullPoint
 
 TIERS = Tiers([TierConfig("small", ("gpt-4o-mini",), "", 0), TierConfig("large", ("gpt-4o", "claude"), "", 1)])
@@ -133,3 +135,25 @@ def test_too_few_prompts_for_two_halves_are_refused() -> None:
         DataError, match=r"12 graded prompts split into halves of \d+ and \d+: the held-out check needs"
     ):
         fit(scores, quality, np.array([0.1, 1.0]), "cost_aware", [f"prompt {i}" for i in range(12)], 10)
+
+
+def test_the_block_is_checked_in_place_of_a_dollar_target(tmp_path: Path) -> None:
+    """A cost_per_request_usd policy (with expected_tokens) takes the block in place of its target: the check
+    kept the dollar target beside the block's cost_share and refused a paste that loads ('... not both')."""
+    data = yaml.safe_load(Path("config/gateway.yaml").read_text(encoding="utf-8"))
+    data["calibration"] = {"online": True}
+    kept = {"router": "mf", "scorer_down_tier": "strong"}
+    data["policies"]["ferryman-balanced"] = kept | {
+        "cost_per_request_usd": 0.002,
+        "expected_tokens": {"input": 300, "output": 200},
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    config = load_config(path)
+    weak = relative_costs(config.tiers, config.models)[0]
+    block = points_yaml([HullPoint(weak, 5.0, tier=0), HullPoint(1.0, 8.0, tier=1)], config.tiers, 0.3, [])
+    check_pasted(path, "ferryman-balanced", block)
+    # what the check stands for: the block pasted in place of the dollar target loads
+    data["policies"]["ferryman-balanced"] = kept | yaml.safe_load(block)
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert load_config(path).policies["ferryman-balanced"].cost_share == 0.3
