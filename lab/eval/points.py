@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import itertools
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -430,6 +432,22 @@ def _log(args: argparse.Namespace, msg: str) -> None:
         print(f"[points] {msg}", file=sys.stderr, flush=True)
 
 
+def check_outputs(out: Path | None, plot_to: Path | None) -> None:
+    """Refuse ``--out`` / ``--plot`` paths that cannot be written, before the work (``DataError`` naming the flag)."""
+    for flag, path in (("--out", out), ("--plot", plot_to)):
+        if path is None:
+            continue
+        folder = path.parent
+        if path.is_dir():
+            raise DataError(f"{flag} {path}: is a directory; give a file name")
+        if not folder.is_dir():
+            raise DataError(f"{flag} {path}: there is no directory {folder}; create it or give another path")
+        if not os.access(folder, os.W_OK):
+            raise DataError(f"{flag} {path}: the directory {folder} is not writable; give another path")
+    if plot_to is not None and importlib.util.find_spec("matplotlib") is None:
+        raise DataError("--plot needs matplotlib, which comes with the lab extra (make setup-lab); leave --plot out")
+
+
 def _policy(config: GatewayConfig, name: str) -> str:
     """The policy's router (an LLM router rates prompts with a model: no offline points)."""
     if name not in config.policies:
@@ -444,6 +462,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``ferryman calibrate points``."""
     started = time.perf_counter()
     try:
+        check_outputs(args.out, args.plot)
         config = load_config(args.config)
         router = _policy(config, args.policy)
         tiers = config.tiers
@@ -499,11 +518,15 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"ferryman calibrate points: the block does not load with this configuration: {exc}", file=sys.stderr)
             return 2
-    if args.out:
-        args.out.write_text(block, encoding="utf-8")
-        print(f"wrote {args.out}")
-    if args.plot:
-        title = f"policy {args.policy}: router {router}, {kind} rule, {len(texts)} graded prompts"
-        print(f"wrote {plot(args.plot, result, tiers, cost, quality, title)}")
+    try:
+        if args.out:
+            args.out.write_text(block, encoding="utf-8")
+            print(f"wrote {args.out}")
+        if args.plot:
+            title = f"policy {args.policy}: router {router}, {kind} rule, {len(texts)} graded prompts"
+            print(f"wrote {plot(args.plot, result, tiers, cost, quality, title)}")
+    except OSError as exc:  # what check_outputs cannot foresee (a full disk, a read-only mount); the block is printed
+        print(f"ferryman calibrate points: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     _log(args, f"done in {time.perf_counter() - started:.1f} s")
     return 0

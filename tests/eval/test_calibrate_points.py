@@ -157,3 +157,18 @@ def test_the_block_is_checked_in_place_of_a_dollar_target(tmp_path: Path) -> Non
     data["policies"]["ferryman-balanced"] = kept | yaml.safe_load(block)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     assert load_config(path).policies["ferryman-balanced"].cost_share == 0.3
+
+
+def test_unwritable_out_or_plot_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Was a traceback (FileNotFoundError from matplotlib's savefig or write_text, exit 1) after the whole fit."""
+    graded = _write(tmp_path, [GOOD])
+    base = ["calibrate", "points", "--config", "config/gateway.yaml", "--policy", "ferryman-balanced", "--quiet"]
+    missing = tmp_path / "no" / "such" / "points.png"
+    assert main([*base, "--graded", str(graded), "--plot", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"ferryman calibrate points: --plot {missing}: there is no directory {missing.parent}; "
+        "create it or give another path\n"
+    )
+    assert main([*base, "--graded", str(graded), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"ferryman calibrate points: --out {tmp_path}: is a directory; give a file name\n"
