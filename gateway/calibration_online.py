@@ -131,6 +131,9 @@ class Target:
 
 Window = Sequence[Sequence[float]]
 
+#: Relative rounding a window's mean cost may carry above ``cost_share`` and still meet it (:func:`cost_thresholds`).
+COST_SHARE_RTOL = 1e-9
+
 
 # ---------------------------------------------------------------- the rules (pure functions)
 
@@ -173,15 +176,19 @@ def cost_thresholds(window: Window, cost_share: float, weights: Sequence[float],
     The mean cost never rises with the threshold (each request can only move to a cheaper tier), so
     bisection finds it; above every score all requests go to the cheapest tier.
     """
+    # a share equal to the cheapest tier's weight (a dollar target clamped there) is met by routing every request to
+    # the cheapest tier, whose mean over the window can round above the weight itself; the thresholds then ran to
+    # the 1e6 bound, which bounded steps take ages to come back from once the target moves up again
+    limit = cost_share * (1 + COST_SHARE_RTOL)
     lo = min(rule.top_cut(row) for row in window)  # everything to the top tier at and below it
     hi = 1.0
-    while mean_cost(window, rule.thresholds(hi), weights, rule) > cost_share and hi < 1e6:
+    while mean_cost(window, rule.thresholds(hi), weights, rule) > limit and hi < 1e6:
         hi = 2 * hi + 1
-    if mean_cost(window, rule.thresholds(lo), weights, rule) <= cost_share:
+    if mean_cost(window, rule.thresholds(lo), weights, rule) <= limit:
         return rule.thresholds(lo)
     for _ in range(60):
         mid = (lo + hi) / 2
-        if mean_cost(window, rule.thresholds(mid), weights, rule) <= cost_share:
+        if mean_cost(window, rule.thresholds(mid), weights, rule) <= limit:
             hi = mid
         else:
             lo = mid

@@ -321,3 +321,29 @@ def test_a_moving_dollar_target_steps_the_thresholds_instead_of_starting_again()
     send(moved, 5)
     stepped = calibration.applied(POLICY, "mf")[0]
     assert stepped is not None and 0 < stepped[0] - settled[0] <= cfg.max_step + 1e-12
+
+
+def test_a_target_clamped_at_the_cheapest_tier_comes_back_when_released():
+    """Clamped below, a dollar target asks for exactly the cheapest tier's weight; the mean of 50 such weights
+    rounds above it (0.06 here), so the thresholds ran to the search bound 1048575 and the bounded steps (0.05
+    per update) never brought them back once the target was within reach again: every request stayed on the
+    cheapest tier, spending far less than the target (the operator pass: $0.000028 against $0.0001)."""
+    from gateway.calibration_online import CalibrationConfig, OnlineCalibration, Target
+    from gateway.tiers import TierConfig, TierRule, Tiers
+
+    cfg = CalibrationConfig(online=True, window=50, min_samples=10, update_every=5, max_step=0.05)
+    tiers = Tiers([TierConfig("weak", ("w",), "", 0), TierConfig("strong", ("s",), "", 1)])
+    calibration = OnlineCalibration(cfg, tiers, TierRule.build("cost_aware", (0.06, 1.0)), _registry(), None)
+    rng = random.Random(2)
+
+    def send(target: Target, n: int) -> tuple[float, ...]:
+        got: tuple[float, ...] = ()
+        for _ in range(n):
+            got, _source = calibration.thresholds(POLICY, "mf", target, (0.5,), own_target=True)
+            calibration.observe(POLICY, "mf", (rng.random(),), int(rng.random() >= got[0]))
+        return got
+
+    clamped = send(Target("cost_share", (0.06,), (0.06, 1.0), usd=1e-4), 60)  # every request to the cheapest
+    assert 0.9 < clamped[0] <= 1.0  # just above every score, not 1048575
+    released = send(Target("cost_share", (0.3,), (0.06, 1.0), usd=1e-4), 200)  # cheaper top-tier requests learnt
+    assert released[0] < 0.8, released  # on its way to the share's threshold (~0.74 on uniform scores)
