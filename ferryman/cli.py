@@ -16,7 +16,7 @@ import importlib.metadata
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from ferryman import signals
@@ -57,6 +57,22 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if default is None or default is False or default == "" or re.search(r"\(default|default:|; default", text):
             return text
         return (super()._get_help_string(action) or "").replace("``", "")
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= low``, else the usual one-line usage error naming the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def missing_extra(exc: ModuleNotFoundError) -> str | None:

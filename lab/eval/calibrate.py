@@ -29,6 +29,7 @@ import numpy as np
 
 from ferryman import paths
 from ferryman.calibration import share_threshold
+from ferryman.cli import int_at_least
 from lab.data.battles import load_battles, load_questions
 from lab.data.benchmarks import default_data_dir
 from lab.data.keys import prompt_key
@@ -68,8 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="public data (default: $FERRYMAN_DATA or ../shared/data)")
     parser.add_argument("--scorer", metavar="ADDRESS", help="use a running scorer (must have the routers loaded)")
     parser.add_argument("--encoder-dir", type=Path, default=paths.encoder_dir(), help="ONNX encoder")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX threads of the in-process scorer")
-    parser.add_argument("--batch-size", type=int, default=128, help="items per BatchScore request")
+    parser.add_argument("--threads", type=int_at_least(1), default=2, help="ONNX threads of the in-process scorer")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=128, help="items per BatchScore request")
     parser.add_argument("--dry-run", action="store_true", help="print the thresholds, do not write manifests")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 

@@ -43,7 +43,7 @@ import numpy as np
 import yaml
 
 from ferryman import paths
-from ferryman.cli import HelpFormatter
+from ferryman.cli import HelpFormatter, int_at_least
 from gateway.config import GatewayConfig, default_config_path, load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.policy_config import TARGET_FIELDS
@@ -131,9 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, help="also write the YAML block to this file")
     parser.add_argument("--plot", type=Path, help="draw quality vs cost to this PNG (needs the lab extra)")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the intervals")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX threads of the in-process scorer")
-    parser.add_argument("--batch-size", type=int, default=128, help="items per BatchScore request")
+    parser.add_argument("--bootstrap", type=int_at_least(0), default=2000, help="bootstrap resamples of the intervals")
+    parser.add_argument("--threads", type=int_at_least(1), default=2, help="ONNX threads of the in-process scorer")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=128, help="items per BatchScore request")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

@@ -172,3 +172,19 @@ def test_unwritable_out_or_plot_is_refused_before_any_work(tmp_path: Path, capsy
     )
     assert main([*base, "--graded", str(graded), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"ferryman calibrate points: --out {tmp_path}: is a directory; give a file name\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--batch-size", "0", "0 is below 1"), ("--threads", "0", "0 is below 1"), ("--bootstrap", "-5", "-5 is below 0")],
+)
+def test_counts_below_their_least_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    """Were accepted: --batch-size 0 and --threads 0 ended the scoring in a traceback (range() arg 3 must not be
+    zero; the scorer config's ValueError), --bootstrap -5 printed intervals of no resample."""
+    base = ["calibrate", "points", "--config", "config/gateway.yaml", "--policy", "ferryman-balanced"]
+    with pytest.raises(SystemExit) as ended:
+        main([*base, "--graded", str(_write(tmp_path, [GOOD])), flag, value])
+    assert ended.value.code == 2
+    assert f"ferryman calibrate points: error: argument {flag}: {message}" in capsys.readouterr().err
