@@ -213,9 +213,21 @@ class DollarTargets:
         share = min(top, max(low, usd)) / top
         return DollarTarget(usd, share, tuple(c / top for c in costs), costs, state)
 
+    def _basis(self, policy: str) -> str:
+        """What the tiers' expected costs are priced at: the warm-up's token counts or the learnt ones."""
+        window = self._windows[policy]
+        if len(window.rows) < self.min_samples:
+            warm = window.warmup
+            return (
+                f"priced at expected_tokens, {warm.input} input and {warm.output} output tokens, until "
+                f"{self.min_samples} answers are seen"
+            )
+        return f"priced at the last {len(window.rows)} answers' token counts"
+
     def _say(self, policy: str, usd: float, costs: tuple[float, ...], state: int) -> None:
         names = self.tiers.names
         priced = ", ".join(f"{n} ${c:.6f}" for n, c in zip(names, costs, strict=True))
+        priced += f", {self._basis(policy)}"
         if state == WITHIN:
             log.info(
                 "policy %s: cost_per_request_usd $%.6f is within the tiers' expected costs again (%s)",

@@ -201,7 +201,20 @@ def test_the_clamp_is_said_when_it_starts_and_when_it_ends(fakes, caplog):
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
     assert "below the cheapest tier's expected cost" in lines[0][1] and "within" in lines[1][1]
+    assert "priced at the last 100 answers' token counts" in lines[0][1]  # no longer the warm-up's
     assert dollars.realised_usd(POLICY) == pytest.approx(0.00006)
+
+
+def test_a_clamp_at_start_says_it_is_priced_at_expected_tokens(fakes, caplog):
+    """At start the tiers are priced at the warm-up's token counts, which may be far from the traffic's: the
+    WARNING says so (it gave the dollar figures alone, read as the tiers' real costs)."""
+    config = budget_config(
+        fakes, "127.0.0.1:1", cost_per_request_usd=1e-6, expected_tokens={"input": 200, "output": 100}
+    )
+    with caplog.at_level(logging.INFO, logger="gateway.cost_target"):
+        DollarTargets(config.policies, config.tiers, config.models, config.calibration, _registry())
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "priced at expected_tokens, 200 input and 100 output tokens, until 100 answers are seen" in line, line
 
 
 def test_a_tier_is_priced_at_its_own_token_counts_once_it_answered_enough(fakes):
