@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import itertools
 import json
+import logging
 import math
 import os
 import sys
@@ -388,7 +389,13 @@ def check_pasted(config_path: Path, policy: str, block: str) -> None:
     data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     entry = {k: v for k, v in data["policies"][policy].items() if k not in TARGET_FIELDS}
     data["policies"][policy] = entry | yaml.safe_load(block)
-    parse_config(data)
+    gateway_log = logging.getLogger("gateway")
+    level = gateway_log.level
+    gateway_log.setLevel(logging.ERROR)  # the loader's warnings about the configuration were said when it was read
+    try:
+        parse_config(data)
+    finally:
+        gateway_log.setLevel(level)
 
 
 def plot(path: Path, result: Fit, tiers: Tiers, cost: np.ndarray, quality: np.ndarray, title: str) -> Path:

@@ -4,6 +4,7 @@ gateway is ``tests/gateway/test_points_round_trip.py``)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,26 @@ def test_counts_below_their_least_are_usage_errors(
         main([*base, "--graded", str(_write(tmp_path, [GOOD])), flag, value])
     assert ended.value.code == 2
     assert f"ferryman calibrate points: error: argument {flag}: {message}" in capsys.readouterr().err
+
+
+def test_the_check_does_not_repeat_the_loaders_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The configuration's WARNINGs (here: strong_share policies with three tiers and online calibration off) were
+    printed when the command read it and again by the check of the pasted block; the check now says errors only."""
+    data = yaml.safe_load(Path("config/gateway.yaml").read_text(encoding="utf-8"))
+    data["tiers"] = [
+        {"name": "small", "models": ["gpt-4o-mini"], "router_model": "mistralai/Mistral-7B-Instruct-v0.1"},
+        {"name": "medium", "models": ["claude-haiku"], "router_model": "gpt-3.5-turbo-1106"},
+        {"name": "large", "models": ["gpt-4o", "claude-sonnet"], "router_model": "gpt-4-1106-preview"},
+    ]
+    for policy in data["policies"].values():
+        policy["scorer_down_tier"] = "large"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    config = load_config(path)
+    cost = relative_costs(config.tiers, config.models)
+    points = [HullPoint(c, 5.0 + i, tier=i) for i, c in enumerate(cost)]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        check_pasted(path, "ferryman-economy", points_yaml(points, config.tiers, 0.3, []))
+    assert [r.getMessage() for r in caplog.records] == []
+    assert logging.getLogger("gateway").level == logging.NOTSET  # the loader's logging as it was
