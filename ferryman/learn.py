@@ -16,7 +16,7 @@ SUBCOMMANDS: subcommands.Table = {
     "report": ("gateway.learning.report", "what the store holds; live quality gap, PGR, savings, APGR per policy"),
     "judge": ("gateway.learning.rejudge", "judge again the stored pairs the judge gave no label (failed or unclear)"),
     "tenant-id": ("gateway.learning.tenants", "print the tenant id of client keys read from stdin (for opt-outs)"),
-    "retrain": ("lab.learn.cli.retrain", "the router's base + a correction learnt from an export -> a new version"),
+    "retrain": ("lab.learn.cli.retrain", "the router's base updated from an export (mf, sw) -> a new version"),
     "promote": ("lab.learn.cli.promote", "serve a candidate version only if it beats the serving one beyond the noise"),
     "rollback": ("lab.learn.cli.rollback", "serve the version that served before (one command)"),
     "versions": ("lab.learn.cli.versions", "a router directory's versions, the serving one and the pointer's history"),

@@ -7,8 +7,8 @@ splits (by prompt, so copies of a prompt never straddle the parts):
 - a fixed **test part** of the traffic is set aside and never judged;
 - the first ``N`` prompts of the rest, for each ``N`` in ``samples``, are "judged";
   the product's own retraining (:mod:`lab.learn.retrain`: held-back slice, prior
-  plus correction, the candidate written as an MF artifact and loaded with the
-  scorer's router code) runs on them;
+  plus correction written as an MF artifact, or an SW prior with the judged battles
+  appended; loaded with the scorer's router code) runs on them;
 - the candidate's APGR on the test part is recorded beside the shipped router's
   and the random router's, and the promotion gate (:mod:`lab.learn.gate`) is run
   on the candidate's held-back slice, to count promotions and — the safety
@@ -39,7 +39,7 @@ import numpy as np
 from lab.eval.metrics import apgr, endpoints, random_curve
 from lab.learn.correction import fit_correction
 from lab.learn.gate import GateRule, paired_bootstrap_gate, verdict_apgr
-from lab.learn.retrain import LearnConfig, check_prior, fit_on_samples, split_holdout, write_candidate
+from lab.learn.retrain import LearnConfig, check_prior, fit_update, split_holdout, write_candidate
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, Traffic, targets
 
@@ -208,10 +208,9 @@ def _one_retrain(
 ) -> tuple[float, bool]:
     """One simulated ``ferryman learn retrain`` + ``promote``: (candidate APGR on test, gate passed)."""
     train, held = split_holdout(judged, config)
-    correction = fit_on_samples(prior, train, embedder, config)
     write_candidate(
         prior,
-        correction,
+        fit_update(prior, train, embedder, config),
         out_dir,
         version="simulated",
         calibration_prompts=(),

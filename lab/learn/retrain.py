@@ -1,4 +1,4 @@
-"""Retraining from judged traffic: the serving router's base as the prior plus a learnt correction.
+"""Retraining from judged traffic: the serving router's base as the prior, updated by the judged samples.
 
 What ``ferryman learn retrain`` does, and what the learning-curve simulation
 calls for every simulated retrain (so the curve measures the product, not a
@@ -7,18 +7,22 @@ stand-in):
 1. split the judged samples into a training part and a **held-back slice** by a
    salted hash of the prompt (:func:`lab.learn.traffic.in_holdout`), so every copy
    of a prompt falls on the same side and the slice is the same in every export;
-2. score the training part with the **prior** — the router's base version, trained
-   on the public data — and fit the correction (:mod:`lab.learn.correction`) with
-   the prior's logit as an offset whose weight is learnt (shrunk towards 1);
-3. fold the correction into a copy of the prior's MF weights
-   (:mod:`lab.learn.candidate`), calibrate the candidate on the traffic's own
+2. learn the update of the **prior** — the router's base version, trained on the
+   public data — from the training part (:func:`fit_update`): for an **mf** prior,
+   score the training part and fit the correction (:mod:`lab.learn.correction`) with
+   the prior's logit as an offset whose weight is learnt (shrunk towards 1); for an
+   **sw** prior, the training part's samples are the new battles;
+3. write the candidate of the prior's kind (:mod:`lab.learn.candidate`: the
+   correction folded into a copy of the MF weights, or the battles appended to the
+   SW artifact, encoder and projection unchanged), calibrate it on the traffic's own
    prompts (the thresholds that send 0..100 % of *this* traffic strong), and write
    it as a new immutable version (:mod:`scorer.versions`).
 
-The correction is always fitted on top of the base, on all judged traffic so
-far, never on top of an earlier candidate, so corrections do not compound.
-Settings (:class:`LearnConfig`) were chosen on held-out tuning sources
-(docs/learning.md, docs/lab-log.md), not on the sources the curve reports.
+The update is always learnt on top of the base, from all judged traffic so far,
+never on top of an earlier candidate, so updates do not compound. A **bert** prior
+is refused (:func:`check_prior`). Settings (:class:`LearnConfig`) were chosen on
+held-out tuning sources (docs/learning.md, docs/lab-log.md), not on the sources the
+curve reports; an SW prior keeps its shipped settings.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from lab.eval.calibrate import thresholds
-from lab.learn.candidate import fold_into_mf
+from lab.learn.candidate import NewBattles, append_battles, fold_into_mf
 from lab.learn.correction import Correction, fit_correction, logit
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, in_holdout, targets
@@ -40,6 +44,9 @@ from scorer.artifacts import MANIFEST_NAME, ArtifactFile, Calibration, load_arti
 from scorer.routers import length_head
 
 WEIGHTS_FILE = "weights.npz"
+LEARNABLE_KINDS = ("mf", "sw")  # router kinds retrain can update (check_prior)
+
+Update = Correction | NewBattles  # what a retrain learnt: a correction (mf prior) or new battles (sw prior)
 
 
 @dataclass(frozen=True)
@@ -92,13 +99,37 @@ def fit_on_samples(
 
 
 def check_prior(prior: ScoringRouter) -> None:
-    """Retraining folds the correction into MF weights: the prior must be an MF artifact."""
+    """The prior must be a kind retrain can update: mf (a folded correction) or sw (appended battles)."""
     kind = prior.artifact.manifest.kind
-    if kind != "mf":
+    if kind == "bert":
         raise ValueError(
-            f"{prior.artifact.root}: the prior is a {kind} router; retraining from traffic folds a correction into "
-            "MF weights and needs an mf artifact (serve mf, or retrain an mf router for this traffic)"
+            f"{prior.artifact.root}: the prior is a bert router, which retraining from traffic cannot update: its "
+            "score comes from its own fine-tuned transformer, so no correction of the frozen encoder's embedding "
+            "folds into it and it keeps no battles to append to; learning from traffic would mean fine-tuning that "
+            "transformer (torch, a GPU), which retrain does not do. Serve an mf or sw router to learn from traffic"
         )
+    if kind not in LEARNABLE_KINDS:
+        raise ValueError(
+            f"{prior.artifact.root}: the prior is a {kind} router; retraining from traffic updates "
+            f"{' or '.join(LEARNABLE_KINDS)} artifacts only"
+        )
+
+
+def fit_update(prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder, config: LearnConfig) -> Update:
+    """What a candidate learns from the training part ``samples``: the correction of an mf prior, the new battles
+    of an sw prior (which keeps its shipped settings: ``config``'s penalties do not apply)."""
+    check_prior(prior)
+    if prior.artifact.manifest.kind == "sw":
+        return NewBattles(tuple(samples))
+    return fit_on_samples(prior, samples, embedder, config)
+
+
+def describe(update: Update) -> str:
+    """One line for the operator about what was learnt."""
+    if isinstance(update, NewBattles):
+        return f"new battles: {update.summary()}"
+    norm = float(np.linalg.norm(update.w))
+    return f"correction: prior weight {update.prior_scale:.3f}, bias {update.b:+.3f}, |w| {norm:.3f}"
 
 
 def file_digest(path: Path) -> str:
@@ -108,7 +139,7 @@ def file_digest(path: Path) -> str:
 
 def write_candidate(
     prior: ScoringRouter,
-    correction: Correction,
+    update: Update,
     out_dir: Path,
     *,
     version: str,
@@ -117,22 +148,19 @@ def write_candidate(
     embedder: Embedder,
     prov: Mapping[str, str],
 ) -> Path:
-    """Write the corrected MF artifact to ``out_dir`` and calibrate it on ``calibration_prompts``."""
+    """Write the prior updated by ``update`` to ``out_dir`` and calibrate it on ``calibration_prompts``."""
     check_prior(prior)
     m = prior.artifact.manifest
-    with np.load(prior.artifact.path("weights"), allow_pickle=False) as data:
-        weights = {k: np.asarray(data[k]) for k in data.files}
-    folded = fold_into_mf(weights, correction, m.models.index(prior.strong))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / WEIGHTS_FILE, **folded)  # type: ignore[arg-type]
-    params = dict(m.params)
-    head = length_head.parse(m.params, prior.artifact.root / MANIFEST_NAME)
-    if head is not None:  # part of the prior's logit, which the correction scales as a whole
-        params[length_head.PARAM] = head.scaled(correction.prior_scale).to_params()
+    if isinstance(update, NewBattles):
+        if m.kind != "sw":
+            raise ValueError(f"{prior.artifact.root}: new battles update an sw prior, this one is {m.kind}")
+        files, params = append_battles(prior, update, embedder, out_dir), dict(m.params)
+    else:
+        files, params = _write_corrected_mf(prior, update, out_dir)
     manifest = replace(
         m,
         version=version,
-        files={"weights": ArtifactFile(path=WEIGHTS_FILE, sha256=sha256_of(out_dir / WEIGHTS_FILE))},
+        files=files,
         calibration=None,
         provenance=dict(prov),
         params=params,
@@ -148,10 +176,29 @@ def write_candidate(
     return out_dir
 
 
+def _write_corrected_mf(
+    prior: ScoringRouter, correction: Correction, out_dir: Path
+) -> tuple[dict[str, ArtifactFile], dict[str, object]]:
+    """The MF weights with ``correction`` folded in, written to ``out_dir``: (manifest files, params)."""
+    m = prior.artifact.manifest
+    if m.kind != "mf":
+        raise ValueError(f"{prior.artifact.root}: a correction folds into an mf prior, this one is {m.kind}")
+    with np.load(prior.artifact.path("weights"), allow_pickle=False) as data:
+        weights = {k: np.asarray(data[k]) for k in data.files}
+    folded = fold_into_mf(weights, correction, m.models.index(prior.strong))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(out_dir / WEIGHTS_FILE, **folded)  # type: ignore[arg-type]
+    params = dict(m.params)
+    head = length_head.parse(m.params, prior.artifact.root / MANIFEST_NAME)
+    if head is not None:  # part of the prior's logit, which the correction scales as a whole
+        params[length_head.PARAM] = head.scaled(correction.prior_scale).to_params()
+    return {"weights": ArtifactFile(path=WEIGHTS_FILE, sha256=sha256_of(out_dir / WEIGHTS_FILE))}, params
+
+
 def candidate_provenance(
     prior: ScoringRouter,
     prior_version: str,
-    correction: Correction,
+    update: Update,
     config: LearnConfig,
     *,
     train: int,
@@ -171,14 +218,30 @@ def candidate_provenance(
             "learn_pair": f"{prior.strong} vs {prior.weak}",
             "learn_train_samples": str(train),
             "learn_heldout_samples": str(held),
-            "learn_prior_scale": f"{correction.prior_scale:.6g}",
-            "learn_bias": f"{correction.b:.6g}",
-            "learn_weight_norm": f"{float(np.linalg.norm(correction.w)):.6g}",
+            **_update_provenance(update),
         }
     )
-    data.update({f"learn_cfg_{k}": str(v) for k, v in asdict(config).items()})
+    cfg = asdict(config)
+    if isinstance(update, NewBattles):  # the penalties are the correction's; an sw prior keeps its settings
+        cfg = {k: v for k, v in cfg.items() if k in ("holdout", "salt")}
+    data.update({f"learn_cfg_{k}": str(v) for k, v in cfg.items()})
     data.update(extra or {})
     return provenance(data, seed=0, wall_s=wall_s)
+
+
+def _update_provenance(update: Update) -> dict[str, str]:
+    if isinstance(update, NewBattles):
+        return {
+            "learn_update": "sw battles appended",
+            "learn_new_battles": str(len(update.samples)),
+            "learn_new_prompts": str(len({s.prompt for s in update.samples})),
+        }
+    return {
+        "learn_update": "mf correction folded",
+        "learn_prior_scale": f"{update.prior_scale:.6g}",
+        "learn_bias": f"{update.b:.6g}",
+        "learn_weight_norm": f"{float(np.linalg.norm(update.w)):.6g}",
+    }
 
 
 def traffic_label(path: Path) -> str:

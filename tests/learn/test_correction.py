@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 
 from harness.scorer import STRONG, WEAK, build_test_routers
+from lab.data.keys import prompt_key
+from lab.learn.candidate import NewBattles
 from lab.learn.correction import Correction, fit_correction, logit
 from lab.learn.retrain import write_candidate
 from lab.learn.scoring import Embedder, load_scoring_router
-from scorer.artifacts import load_artifact, write_manifest
+from lab.learn.traffic import STRONG_BETTER, Judged
+from scorer.artifacts import ArtifactFile, load_artifact, sha256_of, write_manifest
 from scorer.routers import LoadContext, Router, load_router
+from scorer.routers.sw import Projection
 
 
 def _data(n: int = 400, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,3 +111,39 @@ def test_folded_mf_artifact_scores_exactly_the_corrected_logit(tmp_path: Path, h
     # Pairs without the strong model are only scaled by the prior's weight.
     other = ("claude-2.1", "gpt-3.5-turbo-1106")
     np.testing.assert_allclose(logit(rates(folded, *other)), 0.7 * logit(rates(prior.router, *other)), atol=1e-5)
+
+
+def test_sw_battles_are_stored_in_the_priors_projected_space(tmp_path: Path) -> None:
+    """An SW prior with a similarity space (files.projection) gets the new prompts projected by it, the projection
+    file unchanged; a prompt judged strong-better again and again then scores higher than under the prior."""
+    routers = build_test_routers(tmp_path / "routers")
+    sw = routers / "sw"
+    m = load_artifact(sw).manifest
+    rng = np.random.default_rng(5)
+    projection = Projection(mean=rng.normal(scale=0.01, size=384), matrix=rng.normal(size=(4, 384)))
+    projection.save(sw / "projection.npz")
+    np.save(sw / m.files["embeddings"].path, projection(np.load(sw / m.files["embeddings"].path)).astype(np.float32))
+    files = {**m.files, "projection": ArtifactFile("projection.npz")}
+    files = {role: replace(f, sha256=sha256_of(sw / f.path)) for role, f in files.items()}
+    write_manifest(sw, replace(m, files=files))
+    embedder = Embedder(Path("build/encoder"), cache_dir=None, progress=False)
+    prior = load_scoring_router(sw, embedder)
+    prompt = "Prove that the square root of 2 is irrational, step by step."
+    samples = tuple(Judged(f"j{i}", prompt_key(prompt), prompt, STRONG_BETTER) for i in range(30))
+    out = write_candidate(
+        prior,
+        NewBattles(samples),
+        tmp_path / "v0001",
+        version="v0001",
+        calibration_prompts=(),
+        calibration_label="",
+        embedder=embedder,
+        prov={"note": "test"},
+    )
+    stored = np.load(out / "embeddings.npy")
+    assert stored.dtype == np.float32 and stored.shape == (len(np.load(sw / "embeddings.npy")) + 1, 4)
+    want = projection(embedder.embed([prompt], prior.router.encoder_spec))[0]
+    np.testing.assert_allclose(stored[-1], want, atol=1e-6)
+    assert (out / "projection.npz").read_bytes() == (sw / "projection.npz").read_bytes()
+    candidate = load_scoring_router(out, embedder)
+    assert candidate.score([prompt], embedder)[0] > prior.score([prompt], embedder)[0] + 0.1

@@ -7,9 +7,11 @@ candidate is served by a real scorer to check that what the lab scored is what t
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 import grpc
@@ -19,9 +21,10 @@ import pytest
 from ferryman.cli import main
 from ferryman.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from harness.scorer import build_test_routers, scorer_in_thread
-from harness.traffic import judged_rows
+from harness.traffic import FAMILIES, family_of, judged_rows
 from lab.data.arena import write_arena_csv
 from lab.learn.scoring import Embedder, load_scoring_router
+from lab.learn.traffic import load_traffic
 from scorer import versions
 from scorer.artifacts import load_artifact
 
@@ -46,6 +49,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ]
     bad = write_arena_csv(root / "noise.csv", noise)
     return {"routers": served, "mf": served / "mf", "traffic": good, "noise": bad, "cache": root / "cache"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small artifact of every router kind (``harness.scorer.build_test_routers``)."""
+    return build_test_routers(tmp_path_factory.mktemp("built"))
 
 
 def _learn(setup: dict[str, Path], *args: str) -> int:
@@ -111,7 +120,9 @@ def test_retrain_promote_serve_rollback(setup: dict[str, Path], capsys: pytest.C
     assert main(["learn", "rollback", "--router-dir", str(mf)]) == 2  # nothing earlier than base
 
 
-def test_retrain_refuses_what_it_cannot_learn_from(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_retrain_refuses_what_it_cannot_learn_from(
+    setup: dict[str, Path], built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert (
         _learn(
             setup,
@@ -126,11 +137,88 @@ def test_retrain_refuses_what_it_cannot_learn_from(setup: dict[str, Path], tmp_p
         )
         == 2
     )  # no battles of that pair
-    sw = tmp_path / "sw"
-    shutil.copytree(build_test_routers(tmp_path / "src") / "sw", sw)
-    argv = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(sw)]
-    assert _learn(setup, "retrain", *argv) == 2  # the prior must be MF
-    assert not (sw / "versions").exists() or not list((sw / "versions").iterdir())
+    bert = tmp_path / "bert"
+    shutil.copytree(built / "bert", bert)
+    argv = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(bert)]
+    capsys.readouterr()
+    assert _learn(setup, "retrain", *argv) == 2  # no update folds into a fine-tuned transformer
+    err = capsys.readouterr().err
+    assert "the prior is a bert router, which retraining from traffic cannot update" in err
+    assert "fine-tuned transformer" in err and "Serve an mf or sw router" in err
+    assert not (bert / "versions").exists() or not list((bert / "versions").iterdir())
+
+
+def test_retrain_on_an_sw_prior_appends_the_judged_battles(
+    setup: dict[str, Path], built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "routers"
+    sw = served / "sw"
+    shutil.copytree(built / "sw", sw)
+    base = load_artifact(sw).manifest
+
+    def argv(traffic: Path) -> list[str]:
+        return ["--traffic", str(traffic), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(sw)]
+
+    # Coin-flip verdicts (shuffled across prompts): the battles teach nothing and the gate keeps the base.
+    assert _learn(setup, "retrain", *argv(setup["noise"])) == 0
+    assert _learn(setup, "promote", *argv(setup["noise"]), "--candidate", "v0001") == 3
+    assert "not promoted: base keeps serving" in capsys.readouterr().out
+    assert versions.current_version(sw) == "base"
+
+    assert _learn(setup, "retrain", *argv(setup["traffic"])) == 0
+    assert "new battles:" in capsys.readouterr().out
+    cand_dir = sw / "versions" / "v0002"
+    manifest = load_artifact(cand_dir).manifest
+    assert (manifest.kind, manifest.version, manifest.params) == ("sw", "v0002", base.params)
+    assert manifest.encoder == base.encoder and manifest.calibration is not None
+    prov = manifest.provenance
+    train = int(prov["learn_new_battles"])
+    assert train == int(prov["learn_train_samples"]) > 550 and train + int(prov["learn_heldout_samples"]) == 800
+    assert prov["learn_cfg_salt"] and "learn_cfg_l2" not in prov  # the correction's penalty does not apply
+    # The prior's battles unchanged, then one battle of the strong (model_a) vs the weak model per training sample.
+    with np.load(sw / "battles.npz") as old, np.load(cand_dir / "battles.npz") as new:
+        n = len(old["outcome"])
+        assert all(np.array_equal(new[k][:n], old[k]) for k in old.files) and len(new["outcome"]) == n + train
+        assert set(new["model_a"][n:].tolist()) == {base.models.index(base.default_strong)}
+        assert set(new["model_b"][n:].tolist()) == {base.models.index(base.default_weak)}
+        assert set(new["outcome"][n:].tolist()) == {0, 1, 2}
+    # The scores move toward the verdicts: up on the family judged strong-better most (prior 0.41 there, candidate
+    # 0.62), and the families' mean scores in the order of their judged strong-win rates (the prior's are not).
+    embedder = Embedder(Path("build/encoder"), setup["cache"], progress=False)
+    prior, candidate = load_scoring_router(sw, embedder), load_scoring_router(cand_dir, embedder)
+    prompts = load_traffic(setup["traffic"], STRONG, WEAK).prompts
+    families = sorted(FAMILIES, key=lambda f: f.p_strong - f.p_weak)
+    means = []
+    for family in families:
+        ps = list(dict.fromkeys(p for p in prompts if family_of(p) == family))
+        means.append((prior.score(ps, embedder), candidate.score(ps, embedder)))
+    before, after = means[-1]
+    assert after.mean() - before.mean() > 0.1 and (after > before).mean() > 0.9
+    assert all(a[1].mean() < b[1].mean() for a, b in itertools.pairwise(means))
+    assert not all(a[0].mean() < b[0].mean() for a, b in itertools.pairwise(means))
+
+    # A running scorer hot-reloads the promoted candidate and serves what the lab scored.
+    texts = ["Prove that 17 is prime.", "Say hi to Bob in Welsh."]
+    want = candidate.score(texts, embedder)
+    with (
+        scorer_in_thread(served, reload_interval_s=0.05) as target,
+        grpc.insecure_channel(target) as channel,
+    ):
+        stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+
+        def score(prompt: str) -> scorer_pb2.ScoreResponse:
+            return stub.Score(scorer_pb2.ScoreRequest(router="sw", prompt=prompt), timeout=30)
+
+        assert score(texts[0]).artifact_version.startswith("base@")
+        assert _learn(setup, "promote", *argv(setup["traffic"]), "--candidate", "v0002") == 0
+        assert "promoted: sw now serves v0002 (was base)" in capsys.readouterr().out
+        deadline = time.monotonic() + 20
+        while score(texts[0]).router_version != "v0002" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for prompt, rate in zip(texts, want, strict=True):
+            resp = score(prompt)
+            assert resp.strong_win_rate == pytest.approx(rate, abs=1e-9)
+            assert resp.router_version == "v0002"
 
 
 def test_a_directory_that_is_no_router_is_named_not_taken_for_an_empty_one(

@@ -71,8 +71,10 @@ def traffic_args(p: argparse.ArgumentParser, *, defaults: bool) -> None:
 def learn_args(p: argparse.ArgumentParser) -> None:
     """The learner's settings (defaults chosen on the tuning sources, docs/learning.md)."""
     d = LearnConfig()
-    p.add_argument("--l2", type=float, default=d.l2, help="penalty on the correction's embedding weights")
-    p.add_argument("--prior-l2", type=float, default=d.prior_l2, help="penalty pulling the prior's weight to 1")
+    p.add_argument("--l2", type=float, default=d.l2, help="penalty on the correction's embedding weights (mf prior)")
+    p.add_argument(
+        "--prior-l2", type=float, default=d.prior_l2, help="penalty pulling the prior's weight to 1 (mf prior)"
+    )
     p.add_argument("--holdout", type=float, default=d.holdout, help="share of prompts held back for the gate")
 
 

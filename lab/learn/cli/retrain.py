@@ -1,9 +1,12 @@
-"""``ferryman learn retrain``: the router's base plus a correction learnt from judged traffic -> a new version.
+"""``ferryman learn retrain``: the router's base updated by judged traffic -> a new version.
 
 Reads an exported store file (Arena 55k schema; ``ferryman learn export``), keeps the battles of
 ``--strong`` vs ``--weak``, holds a slice of the prompts back for ``ferryman learn promote``, and
-fits the correction on the rest on top of the router's base version (trained on the public data).
-The candidate is calibrated on the traffic's own prompts and written as ``versions/vNNNN`` of the
+updates the router's base version (trained on the public data) with the rest: an mf router gets a
+correction fitted on top of it (--l2, --prior-l2), an sw router gets the judged samples appended as
+battles of its strong vs weak model (its encoder, projection and settings unchanged). A bert router
+is refused: its score is its own fine-tuned transformer's, which retrain does not fine-tune. The
+candidate is calibrated on the traffic's own prompts and written as ``versions/vNNNN`` of the
 router directory; it does not serve until promoted.
 """
 
@@ -16,7 +19,8 @@ from lab.learn import cli
 from lab.learn.retrain import (
     candidate_provenance,
     check_prior,
-    fit_on_samples,
+    describe,
+    fit_update,
     split_holdout,
     traffic_label,
     write_candidate,
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     cli.traffic_args(parser, defaults=False)
     cli.router_dir_arg(parser)
-    parser.add_argument("--prior", default=versions.BASE, help="version the correction is learnt on top of")
+    parser.add_argument("--prior", default=versions.BASE, help="version the update is learnt on top of")
     cli.learn_args(parser)
     cli.embedder_args(parser)
 
@@ -56,15 +60,14 @@ def _retrain(args: argparse.Namespace) -> int:
             "note: nothing is held back (--holdout 0 or too little traffic), so `ferryman learn promote` cannot gate "
             "this candidate: it will refuse it"
         )
-    correction = fit_on_samples(prior, train, embedder, config)
-    weight_norm = float((correction.w**2).sum() ** 0.5)
-    print(f"correction: prior weight {correction.prior_scale:.3f}, bias {correction.b:+.3f}, |w| {weight_norm:.3f}")
+    update = fit_update(prior, train, embedder, config)
+    print(describe(update))
     label = traffic_label(args.traffic)
     with versions.new_version(args.router_dir) as (version, tmp):
         prov = candidate_provenance(
             prior,
             prior_version,
-            correction,
+            update,
             config,
             train=len(train),
             held=len(held),
@@ -73,7 +76,7 @@ def _retrain(args: argparse.Namespace) -> int:
         )
         write_candidate(
             prior,
-            correction,
+            update,
             tmp,
             version=version,
             calibration_prompts=traffic.prompts,
