@@ -20,9 +20,10 @@ stand-in):
 
 The update is always learnt on top of the base, from all judged traffic so far,
 never on top of an earlier candidate, so updates do not compound. A **bert** prior
-is refused (:func:`check_prior`). Settings (:class:`LearnConfig`) were chosen on
-held-out tuning sources (docs/learning.md, docs/lab-log.md), not on the sources the
-curve reports; an SW prior keeps its shipped settings.
+is refused (:func:`check_prior`; :func:`bert_head` says what its score is). Settings
+(:class:`LearnConfig`) were chosen on held-out tuning sources (docs/learning.md,
+docs/lab-log.md), not on the sources the curve reports; an SW prior keeps its shipped
+settings.
 """
 
 from __future__ import annotations
@@ -40,7 +41,16 @@ from lab.learn.correction import Correction, fit_correction, logit
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, in_holdout, targets
 from lab.train.output import provenance
-from scorer.artifacts import MANIFEST_NAME, ArtifactFile, Calibration, load_artifact, sha256_of, write_manifest
+from scorer.artifacts import (
+    DEFAULT_HEAD_PRECISION,
+    HEAD_PRECISION_PARAM,
+    MANIFEST_NAME,
+    ArtifactFile,
+    Calibration,
+    load_artifact,
+    sha256_of,
+    write_manifest,
+)
 from scorer.routers import length_head
 
 WEIGHTS_FILE = "weights.npz"
@@ -100,19 +110,39 @@ def fit_on_samples(
 
 def check_prior(prior: ScoringRouter) -> None:
     """The prior must be a kind retrain can update: mf (a folded correction) or sw (appended battles)."""
-    kind = prior.artifact.manifest.kind
-    if kind == "bert":
+    m = prior.artifact.manifest
+    if m.kind == "bert":
         raise ValueError(
             f"{prior.artifact.root}: the prior is a bert router, which retraining from traffic cannot update: its "
-            "score comes from its own fine-tuned transformer, so no correction of the frozen encoder's embedding "
-            "folds into it and it keeps no battles to append to; learning from traffic would mean fine-tuning that "
-            "transformer (torch, a GPU), which retrain does not do. Serve an mf or sw router to learn from traffic"
+            f"score is {bert_head(m.params)}, and its strong win rate p(strong) + tie_weight * p(tie) is not a "
+            "sigmoid of a linear function of that graph's features, so mf's logit correction does not fold into "
+            "the head exactly; the head is compiled into the ONNX graph, so a new head would mean a new delta.npz "
+            "and rebuilt graphs (`ferryman build routers`), and it keeps no battles to append to. Retrain does "
+            "neither. Serve an mf or sw router to learn from traffic"
         )
-    if kind not in LEARNABLE_KINDS:
+    if m.kind not in LEARNABLE_KINDS:
         raise ValueError(
-            f"{prior.artifact.root}: the prior is a {kind} router; retraining from traffic updates "
+            f"{prior.artifact.root}: the prior is a {m.kind} router; retraining from traffic updates "
             f"{' or '.join(LEARNABLE_KINDS)} artifacts only"
         )
+
+
+def bert_head(params: Mapping[str, object]) -> str:
+    """What a bert artifact's score is, from its manifest's ``params`` (``train_layers``: the transformer layers
+    training changed, 0 for the probe alone, ``lab.train.bert.changed_layers``; ``head_precision``)."""
+    layers = params.get("train_layers")
+    precision = params.get(HEAD_PRECISION_PARAM, DEFAULT_HEAD_PRECISION)
+    if layers == 0:
+        return (
+            f"a linear probe, a 3-class (strong / tie / weak) {precision} head on the pooled vectors of the "
+            "frozen base encoder in its served int8 graph (the transformer is not fine-tuned)"
+        )
+    if isinstance(layers, int) and layers > 0:
+        return (
+            f"a 3-class (strong / tie / weak) {precision} head on a transformer whose top {layers} layer(s) it "
+            "fine-tuned"
+        )
+    return "its own 3-class (strong / tie / weak) classifier graph"
 
 
 def fit_update(prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder, config: LearnConfig) -> Update:

@@ -137,15 +137,29 @@ def test_retrain_refuses_what_it_cannot_learn_from(
         )
         == 2
     )  # no battles of that pair
-    bert = tmp_path / "bert"
-    shutil.copytree(built / "bert", bert)
-    argv = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(bert)]
-    capsys.readouterr()
-    assert _learn(setup, "retrain", *argv) == 2  # no update folds into a fine-tuned transformer
-    err = capsys.readouterr().err
-    assert "the prior is a bert router, which retraining from traffic cannot update" in err
-    assert "fine-tuned transformer" in err and "Serve an mf or sw router" in err
-    assert not (bert / "versions").exists() or not list((bert / "versions").iterdir())
+    # what the bert prior's score is, from its params (the shipped router: the probe alone, fp32 head)
+    says = {
+        "probe": ({"train_layers": 0, "head_precision": "fp32"}, "its score is a linear probe, a 3-class"),
+        "tuned": ({"train_layers": 2}, "int8 head on a transformer whose top 2 layer(s) it fine-tuned"),
+        "plain": ({}, "its score is its own 3-class (strong / tie / weak) classifier graph"),
+    }
+    for name, (params, what) in says.items():
+        bert = tmp_path / name
+        shutil.copytree(built / "bert", bert)
+        manifest = json.loads((bert / "manifest.json").read_text())
+        manifest["params"].update(params)
+        if params.get("head_precision") == "fp32":
+            manifest["format_version"] = 4  # the format that marks an fp32 head
+        (bert / "manifest.json").write_text(json.dumps(manifest))
+        argv = ["--traffic", str(setup["traffic"]), "--strong", STRONG, "--weak", WEAK, "--router-dir", str(bert)]
+        capsys.readouterr()
+        assert _learn(setup, "retrain", *argv) == 2  # no update folds into its graph's 3-class head
+        err = capsys.readouterr().err
+        assert "the prior is a bert router, which retraining from traffic cannot update" in err
+        assert what in err and "Serve an mf or sw router" in err
+        assert "fine-tuned transformer" not in err  # the shipped bert is a probe on frozen features
+        assert ("fp32 head on the pooled vectors of the frozen base encoder" in err) == (name == "probe")
+        assert not (bert / "versions").exists() or not list((bert / "versions").iterdir())
 
 
 def test_retrain_on_an_sw_prior_appends_the_judged_battles(

@@ -5,7 +5,9 @@ Reads an exported store file (Arena 55k schema; ``ferryman learn export``), keep
 updates the router's base version (trained on the public data) with the rest: an mf router gets a
 correction fitted on top of it (--l2, --prior-l2), an sw router gets the judged samples appended as
 battles of its strong vs weak model (its encoder, projection and settings unchanged). A bert router
-is refused: its score is its own fine-tuned transformer's, which retrain does not fine-tune. The
+is refused: its score is a 3-class head compiled into its ONNX graph (the shipped one: a linear probe,
+an fp32 head on the frozen, served int8 encoder's pooled vectors, not fine-tuned), into which that
+correction does not fold exactly, and retrain does not refit that head or rebuild the graph. The
 candidate is calibrated on the traffic's own prompts and written as ``versions/vNNNN`` of the
 router directory; it does not serve until promoted.
 """
