@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,6 +183,14 @@ def judged_rows(n: int, strong: str, weak: str, *, seed: int = 0, other_pairs: i
         text, _ = prompts(1, seed + 1000 + j)[0]
         rows.append(_row(f"other-{seed}-{j}", "model-x", "model-y", text, j % 2 == 0, j % 2 == 1))
     return rows
+
+
+def shuffled_verdicts(rows: list[dict[str, str]], seed: int = 0) -> list[dict[str, str]]:
+    """``rows`` with their verdicts shuffled between them: the same prompts, coin-flip outcomes (nothing to learn)."""
+    keys = ("winner_model_a", "winner_model_b", "winner_tie")
+    verdicts = [tuple(r[k] for k in keys) for r in rows]
+    random.Random(seed).shuffle(verdicts)
+    return [r | dict(zip(keys, v, strict=True)) for r, v in zip(rows, verdicts, strict=True)]
 
 
 def _row(ident: str, a: str, b: str, text: str, a_wins: bool, b_wins: bool) -> dict[str, str]:

@@ -11,19 +11,21 @@ stand-in):
    public data — from the training part (:func:`fit_update`): for an **mf** prior,
    score the training part and fit the correction (:mod:`lab.learn.correction`) with
    the prior's logit as an offset whose weight is learnt (shrunk towards 1); for an
-   **sw** prior, the training part's samples are the new battles;
+   **sw** prior, the training part's samples are the new battles; a **bert** prior is
+   trained again by its recipe on the recipe's data plus those battles
+   (:mod:`lab.learn.bert_retrain`);
 3. write the candidate of the prior's kind (:mod:`lab.learn.candidate`: the
    correction folded into a copy of the MF weights, or the battles appended to the
-   SW artifact, encoder and projection unchanged), calibrate it on the traffic's own
-   prompts (the thresholds that send 0..100 % of *this* traffic strong), and write
-   it as a new immutable version (:mod:`scorer.versions`).
+   SW artifact, encoder and projection unchanged; the retrained BERT's delta and
+   built graphs), calibrate it on the traffic's own prompts (the thresholds that send
+   0..100 % of *this* traffic strong), and write it as a new immutable version
+   (:mod:`scorer.versions`).
 
 The update is always learnt on top of the base, from all judged traffic so far,
-never on top of an earlier candidate, so updates do not compound. A **bert** prior
-is refused (:func:`check_prior`; :func:`bert_head` says what its score is). Settings
+never on top of an earlier candidate, so updates do not compound. Settings
 (:class:`LearnConfig`) were chosen on held-out tuning sources (docs/learning.md,
-docs/lab-log.md), not on the sources the curve reports; an SW prior keeps its shipped
-settings.
+docs/lab-log.md), not on the sources the curve reports; an SW or BERT prior keeps its
+shipped settings.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from lab.eval.calibrate import thresholds
+from lab.learn.bert_retrain import BertRetrain, prior_recipe, train_bert_candidate
 from lab.learn.candidate import NewBattles, append_battles, fold_into_mf
 from lab.learn.correction import Correction, fit_correction, logit
 from lab.learn.scoring import Embedder, ScoringRouter, load_scoring_router
 from lab.learn.traffic import Judged, in_holdout, targets
 from lab.train.output import provenance
+from lab.train.recipe import Recipe
 from scorer.artifacts import (
-    DEFAULT_HEAD_PRECISION,
-    HEAD_PRECISION_PARAM,
     MANIFEST_NAME,
     ArtifactFile,
     Calibration,
@@ -54,9 +56,10 @@ from scorer.artifacts import (
 from scorer.routers import length_head
 
 WEIGHTS_FILE = "weights.npz"
-LEARNABLE_KINDS = ("mf", "sw")  # router kinds retrain can update (check_prior)
+LEARNABLE_KINDS = ("mf", "sw", "bert")  # router kinds retrain can update (check_prior)
 
-Update = Correction | NewBattles  # what a retrain learnt: a correction (mf prior) or new battles (sw prior)
+# What a retrain learnt: a correction (mf prior), new battles (sw prior), or a bert prior's recipe and battles.
+Update = Correction | NewBattles | BertRetrain
 
 
 @dataclass(frozen=True)
@@ -109,47 +112,36 @@ def fit_on_samples(
 
 
 def check_prior(prior: ScoringRouter) -> None:
-    """The prior must be a kind retrain can update: mf (a folded correction) or sw (appended battles)."""
+    """The prior must be a kind retrain can update: mf (a folded correction), sw (appended battles) or bert
+    (trained again by its recipe)."""
     m = prior.artifact.manifest
-    if m.kind == "bert":
-        raise ValueError(
-            f"{prior.artifact.root}: the prior is a bert router, which retraining from traffic cannot update: its "
-            f"score is {bert_head(m.params)}, and its strong win rate p(strong) + tie_weight * p(tie) is not a "
-            "sigmoid of a linear function of that graph's features, so mf's logit correction does not fold into "
-            "the head exactly; the head is compiled into the ONNX graph, so a new head would mean a new delta.npz "
-            "and rebuilt graphs (`ferryman build routers`), and it keeps no battles to append to. Retrain does "
-            "neither. Serve an mf or sw router to learn from traffic"
-        )
     if m.kind not in LEARNABLE_KINDS:
         raise ValueError(
             f"{prior.artifact.root}: the prior is a {m.kind} router; retraining from traffic updates "
-            f"{' or '.join(LEARNABLE_KINDS)} artifacts only"
+            f"{', '.join(LEARNABLE_KINDS)} artifacts only"
         )
 
 
-def bert_head(params: Mapping[str, object]) -> str:
-    """What a bert artifact's score is, from its manifest's ``params`` (``train_layers``: the transformer layers
-    training changed, 0 for the probe alone, ``lab.train.bert.changed_layers``; ``head_precision``)."""
-    layers = params.get("train_layers")
-    precision = params.get(HEAD_PRECISION_PARAM, DEFAULT_HEAD_PRECISION)
-    if layers == 0:
-        return (
-            f"a linear probe, a 3-class (strong / tie / weak) {precision} head on the pooled vectors of the "
-            "frozen base encoder in its served int8 graph (the transformer is not fine-tuned)"
-        )
-    if isinstance(layers, int) and layers > 0:
-        return (
-            f"a 3-class (strong / tie / weak) {precision} head on a transformer whose top {layers} layer(s) it "
-            "fine-tuned"
-        )
-    return "its own 3-class (strong / tie / weak) classifier graph"
-
-
-def fit_update(prior: ScoringRouter, samples: Sequence[Judged], embedder: Embedder, config: LearnConfig) -> Update:
+def fit_update(
+    prior: ScoringRouter,
+    samples: Sequence[Judged],
+    embedder: Embedder,
+    config: LearnConfig,
+    *,
+    recipe: Recipe | None = None,
+    data_dir: Path | None = None,
+) -> Update:
     """What a candidate learns from the training part ``samples``: the correction of an mf prior, the new battles
-    of an sw prior (which keeps its shipped settings: ``config``'s penalties do not apply)."""
+    of an sw prior, the recipe (``recipe``, else the one the prior records) and battles a bert prior is trained
+    again with (its data under ``data_dir``); sw and bert keep their shipped settings (``config``'s penalties do
+    not apply)."""
     check_prior(prior)
-    if prior.artifact.manifest.kind == "sw":
+    kind = prior.artifact.manifest.kind
+    if recipe is not None and kind != "bert":
+        raise ValueError(f"a recipe retrains a bert prior; this prior is {kind} (leave out --recipe)")
+    if kind == "bert":
+        return BertRetrain(prior_recipe(prior, recipe), tuple(samples), data_dir)
+    if kind == "sw":
         return NewBattles(tuple(samples))
     return fit_on_samples(prior, samples, embedder, config)
 
@@ -158,6 +150,8 @@ def describe(update: Update) -> str:
     """One line for the operator about what was learnt."""
     if isinstance(update, NewBattles):
         return f"new battles: {update.summary()}"
+    if isinstance(update, BertRetrain):
+        return f"bert trained again: {update.summary()}"
     norm = float(np.linalg.norm(update.w))
     return f"correction: prior weight {update.prior_scale:.3f}, bias {update.b:+.3f}, |w| {norm:.3f}"
 
@@ -181,7 +175,12 @@ def write_candidate(
     """Write the prior updated by ``update`` to ``out_dir`` and calibrate it on ``calibration_prompts``."""
     check_prior(prior)
     m = prior.artifact.manifest
-    if isinstance(update, NewBattles):
+    if isinstance(update, BertRetrain):
+        if m.kind != "bert":
+            raise ValueError(f"{prior.artifact.root}: a bert recipe retrains a bert prior, this one is {m.kind}")
+        m = train_bert_candidate(prior, update, out_dir, embedder)  # its own manifest: files, params, provenance
+        files, params, prov = dict(m.files), dict(m.params), {**m.provenance, **prov}
+    elif isinstance(update, NewBattles):
         if m.kind != "sw":
             raise ValueError(f"{prior.artifact.root}: new battles update an sw prior, this one is {m.kind}")
         files, params = append_battles(prior, update, embedder, out_dir), dict(m.params)
@@ -252,7 +251,7 @@ def candidate_provenance(
         }
     )
     cfg = asdict(config)
-    if isinstance(update, NewBattles):  # the penalties are the correction's; an sw prior keeps its settings
+    if isinstance(update, NewBattles | BertRetrain):  # the penalties are the correction's; sw, bert keep theirs
         cfg = {k: v for k, v in cfg.items() if k in ("holdout", "salt")}
     data.update({f"learn_cfg_{k}": str(v) for k, v in cfg.items()})
     data.update(extra or {})
@@ -260,6 +259,13 @@ def candidate_provenance(
 
 
 def _update_provenance(update: Update) -> dict[str, str]:
+    if isinstance(update, BertRetrain):
+        return {
+            "learn_update": "bert trained again with the judged battles",
+            "learn_recipe": update.recipe.source,
+            "learn_new_battles": str(len(update.samples)),
+            "learn_new_prompts": str(len({s.prompt for s in update.samples})),
+        }
     if isinstance(update, NewBattles):
         return {
             "learn_update": "sw battles appended",

@@ -245,19 +245,10 @@ def _train(args: argparse.Namespace, recipes: list[Recipe]) -> None:
         data = None
         if trainer.needs_data:
             from lab.data.folds import FoldAssignment
-            from lab.train.data import load_training_data
+            from lab.train.recipe import recipe_data
 
-            named = recipe.golden or recipe.arena or recipe.battles
-            data_dir = args.data_dir or (default_data_dir() if named else None)
             exclude = FoldAssignment.load(args.exclude_folds) if args.exclude_folds else None
-            data = load_training_data(
-                battles=recipe.battles_path(data_dir),
-                golden=list(recipe.golden),
-                arena=list(recipe.arena),
-                data_dir=data_dir,
-                exclude=exclude,
-                fold=args.fold,
-            )
+            data = recipe_data(recipe, args.data_dir, exclude=exclude, fold=args.fold)
             print(f"training data: {data.provenance()}", flush=True)
         train_recipe(recipe, data, target, ctx)
     except DataError as exc:

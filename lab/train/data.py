@@ -81,6 +81,13 @@ class TrainingData:
         sources = [s for s in self.sources if s in counts]
         return TrainingData(kept, sources, self.excluded + len(self.pairs) - len(kept), dict(counts), info)
 
+    def plus(self, other: TrainingData) -> TrainingData:
+        """This data followed by ``other``'s pairs (its sources after these; prompt facts: this data's first)."""
+        pairs = [*self.pairs, *other.pairs]
+        counts = Counter(p.source for p in pairs)
+        sources = [s for s in dict.fromkeys([*self.sources, *other.sources]) if s in counts]
+        return TrainingData(pairs, sources, self.excluded + other.excluded, dict(counts), {**other.info, **self.info})
+
     def prompts(self) -> list[str]:
         """Distinct prompts in first-seen order."""
         return list(dict.fromkeys(p.prompt for p in self.pairs))

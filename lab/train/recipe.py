@@ -25,7 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lab.train.data import TrainingData, parse_arena, parse_golden
+from lab.data.benchmarks import default_data_dir
+from lab.data.folds import FoldAssignment
+from lab.train.data import TrainingData, load_training_data, parse_arena, parse_golden
 from lab.train.jobs import Target, TrainContext, trainer_for
 from scorer.artifacts import FULL_LAYERS, MANIFEST_NAME, EncoderSpec, parse_manifest, read_json_file, write_manifest
 from scorer.routers import ROUTER_KINDS, truncation_refused
@@ -191,6 +193,23 @@ def describe(recipe: Recipe) -> str:
         window += f", layers={recipe.encoder.layers}"
     head = f", length_beta={recipe.length_beta:g}" if recipe.length_beta else ""
     return f"{recipe.source}: seed={recipe.seed}, data {data}, {window}{head}" + (f", {values}" if values else "")
+
+
+def recipe_data(
+    recipe: Recipe, data_dir: Path | None, *, exclude: FoldAssignment | None = None, fold: int | None = None
+) -> TrainingData:
+    """The recipe's training data (golden labels, arena sources, battles file), without fold ``fold`` of
+    ``exclude``; ``data_dir`` defaults to ``$FERRYMAN_DATA`` when the recipe names data there."""
+    named = recipe.golden or recipe.arena or recipe.battles
+    data_dir = data_dir or (default_data_dir() if named else None)
+    return load_training_data(
+        battles=recipe.battles_path(data_dir),
+        golden=list(recipe.golden),
+        arena=list(recipe.arena),
+        data_dir=data_dir,
+        exclude=exclude,
+        fold=fold,
+    )
 
 
 def train_recipe(recipe: Recipe, data: TrainingData | None, target: Target, ctx: TrainContext) -> Path:

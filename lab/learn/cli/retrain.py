@@ -5,17 +5,20 @@ Reads an exported store file (Arena 55k schema; ``ferryman learn export``), keep
 updates the router's base version (trained on the public data) with the rest: an mf router gets a
 correction fitted on top of it (--l2, --prior-l2), an sw router gets the judged samples appended as
 battles of its strong vs weak model (its encoder, projection and settings unchanged). A bert router
-is refused: its score is a 3-class head compiled into its ONNX graph (the shipped one: a linear probe,
-an fp32 head on the frozen, served int8 encoder's pooled vectors, not fine-tuned), into which that
-correction does not fold exactly, and retrain does not refit that head or rebuild the graph. The
-candidate is calibrated on the traffic's own prompts and written as ``versions/vNNNN`` of the
-router directory; it does not serve until promoted.
+(whose score is a 3-class head compiled into its ONNX graph) is trained again, as ``ferryman train
+bert`` trains it: by the recipe it was trained with (rebuilt from its manifest's provenance; when
+that does not record it, e.g. a --battles file, give --recipe FILE), on the recipe's data (under
+--data-dir) plus the training part as battles of its strong vs weak model, weighted like the
+recipe's arena battles, its graphs built as ``ferryman build routers`` builds them. The candidate
+is calibrated on the traffic's own prompts and written as ``versions/vNNNN`` of the router
+directory; it does not serve until promoted.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from lab.learn import cli
 from lab.learn.retrain import (
@@ -29,6 +32,7 @@ from lab.learn.retrain import (
 )
 from lab.learn.scoring import load_scoring_router
 from lab.learn.traffic import load_traffic
+from lab.train.recipe import load_recipe
 from scorer import versions
 
 
@@ -38,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.router_dir_arg(parser)
     parser.add_argument("--prior", default=versions.BASE, help="version the update is learnt on top of")
     cli.learn_args(parser)
+    parser.add_argument(
+        "--recipe",
+        help="bert prior: the recipe (name or .toml file) to train the candidate with (default: the one the prior's "
+        "manifest records; required when it records none, e.g. a router trained on a --battles file)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="bert prior: public data root the recipe's data is under (default $FERRYMAN_DATA)"
+    )
     cli.embedder_args(parser)
 
 
@@ -48,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 def _retrain(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     config = cli.config(args)
+    recipe = load_recipe(args.recipe) if args.recipe else None  # a bad recipe before any work
     embedder = cli.embedder(args)
     traffic = load_traffic(args.traffic, args.strong, args.weak)
     print(traffic.summary(), flush=True)
@@ -62,7 +75,7 @@ def _retrain(args: argparse.Namespace) -> int:
             "note: nothing is held back (--holdout 0 or too little traffic), so `ferryman learn promote` cannot gate "
             "this candidate: it will refuse it"
         )
-    update = fit_update(prior, train, embedder, config)
+    update = fit_update(prior, train, embedder, config, recipe=recipe, data_dir=args.data_dir)
     print(describe(update))
     label = traffic_label(args.traffic)
     with versions.new_version(args.router_dir) as (version, tmp):
