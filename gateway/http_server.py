@@ -35,6 +35,13 @@ from gateway.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
+# uvicorn's loggers take their level here, once, at import: a uvicorn.Config given a log_level sets it on every
+# server it configures, and each Logger.setLevel clears every logger's cache under logging's module lock — a
+# garbage collection there can finalize a grpc object that waits for a lock held by a grpc thread that is itself
+# waiting for logging's lock (a deadlock seen with the gateway's two HTTP servers starting beside a running gRPC
+# server). Configured servers get log_level=None.
+logging.getLogger("uvicorn").setLevel(logging.WARNING)
+
 #: After the drain: how long requests still running get to write their error, in seconds.
 FINISH_S = 2.0
 
@@ -253,7 +260,7 @@ def create_http_server(app: Any, host: str, port: int, limits: LimitsConfig, lif
         http=protocol_for(limits, lifecycle),
         ws="none",
         lifespan="off",
-        log_level="warning",
+        log_level=None,  # the level is set once above, not per server
         log_config=None,  # uvicorn's loggers write through the gateway's handler and format (gateway.main)
         access_log=False,
     )

@@ -181,7 +181,8 @@ class FakeProvider(LocalProvider):
 
     def start(self, port: int = 0) -> FakeProvider:
         """Serve in a background thread on 127.0.0.1 (port 0 = a free port)."""
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+        # log_level None: no Logger.setLevel while other servers run in this process (gateway.http_server says why)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, lifespan="off", log_level=None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"fake-provider-{self.name}", daemon=True)
         self._thread.start()
